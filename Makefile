@@ -1,0 +1,62 @@
+# backchannel: async messaging for AI coding agents.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/backchannel
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
+CPPFLAGS += -Ilib
+LDLIBS ?=
+
+PROGS = bch-init bch-send bch-drain bch-claim bch-sub bch-agents
+SCRIPTS = bch
+LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/io.o \
+	lib/json.o lib/msg.o lib/scope.o lib/show.o lib/spool.o lib/spool-fs.o
+MAN1 = $(wildcard man/*.1)
+MAN7 = $(wildcard man/*.7)
+BATS ?= bats
+
+all: $(PROGS:%=bin/%)
+
+lib/libbch.a: $(LIBOBJ)
+	$(AR) rcs $@ $(LIBOBJ)
+
+$(LIBOBJ): lib/*.h
+bin/%: bin/%.c lib/libbch.a lib/*.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< lib/libbch.a $(LDLIBS)
+
+check: all
+	sh t/run
+
+check-asan:
+	$(MAKE) clean
+	$(MAKE) all CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		sh t/run
+	$(MAKE) clean
+
+bench: all
+	@for b in t/bench/*.sh; do sh $$b || exit 1; done
+
+lint:
+	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DOCDIR)
+	for p in $(PROGS); do install -m 0755 bin/$$p $(DESTDIR)$(BINDIR)/$$p || exit 1; done
+	for p in $(SCRIPTS); do install -m 0755 bin/$$p $(DESTDIR)$(BINDIR)/$$p || exit 1; done
+	for m in $(MAN1); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man1/ || exit 1; done
+	for m in $(MAN7); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man7/ || exit 1; done
+	install -m 0644 SKILL.md README.md LICENSE $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	for p in $(PROGS) $(SCRIPTS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
+	for m in $(MAN1); do rm -f $(DESTDIR)$(MANDIR)/man1/$${m##*/}; done
+	for m in $(MAN7); do rm -f $(DESTDIR)$(MANDIR)/man7/$${m##*/}; done
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a
+
+.PHONY: all check check-asan bench lint install uninstall clean

@@ -1,0 +1,162 @@
+/* bch-claim: claim the messages named by id or unique id prefix (as
+ * arguments, or one per line on standard input) and print them.
+ *
+ * Design rationale. A message is deleted (or, with --keep, moved to
+ * cur/) only after its text reached standard output, as in bch-drain.
+ * A name that matches nothing or more than one message is reported and
+ * the others still go through; the exit status is 100 if any failed. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "show.h"
+
+static const char usage[] =
+    "bch-claim [--keep] [--json | --jsonl] <id-or-prefix>... | "
+    "bch-claim < ids";
+
+enum form { HUMAN, JSON, JSONL };
+
+struct claim {
+	struct cli *c;
+	enum form form;
+	int keep;
+	size_t shown;
+	struct spool_item *items;
+	size_t n;
+	char *taken; /* items already claimed in this run */
+};
+
+/* Index of the one item whose id starts with p; -1 none, -2 several. */
+static long
+find(const struct claim *k, const char *p)
+{
+	size_t i, len = strlen(p);
+	long hit = -1;
+
+	for (i = 0; i < k->n; i++) {
+		if (strncmp(k->items[i].id, p, len) != 0 || k->taken[i])
+			continue;
+		if (strlen(k->items[i].id) == len)
+			return (long)i;
+		if (hit >= 0)
+			return -2;
+		hit = (long)i;
+	}
+	return hit;
+}
+
+static int
+claim_one(struct claim *k, const char *p)
+{
+	struct cli *c = k->c;
+	struct spool_claim sc;
+	struct buf out = BUF_INIT;
+	struct msg m;
+	long i = find(k, p);
+	int rc;
+
+	if (!*p || strlen(p) > ID_MAX_LEN || i == -1) {
+		fprintf(stderr, "%s: no unread message %.*s — see bch inbox\n",
+		    c->prog, ID_MAX_LEN, p);
+		return BCH_PERM;
+	}
+	if (i == -2) {
+		fprintf(stderr, "%s: id prefix %s matches several messages — "
+		    "give more of the id\n", c->prog, p);
+		return BCH_PERM;
+	}
+	rc = spool_take(c->sp, c->cfg.agent, &k->items[i], &m, &sc, &c->e);
+	if (rc <= 0) {
+		if (rc < 0)
+			cli_fail(c);
+		fprintf(stderr, "%s: message %s was claimed by another reader\n",
+		    c->prog, k->items[i].id);
+		return BCH_PERM;
+	}
+	k->taken[i] = 1;
+	if (k->form == HUMAN) {
+		if (k->shown)
+			buf_addc(&out, '\n');
+		show_human(&out, &m);
+	} else if (k->form == JSONL) {
+		show_jsonl(&out, &m);
+	} else {
+		buf_adds(&out, k->shown ? ",\n" : "[\n");
+		msg_encode(&m, &out);
+	}
+	k->shown++;
+	msg_free(&m);
+	if (cli_write(&out) < 0) {
+		err_sys(&c->e, "cannot write to standard output");
+		spool_release(c->sp, &sc, NULL);
+		buf_free(&out);
+		cli_fail(c);
+	}
+	buf_free(&out);
+	if (spool_ack(c->sp, &sc, k->keep, &c->e) < 0)
+		cli_fail(c);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "keep", no_argument, 0, 'k' },
+		{ "json", no_argument, 0, 'j' },
+		{ "jsonl", no_argument, 0, 'l' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct claim k;
+	struct cli c;
+	struct buf tail = BUF_INIT;
+	int ch, rc, worst = 0, i;
+
+	memset(&k, 0, sizeof k);
+	k.c = &c;
+	cli_init(&c, "bch-claim");
+	while ((ch = getopt_long(argc, argv, "hkjl", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k': k.keep = 1; break;
+		case 'j': k.form = JSON; break;
+		case 'l': k.form = JSONL; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&c, usage, "unknown option");
+		}
+	}
+	if (optind == argc && isatty(0))
+		cli_usage(&c, usage, "missing message id");
+	cli_open(&c, 1);
+	if (spool_list(c.sp, c.cfg.agent, &k.items, &k.n, &c.e) < 0)
+		cli_fail(&c);
+	k.taken = xcalloc(k.n + 1, 1);
+	if (optind < argc) {
+		for (i = optind; i < argc; i++)
+			if ((rc = claim_one(&k, argv[i])) > worst)
+				worst = rc;
+	} else {
+		char line[256];
+		while (fgets(line, sizeof line, stdin)) {
+			line[strcspn(line, "\r\n")] = 0;
+			if (line[0] && (rc = claim_one(&k, line)) > worst)
+				worst = rc;
+		}
+	}
+	if (k.form == JSON) {
+		buf_adds(&tail, k.shown ? "\n]\n" : "[]\n");
+		if (cli_write(&tail) < 0) {
+			err_sys(&c.e, "cannot write to standard output");
+			cli_fail(&c);
+		}
+		buf_free(&tail);
+	}
+	spool_items_free(k.items, k.n);
+	free(k.taken);
+	cli_close(&c);
+	return worst;
+}

@@ -1,0 +1,239 @@
+/* bch-drain: claim every matching unread message and print it; with
+ * --peek, list them and claim nothing (bch inbox).
+ *
+ * Design rationale. Output is written in blocks, and the messages of a
+ * block are deleted only after the block reached standard output: a
+ * failed write (a closed pipe, a full disk) returns the block's claims to
+ * the inbox, and a drain killed half-way leaves claims that the next
+ * reader puts back. The hook form is made for a prompt hook: it prints
+ * nothing when there is nothing, keeps within a byte budget (the rest
+ * stays queued, and it says how many), and fences each body as untrusted
+ * text under a nonce its sender cannot know. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "scope.h"
+#include "show.h"
+
+static const char usage[] =
+    "bch-drain [--peek] [--json | --jsonl | --hook | --brief] "
+    "[--match scope | --here] [--budget bytes]";
+
+enum form { HUMAN, BRIEF, JSON, JSONL, HOOK };
+
+struct drain {
+	struct cli *c;
+	enum form form;
+	int peek;
+	const char *match;
+	size_t budget;
+	struct buf out;            /* rendered, not yet written */
+	struct spool_claim *held;  /* claims covered by out */
+	size_t nheld;
+	size_t shown;
+};
+
+static void
+render(struct drain *d, const struct msg *m, const char *fence)
+{
+	if (d->shown && (d->form == HUMAN))
+		buf_addc(&d->out, '\n');
+	switch (d->form) {
+	case HUMAN: show_human(&d->out, m); break;
+	case BRIEF: show_brief(&d->out, m); break;
+	case JSONL: show_jsonl(&d->out, m); break;
+	case JSON:
+		buf_adds(&d->out, d->shown ? ",\n" : "[\n");
+		msg_encode(m, &d->out);
+		break;
+	case HOOK:
+		if (d->shown)
+			buf_addc(&d->out, '\n');
+		show_hook(&d->out, m, fence, d->budget / 2);
+		break;
+	}
+	d->shown++;
+}
+
+/* Write what is rendered, then settle the claims it covers. */
+static int
+flush(struct drain *d)
+{
+	struct cli *c = d->c;
+	size_t i;
+	int failed = 0;
+
+	if (d->out.len && cli_write(&d->out) < 0) {
+		err_sys(&c->e, "cannot write to standard output");
+		failed = 1;
+	}
+	for (i = 0; i < d->nheld; i++) {
+		struct err e;
+		if (failed ? spool_release(c->sp, &d->held[i], &e) :
+		    spool_ack(c->sp, &d->held[i], 0, &e))
+			fprintf(stderr, "%s: %s\n", c->prog, e.msg);
+	}
+	d->nheld = 0;
+	buf_reset(&d->out);
+	return failed ? -1 : 0;
+}
+
+static int
+wanted(const struct drain *d, const struct spool_item *it)
+{
+	if (d->peek && !d->match)
+		return 1; /* listing shows everything waiting */
+	return scope_match(it->scope, d->match);
+}
+
+static void
+fence_nonce(char *out)
+{
+	char id[37];
+
+	if (uuid_v4(id) < 0)
+		snprintf(id, sizeof id, "%08lx", (unsigned long)random());
+	snprintf(out, 9, "%.8s", id);
+}
+
+static int
+drain(struct drain *d, struct spool_item *it, size_t n)
+{
+	struct cli *c = d->c;
+	char fence[9];
+	size_t i, left = 0;
+
+	fence_nonce(fence);
+	d->held = xcalloc(n + 1, sizeof *d->held);
+	for (i = 0; i < n; i++) {
+		struct msg m;
+		int rc;
+		if (!wanted(d, &it[i]))
+			continue;
+		if (d->form == HOOK && d->shown && d->out.len >= d->budget) {
+			left++;
+			continue;
+		}
+		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it[i], &m, &c->e) :
+		    spool_take(c->sp, c->cfg.agent, &it[i], &m,
+		    &d->held[d->nheld], &c->e);
+		if (rc < 0)
+			goto fail;
+		if (rc == 0)
+			continue;
+		if (!d->peek && d->form == HOOK && d->shown) {
+			size_t before = d->out.len;
+			render(d, &m, fence);
+			if (d->out.len > d->budget) {
+				/* Over budget: put it back for the next prompt. */
+				d->out.len = before;
+				d->out.p[before] = 0;
+				d->shown--;
+				left++;
+				if (spool_release(c->sp, &d->held[d->nheld], &c->e) < 0)
+					fprintf(stderr, "%s: %s\n", c->prog, c->e.msg);
+				msg_free(&m);
+				continue;
+			}
+		} else {
+			render(d, &m, fence);
+		}
+		if (!d->peek)
+			d->nheld++;
+		msg_free(&m);
+		if (d->form != HOOK && d->out.len >= 64 * 1024 && flush(d) < 0)
+			goto fail;
+	}
+	if (d->form == HOOK && d->shown) {
+		struct buf head = BUF_INIT;
+		buf_printf(&head, "[backchannel] %zu message(s) for %s:\n\n",
+		    d->shown, c->cfg.agent);
+		buf_add(&head, d->out.p, d->out.len);
+		if (left)
+			buf_printf(&head, "\n[backchannel] %zu more message(s) "
+			    "waiting — run: bch drain%s\n", left,
+			    d->match ? " --here" : "");
+		buf_free(&d->out);
+		d->out = head;
+	} else if (d->form == JSON) {
+		buf_adds(&d->out, d->shown ? "\n]\n" : "[]\n");
+	} else if (!d->shown && (d->form == HUMAN || d->form == BRIEF)) {
+		buf_adds(&d->out, "inbox empty\n");
+	}
+	if (flush(d) < 0)
+		goto fail;
+	free(d->held);
+	return 0;
+fail:
+	flush(d);
+	for (i = 0; i < d->nheld; i++)
+		spool_release(c->sp, &d->held[i], NULL);
+	free(d->held);
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "peek", no_argument, 0, 'p' },
+		{ "json", no_argument, 0, 'j' },
+		{ "jsonl", no_argument, 0, 'l' },
+		{ "hook", no_argument, 0, 'k' },
+		{ "brief", no_argument, 0, 'b' },
+		{ "match", required_argument, 0, 'm' },
+		{ "here", no_argument, 0, 'H' },
+		{ "budget", required_argument, 0, 'B' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct drain d;
+	struct cli c;
+	struct spool_item *items;
+	size_t n;
+	char matchbuf[4096];
+	const char *match = NULL;
+	int ch, here = 0;
+	char *end;
+
+	memset(&d, 0, sizeof d);
+	d.c = &c;
+	d.budget = 8000;
+	cli_init(&c, "bch-drain");
+	while ((ch = getopt_long(argc, argv, "hpjlkbm:HB:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p': d.peek = 1; break;
+		case 'j': d.form = JSON; break;
+		case 'l': d.form = JSONL; break;
+		case 'k': d.form = HOOK; break;
+		case 'b': d.form = BRIEF; break;
+		case 'm': match = optarg; break;
+		case 'H': here = 1; break;
+		case 'B':
+			d.budget = strtoul(optarg, &end, 10);
+			if (*end || d.budget < 256)
+				cli_usage(&c, usage, "--budget needs a number of "
+				    "bytes, at least 256");
+			break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&c, usage, "unknown option");
+		}
+	}
+	if (optind != argc)
+		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
+	cli_open(&c, 1);
+	d.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
+	if (d.form == HOOK)
+		c.sp->keep_raw = 4 * d.budget;
+	if (spool_list(c.sp, c.cfg.agent, &items, &n, &c.e) < 0)
+		cli_fail(&c);
+	if (drain(&d, items, n) < 0)
+		cli_fail(&c);
+	spool_items_free(items, n);
+	buf_free(&d.out);
+	cli_close(&c);
+	return 0;
+}

@@ -1,0 +1,220 @@
+/* bch-send: deliver one message given as arguments, or many given as
+ * JSON lines on standard input.
+ *
+ * Design rationale. On stdin each line is one send request
+ * ({"to","body","priority"?,"scope"?,"thread"?,"refs"?,"id"?}); a bad
+ * line is reported with its number and skipped, the rest go through, and
+ * the exit status says the worst that happened. Directory syncs are
+ * batched: "sent" lines are printed only after the sync that makes them
+ * durable, so a line on stdout is a promise. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "io.h"
+
+static const char usage[] =
+    "bch-send <@agent|#channel> <message words...> [--urgent] [--scope s] "
+    "[--thread id] [--ref r]... | bch-send < requests.jsonl";
+
+struct opts {
+	int urgent;
+	const char *scope, *thread;
+	char **refs;
+	size_t nrefs;
+};
+
+static void
+sent_line(struct buf *out, const struct msg *m, int n)
+{
+	(void)n;
+	buf_printf(out, "sent %.8s to %s\n", m->id, m->to);
+}
+
+static int
+flush_sent(struct cli *c, struct buf *out)
+{
+	if (spool_sync(c->sp, &c->e) < 0)
+		return -1;
+	if (cli_write(out) < 0) {
+		err_sys(&c->e, "cannot write to standard output");
+		return -1;
+	}
+	buf_reset(out);
+	return 0;
+}
+
+static int
+send_args(struct cli *c, int argc, char **argv, const struct opts *o)
+{
+	struct buf body = BUF_INIT, out = BUF_INIT;
+	struct msg m;
+	int i, n;
+
+	for (i = 1; i < argc; i++) {
+		if (i > 1)
+			buf_addc(&body, ' ');
+		buf_adds(&body, argv[i]);
+	}
+	if (argc == 2 && strcmp(argv[1], "-") == 0) {
+		buf_reset(&body);
+		if (io_readfd(0, c->cfg.lim.body, &body) < 0) {
+			err_sys(&c->e, "cannot read the body from standard input");
+			if (c->e.code == BCH_PERM)
+				err_set(&c->e, BCH_PERM, "body is over the limit of "
+				    "%zu bytes — send a path or URL in --ref instead",
+				    c->cfg.lim.body);
+			return -1;
+		}
+	}
+	memset(&m, 0, sizeof m);
+	m.from = xstrdup(c->cfg.agent);
+	m.to = xstrdup(argv[0]);
+	m.body = body.p ? body.p : xstrdup("");
+	m.urgent = o->urgent;
+	m.scope = o->scope && *o->scope ? xstrdup(o->scope) : NULL;
+	m.thread = o->thread && *o->thread ? xstrdup(o->thread) : NULL;
+	m.refs = xcalloc(o->nrefs + 1, sizeof *m.refs);
+	for (m.nrefs = 0; m.nrefs < o->nrefs; m.nrefs++)
+		m.refs[m.nrefs] = xstrdup(o->refs[m.nrefs]);
+	n = spool_send(c->sp, &m, &c->e);
+	if (n >= 0) {
+		sent_line(&out, &m, n);
+		if (cli_write(&out) < 0)
+			n = err_sys(&c->e, "cannot write to standard output");
+	}
+	msg_free(&m);
+	buf_free(&out);
+	return n < 0 ? -1 : 0;
+}
+
+/* Read one line of at most max bytes; longer lines are skipped whole.
+ * 1 line, 0 end of input, -1 error; *toolong set for a skipped line. */
+static int
+read_line(FILE *f, struct buf *line, size_t max, int *toolong)
+{
+	int ch;
+
+	buf_reset(line);
+	*toolong = 0;
+	while ((ch = getc(f)) != EOF) {
+		if (ch == '\n')
+			return 1;
+		if (line->len < max)
+			buf_addc(line, (char)ch);
+		else
+			*toolong = 1;
+	}
+	if (ferror(f))
+		return -1;
+	return line->len > 0 || *toolong;
+}
+
+static int
+send_stdin(struct cli *c)
+{
+	struct buf line = BUF_INIT, out = BUF_INIT;
+	struct err e;
+	long lineno = 0;
+	int rc, toolong, worst = 0, pending = 0;
+
+	c->sp->batch = 1;
+	while ((rc = read_line(stdin, &line, c->cfg.lim.total, &toolong)) == 1) {
+		struct msg m;
+		int n;
+		lineno++;
+		if (toolong) {
+			fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
+			    "— skipped\n", c->prog, lineno, c->cfg.lim.total);
+			worst = BCH_PERM;
+			continue;
+		}
+		if (line.len == 0 || strspn(line.p, " \t\r") == line.len)
+			continue;
+		if (msg_decode(line.p, line.len, 1, &c->cfg.lim, &m, &e) < 0) {
+			fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
+			    lineno, e.msg);
+			worst = BCH_PERM;
+			continue;
+		}
+		free(m.from);
+		m.from = xstrdup(c->cfg.agent);
+		if ((n = spool_send(c->sp, &m, &e)) < 0) {
+			fprintf(stderr, "%s: line %ld: %s\n", c->prog, lineno,
+			    e.msg);
+			if (e.code > worst)
+				worst = e.code;
+		} else {
+			sent_line(&out, &m, n);
+			pending++;
+		}
+		msg_free(&m);
+		if (pending >= 4096) {
+			if (flush_sent(c, &out) < 0)
+				goto fail;
+			pending = 0;
+		}
+	}
+	if (rc < 0) {
+		err_sys(&c->e, "cannot read standard input");
+		goto fail;
+	}
+	if (flush_sent(c, &out) < 0)
+		goto fail;
+	buf_free(&line);
+	buf_free(&out);
+	return worst;
+fail:
+	buf_free(&line);
+	buf_free(&out);
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "urgent", no_argument, 0, 'u' },
+		{ "scope", required_argument, 0, 's' },
+		{ "thread", required_argument, 0, 't' },
+		{ "ref", required_argument, 0, 'r' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct opts o;
+	struct cli c;
+	int ch, rc;
+
+	memset(&o, 0, sizeof o);
+	cli_init(&c, "bch-send");
+	o.refs = xcalloc((size_t)argc + 1, sizeof *o.refs);
+	while ((ch = getopt_long(argc, argv, "hus:t:r:", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'u': o.urgent = 1; break;
+		case 's': o.scope = optarg; break;
+		case 't': o.thread = optarg; break;
+		case 'r': o.refs[o.nrefs++] = optarg; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&c, usage, "unknown option");
+		}
+	}
+	cli_open(&c, 1);
+	if (optind == argc) {
+		if (isatty(0))
+			cli_usage(&c, usage, "missing target and message");
+		rc = send_stdin(&c);
+	} else if (optind == argc - 1) {
+		cli_usage(&c, usage, "missing message — say something "
+		    "(or - to read it from standard input)");
+	} else {
+		rc = send_args(&c, argc - optind, argv + optind, &o);
+	}
+	if (rc < 0)
+		cli_fail(&c);
+	free(o.refs);
+	cli_close(&c);
+	return rc;
+}

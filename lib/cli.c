@@ -1,0 +1,82 @@
+/* cli: start-up and shared options of the programs. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "io.h"
+#include "scope.h"
+
+void
+cli_init(struct cli *c, const char *prog)
+{
+	memset(c, 0, sizeof *c);
+	c->prog = prog;
+	err_prog(prog);
+	signal(SIGPIPE, SIG_IGN);
+	if (config_load(&c->cfg, &c->e) < 0)
+		cli_fail(c);
+}
+
+void
+cli_open(struct cli *c, int need_agent)
+{
+	if (need_agent && config_need_agent(&c->cfg, &c->e) < 0)
+		cli_fail(c);
+	if (!(c->sp = spool_open(&c->cfg, c->prog, &c->e)))
+		cli_fail(c);
+}
+
+void
+cli_fail(struct cli *c)
+{
+	err_exit(c->prog, &c->e);
+}
+
+void
+cli_usage(struct cli *c, const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "%s: ", c->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: %s\n", usage);
+	exit(BCH_USAGE);
+}
+
+const char *
+cli_match(struct cli *c, const char *match, int here, char *out,
+    size_t outsz)
+{
+	if (match) {
+		snprintf(out, outsz, "%s", match);
+		return out;
+	}
+	if (!here)
+		return NULL;
+	if (repo_match(".", out, outsz) < 0) {
+		err_sys(&c->e, "cannot resolve the current directory");
+		cli_fail(c);
+	}
+	return out;
+}
+
+int
+cli_write(const struct buf *b)
+{
+	return io_writeall(1, b->p, b->len);
+}
+
+void
+cli_close(struct cli *c)
+{
+	spool_close(c->sp);
+	config_free(&c->cfg);
+}

@@ -1,0 +1,169 @@
+/* config: environment overrides over config.json, PROTOCOL.md 2. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "config.h"
+#include "io.h"
+#include "json.h"
+
+static size_t
+env_size(const char *name, size_t dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long n;
+
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || *end || n == 0)
+		return dflt;
+	return (size_t)n;
+}
+
+static int
+load_file(struct config *c, struct err *e)
+{
+	char path[PATH_MAX + 16];
+	struct buf b = BUF_INIT;
+	struct json j;
+	const char *why = NULL;
+	char *agent = NULL;
+	int i, rc = -1;
+
+	snprintf(path, sizeof path, "%s/config.json", c->home);
+	if (io_readfile(AT_FDCWD, path, 64 * 1024, &b) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR) {
+			buf_free(&b);
+			return 0;
+		}
+		err_sys(e, "cannot read %s", path);
+		buf_free(&b);
+		return -1;
+	}
+	if (json_parse(&j, b.p, b.len, 8, &why) < 0 || j.t[0].type != JSON_OBJECT) {
+		if (!why)
+			json_free(&j);
+		err_set(e, BCH_PERM, "%s is not valid JSON (%s) — fix it or run "
+		    "bch init <name> again", path, why ? why : "not an object");
+		buf_free(&b);
+		return -1;
+	}
+	i = json_get(&j, 0, "agent");
+	if (i >= 0 && json_string(&j, i, NAME_MAX_LEN, &agent, NULL) == 0) {
+		if (name_valid(agent))
+			snprintf(c->file_agent, sizeof c->file_agent, "%s", agent);
+		free(agent);
+	}
+	i = json_get(&j, 0, "url");
+	if (i >= 0 && j.t[i].type == JSON_STRING)
+		json_string(&j, i, 4096, &c->file_url, NULL);
+	i = json_get(&j, 0, "token");
+	if (i >= 0 && j.t[i].type == JSON_STRING)
+		json_string(&j, i, 4096, &c->file_token, NULL);
+	rc = 0;
+	json_free(&j);
+	buf_free(&b);
+	return rc;
+}
+
+int
+config_load(struct config *c, struct err *e)
+{
+	const char *v;
+
+	memset(c, 0, sizeof *c);
+	limits_default(&c->lim);
+	c->lim.body = env_size("BACKCHANNEL_MAX_BODY", c->lim.body);
+	if (c->lim.total < c->lim.body + 32 * 1024)
+		c->lim.total = c->lim.body + 32 * 1024;
+	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
+	v = getenv("BACKCHANNEL_FSYNC");
+	c->fsync = !(v && strcmp(v, "0") == 0);
+	v = getenv("BACKCHANNEL_HOME");
+	if (v && *v) {
+		if (snprintf(c->home, sizeof c->home, "%s", v) >= (int)sizeof c->home)
+			return err_set(e, BCH_PERM, "BACKCHANNEL_HOME is too long");
+	} else {
+		const char *home = getenv("HOME");
+		if (!home || !*home)
+			return err_set(e, BCH_PERM,
+			    "neither BACKCHANNEL_HOME nor HOME is set — set one");
+		snprintf(c->home, sizeof c->home, "%s/.backchannel", home);
+	}
+	if (load_file(c, e) < 0)
+		return -1;
+	v = getenv("BACKCHANNEL_AGENT");
+	if (v && *v) {
+		if (!name_valid(v))
+			return err_set(e, BCH_PERM,
+			    "BACKCHANNEL_AGENT is not a valid agent name — use "
+			    "letters, digits, '.', '_' and '-'");
+		snprintf(c->agent, sizeof c->agent, "%s", v);
+		c->agent_from_env = 1;
+	} else {
+		snprintf(c->agent, sizeof c->agent, "%s", c->file_agent);
+	}
+	v = getenv("BACKCHANNEL_URL");
+	c->url = xstrdup(v && *v ? v : c->file_url ? c->file_url : "");
+	if (!*c->url) {
+		free(c->url);
+		c->url = NULL;
+	}
+	v = getenv("BACKCHANNEL_TOKEN");
+	if (v && *v)
+		c->token = xstrdup(v);
+	else if (c->file_token && (!c->agent_from_env ||
+	    strcmp(c->agent, c->file_agent) == 0))
+		c->token = xstrdup(c->file_token);
+	return 0;
+}
+
+int
+config_need_agent(const struct config *c, struct err *e)
+{
+	if (c->agent[0])
+		return 0;
+	return err_set(e, BCH_PERM,
+	    "no identity — run bch init <name> or set BACKCHANNEL_AGENT");
+}
+
+int
+config_save(const struct config *c, const char *agent, const char *url,
+    const char *token, struct err *e)
+{
+	char path[PATH_MAX + 16];
+	struct buf b = BUF_INIT;
+	int rc;
+
+	buf_adds(&b, "{\n  \"agent\": ");
+	json_put_string(&b, agent, strlen(agent));
+	if (url) {
+		buf_adds(&b, ",\n  \"url\": ");
+		json_put_string(&b, url, strlen(url));
+	}
+	if (token) {
+		buf_adds(&b, ",\n  \"token\": ");
+		json_put_string(&b, token, strlen(token));
+	}
+	buf_adds(&b, "\n}\n");
+	snprintf(path, sizeof path, "%s/config.json", c->home);
+	rc = io_replace(path, b.p, b.len, 1, e);
+	buf_free(&b);
+	return rc;
+}
+
+void
+config_free(struct config *c)
+{
+	free(c->url);
+	free(c->token);
+	free(c->file_url);
+	free(c->file_token);
+	c->url = c->token = c->file_url = c->file_token = NULL;
+}

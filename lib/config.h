@@ -1,0 +1,38 @@
+/* config: where the spool is, who this process is, and the limits. */
+#ifndef BCH_CONFIG_H
+#define BCH_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "msg.h"
+
+struct config {
+	char home[PATH_MAX];                 /* BACKCHANNEL_HOME or ~/.backchannel */
+	char agent[NAME_MAX_LEN + 1];        /* this process's identity, or "" */
+	char file_agent[NAME_MAX_LEN + 1];   /* config.json's agent, or "" */
+	int agent_from_env;                  /* BACKCHANNEL_AGENT was set */
+	char *url;                           /* relay, or NULL for the local spool */
+	char *token;                         /* personal token for the relay */
+	char *file_url;                      /* config.json's url */
+	char *file_token;                    /* config.json's token */
+	int fsync;                           /* BACKCHANNEL_FSYNC, default 1 */
+	struct limits lim;
+	size_t max_inbox;                    /* BACKCHANNEL_MAX_INBOX messages */
+};
+
+/* Read the environment and config.json (a missing file is fine; a broken
+ * one is an error). 0, or -1 with e filled. */
+int config_load(struct config *c, struct err *e);
+
+/* -1 with a helpful e unless an identity is configured. */
+int config_need_agent(const struct config *c, struct err *e);
+
+/* Write config.json with agent, url and token (NULL to omit), 0600. */
+int config_save(const struct config *c, const char *agent, const char *url,
+    const char *token, struct err *e);
+
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,100 @@
+/* err: error records, errno classification, the last words of a program. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+
+static const char *oom_prog = "bch";
+
+int
+err_set(struct err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return -1;
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+err_temporary(int errnum)
+{
+	switch (errnum) {
+	case ENOSPC:
+	case EDQUOT:
+	case EIO:
+	case EAGAIN:
+	case EINTR:
+	case ENOMEM:
+	case EMFILE:
+	case ENFILE:
+	case ETIMEDOUT:
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EBUSY:
+	case EROFS:
+		return 1;
+	}
+	return 0;
+}
+
+int
+err_sys(struct err *e, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	char what[400];
+	const char *hint = "";
+
+	if (!e)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	if (saved == ENOSPC || saved == EDQUOT)
+		hint = " — free some space and try again";
+	else if (saved == EACCES || saved == EPERM)
+		hint = " — check the permissions of BACKCHANNEL_HOME";
+	else if (saved == EROFS)
+		hint = " — the file system is read-only";
+	e->code = err_temporary(saved) ? BCH_TEMP : BCH_PERM;
+	snprintf(e->msg, sizeof e->msg, "%s: %s%s", what, strerror(saved),
+	    hint);
+	errno = saved;
+	return -1;
+}
+
+void
+err_exit(const char *prog, const struct err *e)
+{
+	fflush(stdout);
+	fprintf(stderr, "%s: %s\n", prog, e->msg);
+	exit(e->code ? e->code : BCH_PERM);
+}
+
+void
+err_prog(const char *prog)
+{
+	oom_prog = prog;
+}
+
+void
+err_oom(void)
+{
+	static const char tail[] = ": out of memory — try again later\n";
+
+	if (write(2, oom_prog, strlen(oom_prog)) < 0 ||
+	    write(2, tail, sizeof tail - 1) < 0)
+		_exit(BCH_TEMP);
+	_exit(BCH_TEMP);
+}

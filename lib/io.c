@@ -1,0 +1,174 @@
+/* io: the system-call helpers every module relies on. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io.h"
+
+int
+io_writeall(int fd, const void *p, size_t n)
+{
+	const char *s = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+io_readfd(int fd, size_t max, struct buf *b)
+{
+	for (;;) {
+		ssize_t r;
+
+		buf_grow(b, 4096);
+		r = read(fd, b->p + b->len, b->cap - b->len - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		b->len += (size_t)r;
+		b->p[b->len] = 0;
+		if (b->len > max) {
+			errno = EFBIG;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+io_readfile(int dirfd, const char *path, size_t max, struct buf *b)
+{
+	struct stat st;
+	int fd, rc, saved;
+
+	fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if ((size_t)st.st_size > max) {
+		errno = EFBIG;
+		goto fail;
+	}
+	buf_grow(b, (size_t)st.st_size);
+	rc = io_readfd(fd, max, b);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+int
+io_fsyncdir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc, saved;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+int
+io_replace(const char *path, const void *p, size_t n, int sync, struct err *e)
+{
+	char tmp[4096], dir[4096];
+	char *slash;
+	int fd;
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >=
+	    (int)sizeof tmp)
+		return err_set(e, BCH_PERM, "path too long: %s", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd < 0)
+		return err_sys(e, "cannot create %s", tmp);
+	if (io_writeall(fd, p, n) < 0 || (sync && fsync(fd) < 0)) {
+		err_sys(e, "cannot write %s", tmp);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		err_sys(e, "cannot write %s", tmp);
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) < 0) {
+		err_sys(e, "cannot replace %s", path);
+		unlink(tmp);
+		return -1;
+	}
+	if (sync) {
+		snprintf(dir, sizeof dir, "%s", path);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		else
+			snprintf(dir, sizeof dir, ".");
+		if (io_fsyncdir(dir) < 0)
+			return err_sys(e, "cannot sync %s", dir);
+	}
+	return 0;
+}
+
+int
+io_mkdirs(const char *path, mode_t mode)
+{
+	char p[4096];
+	size_t i, n = strlen(path);
+
+	if (n == 0 || n >= sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(p, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != 0)
+			continue;
+		p[i] = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		p[i] = path[i];
+	}
+	return 0;
+}
+
+int
+io_pid_alive(pid_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}

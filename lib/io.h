@@ -1,0 +1,37 @@
+/* io: system calls done right: full writes, EINTR, bounded reads, fsync. */
+#ifndef BCH_IO_H
+#define BCH_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "err.h"
+
+/* Write all n bytes, looping on short writes and EINTR. 0 or -1 (errno). */
+int io_writeall(int fd, const void *p, size_t n);
+
+/* Read a regular file opened O_NOFOLLOW (relative to dirfd unless
+ * AT_FDCWD) into b, refusing anything over max bytes. 0, or -1 with
+ * errno (EFBIG when over max, ELOOP for a symlink). */
+int io_readfile(int dirfd, const char *path, size_t max, struct buf *b);
+
+/* Read everything from fd into b, at most max bytes (EFBIG past it). */
+int io_readfd(int fd, size_t max, struct buf *b);
+
+/* fsync the directory at path. */
+int io_fsyncdir(const char *path);
+
+/* Replace path atomically with the n bytes at p, mode 0600: write a
+ * temporary beside it, fsync it (if sync), rename, fsync the directory
+ * (if sync). 0 or -1 with e filled. */
+int io_replace(const char *path, const void *p, size_t n, int sync,
+    struct err *e);
+
+/* mkdir -p with mode for every directory it creates; 0 or -1 (errno). */
+int io_mkdirs(const char *path, mode_t mode);
+
+/* Is process pid alive on this machine? */
+int io_pid_alive(pid_t pid);
+
+#endif

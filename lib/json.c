@@ -1,0 +1,517 @@
+/* json: jsmn tokenizes; because jsmn is lenient (it accepts missing commas
+ * and bad escapes), a strict validator runs first, so a value is either
+ * proper JSON or refused. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSMN_STRICT
+#define JSMN_STATIC
+#include <jsmn.h>
+
+#include "json.h"
+
+struct vstate {
+	const unsigned char *s;
+	size_t n, i;
+	int depth, maxdepth;
+	const char *why;
+};
+
+int
+utf8_seqlen(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		if (n < 2 || (s[1] & 0xc0) != 0x80)
+			return 0;
+		return 2;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xe0 && s[1] < 0xa0)
+			return 0; /* overlong */
+		if (c == 0xed && s[1] >= 0xa0)
+			return 0; /* surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+		    (s[3] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xf0 && s[1] < 0x90)
+			return 0;
+		if (c == 0xf4 && s[1] >= 0x90)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+int
+utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		int k;
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		k = utf8_seqlen(u + i, n - i);
+		if (!k)
+			return 0;
+		i += (size_t)k;
+	}
+	return 1;
+}
+
+static void
+skipws(struct vstate *v)
+{
+	while (v->i < v->n && (v->s[v->i] == ' ' || v->s[v->i] == '\t' ||
+	    v->s[v->i] == '\n' || v->s[v->i] == '\r'))
+		v->i++;
+}
+
+static int
+fail(struct vstate *v, const char *why)
+{
+	if (!v->why)
+		v->why = why;
+	return -1;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static long
+hex4(const unsigned char *s, size_t n)
+{
+	long v = 0;
+	size_t k;
+
+	if (n < 4)
+		return -1;
+	for (k = 0; k < 4; k++) {
+		int h = hexval(s[k]);
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+static int
+vstring(struct vstate *v)
+{
+	v->i++; /* opening quote */
+	while (v->i < v->n) {
+		unsigned c = v->s[v->i];
+		if (c == '"') {
+			v->i++;
+			return 0;
+		}
+		if (c < 0x20)
+			return fail(v, "control character in string");
+		if (c == '\\') {
+			long u;
+			if (v->i + 1 >= v->n)
+				return fail(v, "truncated escape");
+			c = v->s[v->i + 1];
+			if (strchr("\"\\/bfnrt", (int)c) && c) {
+				v->i += 2;
+				continue;
+			}
+			if (c != 'u')
+				return fail(v, "bad escape in string");
+			u = hex4(v->s + v->i + 2, v->n - v->i - 2);
+			if (u < 0)
+				return fail(v, "bad \\u escape");
+			v->i += 6;
+			if (u >= 0xdc00 && u <= 0xdfff)
+				return fail(v, "lone low surrogate");
+			if (u >= 0xd800 && u <= 0xdbff) {
+				long lo;
+				if (v->i + 6 > v->n || v->s[v->i] != '\\' ||
+				    v->s[v->i + 1] != 'u')
+					return fail(v, "lone high surrogate");
+				lo = hex4(v->s + v->i + 2, v->n - v->i - 2);
+				if (lo < 0xdc00 || lo > 0xdfff)
+					return fail(v, "lone high surrogate");
+				v->i += 6;
+			}
+			continue;
+		}
+		if (c < 0x80) {
+			v->i++;
+			continue;
+		}
+		{
+			int k = utf8_seqlen(v->s + v->i, v->n - v->i);
+			if (!k)
+				return fail(v, "invalid UTF-8");
+			v->i += (size_t)k;
+		}
+	}
+	return fail(v, "unterminated string");
+}
+
+static int
+vdigits(struct vstate *v)
+{
+	size_t start = v->i;
+
+	while (v->i < v->n && v->s[v->i] >= '0' && v->s[v->i] <= '9')
+		v->i++;
+	return v->i > start ? 0 : fail(v, "bad number");
+}
+
+static int
+vnumber(struct vstate *v)
+{
+	if (v->s[v->i] == '-')
+		v->i++;
+	if (v->i < v->n && v->s[v->i] == '0')
+		v->i++;
+	else if (vdigits(v) < 0)
+		return -1;
+	if (v->i < v->n && v->s[v->i] == '.') {
+		v->i++;
+		if (vdigits(v) < 0)
+			return -1;
+	}
+	if (v->i < v->n && (v->s[v->i] == 'e' || v->s[v->i] == 'E')) {
+		v->i++;
+		if (v->i < v->n && (v->s[v->i] == '+' || v->s[v->i] == '-'))
+			v->i++;
+		if (vdigits(v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+vliteral(struct vstate *v, const char *lit)
+{
+	size_t k = strlen(lit);
+
+	if (v->n - v->i < k || memcmp(v->s + v->i, lit, k) != 0)
+		return fail(v, "unexpected character");
+	v->i += k;
+	return 0;
+}
+
+static int vvalue(struct vstate *v);
+
+static int
+vcontainer(struct vstate *v, int obj)
+{
+	char close = obj ? '}' : ']';
+
+	if (++v->depth > v->maxdepth)
+		return fail(v, "nested too deeply");
+	v->i++;
+	skipws(v);
+	if (v->i < v->n && v->s[v->i] == (unsigned char)close) {
+		v->i++;
+		v->depth--;
+		return 0;
+	}
+	for (;;) {
+		skipws(v);
+		if (obj) {
+			if (v->i >= v->n || v->s[v->i] != '"')
+				return fail(v, "expected a string key");
+			if (vstring(v) < 0)
+				return -1;
+			skipws(v);
+			if (v->i >= v->n || v->s[v->i] != ':')
+				return fail(v, "expected ':'");
+			v->i++;
+		}
+		if (vvalue(v) < 0)
+			return -1;
+		skipws(v);
+		if (v->i < v->n && v->s[v->i] == ',') {
+			v->i++;
+			continue;
+		}
+		if (v->i < v->n && v->s[v->i] == (unsigned char)close) {
+			v->i++;
+			v->depth--;
+			return 0;
+		}
+		return fail(v, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+	}
+}
+
+static int
+vvalue(struct vstate *v)
+{
+	skipws(v);
+	if (v->i >= v->n)
+		return fail(v, "unexpected end of input");
+	switch (v->s[v->i]) {
+	case '{':
+		return vcontainer(v, 1);
+	case '[':
+		return vcontainer(v, 0);
+	case '"':
+		return vstring(v);
+	case 't':
+		return vliteral(v, "true");
+	case 'f':
+		return vliteral(v, "false");
+	case 'n':
+		return vliteral(v, "null");
+	default:
+		if (v->s[v->i] == '-' || (v->s[v->i] >= '0' && v->s[v->i] <= '9'))
+			return vnumber(v);
+		return fail(v, "unexpected character");
+	}
+}
+
+int
+json_parse(struct json *j, const char *s, size_t len, int maxdepth,
+    const char **why)
+{
+	struct vstate v = { (const unsigned char *)s, len, 0, 0, maxdepth, 0 };
+	jsmn_parser p;
+	jsmntok_t *tok;
+	int n, k;
+
+	memset(j, 0, sizeof *j);
+	if (len > 0x7fffffff) {
+		*why = "input too large";
+		return -1;
+	}
+	if (vvalue(&v) < 0) {
+		*why = v.why;
+		return -1;
+	}
+	skipws(&v);
+	if (v.i != len) {
+		*why = "unexpected data after the value";
+		return -1;
+	}
+	jsmn_init(&p);
+	n = jsmn_parse(&p, s, len, NULL, 0);
+	if (n <= 0) {
+		*why = "malformed JSON";
+		return -1;
+	}
+	tok = xcalloc((size_t)n, sizeof *tok);
+	jsmn_init(&p);
+	if (jsmn_parse(&p, s, len, tok, (unsigned)n) != n) {
+		free(tok);
+		*why = "malformed JSON";
+		return -1;
+	}
+	j->s = s;
+	j->len = len;
+	j->n = n;
+	j->t = xcalloc((size_t)n, sizeof *j->t);
+	for (k = 0; k < n; k++) {
+		j->t[k].type = tok[k].type;
+		j->t[k].start = tok[k].start;
+		j->t[k].end = tok[k].end;
+		j->t[k].size = tok[k].size;
+	}
+	free(tok);
+	return 0;
+}
+
+void
+json_free(struct json *j)
+{
+	free(j->t);
+	j->t = NULL;
+	j->n = 0;
+}
+
+int
+json_next(const struct json *j, int i)
+{
+	int remaining = 1;
+
+	/* Each token owns `size` direct children; walk until all are seen. */
+	while (remaining > 0 && i < j->n) {
+		remaining += j->t[i].size - 1;
+		i++;
+	}
+	return i;
+}
+
+int
+json_get(const struct json *j, int obj, const char *key)
+{
+	size_t klen = strlen(key);
+	int i, k;
+
+	if (obj < 0 || obj >= j->n || j->t[obj].type != JSON_OBJECT)
+		return -1;
+	i = obj + 1;
+	for (k = 0; k < j->t[obj].size && i < j->n; k++) {
+		const struct json_tok *t = &j->t[i];
+		/* Keys with escapes are compared raw: our keys have none. */
+		if (t->type == JSON_STRING && (size_t)(t->end - t->start) == klen &&
+		    memcmp(j->s + t->start, key, klen) == 0)
+			return i + 1 < j->n ? i + 1 : -1;
+		i = json_next(j, i + 1);
+	}
+	return -1;
+}
+
+static void
+put_utf8(char *o, size_t *w, unsigned long cp)
+{
+	if (cp < 0x80) {
+		o[(*w)++] = (char)cp;
+	} else if (cp < 0x800) {
+		o[(*w)++] = (char)(0xc0 | (cp >> 6));
+		o[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		o[(*w)++] = (char)(0xe0 | (cp >> 12));
+		o[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		o[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	} else {
+		o[(*w)++] = (char)(0xf0 | (cp >> 18));
+		o[(*w)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		o[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		o[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	}
+}
+
+int
+json_string(const struct json *j, int i, size_t max, char **out,
+    size_t *outlen)
+{
+	const unsigned char *s;
+	size_t n, r, w = 0;
+	char *o;
+
+	if (i < 0 || i >= j->n || j->t[i].type != JSON_STRING)
+		return -1;
+	s = (const unsigned char *)j->s + j->t[i].start;
+	n = (size_t)(j->t[i].end - j->t[i].start);
+	o = xmalloc(n + 1); /* unescaping never grows a string */
+	for (r = 0; r < n;) {
+		unsigned long cp;
+		if (s[r] != '\\') {
+			o[w++] = (char)s[r++];
+			continue;
+		}
+		switch (s[r + 1]) {
+		case 'b': o[w++] = '\b'; r += 2; continue;
+		case 'f': o[w++] = '\f'; r += 2; continue;
+		case 'n': o[w++] = '\n'; r += 2; continue;
+		case 'r': o[w++] = '\r'; r += 2; continue;
+		case 't': o[w++] = '\t'; r += 2; continue;
+		case 'u': break;
+		default: o[w++] = (char)s[r + 1]; r += 2; continue;
+		}
+		cp = (unsigned long)hex4(s + r + 2, n - r - 2);
+		r += 6;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			unsigned long lo = (unsigned long)hex4(s + r + 2, n - r - 2);
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			r += 6;
+		}
+		if (cp == 0)
+			goto bad;
+		put_utf8(o, &w, cp);
+	}
+	if (w > max || memchr(o, 0, w))
+		goto bad;
+	o[w] = 0;
+	*out = o;
+	if (outlen)
+		*outlen = w;
+	return 0;
+bad:
+	free(o);
+	return -1;
+}
+
+int
+json_is(const struct json *j, int i, const char *lit)
+{
+	size_t k = strlen(lit);
+
+	return i >= 0 && i < j->n && j->t[i].type == JSON_PRIMITIVE &&
+	    (size_t)(j->t[i].end - j->t[i].start) == k &&
+	    memcmp(j->s + j->t[i].start, lit, k) == 0;
+}
+
+int
+json_int(const struct json *j, int i, long long *out)
+{
+	char tmp[32], *end;
+	size_t k;
+
+	if (i < 0 || i >= j->n || j->t[i].type != JSON_PRIMITIVE)
+		return -1;
+	k = (size_t)(j->t[i].end - j->t[i].start);
+	if (k == 0 || k >= sizeof tmp)
+		return -1;
+	memcpy(tmp, j->s + j->t[i].start, k);
+	tmp[k] = 0;
+	errno = 0;
+	*out = strtoll(tmp, &end, 10);
+	if (errno || *end)
+		return -1;
+	return 0;
+}
+
+void
+json_put_string(struct buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+
+	buf_grow(b, n + 2);
+	buf_addc(b, '"');
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[7];
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+			continue;
+		buf_add(b, s + run, i - run);
+		run = i + 1;
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			buf_add(b, esc, 6);
+			continue;
+		}
+		buf_add(b, esc, 2);
+	}
+	buf_add(b, s + run, n - run);
+	buf_addc(b, '"');
+}

@@ -1,0 +1,204 @@
+/* scope: normalisation and matching of scopes, and the match string of a
+ * working directory, found by reading .git/config without running git. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "io.h"
+#include "scope.h"
+
+static void
+strip_suffix_slashes(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && s[n - 1] == '/')
+		s[--n] = 0;
+}
+
+void
+scope_normalize(const char *in, char *out, size_t outsz)
+{
+	const char *p = in;
+	size_t i, n;
+
+	if (strncasecmp(p, "https://", 8) == 0)
+		p += 8;
+	else if (strncasecmp(p, "http://", 7) == 0)
+		p += 7;
+	if (strncasecmp(p, "git@", 4) == 0)
+		p += 4;
+	snprintf(out, outsz, "%s", p);
+	for (i = 0; out[i]; i++) {
+		out[i] = (char)tolower((unsigned char)out[i]);
+		if (out[i] == ':')
+			out[i] = '/';
+	}
+	strip_suffix_slashes(out);
+	n = strlen(out);
+	if (n >= 4 && strcmp(out + n - 4, ".git") == 0)
+		out[n - 4] = 0;
+	strip_suffix_slashes(out);
+}
+
+int
+scope_match(const char *scope, const char *match)
+{
+	char *s, *m;
+	int ok;
+
+	if (!scope || !*scope)
+		return 1;
+	if (!match || !*match)
+		return 0;
+	s = xmalloc(strlen(scope) + 1);
+	m = xmalloc(strlen(match) + 1);
+	scope_normalize(scope, s, strlen(scope) + 1);
+	scope_normalize(match, m, strlen(match) + 1);
+	ok = *s == 0 || strstr(m, s) != NULL;
+	free(s);
+	free(m);
+	return ok;
+}
+
+/* Find url = ... in [remote "origin"] of a git config text. */
+static int
+origin_url(const char *text, char *out, size_t outsz)
+{
+	const char *line = text;
+	int in_origin = 0;
+
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t n = end ? (size_t)(end - line) : strlen(line);
+		char l[2048];
+		char *p, *q;
+
+		if (n >= sizeof l)
+			n = sizeof l - 1;
+		memcpy(l, line, n);
+		l[n] = 0;
+		line = end ? end + 1 : line + strlen(line);
+		for (p = l; *p == ' ' || *p == '\t'; p++)
+			;
+		if (*p == '[') {
+			in_origin = strncmp(p, "[remote \"origin\"]", 17) == 0;
+			continue;
+		}
+		if (!in_origin || strncasecmp(p, "url", 3) != 0)
+			continue;
+		for (q = p + 3; *q == ' ' || *q == '\t'; q++)
+			;
+		if (*q != '=')
+			continue;
+		for (q++; *q == ' ' || *q == '\t'; q++)
+			;
+		n = strlen(q);
+		while (n > 0 && (q[n - 1] == ' ' || q[n - 1] == '\t' ||
+		    q[n - 1] == '\r'))
+			q[--n] = 0;
+		if (n >= 2 && q[0] == '"' && q[n - 1] == '"') {
+			q[n - 1] = 0;
+			q++;
+		}
+		if (!*q)
+			continue;
+		snprintf(out, outsz, "%s", q);
+		return 0;
+	}
+	return -1;
+}
+
+/* The git config of the repository whose .git entry is at dotgit. */
+static int
+read_git_config(const char *dotgit, struct buf *cfg)
+{
+	char path[PATH_MAX + 64], dir[PATH_MAX];
+	struct buf b = BUF_INIT;
+	struct stat st;
+	int rc = -1;
+
+	if (stat(dotgit, &st) < 0)
+		return -1;
+	snprintf(dir, sizeof dir, "%s", dotgit);
+	if (S_ISREG(st.st_mode)) {
+		/* A worktree or submodule: "gitdir: <path>". */
+		char *p, *nl;
+		if (io_readfile(AT_FDCWD, dotgit, 4096, &b) < 0)
+			goto out;
+		if (strncmp(b.p, "gitdir:", 7) != 0)
+			goto out;
+		for (p = b.p + 7; *p == ' '; p++)
+			;
+		if ((nl = strpbrk(p, "\r\n")))
+			*nl = 0;
+		if (*p == '/') {
+			snprintf(dir, sizeof dir, "%s", p);
+		} else {
+			char *slash;
+			snprintf(path, sizeof path, "%s", dotgit);
+			slash = strrchr(path, '/');
+			if (slash)
+				*slash = 0;
+			snprintf(dir, sizeof dir, "%.2000s/%.2000s", path, p);
+		}
+		buf_reset(&b);
+		snprintf(path, sizeof path, "%s/commondir", dir);
+		if (io_readfile(AT_FDCWD, path, 4096, &b) == 0 && b.len) {
+			char common[PATH_MAX];
+			if ((nl = strpbrk(b.p, "\r\n")))
+				*nl = 0;
+			if (b.p[0] == '/')
+				snprintf(common, sizeof common, "%s", b.p);
+			else
+				snprintf(common, sizeof common, "%.2000s/%.2000s",
+				    dir, b.p);
+			snprintf(dir, sizeof dir, "%s", common);
+		}
+	}
+	snprintf(path, sizeof path, "%s/config", dir);
+	rc = io_readfile(AT_FDCWD, path, 1 << 20, cfg);
+out:
+	buf_free(&b);
+	return rc;
+}
+
+int
+repo_match(const char *dir, char *out, size_t outsz)
+{
+	char cur[PATH_MAX], dotgit[PATH_MAX + 8];
+	struct buf cfg = BUF_INIT;
+
+	if (!realpath(dir, cur))
+		return -1;
+	for (;;) {
+		char *slash;
+		snprintf(dotgit, sizeof dotgit, "%s/.git",
+		    strcmp(cur, "/") ? cur : "");
+		if (access(dotgit, F_OK) == 0) {
+			int found = read_git_config(dotgit, &cfg) == 0 &&
+			    origin_url(cfg.p, out, outsz) == 0;
+			buf_free(&cfg);
+			if (found)
+				return 0;
+			/* A repository without origin: its top directory. */
+			snprintf(out, outsz, "%s", cur);
+			return 0;
+		}
+		slash = strrchr(cur, '/');
+		if (!slash || slash == cur)
+			break;
+		*slash = 0;
+	}
+	if (!realpath(dir, cur))
+		return -1;
+	snprintf(out, outsz, "%s", cur);
+	return 0;
+}

@@ -1,0 +1,21 @@
+/* scope: PROTOCOL.md 4, normalising scopes and matching readers. */
+#ifndef BCH_SCOPE_H
+#define BCH_SCOPE_H
+
+#include <stddef.h>
+
+/* Normalise in into out (size at least strlen(in)+1): lowercase, strip a
+ * leading http:// or https://, a leading git@, trailing slashes, a
+ * trailing .git, and turn ':' into '/'. */
+void scope_normalize(const char *in, char *out, size_t outsz);
+
+/* May a reader whose match string is match (NULL: none) claim a message
+ * with this scope (NULL: none)? Both are normalised here. */
+int scope_match(const char *scope, const char *match);
+
+/* The match string for the directory dir: the origin remote of the git
+ * repository it is in (read from .git/config, no child process), else
+ * dir itself. Written to out; 0 or -1 if dir is unusable. */
+int repo_match(const char *dir, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,34 @@
+/* show: the printed forms of PROTOCOL.md 7 and 8 that users, hooks and
+ * scripts read. Every byte of a message is treated as hostile: control
+ * characters and bidirectional overrides are escaped, never passed on. */
+#ifndef BCH_SHOW_H
+#define BCH_SHOW_H
+
+#include "buf.h"
+#include "msg.h"
+
+/* Append s with control characters (but newline and tab when lines is
+ * set), DEL, C1 controls and bidi overrides escaped as \xNN or \uNNNN. */
+void show_text(struct buf *b, const char *s, int lines);
+
+/* "<from> -> <to>[ [URGENT]] (<ts>, id <first 8 of id>)" */
+void show_head(struct buf *b, const struct msg *m);
+
+/* The head line, scope/thread/refs lines, then the body; ends in '\n'. */
+void show_human(struct buf *b, const struct msg *m);
+
+/* One line: head, ": ", the body with whitespace runs made one space,
+ * cut at 120 characters with "…". */
+void show_brief(struct buf *b, const struct msg *m);
+
+/* The hook form: head and detail lines, then the body fenced between
+ * lines carrying fence (a per-run nonce the sender cannot predict).
+ * When max is non-zero and the body is longer, shows that much of it and
+ * says how to read the rest. */
+void show_hook(struct buf *b, const struct msg *m, const char *fence,
+    size_t max);
+
+/* One compact JSON object and '\n'. */
+void show_jsonl(struct buf *b, const struct msg *m);
+
+#endif

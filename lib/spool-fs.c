@@ -1,0 +1,897 @@
+/* spool-fs: the spool interface on the Maildir tree of PROTOCOL.md 2.
+ *
+ * Design rationale. A message is written once into the first recipient's
+ * tmp/ and published into each recipient's new/ by renameat2(NOREPLACE)
+ * or link(), so a file already in new/ is never replaced, and a channel
+ * of n members costs one write and n links. Files in new/ are immutable
+ * from then on, which is why a listing may keep the bytes it read and a
+ * claim need not read them again. A claim renames new/<f> to
+ * cur/<f>.claim.<host>.<pid>: the rename is the lock, and a claim whose
+ * process died is found by the next reader and put back. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "io.h"
+#include "spool.h"
+
+#define P 4200 /* room for home (PATH_MAX) plus our own components */
+
+struct count {
+	char name[NAME_MAX_LEN + 1];
+	size_t n;
+	int dirty;
+};
+
+struct fs {
+	char host[64];
+	struct count *counts; /* inbox sizes, counted once per process */
+	size_t ncounts;
+};
+
+static void
+warn(struct spool *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static void
+warn(struct spool *s, const char *fmt, ...)
+{
+	char line[700];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", s->prog, line);
+}
+
+static const char *
+home(struct spool *s)
+{
+	return s->cfg->home;
+}
+
+static void
+agent_path(struct spool *s, char *out, const char *name)
+{
+	snprintf(out, P, "%s/agents/%s.json", home(s), name);
+}
+
+static void
+box_path(struct spool *s, char *out, const char *agent, const char *sub,
+    const char *file)
+{
+	if (file)
+		snprintf(out, P, "%s/spool/%s/%s/%s", home(s), agent, sub, file);
+	else
+		snprintf(out, P, "%s/spool/%s/%s", home(s), agent, sub);
+}
+
+static int
+lock_agents(struct spool *s, struct err *e)
+{
+	char path[P];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/agents/.lock", home(s));
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return err_sys(e, "cannot open %s", path);
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			err_sys(e, "cannot lock %s", path);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+static void
+unlock_agents(int fd)
+{
+	close(fd); /* closing releases the flock */
+}
+
+static int
+read_agent(struct spool *s, const char *name, struct agent_rec *a,
+    struct err *e)
+{
+	char path[P];
+	struct buf b = BUF_INIT;
+	int rc;
+
+	agent_path(s, path, name);
+	if (io_readfile(AT_FDCWD, path, 256 * 1024, &b) < 0) {
+		if (errno == ENOENT)
+			err_set(e, BCH_PERM, "unknown agent \"%s\" — they must run "
+			    "bch init %s first", name, name);
+		else
+			err_sys(e, "cannot read %s", path);
+		buf_free(&b);
+		return -1;
+	}
+	rc = agent_decode(b.p, b.len, a, e);
+	if (rc < 0)
+		err_set(e, BCH_PERM, "agent record %s is corrupt — run bch "
+		    "init %s again", path, name);
+	buf_free(&b);
+	return rc;
+}
+
+static int
+write_agent(struct spool *s, const struct agent_rec *a, int sync,
+    struct err *e)
+{
+	char path[P];
+	struct buf b = BUF_INIT;
+	int rc;
+
+	agent_path(s, path, a->name);
+	agent_encode(a, &b, 1);
+	buf_addc(&b, '\n');
+	rc = io_replace(path, b.p, b.len, sync && s->cfg->fsync, e);
+	buf_free(&b);
+	return rc;
+}
+
+static int
+make_box(struct spool *s, const char *name, struct err *e)
+{
+	static const char *subs[] = { "tmp", "new", "cur" };
+	char path[P];
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		box_path(s, path, name, subs[i], NULL);
+		if (io_mkdirs(path, 0700) < 0)
+			return err_sys(e, "cannot create %s", path);
+	}
+	return 0;
+}
+
+static int
+fs_reg(struct spool *s, const char *name, struct agent_rec *out,
+    struct err *e)
+{
+	struct agent_rec a;
+	char path[P];
+	int fd, rc;
+
+	snprintf(path, sizeof path, "%s/agents", home(s));
+	if (io_mkdirs(path, 0700) < 0)
+		return err_sys(e, "cannot create %s", path);
+	chmod(home(s), 0700);
+	if (make_box(s, name, e) < 0)
+		return -1;
+	if ((fd = lock_agents(s, e)) < 0)
+		return -1;
+	if (read_agent(s, name, &a, NULL) < 0) {
+		memset(&a, 0, sizeof a);
+		snprintf(a.name, sizeof a.name, "%s", name);
+		ts_now(a.created);
+	}
+	ts_now(a.seen);
+	rc = write_agent(s, &a, 1, e);
+	unlock_agents(fd);
+	if (rc == 0 && out)
+		*out = a;
+	else
+		agent_free(&a);
+	return rc;
+}
+
+static int
+fs_agents(struct spool *s, struct agent_rec **list, size_t *n, struct err *e)
+{
+	char path[P];
+	struct agent_rec *out = NULL;
+	size_t cap = 0, w = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof path, "%s/agents", home(s));
+	*list = NULL;
+	*n = 0;
+	if (!(dir = opendir(path))) {
+		if (errno == ENOENT)
+			return 0;
+		return err_sys(e, "cannot read %s", path);
+	}
+	while ((d = readdir(dir))) {
+		size_t len = strlen(d->d_name);
+		char stem[NAME_MAX_LEN + 1];
+		struct err ignored;
+		if (d->d_name[0] == '.' || len < 6 || len - 5 > NAME_MAX_LEN ||
+		    strcmp(d->d_name + len - 5, ".json") != 0)
+			continue;
+		memcpy(stem, d->d_name, len - 5);
+		stem[len - 5] = 0;
+		if (!name_valid(stem))
+			continue;
+		if (w == cap) {
+			cap = cap ? cap * 2 : 16;
+			out = xrealloc(out, cap * sizeof *out);
+		}
+		if (read_agent(s, stem, &out[w], &ignored) < 0) {
+			if (errno != ENOENT)
+				warn(s, "skipping agent record %s: %s", stem,
+				    ignored.msg);
+			continue;
+		}
+		w++;
+	}
+	closedir(dir);
+	*list = out;
+	*n = w;
+	return 0;
+}
+
+static int
+fs_subscribe(struct spool *s, const char *agent, const char *channel,
+    int on, struct err *e)
+{
+	struct agent_rec a;
+	int fd, k, rc = 0;
+
+	if ((fd = lock_agents(s, e)) < 0)
+		return -1;
+	if (read_agent(s, agent, &a, e) < 0) {
+		unlock_agents(fd);
+		return -1;
+	}
+	k = agent_has_sub(&a, channel);
+	if (on && k < 0) {
+		a.subs = xrealloc(a.subs, (a.nsubs + 2) * sizeof *a.subs);
+		a.subs[a.nsubs++] = xstrdup(channel);
+		a.subs[a.nsubs] = NULL;
+		rc = 1;
+	} else if (!on && k >= 0) {
+		free(a.subs[k]);
+		memmove(a.subs + k, a.subs + k + 1,
+		    (a.nsubs - (size_t)k) * sizeof *a.subs);
+		a.nsubs--;
+		rc = 1;
+	}
+	if (rc == 1 && write_agent(s, &a, 1, e) < 0)
+		rc = -1;
+	agent_free(&a);
+	unlock_agents(fd);
+	return rc;
+}
+
+static struct count *
+count_of(struct spool *s, const char *name)
+{
+	struct fs *fs = s->impl;
+	struct count *c;
+	char path[P];
+	struct dirent *d;
+	DIR *dir;
+	size_t i;
+
+	for (i = 0; i < fs->ncounts; i++)
+		if (strcmp(fs->counts[i].name, name) == 0)
+			return &fs->counts[i];
+	fs->counts = xrealloc(fs->counts, (fs->ncounts + 1) * sizeof *c);
+	c = &fs->counts[fs->ncounts++];
+	memset(c, 0, sizeof *c);
+	snprintf(c->name, sizeof c->name, "%s", name);
+	box_path(s, path, name, "new", NULL);
+	if ((dir = opendir(path))) {
+		while ((d = readdir(dir)))
+			if (d->d_name[0] != '.')
+				c->n++;
+		closedir(dir);
+	}
+	return c;
+}
+
+/* The recipients of m: one agent, or every subscriber but the sender. */
+static int
+recipients(struct spool *s, const struct msg *m, char ***out, size_t *n,
+    struct err *e)
+{
+	char path[P];
+	struct agent_rec *a;
+	size_t na, i;
+	char **r;
+
+	*n = 0;
+	if (m->to[0] == '@') {
+		agent_path(s, path, m->to + 1);
+		if (access(path, F_OK) < 0) {
+			if (errno == ENOENT)
+				return err_set(e, BCH_PERM, "unknown agent \"%s\" — "
+				    "they must run bch init %s first", m->to + 1,
+				    m->to + 1);
+			return err_sys(e, "cannot read %s", path);
+		}
+		*out = xcalloc(2, sizeof **out);
+		(*out)[(*n)++] = xstrdup(m->to + 1);
+		return 0;
+	}
+	if (s->ops->agents(s, &a, &na, e) < 0)
+		return -1;
+	r = xcalloc(na + 1, sizeof *r);
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i].name, m->from) != 0 && agent_has_sub(&a[i], m->to) >= 0)
+			r[(*n)++] = xstrdup(a[i].name);
+	agent_list_free(a, na);
+	if (*n == 0) {
+		free(r);
+		return err_set(e, BCH_PERM, "channel %s has no other subscribers "
+		    "— nothing to deliver", m->to);
+	}
+	*out = r;
+	return 0;
+}
+
+/* Move src to dst unless dst exists. 0 moved, 1 dst was there, -1. */
+static int
+move_noreplace(const char *src, const char *dst)
+{
+	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return 1;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (link(src, dst) < 0)
+		return errno == EEXIST ? 1 : -1;
+	return unlink(src) < 0 ? -1 : 0;
+}
+
+static int
+write_file(const char *path, const struct buf *b, int sync, struct err *e)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+
+	if (fd < 0 && errno == ENOENT)
+		return 1; /* the directory is missing */
+	if (fd < 0)
+		return err_sys(e, "cannot create %s", path);
+	if (io_writeall(fd, b->p, b->len) < 0 || (sync && fsync(fd) < 0)) {
+		err_sys(e, "cannot write %s", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		err_sys(e, "cannot write %s", path);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Write data into r's tmp/, creating the inbox if it went missing. */
+static int
+write_tmp(struct spool *s, const char *r, const char *file,
+    const struct buf *b, char *tmp, struct err *e)
+{
+	int rc;
+
+	box_path(s, tmp, r, "tmp", file);
+	rc = write_file(tmp, b, s->cfg->fsync, e);
+	if (rc == 1) {
+		if (make_box(s, r, e) < 0)
+			return -1;
+		rc = write_file(tmp, b, s->cfg->fsync, e);
+		if (rc == 1)
+			return err_sys(e, "cannot create %s", tmp);
+	}
+	return rc;
+}
+
+static int
+publish(struct spool *s, char **r, size_t n, const char *file,
+    const struct buf *b, struct err *e)
+{
+	char tmp[P], dst[P], tmp2[P];
+	size_t i;
+	int rc;
+
+	if (write_tmp(s, r[0], file, b, tmp, e) < 0)
+		return -1;
+	for (i = n; i-- > 0;) {
+		box_path(s, dst, r[i], "new", file);
+		if (i == 0) {
+			rc = move_noreplace(tmp, dst);
+			if (rc == 1)
+				unlink(tmp); /* same id already delivered */
+		} else if ((rc = link(tmp, dst)) < 0 && errno == EEXIST) {
+			rc = 0;
+		} else if (rc < 0) {
+			/* Another file system, or a box gone missing. */
+			if (write_tmp(s, r[i], file, b, tmp2, e) < 0) {
+				unlink(tmp);
+				return -1;
+			}
+			rc = move_noreplace(tmp2, dst);
+		}
+		if (rc < 0) {
+			err_sys(e, "cannot deliver to %s", r[i]);
+			unlink(tmp);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+sync_boxes(struct spool *s, struct err *e)
+{
+	struct fs *fs = s->impl;
+	char path[P];
+	size_t i;
+
+	for (i = 0; i < fs->ncounts; i++) {
+		if (!fs->counts[i].dirty)
+			continue;
+		box_path(s, path, fs->counts[i].name, "new", NULL);
+		if (s->cfg->fsync && io_fsyncdir(path) < 0)
+			return err_sys(e, "cannot sync %s", path);
+		fs->counts[i].dirty = 0;
+	}
+	return 0;
+}
+
+static int
+fs_send(struct spool *s, struct msg *m, struct err *e)
+{
+	struct fs *fs = s->impl;
+	char to[NAME_MAX_LEN + 3], file[ID_MAX_LEN + 8];
+	struct buf b = BUF_INIT;
+	char **r = NULL;
+	size_t n = 0, i;
+	int rc = -1;
+
+	if (!m->from || !name_valid(m->from))
+		return err_set(e, BCH_PERM, "invalid sender name");
+	if (target_parse(m->to, to, sizeof to, e) < 0 ||
+	    msg_check(m, &s->cfg->lim, e) < 0)
+		return -1;
+	if (!fs->ncounts) {
+		char path[P];
+		agent_path(s, path, m->from);
+		if (access(path, F_OK) < 0)
+			return err_set(e, BCH_PERM, "%s is not registered here — "
+			    "run bch init %s first", m->from, m->from);
+	}
+	free(m->to);
+	m->to = xstrdup(to);
+	if (!m->id[0] && uuid_v4(m->id) < 0)
+		return err_sys(e, "cannot get random bytes for an id");
+	if (!id_valid(m->id))
+		return err_set(e, BCH_PERM, "invalid message id");
+	ts_now(m->ts);
+	if (recipients(s, m, &r, &n, e) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (count_of(s, r[i])->n >= s->cfg->max_inbox) {
+			err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — "
+			    "they must drain it first", r[i], s->cfg->max_inbox);
+			goto out;
+		}
+	}
+	msg_encode(m, &b);
+	buf_addc(&b, '\n');
+	if (b.len > s->cfg->lim.total) {
+		err_set(e, BCH_PERM, "message is %zu bytes encoded, over the "
+		    "limit of %zu", b.len, s->cfg->lim.total);
+		goto out;
+	}
+	snprintf(file, sizeof file, "%s.json", m->id);
+	if (publish(s, r, n, file, &b, e) < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		struct count *c = count_of(s, r[i]);
+		c->n++;
+		c->dirty = 1;
+	}
+	rc = (int)n;
+	if (!s->batch && sync_boxes(s, e) < 0)
+		rc = -1;
+	if (!s->batch) {
+		free(fs->counts); /* a later send counts afresh */
+		fs->counts = NULL;
+		fs->ncounts = 0;
+	}
+out:
+	for (i = 0; i < n; i++)
+		free(r[i]);
+	free(r);
+	buf_free(&b);
+	return rc;
+}
+
+static int
+fs_sync(struct spool *s, struct err *e)
+{
+	return sync_boxes(s, e);
+}
+
+static void
+show_name(char *out, size_t outsz, const char *in)
+{
+	size_t i, w = 0;
+
+	for (i = 0; in[i] && w + 5 < outsz; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (c < 0x20 || c >= 0x7f)
+			w += (size_t)snprintf(out + w, outsz - w, "\\x%02x", c);
+		else
+			out[w++] = (char)c;
+	}
+	out[w] = 0;
+}
+
+/* Move a file that cannot be read as a message out of the way. */
+static void
+set_aside(struct spool *s, const char *agent, const char *path,
+    const char *name, const char *why)
+{
+	char dir[P], dst[P], shown[300];
+
+	box_path(s, dir, agent, "corrupt", NULL);
+	show_name(shown, sizeof shown, name);
+	if (io_mkdirs(dir, 0700) < 0) {
+		warn(s, "corrupt message %s in %s's inbox (%s), and cannot "
+		    "create %s: %s", shown, agent, why, dir, strerror(errno));
+		return;
+	}
+	snprintf(dst, sizeof dst, "%s/%.200s.%ld", dir, name, (long)time(NULL));
+	if (rename(path, dst) < 0) {
+		if (errno != ENOENT)
+			warn(s, "corrupt message %s in %s's inbox (%s), and cannot "
+			    "move it aside: %s", shown, agent, why,
+			    strerror(errno));
+		return;
+	}
+	warn(s, "corrupt message %s in %s's inbox (%s) — moved to "
+	    "spool/%s/corrupt/", shown, agent, why, agent);
+}
+
+/* Parse "<file>.claim.<host>.<pid>"; 1 if it is a claim of ours whose
+ * process is gone, with the original file name in file. */
+static int
+stale_claim(struct fs *fs, const char *name, char *file, size_t filesz)
+{
+	const char *c = strstr(name, ".claim."), *host, *dot;
+	char *end;
+	long pid;
+
+	if (!c || (size_t)(c - name) >= filesz)
+		return 0;
+	host = c + 7;
+	dot = strrchr(host, '.');
+	if (!dot || (size_t)(dot - host) != strlen(fs->host) ||
+	    strncmp(host, fs->host, (size_t)(dot - host)) != 0)
+		return 0;
+	errno = 0;
+	pid = strtol(dot + 1, &end, 10);
+	if (errno || *end || pid <= 0 || pid == (long)getpid() ||
+	    io_pid_alive((pid_t)pid))
+		return 0;
+	memcpy(file, name, (size_t)(c - name));
+	file[c - name] = 0;
+	return 1;
+}
+
+static void
+recover_claims(struct spool *s, const char *agent)
+{
+	char path[P], src[P], dst[P], file[ID_MAX_LEN + 16];
+	struct dirent *d;
+	DIR *dir;
+
+	box_path(s, path, agent, "cur", NULL);
+	if (!(dir = opendir(path)))
+		return;
+	while ((d = readdir(dir))) {
+		if (!stale_claim(s->impl, d->d_name, file, sizeof file))
+			continue;
+		box_path(s, src, agent, "cur", d->d_name);
+		box_path(s, dst, agent, "new", file);
+		if (move_noreplace(src, dst) == 1)
+			unlink(src); /* already back in new/ */
+		warn(s, "returned %s to %s's inbox: its claimer died", file,
+		    agent);
+	}
+	closedir(dir);
+}
+
+/* Note that the agent is reading, at most once a minute. */
+static void
+touch_seen(struct spool *s, const char *agent)
+{
+	char path[P];
+	struct agent_rec a;
+	struct stat st;
+	int fd;
+
+	agent_path(s, path, agent);
+	if (stat(path, &st) < 0 || time(NULL) - st.st_mtime < 60)
+		return;
+	if ((fd = lock_agents(s, NULL)) < 0)
+		return;
+	if (read_agent(s, agent, &a, NULL) == 0) {
+		ts_now(a.seen);
+		write_agent(s, &a, 0, NULL);
+		agent_free(&a);
+	}
+	unlock_agents(fd);
+}
+
+static int
+cmp_item(const void *pa, const void *pb)
+{
+	const struct spool_item *a = pa, *b = pb;
+	int c = strcmp(a->ts, b->ts);
+
+	return c ? c : strcmp(a->id, b->id);
+}
+
+/* Is name "<id>.json" with a usable id? Copies the id. */
+static int
+msg_file(const char *name, char *id)
+{
+	size_t len = strlen(name);
+
+	if (name[0] == '.' || len < 6 || len - 5 > ID_MAX_LEN ||
+	    strcmp(name + len - 5, ".json") != 0)
+		return 0;
+	memcpy(id, name, len - 5);
+	id[len - 5] = 0;
+	return id_valid(id);
+}
+
+static int
+list_one(struct spool *s, const char *agent, const char *name,
+    struct spool_item *it, size_t *kept)
+{
+	char path[P];
+	struct buf b = BUF_INIT;
+	struct msg m;
+	struct err e;
+
+	memset(it, 0, sizeof *it);
+	box_path(s, path, agent, "new", name);
+	if (!msg_file(name, it->id)) {
+		if (name[0] != '.')
+			set_aside(s, agent, path, name, "not a message file name");
+		return 0;
+	}
+	if (io_readfile(AT_FDCWD, path, s->cfg->lim.total + 1, &b) < 0) {
+		int saved = errno;
+		buf_free(&b);
+		if (saved != ENOENT)
+			set_aside(s, agent, path, name, strerror(saved));
+		return 0; /* ENOENT: another reader claimed it */
+	}
+	if (msg_decode(b.p, b.len, 0, &s->cfg->lim, &m, &e) < 0) {
+		set_aside(s, agent, path, name, e.msg);
+		buf_free(&b);
+		return 0;
+	}
+	snprintf(it->ts, sizeof it->ts, "%s", m.ts);
+	it->name = xstrdup(name);
+	it->scope = m.scope;
+	m.scope = NULL;
+	it->urgent = m.urgent;
+	msg_free(&m);
+	if (*kept + b.len <= s->keep_raw) {
+		*kept += b.len;
+		it->raw = b.p;
+		it->rawlen = b.len;
+	} else {
+		buf_free(&b);
+	}
+	return 1;
+}
+
+static int
+fs_list(struct spool *s, const char *agent, struct spool_item **items,
+    size_t *n, struct err *e)
+{
+	char path[P];
+	struct spool_item *out = NULL;
+	size_t cap = 0, w = 0, kept = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	*items = NULL;
+	*n = 0;
+	recover_claims(s, agent);
+	touch_seen(s, agent);
+	box_path(s, path, agent, "new", NULL);
+	if (!(dir = opendir(path))) {
+		if (errno != ENOENT)
+			return err_sys(e, "cannot read %s", path);
+		agent_path(s, path, agent);
+		if (access(path, F_OK) < 0)
+			return err_set(e, BCH_PERM, "unknown agent \"%s\" — run "
+			    "bch init %s first", agent, agent);
+		return 0;
+	}
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		if (w == cap) {
+			cap = cap ? cap * 2 : 64;
+			out = xrealloc(out, cap * sizeof *out);
+		}
+		w += (size_t)list_one(s, agent, d->d_name, &out[w], &kept);
+	}
+	closedir(dir);
+	qsort(out, w, sizeof *out, cmp_item);
+	*items = out;
+	*n = w;
+	return 0;
+}
+
+static int
+decode_at(struct spool *s, const char *agent, const char *path,
+    const struct spool_item *it, struct msg *m)
+{
+	struct buf b = BUF_INIT;
+	struct err e;
+	int rc;
+
+	if (it->raw) {
+		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->lim, m, &e);
+		if (rc < 0)
+			set_aside(s, agent, path, it->name, e.msg);
+		return rc < 0 ? 0 : 1;
+	}
+	if (io_readfile(AT_FDCWD, path, s->cfg->lim.total + 1, &b) < 0) {
+		int saved = errno;
+		buf_free(&b);
+		if (saved == ENOENT)
+			return 0;
+		set_aside(s, agent, path, it->name, strerror(saved));
+		return 0;
+	}
+	rc = msg_decode(b.p, b.len, 0, &s->cfg->lim, m, &e);
+	if (rc < 0)
+		set_aside(s, agent, path, it->name, e.msg);
+	buf_free(&b);
+	return rc < 0 ? 0 : 1;
+}
+
+static int
+fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
+    struct msg *m, struct err *e)
+{
+	char path[P];
+
+	(void)e;
+	box_path(s, path, agent, "new", it->name);
+	return decode_at(s, agent, path, it, m);
+}
+
+static int
+fs_take(struct spool *s, const char *agent, const struct spool_item *it,
+    struct msg *m, struct spool_claim *c, struct err *e)
+{
+	struct fs *fs = s->impl;
+	char src[P], dst[P], file[ID_MAX_LEN + 200];
+
+	box_path(s, src, agent, "new", it->name);
+	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs->host,
+	    (long)getpid());
+	box_path(s, dst, agent, "cur", file);
+	if (rename(src, dst) < 0) {
+		if (errno == ENOENT) {
+			/* Claimed by another reader, or cur/ went missing. */
+			if (access(src, F_OK) < 0)
+				return 0;
+			if (make_box(s, agent, e) < 0)
+				return -1;
+			if (rename(src, dst) == 0)
+				goto claimed;
+			if (errno == ENOENT)
+				return 0;
+		}
+		return err_sys(e, "cannot claim %s", it->name);
+	}
+claimed:
+	if (decode_at(s, agent, dst, it, m) == 0)
+		return 0;
+	memset(c, 0, sizeof *c);
+	snprintf(c->agent, sizeof c->agent, "%s", agent);
+	snprintf(c->name, sizeof c->name, "%s", it->name);
+	c->path = xstrdup(dst);
+	return 1;
+}
+
+static int
+fs_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
+{
+	char dst[P];
+	int rc = 0;
+
+	if (keep) {
+		box_path(s, dst, c->agent, "cur", c->name);
+		if (rename(c->path, dst) < 0)
+			rc = err_sys(e, "cannot keep %s", c->name);
+	} else if (unlink(c->path) < 0 && errno != ENOENT) {
+		rc = err_sys(e, "cannot delete %s", c->path);
+	}
+	free(c->path);
+	c->path = NULL;
+	return rc;
+}
+
+static int
+fs_release(struct spool *s, struct spool_claim *c, struct err *e)
+{
+	char dst[P];
+	int rc;
+
+	box_path(s, dst, c->agent, "new", c->name);
+	rc = move_noreplace(c->path, dst);
+	if (rc == 1)
+		unlink(c->path);
+	if (rc < 0)
+		err_sys(e, "cannot return %s to the inbox", c->name);
+	free(c->path);
+	c->path = NULL;
+	return rc < 0 ? -1 : 0;
+}
+
+static void
+fs_close(struct spool *s)
+{
+	struct fs *fs = s->impl;
+
+	free(fs->counts);
+	free(fs);
+	free(s);
+}
+
+static const struct spool_ops fs_ops = {
+	fs_reg, fs_agents, fs_subscribe, fs_send, fs_sync, fs_list, fs_peek,
+	fs_take, fs_ack, fs_release, fs_close,
+};
+
+struct spool *
+spool_fs_open(struct config *c, const char *prog, struct err *e)
+{
+	struct spool *s;
+	struct fs *fs;
+	struct stat st;
+	size_t i;
+
+	if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		err_set(e, BCH_PERM, "%s is not a directory — fix "
+		    "BACKCHANNEL_HOME", c->home);
+		return NULL;
+	}
+	s = xcalloc(1, sizeof *s);
+	fs = xcalloc(1, sizeof *fs);
+	s->ops = &fs_ops;
+	s->cfg = c;
+	s->prog = prog;
+	s->impl = fs;
+	s->keep_raw = 1 << 20;
+	if (gethostname(fs->host, sizeof fs->host - 1) < 0 || !fs->host[0])
+		snprintf(fs->host, sizeof fs->host, "localhost");
+	for (i = 0; fs->host[i]; i++) {
+		char ch = fs->host[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			fs->host[i] = '_';
+	}
+	return s;
+}

@@ -1,0 +1,169 @@
+/* spool: picks the implementation the configuration names and holds
+ * what every implementation shares. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "spool.h"
+
+struct spool *
+spool_open(struct config *c, const char *prog, struct err *e)
+{
+	if (c->url) {
+		err_set(e, BCH_PERM,
+		    "a relay is configured (%s) but this build has no relay "
+		    "client — unset BACKCHANNEL_URL or use the local spool",
+		    c->url);
+		return NULL;
+	}
+	return spool_fs_open(c, prog, e);
+}
+
+void
+spool_close(struct spool *s)
+{
+	if (s)
+		s->ops->close(s);
+}
+
+int
+spool_register(struct spool *s, const char *name, struct agent_rec *out,
+    struct err *e)
+{
+	if (!name_valid(name))
+		return err_set(e, BCH_PERM,
+		    "invalid agent name — use letters, digits, '.', '_' and "
+		    "'-', starting with a letter or digit, at most 64");
+	return s->ops->reg(s, name, out, e);
+}
+
+static int
+cmp_agent(const void *a, const void *b)
+{
+	return strcmp(((const struct agent_rec *)a)->name,
+	    ((const struct agent_rec *)b)->name);
+}
+
+int
+spool_agents(struct spool *s, struct agent_rec **list, size_t *n,
+    struct err *e)
+{
+	if (s->ops->agents(s, list, n, e) < 0)
+		return -1;
+	qsort(*list, *n, sizeof **list, cmp_agent);
+	return 0;
+}
+
+void
+agent_list_free(struct agent_rec *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		agent_free(&list[i]);
+	free(list);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+spool_channels(struct spool *s, char ***list, size_t *n, struct err *e)
+{
+	struct agent_rec *a;
+	size_t na, i, k, cap = 0, w = 0;
+	char **out = NULL;
+
+	if (spool_agents(s, &a, &na, e) < 0)
+		return -1;
+	for (i = 0; i < na; i++)
+		cap += a[i].nsubs;
+	out = xcalloc(cap + 1, sizeof *out);
+	for (i = 0; i < na; i++)
+		for (k = 0; k < a[i].nsubs; k++)
+			out[w++] = xstrdup(a[i].subs[k]);
+	agent_list_free(a, na);
+	qsort(out, w, sizeof *out, cmp_str);
+	for (i = 0, k = 0; i < w; i++) {
+		if (k && strcmp(out[k - 1], out[i]) == 0) {
+			free(out[i]);
+			continue;
+		}
+		out[k++] = out[i];
+	}
+	*list = out;
+	*n = k;
+	return 0;
+}
+
+int
+spool_subscribe(struct spool *s, const char *agent, const char *channel,
+    int on, struct err *e)
+{
+	if (channel[0] != '#' || !name_valid(channel + 1))
+		return err_set(e, BCH_PERM,
+		    "invalid channel — use #name, with letters, digits, '.', "
+		    "'_' and '-'");
+	return s->ops->subscribe(s, agent, channel, on, e);
+}
+
+int
+spool_send(struct spool *s, struct msg *m, struct err *e)
+{
+	return s->ops->send(s, m, e);
+}
+
+int
+spool_sync(struct spool *s, struct err *e)
+{
+	return s->ops->sync(s, e);
+}
+
+int
+spool_list(struct spool *s, const char *agent, struct spool_item **items,
+    size_t *n, struct err *e)
+{
+	return s->ops->list(s, agent, items, n, e);
+}
+
+void
+spool_items_free(struct spool_item *items, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(items[i].name);
+		free(items[i].scope);
+		free(items[i].raw);
+	}
+	free(items);
+}
+
+int
+spool_peek(struct spool *s, const char *agent, const struct spool_item *it,
+    struct msg *m, struct err *e)
+{
+	return s->ops->peek(s, agent, it, m, e);
+}
+
+int
+spool_take(struct spool *s, const char *agent, const struct spool_item *it,
+    struct msg *m, struct spool_claim *c, struct err *e)
+{
+	return s->ops->take(s, agent, it, m, c, e);
+}
+
+int
+spool_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
+{
+	return s->ops->ack(s, c, keep, e);
+}
+
+int
+spool_release(struct spool *s, struct spool_claim *c, struct err *e)
+{
+	return s->ops->release(s, c, e);
+}

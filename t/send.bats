@@ -1,0 +1,222 @@
+#!/usr/bin/env bats
+load helper
+
+local_setup() { agents alice bob; }
+
+@test "send prints the short id and the target" {
+	run bch send @bob PR 42 merged, rebase now
+	assert_success
+	assert_output --regexp '^sent [0-9a-f]{8} to @bob$'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "a bare agent name means @agent" {
+	run bch send bob hello
+	assert_success
+	assert_output --regexp ' to @bob$'
+	run as bob bch drain --jsonl
+	assert_output --partial '"to":"@bob"'
+}
+
+@test "the stored file has exactly the protocol fields, named by its id" {
+	bch send @bob hi --urgent --scope acme/api --thread t1 --ref a.ts --ref https://x/1
+	f=$(ls "$BACKCHANNEL_HOME/spool/bob/new/")
+	id=${f%.json}
+	[[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]
+	run cat "$BACKCHANNEL_HOME/spool/bob/new/$f"
+	assert_output --regexp "^\{\"id\":\"$id\",\"from\":\"alice\",\"to\":\"@bob\",\"body\":\"hi\",\"priority\":\"urgent\",\"scope\":\"acme/api\",\"thread\":\"t1\",\"refs\":\[\"a.ts\",\"https://x/1\"\],\"ts\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\"\}$"
+	[ "$(stat -c %a "$BACKCHANNEL_HOME/spool/bob/new/$f")" = 600 ]
+}
+
+@test "optional fields are omitted when empty" {
+	bch send @bob plain
+	run cat "$BACKCHANNEL_HOME"/spool/bob/new/*.json
+	refute_output --partial scope
+	refute_output --partial thread
+	refute_output --partial refs
+	assert_output --partial '"priority":"normal"'
+}
+
+@test "send to an unknown agent fails with 100 and a clear line" {
+	run bch send @carol hi
+	assert_failure 100
+	assert_output 'bch-send: unknown agent "carol" — they must run bch init carol first'
+}
+
+@test "hostile names are refused before anything touches the disk" {
+	for t in '@../x' '@a/b' '@' '#' '@.hidden' "@$(printf 'a%.0s' {1..65})" '@a b' '#../etc'; do
+		run bch send "$t" hi
+		assert_failure 100
+		assert_output --partial 'invalid target'
+	done
+	[ ! -e "$BACKCHANNEL_HOME/spool/x" ] && [ ! -e "$BACKCHANNEL_HOME/etc" ]
+	[ "$(find "$BACKCHANNEL_HOME/spool" -name '*.json' | wc -l)" -eq 0 ]
+}
+
+@test "a 64-byte name is accepted, 65 is not" {
+	n64=$(printf 'a%.0s' {1..64})
+	run env BACKCHANNEL_AGENT=$n64 bch init $n64
+	assert_success
+	run bch send "@$n64" hi
+	assert_success
+	run bch init "${n64}b"
+	assert_failure 100
+}
+
+@test "an empty body is refused" {
+	run bch send @bob ''
+	assert_failure 100
+	assert_output --partial 'empty body'
+	run bch send @bob
+	assert_failure 2
+}
+
+@test "a body over 64 KiB is refused whole, one at the limit goes through" {
+	head -c 65536 /dev/zero | tr '\0' a > ok.txt
+	run bch send @bob - < ok.txt
+	assert_success
+	head -c 65537 /dev/zero | tr '\0' a > big.txt
+	run bch send @bob - < big.txt
+	assert_failure 100
+	assert_output --partial 'over the limit'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "the body limit is configurable" {
+	run env BACKCHANNEL_MAX_BODY=10 bch send @bob 0123456789A
+	assert_failure 100
+	run env BACKCHANNEL_MAX_BODY=10 bch send @bob 0123456789
+	assert_success
+}
+
+@test "send - reads the body from stdin, keeping newlines" {
+	printf 'line one\nline two\n' | bch send @bob -
+	run as bob bch drain --jsonl
+	assert_output --partial '"body":"line one\nline two\n"'
+}
+
+@test "flags may come before or after the words" {
+	bch send --urgent @bob before
+	bch send @bob after --urgent
+	run as bob bch drain --jsonl
+	[ "$(grep -c '"priority":"urgent"' <<<"$output")" -eq 2 ]
+}
+
+@test "channel fan-out copies to every subscriber but the sender" {
+	agents alice bob carol dave
+	as bob bch sub '#dev' >/dev/null
+	as carol bch sub '#dev' >/dev/null
+	as alice bch sub '#dev' >/dev/null
+	run bch send '#dev' standup in 5
+	assert_success
+	assert_output --regexp '^sent [0-9a-f]{8} to #dev$'
+	[ "$(count_new bob)" -eq 1 ] && [ "$(count_new carol)" -eq 1 ]
+	[ "$(count_new alice)" -eq 0 ] && [ "$(count_new dave)" -eq 0 ]
+	b=$(ls "$BACKCHANNEL_HOME/spool/bob/new/") c=$(ls "$BACKCHANNEL_HOME/spool/carol/new/")
+	[ "$b" = "$c" ]
+	grep -q '"to":"#dev"' "$BACKCHANNEL_HOME/spool/carol/new/$c"
+}
+
+@test "one subscriber's claim leaves the other's copy" {
+	agents alice bob carol
+	as bob bch sub '#dev' >/dev/null
+	as carol bch sub '#dev' >/dev/null
+	bch send '#dev' shared
+	as bob bch drain >/dev/null
+	run as carol bch drain
+	assert_output --partial shared
+}
+
+@test "a channel with no other subscriber is an error, not a no-op" {
+	bch sub '#solo' >/dev/null
+	run bch send '#solo' anyone
+	assert_failure 100
+	assert_output 'bch-send: channel #solo has no other subscribers — nothing to deliver'
+	run bch send '#nobody' anyone
+	assert_failure 100
+}
+
+@test "JSON lines on stdin send many messages" {
+	printf '%s\n' '{"to":"@bob","body":"one"}' '{"to":"bob","body":"two","priority":"urgent"}' \
+		'{"to":"@bob","body":"three","refs":["x"],"scope":"s","thread":"t"}' > in.jsonl
+	run bch-send < in.jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(count_new bob)" -eq 3 ]
+}
+
+@test "bad JSON lines are reported by number and skipped; the rest go through" {
+	printf '%s\n' '{"to":"@bob","body":"one"}' '{"to":"@bob" "body":"x"}' 'not json' \
+		'{"to":"@../x","body":"y"}' '{"to":"@bob","body":""}' '{"to":"@bob","body":"five","priority":"high"}' \
+		'{"to":"@bob","body":"six"}' > in.jsonl
+	run bch-send < in.jsonl
+	assert_failure 100
+	assert_line --partial 'line 2: malformed JSON'
+	assert_line --partial 'line 3: malformed JSON'
+	assert_line --partial 'line 4: invalid target'
+	assert_line --partial 'line 5: empty body'
+	assert_line --partial 'line 6: priority must be'
+	[ "$(count_new bob)" -eq 2 ]
+}
+
+@test "a stdin line cannot choose its sender" {
+	echo '{"to":"@bob","body":"x","from":"mallory"}' | bch-send
+	run as bob bch drain --jsonl
+	assert_output --partial '"from":"alice"'
+}
+
+@test "a stdin request may carry its own id; resending it delivers once" {
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	echo "{\"to\":\"@bob\",\"body\":\"x\",\"id\":\"$id\"}" | bch-send
+	echo "{\"to\":\"@bob\",\"body\":\"x\",\"id\":\"$id\"}" | bch-send
+	[ "$(count_new bob)" -eq 1 ]
+	[ -f "$BACKCHANNEL_HOME/spool/bob/new/$id.json" ]
+}
+
+@test "an oversize stdin line is skipped without eating the next" {
+	{ printf '{"to":"@bob","body":"'; head -c 200000 /dev/zero | tr '\0' a; printf '"}\n'; echo '{"to":"@bob","body":"after"}'; } > in.jsonl
+	run bch-send < in.jsonl
+	assert_failure 100
+	assert_line --partial 'line 1: over the limit'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "the inbox quota refuses with 111 and keeps what is stored" {
+	export BACKCHANNEL_MAX_INBOX=2
+	bch send @bob 1 && bch send @bob 2
+	run bch send @bob 3
+	assert_failure 111
+	assert_output --partial 'inbox of bob is full'
+	[ "$(count_new bob)" -eq 2 ]
+}
+
+@test "an unregistered sender is told to init" {
+	run env BACKCHANNEL_AGENT=ghost bch send @bob hi
+	assert_failure 100
+	assert_output --partial 'ghost is not registered'
+}
+
+@test "send works with fsync on" {
+	BACKCHANNEL_FSYNC=1 run bch send @bob durable
+	assert_success
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "a full disk refuses the send with 111 and loses nothing stored" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	bch send @bob kept
+	# Point bob's tmp/ at a directory on a file system with no room left.
+	if [ "$(id -u)" != 0 ] || ! mkdir -p "$BATS_TEST_TMPDIR/full" || \
+		! mount -t tmpfs -o size=4k tmpfs "$BATS_TEST_TMPDIR/full" 2>/dev/null; then
+		skip "needs root to mount a small tmpfs"
+	fi
+	head -c 4096 /dev/zero > "$BATS_TEST_TMPDIR/full/filler" 2>/dev/null || true
+	rm -rf "$BACKCHANNEL_HOME/spool/bob/tmp"
+	mkdir "$BATS_TEST_TMPDIR/full/tmp"
+	ln -s "$BATS_TEST_TMPDIR/full/tmp" "$BACKCHANNEL_HOME/spool/bob/tmp"
+	run bch send @bob "$(head -c 8000 /dev/zero | tr '\0' x)"
+	umount "$BATS_TEST_TMPDIR/full"
+	assert_failure 111
+	assert_output --partial 'No space left on device'
+	[ "$(count_new bob)" -eq 1 ]
+}
