@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +35,8 @@ struct count {
 
 struct fs {
 	char host[64];
+	int ino; /* inotify descriptor, -1 until spool_wait() */
+	int wd;  /* watch on the inbox's new/, -1 when not armed */
 	struct count *counts; /* inbox sizes, counted once per process */
 	size_t ncounts;
 };
@@ -850,11 +854,83 @@ fs_release(struct spool *s, struct spool_claim *c, struct err *e)
 	return rc < 0 ? -1 : 0;
 }
 
+/* Arm a watch on agent's new/, making the inbox if it went missing. */
+static int
+arm(struct spool *s, const char *agent, struct err *e)
+{
+	struct fs *fs = s->impl;
+	char path[P];
+	uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF |
+	    IN_MOVE_SELF | IN_ONLYDIR;
+
+	box_path(s, path, agent, "new", NULL);
+	fs->wd = inotify_add_watch(fs->ino, path, mask);
+	if (fs->wd < 0 && errno == ENOENT) {
+		agent_path(s, path, agent);
+		if (access(path, F_OK) < 0)
+			return err_set(e, BCH_PERM, "unknown agent \"%s\" — run "
+			    "bch init %s first", agent, agent);
+		if (make_box(s, agent, e) < 0)
+			return -1;
+		box_path(s, path, agent, "new", NULL);
+		fs->wd = inotify_add_watch(fs->ino, path, mask);
+	}
+	if (fs->wd < 0)
+		return err_sys(e, "cannot watch %s", path);
+	return 0;
+}
+
+static int
+fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
+{
+	struct fs *fs = s->impl;
+	char ev[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd pfd;
+	ssize_t n;
+	int rc;
+
+	if (fs->ino < 0) {
+		fs->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (fs->ino < 0)
+			return err_sys(e, "cannot start inotify");
+	}
+	if (fs->wd < 0)
+		return arm(s, agent, e) < 0 ? -1 : 1;
+	pfd.fd = fs->ino;
+	pfd.events = POLLIN;
+	rc = poll(&pfd, 1, timeout_ms);
+	if (rc < 0)
+		return errno == EINTR ? 0 : err_sys(e, "cannot wait for messages");
+	if (rc == 0)
+		return 0;
+	while ((n = read(fs->ino, ev, sizeof ev)) > 0) {
+		char *p = ev;
+		while (p < ev + n) {
+			struct inotify_event *ie = (struct inotify_event *)p;
+			if (ie->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
+				fs->wd = -1;
+			p += sizeof *ie + ie->len;
+		}
+	}
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		return err_sys(e, "cannot read inotify events");
+	if (fs->wd < 0) {
+		/* The inbox went away: watch the new one (made if need be). */
+		if (fs->wd >= 0)
+			inotify_rm_watch(fs->ino, fs->wd);
+		if (arm(s, agent, e) < 0)
+			return -1;
+	}
+	return 1;
+}
+
 static void
 fs_close(struct spool *s)
 {
 	struct fs *fs = s->impl;
 
+	if (fs->ino >= 0)
+		close(fs->ino);
 	free(fs->counts);
 	free(fs);
 	free(s);
@@ -862,7 +938,7 @@ fs_close(struct spool *s)
 
 static const struct spool_ops fs_ops = {
 	fs_reg, fs_agents, fs_subscribe, fs_send, fs_sync, fs_list, fs_peek,
-	fs_take, fs_ack, fs_release, fs_close,
+	fs_take, fs_ack, fs_release, fs_wait, fs_close,
 };
 
 struct spool *
@@ -885,6 +961,7 @@ spool_fs_open(struct config *c, const char *prog, struct err *e)
 	s->prog = prog;
 	s->impl = fs;
 	s->keep_raw = 1 << 20;
+	fs->ino = fs->wd = -1;
 	if (gethostname(fs->host, sizeof fs->host - 1) < 0 || !fs->host[0])
 		snprintf(fs->host, sizeof fs->host, "localhost");
 	for (i = 0; fs->host[i]; i++) {

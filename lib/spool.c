@@ -167,3 +167,9 @@ spool_release(struct spool *s, struct spool_claim *c, struct err *e)
 {
 	return s->ops->release(s, c, e);
 }
+
+int
+spool_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
+{
+	return s->ops->wait(s, agent, timeout_ms, e);
+}

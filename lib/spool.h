@@ -53,6 +53,7 @@ struct spool_ops {
 	    struct msg *, struct spool_claim *, struct err *);
 	int (*ack)(struct spool *, struct spool_claim *, int, struct err *);
 	int (*release)(struct spool *, struct spool_claim *, struct err *);
+	int (*wait)(struct spool *, const char *, int, struct err *);
 	void (*close)(struct spool *);
 };
 
@@ -114,6 +115,14 @@ int spool_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e);
 
 /* The claimed message could not be handled: return it to the inbox. */
 int spool_release(struct spool *s, struct spool_claim *c, struct err *e);
+
+/* Wait until agent's inbox may have changed (a message arrived, or the
+ * inbox was removed and made anew) or timeout_ms passed (-1: no limit).
+ * The first call arms the watch and returns 1 at once, so a caller
+ * lists after it and misses nothing. 1 changed, 0 timed out or
+ * interrupted by a signal (EINTR), -1 error. */
+int spool_wait(struct spool *s, const char *agent, int timeout_ms,
+    struct err *e);
 
 /* Open the local Maildir spool (spool-fs.c). */
 struct spool *spool_fs_open(struct config *c, const char *prog,
