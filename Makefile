@@ -8,8 +8,10 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 CPPFLAGS += -Ilib
 LDLIBS ?=
+LDFLAGS += -Wl,--as-needed
 
-PROGS = bch-init bch-send bch-drain bch-claim bch-sub bch-agents
+# Every bin/bch-*.c is a program; each links libbch and what it needs.
+PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
 LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/io.o \
 	lib/json.o lib/msg.o lib/scope.o lib/show.o lib/spool.o lib/spool-fs.o
@@ -39,6 +41,11 @@ check-asan:
 bench: all
 	@for b in t/bench/*.sh; do sh $$b || exit 1; done
 
+fuzz:
+	$(MAKE) -C t/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+FUZZ_SECONDS ?= 30
+
 lint:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
 
@@ -59,4 +66,4 @@ uninstall:
 clean:
 	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a
 
-.PHONY: all check check-asan bench lint install uninstall clean
+.PHONY: all check check-asan bench fuzz lint install uninstall clean

@@ -916,8 +916,6 @@ fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		return err_sys(e, "cannot read inotify events");
 	if (fs->wd < 0) {
 		/* The inbox went away: watch the new one (made if need be). */
-		if (fs->wd >= 0)
-			inotify_rm_watch(fs->ino, fs->wd);
 		if (arm(s, agent, e) < 0)
 			return -1;
 	}
