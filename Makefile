@@ -7,14 +7,14 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 CPPFLAGS += -Ilib
-LDLIBS ?=
+LDLIBS ?= -lbearssl
 LDFLAGS += -Wl,--as-needed
 
 # Every bin/bch-*.c is a program; each links libbch and what it needs.
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
-LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/io.o \
-	lib/json.o lib/msg.o lib/scope.o lib/show.o lib/spool.o lib/spool-fs.o
+LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
+	lib/json.o lib/msg.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o
 MAN1 = $(wildcard man/*.1)
 MAN7 = $(wildcard man/*.7)
 BATS ?= bats

@@ -18,9 +18,18 @@ err_set(struct err *e, int code, const char *fmt, ...)
 	if (!e)
 		return -1;
 	e->code = code;
+	e->status = 0;
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
 	va_end(ap);
+	return -1;
+}
+
+int
+err_status(struct err *e, int status)
+{
+	if (e)
+		e->status = status;
 	return -1;
 }
 
@@ -68,6 +77,7 @@ err_sys(struct err *e, const char *fmt, ...)
 	else if (saved == EROFS)
 		hint = " — the file system is read-only";
 	e->code = err_temporary(saved) ? BCH_TEMP : BCH_PERM;
+	e->status = saved == ENOSPC || saved == EDQUOT ? 507 : 0;
 	snprintf(e->msg, sizeof e->msg, "%s: %s%s", what, strerror(saved),
 	    hint);
 	errno = saved;

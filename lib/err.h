@@ -10,12 +10,16 @@
 
 struct err {
 	int code;      /* BCH_PERM or BCH_TEMP */
+	int status;    /* the HTTP status a relay answers with, or 0 */
 	char msg[600]; /* one line: what went wrong — what to do */
 };
 
 /* Fill e (if not NULL) with code and a formatted message; returns -1. */
 int err_set(struct err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Set e->status (if e) and return -1: for errors a relay passes on. */
+int err_status(struct err *e, int status);
 
 /* Like err_set, classifying errno: ENOSPC, EIO, EAGAIN... are temporary. */
 int err_sys(struct err *e, const char *fmt, ...)

@@ -154,8 +154,12 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	}
 	free(s);
 	m->to = xstrdup(to);
-	if (get_str(j, "body", l->body, &m->body, 1, e) < 0)
+	if (get_str(j, "body", l->body, &m->body, 1, e) < 0) {
+		if (json_get(j, 0, "body") >= 0 &&
+		    j->t[json_get(j, 0, "body")].type == JSON_STRING)
+			err_status(e, 413);
 		return -1;
+	}
 	if (!*m->body)
 		return err_set(e, BCH_PERM, "empty body — say something");
 	if (get_str(j, "scope", l->scope, &m->scope, 0, e) < 0 ||
@@ -209,9 +213,11 @@ msg_decode(const char *s, size_t n, int request, const struct limits *l,
 	int rc;
 
 	memset(m, 0, sizeof *m);
-	if (n > l->total)
-		return err_set(e, BCH_PERM,
+	if (n > l->total) {
+		err_set(e, BCH_PERM,
 		    "message is %zu bytes, over the limit of %zu", n, l->total);
+		return err_status(e, 413);
+	}
 	if (json_parse(&j, s, n, 16, &why) < 0)
 		return err_set(e, BCH_PERM, "malformed JSON: %s", why);
 	if (j.t[0].type != JSON_OBJECT) {
@@ -232,10 +238,12 @@ msg_check(const struct msg *m, const struct limits *l, struct err *e)
 
 	if (!m->body || !*m->body)
 		return err_set(e, BCH_PERM, "empty body — say something");
-	if (strlen(m->body) > l->body)
-		return err_set(e, BCH_PERM,
+	if (strlen(m->body) > l->body) {
+		err_set(e, BCH_PERM,
 		    "body is %zu bytes, over the limit of %zu — send a path "
 		    "or URL in --ref instead", strlen(m->body), l->body);
+		return err_status(e, 413);
+	}
 	if (!utf8_valid(m->body, strlen(m->body)))
 		return err_set(e, BCH_PERM, "body is not valid UTF-8");
 	if (m->scope && (strlen(m->scope) > l->scope ||

@@ -163,8 +163,8 @@ make_box(struct spool *s, const char *name, struct err *e)
 }
 
 static int
-fs_reg(struct spool *s, const char *name, struct agent_rec *out,
-    struct err *e)
+fs_reg(struct spool *s, const char *name, const char *token_hash,
+    struct agent_rec *out, struct err *e)
 {
 	struct agent_rec a;
 	char path[P];
@@ -184,6 +184,10 @@ fs_reg(struct spool *s, const char *name, struct agent_rec *out,
 		ts_now(a.created);
 	}
 	ts_now(a.seen);
+	if (token_hash) {
+		free(a.token_hash);
+		a.token_hash = xstrdup(token_hash);
+	}
 	rc = write_agent(s, &a, 1, e);
 	unlock_agents(fd);
 	if (rc == 0 && out)
@@ -313,10 +317,12 @@ recipients(struct spool *s, const struct msg *m, char ***out, size_t *n,
 	if (m->to[0] == '@') {
 		agent_path(s, path, m->to + 1);
 		if (access(path, F_OK) < 0) {
-			if (errno == ENOENT)
-				return err_set(e, BCH_PERM, "unknown agent \"%s\" — "
+			if (errno == ENOENT) {
+				err_set(e, BCH_PERM, "unknown agent \"%s\" — "
 				    "they must run bch init %s first", m->to + 1,
 				    m->to + 1);
+				return err_status(e, 404);
+			}
 			return err_sys(e, "cannot read %s", path);
 		}
 		*out = xcalloc(2, sizeof **out);
@@ -485,6 +491,7 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		if (count_of(s, r[i])->n >= s->cfg->max_inbox) {
 			err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — "
 			    "they must drain it first", r[i], s->cfg->max_inbox);
+			err_status(e, 507);
 			goto out;
 		}
 	}
@@ -493,6 +500,7 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	if (b.len > s->cfg->lim.total) {
 		err_set(e, BCH_PERM, "message is %zu bytes encoded, over the "
 		    "limit of %zu", b.len, s->cfg->lim.total);
+		err_status(e, 413);
 		goto out;
 	}
 	snprintf(file, sizeof file, "%s.json", m->id);

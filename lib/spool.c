@@ -34,7 +34,16 @@ spool_register(struct spool *s, const char *name, struct agent_rec *out,
 		return err_set(e, BCH_PERM,
 		    "invalid agent name — use letters, digits, '.', '_' and "
 		    "'-', starting with a letter or digit, at most 64");
-	return s->ops->reg(s, name, out, e);
+	return s->ops->reg(s, name, NULL, out, e);
+}
+
+int
+spool_register_token(struct spool *s, const char *name,
+    const char *token_hash, struct agent_rec *out, struct err *e)
+{
+	if (!name_valid(name))
+		return err_set(e, BCH_PERM, "invalid agent name");
+	return s->ops->reg(s, name, token_hash, out, e);
 }
 
 static int

@@ -39,7 +39,8 @@ struct spool_claim {
 struct spool;
 
 struct spool_ops {
-	int (*reg)(struct spool *, const char *, struct agent_rec *, struct err *);
+	int (*reg)(struct spool *, const char *, const char *, struct agent_rec *,
+	    struct err *);
 	int (*agents)(struct spool *, struct agent_rec **, size_t *, struct err *);
 	int (*subscribe)(struct spool *, const char *, const char *, int,
 	    struct err *);
@@ -73,6 +74,10 @@ void spool_close(struct spool *s);
 /* Create (or refresh) the record and inbox of agent name. */
 int spool_register(struct spool *s, const char *name, struct agent_rec *out,
     struct err *e);
+
+/* The same, setting the record's tokenHash (a relay registering). */
+int spool_register_token(struct spool *s, const char *name,
+    const char *token_hash, struct agent_rec *out, struct err *e);
 
 /* Every agent record, sorted by name. Free with agent_list_free(). */
 int spool_agents(struct spool *s, struct agent_rec **list, size_t *n,

@@ -1,0 +1,644 @@
+/* bch-relayd: the relay. HTTP/1.1 and Server-Sent Events over the spool,
+ * so agents on other machines reach the same inboxes.
+ *
+ * Design rationale. One process, one thread, an epoll loop over
+ * non-blocking sockets: a connection is a small record with an input
+ * and an output buffer, so thousands of idle SSE clients cost little.
+ * Requests are answered whole as soon as they are parsed (keep-alive and
+ * pipelining fall out of parsing from the front of the input buffer).
+ * Arrivals are found with inotify on each watched inbox's new/, so mail
+ * written by local tools on this host is pushed too. Every connection
+ * has a deadline; slow or silent clients are dropped. On SIGTERM the
+ * relay stops accepting, flushes what it owes, returns leased claims to
+ * their inboxes and exits 0. Logs are one line per request on stderr. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "hash.h"
+#include "http.h"
+#include "io.h"
+#include "relay.h"
+
+static const char usage[] =
+    "bch-relayd [--listen addr] [--port 7117] [--token room-token | "
+    "--token-file f] [--home dir] [--cert pem --key pem] [--rate n] "
+    "[-d fd]";
+
+#define IDLE_TIMEOUT 60    /* keep-alive connection with nothing to do */
+#define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */
+#define KEEPALIVE_EVERY 25 /* SSE comment */
+#define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
+
+struct conn {
+	int fd;
+	char peer[64];
+	struct buf in, out;
+	size_t out_off;
+	time_t since;   /* start of the current request, or of idleness */
+	time_t last_tx; /* SSE: last write */
+	int sse;
+	int closing; /* close once out is flushed */
+	int want_out;
+	char agent[NAME_MAX_LEN + 1];
+	struct conn *prev, *next;
+};
+
+struct watch {
+	int wd;
+	char agent[NAME_MAX_LEN + 1];
+};
+
+struct relayd {
+	struct cli c;
+	struct relay r;
+	struct http_limits lim;
+	int ep, lfd, ino;
+	struct conn *conns;
+	size_t nconns, maxconns;
+	struct watch *watches;
+	size_t nwatches;
+	volatile sig_atomic_t stop;
+};
+
+static volatile sig_atomic_t *stop_flag;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	*stop_flag = 1;
+}
+
+static void
+logline(struct conn *k, const struct http_req *q, int status, size_t bytes)
+{
+	char t[32];
+
+	ts_now(t);
+	fprintf(stderr, "%s %s %s \"%s %.200s\" %d %zu\n", t, k->peer,
+	    k->agent[0] ? k->agent : "-", q->method, q->path, status, bytes);
+}
+
+static void
+ep_set(struct relayd *d, struct conn *k, int op)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN | EPOLLRDHUP | (k->want_out ? EPOLLOUT : 0);
+	ev.data.ptr = k;
+	epoll_ctl(d->ep, op, k->fd, &ev);
+}
+
+static void
+conn_close(struct relayd *d, struct conn *k)
+{
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
+	close(k->fd);
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		d->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	buf_free(&k->in);
+	buf_free(&k->out);
+	free(k);
+	d->nconns--;
+}
+
+/* Watch agent's new/ while it has SSE readers. */
+static void
+watch_agent(struct relayd *d, const char *agent)
+{
+	char path[PATH_MAX + 200];
+	size_t i;
+	int wd;
+
+	for (i = 0; i < d->nwatches; i++)
+		if (strcmp(d->watches[i].agent, agent) == 0)
+			return;
+	snprintf(path, sizeof path, "%s/spool/%s/new", d->c.cfg.home, agent);
+	wd = inotify_add_watch(d->ino, path, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
+	if (wd < 0) {
+		fprintf(stderr, "bch-relayd: cannot watch %s: %s\n", path,
+		    strerror(errno));
+		return;
+	}
+	d->watches = xrealloc(d->watches, (d->nwatches + 1) * sizeof *d->watches);
+	d->watches[d->nwatches].wd = wd;
+	snprintf(d->watches[d->nwatches].agent, sizeof d->watches->agent, "%s",
+	    agent);
+	d->nwatches++;
+}
+
+/* Queue bytes for k, through TLS when it has it. */
+static void
+conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
+{
+	buf_add(&k->out, p, n);
+	if (!k->want_out) {
+		k->want_out = 1;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+}
+
+static void
+answer(struct relayd *d, struct conn *k, const struct http_req *q)
+{
+	struct relay_answer a;
+	struct buf out = BUF_INIT;
+	char extra[64] = "";
+
+	memset(&a, 0, sizeof a);
+	relay_handle(&d->r, q, &a);
+	snprintf(k->agent, sizeof k->agent, "%s", a.agent);
+	if (a.sse) {
+		buf_adds(&out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
+		    "\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n"
+		    "X-Accel-Buffering: no\r\n\r\nretry: 3000\n\n");
+		watch_agent(d, a.agent);
+		relay_sse_backlog(&d->r, a.agent, &out);
+		k->sse = 1;
+		k->last_tx = time(NULL);
+	} else {
+		if (a.retry_after)
+			snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
+			    a.retry_after);
+		buf_addc(&a.body, '\n');
+		http_put_response(&out, a.status, NULL, a.body.p, a.body.len,
+		    q->keepalive && !d->stop, extra);
+		if (!q->keepalive || d->stop)
+			k->closing = 1;
+	}
+	logline(k, q, a.status, out.len);
+	conn_send(d, k, out.p, out.len);
+	buf_free(&out);
+	buf_free(&a.body);
+}
+
+static void
+refuse(struct relayd *d, struct conn *k, int status)
+{
+	struct buf out = BUF_INIT;
+	char body[128];
+	int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n",
+	    http_reason(status));
+
+	http_put_response(&out, status, NULL, body, (size_t)n, 0, NULL);
+	fprintf(stderr, "%s %s - refused %d\n", "relay", k->peer, status);
+	conn_send(d, k, out.p, out.len);
+	buf_free(&out);
+	k->closing = 1;
+}
+
+/* Answer every whole request at the front of k->in. */
+static void
+process(struct relayd *d, struct conn *k)
+{
+	size_t off = 0;
+
+	while (!k->sse && !k->closing && off < k->in.len) {
+		struct http_req q;
+		int status = 400;
+		long used = http_parse_request(k->in.p + off, k->in.len - off,
+		    &d->lim, &q, &status);
+		if (used == 0)
+			break;
+		if (used < 0) {
+			refuse(d, k, status);
+			break;
+		}
+		answer(d, k, &q);
+		http_req_free(&q);
+		off += (size_t)used;
+		k->since = time(NULL);
+	}
+	if (off) {
+		memmove(k->in.p, k->in.p + off, k->in.len - off);
+		k->in.len -= off;
+	}
+	if (k->sse)
+		buf_reset(&k->in); /* an SSE client has nothing more to say */
+}
+
+/* Read what there is; -1 when the peer is gone. */
+static int
+conn_read(struct conn *k)
+{
+	for (;;) {
+		ssize_t n;
+		buf_grow(&k->in, 16384);
+		n = read(k->fd, k->in.p + k->in.len, k->in.cap - k->in.len - 1);
+		if (n > 0) {
+			k->in.len += (size_t)n;
+			if (k->in.len > 512 * 1024)
+				return 0; /* parse will refuse it */
+			continue;
+		}
+		if (n == 0)
+			return -1;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 0 : -1;
+	}
+}
+
+/* Write what is owed; -1 when the peer is gone. */
+static int
+conn_write(struct relayd *d, struct conn *k)
+{
+	while (k->out_off < k->out.len) {
+		ssize_t n = write(k->fd, k->out.p + k->out_off,
+		    k->out.len - k->out_off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return -1;
+		}
+		k->out_off += (size_t)n;
+		k->last_tx = time(NULL);
+	}
+	buf_reset(&k->out);
+	k->out_off = 0;
+	if (k->want_out) {
+		k->want_out = 0;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+	return 0;
+}
+
+static void
+on_conn(struct relayd *d, struct conn *k, uint32_t ev)
+{
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		int gone = conn_read(k);
+		if (!k->sse && k->in.len)
+			process(d, k);
+		if (gone < 0 && !k->out.len) {
+			conn_close(d, k);
+			return;
+		}
+		if (gone < 0)
+			k->closing = 1;
+	}
+	if (conn_write(d, k) < 0 || (k->closing && !k->out.len)) {
+		conn_close(d, k);
+		return;
+	}
+	if (k->out.len - k->out_off > MAX_OUT)
+		conn_close(d, k);
+}
+
+static void
+on_accept(struct relayd *d)
+{
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof sa;
+		struct conn *k;
+		int one = 1;
+		int fd = accept4(d->lfd, (struct sockaddr *)&sa, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				fprintf(stderr, "bch-relayd: accept: %s\n",
+				    strerror(errno));
+			return;
+		}
+		if (d->nconns >= d->maxconns) {
+			close(fd); /* over capacity: shed load, keep serving */
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		k = xcalloc(1, sizeof *k);
+		k->fd = fd;
+		k->since = time(NULL);
+		if (sa.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr,
+			    k->peer, sizeof k->peer);
+		else
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr,
+			    k->peer, sizeof k->peer);
+		k->next = d->conns;
+		if (d->conns)
+			d->conns->prev = k;
+		d->conns = k;
+		d->nconns++;
+		ep_set(d, k, EPOLL_CTL_ADD);
+	}
+}
+
+/* Push each arrival to the SSE readers of its inbox. */
+static void
+on_inotify(struct relayd *d)
+{
+	char ev[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	while ((n = read(d->ino, ev, sizeof ev)) > 0) {
+		char *p;
+		for (p = ev; p < ev + n;) {
+			struct inotify_event *ie = (struct inotify_event *)p;
+			size_t i;
+			p += sizeof *ie + ie->len;
+			if (!ie->len)
+				continue;
+			for (i = 0; i < d->nwatches; i++) {
+				struct buf e = BUF_INIT;
+				struct conn *k;
+				if (d->watches[i].wd != ie->wd)
+					continue;
+				if (!relay_sse_event(&d->r, d->watches[i].agent,
+				    ie->name, &e))
+					break;
+				for (k = d->conns; k; k = k->next)
+					if (k->sse && strcmp(k->agent,
+					    d->watches[i].agent) == 0)
+						conn_send(d, k, e.p, e.len);
+				buf_free(&e);
+				break;
+			}
+		}
+	}
+}
+
+/* Once a second: deadlines, SSE keepalives, expired leases. */
+static void
+tick(struct relayd *d)
+{
+	time_t now = time(NULL);
+	struct conn *k, *next;
+
+	for (k = d->conns; k; k = next) {
+		next = k->next;
+		if (k->sse) {
+			if (now - k->last_tx >= KEEPALIVE_EVERY)
+				conn_send(d, k, ": keepalive\n\n", 13);
+			continue;
+		}
+		if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
+		    (!k->in.len && !k->out.len && now - k->since > IDLE_TIMEOUT))
+			conn_close(d, k);
+	}
+	relay_expire(&d->r, 0);
+}
+
+static int
+listen_on(const char *addr, int port, struct err *e)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in s4;
+	struct sockaddr *sa;
+	socklen_t len;
+	int fd, one = 1;
+
+	memset(&s6, 0, sizeof s6);
+	memset(&s4, 0, sizeof s4);
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s4;
+		len = sizeof s4;
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s6;
+		len = sizeof s6;
+	} else {
+		return err_set(e, BCH_PERM, "bad --listen address %s — give an "
+		    "IPv4 or IPv6 address", addr);
+	}
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(e, "cannot open a socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
+		err_sys(e, "cannot listen on %s port %d", addr, port);
+		e->code = BCH_TEMP;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Stop accepting, answer what was asked, flush, give leases back. */
+static void
+shutdown_relay(struct relayd *d)
+{
+	time_t deadline = time(NULL) + 5;
+	struct conn *k, *next;
+
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, d->lfd, NULL);
+	close(d->lfd);
+	for (k = d->conns; k; k = next) {
+		next = k->next;
+		if (k->sse || !k->out.len)
+			conn_close(d, k);
+		else
+			k->closing = 1;
+	}
+	while (d->conns && time(NULL) < deadline) {
+		struct epoll_event ev[64];
+		int i, n = epoll_wait(d->ep, ev, 64, 200);
+		for (i = 0; i < n; i++)
+			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino)
+				on_conn(d, ev[i].data.ptr, ev[i].events);
+	}
+	while (d->conns)
+		conn_close(d, d->conns);
+	relay_free(&d->r);
+	fprintf(stderr, "bch-relayd: stopped\n");
+}
+
+/* The room token: --token, --token-file, BACKCHANNEL_ROOM_TOKEN, else
+ * the one kept in <home>/room-token (made on first start). */
+static void
+room_token(struct relayd *d, const char *tok, const char *file, char *out,
+    size_t outsz)
+{
+	char path[PATH_MAX + 16];
+	struct buf b = BUF_INIT;
+	const char *env = getenv("BACKCHANNEL_ROOM_TOKEN");
+
+	if (tok || (!file && env && *env)) {
+		snprintf(out, outsz, "%s", tok ? tok : env);
+		return;
+	}
+	if (!file) {
+		snprintf(path, sizeof path, "%s/room-token", d->c.cfg.home);
+		file = path;
+		if (access(path, F_OK) < 0) {
+			char t[65];
+			if (io_mkdirs(d->c.cfg.home, 0700) < 0 ||
+			    hash_random_hex(t, 24) < 0) {
+				err_sys(&d->c.e, "cannot make a room token in %s", path);
+				cli_fail(&d->c);
+			}
+			buf_printf(&b, "%s\n", t);
+			if (io_replace(path, b.p, b.len, 1, &d->c.e) < 0)
+				cli_fail(&d->c);
+			buf_reset(&b);
+			fprintf(stderr, "bch-relayd: made a room token in %s\n", path);
+		}
+	}
+	if (io_readfile(AT_FDCWD, file, 4096, &b) < 0) {
+		err_sys(&d->c.e, "cannot read the room token from %s", file);
+		cli_fail(&d->c);
+	}
+	b.p[strcspn(b.p, "\r\n")] = 0;
+	if (strlen(b.p) < 16) {
+		err_set(&d->c.e, BCH_PERM, "room token in %s is too short — use "
+		    "at least 16 characters", file);
+		cli_fail(&d->c);
+	}
+	snprintf(out, outsz, "%s", b.p);
+	buf_free(&b);
+}
+
+static void
+run(struct relayd *d)
+{
+	struct epoll_event ev;
+	time_t last = time(NULL);
+
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN;
+	ev.data.ptr = NULL;
+	epoll_ctl(d->ep, EPOLL_CTL_ADD, d->lfd, &ev);
+	ev.data.ptr = &d->ino;
+	epoll_ctl(d->ep, EPOLL_CTL_ADD, d->ino, &ev);
+	while (!d->stop) {
+		struct epoll_event evs[256];
+		int i, n = epoll_wait(d->ep, evs, 256, 1000);
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "bch-relayd: epoll_wait: %s\n", strerror(errno));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL)
+				on_accept(d);
+			else if (evs[i].data.ptr == &d->ino)
+				on_inotify(d);
+			else
+				on_conn(d, evs[i].data.ptr, evs[i].events);
+		}
+		if (time(NULL) != last) {
+			last = time(NULL);
+			tick(d);
+		}
+	}
+	shutdown_relay(d);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, 0, 'l' },
+		{ "port", required_argument, 0, 'p' },
+		{ "token", required_argument, 0, 't' },
+		{ "token-file", required_argument, 0, 'T' },
+		{ "home", required_argument, 0, 'H' },
+		{ "cert", required_argument, 0, 'c' },
+		{ "key", required_argument, 0, 'k' },
+		{ "rate", required_argument, 0, 'r' },
+		{ "max-conns", required_argument, 0, 'm' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	static struct relayd d;
+	const char *listen_addr = "127.0.0.1", *tok = NULL, *tokfile = NULL;
+	const char *cert = NULL, *key = NULL;
+	char room[4096];
+	struct sigaction sa;
+	int ch, port = 7117, notify = -1;
+	double rate = 50;
+
+	cli_init(&d.c, "bch-relayd");
+	d.maxconns = 20000;
+	while ((ch = getopt_long(argc, argv, "hl:p:t:T:H:c:k:r:m:d:", opts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'l': listen_addr = optarg; break;
+		case 'p': port = atoi(optarg); break;
+		case 't': tok = optarg; break;
+		case 'T': tokfile = optarg; break;
+		case 'H':
+			snprintf(d.c.cfg.home, sizeof d.c.cfg.home, "%s", optarg);
+			break;
+		case 'c': cert = optarg; break;
+		case 'k': key = optarg; break;
+		case 'r': rate = atof(optarg); break;
+		case 'm': d.maxconns = (size_t)atol(optarg); break;
+		case 'd': notify = atoi(optarg); break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&d.c, usage, "unknown option");
+		}
+	}
+	if (optind != argc)
+		cli_usage(&d.c, usage, "unexpected argument \"%s\"", argv[optind]);
+	if (port <= 0 || port > 65535 || rate <= 0 || d.maxconns == 0)
+		cli_usage(&d.c, usage, "bad --port, --rate or --max-conns");
+	if ((cert != NULL) != (key != NULL))
+		cli_usage(&d.c, usage, "--cert and --key go together");
+	free(d.c.cfg.url);
+	d.c.cfg.url = NULL; /* the relay serves its own spool */
+	room_token(&d, tok, tokfile, room, sizeof room);
+	cli_open(&d.c, 0);
+	if (io_mkdirs(d.c.cfg.home, 0700) < 0) {
+		err_sys(&d.c.e, "cannot create %s", d.c.cfg.home);
+		cli_fail(&d.c);
+	}
+	d.r.rate = rate;
+	if (relay_init(&d.r, d.c.sp, &d.c.cfg, room, &d.c.e) < 0)
+		cli_fail(&d.c);
+	d.r.rate = rate;
+	d.r.burst = rate * 2 > 10 ? rate * 2 : 10;
+	http_limits_default(&d.lim);
+	d.lim.body = d.c.cfg.lim.total + 4096;
+	if ((d.lfd = listen_on(listen_addr, port, &d.c.e)) < 0)
+		cli_fail(&d.c);
+	d.ep = epoll_create1(EPOLL_CLOEXEC);
+	d.ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d.ep < 0 || d.ino < 0) {
+		err_sys(&d.c.e, "cannot start the event loop");
+		cli_fail(&d.c);
+	}
+	stop_flag = &d.stop;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	fprintf(stderr, "bch-relayd: listening on %s port %d, spool %s, "
+	    "%zu agents with tokens\n", listen_addr, port, d.c.cfg.home,
+	    d.r.ntok);
+	if (notify >= 0) {
+		if (write(notify, "\n", 1) < 0)
+			fprintf(stderr, "bch-relayd: cannot notify readiness on "
+			    "fd %d: %s\n", notify, strerror(errno));
+		close(notify);
+	}
+	run(&d);
+	cli_close(&d.c);
+	return 0;
+}

@@ -1,0 +1,383 @@
+/* http: HTTP/1.1 parsing and formatting. Strict: CRLF line ends, token
+ * header names, one Content-Length or chunked (never both), limits on
+ * every size, and anything doubtful refused rather than guessed at. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+void
+http_limits_default(struct http_limits *l)
+{
+	l->head = 16 * 1024;
+	l->headers = 64;
+	l->body = 256 * 1024;
+}
+
+static int
+tchar(int c)
+{
+	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Find the end of the head: the index just past CRLF CRLF, or 0. */
+static size_t
+head_end(const char *b, size_t n)
+{
+	size_t i;
+
+	for (i = 3; i < n; i++)
+		if (b[i] == '\n' && b[i - 1] == '\r' && b[i - 2] == '\n' &&
+		    b[i - 3] == '\r')
+			return i + 1;
+	return 0;
+}
+
+/* Decode a chunked body at b[0..n). Returns bytes used, 0 for more, -1
+ * for malformed or over max (*status 400 or 413). */
+static long
+dechunk(const char *b, size_t n, size_t max, struct buf *out, int *status)
+{
+	size_t i = 0;
+
+	for (;;) {
+		size_t size = 0, digits = 0, k;
+		while (i < n && isxdigit((unsigned char)b[i])) {
+			int c = tolower((unsigned char)b[i]);
+			if (++digits > 8)
+				goto bad;
+			size = size * 16 + (size_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+			i++;
+		}
+		if (i >= n)
+			return 0;
+		if (!digits)
+			goto bad;
+		/* Chunk extensions are allowed and ignored. */
+		for (k = i; k < n && b[k] != '\n'; k++)
+			if (k - i > 256)
+				goto bad;
+		if (k >= n)
+			return 0;
+		if (b[k - 1] != '\r')
+			goto bad;
+		i = k + 1;
+		if (size == 0) {
+			/* Trailers are refused: only the final CRLF may follow. */
+			if (n - i < 2)
+				return 0;
+			if (b[i] != '\r' || b[i + 1] != '\n')
+				goto bad;
+			return (long)(i + 2);
+		}
+		if (out->len + size > max) {
+			*status = 413;
+			return -1;
+		}
+		if (n - i < size + 2)
+			return 0;
+		if (b[i + size] != '\r' || b[i + size + 1] != '\n')
+			goto bad;
+		buf_add(out, b + i, size);
+		i += size + 2;
+	}
+bad:
+	*status = 400;
+	return -1;
+}
+
+struct hdrs {
+	long clen; /* -1 none */
+	int chunked;
+	int close, keep;
+	int bad;
+};
+
+/* Look at one header line [p, e); fills what we care about. */
+static void
+header(const char *p, const char *e, struct hdrs *h, char *auth,
+    size_t authsz, char *leid, size_t leidsz)
+{
+	const char *colon = p, *v, *ve;
+	size_t nl;
+
+	while (colon < e && tchar((unsigned char)*colon))
+		colon++;
+	if (colon == p || colon >= e || *colon != ':') {
+		h->bad = 1;
+		return;
+	}
+	nl = (size_t)(colon - p);
+	for (v = colon + 1; v < e && (*v == ' ' || *v == '\t'); v++)
+		;
+	for (ve = e; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+		;
+	for (const char *q = v; q < ve; q++)
+		if ((unsigned char)*q < 0x20 && *q != '\t')
+			h->bad = 1;
+	if (nl == 14 && strncasecmp(p, "content-length", 14) == 0) {
+		long n = 0;
+		const char *q;
+		if (v == ve || ve - v > 12)
+			h->bad = 1;
+		for (q = v; q < ve; q++) {
+			if (!isdigit((unsigned char)*q))
+				h->bad = 1;
+			else
+				n = n * 10 + (*q - '0');
+		}
+		if (h->clen >= 0 && h->clen != n)
+			h->bad = 1;
+		h->clen = n;
+	} else if (nl == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
+		if ((size_t)(ve - v) == 7 && strncasecmp(v, "chunked", 7) == 0)
+			h->chunked = 1;
+		else
+			h->bad = 2; /* 501 */
+	} else if (nl == 10 && strncasecmp(p, "connection", 10) == 0) {
+		if (strncasecmp(v, "close", 5) == 0)
+			h->close = 1;
+		else if (strncasecmp(v, "keep-alive", 10) == 0)
+			h->keep = 1;
+	} else if (auth && nl == 13 && strncasecmp(p, "authorization", 13) == 0) {
+		snprintf(auth, authsz, "%.*s", (int)(ve - v), v);
+	} else if (leid && nl == 13 && strncasecmp(p, "last-event-id", 13) == 0) {
+		snprintf(leid, leidsz, "%.*s", (int)(ve - v), v);
+	}
+}
+
+long
+http_parse_request(const char *b, size_t n, const struct http_limits *l,
+    struct http_req *r, int *status)
+{
+	struct hdrs h = { -1, 0, 0, 0, 0 };
+	struct buf body = BUF_INIT;
+	size_t end = head_end(b, n < l->head ? n : l->head), count = 0;
+	const char *p, *e, *sp1, *sp2;
+	int minor;
+	long used;
+
+	memset(r, 0, sizeof *r);
+	if (!end) {
+		if (n >= l->head) {
+			*status = 431;
+			return -1;
+		}
+		return 0;
+	}
+	/* Request line: METHOD SP target SP HTTP/1.x CRLF */
+	e = memchr(b, '\n', end);
+	sp1 = memchr(b, ' ', (size_t)(e - b));
+	sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(e - sp1 - 1)) : NULL;
+	*status = 400;
+	if (!sp1 || !sp2 || sp1 == b || (size_t)(sp1 - b) >= sizeof r->method ||
+	    sp2 == sp1 + 1 || (size_t)(sp2 - sp1 - 1) >= sizeof r->path ||
+	    e - sp2 != 10 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
+	    e[-1] != '\r')
+		return -1;
+	if (sp2[8] != '0' && sp2[8] != '1') {
+		*status = 505;
+		return -1;
+	}
+	minor = sp2[8] - '0';
+	for (p = b; p < sp1; p++)
+		if (!tchar((unsigned char)*p))
+			return -1;
+	for (p = sp1 + 1; p < sp2; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return -1;
+	memcpy(r->method, b, (size_t)(sp1 - b));
+	memcpy(r->path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	for (p = e + 1; p < b + end - 2; p = e + 1) {
+		e = memchr(p, '\n', (size_t)(b + end - p));
+		if (!e || e == p || e[-1] != '\r')
+			return -1;
+		if (++count > l->headers) {
+			*status = 431;
+			return -1;
+		}
+		header(p, e - 1, &h, r->auth, sizeof r->auth, r->last_event_id,
+		    sizeof r->last_event_id);
+	}
+	if (h.bad == 2) {
+		*status = 501;
+		return -1;
+	}
+	if (h.bad || (h.chunked && h.clen >= 0))
+		return -1;
+	r->keepalive = minor == 1 ? !h.close : h.keep;
+	if (h.chunked) {
+		used = dechunk(b + end, n - end, l->body, &body, status);
+		if (used <= 0) {
+			buf_free(&body);
+			return used;
+		}
+		used += (long)end;
+	} else {
+		size_t clen = h.clen > 0 ? (size_t)h.clen : 0;
+		if (clen > l->body) {
+			*status = 413;
+			return -1;
+		}
+		if (n - end < clen)
+			return 0;
+		buf_add(&body, b + end, clen);
+		used = (long)(end + clen);
+	}
+	if (!body.p)
+		buf_add(&body, "", 0);
+	r->body = body.p;
+	r->body_len = body.len;
+	return used;
+}
+
+void
+http_req_free(struct http_req *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+long
+http_parse_response(const char *b, size_t n, size_t maxbody,
+    struct http_resp *r)
+{
+	struct hdrs h = { -1, 0, 0, 0, 0 };
+	struct buf body = BUF_INIT;
+	size_t end = head_end(b, n);
+	const char *p, *e;
+	int status = 0;
+	long used;
+
+	memset(r, 0, sizeof *r);
+	r->retry_after = -1;
+	if (!end)
+		return n > 64 * 1024 ? -1 : 0;
+	e = memchr(b, '\n', end);
+	if (e - b < 13 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ' ||
+	    !isdigit((unsigned char)b[9]) || !isdigit((unsigned char)b[10]) ||
+	    !isdigit((unsigned char)b[11]))
+		return -1;
+	r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+	r->keepalive = b[7] == '1';
+	for (p = e + 1; p < b + end - 2; p = e + 1) {
+		e = memchr(p, '\n', (size_t)(b + end - p));
+		if (!e || e == p || e[-1] != '\r')
+			return -1;
+		header(p, e - 1, &h, NULL, 0, NULL, 0);
+		if (strncasecmp(p, "retry-after:", 12) == 0)
+			r->retry_after = atoi(p + 12);
+		if (strncasecmp(p, "content-type:", 13) == 0) {
+			const char *v = p + 13;
+			while (*v == ' ')
+				v++;
+			if (strncasecmp(v, "text/event-stream", 17) == 0)
+				r->event_stream = 1;
+		}
+	}
+	if (h.bad || (h.chunked && h.clen >= 0))
+		return -1;
+	if (h.close)
+		r->keepalive = 0;
+	if (r->event_stream)
+		return (long)end;
+	if (h.chunked) {
+		used = dechunk(b + end, n - end, maxbody, &body, &status);
+		if (used <= 0) {
+			buf_free(&body);
+			return used;
+		}
+		used += (long)end;
+	} else if (h.clen >= 0) {
+		if ((size_t)h.clen > maxbody)
+			return -1;
+		if (n - end < (size_t)h.clen)
+			return 0;
+		buf_add(&body, b + end, (size_t)h.clen);
+		used = (long)end + h.clen;
+	} else {
+		return -1; /* we ask for no close-delimited bodies */
+	}
+	if (!body.p)
+		buf_add(&body, "", 0);
+	r->body = body.p;
+	r->body_len = body.len;
+	return used;
+}
+
+void
+http_resp_free(struct http_resp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	case 507: return "Insufficient Storage";
+	}
+	return "Unknown";
+}
+
+void
+http_put_response(struct buf *b, int status, const char *ctype,
+    const char *body, size_t len, int keepalive, const char *extra)
+{
+	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\n%s%s\r\n", status, http_reason(status),
+	    ctype ? ctype : "application/json", len,
+	    keepalive ? "" : "Connection: close\r\n", extra ? extra : "");
+	buf_add(b, body, len);
+}
+
+int
+http_unescape(const char *in, size_t n, char *out, size_t outsz)
+{
+	size_t i, w = 0;
+
+	for (i = 0; i < n; i++) {
+		int c = (unsigned char)in[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n)
+				return -1;
+			hi = isxdigit((unsigned char)in[i + 1]) ?
+			    tolower((unsigned char)in[i + 1]) : -1;
+			lo = isxdigit((unsigned char)in[i + 2]) ?
+			    tolower((unsigned char)in[i + 2]) : -1;
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = ((hi <= '9' ? hi - '0' : hi - 'a' + 10) << 4) |
+			    (lo <= '9' ? lo - '0' : lo - 'a' + 10);
+			i += 2;
+		}
+		if (c == 0 || w + 1 >= outsz)
+			return -1;
+		out[w++] = (char)c;
+	}
+	out[w] = 0;
+	return 0;
+}

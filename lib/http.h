@@ -1,0 +1,63 @@
+/* http: strict HTTP/1.1 message parsing and formatting, for the relay
+ * (requests in, responses out) and its client (the reverse). Parsers
+ * work on a buffer holding the start of a connection's input and say
+ * how much one whole message took, so pipelined requests fall out. */
+#ifndef BCH_HTTP_H
+#define BCH_HTTP_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+struct http_limits {
+	size_t head;    /* request line and headers: 16 KiB */
+	size_t headers; /* header count: 64 */
+	size_t body;    /* decoded body: 256 KiB */
+};
+
+struct http_req {
+	char method[16];
+	char path[1024]; /* raw target, query included */
+	int keepalive;
+	char auth[600];          /* Authorization value */
+	char last_event_id[128]; /* Last-Event-ID value */
+	char *body;              /* decoded body, NUL-terminated; free it */
+	size_t body_len;
+};
+
+void http_limits_default(struct http_limits *l);
+
+/* Parse one request from buf[0..n). Returns bytes used (> 0) when whole,
+ * 0 when more input is needed, -1 when it can never be valid, with
+ * *status the answer to give (400, 413, 431, 501, 505). */
+long http_parse_request(const char *buf, size_t n,
+    const struct http_limits *l, struct http_req *r, int *status);
+void http_req_free(struct http_req *r);
+
+struct http_resp {
+	int status;
+	int keepalive;
+	int retry_after; /* seconds, or -1 */
+	int event_stream; /* Content-Type: text/event-stream (no body length) */
+	char *body;
+	size_t body_len;
+};
+
+/* Parse one response from buf[0..n), as http_parse_request. An event
+ * stream's head alone is a whole response: its body follows as events. */
+long http_parse_response(const char *buf, size_t n, size_t maxbody,
+    struct http_resp *r);
+void http_resp_free(struct http_resp *r);
+
+/* Append a whole response with a body (JSON unless ctype says else). */
+void http_put_response(struct buf *b, int status, const char *ctype,
+    const char *body, size_t len, int keepalive, const char *extra);
+
+/* The reason phrase of status. */
+const char *http_reason(int status);
+
+/* Decode %XX in a path segment into out; -1 on a bad escape, a NUL, or
+ * a result over outsz-1 bytes. */
+int http_unescape(const char *in, size_t n, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,76 @@
+/* relay: the relay API of PROTOCOL.md 5 over a spool, apart from the
+ * sockets: a request goes in, a status and a JSON body come out. The
+ * event loop (bin/bch-relayd.c) owns connections, SSE and TLS. */
+#ifndef BCH_RELAY_H
+#define BCH_RELAY_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "buf.h"
+#include "http.h"
+#include "spool.h"
+
+struct relay_token { /* the token index: sha256 hex -> agent */
+	char hash[65];
+	char agent[NAME_MAX_LEN + 1];
+	double tokens; /* send-rate bucket */
+	double last;
+};
+
+struct relay_lease {
+	struct spool_claim claim;
+	char id[ID_MAX_LEN + 1];
+	time_t expires;
+};
+
+struct relay_sent { /* recent client ids, for idempotent retries */
+	char from[NAME_MAX_LEN + 1];
+	char id[ID_MAX_LEN + 1];
+	char *json;
+};
+
+struct relay {
+	struct spool *sp;
+	struct config *cfg;
+	char room_hash[65];
+	struct relay_token *tok; /* open addressing, cap a power of two */
+	size_t ntok, captok;
+	struct relay_lease *leases;
+	size_t nleases;
+	struct relay_sent *sent; /* a ring */
+	size_t nsent, sentpos;
+	double rate;  /* sends per second per agent */
+	double burst; /* bucket size */
+	int lease_max; /* seconds */
+};
+
+struct relay_answer {
+	int status;
+	struct buf body;
+	int retry_after;                /* seconds, or 0 */
+	char agent[NAME_MAX_LEN + 1];   /* who asked, once authenticated */
+	int sse;                        /* answer with an event stream */
+};
+
+/* Load the token index from the agent records. 0 or -1. */
+int relay_init(struct relay *r, struct spool *sp, struct config *cfg,
+    const char *room_token, struct err *e);
+void relay_free(struct relay *r);
+
+/* Answer one request. For GET /v1/events/<agent> that passes the checks,
+ * a->sse is set and the loop streams instead. */
+void relay_handle(struct relay *r, const struct http_req *q,
+    struct relay_answer *a);
+
+/* Messages waiting for agent as SSE events ("id:", "data:", blank). */
+void relay_sse_backlog(struct relay *r, const char *agent, struct buf *out);
+
+/* One SSE event for the file name in agent's new/, if it is still there. */
+int relay_sse_event(struct relay *r, const char *agent, const char *name,
+    struct buf *out);
+
+/* Return expired leases to their inboxes; with all, every lease. */
+void relay_expire(struct relay *r, int all);
+
+#endif
