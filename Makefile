@@ -14,7 +14,7 @@ LDFLAGS += -Wl,--as-needed
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
 LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
-	lib/json.o lib/msg.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o
+	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o
 MAN1 = $(wildcard man/*.1)
 MAN7 = $(wildcard man/*.7)
 BATS ?= bats

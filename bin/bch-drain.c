@@ -29,6 +29,7 @@ struct drain {
 	enum form form;
 	int peek;
 	const char *match;
+	int here;
 	size_t budget;
 	struct buf out;            /* rendered, not yet written */
 	struct spool_claim *held;  /* claims covered by out */
@@ -124,6 +125,15 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 			goto fail;
 		if (rc == 0)
 			continue;
+		if (!d->peek && d->form == HOOK &&
+		    strlen(m.body) > d->budget / 2) {
+			/* Shown cut: the whole text stays queued for bch read. */
+			render(d, &m, fence);
+			if (spool_release(c->sp, &d->held[d->nheld], &c->e) < 0)
+				fprintf(stderr, "%s: %s\n", c->prog, c->e.msg);
+			msg_free(&m);
+			continue;
+		}
 		if (!d->peek && d->form == HOOK && d->shown) {
 			size_t before = d->out.len;
 			render(d, &m, fence);
@@ -155,7 +165,7 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 		if (left)
 			buf_printf(&head, "\n[backchannel] %zu more message(s) "
 			    "waiting — run: bch drain%s\n", left,
-			    d->match ? " --here" : "");
+			    d->here ? " --here" : d->match ? " --match <scope>" : "");
 		buf_free(&d->out);
 		d->out = head;
 	} else if (d->form == JSON) {
@@ -211,7 +221,7 @@ main(int argc, char **argv)
 		case 'k': d.form = HOOK; break;
 		case 'b': d.form = BRIEF; break;
 		case 'm': match = optarg; break;
-		case 'H': here = 1; break;
+		case 'H': here = d.here = 1; break;
 		case 'B':
 			d.budget = strtoul(optarg, &end, 10);
 			if (*end || d.budget < 256)
@@ -219,7 +229,7 @@ main(int argc, char **argv)
 				    "bytes, at least 256");
 			break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "unknown option");
+		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	if (optind != argc)

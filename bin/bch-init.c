@@ -7,11 +7,46 @@
  * later plain `bch send` into a send from it (PROTOCOL.md 2). */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "cli.h"
+#include "io.h"
 
-static const char usage[] = "bch-init <name> | bch-init --whoami";
+static const char usage[] =
+    "bch-init <name> [--url relay-url --token room-token [--pin sha256]] | "
+    "bch-init --whoami";
+
+/* Register on the relay with the room token (or the name's own token to
+ * refresh) and keep the personal token it answers with: in config.json
+ * for the machine's default identity, else in tokens/<name>. */
+static void
+init_relay(struct cli *c, const char *name, int keep_default)
+{
+	struct agent_rec rec;
+	const char *token;
+
+	cli_open(c, 0);
+	if (spool_register(c->sp, name, &rec, &c->e) < 0)
+		cli_fail(c);
+	token = rec.token ? rec.token : c->cfg.token;
+	if (io_mkdirs(c->cfg.home, 0700) < 0) {
+		err_sys(&c->e, "cannot create %s", c->cfg.home);
+		cli_fail(c);
+	}
+	if (keep_default) {
+		if (config_save_token(&c->cfg, name, token, &c->e) < 0)
+			cli_fail(c);
+	} else if (config_save(&c->cfg, name, c->cfg.url, token, c->cfg.pin,
+	    &c->e) < 0 || config_save_token(&c->cfg, name, token, &c->e) < 0) {
+		cli_fail(c);
+	}
+	printf("initialised %s via %s\n", name, c->cfg.url);
+	if (!rec.token)
+		printf("%s was registered already; kept its token\n", name);
+	agent_free(&rec);
+}
 
 static void
 whoami(struct cli *c)
@@ -28,21 +63,23 @@ main(int argc, char **argv)
 		{ "whoami", no_argument, 0, 'w' },
 		{ "url", required_argument, 0, 'u' },
 		{ "token", required_argument, 0, 't' },
+		{ "pin", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct cli c;
-	const char *name, *url = NULL;
+	const char *name, *url = NULL, *token = NULL, *pin = NULL;
 	int ch, who = 0, keep_default;
 
 	cli_init(&c, "bch-init");
-	while ((ch = getopt_long(argc, argv, "hwu:t:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hwu:t:P:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'w': who = 1; break;
 		case 'u': url = optarg; break;
-		case 't': break;
+		case 't': token = optarg; break;
+		case 'P': pin = optarg; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "unknown option");
+		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	if (who) {
@@ -55,25 +92,39 @@ main(int argc, char **argv)
 		cli_usage(&c, usage, optind == argc ? "missing agent name" :
 		    "too many arguments");
 	name = argv[optind];
-	if (url || c.cfg.url) {
-		err_set(&c.e, BCH_PERM, "relay registration (--url) needs the "
-		    "relay client, which this build does not have — run "
-		    "without --url for the local spool");
-		cli_fail(&c);
-	}
 	if (!name_valid(name)) {
 		err_set(&c.e, BCH_PERM, "invalid agent name — use letters, "
 		    "digits, '.', '_' and '-', starting with a letter or "
 		    "digit, at most 64");
 		cli_fail(&c);
 	}
+	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
+	    strcmp(c.cfg.file_agent, name) != 0;
+	if (url) {
+		free(c.cfg.url);
+		c.cfg.url = xstrdup(url);
+	}
+	if (pin) {
+		free(c.cfg.pin);
+		c.cfg.pin = xstrdup(pin);
+	}
+	if (token) {
+		free(c.cfg.token);
+		c.cfg.token = xstrdup(token);
+	}
+	if (c.cfg.url) {
+		if (!c.cfg.token)
+			cli_usage(&c, usage, "a relay needs --token (the room "
+			    "token from the invite)");
+		init_relay(&c, name, keep_default);
+		cli_close(&c);
+		return 0;
+	}
 	cli_open(&c, 0);
 	if (spool_register(c.sp, name, NULL, &c.e) < 0)
 		cli_fail(&c);
-	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
-	    strcmp(c.cfg.file_agent, name) != 0;
 	if (!keep_default && (!c.cfg.agent_from_env || !c.cfg.file_agent[0]) &&
-	    config_save(&c.cfg, name, NULL, NULL, &c.e) < 0)
+	    config_save(&c.cfg, name, NULL, NULL, NULL, &c.e) < 0)
 		cli_fail(&c);
 	printf("initialised %s via local spool\n", name);
 	if (keep_default)

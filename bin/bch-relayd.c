@@ -33,6 +33,7 @@
 #include "http.h"
 #include "io.h"
 #include "relay.h"
+#include "tls.h"
 
 static const char usage[] =
     "bch-relayd [--listen addr] [--port 7117] [--token room-token | "
@@ -55,6 +56,7 @@ struct conn {
 	int closing; /* close once out is flushed */
 	int want_out;
 	char agent[NAME_MAX_LEN + 1];
+	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
 };
 
@@ -67,6 +69,7 @@ struct relayd {
 	struct cli c;
 	struct relay r;
 	struct http_limits lim;
+	struct tls_server *tls;
 	int ep, lfd, ino;
 	struct conn *conns;
 	size_t nconns, maxconns;
@@ -116,6 +119,7 @@ conn_close(struct relayd *d, struct conn *k)
 		d->conns = k->next;
 	if (k->next)
 		k->next->prev = k->prev;
+	tls_conn_free(k->tls);
 	buf_free(&k->in);
 	buf_free(&k->out);
 	free(k);
@@ -285,9 +289,44 @@ conn_write(struct relayd *d, struct conn *k)
 	return 0;
 }
 
+/* The same over TLS: the engine sits between the socket and buffers. */
+static void
+on_tls(struct relayd *d, struct conn *k)
+{
+	int ww, gone, want;
+
+	gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out, &k->out_off, &ww);
+	if (!k->sse && k->in.len)
+		process(d, k);
+	if (!gone)
+		gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out, &k->out_off,
+		    &ww);
+	if (k->out_off == k->out.len) {
+		buf_reset(&k->out);
+		k->out_off = 0;
+	}
+	if (k->sse && k->in.len)
+		buf_reset(&k->in);
+	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
+	    k->out.len - k->out_off > MAX_OUT) {
+		conn_close(d, k);
+		return;
+	}
+	k->last_tx = time(NULL);
+	want = ww || k->out.len > 0;
+	if (want != k->want_out) {
+		k->want_out = want;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+}
+
 static void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {
+	if (k->tls) {
+		on_tls(d, k);
+		return;
+	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		int gone = conn_read(k);
 		if (!k->sse && k->in.len)
@@ -332,6 +371,11 @@ on_accept(struct relayd *d)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		k = xcalloc(1, sizeof *k);
 		k->fd = fd;
+		if (d->tls && !(k->tls = tls_conn_new(d->tls))) {
+			close(fd);
+			free(k);
+			continue;
+		}
 		k->since = time(NULL);
 		if (sa.ss_family == AF_INET6)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr,
@@ -592,7 +636,7 @@ main(int argc, char **argv)
 		case 'm': d.maxconns = (size_t)atol(optarg); break;
 		case 'd': notify = atoi(optarg); break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&d.c, usage, "unknown option");
+		default: cli_usage(&d.c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
@@ -616,6 +660,12 @@ main(int argc, char **argv)
 	d.r.burst = rate * 2 > 10 ? rate * 2 : 10;
 	http_limits_default(&d.lim);
 	d.lim.body = d.c.cfg.lim.total + 4096;
+	if (cert) {
+		char pin[65];
+		if (!(d.tls = tls_server_new(cert, key, pin, &d.c.e)))
+			cli_fail(&d.c);
+		fprintf(stderr, "bch-relayd: TLS on, key pin %s\n", pin);
+	}
 	if ((d.lfd = listen_on(listen_addr, port, &d.c.e)) < 0)
 		cli_fail(&d.c);
 	d.ep = epoll_create1(EPOLL_CLOEXEC);
@@ -639,6 +689,7 @@ main(int argc, char **argv)
 		close(notify);
 	}
 	run(&d);
+	tls_server_free(d.tls);
 	cli_close(&d.c);
 	return 0;
 }

@@ -129,7 +129,8 @@ send_stdin(struct cli *c)
 		if (toolong) {
 			fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
 			    "— skipped\n", c->prog, lineno, c->cfg.lim.total);
-			worst = BCH_PERM;
+			if (worst < BCH_PERM)
+				worst = BCH_PERM;
 			continue;
 		}
 		if (line.len == 0 || strspn(line.p, " \t\r") == line.len)
@@ -137,7 +138,8 @@ send_stdin(struct cli *c)
 		if (msg_decode(line.p, line.len, 1, &c->cfg.lim, &m, &e) < 0) {
 			fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
 			    lineno, e.msg);
-			worst = BCH_PERM;
+			if (worst < BCH_PERM)
+				worst = BCH_PERM;
 			continue;
 		}
 		free(m.from);
@@ -198,7 +200,7 @@ main(int argc, char **argv)
 		case 't': o.thread = optarg; break;
 		case 'r': o.refs[o.nrefs++] = optarg; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "unknown option");
+		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	cli_open(&c, 1);

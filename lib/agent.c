@@ -42,6 +42,9 @@ agent_decode(const char *s, size_t n, struct agent_rec *a, struct err *e)
 	i = json_get(&j, 0, "tokenHash");
 	if (i >= 0 && j.t[i].type == JSON_STRING)
 		json_string(&j, i, 128, &a->token_hash, NULL);
+	i = json_get(&j, 0, "token");
+	if (i >= 0 && j.t[i].type == JSON_STRING)
+		json_string(&j, i, 512, &a->token, NULL);
 	i = json_get(&j, 0, "subscriptions");
 	if (i >= 0 && j.t[i].type == JSON_ARRAY) {
 		a->subs = xcalloc((size_t)j.t[i].size + 1, sizeof *a->subs);
@@ -106,5 +109,6 @@ agent_free(struct agent_rec *a)
 		free(a->subs[i]);
 	free(a->subs);
 	free(a->token_hash);
+	free(a->token);
 	memset(a, 0, sizeof *a);
 }

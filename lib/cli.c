@@ -1,5 +1,6 @@
 /* cli: start-up and shared options of the programs. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@ cli_init(struct cli *c, const char *prog)
 	memset(c, 0, sizeof *c);
 	c->prog = prog;
 	err_prog(prog);
+	opterr = 0; /* our own one-line usage errors instead */
 	signal(SIGPIPE, SIG_IGN);
 	if (config_load(&c->cfg, &c->e) < 0)
 		cli_fail(c);

@@ -66,6 +66,12 @@ load_file(struct config *c, struct err *e)
 	i = json_get(&j, 0, "token");
 	if (i >= 0 && j.t[i].type == JSON_STRING)
 		json_string(&j, i, 4096, &c->file_token, NULL);
+	i = json_get(&j, 0, "pin");
+	if (i >= 0 && j.t[i].type == JSON_STRING)
+		json_string(&j, i, 128, &c->pin, NULL);
+	i = json_get(&j, 0, "ca");
+	if (i >= 0 && j.t[i].type == JSON_STRING)
+		json_string(&j, i, 4096, &c->cafile, NULL);
 	rc = 0;
 	json_free(&j);
 	buf_free(&b);
@@ -82,6 +88,14 @@ config_load(struct config *c, struct err *e)
 	c->lim.body = env_size("BACKCHANNEL_MAX_BODY", c->lim.body);
 	if (c->lim.total < c->lim.body + 32 * 1024)
 		c->lim.total = c->lim.body + 32 * 1024;
+	/* A reader accepts what any writer's limits allow: another process
+	 * may have raised its own, and mail must not be set aside for it. */
+	limits_default(&c->rlim);
+	if (c->rlim.body < c->lim.body)
+		c->rlim.body = c->lim.body;
+	if (c->rlim.body < 1 << 20)
+		c->rlim.body = 1 << 20;
+	c->rlim.total = c->rlim.body + 64 * 1024;
 	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
 	v = getenv("BACKCHANNEL_FSYNC");
 	c->fsync = !(v && strcmp(v, "0") == 0);
@@ -115,13 +129,57 @@ config_load(struct config *c, struct err *e)
 		free(c->url);
 		c->url = NULL;
 	}
+	v = getenv("BACKCHANNEL_PIN");
+	if (v && *v) {
+		free(c->pin);
+		c->pin = xstrdup(v);
+	}
+	v = getenv("BACKCHANNEL_CA");
+	if (v && *v) {
+		free(c->cafile);
+		c->cafile = xstrdup(v);
+	}
 	v = getenv("BACKCHANNEL_TOKEN");
 	if (v && *v)
 		c->token = xstrdup(v);
-	else if (c->file_token && (!c->agent_from_env ||
-	    strcmp(c->agent, c->file_agent) == 0))
+	else if (c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
+		c->token = config_agent_token(c, c->agent);
+	else if (c->file_token)
 		c->token = xstrdup(c->file_token);
 	return 0;
+}
+
+char *
+config_agent_token(const struct config *c, const char *agent)
+{
+	char path[PATH_MAX + 100];
+	struct buf b = BUF_INIT;
+
+	snprintf(path, sizeof path, "%s/tokens/%s", c->home, agent);
+	if (io_readfile(AT_FDCWD, path, 4096, &b) < 0 || !b.len) {
+		buf_free(&b);
+		return NULL;
+	}
+	b.p[strcspn(b.p, "\r\n")] = 0;
+	return b.p;
+}
+
+int
+config_save_token(const struct config *c, const char *agent,
+    const char *token, struct err *e)
+{
+	char path[PATH_MAX + 100];
+	struct buf b = BUF_INIT;
+	int rc;
+
+	snprintf(path, sizeof path, "%s/tokens", c->home);
+	if (io_mkdirs(path, 0700) < 0)
+		return err_sys(e, "cannot create %s", path);
+	snprintf(path, sizeof path, "%s/tokens/%s", c->home, agent);
+	buf_printf(&b, "%s\n", token);
+	rc = io_replace(path, b.p, b.len, 1, e);
+	buf_free(&b);
+	return rc;
 }
 
 int
@@ -135,7 +193,7 @@ config_need_agent(const struct config *c, struct err *e)
 
 int
 config_save(const struct config *c, const char *agent, const char *url,
-    const char *token, struct err *e)
+    const char *token, const char *pin, struct err *e)
 {
 	char path[PATH_MAX + 16];
 	struct buf b = BUF_INIT;
@@ -151,6 +209,10 @@ config_save(const struct config *c, const char *agent, const char *url,
 		buf_adds(&b, ",\n  \"token\": ");
 		json_put_string(&b, token, strlen(token));
 	}
+	if (pin) {
+		buf_adds(&b, ",\n  \"pin\": ");
+		json_put_string(&b, pin, strlen(pin));
+	}
 	buf_adds(&b, "\n}\n");
 	snprintf(path, sizeof path, "%s/config.json", c->home);
 	rc = io_replace(path, b.p, b.len, 1, e);
@@ -165,5 +227,8 @@ config_free(struct config *c)
 	free(c->token);
 	free(c->file_url);
 	free(c->file_token);
+	free(c->pin);
+	free(c->cafile);
 	c->url = c->token = c->file_url = c->file_token = NULL;
+	c->pin = c->cafile = NULL;
 }

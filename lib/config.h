@@ -17,8 +17,11 @@ struct config {
 	char *token;                         /* personal token for the relay */
 	char *file_url;                      /* config.json's url */
 	char *file_token;                    /* config.json's token */
+	char *pin;    /* sha256 of the relay's public key, hex (BACKCHANNEL_PIN) */
+	char *cafile; /* CA bundle for the relay (BACKCHANNEL_CA) */
 	int fsync;                           /* BACKCHANNEL_FSYNC, default 1 */
-	struct limits lim;
+	struct limits lim;  /* what this process writes */
+	struct limits rlim; /* what it accepts from a spool or relay */
 	size_t max_inbox;                    /* BACKCHANNEL_MAX_INBOX messages */
 };
 
@@ -29,8 +32,15 @@ int config_load(struct config *c, struct err *e);
 /* -1 with a helpful e unless an identity is configured. */
 int config_need_agent(const struct config *c, struct err *e);
 
-/* Write config.json with agent, url and token (NULL to omit), 0600. */
+/* Write config.json with agent, url, token and pin (NULL to omit), 0600. */
 int config_save(const struct config *c, const char *agent, const char *url,
+    const char *token, const char *pin, struct err *e);
+
+/* The personal token kept for agent in tokens/<agent>, or NULL. */
+char *config_agent_token(const struct config *c, const char *agent);
+
+/* Keep agent's personal token in tokens/<agent>, 0600. */
+int config_save_token(const struct config *c, const char *agent,
     const char *token, struct err *e);
 
 void config_free(struct config *c);

@@ -48,6 +48,21 @@ id_valid(const char *s)
 	return name_valid(s);
 }
 
+int
+uuid_valid(const char *s)
+{
+	size_t i;
+
+	if (strlen(s) != 36 || s[14] != '4' || !strchr("89ab", s[19]))
+		return 0;
+	for (i = 0; i < 36; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !strchr("0123456789abcdef", s[i]) || !s[i])
+			return 0;
+	}
+	return 1;
+}
+
 static void
 quote_name(char *out, size_t outsz, const char *in)
 {
@@ -184,9 +199,10 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	if (get_str(j, "id", ID_MAX_LEN, &s, !request, e) < 0)
 		return -1;
 	if (s) {
-		if (!id_valid(s)) {
+		if (request ? !uuid_valid(s) : !id_valid(s)) {
 			free(s);
-			return err_set(e, BCH_PERM, "invalid message id");
+			return err_set(e, BCH_PERM, request ? "a client-chosen id "
+			    "must be a lowercase UUID v4" : "invalid message id");
 		}
 		snprintf(m->id, sizeof m->id, "%s", s);
 		free(s);

@@ -41,6 +41,9 @@ int name_valid(const char *s);
 /* Is s usable as a message id (a safe file name, at most 64 bytes)? */
 int id_valid(const char *s);
 
+/* Is s a lowercase UUID v4, as a new message id must be? */
+int uuid_valid(const char *s);
+
 /* Turn "@bob", "bob" or "#dev" into "@bob" or "#dev" in out (size 66+).
  * -1 with e filled (BCH_PERM) when the name is not valid. */
 int target_parse(const char *in, char *out, size_t outsz, struct err *e);

@@ -684,14 +684,14 @@ list_one(struct spool *s, const char *agent, const char *name,
 			set_aside(s, agent, path, name, "not a message file name");
 		return 0;
 	}
-	if (io_readfile(AT_FDCWD, path, s->cfg->lim.total + 1, &b) < 0) {
+	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
 		int saved = errno;
 		buf_free(&b);
 		if (saved != ENOENT)
 			set_aside(s, agent, path, name, strerror(saved));
 		return 0; /* ENOENT: another reader claimed it */
 	}
-	if (msg_decode(b.p, b.len, 0, &s->cfg->lim, &m, &e) < 0) {
+	if (msg_decode(b.p, b.len, 0, &s->cfg->rlim, &m, &e) < 0) {
 		set_aside(s, agent, path, name, e.msg);
 		buf_free(&b);
 		return 0;
@@ -761,12 +761,12 @@ decode_at(struct spool *s, const char *agent, const char *path,
 	int rc;
 
 	if (it->raw) {
-		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->lim, m, &e);
+		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->rlim, m, &e);
 		if (rc < 0)
 			set_aside(s, agent, path, it->name, e.msg);
 		return rc < 0 ? 0 : 1;
 	}
-	if (io_readfile(AT_FDCWD, path, s->cfg->lim.total + 1, &b) < 0) {
+	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
 		int saved = errno;
 		buf_free(&b);
 		if (saved == ENOENT)
@@ -774,7 +774,7 @@ decode_at(struct spool *s, const char *agent, const char *path,
 		set_aside(s, agent, path, it->name, strerror(saved));
 		return 0;
 	}
-	rc = msg_decode(b.p, b.len, 0, &s->cfg->lim, m, &e);
+	rc = msg_decode(b.p, b.len, 0, &s->cfg->rlim, m, &e);
 	if (rc < 0)
 		set_aside(s, agent, path, it->name, e.msg);
 	buf_free(&b);

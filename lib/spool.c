@@ -9,13 +9,8 @@
 struct spool *
 spool_open(struct config *c, const char *prog, struct err *e)
 {
-	if (c->url) {
-		err_set(e, BCH_PERM,
-		    "a relay is configured (%s) but this build has no relay "
-		    "client — unset BACKCHANNEL_URL or use the local spool",
-		    c->url);
-		return NULL;
-	}
+	if (c->url)
+		return spool_http_open(c, prog, e);
 	return spool_fs_open(c, prog, e);
 }
 

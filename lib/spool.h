@@ -16,6 +16,7 @@ struct agent_rec {
 	char created[40];
 	char seen[40];
 	char *token_hash; /* NULL when absent */
+	char *token;      /* a relay's answer to a first registration */
 };
 
 /* One unread message as listed: enough to sort, filter and claim it. */
@@ -131,6 +132,10 @@ int spool_wait(struct spool *s, const char *agent, int timeout_ms,
 
 /* Open the local Maildir spool (spool-fs.c). */
 struct spool *spool_fs_open(struct config *c, const char *prog,
+    struct err *e);
+
+/* Open a relay at c->url with c->token (spool-http.c). */
+struct spool *spool_http_open(struct config *c, const char *prog,
     struct err *e);
 
 #endif

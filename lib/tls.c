@@ -1,0 +1,608 @@
+/* tls: BearSSL glue. PEM loading, trust anchors from a CA bundle, a
+ * pinned-key X.509 engine, the server engine pump and the blocking
+ * client. BearSSL does no I/O of its own, which is what lets the relay
+ * keep TLS inside its event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bearssl.h>
+
+#include "hash.h"
+#include "io.h"
+#include "tls.h"
+
+#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+struct pem_obj {
+	char name[64];
+	unsigned char *data;
+	size_t len;
+};
+
+static void
+pem_append(void *ctx, const void *p, size_t n)
+{
+	buf_add(ctx, p, n);
+}
+
+/* Decode every object of a PEM file. */
+static int
+pem_read(const char *file, struct pem_obj **objs, size_t *nobjs,
+    struct err *e)
+{
+	br_pem_decoder_context pc;
+	struct buf text = BUF_INIT, cur = BUF_INIT;
+	size_t off = 0;
+	int inobj = 0;
+
+	*objs = NULL;
+	*nobjs = 0;
+	if (io_readfile(AT_FDCWD, file, 8 << 20, &text) < 0) {
+		buf_free(&text);
+		return err_sys(e, "cannot read %s", file);
+	}
+	br_pem_decoder_init(&pc);
+	while (off < text.len) {
+		off += br_pem_decoder_push(&pc, text.p + off, text.len - off);
+		switch (br_pem_decoder_event(&pc)) {
+		case BR_PEM_BEGIN_OBJ:
+			*objs = xrealloc(*objs, (*nobjs + 1) * sizeof **objs);
+			memset(&(*objs)[*nobjs], 0, sizeof **objs);
+			snprintf((*objs)[*nobjs].name, sizeof (*objs)->name, "%s",
+			    br_pem_decoder_name(&pc));
+			buf_reset(&cur);
+			br_pem_decoder_setdest(&pc, pem_append, &cur);
+			inobj = 1;
+			break;
+		case BR_PEM_END_OBJ:
+			if (inobj) {
+				(*objs)[*nobjs].data = xmalloc(cur.len + 1);
+				memcpy((*objs)[*nobjs].data, cur.p, cur.len);
+				(*objs)[*nobjs].len = cur.len;
+				(*nobjs)++;
+			}
+			inobj = 0;
+			break;
+		case BR_PEM_ERROR:
+			buf_free(&text);
+			buf_free(&cur);
+			return err_set(e, BCH_PERM, "%s is not valid PEM", file);
+		}
+	}
+	buf_free(&text);
+	buf_free(&cur);
+	if (!*nobjs)
+		return err_set(e, BCH_PERM, "%s holds no PEM object", file);
+	return 0;
+}
+
+static void
+pem_free(struct pem_obj *o, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(o[i].data);
+	free(o);
+}
+
+/* The pin of a public key: sha256 over the EC point, or the RSA modulus
+ * then exponent, as the certificate carries them. */
+static void
+pin_of_pkey(const br_x509_pkey *pk, char pin[65])
+{
+	struct buf b = BUF_INIT;
+
+	if (pk->key_type == BR_KEYTYPE_EC) {
+		buf_add(&b, pk->key.ec.q, pk->key.ec.qlen);
+	} else {
+		buf_add(&b, pk->key.rsa.n, pk->key.rsa.nlen);
+		buf_add(&b, pk->key.rsa.e, pk->key.rsa.elen);
+	}
+	hash_sha256_hex(b.p ? b.p : "", b.len, pin);
+	buf_free(&b);
+}
+
+static int
+pin_of_cert(const unsigned char *der, size_t len, char pin[65])
+{
+	br_x509_decoder_context dc;
+	const br_x509_pkey *pk;
+
+	br_x509_decoder_init(&dc, NULL, NULL);
+	br_x509_decoder_push(&dc, der, len);
+	if (!(pk = br_x509_decoder_get_pkey(&dc)))
+		return -1;
+	pin_of_pkey(pk, pin);
+	return 0;
+}
+
+int
+tls_pin_of_file(const char *certfile, char pin[65], struct err *e)
+{
+	struct pem_obj *o;
+	size_t n;
+	int rc;
+
+	if (pem_read(certfile, &o, &n, e) < 0)
+		return -1;
+	rc = pin_of_cert(o[0].data, o[0].len, pin);
+	pem_free(o, n);
+	if (rc < 0)
+		return err_set(e, BCH_PERM, "%s: cannot decode the certificate",
+		    certfile);
+	return 0;
+}
+
+struct tls_server {
+	br_x509_certificate *chain;
+	size_t nchain;
+	br_skey_decoder_context key; /* holds the decoded key in place */
+	int key_type;
+	unsigned issuer_type;
+};
+
+struct tls_conn {
+	br_ssl_server_context sc;
+	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+};
+
+struct tls_server *
+tls_server_new(const char *certfile, const char *keyfile, char pin[65],
+    struct err *e)
+{
+	struct tls_server *s;
+	struct pem_obj *certs, *keys;
+	size_t nc, nk, i;
+
+	if (pem_read(certfile, &certs, &nc, e) < 0)
+		return NULL;
+	if (pem_read(keyfile, &keys, &nk, e) < 0) {
+		pem_free(certs, nc);
+		return NULL;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->chain = xcalloc(nc, sizeof *s->chain);
+	for (i = 0; i < nc; i++) {
+		if (strcmp(certs[i].name, "CERTIFICATE") != 0 &&
+		    strcmp(certs[i].name, "X509 CERTIFICATE") != 0)
+			continue;
+		s->chain[s->nchain].data = certs[i].data;
+		s->chain[s->nchain].data_len = certs[i].len;
+		certs[i].data = NULL;
+		s->nchain++;
+	}
+	pem_free(certs, nc);
+	br_skey_decoder_init(&s->key);
+	for (i = 0; i < nk; i++)
+		if (strstr(keys[i].name, "PRIVATE KEY")) {
+			br_skey_decoder_push(&s->key, keys[i].data, keys[i].len);
+			break;
+		}
+	pem_free(keys, nk);
+	s->key_type = br_skey_decoder_key_type(&s->key);
+	if (!s->nchain || pin_of_cert(s->chain[0].data, s->chain[0].data_len,
+	    pin) < 0) {
+		err_set(e, BCH_PERM, "%s holds no usable certificate", certfile);
+		tls_server_free(s);
+		return NULL;
+	}
+	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC) {
+		err_set(e, BCH_PERM, "%s holds no RSA or EC private key (PEM)",
+		    keyfile);
+		tls_server_free(s);
+		return NULL;
+	}
+	{
+		/* ECDH_* suites need the issuer's key type; assume it signs
+		 * with the same kind of key as the leaf. */
+		br_x509_decoder_context dc;
+		br_x509_decoder_init(&dc, NULL, NULL);
+		br_x509_decoder_push(&dc, s->chain[0].data, s->chain[0].data_len);
+		s->issuer_type = br_x509_decoder_get_signer_key_type(&dc);
+		if (!s->issuer_type)
+			s->issuer_type = (unsigned)s->key_type;
+	}
+	return s;
+}
+
+void
+tls_server_free(struct tls_server *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->nchain; i++)
+		free(s->chain[i].data);
+	free(s->chain);
+	free(s);
+}
+
+struct tls_conn *
+tls_conn_new(struct tls_server *s)
+{
+	struct tls_conn *t = xcalloc(1, sizeof *t);
+
+	if (s->key_type == BR_KEYTYPE_RSA)
+		br_ssl_server_init_full_rsa(&t->sc, s->chain, s->nchain,
+		    br_skey_decoder_get_rsa(&s->key));
+	else
+		br_ssl_server_init_full_ec(&t->sc, s->chain, s->nchain,
+		    s->issuer_type, br_skey_decoder_get_ec(&s->key));
+	br_ssl_engine_set_buffer(&t->sc.eng, t->iobuf, sizeof t->iobuf, 1);
+	if (!br_ssl_server_reset(&t->sc)) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+tls_conn_free(struct tls_conn *t)
+{
+	free(t);
+}
+
+int
+tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
+    const struct buf *out, size_t *off, int *want_write)
+{
+	br_ssl_engine_context *eng = &t->sc.eng;
+	int progress = 1;
+
+	*want_write = 0;
+	while (progress) {
+		unsigned st = br_ssl_engine_current_state(eng);
+		unsigned char *p;
+		size_t len;
+		ssize_t n;
+		progress = 0;
+		if (st & BR_SSL_CLOSED)
+			return -1;
+		if (st & BR_SSL_SENDREC) {
+			p = br_ssl_engine_sendrec_buf(eng, &len);
+			n = write(fd, p, len);
+			if (n > 0) {
+				br_ssl_engine_sendrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				return -1;
+			} else {
+				*want_write = 1;
+			}
+		}
+		if (st & BR_SSL_RECVAPP) {
+			p = br_ssl_engine_recvapp_buf(eng, &len);
+			buf_add(in, p, len);
+			br_ssl_engine_recvapp_ack(eng, len);
+			progress = 1;
+		}
+		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
+			p = br_ssl_engine_sendapp_buf(eng, &len);
+			if (len > out->len - *off)
+				len = out->len - *off;
+			memcpy(p, out->p + *off, len);
+			br_ssl_engine_sendapp_ack(eng, len);
+			*off += len;
+			br_ssl_engine_flush(eng, 0);
+			progress = 1;
+		}
+		if (st & BR_SSL_RECVREC) {
+			p = br_ssl_engine_recvrec_buf(eng, &len);
+			n = read(fd, p, len);
+			if (n > 0) {
+				br_ssl_engine_recvrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n == 0) {
+				return -1;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* A pinned-key X.509 engine: the chain is not checked against any CA;
+ * the leaf's public key must hash to the pin. */
+struct pinx {
+	const br_x509_class *vtable;
+	br_x509_decoder_context dc;
+	int depth;
+	br_x509_pkey pkey;
+	unsigned char keybuf[1024];
+	char pin[65];
+	int ok;
+};
+
+static void
+pinx_start_chain(const br_x509_class **ctx, const char *server_name)
+{
+	struct pinx *x = (struct pinx *)(void *)ctx;
+
+	(void)server_name;
+	x->depth = 0;
+	x->ok = 0;
+}
+
+static void
+pinx_start_cert(const br_x509_class **ctx, uint32_t length)
+{
+	struct pinx *x = (struct pinx *)(void *)ctx;
+
+	(void)length;
+	if (x->depth == 0)
+		br_x509_decoder_init(&x->dc, NULL, NULL);
+}
+
+static void
+pinx_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
+{
+	struct pinx *x = (struct pinx *)(void *)ctx;
+
+	if (x->depth == 0)
+		br_x509_decoder_push(&x->dc, buf, len);
+}
+
+static void
+pinx_end_cert(const br_x509_class **ctx)
+{
+	struct pinx *x = (struct pinx *)(void *)ctx;
+	const br_x509_pkey *pk;
+	char got[65];
+
+	if (x->depth++ != 0 || !(pk = br_x509_decoder_get_pkey(&x->dc)))
+		return;
+	pin_of_pkey(pk, got);
+	x->ok = hash_equal(got, x->pin, 64);
+	/* Keep a copy: the decoder's buffers go away with the next cert. */
+	x->pkey = *pk;
+	if (pk->key_type == BR_KEYTYPE_EC &&
+	    pk->key.ec.qlen <= sizeof x->keybuf) {
+		memcpy(x->keybuf, pk->key.ec.q, pk->key.ec.qlen);
+		x->pkey.key.ec.q = x->keybuf;
+	} else if (pk->key_type == BR_KEYTYPE_RSA &&
+	    pk->key.rsa.nlen + pk->key.rsa.elen <= sizeof x->keybuf) {
+		memcpy(x->keybuf, pk->key.rsa.n, pk->key.rsa.nlen);
+		memcpy(x->keybuf + pk->key.rsa.nlen, pk->key.rsa.e,
+		    pk->key.rsa.elen);
+		x->pkey.key.rsa.n = x->keybuf;
+		x->pkey.key.rsa.e = x->keybuf + pk->key.rsa.nlen;
+	} else {
+		x->ok = 0;
+	}
+}
+
+static unsigned
+pinx_end_chain(const br_x509_class **ctx)
+{
+	struct pinx *x = (struct pinx *)(void *)ctx;
+
+	return x->ok ? 0 : BR_ERR_X509_NOT_TRUSTED;
+}
+
+static const br_x509_pkey *
+pinx_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
+{
+	const struct pinx *x = (const struct pinx *)(const void *)ctx;
+
+	if (usages)
+		*usages = BR_KEYTYPE_KEYX | BR_KEYTYPE_SIGN;
+	return x->ok ? &x->pkey : NULL;
+}
+
+static const br_x509_class pinx_vtable = {
+	sizeof(struct pinx), pinx_start_chain, pinx_start_cert, pinx_append,
+	pinx_end_cert, pinx_end_chain, pinx_get_pkey,
+};
+
+struct tls_client {
+	br_ssl_client_context cc;
+	br_x509_minimal_context xc;
+	struct pinx px;
+	br_sslio_context io;
+	br_x509_trust_anchor *ta;
+	size_t nta;
+	int fd;
+	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+};
+
+static void
+dn_append(void *ctx, const void *p, size_t n)
+{
+	buf_add(ctx, p, n);
+}
+
+static unsigned char *
+dupbytes(const unsigned char *p, size_t n)
+{
+	unsigned char *q = xmalloc(n ? n : 1);
+
+	memcpy(q, p, n);
+	return q;
+}
+
+/* Trust anchors from a PEM CA bundle, as BearSSL's own tools make them. */
+static int
+load_anchors(struct tls_client *t, const char *file, struct err *e)
+{
+	struct pem_obj *o;
+	size_t n, i;
+
+	if (pem_read(file, &o, &n, e) < 0)
+		return -1;
+	t->ta = xcalloc(n, sizeof *t->ta);
+	for (i = 0; i < n; i++) {
+		br_x509_decoder_context dc;
+		struct buf dn = BUF_INIT;
+		const br_x509_pkey *pk;
+		br_x509_trust_anchor *ta = &t->ta[t->nta];
+		br_x509_decoder_init(&dc, dn_append, &dn);
+		br_x509_decoder_push(&dc, o[i].data, o[i].len);
+		if (!(pk = br_x509_decoder_get_pkey(&dc))) {
+			buf_free(&dn);
+			continue;
+		}
+		ta->dn.data = dupbytes((unsigned char *)(dn.p ? dn.p : ""), dn.len);
+		ta->dn.len = dn.len;
+		ta->flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
+		ta->pkey = *pk;
+		if (pk->key_type == BR_KEYTYPE_RSA) {
+			ta->pkey.key.rsa.n = dupbytes(pk->key.rsa.n, pk->key.rsa.nlen);
+			ta->pkey.key.rsa.e = dupbytes(pk->key.rsa.e, pk->key.rsa.elen);
+		} else {
+			ta->pkey.key.ec.q = dupbytes(pk->key.ec.q, pk->key.ec.qlen);
+		}
+		buf_free(&dn);
+		t->nta++;
+	}
+	pem_free(o, n);
+	if (!t->nta)
+		return err_set(e, BCH_PERM, "%s holds no usable CA certificate",
+		    file);
+	return 0;
+}
+
+static int
+sock_read(void *ctx, unsigned char *p, size_t n)
+{
+	struct tls_client *t = ctx;
+
+	for (;;) {
+		ssize_t r = read(t->fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r <= 0 ? -1 : (int)r;
+	}
+}
+
+static int
+sock_write(void *ctx, const unsigned char *p, size_t n)
+{
+	struct tls_client *t = ctx;
+
+	for (;;) {
+		ssize_t w = write(t->fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		return w <= 0 ? -1 : (int)w;
+	}
+}
+
+struct tls_client *
+tls_client_new(const char *host, const char *pin, const char *cafile,
+    struct err *e)
+{
+	struct tls_client *t = xcalloc(1, sizeof *t);
+
+	if (pin && *pin) {
+		if (strlen(pin) != 64) {
+			err_set(e, BCH_PERM, "bad pin — it is 64 hex characters");
+			free(t);
+			return NULL;
+		}
+		br_ssl_client_init_full(&t->cc, &t->xc, NULL, 0);
+		t->px.vtable = &pinx_vtable;
+		memcpy(t->px.pin, pin, 65);
+		br_ssl_engine_set_x509(&t->cc.eng, &t->px.vtable);
+	} else {
+		if (load_anchors(t, cafile ? cafile : CA_BUNDLE, e) < 0) {
+			tls_client_free(t);
+			return NULL;
+		}
+		br_ssl_client_init_full(&t->cc, &t->xc, t->ta, t->nta);
+	}
+	br_ssl_engine_set_buffer(&t->cc.eng, t->iobuf, sizeof t->iobuf, 1);
+	if (!br_ssl_client_reset(&t->cc, host, 0)) {
+		err_set(e, BCH_TEMP, "TLS: cannot start a session");
+		tls_client_free(t);
+		return NULL;
+	}
+	br_sslio_init(&t->io, &t->cc.eng, sock_read, t, sock_write, t);
+	return t;
+}
+
+void
+tls_client_free(struct tls_client *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->nta; i++) {
+		free(t->ta[i].dn.data);
+		if (t->ta[i].pkey.key_type == BR_KEYTYPE_RSA) {
+			free(t->ta[i].pkey.key.rsa.n);
+			free(t->ta[i].pkey.key.rsa.e);
+		} else {
+			free(t->ta[i].pkey.key.ec.q);
+		}
+	}
+	free(t->ta);
+	free(t);
+}
+
+static void
+tls_error(struct tls_client *t)
+{
+	int err = br_ssl_engine_last_error(&t->cc.eng);
+
+	errno = err >= BR_ERR_X509_OK && err < BR_ERR_X509_OK + 64 ?
+	    EPERM : ECONNRESET;
+}
+
+int
+tls_client_write(struct tls_client *t, int fd, const void *p, size_t n)
+{
+	t->fd = fd;
+	if (br_sslio_write_all(&t->io, p, n) < 0 || br_sslio_flush(&t->io) < 0) {
+		tls_error(t);
+		return -1;
+	}
+	return 0;
+}
+
+ssize_t
+tls_client_read(struct tls_client *t, int fd, void *p, size_t n)
+{
+	int r;
+
+	t->fd = fd;
+	r = br_sslio_read(&t->io, p, n);
+	if (r < 0) {
+		if (br_ssl_engine_current_state(&t->cc.eng) == BR_SSL_CLOSED &&
+		    br_ssl_engine_last_error(&t->cc.eng) == BR_ERR_OK)
+			return 0;
+		tls_error(t);
+		return -1;
+	}
+	return r;
+}
+
+const char *
+tls_client_why(struct tls_client *t)
+{
+	int err = br_ssl_engine_last_error(&t->cc.eng);
+
+	if (err == BR_ERR_X509_NOT_TRUSTED)
+		return t->px.vtable ? "its public key does not match the pin" :
+		    "its certificate is not signed by a trusted CA";
+	if (err == BR_ERR_X509_BAD_SERVER_NAME)
+		return "its certificate is for another name";
+	if (err == BR_ERR_X509_EXPIRED)
+		return "its certificate has expired or is not yet valid";
+	if (err >= BR_ERR_X509_OK && err < BR_ERR_X509_OK + 64)
+		return "its certificate does not verify";
+	return NULL;
+}
+
+int
+tls_client_pending(struct tls_client *t)
+{
+	return (br_ssl_engine_current_state(&t->cc.eng) & BR_SSL_RECVAPP) != 0;
+}

@@ -1,0 +1,51 @@
+/* tls: BearSSL for the relay (a non-blocking engine per connection) and
+ * for its client (blocking, verifying the relay by CA or by pinned key).
+ * The only module that includes BearSSL's TLS headers. */
+#ifndef BCH_TLS_H
+#define BCH_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct tls_server;
+struct tls_conn;
+struct tls_client;
+
+/* Load a PEM certificate chain and a PEM private key (RSA or EC). The
+ * pin of the leaf's public key (hex sha256) is written to pin[65]. */
+struct tls_server *tls_server_new(const char *certfile, const char *keyfile,
+    char pin[65], struct err *e);
+void tls_server_free(struct tls_server *s);
+
+struct tls_conn *tls_conn_new(struct tls_server *s);
+void tls_conn_free(struct tls_conn *t);
+
+/* Move bytes between socket fd and the engine: records are read from fd
+ * and decrypted into in; plain out[*off..] is encrypted and written to
+ * fd as far as the socket takes it. *want_write tells whether records
+ * still wait for a writable socket. 0, or -1 when the session is over. */
+int tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
+    const struct buf *out, size_t *off, int *want_write);
+
+/* A client session to host over a connected blocking socket. pin (hex
+ * sha256 of the public key) skips CA checks; else cafile (NULL: the
+ * system bundle) verifies the chain and the name. */
+struct tls_client *tls_client_new(const char *host, const char *pin,
+    const char *cafile, struct err *e);
+void tls_client_free(struct tls_client *t);
+int tls_client_write(struct tls_client *t, int fd, const void *p, size_t n);
+ssize_t tls_client_read(struct tls_client *t, int fd, void *p, size_t n);
+
+/* Why the relay was not trusted, or NULL if that is not what failed. */
+const char *tls_client_why(struct tls_client *t);
+
+/* Has the engine decrypted bytes not yet read? */
+int tls_client_pending(struct tls_client *t);
+
+/* The pin of the first certificate in a PEM file, for invites. */
+int tls_pin_of_file(const char *certfile, char pin[65], struct err *e);
+
+#endif
