@@ -82,6 +82,13 @@ flush(struct drain *d)
 	return failed ? -1 : 0;
 }
 
+/* The budget less what the header and the "more waiting" line take. */
+static size_t
+room(const struct drain *d)
+{
+	return d->budget - 200;
+}
+
 static int
 wanted(const struct drain *d, const struct spool_item *it)
 {
@@ -114,7 +121,7 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 		int rc;
 		if (!wanted(d, &it[i]))
 			continue;
-		if (d->form == HOOK && d->shown && d->out.len >= d->budget) {
+		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
 			left++;
 			continue;
 		}
@@ -137,7 +144,7 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 		if (!d->peek && d->form == HOOK && d->shown) {
 			size_t before = d->out.len;
 			render(d, &m, fence);
-			if (d->out.len > d->budget) {
+			if (d->out.len > room(d)) {
 				/* Over budget: put it back for the next prompt. */
 				d->out.len = before;
 				d->out.p[before] = 0;
@@ -224,9 +231,9 @@ main(int argc, char **argv)
 		case 'H': here = d.here = 1; break;
 		case 'B':
 			d.budget = strtoul(optarg, &end, 10);
-			if (*end || d.budget < 256)
+			if (*end || d.budget < 512)
 				cli_usage(&c, usage, "--budget needs a number of "
-				    "bytes, at least 256");
+				    "bytes, at least 512");
 			break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);

@@ -71,7 +71,14 @@ main(int argc, char **argv)
 	const char *name, *url = NULL, *token = NULL, *pin = NULL;
 	int ch, who = 0, keep_default;
 
-	cli_init(&c, "bch-init");
+	/* Only a real init may set a broken config.json aside. */
+	for (ch = 1; ch < argc; ch++)
+		if (!strcmp(argv[ch], "--whoami") || !strcmp(argv[ch], "-w"))
+			who = 1;
+	if (who)
+		cli_init(&c, "bch-init");
+	else
+		cli_init_repair(&c, "bch-init");
 	while ((ch = getopt_long(argc, argv, "hwu:t:P:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'w': who = 1; break;

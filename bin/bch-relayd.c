@@ -641,7 +641,7 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		cli_usage(&d.c, usage, "unexpected argument \"%s\"", argv[optind]);
-	if (port <= 0 || port > 65535 || rate <= 0 || d.maxconns == 0)
+	if (port < 0 || port > 65535 || rate <= 0 || d.maxconns == 0)
 		cli_usage(&d.c, usage, "bad --port, --rate or --max-conns");
 	if ((cert != NULL) != (key != NULL))
 		cli_usage(&d.c, usage, "--cert and --key go together");
@@ -679,6 +679,14 @@ main(int argc, char **argv)
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (port == 0) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		if (getsockname(d.lfd, (struct sockaddr *)&ss, &sl) == 0)
+			port = ntohs(ss.ss_family == AF_INET6 ?
+			    ((struct sockaddr_in6 *)&ss)->sin6_port :
+			    ((struct sockaddr_in *)&ss)->sin_port);
+	}
 	fprintf(stderr, "bch-relayd: listening on %s port %d, spool %s, "
 	    "%zu agents with tokens\n", listen_addr, port, d.c.cfg.home,
 	    d.r.ntok);

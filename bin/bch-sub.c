@@ -33,12 +33,12 @@ main(int argc, char **argv)
 	cli_open(&c, 1);
 	for (i = optind; i < argc; i++) {
 		char chan[NAME_MAX_LEN + 2];
-		snprintf(chan, sizeof chan, "%s%s", argv[i][0] == '#' ? "" : "#",
-		    argv[i]);
-		if (strlen(argv[i]) > NAME_MAX_LEN + 1) {
+		const char *name = argv[i] + (argv[i][0] == '#');
+		if (strlen(name) > NAME_MAX_LEN) {
 			err_set(&c.e, BCH_PERM, "channel name too long (at most 64)");
 			cli_fail(&c);
 		}
+		snprintf(chan, sizeof chan, "#%s", name);
 		rc = spool_subscribe(c.sp, c.cfg.agent, chan, on, &c.e);
 		if (rc < 0)
 			cli_fail(&c);

@@ -25,6 +25,18 @@ cli_init(struct cli *c, const char *prog)
 }
 
 void
+cli_init_repair(struct cli *c, const char *prog)
+{
+	memset(c, 0, sizeof *c);
+	c->prog = prog;
+	err_prog(prog);
+	opterr = 0;
+	signal(SIGPIPE, SIG_IGN);
+	if (config_load_repair(&c->cfg, prog, &c->e) < 0)
+		cli_fail(c);
+}
+
+void
 cli_open(struct cli *c, int need_agent)
 {
 	if (need_agent && config_need_agent(&c->cfg, &c->e) < 0)

@@ -19,6 +19,9 @@ struct cli {
  * on failure. */
 void cli_init(struct cli *c, const char *prog);
 
+/* cli_init for bch init: a broken config.json is set aside, not fatal. */
+void cli_init_repair(struct cli *c, const char *prog);
+
 /* Open the spool; with need_agent, also insist on an identity. Exits on
  * failure. */
 void cli_open(struct cli *c, int need_agent);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "config.h"
@@ -51,6 +52,7 @@ load_file(struct config *c, struct err *e)
 			json_free(&j);
 		err_set(e, BCH_PERM, "%s is not valid JSON (%s) — fix it or run "
 		    "bch init <name> again", path, why ? why : "not an object");
+		err_status(e, 1); /* marks a broken file bch init may set aside */
 		buf_free(&b);
 		return -1;
 	}
@@ -109,6 +111,12 @@ config_load(struct config *c, struct err *e)
 			return err_set(e, BCH_PERM,
 			    "neither BACKCHANNEL_HOME nor HOME is set — set one");
 		snprintf(c->home, sizeof c->home, "%s/.backchannel", home);
+	}
+	{
+		struct stat st;
+		if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
+			return err_set(e, BCH_PERM, "%s is not a directory — "
+			    "fix BACKCHANNEL_HOME", c->home);
 	}
 	if (load_file(c, e) < 0)
 		return -1;
@@ -180,6 +188,25 @@ config_save_token(const struct config *c, const char *agent,
 	rc = io_replace(path, b.p, b.len, 1, e);
 	buf_free(&b);
 	return rc;
+}
+
+int
+config_load_repair(struct config *c, const char *prog, struct err *e)
+{
+	char path[PATH_MAX + 16], bad[PATH_MAX + 16];
+
+	if (config_load(c, e) == 0)
+		return 0;
+	if (e->status != 1)
+		return -1;
+	config_free(c);
+	snprintf(path, sizeof path, "%s/config.json", c->home);
+	snprintf(bad, sizeof bad, "%s/config.json.bad", c->home);
+	if (rename(path, bad) < 0)
+		return err_sys(e, "cannot set %s aside", path);
+	fprintf(stderr, "%s: %s was not valid JSON — kept it as %s\n", prog,
+	    path, bad);
+	return config_load(c, e);
 }
 
 int

@@ -29,6 +29,11 @@ struct config {
  * one is an error). 0, or -1 with e filled. */
 int config_load(struct config *c, struct err *e);
 
+/* config_load, but a config.json that is not JSON is renamed to
+ * config.json.bad (with a line on stderr) and the rest loaded: for
+ * bch init, which writes a new one. */
+int config_load_repair(struct config *c, const char *prog, struct err *e);
+
 /* -1 with a helpful e unless an identity is configured. */
 int config_need_agent(const struct config *c, struct err *e);
 

@@ -52,6 +52,8 @@ err_temporary(int errnum)
 	case ENETUNREACH:
 	case EBUSY:
 	case EROFS:
+	case EPIPE: /* output whose reader went away: the data stays queued */
+	case EBADF:
 		return 1;
 	}
 	return 0;

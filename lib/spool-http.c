@@ -285,9 +285,11 @@ call(struct spool *s, const char *method, const char *path, const char *token,
 				json_string(&j, i, 400, &msg, NULL);
 			json_free(&j);
 		}
+		/* The relay's words as they are: local and remote mode say
+		 * the same thing about the same mistake. */
 		err_set(e, r->status == 429 || r->status == 507 ||
-		    r->status >= 500 ? BCH_TEMP : BCH_PERM, "relay: %s (%d)",
-		    msg ? msg : http_reason(r->status), r->status);
+		    r->status >= 500 ? BCH_TEMP : BCH_PERM, "%s",
+		    msg ? msg : http_reason(r->status));
 		err_status(e, r->status);
 		free(msg);
 		http_resp_free(r);

@@ -1,0 +1,132 @@
+#!/usr/bin/env bats
+# bch read (bch-claim): claim messages by id or unique prefix.
+load helper
+bats_require_minimum_version 1.5.0
+
+A=abcd1111-0000-4000-8000-000000000001
+B=abcd2222-0000-4000-8000-000000000002
+C=ffff0000-0000-4000-8000-000000000003
+
+# Three messages for bob with chosen ids: A and B share the prefix abcd.
+local_setup() {
+	agents alice bob
+	printf '%s\n' "{\"to\":\"@bob\",\"body\":\"body A\",\"id\":\"$A\"}" \
+		"{\"to\":\"@bob\",\"body\":\"body B\",\"id\":\"$B\",\"priority\":\"urgent\"}" \
+		"{\"to\":\"@bob\",\"body\":\"body C\",\"id\":\"$C\"}" | bch-send >/dev/null
+}
+
+new() { echo "$BACKCHANNEL_HOME/spool/bob/new/$1.json"; }
+ts_of() { sed -n 's/.*"ts":"\([^"]*\)".*/\1/p' "$(new "$1")"; }
+
+@test "read by full id claims that message and prints it in the human form" {
+	ts=$(ts_of "$A")
+	run --separate-stderr as bob bch read "$A"
+	assert_success
+	assert_output "alice -> @bob ($ts, id abcd1111)
+body A"
+	[ -z "$stderr" ]
+	[ ! -e "$(new "$A")" ] && [ -e "$(new "$B")" ] && [ -e "$(new "$C")" ]
+	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "read by a unique prefix claims the one message it names" {
+	run as bob bch read abcd2
+	assert_success
+	assert_line -n 0 --regexp '^alice -> @bob \[URGENT\] \(.*, id abcd2222\)$'
+	assert_line -n 1 'body B'
+	[ ! -e "$(new "$B")" ] && [ "$(count_new bob)" -eq 2 ]
+	run as bob bch read ffff
+	assert_success
+	assert_output --partial 'body C'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "an ambiguous prefix is refused with 100 and claims nothing" {
+	run --separate-stderr as bob bch read abcd
+	assert_failure 100
+	assert_output ''
+	[[ $stderr == 'bch-claim: '*'abcd'*'matches several messages'* ]]
+	[ "$(count_new bob)" -eq 3 ]
+}
+
+@test "an unknown id exits 100 and the other ids are still claimed" {
+	ta=$(ts_of "$A") tc=$(ts_of "$C")
+	run --separate-stderr as bob bch read zzzz "$A" 0000dead "$C"
+	assert_failure 100
+	assert_output "alice -> @bob ($ta, id abcd1111)
+body A
+
+alice -> @bob ($tc, id ffff0000)
+body C"
+	[[ $stderr == *'no unread message zzzz'* ]]
+	[[ $stderr == *'no unread message 0000dead'* ]]
+	[ "$(grep -c . <<<"$stderr")" -eq 2 ]
+	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+}
+
+@test "a message claimed once cannot be read again" {
+	as bob bch read "$A" >/dev/null
+	run --separate-stderr as bob bch read "$A"
+	assert_failure 100
+	assert_output ''
+	[[ $stderr == *"no unread message $A"* ]]
+}
+
+@test "read --keep leaves the message whole in cur/<id>.json" {
+	cp "$(new "$A")" want.json
+	run as bob bch read --keep abcd1
+	assert_success
+	assert_output --partial 'body A'
+	[ ! -e "$(new "$A")" ]
+	cmp want.json "$BACKCHANNEL_HOME/spool/bob/cur/$A.json"
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" = "$A.json" ]
+}
+
+@test "without --keep nothing is left in cur/" {
+	as bob bch read "$A" "$B" >/dev/null
+	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "ids on standard input, one per line, are claimed in turn" {
+	ta=$(ts_of "$A") tc=$(ts_of "$C")
+	run as bob bch-claim <<<"$C
+abcd1"
+	assert_success
+	assert_output "alice -> @bob ($tc, id ffff0000)
+body C
+
+alice -> @bob ($ta, id abcd1111)
+body A"
+	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+}
+
+@test "read --jsonl prints each claimed message as stored, one per line" {
+	want=$(cat "$(new "$C")" "$(new "$A")")
+	run as bob bch read --jsonl "$C" "$A"
+	assert_success
+	assert_output "$want"
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "read --json prints an array of the claimed messages" {
+	want="[$(tr -d '\n' < "$(new "$A")"),$(tr -d '\n' < "$(new "$B")")]"
+	run as bob bch read --json "$A" abcd2
+	assert_success
+	assert_equal "$(tr -d '\n' <<<"$output")" "$want"
+}
+
+@test "read --json with nothing claimed prints [] and exits 100" {
+	run --separate-stderr as bob bch read --json nothing-here
+	assert_failure 100
+	assert_output '[]'
+}
+
+@test "bch-drain --peek --jsonl | pick ids | bch-claim claims a chosen subset" {
+	run bash -c "BACKCHANNEL_AGENT=bob bch-drain --peek --jsonl | grep -v '\"priority\":\"urgent\"' |
+		sed 's/^{\"id\":\"\\([^\"]*\\)\".*/\\1/' | BACKCHANNEL_AGENT=bob bch-claim --jsonl"
+	assert_success
+	assert_line --partial '"body":"body A"'
+	assert_line --partial '"body":"body C"'
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+}

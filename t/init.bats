@@ -1,0 +1,210 @@
+#!/usr/bin/env bats
+# bch init and bch whoami (bch-init): identities, the home, the config.
+load helper
+bats_require_minimum_version 1.5.0
+
+TS='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z'
+
+# flat FILE: FILE's JSON with the whitespace between tokens taken out.
+flat() { tr -d ' \n' < "$1"; }
+
+mode() { stat -c %a "$1"; }
+
+@test "init creates the home 0700, config.json 0600 naming the agent, the record and the inbox" {
+	run bch init alice
+	assert_success
+	assert_output 'initialised alice via local spool'
+	h=$BACKCHANNEL_HOME
+	[ "$(mode "$h")" = 700 ]
+	[ "$(mode "$h/config.json")" = 600 ]
+	assert_equal "$(flat "$h/config.json")" '{"agent":"alice"}'
+	[ "$(mode "$h/agents/alice.json")" = 600 ]
+	for d in tmp new cur; do
+		[ -d "$h/spool/alice/$d" ] && [ "$(mode "$h/spool/alice/$d")" = 700 ]
+	done
+}
+
+@test "the agent record has name, subscriptions, createdAt and lastSeen, and no tokenHash" {
+	bch init alice >/dev/null
+	rec=$(flat "$BACKCHANNEL_HOME/agents/alice.json")
+	[[ $rec == '{'*'}' ]]
+	[[ $rec == *'"name":"alice"'* ]]
+	[[ $rec == *'"subscriptions":[]'* ]]
+	[[ $rec =~ \"createdAt\":\"$TS\" ]]
+	[[ $rec =~ \"lastSeen\":\"$TS\" ]]
+	[[ $rec != *tokenHash* ]]
+}
+
+@test "init makes the home 0700 even when it already exists more open" {
+	mkdir -m 755 "$BACKCHANNEL_HOME"
+	bch init alice >/dev/null
+	[ "$(mode "$BACKCHANNEL_HOME")" = 700 ]
+}
+
+@test "whoami prints the agent via local spool" {
+	bch init alice >/dev/null
+	run bch whoami
+	assert_success
+	assert_output 'alice via local spool'
+}
+
+@test "whoami follows BACKCHANNEL_AGENT" {
+	agents alice bob
+	run as bob bch whoami
+	assert_success
+	assert_output 'bob via local spool'
+}
+
+@test "BACKCHANNEL_AGENT=b bch init b registers b and keeps the default identity a" {
+	bch init a >/dev/null
+	run env BACKCHANNEL_AGENT=b bch init b
+	assert_success
+	assert_line -n 0 'initialised b via local spool'
+	assert_equal "$(flat "$BACKCHANNEL_HOME/config.json")" '{"agent":"a"}'
+	[ -f "$BACKCHANNEL_HOME/agents/b.json" ] && [ -d "$BACKCHANNEL_HOME/spool/b/new" ]
+	run bch whoami
+	assert_output 'a via local spool'
+	run bch send @b hi
+	assert_success
+	run as b bch drain --jsonl
+	assert_output --partial '"from":"a"'
+}
+
+@test "init with BACKCHANNEL_AGENT set and no default yet makes it the default" {
+	run env BACKCHANNEL_AGENT=b bch init b
+	assert_success
+	assert_equal "$(flat "$BACKCHANNEL_HOME/config.json")" '{"agent":"b"}'
+	run bch whoami
+	assert_output 'b via local spool'
+}
+
+@test "init without BACKCHANNEL_AGENT sets the machine's default" {
+	bch init a >/dev/null
+	bch init c >/dev/null
+	run bch whoami
+	assert_output 'c via local spool'
+	[ -f "$BACKCHANNEL_HOME/agents/a.json" ]
+}
+
+@test "init again keeps the subscriptions and the creation time" {
+	bch init alice >/dev/null
+	bch sub '#dev' '#ops' >/dev/null
+	before=$(sed -n 's/.*"createdAt": *"\([^"]*\)".*/\1/p' "$BACKCHANNEL_HOME/agents/alice.json")
+	run bch init alice
+	assert_success
+	rec=$(flat "$BACKCHANNEL_HOME/agents/alice.json")
+	[[ $rec == *'"subscriptions":["#dev","#ops"]'* ]]
+	[[ $rec == *"\"createdAt\":\"$before\""* ]]
+	run bch channels
+	assert_output "#dev
+#ops"
+}
+
+@test "invalid names exit 100 and create nothing" {
+	for n in '../x' 'a/b' '' "$(printf 'a%.0s' {1..65})" '.hidden' '-dash' 'a b' $'a\nb' '..'; do
+		run bch init -- "$n"
+		assert_failure 100
+		assert_output --partial 'invalid agent name'
+		[ "${#lines[@]}" -eq 1 ]
+		[ ! -e "$BACKCHANNEL_HOME" ]
+	done
+	[ ! -e "$BATS_TEST_TMPDIR/x" ]
+}
+
+@test "an invalid name leaves an existing home untouched" {
+	bch init alice >/dev/null
+	before=$(cd "$BACKCHANNEL_HOME" && find . | sort)
+	run bch init '../evil'
+	assert_failure 100
+	assert_equal "$(cd "$BACKCHANNEL_HOME" && find . | sort)" "$before"
+	[ ! -e "$BATS_TEST_TMPDIR/evil" ] && [ ! -e "$BACKCHANNEL_HOME/spool/evil" ]
+}
+
+@test "an invalid BACKCHANNEL_AGENT is refused" {
+	bch init alice >/dev/null
+	run env BACKCHANNEL_AGENT=../x bch whoami
+	assert_failure 100
+	assert_output --partial 'BACKCHANNEL_AGENT'
+}
+
+@test "with no identity at all, every command says how to get one" {
+	for cmd in whoami 'send @x hi' inbox drain 'read abc' 'sub #x'; do
+		run bch $cmd
+		assert_failure 100
+		assert_output --regexp '^bch-[a-z]+: no identity — run bch init <name> or set BACKCHANNEL_AGENT$'
+	done
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
+
+@test "a BACKCHANNEL_HOME that is a file is a clear error" {
+	echo precious > file
+	export BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/file
+	run bch init alice
+	assert_failure 100
+	assert_output "bch-init: $BATS_TEST_TMPDIR/file is not a directory — fix BACKCHANNEL_HOME"
+	run env BACKCHANNEL_AGENT=alice bch send @bob hi
+	assert_failure 100
+	assert_output --partial 'is not a directory'
+	[ "$(cat file)" = precious ]
+}
+
+@test "a BACKCHANNEL_HOME that is a file is named as the problem, not a missing identity" {
+	echo precious > file
+	export BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/file
+	for cmd in whoami inbox; do
+		run bch $cmd
+		assert_failure 100
+		assert_output --partial 'is not a directory'
+	done
+}
+
+# unprivileged CMD...: run CMD without the root capabilities that would
+# let it read a directory whatever its mode.
+unprivileged() {
+	if [ "$(id -u)" = 0 ]; then
+		setpriv --inh-caps=-all --bounding-set=-all -- "$@"
+	else
+		"$@"
+	fi
+}
+
+@test "an unreadable BACKCHANNEL_HOME is a clear one-line error, exit 100" {
+	bch init alice >/dev/null
+	chmod 000 "$BACKCHANNEL_HOME"
+	if unprivileged cat "$BACKCHANNEL_HOME/config.json" >/dev/null 2>&1; then
+		chmod 700 "$BACKCHANNEL_HOME"
+		skip "cannot drop the privilege to read a mode 000 directory"
+	fi
+	for cmd in whoami inbox 'send @alice hi' 'init bob' agents; do
+		run unprivileged bch $cmd
+		assert_failure 100
+		assert_output --regexp '^bch-[a-z]+: .*Permission denied — check the permissions of BACKCHANNEL_HOME$'
+		[ "${#lines[@]}" -eq 1 ]
+	done
+	chmod 700 "$BACKCHANNEL_HOME"
+	[ ! -e "$BACKCHANNEL_HOME/agents/bob.json" ]
+}
+
+@test "a config.json that is not JSON is a one-line error naming it, exit 100" {
+	mkdir -p "$BACKCHANNEL_HOME"
+	for bad in '{"agent": ' 'not json' '[]' '{"agent": "a",}'; do
+		printf '%s\n' "$bad" > "$BACKCHANNEL_HOME/config.json"
+		for cmd in whoami inbox 'send @a hi' agents; do
+			run bch $cmd
+			assert_failure 100
+			assert_output --regexp "^bch-[a-z]+: $BACKCHANNEL_HOME/config.json is not valid JSON"
+			[ "${#lines[@]}" -eq 1 ]
+		done
+	done
+}
+
+@test "the advice for a broken config.json works: bch init <name> again repairs it" {
+	mkdir -p "$BACKCHANNEL_HOME"
+	echo '{"agent": ' > "$BACKCHANNEL_HOME/config.json"
+	run bch whoami
+	assert_output --partial 'run bch init <name> again'
+	run bch init alice
+	assert_success
+	run bch whoami
+	assert_output 'alice via local spool'
+}

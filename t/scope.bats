@@ -1,0 +1,133 @@
+#!/usr/bin/env bats
+# Scopes, PROTOCOL.md 4: each case a real send --scope and drain --match.
+# Both sides are normalised (lowercase; strip a leading http:// or
+# https://, then a leading git@, a trailing .git and trailing slashes;
+# ':' becomes '/'), and a reader claims a message when its normalised
+# match contains the normalised scope.
+load helper
+
+local_setup() { agents alice bob; }
+
+# claimed SCOPE MATCH: a message sent with SCOPE is claimed by a drain
+# with MATCH.
+claimed() {
+	bch send @bob scoped --scope "$1" >/dev/null
+	run as bob bch drain --brief --match "$2"
+	assert_success
+	assert_output --regexp '^alice -> @bob \(.*\): scoped$'
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+# refused SCOPE MATCH: a message sent with SCOPE is left by a drain with
+# MATCH.
+refused() {
+	bch send @bob scoped --scope "$1" >/dev/null
+	run as bob bch drain --brief --match "$2"
+	assert_success
+	assert_output 'inbox empty'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "acme/api is claimed by git@github.com:acme/api.git" {
+	claimed acme/api git@github.com:acme/api.git
+}
+
+@test "acme/api is claimed by https://github.com/Acme/API/" {
+	claimed acme/api https://github.com/Acme/API/
+}
+
+@test "acme/api is claimed by http://github.com/acme/api.git" {
+	claimed acme/api http://github.com/acme/api.git
+}
+
+@test "acme/api is claimed by github.com/acme/api" {
+	claimed acme/api github.com/acme/api
+}
+
+@test "acme/api is claimed by https://git@github.com/acme/api.git" {
+	claimed acme/api https://git@github.com/acme/api.git
+}
+
+@test "acme/api is claimed by ssh://git@github.com/acme/api.git" {
+	claimed acme/api ssh://git@github.com/acme/api.git
+}
+
+@test "acme/api is claimed by a match with trailing slashes" {
+	claimed acme/api 'github.com/acme/api///'
+}
+
+@test "acme/api is claimed by acme:api (':' becomes '/')" {
+	claimed acme/api acme:api
+}
+
+@test "acme/api is not claimed by github.com/acme/web" {
+	refused acme/api github.com/acme/web
+}
+
+@test "acme/api is not claimed by git@github.com:acme/web.git" {
+	refused acme/api git@github.com:acme/web.git
+}
+
+@test "acme/api is not claimed by a match that holds only part of it" {
+	refused acme/api github.com/acme
+}
+
+@test "a scope in capitals is claimed by a match in lower case" {
+	claimed GitHub.com/Acme/API git@github.com:acme/api.git
+}
+
+@test "a scope given as an https URL is claimed by the ssh remote" {
+	claimed https://github.com/acme/api.git git@github.com:acme/api.git
+}
+
+@test "a scope given as an ssh remote is claimed by the https URL" {
+	claimed git@github.com:acme/api.git https://github.com/acme/api
+}
+
+@test "an HTTPS:// prefix in capitals is stripped too" {
+	claimed HTTPS://GitHub.com/Acme/Api/ git@github.com:acme/api.git
+}
+
+@test "a scope with a trailing .git is claimed by the bare path" {
+	claimed github.com/acme/api.git github.com/acme/api
+}
+
+@test "a scope with trailing slashes is claimed by the bare path" {
+	claimed github.com/acme/api// github.com/acme/api
+}
+
+@test "a scope with ':' is claimed by the same path with '/'" {
+	claimed github.com:acme/api github.com/acme/api
+}
+
+@test "a directory scope is claimed by that directory" {
+	claimed /home/dev/proj /home/dev/proj
+}
+
+@test "a directory scope is not claimed by another directory" {
+	refused /home/dev/proj /home/dev/other
+}
+
+@test "an unscoped message matches every reader" {
+	for m in git@github.com:acme/api.git /some/dir x; do
+		bch send @bob open >/dev/null
+		run as bob bch drain --brief --match "$m"
+		assert_output --regexp ': open$'
+		[ "$(count_new bob)" -eq 0 ]
+	done
+}
+
+@test "a reader without a match claims only unscoped messages" {
+	bch send @bob unscoped >/dev/null
+	bch send @bob scoped --scope acme/api >/dev/null
+	run as bob bch drain --brief
+	assert_output --regexp ': unscoped$'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "the stored scope is kept as the sender wrote it" {
+	bch send @bob scoped --scope 'https://GitHub.com/Acme/API.git' >/dev/null
+	run as bob bch drain --jsonl --match git@github.com:acme/api.git
+	assert_output --partial '"scope":"https://GitHub.com/Acme/API.git"'
+}

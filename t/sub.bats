@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# bch sub and bch unsub (bch-sub): subscriptions, and concurrent changes.
+load helper
+
+local_setup() { agents alice bob; }
+
+# subs AGENT: AGENT's subscriptions as stored, one per line, sorted.
+subs() {
+	tr -d ' \n' < "$BACKCHANNEL_HOME/agents/$1.json" |
+		sed -n 's/.*"subscriptions":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | tr -d '"' | sed '/^$/d' | sort
+}
+
+@test "sub with # subscribes and says so" {
+	run bch sub '#dev'
+	assert_success
+	assert_output 'subscribed alice to #dev'
+	assert_equal "$(subs alice)" '#dev'
+}
+
+@test "sub without # means the same channel" {
+	run bch sub dev
+	assert_success
+	assert_output 'subscribed alice to #dev'
+	assert_equal "$(subs alice)" '#dev'
+}
+
+@test "subscribing again says already subscribed and stores it once" {
+	bch sub '#dev' >/dev/null
+	run bch sub dev
+	assert_success
+	assert_output 'alice is already subscribed to #dev'
+	assert_equal "$(subs alice)" '#dev'
+}
+
+@test "unsub with and without # unsubscribes and says so" {
+	bch sub '#dev' '#ops' >/dev/null
+	run bch unsub '#dev'
+	assert_success
+	assert_output 'unsubscribed alice from #dev'
+	run bch unsub ops
+	assert_success
+	assert_output 'unsubscribed alice from #ops'
+	assert_equal "$(subs alice)" ''
+}
+
+@test "unsubscribing from a channel one is not on says so and succeeds" {
+	run bch unsub '#nowhere'
+	assert_success
+	assert_output 'alice was not subscribed to #nowhere'
+}
+
+@test "several channels in one call, one line each" {
+	run bch sub a '#b' c
+	assert_success
+	assert_output 'subscribed alice to #a
+subscribed alice to #b
+subscribed alice to #c'
+	assert_equal "$(subs alice)" '#a
+#b
+#c'
+}
+
+@test "sub acts for BACKCHANNEL_AGENT, not the default identity" {
+	run as bob bch sub '#dev'
+	assert_output 'subscribed bob to #dev'
+	assert_equal "$(subs bob)" '#dev'
+	assert_equal "$(subs alice)" ''
+}
+
+@test "invalid channel names are refused with 100 and change nothing" {
+	bch sub '#keep' >/dev/null
+	for c in '#' '' '#../x' '../x' 'a/b' '#.x' '#-x' '#a b' '##x' $'#a\nb' "#$(printf 'a%.0s' {1..65})"; do
+		run bch sub -- "$c"
+		assert_failure 100
+		[ "${#lines[@]}" -eq 1 ]
+		assert_output --regexp '^bch-sub: (invalid channel|channel name too long)'
+		run bch unsub -- "$c"
+		assert_failure 100
+	done
+	assert_equal "$(subs alice)" '#keep'
+	[ ! -e "$BATS_TEST_TMPDIR/x" ] && [ ! -e "$BACKCHANNEL_HOME/x" ]
+}
+
+@test "a 64-byte channel name is accepted" {
+	n64=$(printf 'c%.0s' {1..64})
+	run bch sub "#$n64"
+	assert_success
+	assert_output "subscribed alice to #$n64"
+}
+
+@test "a 65-byte channel name is refused without the # too, not cut to 64" {
+	n65=$(printf 'c%.0s' {1..65})
+	run bch sub "$n65"
+	assert_failure 100
+	assert_equal "$(subs alice)" ''
+}
+
+@test "channels lists what was subscribed" {
+	bch sub '#dev' ops >/dev/null
+	run bch channels
+	assert_success
+	assert_output '#dev
+#ops'
+	bch unsub dev >/dev/null
+	run bch channels
+	assert_output '#ops'
+}
+
+@test "sub without a channel is a usage error" {
+	run bch sub
+	assert_failure 2
+}
+
+@test "20 concurrent subs of different channels by one agent keep all 20" {
+	local pids=() i
+	for i in $(seq 20); do
+		bch sub "#c$i" >/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i"; done
+	assert_equal "$(subs alice)" "$(for i in $(seq 20); do echo "#c$i"; done | sort)"
+	run bch channels
+	[ "${#lines[@]}" -eq 20 ]
+}
+
+@test "concurrent subs and unsubs end in the expected set" {
+	local pids=() i
+	bch sub $(seq -f 'old%g' 10) >/dev/null
+	for i in $(seq 10); do
+		bch unsub "#old$i" >/dev/null &
+		pids+=($!)
+		bch sub "#new$i" >/dev/null &
+		pids+=($!)
+		as bob bch sub "#new$i" >/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i"; done
+	want=$(for i in $(seq 10); do echo "#new$i"; done | sort)
+	assert_equal "$(subs alice)" "$want"
+	assert_equal "$(subs bob)" "$want"
+	run bch agents --json
+	assert_success
+}
