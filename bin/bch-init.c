@@ -26,10 +26,27 @@ init_relay(struct cli *c, const char *name, int keep_default)
 {
 	struct agent_rec rec;
 	const char *token;
+	char *own = config_agent_token(&c->cfg, name), *room = c->cfg.token;
+	int rc = -1;
 
+	if (!own && c->cfg.file_token && strcmp(name, c->cfg.file_agent) == 0)
+		own = xstrdup(c->cfg.file_token);
 	cli_open(c, 0);
-	if (spool_register(c->sp, name, &rec, &c->e) < 0)
+	if (own) {
+		/* Registered before: refresh with the name's own token. */
+		c->cfg.token = own;
+		rc = spool_register(c->sp, name, &rec, &c->e);
+		if (rc < 0 && c->e.status != 401 && c->e.status != 403)
+			cli_fail(c);
+		c->cfg.token = room;
+		if (rc == 0) {
+			free(rec.token);
+			rec.token = xstrdup(own);
+		}
+	}
+	if (rc < 0 && spool_register(c->sp, name, &rec, &c->e) < 0)
 		cli_fail(c);
+	free(own);
 	token = rec.token ? rec.token : c->cfg.token;
 	if (io_mkdirs(c->cfg.home, 0700) < 0) {
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
@@ -43,8 +60,6 @@ init_relay(struct cli *c, const char *name, int keep_default)
 		cli_fail(c);
 	}
 	printf("initialised %s via %s\n", name, c->cfg.url);
-	if (!rec.token)
-		printf("%s was registered already; kept its token\n", name);
 	agent_free(&rec);
 }
 

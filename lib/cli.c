@@ -1,5 +1,6 @@
 /* cli: start-up and shared options of the programs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,29 @@
 #include "io.h"
 #include "scope.h"
 
+/* A closed standard descriptor would be taken by the next open(), and
+ * a claimed message could be "written" into a spool file or a socket:
+ * give 0 and 2 /dev/null, and refuse to run without 1. */
+static void
+check_fds(struct cli *c)
+{
+	int fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		int n;
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (n >= 0 && n != fd)
+			close(n); /* cannot happen: the lowest fd is free */
+		if (fd == 1) {
+			err_set(&c->e, BCH_TEMP, "standard output is closed — "
+			    "nothing was claimed");
+			cli_fail(c);
+		}
+	}
+}
+
 void
 cli_init(struct cli *c, const char *prog)
 {
@@ -19,6 +43,7 @@ cli_init(struct cli *c, const char *prog)
 	c->prog = prog;
 	err_prog(prog);
 	opterr = 0; /* our own one-line usage errors instead */
+	check_fds(c);
 	signal(SIGPIPE, SIG_IGN);
 	if (config_load(&c->cfg, &c->e) < 0)
 		cli_fail(c);
@@ -31,6 +56,7 @@ cli_init_repair(struct cli *c, const char *prog)
 	c->prog = prog;
 	err_prog(prog);
 	opterr = 0;
+	check_fds(c);
 	signal(SIGPIPE, SIG_IGN);
 	if (config_load_repair(&c->cfg, prog, &c->e) < 0)
 		cli_fail(c);

@@ -490,6 +490,15 @@ json_put_string(struct buf *b, const char *s, size_t n)
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[7];
+		if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f) {
+			/* A C1 control: escaped like the C0 ones. */
+			buf_add(b, s + run, i - run);
+			buf_printf(b, "\\u00%02x", (unsigned char)s[i + 1]);
+			run = i + 2;
+			i++;
+			continue;
+		}
 		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
 			continue;
 		buf_add(b, s + run, i - run);

@@ -328,7 +328,7 @@ route_subscribe(struct relay *r, const struct http_req *q, int on,
     struct relay_answer *a)
 {
 	char chan[NAME_MAX_LEN + 2];
-	int bad = 0;
+	int bad = 0, rc;
 	char *c = field(q, "channel", NAME_MAX_LEN + 1, &bad);
 	struct err e;
 
@@ -336,10 +336,11 @@ route_subscribe(struct relay *r, const struct http_req *q, int on,
 		return free(c), fail(a, 400, "missing channel");
 	snprintf(chan, sizeof chan, "%s%s", c[0] == '#' ? "" : "#", c);
 	free(c);
-	if (spool_subscribe(r->sp, a->agent, chan, on, &e) < 0)
+	if ((rc = spool_subscribe(r->sp, a->agent, chan, on, &e)) < 0)
 		return fail_err(a, &e);
 	a->status = 200;
-	buf_adds(&a->body, "{\"ok\":true}");
+	buf_printf(&a->body, "{\"ok\":true,\"changed\":%s}",
+	    rc ? "true" : "false");
 }
 
 /* Has this sender sent this client id lately? Its stored answer. */

@@ -147,6 +147,34 @@ write_agent(struct spool *s, const struct agent_rec *a, int sync,
 	return rc;
 }
 
+/* Refuse an inbox whose directories are not plain directories: a
+ * symlink planted there must not send a write or a claim elsewhere. */
+static int
+box_ok(struct spool *s, const char *name, struct err *e)
+{
+	static const char *subs[] = { NULL, "tmp", "new", "cur" };
+	char path[P];
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		if (subs[i])
+			box_path(s, path, name, subs[i], NULL);
+		else
+			snprintf(path, sizeof path, "%s/spool/%s", home(s), name);
+		if (lstat(path, &st) < 0) {
+			if (errno == ENOENT)
+				continue; /* made on demand */
+			return err_sys(e, "cannot check %s", path);
+		}
+		if (!S_ISDIR(st.st_mode))
+			return err_set(e, BCH_PERM, "%s is not a directory (a "
+			    "symlink?) — refusing to use it; bch doctor --fix or "
+			    "remove it", path);
+	}
+	return 0;
+}
+
 static int
 make_box(struct spool *s, const char *name, struct err *e)
 {
@@ -411,6 +439,9 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 	size_t i;
 	int rc;
 
+	for (i = 0; i < n; i++)
+		if (box_ok(s, r[i], e) < 0)
+			return -1;
 	if (write_tmp(s, r[0], file, b, tmp, e) < 0)
 		return -1;
 	for (i = n; i-- > 0;) {
@@ -615,10 +646,15 @@ recover_claims(struct spool *s, const char *agent)
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
 		box_path(s, dst, agent, "new", file);
-		if (move_noreplace(src, dst) == 1)
+		switch (move_noreplace(src, dst)) {
+		case 0:
+			warn(s, "returned %s to %s's inbox: its claimer died",
+			    file, agent);
+			break;
+		case 1:
 			unlink(src); /* already back in new/ */
-		warn(s, "returned %s to %s's inbox: its claimer died", file,
-		    agent);
+			break;
+		}
 	}
 	closedir(dir);
 }
@@ -724,6 +760,8 @@ fs_list(struct spool *s, const char *agent, struct spool_item **items,
 
 	*items = NULL;
 	*n = 0;
+	if (box_ok(s, agent, e) < 0)
+		return -1;
 	recover_claims(s, agent);
 	touch_seen(s, agent);
 	box_path(s, path, agent, "new", NULL);

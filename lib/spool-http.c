@@ -253,6 +253,12 @@ call(struct spool *s, const char *method, const char *path, const char *token,
 
 	if (!e)
 		e = &local;
+	if (!*token && strcmp(path, "/v1/register") != 0) {
+		err_set(e, BCH_PERM, "%s is not registered here — run bch init "
+		    "%s first", s->cfg->agent[0] ? s->cfg->agent : "this agent",
+		    s->cfg->agent[0] ? s->cfg->agent : "<name>");
+		return err_status(e, 401);
+	}
 	for (attempt = 0;; attempt++) {
 		int rc = exchange(s, method, path, token, body, r, e);
 		int temporary;
@@ -423,8 +429,10 @@ http_subscribe(struct spool *s, const char *agent, const char *channel,
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
+	/* ext: "changed"; a relay without it is taken to have changed. */
+	rc = strstr(r.body, "\"changed\":false") ? 0 : 1;
 	http_resp_free(&r);
-	return 1;
+	return rc;
 }
 
 static int

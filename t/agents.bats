@@ -28,6 +28,7 @@ seen() {
 }
 
 @test "agents marks no one when there is no identity" {
+	local_only "a relay answers registered agents only"
 	agents alice bob
 	rm "$BACKCHANNEL_HOME/config.json"
 	run bch agents
@@ -37,6 +38,7 @@ seen() {
 }
 
 @test "agents with no agents says so and succeeds" {
+	local_only "a relay answers registered agents only"
 	run bch agents
 	assert_success
 	assert_output --partial 'no agents'
@@ -44,6 +46,7 @@ seen() {
 }
 
 @test "agents --json with no agents prints []" {
+	local_only "a relay answers registered agents only"
 	run bch agents --json
 	assert_success
 	assert_output '[]'

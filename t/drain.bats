@@ -336,6 +336,7 @@ corrupt_files() {
 }
 
 @test "corrupt files are reported, moved to corrupt/, and the messages behind them delivered" {
+	local_only "on a relay, the relay reads the files and reports them"
 	corrupt_files
 	run --separate-stderr as bob bch drain --brief
 	assert_success
@@ -351,6 +352,7 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 }
 
 @test "each corrupt file is reported with its reason" {
+	local_only "on a relay, the relay reads the files and reports them"
 	corrupt_files
 	run --separate-stderr as bob bch drain --jsonl
 	assert_success
@@ -364,6 +366,7 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 }
 
 @test "inbox sets corrupt files aside too, and they are reported only once" {
+	local_only "on a relay, the relay reads the files and reports them"
 	corrupt_files
 	run --separate-stderr as bob bch inbox --brief
 	assert_success
@@ -376,6 +379,7 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 }
 
 @test "a file in new/ that is not named <id>.json is set aside, not delivered" {
+	local_only "on a relay, the relay reads the files and reports them"
 	echo '{"junk":1}' > "$BACKCHANNEL_HOME/spool/bob/new/notes.txt"
 	bch send @bob real >/dev/null
 	run --separate-stderr as bob bch drain --brief

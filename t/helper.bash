@@ -12,7 +12,53 @@ setup() {
 	unset BACKCHANNEL_AGENT BACKCHANNEL_URL BACKCHANNEL_TOKEN
 	export BACKCHANNEL_FSYNC=0
 	cd "$BATS_TEST_TMPDIR" || return 1
+	[ -z "${BCH_TEST_RELAY:-}" ] || start_relay
 	if declare -F local_setup >/dev/null; then local_setup; fi
+}
+
+# With BCH_TEST_RELAY=1 the same tests run against a relay on a loopback
+# port, whose spool is $BACKCHANNEL_HOME too: the client keeps only
+# config.json and tokens/ there, the relay agents/ and spool/, so tests
+# that look at the files see the same tree either way.
+start_relay() {
+	export BCH_ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	mkdir -p "$BACKCHANNEL_HOME"
+	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$BCH_ROOM" --rate 100000 \
+		2>"$BATS_TEST_TMPDIR/relay.log" &
+	BCH_RELAY_PID=$!
+	wait_for 10 grep -q 'listening on' "$BATS_TEST_TMPDIR/relay.log" || {
+		cat "$BATS_TEST_TMPDIR/relay.log" >&2
+		return 1
+	}
+	local port
+	port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$BATS_TEST_TMPDIR/relay.log")
+	export BACKCHANNEL_URL="http://127.0.0.1:$port"
+}
+
+stop_relay() {
+	[ -n "${BCH_RELAY_PID:-}" ] || return 0
+	kill "$BCH_RELAY_PID" 2>/dev/null
+	wait "$BCH_RELAY_PID" 2>/dev/null
+	BCH_RELAY_PID=
+}
+
+teardown() {
+	if declare -F local_teardown >/dev/null; then local_teardown; fi
+	stop_relay
+}
+
+# local_only: skip a test that is about the local spool alone.
+local_only() {
+	[ -z "${BCH_TEST_RELAY:-}" ] || skip "local spool only: ${1:-about files on disk}"
+}
+
+# relay_init NAME [ARGS...]: bch init NAME, on the relay when there is one.
+relay_init() {
+	if [ -n "${BCH_TEST_RELAY:-}" ]; then
+		bch init "$@" --token "$BCH_ROOM"
+	else
+		bch init "$@"
+	fi
 }
 
 # as NAME CMD...: run CMD as agent NAME.
@@ -25,8 +71,8 @@ as() {
 # agents NAME...: register each name; the first becomes the default.
 agents() {
 	local a
-	bch init "$1" >/dev/null
-	for a in "${@:2}"; do BACKCHANNEL_AGENT=$a bch init "$a" >/dev/null; done
+	relay_init "$1" >/dev/null
+	for a in "${@:2}"; do BACKCHANNEL_AGENT=$a relay_init "$a" >/dev/null; done
 }
 
 # count_new AGENT: unread files in AGENT's new/.

@@ -1,0 +1,245 @@
+#!/usr/bin/env bats
+# Nothing is lost when a reader dies or its output fails (PROTOCOL.md 2,
+# crash-safe claim; DESIGN.md, delivery semantics): a claim is deleted only
+# after its output was written, and a dead claimer's claim goes back.
+load helper
+bats_require_minimum_version 1.5.0
+# Where the helper knows no relay mode, every test is a local one.
+declare -F local_only >/dev/null || local_only() { :; }
+
+local_setup() {
+	agents alice bob
+	NEW="$BACKCHANNEL_HOME/spool/bob/new"
+	CUR="$BACKCHANNEL_HOME/spool/bob/cur"
+	: > "$BATS_TEST_TMPDIR/pids"
+}
+
+# Background helpers a test started are stopped even when it fails.
+local_teardown() {
+	local p
+	while read -r p; do kill "$p" 2>/dev/null || true; done < "$BATS_TEST_TMPDIR/pids"
+}
+declare -F teardown >/dev/null || teardown() { local_teardown; }
+
+# The host part of a claim name: gethostname() with every byte outside
+# [A-Za-z0-9_-] made '_'.
+claim_host() { printf %s "$(uname -n)" | tr -c 'A-Za-z0-9_-' '_'; }
+
+msgid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
+
+# queue FROM TO: alice sends bob messages FROM..TO, with known ids, each
+# body padded to one length so every JSON line is the same size.
+queue() {
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		printf '{"to":"@bob","body":"message %06d of the crash test, padded to a fixed length","id":"00000000-0000-4000-8000-%012d"}\n' "$i" "$i"
+	done | bch-send >/dev/null
+}
+
+# complete_ids FILE...: ids of the complete JSON lines in the files; a last
+# line cut short by a kill has no newline and does not count.
+complete_ids() {
+	local f n
+	for f in "$@"; do
+		n=$(wc -l < "$f")
+		head -n "$n" "$f"
+	done | sed -n 's/^{"id":"\([^"]*\)".*"}$/\1/p'
+}
+
+# A pid that was just in use and is certainly dead now.
+dead_pid() {
+	sh -c 'exit 0' &
+	local p=$!
+	wait "$p"
+	echo "$p"
+}
+
+@test "drains killed with SIGKILL at random moments lose nothing" {
+	local_only "claim files of the local spool"
+	rounds=20 per=100 killed=0
+	for ((r = 1; r <= rounds; r++)); do
+		queue $(((r - 1) * per + 1)) $((r * per))
+		BACKCHANNEL_AGENT=bob bch-drain --jsonl > "out.$r" 2>> err &
+		pid=$!
+		sleep "0.$(printf '%03d' $((RANDOM % 12)))"
+		kill -9 "$pid" 2>/dev/null || true
+		rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 0 ] || [ "$rc" -eq 137 ] || { echo "drain exited $rc"; false; }
+		[ "$rc" -eq 0 ] || killed=$((killed + 1))
+	done
+	as bob timeout 30 bch-drain --jsonl > out.final 2>> err
+	# Every complete line is a whole message.
+	[ "$(cat out.* | wc -l)" -eq "$(complete_ids out.* | wc -l)" ]
+	complete_ids out.* | sort > got
+	seq 1 $((rounds * per)) | while read -r i; do msgid "$i"; echo; done | sort > sent
+	missing=$(comm -23 sent got | wc -l)
+	dups=$(uniq -d got | wc -l)
+	recovered=$(grep -c 'its claimer died' err || true)
+	echo "# $killed of $rounds drains killed mid-run; $recovered claims returned; $dups delivered twice" >&3
+	[ "$missing" -eq 0 ] || { comm -23 sent got | head; false; }
+	# Nothing is left claimed or unread.
+	[ -z "$(ls -A "$NEW")" ] && [ -z "$(ls -A "$CUR")" ]
+	# A duplicate is only possible for a claim whose drain was killed after
+	# printing it and before deleting it: it must be one that was returned.
+	for id in $(uniq -d got); do
+		grep -q "returned $id.json to bob's inbox" err || { echo "$id twice, never returned"; false; }
+	done
+	# Else the kills all came too late and the test proved nothing.
+	[ "$killed" -ge 1 ]
+}
+
+@test "a claim left by a dead process on this host is returned to new/ by the next reader" {
+	local_only "claim files of the local spool"
+	bch send @bob orphaned >/dev/null
+	f=$(ls "$NEW")
+	dead=$(dead_pid)
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$dead"
+	[ "$(count_new bob)" -eq 0 ]
+	run as bob bch inbox
+	assert_success
+	assert_output --partial orphaned
+	[ -f "$NEW/$f" ] && [ -z "$(ls -A "$CUR")" ]
+	run as bob bch drain
+	assert_output --partial orphaned
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+@test "the returned claim is announced on stderr, not stdout" {
+	local_only "claim files of the local spool"
+	bch send @bob orphaned >/dev/null
+	f=$(ls "$NEW")
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$(dead_pid)"
+	as bob bch drain --jsonl > out 2> err
+	grep -q "returned $f to bob's inbox" err
+	[ "$(wc -l < out)" -eq 1 ] && grep -q '"body":"orphaned"' out
+}
+
+@test "a claim held by a live process is left alone until it dies" {
+	local_only "claim files of the local spool"
+	bch send @bob held >/dev/null
+	f=$(ls "$NEW")
+	# A live process, stopped in teardown if the test fails.
+	sleep 120 </dev/null >/dev/null 2>&1 3>&- &
+	live=$!
+	echo "$live" >> "$BATS_TEST_TMPDIR/pids"
+	claim="$CUR/$f.claim.$(claim_host).$live"
+	mv "$NEW/$f" "$claim"
+	bch send @bob other >/dev/null
+	run as bob bch drain
+	assert_success
+	assert_output --partial other
+	refute_output --partial held
+	[ -f "$claim" ] && [ "$(count_new bob)" -eq 0 ]
+	kill "$live"
+	wait "$live" 2>/dev/null || true
+	run as bob bch drain
+	assert_output --partial held
+	[ -z "$(ls -A "$CUR")" ]
+}
+
+@test "a claim from another host is not judged by a local pid" {
+	local_only "claim files of the local spool"
+	bch send @bob elsewhere >/dev/null
+	f=$(ls "$NEW")
+	claim="$CUR/$f.claim.other-host-$(claim_host).$(dead_pid)"
+	mv "$NEW/$f" "$claim"
+	run as bob bch drain
+	assert_output 'inbox empty'
+	[ -f "$claim" ]
+}
+
+@test "a drain whose standard output is closed exits 111 and keeps every message" {
+	queue 1 5
+	for form in '' --json --jsonl --brief --hook; do
+		rc=0
+		as bob bch drain $form >&- 2> err || rc=$?
+		[ "$rc" -eq 111 ] || { echo "drain $form >&- exited $rc: $(cat err)"; false; }
+		[ "$(count_new bob)" -eq 5 ] && [ -z "$(ls -A "$CUR")" ]
+	done
+}
+
+@test "a drain onto a full device exits 111 and keeps every message" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	queue 1 5
+	for form in '' --json --jsonl --brief --hook; do
+		rc=0
+		as bob bch drain $form > /dev/full 2> err || rc=$?
+		[ "$rc" -eq 111 ] || { echo "drain $form > /dev/full exited $rc: $(cat err)"; false; }
+		grep -q 'No space left on device' err
+		[ "$(count_new bob)" -eq 5 ] && [ -z "$(ls -A "$CUR")" ]
+	done
+	run as bob bch drain --jsonl
+	[ "${#lines[@]}" -eq 5 ]
+}
+
+@test "a read onto a full device keeps the message, --keep or not" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	queue 1 1
+	id=$(msgid 1)
+	rc=0
+	as bob bch read "$id" > /dev/full 2>/dev/null || rc=$?
+	[ "$rc" -eq 111 ]
+	rc=0
+	as bob bch read "$id" --keep > /dev/full 2>/dev/null || rc=$?
+	[ "$rc" -eq 111 ]
+	[ -f "$NEW/$id.json" ] && [ -z "$(ls -A "$CUR")" ]
+}
+
+@test "a drain into a pipe nobody reads fails and keeps every message" {
+	queue 1 20
+	mkfifo pipe
+	exec 4<>pipe # a reader, so that opening the write end does not block
+	exec 5>pipe
+	exec 4<&-    # and now there is no reader left
+	for form in '' --jsonl --hook; do
+		rc=0
+		as bob bch drain $form >&5 2> err || rc=$?
+		[ "$rc" -ne 0 ] || { echo "drain $form succeeded into a broken pipe"; false; }
+		[ "$(count_new bob)" -eq 20 ] && [ -z "$(ls -A "$CUR")" ]
+	done
+	exec 5>&-
+}
+
+@test "bch drain | head -c 1 loses nothing" {
+	# 1000 same-size lines make some 190 KiB: the first 64 KiB block cannot
+	# fit in the 64 KiB pipe once head has taken its one byte and gone, so
+	# the write fails and the block's claims must go back.
+	[ "$(getconf PAGESIZE)" = 4096 ] || skip "pipes hold more than 64 KiB with this page size"
+	queue 1 1000
+	for form in --jsonl '' --json; do
+		as bob bch drain $form 2> err | head -c 1 > got
+		rc=${PIPESTATUS[0]}
+		[ "$(wc -c < got)" -eq 1 ]
+		[ "$rc" -ne 0 ] || { echo "drain $form | head -c 1 exited 0"; false; }
+		[ "$(count_new bob)" -eq 1000 ] || { echo "drain $form: $(count_new bob) left"; false; }
+		[ -z "$(ls -A "$CUR")" ]
+	done
+	run as bob bch drain --jsonl
+	[ "${#lines[@]}" -eq 1000 ]
+}
+
+@test "a drain killed while blocked writing to a full pipe loses nothing" {
+	local_only "claim files of the local spool"
+	queue 1 1000
+	mkfifo pipe
+	# Nobody reads: the drain blocks in write() with its claims taken.
+	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
+	pid=$!
+	exec 6<pipe
+	claimed() { [ "$(count_new bob)" -lt 1000 ]; }
+	blocked() { grep -q pipe_write "/proc/$pid/wchan"; }
+	wait_for 10 claimed
+	# Where the kernel shows it, wait until the drain sits in write().
+	if [ "$(cat /proc/$$/wchan 2>/dev/null || echo 0)" != 0 ]; then
+		wait_for 10 blocked
+	fi
+	kill -9 "$pid"
+	wait "$pid" || true
+	exec 6<&-
+	# The next reader puts every claim back and delivers all of them.
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1000 ]
+	[ -z "$(ls -A "$CUR")" ]
+}

@@ -1,0 +1,404 @@
+#!/usr/bin/env bats
+# A message body is another model's output (PROTOCOL.md 3): nothing runs
+# it, and no printed form lets it drive a terminal. The spool is a
+# directory others may plant things in: symlinks, odd names, oversize or
+# malformed files are set aside, never followed or loaded.
+load helper
+bats_require_minimum_version 1.5.0
+# Where the helper knows no relay mode, every test is a local one.
+declare -F local_only >/dev/null || local_only() { :; }
+
+local_setup() {
+	agents alice bob
+	NEW="$BACKCHANNEL_HOME/spool/bob/new"
+	CUR="$BACKCHANNEL_HOME/spool/bob/cur"
+	BAD="$BACKCHANNEL_HOME/spool/bob/corrupt"
+	PWNED="$BATS_TEST_TMPDIR/pwned"
+	hostile
+}
+
+# HOSTILE: bodies that would do harm if run by a shell or shown raw.
+hostile() {
+	local p=$PWNED
+	HOSTILE=(
+		"\$(touch $p)"
+		"\`touch $p\`"
+		"; touch $p"
+		"&& touch $p"
+		"'\"; touch $p; echo \"'"
+		'<b>markup</b> <script>alert(1)</script>'
+		$'red \e[31mALERT\e[0m plain'
+		$'title \e]0;owned title\a after'
+		$'link \e]8;;https://evil.example/\e\\click me\e]8;;\e\\ after'
+		$'c1 csi \xc2\x9b31m after'
+		$'bidi \xe2\x80\xaeexe.txt\xe2\x80\xac after'
+	)
+}
+
+# send_hostile: alice sends bob every hostile body, and one message whose
+# thread and refs are hostile too.
+send_hostile() {
+	local b
+	for b in "${HOSTILE[@]}"; do
+		bch send @bob "$b" >/dev/null
+	done
+	bch send @bob 'hostile details' --thread $'\e[2J' --ref $'\e]8;;x\e\\' --ref $'\xe2\x80\xaeref' >/dev/null
+}
+
+nothing_ran() {
+	[ ! -e "$PWNED" ] || { echo "a message body was run"; return 1; }
+}
+
+# terminal_safe FILE: no byte that can drive a terminal: C0 controls but
+# newline and tab, DEL, C1 controls (UTF-8 c2 80..9f), bidi overrides.
+terminal_safe() {
+	local bad=0
+	if LC_ALL=C grep -aq $'[\x01-\x08\x0b-\x1f\x7f]' "$1"; then
+		echo "raw C0 control or DEL in $1:"
+		LC_ALL=C grep -an $'[\x01-\x08\x0b-\x1f\x7f]' "$1" | head -3 | od -c | head -5
+		bad=1
+	fi
+	if LC_ALL=C grep -aq $'\xc2[\x80-\x9f]' "$1"; then
+		echo "raw C1 control in $1"
+		bad=1
+	fi
+	if LC_ALL=C grep -aqE $'\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]' "$1"; then
+		echo "raw bidi override in $1"
+		bad=1
+	fi
+	return $bad
+}
+
+# shows_escaped FILE [brief]: the hostile bytes are there, made visible;
+# in the detail lines too (thread, refs) unless the form is brief.
+shows_escaped() {
+	local s details=('\x1b[2J' '\x1b]8;;x\x1b\' '\u202eref')
+	[ "${2-}" != brief ] || details=()
+	for s in '\x1b[31mALERT' '\x1b]0;owned title\x07' '\x1b]8;;https://evil.example/\x1b\click me' \
+		'\u009b31m' '\u202eexe.txt\u202c' "\$(touch $PWNED)" "\`touch $PWNED\`" '<b>markup</b>' \
+		"${details[@]}"; do
+		grep -qF -- "$s" "$1" || { echo "$1 lacks $s"; return 1; }
+	done
+}
+
+# An independent JSON reader (node, else python3) for the JSON forms.
+#   bodies FILE  the body of each message of a JSON array or JSON lines,
+#                JSON-encoded, one a line
+#   quote FILE...  each file's bytes as a JSON string (strict UTF-8)
+JSONTOOL_JS='
+const fs = require("fs");
+const [mode, f, ...more] = process.argv.slice(1);
+const text = f => new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(f));
+if (mode === "quote") { for (const g of [f, ...more]) console.log(JSON.stringify(text(g))); process.exit(0); }
+const s = text(f);
+let v;
+try { v = JSON.parse(s); if (!Array.isArray(v)) v = [v]; }
+catch (e) { v = s.split("\n").filter(l => l !== "").map(l => JSON.parse(l)); }
+for (const m of v) console.log(JSON.stringify(m.body));
+'
+JSONTOOL_PY='
+import json, sys
+mode, f = sys.argv[1], sys.argv[2]
+text = lambda g: open(g, "rb").read().decode("utf-8")
+if mode == "quote":
+	for g in sys.argv[2:]: print(json.dumps(text(g)))
+	sys.exit(0)
+s = text(f)
+try:
+	v = json.loads(s)
+	v = v if isinstance(v, list) else [v]
+except ValueError:
+	v = [json.loads(l) for l in s.split("\n") if l != ""]
+for m in v: print(json.dumps(m["body"]))
+'
+jsontool() {
+	if command -v node >/dev/null 2>&1; then
+		node -e "$JSONTOOL_JS" "$@"
+	elif command -v python3 >/dev/null 2>&1; then
+		python3 -c "$JSONTOOL_PY" "$@"
+	else
+		return 2
+	fi
+}
+have_json_parser() { command -v node >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1; }
+
+# json_safe FILE: the JSON output holds no raw control character (the
+# newlines between records aside) and its bodies are the hostile bodies,
+# exactly.
+json_safe() {
+	if tr -d '\n' < "$1" | LC_ALL=C grep -aq '[[:cntrl:]]'; then
+		echo "raw control character in JSON output $1"
+		return 1
+	fi
+	have_json_parser || { echo "# no node or python3: JSON bodies not compared" >&3; return 0; }
+	local i
+	if [ ! -f want.bodies ]; then
+		for i in "${!HOSTILE[@]}"; do printf '%s' "${HOSTILE[$i]}" > "body.$i"; done
+		printf 'hostile details' > body.details
+		jsontool quote body.* | sort > want.bodies
+	fi
+	diff want.bodies <(jsontool bodies "$1" | sort)
+}
+
+# plant NAME CONTENT: put a file straight into bob's new/.
+plant() { printf '%s' "$2" > "$NEW/$1"; }
+
+# message ID BODY: a message as a file in the spool holds it.
+message() {
+	printf '{"id":"%s","from":"mallory","to":"@bob","body":"%s","priority":"normal","ts":"2026-06-12T12:00:00.000Z"}' "$1" "$2"
+}
+
+corrupt_count() { find "$BAD" -type f -printf x 2>/dev/null | wc -c; }
+
+@test "hostile bodies run nothing and are escaped in drain's human, brief and hook forms" {
+	for form in human --brief --hook; do
+		send_hostile
+		f=${form#--}
+		if [ "$form" = human ]; then
+			as bob bch drain > "out.$f"
+		else
+			as bob bch drain "$form" > "out.$f"
+		fi
+		nothing_ran
+		terminal_safe "out.$f"
+		shows_escaped "out.$f" "$f"
+		[ "$(count_new bob)" -eq 0 ]
+	done
+	# The hook fences every body.
+	[ "$(grep -c '^--- begin message [0-9a-f]\{8\} from alice \[' out.hook)" -eq 12 ]
+	[ "$(grep -c '^--- end message [0-9a-f]\{8\} \[' out.hook)" -eq 12 ]
+	# brief is one line per message, whatever the body holds.
+	[ "$(wc -l < out.brief)" -eq 12 ]
+}
+
+@test "hostile bodies run nothing and are escaped in inbox and read" {
+	send_hostile
+	bch send @bob 'scoped' --scope $'acme/\e[31mapi\xe2\x80\xae' >/dev/null
+	as bob bch inbox > out.inbox
+	as bob bch inbox --brief > out.brief
+	for id in $(ls "$NEW" | sed 's/\.json$//'); do
+		as bob bch read "$id" >> out.read
+	done
+	for f in out.inbox out.brief out.read; do
+		nothing_ran
+		terminal_safe "$f"
+		shows_escaped "$f" "${f#out.}"
+	done
+	grep -qF '  scope: acme/\x1b[31mapi\u202e' out.inbox
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+@test "hostile bodies come out of every JSON form with control characters escaped, exactly" {
+	for form in --json --jsonl; do
+		send_hostile
+		as bob bch drain "$form" > "out$form"
+		nothing_ran
+		json_safe "out$form"
+	done
+	send_hostile
+	as bob bch inbox --json > out.inbox
+	json_safe out.inbox
+	ids=$(ls "$NEW" | sed 's/\.json$//')
+	as bob bch read --jsonl $ids > out.read
+	json_safe out.read
+	nothing_ran
+}
+
+@test "JSON forms escape C1 controls too" {
+	bch send @bob $'c1 csi \xc2\x9b31m after' >/dev/null
+	as bob bch inbox --json > out.json
+	grep -qF '\u009b' out.json
+	! LC_ALL=C grep -aq $'\xc2[\x80-\x9f]' out.json
+	as bob bch drain --jsonl > out.jsonl
+	grep -qF '\u009b' out.jsonl
+	! LC_ALL=C grep -aq $'\xc2[\x80-\x9f]' out.jsonl
+}
+
+@test "a 64 KiB hostile body runs nothing and is escaped in every form" {
+	unit=$'\e[31m'"\$(touch $PWNED) \`touch $PWNED\` "
+	while [ "${#big}" -lt 70000 ]; do big+=$unit; done
+	printf '%s' "$big" | head -c 65536 > big.txt
+	[ "$(wc -c < big.txt)" -eq 65536 ]
+	esc=$(tr -cd '\033' < big.txt | wc -c)
+	for form in human --brief --json --jsonl read; do
+		bch send @bob - < big.txt >/dev/null
+		case $form in
+		human) as bob bch drain > out ;;
+		read) as bob bch read "$(ls "$NEW" | sed 's/\.json$//')" > out ;;
+		*) as bob bch drain "$form" > out ;;
+		esac
+		nothing_ran
+		if [ "$form" = --json ] || [ "$form" = --jsonl ]; then
+			! tr -d '\n' < out | LC_ALL=C grep -aq '[[:cntrl:]]'
+			[ "$(grep -o '\\u001b' out | wc -l)" -eq "$esc" ]
+		else
+			terminal_safe out
+		fi
+		# The whole body is shown (brief cuts at 120 characters).
+		if [ "$form" = human ] || [ "$form" = read ]; then
+			[ "$(grep -oF '\x1b[31m' out | wc -l)" -eq "$esc" ]
+		fi
+		[ "$(count_new bob)" -eq 0 ]
+	done
+}
+
+@test "a 64 KiB body in the hook form is cut, and stays queued as the hook says" {
+	head -c 65536 /dev/zero | tr '\0' 'a' > big.txt
+	bch send @bob - < big.txt >/dev/null
+	id=$(ls "$NEW" | sed 's/\.json$//')
+	run as bob bch drain --hook
+	assert_success
+	[ "${#output}" -lt 10000 ]
+	assert_output --partial "the whole message stays queued; run: bch read ${id:0:8}"
+	[ -f "$NEW/$id.json" ] || { echo "the hook said the message stays queued, but it was claimed"; false; }
+	run as bob bch read "${id:0:8}"
+	assert_success
+	[ "$(grep -o a <<<"$output" | wc -l)" -ge 65536 ]
+}
+
+@test "invalid UTF-8 written straight into a spool file is set aside in every form, never shown raw" {
+	local_only "the reader of planted files is this process"
+	n=0
+	for form in inbox drain --brief --hook --json --jsonl read; do
+		n=$((n + 1))
+		id=$(printf '6f1c2a4e-0b7d-4c1e-9a55-%012d' "$n")
+		plant "$id.json" "$(message "$id" $'bad \xff\xfe bytes \xc0\xaf and \xed\xa0\x80 here')"
+		bch send @bob "fine $n" >/dev/null
+		case $form in
+		inbox) as bob bch inbox > out 2> err ;;
+		drain) as bob bch drain > out 2> err ;;
+		read) as bob bch read "$id" > out 2> err || true ;;
+		*) as bob bch drain "$form" > out 2> err ;;
+		esac
+		! LC_ALL=C grep -aq $'[\xff\xfe\xc0]\|\xed\xa0' out
+		! grep -q 'bad' out
+		[ "$form" = read ] || [ "$form" = inbox ] || grep -q "fine $n" out
+		[ ! -e "$NEW/$id.json" ]
+		ls "$BAD" | grep -q "^$id.json"
+		grep -q "corrupt message $id.json in bob's inbox" err
+		! LC_ALL=C grep -aq $'[\xff\xfe\xc0]' err
+		as bob bch drain >/dev/null
+	done
+	nothing_ran
+}
+
+@test "a symlink planted in new/ is not followed: the outside file is untouched and not shown" {
+	mkdir outside
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	message "$id" 'TOP SECRET' > outside/secret.json
+	cp outside/secret.json secret.orig
+	for form in inbox drain --jsonl --hook read; do
+		ln -s "$BATS_TEST_TMPDIR/outside/secret.json" "$NEW/$id.json"
+		case $form in
+		inbox) as bob bch inbox > out 2>&1 ;;
+		drain) as bob bch drain > out 2>&1 ;;
+		read) as bob bch read "$id" > out 2>&1 || true ;;
+		*) as bob bch drain "$form" > out 2>&1 ;;
+		esac
+		! grep -q 'TOP SECRET' out || { echo "$form followed the link"; false; }
+		[ -f outside/secret.json ] && [ ! -L outside/secret.json ]
+		cmp secret.orig outside/secret.json
+		rm -f "$NEW/$id.json"
+	done
+}
+
+@test "a symlink planted as tmp/ does not redirect a send outside the spool" {
+	mkdir outside
+	touch -d '2001-02-03 04:05:06' outside
+	before=$(stat -c %y outside)
+	rm -rf "$BACKCHANNEL_HOME/spool/bob/tmp"
+	ln -s "$BATS_TEST_TMPDIR/outside" "$BACKCHANNEL_HOME/spool/bob/tmp"
+	run bch send @bob 'through the link'
+	# Nothing was created in (and then moved out of) the outside directory.
+	[ "$(stat -c %y outside)" = "$before" ] || { echo "the send wrote through tmp/ -> outside/"; false; }
+	[ -z "$(ls -A outside)" ]
+	# Refused, or delivered without the link: never lost silently.
+	if [ "$status" -eq 0 ]; then
+		run as bob bch drain
+		assert_output --partial 'through the link'
+	fi
+}
+
+@test "a symlink planted as cur/ does not redirect a claim outside the spool" {
+	mkdir outside
+	touch -d '2001-02-03 04:05:06' outside
+	before=$(stat -c %y outside)
+	bch send @bob 'claim me' >/dev/null
+	bch send @bob 'keep me' >/dev/null
+	rm -rf "$CUR"
+	ln -s "$BATS_TEST_TMPDIR/outside" "$CUR"
+	run as bob bch read "$(grep -l 'keep me' "$NEW"/*.json | sed 's|.*/||; s/\.json$//')" --keep
+	run as bob bch drain
+	[ "$(stat -c %y outside)" = "$before" ] || { echo "a claim went through cur/ -> outside/"; false; }
+	[ -z "$(ls -A outside)" ]
+	# Not lost: shown, or still waiting.
+	[[ $output == *'claim me'* ]] || [ "$(count_new bob)" -ge 1 ]
+}
+
+@test "hostile file names in new/ are moved aside without crashing or running anything" {
+	local_only "the reader of planted files is this process"
+	good=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	plant "$good.json" "$(message "$good" 'the real one')"
+	for name in $'evil\nname.json' "\$(touch pwned).json" $'\e]0;title\a.json' '--help.json' \
+		'`touch pwned`.json' 'no-suffix' '.json'; do
+		plant "$name" "$(message "$good" 'forged copy')"
+	done
+	run --separate-stderr as bob bch drain
+	assert_success
+	nothing_ran
+	assert_output --partial 'the real one'
+	refute_output --partial 'forged copy'
+	[ "$(grep -c 'the real one' <<<"$output")" -eq 1 ]
+	# One warning line per name, each a whole line, names escaped.
+	printf '%s\n' "$stderr" > err
+	! grep -v '^bch-drain: ' err
+	! LC_ALL=C grep -aq $'[\x01-\x08\x0b-\x1f\x7f]' err
+	grep -qF 'evil\x0aname.json' err
+	[ "$(corrupt_count)" -eq 6 ]
+	# A hidden name is not a message: left for whoever made it.
+	[ "$(ls -A "$NEW")" = .json ]
+	run as bob bch inbox
+	assert_output 'inbox empty'
+}
+
+@test "a forged oversize file in new/ is set aside, not loaded" {
+	local_only "the reader of planted files is this process"
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	# 2 MiB: over what any writer may send and any reader accepts (readers
+	# take up to 1 MiB bodies, in case a writer raised its own limit).
+	{
+		printf '{"id":"%s","from":"mallory","to":"@bob","body":"' "$id"
+		head -c 2097152 /dev/zero | tr '\0' x
+		printf '","priority":"normal","ts":"2026-06-12T12:00:00.000Z"}'
+	} > "$NEW/$id.json"
+	bch send @bob 'small one' >/dev/null
+	run --separate-stderr as bob bch inbox --json
+	assert_success
+	[[ $output != *xxxxxxxx* ]] || { echo "the forged file was loaded and shown"; false; }
+	assert_output --partial 'small one'
+	[ ! -e "$NEW/$id.json" ]
+	[ "$(corrupt_count)" -eq 1 ]
+	[[ $stderr == *"corrupt message $id.json"* ]]
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1 ]
+	assert_output --partial 'small one'
+}
+
+@test "a huge sparse file in new/ is refused by its size, never read into memory" {
+	local_only "the reader of planted files is this process"
+	if ldd "$T_ROOT/bin/bch-drain" 2>/dev/null | grep -q libasan; then
+		skip "a sanitizer build needs more address space than this test allows"
+	fi
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	truncate -s 2G "$NEW/$id.json"
+	bch send @bob 'small one' >/dev/null
+	# 512 MiB of address space: a reader that loads the file before
+	# checking its size cannot survive this.
+	run --separate-stderr env BACKCHANNEL_AGENT=bob bash -c 'ulimit -v 524288 && exec timeout 10 bch-drain --jsonl'
+	assert_success
+	[ "${#lines[@]}" -eq 1 ]
+	assert_output --partial 'small one'
+	[ ! -e "$NEW/$id.json" ]
+	[ "$(corrupt_count)" -eq 1 ]
+}
