@@ -42,7 +42,7 @@ bench: all
 	@for b in t/bench/*.sh; do sh $$b || exit 1; done
 
 fuzz:
-	$(MAKE) -C t/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(MAKE) -C t/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 FUZZ_SECONDS ?= 30
 
@@ -65,5 +65,6 @@ uninstall:
 
 clean:
 	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a
+	$(MAKE) -C t/fuzz clean
 
 .PHONY: all check check-asan bench fuzz lint install uninstall clean

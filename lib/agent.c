@@ -32,9 +32,12 @@ agent_decode(const char *s, size_t n, struct agent_rec *a, struct err *e)
 	if (j.t[0].type != JSON_OBJECT)
 		goto bad;
 	i = json_get(&j, 0, "name");
-	if (i < 0 || json_string(&j, i, NAME_MAX_LEN, &name, NULL) < 0 ||
-	    !name_valid(name))
+	if (i < 0 || json_string(&j, i, NAME_MAX_LEN, &name, NULL) < 0)
 		goto bad;
+	if (!name_valid(name)) {
+		free(name);
+		goto bad;
+	}
 	memcpy(a->name, name, strlen(name) + 1);
 	free(name);
 	copy_str(&j, "createdAt", a->created, sizeof a->created);

@@ -67,6 +67,7 @@ buf_grow(struct buf *b, size_t n)
 	while (b->cap < want)
 		b->cap *= 2;
 	b->p = xrealloc(b->p, b->cap);
+	b->p[b->len] = 0; /* NUL-terminated even before the first add */
 }
 
 void

@@ -7,6 +7,7 @@
 
 #define JSMN_STRICT
 #define JSMN_STATIC
+#define JSMN_PARENT_LINKS /* linear, not quadratic, on deep nesting */
 #include <jsmn.h>
 
 #include "json.h"

@@ -1,0 +1,251 @@
+/* json fuzz target: json_parse, a walk of every token through the json_*
+ * helpers, the escape round trip, and utf8_valid against a reference. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+#define CHECK(c) \
+	do { \
+		if (!(c)) { \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+			    __LINE__, #c); \
+			abort(); \
+		} \
+	} while (0)
+
+/* Fill every allocation whole, so a buffer read past its terminator (or
+ * without one) runs into ASan's redzone instead of stale zeros. */
+const char *
+__asan_default_options(void)
+{
+	return "max_malloc_fill_size=1048576";
+}
+
+/* RFC 3629, written the other way round from lib/json.c: decode, then
+ * judge the code point. Length of the sequence at s, or 0. */
+static int
+ref_seqlen(const unsigned char *s, size_t n)
+{
+	static const unsigned long min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+	unsigned long cp;
+	int len, k;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0)
+		len = 2, cp = s[0] & 0x1f;
+	else if ((s[0] & 0xf0) == 0xe0)
+		len = 3, cp = s[0] & 0x0f;
+	else if ((s[0] & 0xf8) == 0xf0)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (n < (size_t)len)
+		return 0;
+	for (k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3f);
+	}
+	if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+static int
+ref_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		int k = ref_seqlen(s + i, n - i);
+		if (!k)
+			return 0;
+		i += (size_t)k;
+	}
+	return 1;
+}
+
+static void
+check_utf8(const uint8_t *s, size_t n)
+{
+	size_t i;
+
+	CHECK(utf8_valid((const char *)s, n) == ref_valid(s, n));
+	for (i = 0; i < n && i < 64; i++)
+		CHECK(utf8_seqlen(s + i, n - i) == ref_seqlen(s + i, n - i));
+}
+
+/* s (n bytes, valid UTF-8, no NUL) escaped by json_put_string must be
+ * clean JSON text that parses and unescapes to the same bytes. */
+static void
+check_escape(const char *s, size_t n)
+{
+	struct buf b = BUF_INIT;
+	struct json j;
+	const char *why = NULL;
+	char *out = NULL;
+	size_t outlen = 0, i;
+
+	json_put_string(&b, s, n);
+	for (i = 0; i < b.len; i++)
+		CHECK((unsigned char)b.p[i] >= 0x20 && b.p[i] != 0x7f);
+	CHECK(json_parse(&j, b.p, b.len, 1, &why) == 0);
+	CHECK(j.n == 1 && j.t[0].type == JSON_STRING);
+	CHECK(json_string(&j, 0, n, &out, &outlen) == 0);
+	CHECK(outlen == n && memcmp(out, s, n) == 0);
+	free(out);
+	json_free(&j);
+	buf_free(&b);
+}
+
+/* Raw bytes that need no escaping, quoted, are JSON exactly when they
+ * are UTF-8: the validator and utf8_valid must agree. */
+static void
+check_quoted(const uint8_t *s, size_t n)
+{
+	struct buf b = BUF_INIT;
+	struct json j;
+	const char *why = NULL;
+	size_t i;
+	int ok;
+
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
+			return;
+	buf_addc(&b, '"');
+	buf_add(&b, s, n);
+	buf_addc(&b, '"');
+	ok = json_parse(&j, b.p, b.len, 1, &why) == 0;
+	CHECK(ok == utf8_valid((const char *)s, n));
+	if (ok)
+		json_free(&j);
+	buf_free(&b);
+}
+
+static void
+walk_string(const struct json *j, int i)
+{
+	char *out = NULL;
+	size_t len = 0;
+
+	CHECK(!json_is(j, i, "null"));
+	if (json_string(j, i, (size_t)-1, &out, &len) < 0)
+		return; /* only a \u0000 may refuse */
+	CHECK(strlen(out) == len);
+	CHECK(utf8_valid(out, len));
+	check_escape(out, len);
+	free(out);
+	if (len > 0)
+		CHECK(json_string(j, i, len - 1, &out, NULL) < 0);
+}
+
+static void
+walk_primitive(const struct json *j, int i)
+{
+	char c = j->s[j->t[i].start];
+	long long v;
+
+	CHECK(j->t[i].end > j->t[i].start);
+	CHECK(strchr("-0123456789tfn", c) != NULL);
+	CHECK(json_string(j, i, (size_t)-1, &(char *){ 0 }, NULL) < 0);
+	if (json_int(j, i, &v) == 0)
+		CHECK(c == '-' || (c >= '0' && c <= '9'));
+	if (json_is(j, i, "true") || json_is(j, i, "false") ||
+	    json_is(j, i, "null"))
+		CHECK(c == 't' || c == 'f' || c == 'n');
+}
+
+static void
+walk_object(const struct json *j, int obj, int end)
+{
+	int k, key = obj + 1;
+
+	for (k = 0; k < j->t[obj].size; k++) {
+		const struct json_tok *t = &j->t[key];
+		char *raw;
+		int got;
+
+		CHECK(key < end && t->type == JSON_STRING && t->size == 1);
+		raw = strndup(j->s + t->start, (size_t)(t->end - t->start));
+		CHECK(raw);
+		/* The first key spelled the same way wins. */
+		got = json_get(j, obj, raw);
+		CHECK(got > obj && got <= key + 1);
+		CHECK(strlen(raw) == (size_t)(j->t[got - 1].end -
+		    j->t[got - 1].start));
+		CHECK(memcmp(j->s + j->t[got - 1].start, raw, strlen(raw)) == 0);
+		free(raw);
+		key = json_next(j, key + 1);
+	}
+	CHECK(key == end);
+	CHECK(json_get(j, obj, "\x01") == -1); /* raw control: never a key */
+}
+
+static void
+walk_array(const struct json *j, int arr, int end)
+{
+	int k, item = arr + 1;
+
+	for (k = 0; k < j->t[arr].size; k++) {
+		CHECK(item < end);
+		item = json_next(j, item);
+	}
+	CHECK(item == end);
+	CHECK(json_get(j, arr, "a") == -1);
+}
+
+static void
+walk(const struct json *j)
+{
+	int i;
+
+	CHECK(j->n >= 1 && json_next(j, 0) == j->n);
+	for (i = 0; i < j->n; i++) {
+		const struct json_tok *t = &j->t[i];
+		int end = json_next(j, i);
+
+		CHECK(t->start >= 0 && t->start <= t->end &&
+		    (size_t)t->end <= j->len);
+		CHECK(end > i && end <= j->n);
+		switch (t->type) {
+		case JSON_STRING: walk_string(j, i); break;
+		case JSON_PRIMITIVE: walk_primitive(j, i); break;
+		case JSON_OBJECT: walk_object(j, i, end); break;
+		case JSON_ARRAY: walk_array(j, i, end); break;
+		default: CHECK(0);
+		}
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *s = (const char *)data;
+	struct json j;
+	const char *why = NULL;
+	size_t i;
+
+	check_utf8(data, size);
+	check_quoted(data, size);
+	if (utf8_valid(s, size) && !memchr(s, 0, size))
+		check_escape(s, size);
+	if (json_parse(&j, s, size, 32, &why) < 0) {
+		CHECK(why && *why);
+		/* jsmn must never refuse what the validator let through; a
+		 * bare top-level number or literal is a known jsmn gap. */
+		for (i = 0; i < size && strchr(" \t\r\n", s[i]) && s[i]; i++)
+			;
+		if (i < size && strchr("{[\"", s[i]) && s[i])
+			CHECK(strcmp(why, "malformed JSON") != 0);
+		return 0;
+	}
+	/* Outside strings only ASCII is allowed; inside, only UTF-8. */
+	CHECK(utf8_valid(s, size));
+	walk(&j);
+	json_free(&j);
+	return 0;
+}
