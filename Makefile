@@ -5,10 +5,11 @@ MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/backchannel
 CC ?= cc
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
-CPPFLAGS += -Ilib
+# Our own flags stay apart, so CFLAGS=... on the command line adds a
+# sanitizer or an optimisation level without dropping the warnings.
+BCH_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation -Ilib
 LDLIBS ?= -lbearssl
-LDFLAGS += -Wl,--as-needed
+BCH_LDFLAGS = -Wl,--as-needed
 
 # Every bin/bch-*.c is a program; each links libbch and what it needs.
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
@@ -25,8 +26,10 @@ lib/libbch.a: $(LIBOBJ)
 	$(AR) rcs $@ $(LIBOBJ)
 
 $(LIBOBJ): lib/*.h
+lib/%.o: lib/%.c
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 bin/%: bin/%.c lib/libbch.a lib/*.h
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< lib/libbch.a $(LDLIBS)
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(BCH_LDFLAGS) $(LDFLAGS) -o $@ $< lib/libbch.a $(LDLIBS)
 
 check: all
 	sh t/run

@@ -288,6 +288,40 @@ vvalue(struct vstate *v)
 	}
 }
 
+static size_t
+skip_to_value(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+	    s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* A bare number, true, false or null: jsmn's strict mode wants a
+ * delimiter after a primitive, so the token is made here. */
+static int
+scalar(struct json *j, const char *s, size_t len, const char **why)
+{
+	size_t start = skip_to_value(s, len), end = start;
+
+	while (end < len && !strchr(" \t\n\r", s[end]))
+		end++;
+	if (start >= len) {
+		*why = "unexpected end of input";
+		return -1;
+	}
+	j->s = s;
+	j->len = len;
+	j->n = 1;
+	j->t = xcalloc(1, sizeof *j->t);
+	j->t[0].type = JSON_PRIMITIVE;
+	j->t[0].start = (int)start;
+	j->t[0].end = (int)end;
+	return 0;
+}
+
 int
 json_parse(struct json *j, const char *s, size_t len, int maxdepth,
     const char **why)
@@ -311,6 +345,9 @@ json_parse(struct json *j, const char *s, size_t len, int maxdepth,
 		*why = "unexpected data after the value";
 		return -1;
 	}
+	k = (int)skip_to_value(s, len); /* validated: a value is there */
+	if (s[k] != '{' && s[k] != '[' && s[k] != '"')
+		return scalar(j, s, len, why);
 	jsmn_init(&p);
 	n = jsmn_parse(&p, s, len, NULL, 0);
 	if (n <= 0) {

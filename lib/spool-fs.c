@@ -784,7 +784,8 @@ fs_list(struct spool *s, const char *agent, struct spool_item **items,
 		w += (size_t)list_one(s, agent, d->d_name, &out[w], &kept);
 	}
 	closedir(dir);
-	qsort(out, w, sizeof *out, cmp_item);
+	if (w)
+		qsort(out, w, sizeof *out, cmp_item);
 	*items = out;
 	*n = w;
 	return 0;

@@ -553,7 +553,8 @@ http_list(struct spool *s, const char *agent, struct spool_item **items,
 		return -1;
 	}
 	http_resp_free(&r);
-	qsort(acc.it, acc.n, sizeof *acc.it, cmp_item);
+	if (acc.n)
+		qsort(acc.it, acc.n, sizeof *acc.it, cmp_item);
 	*items = acc.it;
 	*n = acc.n;
 	return 0;

@@ -54,7 +54,8 @@ spool_agents(struct spool *s, struct agent_rec **list, size_t *n,
 {
 	if (s->ops->agents(s, list, n, e) < 0)
 		return -1;
-	qsort(*list, *n, sizeof **list, cmp_agent);
+	if (*n)
+		qsort(*list, *n, sizeof **list, cmp_agent);
 	return 0;
 }
 
@@ -90,7 +91,8 @@ spool_channels(struct spool *s, char ***list, size_t *n, struct err *e)
 		for (k = 0; k < a[i].nsubs; k++)
 			out[w++] = xstrdup(a[i].subs[k]);
 	agent_list_free(a, na);
-	qsort(out, w, sizeof *out, cmp_str);
+	if (w)
+		qsort(out, w, sizeof *out, cmp_str);
 	for (i = 0, k = 0; i < w; i++) {
 		if (k && strcmp(out[k - 1], out[i]) == 0) {
 			free(out[i]);

@@ -1,0 +1,112 @@
+/* edit: change a user's configuration file without losing a byte that is
+ * not ours: JSON members and array items spliced in at their tokens'
+ * offsets (edit-json.c), a TOML table, a marked markdown section; then
+ * written back atomically, keeping the file's mode, after a backup. */
+#ifndef BCH_EDIT_H
+#define BCH_EDIT_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "err.h"
+#include "json.h"
+
+#define EDIT_BACKUP ".bak-backchannel" /* suffix of the one backup */
+#define EDIT_MAX (64 << 20)            /* largest file we edit */
+
+enum edit_kind { EDIT_TEXT, EDIT_JSON };
+
+/* What edit_commit did, or would do (dry run). */
+enum { EDIT_SAME, EDIT_CREATED, EDIT_UPDATED, EDIT_DELETED };
+
+struct edit_file {
+	char path[PATH_MAX]; /* as named, for messages */
+	char real[PATH_MAX]; /* what is read and written: symlinks resolved */
+	enum edit_kind kind;
+	int exists;
+	mode_t mode;     /* the file's mode, or the mode it is created with */
+	struct buf old;  /* as read */
+	struct buf text; /* as edited; starts as a copy of old */
+	struct buf orig; /* the backup, the file as it was before setup */
+	int has_backup;
+};
+
+/* Read path (a symlink is followed to its file, which is what gets
+ * edited). A missing file reads as empty and will be created with mode.
+ * 0, or -1 with e filled. */
+int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
+    mode_t mode, struct err *e);
+
+/* Write f->text if it differs from what was read: first, once, a backup
+ * of the file as it was (path.bak-backchannel, its mode), then the parent
+ * directories (0700) if missing, then an atomic replace, then the mode.
+ * A text left empty (for JSON: an empty object) of a file setup created
+ * (no backup) is deleted instead. With dry, only says what it would do.
+ * EDIT_SAME, EDIT_CREATED, EDIT_UPDATED or EDIT_DELETED, or -1. */
+int edit_commit(struct edit_file *f, int dry, struct err *e);
+
+void edit_close(struct edit_file *f);
+
+/* JSON. doc is the text of an object (empty text counts as {}); path is
+ * a NULL-terminated list of keys from the top. New text follows the
+ * document's own indentation and spacing. Each returns 1 when doc
+ * changed, 0 when it already was so, -1 with e filled when doc is not a
+ * JSON object or a value on the path is not what the path needs. */
+
+/* Make the member at path hold value (compact JSON), creating the
+ * objects on the way. An existing equal value is left as it is. */
+int edit_json_set(struct buf *doc, const char *const *path, const char *value,
+    struct err *e);
+
+/* Delete the member at path. Objects on the path that this leaves empty
+ * go too, unless they exist in orig (the file before setup; NULL: none). */
+int edit_json_del(struct buf *doc, const char *const *path, const char *orig,
+    size_t origlen, struct err *e);
+
+/* How an array item relates to the item we want (the callback's answer). */
+enum {
+	EDIT_OTHER,    /* not ours */
+	EDIT_OURS_OLD, /* ours, from an older setup: replace it */
+	EDIT_OURS,     /* ours, exactly as wanted */
+	EDIT_HAS_OURS  /* the user's, but it already does what ours would */
+};
+typedef int (*edit_item_fn)(const struct json *j, int item, void *arg);
+
+/* Make the array at path hold item (compact JSON): nothing if some item
+ * is EDIT_OURS or EDIT_HAS_OURS, else replace the first EDIT_OURS_OLD,
+ * else append. Creates the array and the objects on the way. */
+int edit_json_add_item(struct buf *doc, const char *const *path,
+    const char *item, edit_item_fn kind, void *arg, struct err *e);
+
+/* Delete the items of the array at path that are EDIT_OURS or
+ * EDIT_OURS_OLD; containers left empty go as with edit_json_del. */
+int edit_json_del_items(struct buf *doc, const char *const *path,
+    edit_item_fn kind, void *arg, const char *orig, size_t origlen,
+    struct err *e);
+
+/* Does doc's value at path exist? (doc invalid: no.) */
+int edit_json_has(const char *doc, size_t len, const char *const *path);
+
+/* TOML. table names a table by its dotted key parts ({"mcp_servers",
+ * "backchannel", NULL}); block is its whole text, header line first,
+ * ending in a newline. The table runs from its header to the next
+ * header, less the blank and comment lines before that one. */
+
+/* Replace the table with block, or append block if there is none. */
+int edit_toml_set(struct buf *doc, const char *const *table,
+    const char *block, struct err *e);
+
+/* Take the table out, with the blank line that set put before it. */
+int edit_toml_del(struct buf *doc, const char *const *table, struct err *e);
+
+/* Markdown: a section from a line `begin` to a line `end` (markers
+ * included, in block). Same contract as the TOML pair. -1 when a begin
+ * marker has no end marker after it. */
+int edit_md_set(struct buf *doc, const char *begin, const char *end,
+    const char *block, struct err *e);
+int edit_md_del(struct buf *doc, const char *begin, const char *end,
+    struct err *e);
+
+#endif
