@@ -1,0 +1,458 @@
+/* bch-watch: print each message the moment it lands, one JSON line each,
+ * claiming it (bch watch); with --peek, show each once and leave it
+ * queued.
+ *
+ * Design rationale. The loop is spool_wait() then spool_list(): the
+ * first wait arms the inbox watch and returns at once, so messages that
+ * were waiting are printed first and nothing that lands afterwards is
+ * missed. Each message is claimed, written with one write(2) (so a
+ * reader sees whole lines the moment they exist), and deleted only after
+ * the write succeeded; a failed write returns the claim to the inbox. A
+ * reader that goes away is an ordinary end, not an error: on EPIPE the
+ * claim goes back and we exit 0. When standard output is a pipe we also
+ * ask for SIGIO, which Linux sends to the writer when the last reader
+ * closes, so an idle watcher whose reader died (bch-notify killed under
+ * s6) exits at once rather than at the next message. Signals are caught
+ * without SA_RESTART so that they interrupt the wait; a signal landing
+ * between the flag check and poll() would otherwise go unnoticed until
+ * the next message, so the handler also sets alarm(1) as a backstop.
+ * JSON escapes only C0 controls, so C1 controls and bidi overrides in a
+ * message are written as \u escapes too: the same string to any JSON
+ * reader, inert on a terminal. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "io.h"
+#include "scope.h"
+#include "show.h"
+
+static const char usage[] =
+    "bch-watch [--peek] [--urgent-only] [--match scope | --here] [--brief] "
+    "[--ready-fd fd]";
+
+static volatile sig_atomic_t stop, outcheck;
+
+struct seen {
+	char id[ID_MAX_LEN + 1];
+};
+
+struct watch {
+	struct cli *c;
+	int peek, urgent, brief;
+	const char *match;
+	struct buf out;
+	struct seen *seen; /* --peek: ids shown and still queued, sorted */
+	size_t nseen;
+	int asyncfl; /* stdout's flags before O_ASYNC, or -1 */
+};
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stop = 1;
+	alarm(1);
+}
+
+static void
+on_io(int sig)
+{
+	(void)sig;
+	outcheck = 1;
+	alarm(1);
+}
+
+static void
+on_alarm(int sig)
+{
+	(void)sig; /* only here to interrupt poll() */
+}
+
+static void
+catch(int sig, void (*fn)(int))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: let the signal end the wait */
+	if (sigaction(sig, &sa, NULL) < 0) {
+		fprintf(stderr, "bch-watch: cannot catch signal %d: %s — "
+		    "report this\n", sig, strerror(errno));
+		exit(BCH_TEMP);
+	}
+}
+
+/* Ask the kernel for SIGIO when the reader of a pipe on stdout closes. */
+static void
+watch_reader(struct watch *w)
+{
+	struct stat st;
+	int fl;
+
+	w->asyncfl = -1;
+	if (fstat(1, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return;
+	if ((fl = fcntl(1, F_GETFL)) < 0 || fcntl(1, F_SETOWN, getpid()) < 0 ||
+	    fcntl(1, F_SETFL, fl | O_ASYNC) < 0)
+		return;
+	w->asyncfl = fl;
+}
+
+/* Has the reader of stdout gone away? */
+static int
+reader_gone(void)
+{
+	struct pollfd p = { 1, 0, 0 };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+/* Write b in full. On a signal that asks us to stop, give up only if
+ * nothing of the line went out yet (a reader must never see half a
+ * line). -1 with errno on failure. */
+static int
+put(const struct buf *b)
+{
+	size_t off = 0;
+
+	while (off < b->len) {
+		ssize_t n = write(1, b->p + off, b->len - off);
+		if (n < 0) {
+			if (errno == EINTR && !(stop && off == 0))
+				continue;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+wanted(const struct watch *w, const struct spool_item *it)
+{
+	if (w->urgent && !it->urgent)
+		return 0;
+	if (w->peek && !w->match)
+		return 1; /* as bch inbox: a listing shows everything */
+	return scope_match(it->scope, w->match);
+}
+
+/* The code point of the UTF-8 sequence at s if it is one a terminal or
+ * a reader could be fooled by (C1 controls, bidi and invisible format
+ * marks, as show_text hides them), with its length in *k; else 0. */
+static unsigned long
+hidden_at(const unsigned char *s, size_t n, int *k)
+{
+	unsigned long cp;
+
+	*k = 0;
+	if (n >= 2 && s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+		*k = 2;
+		return s[1];
+	}
+	if (n >= 2 && s[0] == 0xd8 && s[1] == 0x9c) {
+		*k = 2;
+		return 0x061c;
+	}
+	if (n < 3 || (s[0] != 0xe2 && s[0] != 0xef))
+		return 0;
+	cp = ((s[0] & 0x0fUL) << 12) | ((s[1] & 0x3fUL) << 6) | (s[2] & 0x3f);
+	if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff) {
+		*k = 3;
+		return cp;
+	}
+	return 0;
+}
+
+/* A JSON line with those code points written as \uXXXX escapes: the
+ * same string to any JSON reader, but inert on a terminal (JSON itself
+ * escapes only the C0 controls). They can only occur inside strings. */
+static void
+add_jsonl(struct buf *out, const struct msg *m)
+{
+	struct buf raw = BUF_INIT;
+	const unsigned char *s;
+	size_t i = 0, run = 0;
+
+	show_jsonl(&raw, m);
+	s = (const unsigned char *)raw.p;
+	while (i < raw.len) {
+		int k;
+		unsigned long cp = s[i] < 0x80 ? 0 :
+		    hidden_at(s + i, raw.len - i, &k);
+		if (!cp) {
+			i++;
+			continue;
+		}
+		buf_add(out, s + run, i - run);
+		buf_printf(out, "\\u%04lx", cp);
+		i += (size_t)k;
+		run = i;
+	}
+	buf_add(out, s + run, raw.len - run);
+	buf_free(&raw);
+}
+
+static void
+render(struct watch *w, const struct msg *m)
+{
+	buf_reset(&w->out);
+	if (w->brief)
+		show_brief(&w->out, m);
+	else
+		add_jsonl(&w->out, m);
+}
+
+/* A write failed: 0 if that is the reader leaving (or us being told to
+ * stop), else report it and exit 111. */
+static int
+write_failed(struct watch *w, int saved)
+{
+	if (saved == EPIPE || saved == EINTR)
+		return 0;
+	errno = saved;
+	err_sys(&w->c->e, "cannot write to standard output");
+	w->c->e.code = BCH_TEMP;
+	return -1;
+}
+
+/* Claim, print, then delete. 1 go on, 0 the reader went away, -1 fail. */
+static int
+take_one(struct watch *w, const struct spool_item *it)
+{
+	struct cli *c = w->c;
+	struct spool_claim claim;
+	struct msg m;
+	struct err e;
+	int rc, saved;
+
+	rc = spool_take(c->sp, c->cfg.agent, it, &m, &claim, &e);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", c->prog, e.msg);
+	if (rc <= 0)
+		return 1;
+	render(w, &m);
+	msg_free(&m);
+	if (put(&w->out) < 0) {
+		saved = errno;
+		if (spool_release(c->sp, &claim, &e) < 0)
+			fprintf(stderr, "%s: %s\n", c->prog, e.msg);
+		return write_failed(w, saved);
+	}
+	if (spool_ack(c->sp, &claim, 0, &e) < 0)
+		fprintf(stderr, "%s: %s\n", c->prog, e.msg);
+	return 1;
+}
+
+static int
+cmp_seen(const void *a, const void *b)
+{
+	return strcmp(((const struct seen *)a)->id, ((const struct seen *)b)->id);
+}
+
+/* Print without claiming, once per message. 1, 0 or -1 as take_one;
+ * *shown set when the message is (still) one we have shown. */
+static int
+peek_one(struct watch *w, const struct spool_item *it, int *shown)
+{
+	struct cli *c = w->c;
+	struct seen key;
+	struct msg m;
+	struct err e;
+	int rc;
+
+	snprintf(key.id, sizeof key.id, "%s", it->id);
+	*shown = w->nseen && bsearch(&key, w->seen, w->nseen, sizeof key,
+	    cmp_seen) != NULL;
+	if (*shown)
+		return 1;
+	rc = spool_peek(c->sp, c->cfg.agent, it, &m, &e);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", c->prog, e.msg);
+	if (rc <= 0)
+		return 1;
+	render(w, &m);
+	msg_free(&m);
+	if (put(&w->out) < 0)
+		return write_failed(w, errno);
+	*shown = 1;
+	return 1;
+}
+
+/* One pass over the inbox. 1 go on, 0 stop cleanly, -1 fail. */
+static int
+pass(struct watch *w)
+{
+	struct cli *c = w->c;
+	struct spool_item *it;
+	struct seen *now = NULL;
+	size_t n, i, k = 0;
+	int rc = 1;
+
+	if (spool_list(c->sp, c->cfg.agent, &it, &n, &c->e) < 0)
+		return -1;
+	if (w->peek)
+		now = xcalloc(n + 1, sizeof *now);
+	for (i = 0; i < n && rc == 1 && !stop; i++) {
+		int shown = 0;
+		if (!wanted(w, &it[i]))
+			continue;
+		if (!w->peek) {
+			rc = take_one(w, &it[i]);
+			continue;
+		}
+		rc = peek_one(w, &it[i], &shown);
+		if (shown)
+			snprintf(now[k++].id, sizeof now->id, "%s", it[i].id);
+	}
+	if (w->peek) {
+		/* Forget what left the inbox; keep what is still there. */
+		for (; i < n; i++) {
+			struct seen key;
+			snprintf(key.id, sizeof key.id, "%s", it[i].id);
+			if (w->nseen && bsearch(&key, w->seen, w->nseen,
+			    sizeof key, cmp_seen))
+				now[k++] = key;
+		}
+		qsort(now, k, sizeof *now, cmp_seen);
+		free(w->seen);
+		w->seen = now;
+		w->nseen = k;
+	}
+	spool_items_free(it, n);
+	return rc;
+}
+
+/* Re-arming the watch after the inbox was removed can fail when the
+ * directories vanish again while they are being made (someone is still
+ * removing the tree): once the watch has worked, try a few more times,
+ * a tenth of a second apart, before giving up. */
+static int
+again(struct cli *c, int *fails, int armed)
+{
+	struct timespec nap = { 0, 100 * 1000 * 1000 };
+
+	if (!armed || stop || ++*fails > 10)
+		return 0;
+	if (*fails > 1)
+		fprintf(stderr, "%s: %s — retrying\n", c->prog, c->e.msg);
+	nanosleep(&nap, NULL);
+	return 1;
+}
+
+static int
+ready_fd(struct cli *c, const char *arg)
+{
+	char *end;
+	long fd;
+
+	errno = 0;
+	fd = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || fd < 3 || fd > 1 << 20 ||
+	    fcntl((int)fd, F_GETFD) < 0)
+		cli_usage(c, usage, "--ready-fd needs an open descriptor, 3 or "
+		    "more");
+	return (int)fd;
+}
+
+static void
+signal_ready(int *fd)
+{
+	if (*fd < 0)
+		return;
+	if (io_writeall(*fd, "\n", 1) < 0)
+		fprintf(stderr, "bch-watch: cannot signal readiness: %s\n",
+		    strerror(errno));
+	close(*fd);
+	*fd = -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "peek", no_argument, 0, 'p' },
+		{ "urgent-only", no_argument, 0, 'u' },
+		{ "match", required_argument, 0, 'm' },
+		{ "here", no_argument, 0, 'H' },
+		{ "brief", no_argument, 0, 'b' },
+		{ "ready-fd", required_argument, 0, 'd' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct watch w;
+	struct cli c;
+	char matchbuf[4096];
+	const char *match = NULL;
+	int ch, here = 0, readyfd = -1, rc = 1, armed = 0, fails = 0;
+
+	memset(&w, 0, sizeof w);
+	w.c = &c;
+	cli_init(&c, "bch-watch");
+	while ((ch = getopt_long(argc, argv, "hpum:Hbd:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p': w.peek = 1; break;
+		case 'u': w.urgent = 1; break;
+		case 'm': match = optarg; break;
+		case 'H': here = 1; break;
+		case 'b': w.brief = 1; break;
+		case 'd': readyfd = ready_fd(&c, optarg); break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&c, usage, "unknown option");
+		}
+	}
+	if (optind != argc)
+		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
+	cli_open(&c, 1);
+	w.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
+	catch(SIGTERM, on_stop);
+	catch(SIGINT, on_stop);
+	catch(SIGHUP, on_stop);
+	catch(SIGALRM, on_alarm);
+	catch(SIGIO, on_io);
+	watch_reader(&w);
+	outcheck = 1; /* the reader may be gone already */
+	while (!stop) {
+		int r;
+		if (outcheck) {
+			outcheck = 0;
+			if (reader_gone())
+				break;
+		}
+		r = spool_wait(c.sp, c.cfg.agent, -1, &c.e);
+		if (r < 0 && again(&c, &fails, armed))
+			continue;
+		if (r < 0) {
+			rc = -1;
+			break;
+		}
+		armed = 1;
+		fails = 0;
+		if (r == 0 || stop)
+			continue;
+		if ((rc = pass(&w)) <= 0)
+			break;
+		signal_ready(&readyfd);
+	}
+	if (w.asyncfl >= 0)
+		fcntl(1, F_SETFL, w.asyncfl);
+	if (rc < 0)
+		cli_fail(&c);
+	free(w.seen);
+	buf_free(&w.out);
+	cli_close(&c);
+	return 0;
+}

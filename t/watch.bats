@@ -1,0 +1,391 @@
+#!/usr/bin/env bats
+# bch-watch: messages printed the moment they land, claimed once.
+load helper
+
+local_setup() {
+	agents alice bob
+	: >"$BATS_TEST_TMPDIR/pids"
+}
+
+local_teardown() {
+	local p
+	while read -r p; do
+		kill "$p" 2>/dev/null || true
+	done <"$BATS_TEST_TMPDIR/pids"
+}
+
+# watcher NAME AGENT ARGS...: start bch-watch for AGENT in the background,
+# output in NAME.out, errors in NAME.err; its pid in $wpid. Returns once
+# it is watching (it writes NAME.ready through --ready-fd).
+watcher() {
+	local name=$1 who=$2
+	shift 2
+	BACKCHANNEL_AGENT=$who bch-watch --ready-fd 4 "$@" >"$name.out" \
+		2>"$name.err" 4>"$name.ready" 3>&- &
+	wpid=$!
+	echo "$wpid" >>"$BATS_TEST_TMPDIR/pids"
+	wait_for 5 test -s "$name.ready"
+}
+
+# lines FILE N: FILE has at least N lines.
+lines() {
+	[ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+# both_have N: a.out and b.out hold N lines between them.
+both_have() {
+	[ "$(cat a.out b.out | wc -l)" -ge "$1" ]
+}
+
+# bodies FILE: the body of each JSON line, in order.
+bodies() {
+	sed 's/.*"body":"\([^"]*\)".*/\1/' "$1"
+}
+
+# sleeping PID: the process is blocked (in the kernel, waiting).
+sleeping() {
+	[ "$(ps -o stat= -p "$1")" = S ]
+}
+
+# gone PID: the process has exited (a zombie counts as gone).
+gone() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
+}
+
+
+# send_seq ARGS...: bch send ARGS, then wait for the clock to pass the
+# millisecond the send finished in, so that messages sort (by ts, then
+# by random id) in the order they were sent.
+send_seq() {
+	bch send "$@" >/dev/null || return
+	local t
+	t=$(date +%s%3N)
+	while [ "$(date +%s%3N)" = "$t" ]; do :; done
+}
+
+@test "watch prints a message sent by another process, as one JSON line, and claims it" {
+	watcher w bob
+	[ ! -s w.out ]
+	send_seq @bob first
+	send_seq @bob second --urgent
+	send_seq @bob third
+	wait_for 5 lines w.out 3
+	run bodies w.out
+	assert_output "$(printf '%s\n' first second third)"
+	run sed -n 2p w.out
+	assert_output --regexp '^\{"id":"[0-9a-f-]{36}","from":"alice","to":"@bob","body":"second","priority":"urgent","ts":"[0-9T:.Z-]{24}"\}$'
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	[ ! -s w.err ]
+}
+
+@test "messages already waiting are printed first, oldest first" {
+	send_seq @bob old1
+	send_seq @bob old2
+	watcher w bob
+	wait_for 5 lines w.out 2
+	send_seq @bob new1
+	wait_for 5 lines w.out 3
+	run bodies w.out
+	assert_output "$(printf '%s\n' old1 old2 new1)"
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+@test "--peek shows each message once and leaves it queued" {
+	send_seq @bob m1
+	watcher w bob --peek
+	wait_for 5 lines w.out 1
+	send_seq @bob m2
+	wait_for 5 lines w.out 2
+	send_seq @bob m3
+	wait_for 5 lines w.out 3
+	# Another reader's claim makes it list again: still nothing twice.
+	as bob bch-claim "$(sed -n 's/.*"id":"\([^"]*\)".*"body":"m1".*/\1/p' w.out)" >/dev/null
+	send_seq @bob m4
+	wait_for 5 lines w.out 4
+	run bodies w.out
+	assert_output "$(printf '%s\n' m1 m2 m3 m4)"
+	[ "$(count_new bob)" -eq 3 ]
+}
+
+@test "two watchers on one agent never both claim a message" {
+	watcher a bob
+	watcher b bob
+	for i in $(seq 1 60); do
+		printf '{"to":"@bob","body":"n%d"}\n' "$i"
+	done | bch-send >/dev/null
+	wait_for 10 both_have 60
+	[ "$(cat a.out b.out | wc -l)" -eq 60 ]
+	[ "$(cat a.out b.out | sed 's/.*"id":"\([^"]*\)".*/\1/' | sort -u | wc -l)" -eq 60 ]
+	[ "$({ bodies a.out; bodies b.out; } | sort -u | wc -l)" -eq 60 ]
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "--urgent-only prints and claims only urgent messages" {
+	send_seq @bob n1
+	send_seq @bob u1 --urgent
+	watcher w bob --urgent-only
+	send_seq @bob n2
+	send_seq @bob u2 --urgent
+	wait_for 5 lines w.out 2
+	# n2 was sent before u2, so the watcher has seen it and passed it by.
+	run bodies w.out
+	assert_output "$(printf '%s\n' u1 u2)"
+	[ "$(count_new bob)" -eq 2 ]
+	run as bob bch drain --jsonl
+	assert_line --partial '"body":"n1"'
+	assert_line --partial '"body":"n2"'
+}
+
+@test "--match claims its scope and unscoped messages; without it, only unscoped" {
+	watcher m bob --match git@github.com:acme/api.git
+	send_seq @bob s-other --scope other/x
+	send_seq @bob s-acme --scope acme/api
+	send_seq @bob plain
+	wait_for 5 lines m.out 2
+	kill "$wpid"
+	wait "$wpid"
+	run bodies m.out
+	assert_output "$(printf '%s\n' s-acme plain)"
+	[ "$(count_new bob)" -eq 1 ]
+	watcher u bob
+	send_seq @bob plain2
+	wait_for 5 lines u.out 1
+	run bodies u.out
+	assert_output plain2
+	[ "$(count_new bob)" -eq 1 ] # s-other: nobody here matches it
+}
+
+@test "--here matches the origin remote of the current repository" {
+	mkdir -p repo/.git repo/src
+	printf '[remote "origin"]\n\turl = git@github.com:acme/api.git\n' >repo/.git/config
+	cd repo/src
+	watcher "$BATS_TEST_TMPDIR/h" bob --here
+	cd "$BATS_TEST_TMPDIR"
+	send_seq @bob elsewhere --scope other/x
+	send_seq @bob ours --scope github.com/acme/api
+	wait_for 5 lines h.out 1
+	run bodies h.out
+	assert_output ours
+}
+
+@test "--peek without a match shows scoped messages too" {
+	watcher p bob --peek
+	send_seq @bob scoped --scope acme/api
+	wait_for 5 lines p.out 1
+	run bodies p.out
+	assert_output scoped
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "--brief prints the one-line human form" {
+	watcher b bob --brief
+	send_seq @bob "$(printf 'two\n\nlines  here')" --urgent
+	wait_for 5 lines b.out 1
+	run cat b.out
+	assert_output --regexp '^alice -> @bob \[URGENT\] \([0-9T:.Z-]{24}, id [0-9a-f]{8}\): two lines here$'
+}
+
+@test "the inbox directories removed and made anew: watching goes on" {
+	local_only "removes the spool directories"
+	watcher w bob
+	send_seq @bob before
+	wait_for 5 lines w.out 1
+	# The watcher may remake new/ while rm walks the tree: either way,
+	# the directory went away under it.
+	rm -rf "$BACKCHANNEL_HOME/spool/bob" 2>/dev/null || rm -rf "$BACKCHANNEL_HOME/spool/bob" || true
+	send_seq @bob after-rm
+	wait_for 5 lines w.out 2
+	mv "$BACKCHANNEL_HOME/spool/bob" "$BACKCHANNEL_HOME/old-bob"
+	rm -rf "$BACKCHANNEL_HOME/old-bob"
+	mkdir -p "$BACKCHANNEL_HOME/spool/bob/new" "$BACKCHANNEL_HOME/spool/bob/tmp" "$BACKCHANNEL_HOME/spool/bob/cur"
+	send_seq @bob after-mkdir
+	wait_for 5 lines w.out 3
+	run bodies w.out
+	assert_output "$(printf '%s\n' before after-rm after-mkdir)"
+	kill -0 "$wpid"
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+@test "SIGTERM and SIGINT end it with status 0" {
+	watcher w bob
+	kill -TERM "$wpid"
+	wait "$wpid"
+	watcher i bob
+	kill -INT "$wpid"
+	wait "$wpid"
+	watcher h bob
+	kill -HUP "$wpid"
+	wait "$wpid"
+}
+
+@test "a reader that goes away loses nothing: the watch exits 0 and the message stays" {
+	mkfifo pipe
+	BACKCHANNEL_AGENT=bob bch-watch >pipe 2>w.err 3>&- &
+	wpid=$!
+	echo "$wpid" >>"$BATS_TEST_TMPDIR/pids"
+	exec 5<pipe
+	send_seq @bob one
+	read -r -t 5 -u 5 line
+	[[ $line == *'"body":"one"'* ]]
+	exec 5<&-
+	# It notices its reader went away even with nothing to write...
+	wait_for 5 gone "$wpid"
+	wait "$wpid"
+	# ...and whatever arrives next stays queued for the next reader.
+	send_seq @bob two
+	[ "$(count_new bob)" -eq 1 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	run as bob bch drain --jsonl
+	assert_output --partial '"body":"two"'
+}
+
+@test "a closed pipe at write time returns the claim and exits 0" {
+	send_seq @bob one
+	send_seq @bob two
+	# head reads one line and leaves: the write of a later line fails with
+	# EPIPE (SIGPIPE is ignored), and that message goes back.
+	as bob timeout 10 bch-watch | head -n 1 >got
+	[ "${PIPESTATUS[0]}" -eq 0 ]
+	grep -q '"body":"one"' got
+	# "two" was either written before head left (then head read it and
+	# threw it away, as a pipe allows) or returned: never stuck claimed.
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "a failed write returns the message to the inbox and exits 111" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	send_seq @bob kept
+	run env BACKCHANNEL_AGENT=bob sh -c 'exec bch-watch >/dev/full' 
+	[ "$status" -eq 111 ]
+	[[ $output == *'bch-watch: cannot write to standard output'* ]]
+	[ "$(count_new bob)" -eq 1 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "a claim left by a killed watcher is printed by the next one" {
+	local_only "plants a claim file"
+	send_seq @bob orphan
+	f=$(ls "$BACKCHANNEL_HOME/spool/bob/new")
+	dead=$(sh -c 'echo $$')
+	host=$(hostname | tr -c 'A-Za-z0-9_\n-' '_')
+	mv "$BACKCHANNEL_HOME/spool/bob/new/$f" "$BACKCHANNEL_HOME/spool/bob/cur/$f.claim.$host.$dead"
+	watcher w bob
+	wait_for 5 lines w.out 1
+	run bodies w.out
+	assert_output orphan
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "an idle watcher does not wake up" {
+	[ -r /proc/self/status ] || skip "no /proc"
+	watcher w bob
+	wait_for 5 sleeping "$wpid"
+	before=$(grep ctxt_switches "/proc/$wpid/status")
+	sleep 1 # a measurement, not a synchronisation
+	after=$(grep ctxt_switches "/proc/$wpid/status")
+	[ "$before" = "$after" ]
+}
+
+@test "an unknown agent fails with 100 and a clear line" {
+	local_only "the relay refuses a stranger's token instead"
+	run env BACKCHANNEL_AGENT=ghost bch-watch
+	assert_failure 100
+	assert_output 'bch-watch: unknown agent "ghost" — run bch init ghost first'
+}
+
+@test "bad usage exits 2 with a clear line" {
+	run bch-watch --bogus
+	assert_failure 2
+	run bch-watch --ready-fd 9
+	assert_failure 2
+	assert_output --partial 'open descriptor'
+	run bch-watch -h
+	assert_success
+	assert_output --partial 'usage: bch-watch'
+}
+
+# --- the no-execution rule: hostile text is data ---------------------------
+
+hostile_bodies() {
+	printf '%s\n' \
+		'$(touch "$BATS_TEST_TMPDIR/ran1")' \
+		'`touch $BATS_TEST_TMPDIR/ran2`' \
+		"; touch $BATS_TEST_TMPDIR/ran3" \
+		"&& touch $BATS_TEST_TMPDIR/ran4 || touch $BATS_TEST_TMPDIR/ran4" \
+		"it's \"quoted\" and 'single'" \
+		'<b>bold</b> <a href="x">link</a> &amp; <i>' \
+		"$(printf 'ansi \033[31mred\033[0m \033[2J clear')" \
+		"$(printf 'osc \033]0;pwned\007 \033]52;c;cHduZWQ=\007 title')" \
+		"$(printf 'c1 \xc2\x9b31m csi \xc2\x9d0;x\xc2\x9c osc')" \
+		"$(printf 'bidi \xe2\x80\xaeevil\xe2\x80\xac')"
+}
+
+# no_raw_escapes FILE...: no FILE holds an escape a terminal acts on
+# (ESC, BEL, the C1 CSI and OSC, a right-to-left override). A function,
+# because a "! cmd" line does not fail a bats test.
+no_raw_escapes() {
+	local rc=0
+	LC_ALL=C grep -q $'\x1b\|\x07\|\x9b\|\x9d\|\xe2\x80\xae' "$@" || rc=$?
+	[ "$rc" -eq 1 ] # 1: none found; 2 (a file missing) fails too
+}
+
+# no_byte_ff FILE...: no FILE holds the byte 0xff (never valid UTF-8).
+no_byte_ff() {
+	local rc=0
+	LC_ALL=C grep -q $'\xff' "$@" || rc=$?
+	[ "$rc" -eq 1 ]
+}
+
+@test "hostile bodies come out of watch as inert data" {
+	hostile_bodies >bodies.txt
+	while IFS= read -r b; do send_seq @bob "$b"; done <bodies.txt
+	watcher b bob --peek --brief
+	wait_for 5 lines b.out 10
+	watcher j bob
+	wait_for 5 lines j.out 10
+	for f in ran1 ran2 ran3 ran4; do [ ! -e "$BATS_TEST_TMPDIR/$f" ]; done
+	no_raw_escapes j.out
+	no_raw_escapes b.out
+	no_raw_escapes j.err
+	grep -qF '"body":"$(touch \"$BATS_TEST_TMPDIR/ran1\")"' j.out
+	grep -qF '\u001b[31mred' j.out
+	grep -qF '\u009b31m' j.out
+	grep -qF '\u202eevil' j.out
+	grep -qF 'ansi \x1b[31mred\x1b[0m' b.out
+	grep -qF '\u202eevil' b.out
+}
+
+@test "a 64 KiB body comes through whole" {
+	head -c 65536 /dev/zero | tr '\0' x >big.txt
+	send_seq @bob - <big.txt
+	watcher w bob
+	wait_for 5 lines w.out 1
+	[ "$(bodies w.out | tr -d '\n' | wc -c)" -eq 65536 ]
+}
+
+@test "invalid UTF-8 or raw control bytes written into the spool are set aside, never printed" {
+	local_only "writes files into the spool"
+	watcher w bob
+	new=$BACKCHANNEL_HOME/spool/bob/new
+	id1=11111111-1111-4111-8111-111111111111
+	id2=22222222-2222-4222-8222-222222222222
+	printf '{"id":"%s","from":"alice","to":"@bob","body":"bad \xff\xfe utf8 \xc0\xaf","priority":"urgent","ts":"2026-01-01T00:00:00.000Z"}\n' "$id1" >"$BACKCHANNEL_HOME/spool/bob/tmp/$id1.json"
+	mv "$BACKCHANNEL_HOME/spool/bob/tmp/$id1.json" "$new/"
+	printf '{"id":"%s","from":"alice","to":"@bob","body":"raw \033]0;pwned\007 esc","priority":"urgent","ts":"2026-01-01T00:00:00.000Z"}\n' "$id2" >"$BACKCHANNEL_HOME/spool/bob/tmp/$id2.json"
+	mv "$BACKCHANNEL_HOME/spool/bob/tmp/$id2.json" "$new/"
+	send_seq @bob good
+	wait_for 5 lines w.out 1
+	wait_for 5 test -e "$BACKCHANNEL_HOME/spool/bob/corrupt"
+	run bodies w.out
+	assert_output good
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/corrupt" | wc -l)" -eq 2 ]
+	grep -q "corrupt message $id1.json" w.err
+	no_raw_escapes w.out
+	no_raw_escapes w.err
+	no_byte_ff w.out w.err
+	kill -0 "$wpid"
+}
