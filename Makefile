@@ -8,7 +8,7 @@ CFLAGS ?= -O2 -g
 # Our own flags stay apart, so CFLAGS=... on the command line adds a
 # sanitizer or an optimisation level without dropping the warnings.
 BCH_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation -Ilib
-LDLIBS ?= -lbearssl
+LDLIBS ?= -l:libbearssl.a
 BCH_LDFLAGS = -Wl,--as-needed
 
 # Every bin/bch-*.c is a program; each links libbch and what it needs.

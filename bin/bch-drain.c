@@ -33,7 +33,7 @@ struct drain {
 	size_t budget;
 	struct buf out;            /* rendered, not yet written */
 	struct spool_claim *held;  /* claims covered by out */
-	size_t nheld;
+	size_t nheld, capheld;
 	size_t shown;
 };
 
@@ -115,7 +115,7 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 	size_t i, left = 0;
 
 	fence_nonce(fence);
-	d->held = xcalloc(n + 1, sizeof *d->held);
+	(void)n;
 	for (i = 0; i < n; i++) {
 		struct msg m;
 		int rc;
@@ -124,6 +124,11 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
 			left++;
 			continue;
+		}
+		if (d->nheld == d->capheld) {
+			/* A block's worth of claims, not the whole inbox's. */
+			d->capheld = d->capheld ? d->capheld * 2 : 64;
+			d->held = xrealloc(d->held, d->capheld * sizeof *d->held);
 		}
 		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it[i], &m, &c->e) :
 		    spool_take(c->sp, c->cfg.agent, &it[i], &m,

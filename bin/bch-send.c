@@ -100,7 +100,7 @@ read_line(FILE *f, struct buf *line, size_t max, int *toolong)
 
 	buf_reset(line);
 	*toolong = 0;
-	while ((ch = getc(f)) != EOF) {
+	while ((ch = getc_unlocked(f)) != EOF) {
 		if (ch == '\n')
 			return 1;
 		if (line->len < max)

@@ -34,7 +34,8 @@ io_readfd(int fd, size_t max, struct buf *b)
 	for (;;) {
 		ssize_t r;
 
-		buf_grow(b, 4096);
+		if (b->cap - b->len < 2)
+			buf_grow(b, 4096);
 		r = read(fd, b->p + b->len, b->cap - b->len - 1);
 		if (r < 0) {
 			if (errno == EINTR)
@@ -72,7 +73,9 @@ io_readfile(int dirfd, const char *path, size_t max, struct buf *b)
 		errno = EFBIG;
 		goto fail;
 	}
-	buf_grow(b, (size_t)st.st_size);
+	/* Room for the whole file and one byte more, so that a file of the
+	 * size fstat gave is read without growing the buffer. */
+	buf_grow(b, (size_t)st.st_size + 1);
 	rc = io_readfd(fd, max, b);
 	saved = errno;
 	close(fd);

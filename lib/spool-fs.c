@@ -1005,7 +1005,7 @@ spool_fs_open(struct config *c, const char *prog, struct err *e)
 	s->cfg = c;
 	s->prog = prog;
 	s->impl = fs;
-	s->keep_raw = 1 << 20;
+	s->keep_raw = 256 * 1024;
 	fs->ino = fs->wd = -1;
 	if (gethostname(fs->host, sizeof fs->host - 1) < 0 || !fs->host[0])
 		snprintf(fs->host, sizeof fs->host, "localhost");
