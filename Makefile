@@ -15,9 +15,12 @@ BCH_LDFLAGS = -Wl,--as-needed
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
 LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
-	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o
+	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o \
+	lib/invite.o lib/edit.o lib/edit-json.o lib/install.o lib/wake.o
 MAN1 = $(wildcard man/*.1)
 MAN7 = $(wildcard man/*.7)
+MAN8 = $(wildcard man/*.8)
+SHAREDIR ?= $(PREFIX)/share/backchannel
 BATS ?= bats
 
 all: $(PROGS:%=bin/%)
@@ -50,21 +53,25 @@ fuzz:
 FUZZ_SECONDS ?= 30
 
 lint:
-	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
+	mandoc -Tlint -Wwarning $(MAN1) $(MAN7) $(MAN8)
 
 install: all
-	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DOCDIR)
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SHAREDIR)
 	for p in $(PROGS); do install -m 0755 bin/$$p $(DESTDIR)$(BINDIR)/$$p || exit 1; done
 	for p in $(SCRIPTS); do install -m 0755 bin/$$p $(DESTDIR)$(BINDIR)/$$p || exit 1; done
 	for m in $(MAN1); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man1/ || exit 1; done
 	for m in $(MAN7); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man7/ || exit 1; done
+	for m in $(MAN8); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/ || exit 1; done
 	install -m 0644 SKILL.md README.md LICENSE $(DESTDIR)$(DOCDIR)/
+	install -m 0644 SKILL.md $(DESTDIR)$(SHAREDIR)/
+	rm -rf $(DESTDIR)$(SHAREDIR)/sv && cp -R sv $(DESTDIR)$(SHAREDIR)/sv
 
 uninstall:
 	for p in $(PROGS) $(SCRIPTS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
 	for m in $(MAN1); do rm -f $(DESTDIR)$(MANDIR)/man1/$${m##*/}; done
 	for m in $(MAN7); do rm -f $(DESTDIR)$(MANDIR)/man7/$${m##*/}; done
-	rm -rf $(DESTDIR)$(DOCDIR)
+	for m in $(MAN8); do rm -f $(DESTDIR)$(MANDIR)/man8/$${m##*/}; done
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SHAREDIR)
 
 clean:
 	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a

@@ -167,7 +167,7 @@ edit_close(struct edit_file *f)
 
 /* Replace doc[start..end) with the n bytes at p. */
 static void
-splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
+text_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
 {
 	struct buf out = BUF_INIT;
 
@@ -193,13 +193,13 @@ block_append(struct buf *doc, const char *block)
 static void
 block_delete(struct buf *doc, size_t start, size_t end)
 {
-	splice(doc, start, end, "", 0);
+	text_splice(doc, start, end, "", 0);
 	if (start >= 2 && doc->p[start - 1] == '\n' &&
 	    doc->p[start - 2] == '\n' &&
 	    (start == doc->len || doc->p[start] == '\n'))
-		splice(doc, start - 1, start, "", 0);
+		text_splice(doc, start - 1, start, "", 0);
 	else if (start == 0 && doc->len > 0 && doc->p[0] == '\n')
-		splice(doc, 0, 1, "", 0);
+		text_splice(doc, 0, 1, "", 0);
 }
 
 static int
@@ -214,7 +214,7 @@ block_set(struct buf *doc, int found, size_t start, size_t end,
 	}
 	if (end - start == n && memcmp(doc->p + start, block, n) == 0)
 		return 0;
-	splice(doc, start, end, block, n);
+	text_splice(doc, start, end, block, n);
 	return 1;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -176,11 +177,12 @@ http_parse_request(const char *b, size_t n, const struct http_limits *l,
 	*status = 400;
 	if (!sp1 || !sp2 || sp1 == b || (size_t)(sp1 - b) >= sizeof r->method ||
 	    sp2 == sp1 + 1 || (size_t)(sp2 - sp1 - 1) >= sizeof r->path ||
-	    e - sp2 != 10 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
-	    e[-1] != '\r')
+	    e - sp2 != 10 || strncmp(sp2 + 1, "HTTP/", 5) != 0 ||
+	    !isdigit((unsigned char)sp2[6]) || sp2[7] != '.' ||
+	    !isdigit((unsigned char)sp2[8]) || e[-1] != '\r')
 		return -1;
-	if (sp2[8] != '0' && sp2[8] != '1') {
-		*status = 505;
+	if (sp2[6] != '1' || (sp2[8] != '0' && sp2[8] != '1')) {
+		*status = 505; /* well formed, but not a version we speak */
 		return -1;
 	}
 	minor = sp2[8] - '0';
@@ -346,9 +348,17 @@ void
 http_put_response(struct buf *b, int status, const char *ctype,
     const char *body, size_t len, int keepalive, const char *extra)
 {
-	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	/* Date lets clients (bch doctor) see a clock that is off. */
+	gmtime_r(&now, &tm);
+	if (!strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		date[0] = 0;
+	buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
 	    "Content-Length: %zu\r\n%s%s\r\n", status, http_reason(status),
-	    ctype ? ctype : "application/json", len,
+	    date, ctype ? ctype : "application/json", len,
 	    keepalive ? "" : "Connection: close\r\n", extra ? extra : "");
 	buf_add(b, body, len);
 }

@@ -1,0 +1,236 @@
+/* bch-join: accept a bch1- invite (PROTOCOL.md 6): register on its relay
+ * under the chosen name, keep the personal token, subscribe to the
+ * invite's channels, then configure the harnesses (bch-setup).
+ *
+ * Design rationale. The room token is used for the one registration
+ * request and kept nowhere: not in config.json, not in tokens/, not on a
+ * command line (so registration is done here with the library rather
+ * than by running bch-init with --token). The invite itself may be
+ * read from standard input ("-") to keep it out of ps too. As bch init
+ * does, a process with BACKCHANNEL_AGENT set leaves an existing default
+ * identity alone and keeps the token in tokens/<name>; then bch-setup
+ * gets that name in BACKCHANNEL_AGENT, for the wake service. bch-setup
+ * is the last step and replaces this process (execv, an argv array). */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cli.h"
+#include "install.h"
+#include "invite.h"
+#include "io.h"
+
+static const char usage[] =
+    "bch-join <invite | -> --as name [--no-hooks] [--wake]";
+
+static char *
+read_invite(struct cli *c, const char *arg)
+{
+	struct buf b = BUF_INIT;
+
+	if (strcmp(arg, "-") != 0)
+		return xstrdup(arg);
+	if (io_readfd(0, INVITE_MAX + 64, &b) < 0) {
+		err_set(&c->e, BCH_PERM, "cannot read the invite from standard "
+		    "input (over %d bytes, or a read error)", INVITE_MAX);
+		cli_fail(c);
+	}
+	return b.p ? b.p : xstrdup("");
+}
+
+/* Register name with the name's own token if we have one (a second
+ * join refreshes), else with the room token. The personal token. */
+static char *
+enrol(struct cli *c, const struct invite *inv, const char *name)
+{
+	struct agent_rec rec;
+	char *own = config_agent_token(&c->cfg, name), *token;
+	int rc = -1;
+
+	if (!own && c->cfg.file_token && strcmp(name, c->cfg.file_agent) == 0 &&
+	    c->cfg.file_url && strcmp(c->cfg.file_url, inv->url) == 0)
+		own = xstrdup(c->cfg.file_token);
+	free(c->cfg.token);
+	c->cfg.token = NULL;
+	cli_open(c, 0);
+	if (own) {
+		c->cfg.token = own;
+		rc = spool_register(c->sp, name, &rec, &c->e);
+		c->cfg.token = NULL;
+		if (rc < 0 && c->e.status != 401 && c->e.status != 403)
+			cli_fail(c);
+		if (rc == 0) {
+			free(rec.token);
+			rec.token = own;
+			own = NULL;
+		}
+	}
+	free(own);
+	if (rc < 0) {
+		c->cfg.token = inv->token;
+		rc = spool_register(c->sp, name, &rec, &c->e);
+		c->cfg.token = NULL;
+		if (rc < 0) {
+			if (c->e.status == 409)
+				err_set(&c->e, BCH_PERM, "the name %s is taken on "
+				    "this relay — join with another --as name",
+				    name);
+			cli_fail(c);
+		}
+	}
+	if (!rec.token || !*rec.token || strcmp(rec.token, inv->token) == 0) {
+		agent_free(&rec);
+		err_set(&c->e, BCH_PERM, "the relay answered without a personal "
+		    "token — it is not a backchannel relay, or too old");
+		cli_fail(c);
+	}
+	token = rec.token;
+	rec.token = NULL;
+	agent_free(&rec);
+	return token;
+}
+
+static void
+save(struct cli *c, const struct invite *inv, const char *name,
+    const char *token, int keep_default)
+{
+	if (io_mkdirs(c->cfg.home, 0700) < 0) {
+		err_sys(&c->e, "cannot create %s", c->cfg.home);
+		cli_fail(c);
+	}
+	if ((!keep_default && config_save(&c->cfg, name, inv->url, token,
+	    inv->pin, &c->e) < 0) ||
+	    config_save_token(&c->cfg, name, token, &c->e) < 0)
+		cli_fail(c);
+}
+
+static void
+subscribe(struct cli *c, const struct invite *inv, const char *name)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < inv->nchannels; i++) {
+		rc = spool_subscribe(c->sp, name, inv->channels[i], 1, &c->e);
+		if (rc < 0)
+			cli_fail(c);
+		printf(rc ? "subscribed %s to %s\n" :
+		    "%s is already subscribed to %s\n", name, inv->channels[i]);
+	}
+}
+
+static void
+run_setup(struct cli *c, const char *argv0, const char *name,
+    int keep_default, int nohooks, int wake)
+{
+	char bindir[PATH_MAX], setup[PATH_MAX];
+	char *args[4];
+	int n = 0;
+
+	args[n++] = "bch-setup";
+	if (nohooks)
+		args[n++] = "--no-hooks";
+	if (wake)
+		args[n++] = "--wake";
+	args[n] = NULL;
+	if (fflush(stdout) != 0) {
+		err_sys(&c->e, "cannot write to standard output");
+		cli_fail(c);
+	}
+	if ((install_bindir(argv0, bindir, sizeof bindir) < 0 ||
+	    !install_prog(bindir, "bch-setup", setup, sizeof setup)) &&
+	    !install_prog(NULL, "bch-setup", setup, sizeof setup)) {
+		err_set(&c->e, BCH_TEMP, "joined, but bch-setup is not "
+		    "installed — install it, then run bch setup");
+		cli_fail(c);
+	}
+	if (keep_default && setenv("BACKCHANNEL_AGENT", name, 1) < 0) {
+		err_sys(&c->e, "cannot set BACKCHANNEL_AGENT");
+		cli_fail(c);
+	}
+	cli_close(c);
+	execv(setup, args);
+	fprintf(stderr, "bch-join: joined, but cannot run %s — run bch setup "
+	    "yourself\n", setup);
+	exit(BCH_TEMP);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "as", required_argument, 0, 'a' },
+		{ "no-hooks", no_argument, 0, 'N' },
+		{ "wake", no_argument, 0, 'w' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct cli c;
+	struct invite inv;
+	const char *name = NULL;
+	char *text, *token;
+	int ch, nohooks = 0, wake = 0, keep_default;
+
+	cli_init_repair(&c, "bch-join");
+	while ((ch = getopt_long(argc, argv, "ha:Nw", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': name = optarg; break;
+		case 'N': nohooks = 1; break;
+		case 'w': wake = 1; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		cli_usage(&c, usage, optind == argc ? "missing the invite" :
+		    "too many arguments (one invite)");
+	if (!name)
+		cli_usage(&c, usage, "missing --as <name> (who you are on the "
+		    "relay)");
+	if (!name_valid(name)) {
+		err_set(&c.e, BCH_PERM, "invalid agent name — use letters, "
+		    "digits, '.', '_' and '-', starting with a letter or "
+		    "digit, at most 64");
+		cli_fail(&c);
+	}
+	text = read_invite(&c, argv[optind]);
+	if (invite_decode(text, &inv, &c.e) < 0)
+		cli_fail(&c);
+	free(text);
+	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
+	    strcmp(c.cfg.file_agent, name) != 0;
+	snprintf(c.cfg.agent, sizeof c.cfg.agent, "%s", name);
+	free(c.cfg.url);
+	c.cfg.url = xstrdup(inv.url);
+	if (inv.pin) {
+		free(c.cfg.pin);
+		c.cfg.pin = xstrdup(inv.pin);
+	} else if (!getenv("BACKCHANNEL_PIN")) {
+		free(c.cfg.pin); /* the pin of another relay */
+		c.cfg.pin = NULL;
+	}
+	token = enrol(&c, &inv, name);
+	save(&c, &inv, name, token, keep_default);
+	c.cfg.token = token;
+	if (inv.room)
+		printf("joined %s as %s via %s\n", inv.room, name, inv.url);
+	else
+		printf("joined as %s via %s\n", name, inv.url);
+	if (keep_default)
+		printf("default identity stays %s (this one is used where "
+		    "BACKCHANNEL_AGENT=%s)\n", c.cfg.file_agent, name);
+	subscribe(&c, &inv, name);
+	invite_free(&inv);
+	if (!nohooks || wake)
+		run_setup(&c, argv[0], name, keep_default, nohooks, wake);
+	if (fflush(stdout) != 0) {
+		err_sys(&c.e, "cannot write to standard output");
+		cli_fail(&c);
+	}
+	cli_close(&c);
+	return 0;
+}

@@ -1,0 +1,547 @@
+/* bch-setup: configure the agent harnesses found on this machine (Claude
+ * Code, Codex, Gemini CLI) to use backchannel; --wake installs the wake
+ * service; --remove takes out what setup added.
+ *
+ * Design rationale. These are the user's own files, edited by hand and
+ * by the harnesses themselves, so setup only ever splices in or takes
+ * out its own entries (lib/edit.h): everything else stays, byte for
+ * byte. A file that does not parse is reported and left alone while the
+ * others are still done. Running setup again finds its entries in place
+ * and writes nothing. Commands are written with absolute paths, because
+ * a harness starts hooks and MCP servers with whatever PATH it has. What
+ * setup writes:
+ *   Claude Code  ~/.claude/settings.json  hooks.UserPromptSubmit and
+ *                hooks.SessionStart: {"hooks": [{"type": "command",
+ *                "command": "/abs/bch drain --hook --here"}]}
+ *                ~/.claude/skills/backchannel/SKILL.md
+ *                ~/.claude.json  mcpServers.backchannel: {"type": "stdio",
+ *                "command": "/abs/bch", "args": ["mcp"]}
+ *   Codex        $CODEX_HOME/config.toml (default ~/.codex)
+ *                [mcp_servers.backchannel] command, args;
+ *                $CODEX_HOME/AGENTS.md, a marked section
+ *   Gemini CLI   ~/.gemini/settings.json  mcpServers.backchannel:
+ *                {"command": "/abs/bch", "args": ["mcp"]};
+ *                ~/.gemini/GEMINI.md, a marked section */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "edit.h"
+#include "install.h"
+#include "io.h"
+#include "json.h"
+#include "proc.h"
+#include "wake.h"
+
+static const char usage[] =
+    "bch-setup [--dry-run] [--remove] [--no-hooks] [--wake] "
+    "[--service s6|systemd|launchd] [--skill file] [--sv dir]";
+
+#define BEGIN "<!-- backchannel:begin -->"
+#define END "<!-- backchannel:end -->"
+#define HOOK_TAIL " drain --hook --here"
+
+struct setup {
+	int dry, remove;
+	char home[PATH_MAX];
+	char bindir[PATH_MAX];
+	char bch[PATH_MAX];  /* absolute path of the bch dispatcher */
+	struct buf hook;     /* the hook command, quoted for sh */
+	struct buf skill;    /* SKILL.md */
+	struct buf section;  /* the marked section for AGENTS.md, GEMINI.md */
+	const char *skillfile;
+	int status;          /* worst exit status so far */
+	struct err e;
+};
+
+static void
+fail_file(struct setup *s, const char *path, const struct err *e)
+{
+	fprintf(stderr, "bch-setup: %s: %s — left it untouched; fix it and "
+	    "run bch setup again\n", path, e->msg);
+	if (e->code > s->status)
+		s->status = e->code ? e->code : BCH_PERM;
+}
+
+/* Append s quoted for sh when it needs it. */
+static void
+sh_quote(struct buf *b, const char *str)
+{
+	const char *p;
+
+	if (*str && strspn(str, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+	    "vwxyz0123456789/._-+@%:,=") == strlen(str)) {
+		buf_adds(b, str);
+		return;
+	}
+	buf_addc(b, '\'');
+	for (p = str; *p; p++) {
+		if (*p == '\'')
+			buf_adds(b, "'\\''");
+		else
+			buf_addc(b, *p);
+	}
+	buf_addc(b, '\'');
+}
+
+/* Say what happened to one file: what is our part, as "the ... hooks". */
+static void
+report(struct setup *s, const char *who, struct edit_file *f, int rc,
+    const char *what)
+{
+	int backed = rc == EDIT_UPDATED && !f->has_backup && !s->remove;
+
+	if (rc == EDIT_SAME) {
+		if (!s->remove)
+			printf("%s: %s: %s already there\n", who, f->path, what);
+		else if (f->exists)
+			printf("%s: %s: nothing of setup's to remove\n", who,
+			    f->path);
+		return;
+	}
+	if (rc == EDIT_DELETED) {
+		printf("%s: %s: %s %s and the file, which setup had created\n",
+		    who, f->path, s->dry ? "would remove" : "removed", what);
+		return;
+	}
+	printf("%s: %s: %s %s%s%s%s%s\n", who, f->path,
+	    s->remove ? (s->dry ? "would remove" : "removed") :
+	    (s->dry ? "would add" : "added"), what,
+	    rc == EDIT_CREATED ? (s->dry ? " (a new file)" : " (new file)") : "",
+	    backed ? (s->dry ? " (the file as it is would be kept in " :
+	    " (the file as it was is kept in ") : "", backed ? f->real : "",
+	    backed ? EDIT_BACKUP ")" : "");
+}
+
+/* Open, edit with fn, commit, report. */
+typedef int (*edit_fn)(struct setup *, struct buf *, const struct buf *,
+    struct err *);
+
+static void
+edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
+    mode_t mode, edit_fn fn, const char *what)
+{
+	struct edit_file f;
+	struct err e = { 0, 0, "" };
+	int rc;
+
+	if (edit_open(&f, path, kind, mode, &e) < 0) {
+		fail_file(s, path, &e);
+		return;
+	}
+	if (s->remove && !f.exists) {
+		edit_close(&f);
+		return;
+	}
+	if (fn(s, &f.text, f.has_backup ? &f.orig : NULL, &e) < 0 ||
+	    (rc = edit_commit(&f, s->dry, &e)) < 0) {
+		fail_file(s, path, &e);
+		edit_close(&f);
+		return;
+	}
+	report(s, who, &f, rc, what);
+	edit_close(&f);
+}
+
+/* Claude Code hooks: is this matcher group ours? */
+static int
+drain_hook(const char *cmd)
+{
+	size_t n = strlen(cmd), t = strlen(HOOK_TAIL);
+
+	if (n < t + 3 || strcmp(cmd + n - t, HOOK_TAIL) != 0)
+		return 0;
+	n -= t;
+	if (cmd[n - 1] == '\'')
+		n--;
+	return n >= 3 && memcmp(cmd + n - 3, "bch", 3) == 0 &&
+	    (n == 3 || cmd[n - 4] == '/' || cmd[n - 4] == '\'');
+}
+
+static int
+hook_kind(const struct json *j, int g, void *arg)
+{
+	const char *want = arg;
+	int h, i, k, exact = 0, old = 0;
+
+	if (j->t[g].type != JSON_OBJECT)
+		return EDIT_OTHER;
+	h = json_get(j, g, "hooks");
+	if (h < 0 || j->t[h].type != JSON_ARRAY)
+		return EDIT_OTHER;
+	for (k = 0, i = h + 1; k < j->t[h].size; k++, i = json_next(j, i)) {
+		char *cmd = NULL;
+		int c = json_get(j, i, "command");
+		if (c < 0 || json_string(j, c, 16384, &cmd, NULL) < 0)
+			continue;
+		if (strcmp(cmd, want) == 0)
+			exact++;
+		else if (drain_hook(cmd))
+			old++;
+		free(cmd);
+	}
+	if (j->t[h].size == 1 && exact)
+		return EDIT_OURS;
+	if (exact)
+		return EDIT_HAS_OURS;
+	if (j->t[h].size == 1 && old)
+		return EDIT_OURS_OLD;
+	return EDIT_OTHER;
+}
+
+static int
+claude_hooks(struct setup *s, struct buf *doc, const struct buf *orig,
+    struct err *e)
+{
+	static const char *const events[] = { "UserPromptSubmit",
+		"SessionStart" };
+	struct buf item = BUF_INIT;
+	size_t k;
+	int rc = 0;
+
+	buf_adds(&item, "{\"hooks\":[{\"type\":\"command\",\"command\":");
+	json_put_string(&item, s->hook.p, s->hook.len);
+	buf_adds(&item, "}]}");
+	for (k = 0; k < 2 && rc >= 0; k++) {
+		const char *path[] = { "hooks", events[k], NULL };
+		if (s->remove)
+			rc = edit_json_del_items(doc, path, hook_kind, s->hook.p,
+			    orig ? orig->p : NULL, orig ? orig->len : 0, e);
+		else
+			rc = edit_json_add_item(doc, path, item.p, hook_kind,
+			    s->hook.p, e);
+	}
+	buf_free(&item);
+	return rc;
+}
+
+static int
+mcp_json(struct setup *s, struct buf *doc, const struct buf *orig,
+    const char *type, struct err *e)
+{
+	const char *path[] = { "mcpServers", "backchannel", NULL };
+	struct buf v = BUF_INIT;
+	int rc;
+
+	if (s->remove)
+		return edit_json_del(doc, path, orig ? orig->p : NULL,
+		    orig ? orig->len : 0, e);
+	buf_addc(&v, '{');
+	if (type)
+		buf_printf(&v, "\"type\":\"%s\",", type);
+	buf_adds(&v, "\"command\":");
+	json_put_string(&v, s->bch, strlen(s->bch));
+	buf_adds(&v, ",\"args\":[\"mcp\"]}");
+	rc = edit_json_set(doc, path, v.p, e);
+	buf_free(&v);
+	return rc;
+}
+
+static int
+claude_mcp(struct setup *s, struct buf *doc, const struct buf *orig,
+    struct err *e)
+{
+	return mcp_json(s, doc, orig, "stdio", e);
+}
+
+static int
+gemini_mcp(struct setup *s, struct buf *doc, const struct buf *orig,
+    struct err *e)
+{
+	return mcp_json(s, doc, orig, NULL, e);
+}
+
+/* A TOML basic string. */
+static void
+toml_string(struct buf *b, const char *str)
+{
+	buf_addc(b, '"');
+	for (; *str; str++) {
+		unsigned char c = (unsigned char)*str;
+		if (c == '"' || c == '\\')
+			buf_printf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			buf_printf(b, "\\u%04x", c);
+		else
+			buf_addc(b, (char)c);
+	}
+	buf_addc(b, '"');
+}
+
+static int
+codex_toml(struct setup *s, struct buf *doc, const struct buf *orig,
+    struct err *e)
+{
+	static const char *const table[] = { "mcp_servers", "backchannel",
+		NULL };
+	struct buf block = BUF_INIT;
+	int rc;
+
+	(void)orig;
+	if (s->remove)
+		return edit_toml_del(doc, table, e);
+	buf_adds(&block, "[mcp_servers.backchannel]\ncommand = ");
+	toml_string(&block, s->bch);
+	buf_adds(&block, "\nargs = [\"mcp\"]\n");
+	rc = edit_toml_set(doc, table, block.p, e);
+	buf_free(&block);
+	return rc;
+}
+
+static int
+section(struct setup *s, struct buf *doc, const struct buf *orig,
+    struct err *e)
+{
+	(void)orig;
+	if (s->remove)
+		return edit_md_del(doc, BEGIN, END, e);
+	return edit_md_set(doc, BEGIN, END, s->section.p, e);
+}
+
+/* The skill is ours whole: written as it is, deleted on remove. */
+static void
+skill(struct setup *s, const char *dir)
+{
+	char path[PATH_MAX], sub[PATH_MAX];
+	struct buf old = BUF_INIT;
+	struct err e = { 0, 0, "" };
+	int have;
+
+	snprintf(sub, sizeof sub, "%s/skills/backchannel", dir);
+	snprintf(path, sizeof path, "%s/SKILL.md", sub);
+	have = io_readfile(AT_FDCWD, path, 1 << 20, &old) == 0;
+	if (s->remove) {
+		if (have) {
+			if (!s->dry && unlink(path) < 0) {
+				err_sys(&e, "cannot remove it");
+				fail_file(s, path, &e);
+			} else {
+				if (!s->dry)
+					rmdir(sub);
+				printf("claude: %s: %s the skill\n", path,
+				    s->dry ? "would remove" : "removed");
+			}
+		}
+	} else if (have && old.len == s->skill.len &&
+	    memcmp(old.p, s->skill.p, old.len) == 0) {
+		printf("claude: %s: the skill already there\n", path);
+	} else {
+		int rc = 0;
+		if (!s->dry) {
+			if (io_mkdirs(sub, 0755) < 0)
+				rc = err_sys(&e, "cannot create %s", sub);
+			else if (io_replace(path, s->skill.p, s->skill.len, 1,
+			    &e) < 0)
+				rc = -1;
+			else if (chmod(path, 0644) < 0)
+				rc = err_sys(&e, "cannot set its mode");
+		}
+		if (rc < 0)
+			fail_file(s, path, &e);
+		else
+			printf("claude: %s: %s the skill\n", path, s->dry ?
+			    (have ? "would update" : "would install") :
+			    (have ? "updated" : "installed"));
+	}
+	buf_free(&old);
+}
+
+/* Is the harness here: its directory, or its program on PATH? */
+static int
+found(struct setup *s, const char *who, const char *dir, const char *prog)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (s->remove)
+		return 1;
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return 1;
+	if (proc_find(prog, p, sizeof p))
+		return 1;
+	printf("%s: not found (no %s, no %s on PATH) — skipped\n", who, dir,
+	    prog);
+	return 0;
+}
+
+static void
+harnesses(struct setup *s)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	const char *codex = getenv("CODEX_HOME");
+
+	snprintf(dir, sizeof dir, "%s/.claude", s->home);
+	if (found(s, "claude", dir, "claude")) {
+		snprintf(path, sizeof path, "%s/settings.json", dir);
+		edit(s, "claude", path, EDIT_JSON, 0600, claude_hooks,
+		    "the UserPromptSubmit and SessionStart hooks");
+		skill(s, dir);
+		snprintf(path, sizeof path, "%s/.claude.json", s->home);
+		edit(s, "claude", path, EDIT_JSON, 0600, claude_mcp,
+		    "the MCP server mcpServers.backchannel");
+	}
+	if (codex && *codex == '/')
+		snprintf(dir, sizeof dir, "%s", codex);
+	else
+		snprintf(dir, sizeof dir, "%s/.codex", s->home);
+	if (found(s, "codex", dir, "codex")) {
+		snprintf(path, sizeof path, "%s/config.toml", dir);
+		edit(s, "codex", path, EDIT_TEXT, 0600, codex_toml,
+		    "the MCP server [mcp_servers.backchannel]");
+		snprintf(path, sizeof path, "%s/AGENTS.md", dir);
+		edit(s, "codex", path, EDIT_TEXT, 0644, section,
+		    "the backchannel section");
+	}
+	snprintf(dir, sizeof dir, "%s/.gemini", s->home);
+	if (found(s, "gemini", dir, "gemini")) {
+		snprintf(path, sizeof path, "%s/settings.json", dir);
+		edit(s, "gemini", path, EDIT_JSON, 0600, gemini_mcp,
+		    "the MCP server mcpServers.backchannel");
+		snprintf(path, sizeof path, "%s/GEMINI.md", dir);
+		edit(s, "gemini", path, EDIT_TEXT, 0644, section,
+		    "the backchannel section");
+	}
+}
+
+/* SKILL.md, and the marked section made of its body. */
+static int
+load_skill(struct setup *s, struct err *e)
+{
+	char path[PATH_MAX];
+	const char *body, *p;
+
+	if (s->skillfile)
+		snprintf(path, sizeof path, "%s", s->skillfile);
+	else if (!install_data(s->bindir, "SKILL.md", path, sizeof path))
+		return err_set(e, BCH_PERM, "cannot find SKILL.md beside bch "
+		    "(in %s/.. or its share/doc/backchannel) — pass --skill "
+		    "FILE", s->bindir);
+	if (io_readfile(AT_FDCWD, path, 1 << 20, &s->skill) < 0)
+		return err_sys(e, "cannot read %s", path);
+	if (!s->skill.len || !utf8_valid(s->skill.p, s->skill.len) ||
+	    strncmp(s->skill.p, "---\n", 4) != 0 ||
+	    !(p = strstr(s->skill.p + 3, "\n---\n")))
+		return err_set(e, BCH_PERM, "%s is not a skill (no front "
+		    "matter between --- lines) — pass the SKILL.md of "
+		    "backchannel", path);
+	for (body = p + 5; *body == '\n'; body++)
+		;
+	buf_printf(&s->section, BEGIN "\n%s", body);
+	if (s->section.p[s->section.len - 1] != '\n')
+		buf_addc(&s->section, '\n');
+	buf_adds(&s->section, END "\n");
+	return 0;
+}
+
+static void
+wake(struct setup *s, const char *kind, const char *svdir)
+{
+	struct buf out = BUF_INIT;
+	char sv[PATH_MAX];
+	struct wake w;
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.dry = s->dry;
+	w.kind = kind;
+	w.bindir = s->bindir;
+	w.home = s->home;
+	w.out = &out;
+	if (svdir)
+		w.svdir = svdir;
+	else if (install_data(s->bindir, "sv/bch-notify", sv, sizeof sv))
+		w.svdir = sv;
+	rc = s->remove ? wake_remove(&w, &s->e) : wake_install(&w, &s->e);
+	if (out.len)
+		fwrite(out.p, 1, out.len, stdout);
+	buf_free(&out);
+	if (rc < 0) {
+		fprintf(stderr, "bch-setup: %s\n", s->e.msg);
+		if (s->e.code > s->status)
+			s->status = s->e.code;
+	} else if (w.warned && s->status < BCH_TEMP) {
+		s->status = BCH_TEMP;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, 0, 'n' },
+		{ "remove", no_argument, 0, 'r' },
+		{ "no-hooks", no_argument, 0, 'N' },
+		{ "wake", no_argument, 0, 'w' },
+		{ "service", required_argument, 0, 'S' },
+		{ "skill", required_argument, 0, 'k' },
+		{ "sv", required_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct setup s;
+	const char *home = getenv("HOME"), *kind = NULL, *svdir = NULL;
+	int ch, nohooks = 0, wakeup = 0;
+
+	memset(&s, 0, sizeof s);
+	err_prog("bch-setup");
+	while ((ch = getopt_long(argc, argv, "hnrNwS:k:v:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n': s.dry = 1; break;
+		case 'r': s.remove = 1; break;
+		case 'N': nohooks = 1; break;
+		case 'w': wakeup = 1; break;
+		case 'S': kind = optarg; break;
+		case 'k': s.skillfile = optarg; break;
+		case 'v': svdir = optarg; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default:
+			fprintf(stderr, "bch-setup: bad option %s (unknown, or "
+			    "missing its value)\nusage: %s\n", argv[optind - 1],
+			    usage);
+			return BCH_USAGE;
+		}
+	}
+	if (optind != argc || (kind && strcmp(kind, "s6") &&
+	    strcmp(kind, "systemd") && strcmp(kind, "launchd"))) {
+		fprintf(stderr, "bch-setup: %s\nusage: %s\n", optind != argc ?
+		    "takes no arguments" : "--service is s6, systemd or launchd",
+		    usage);
+		return BCH_USAGE;
+	}
+	if (!home || *home != '/') {
+		fprintf(stderr, "bch-setup: HOME is not set to an absolute "
+		    "path — set it\n");
+		return BCH_PERM;
+	}
+	snprintf(s.home, sizeof s.home, "%s", home);
+	if (install_bindir(argv[0], s.bindir, sizeof s.bindir) < 0 ||
+	    !install_prog(s.bindir, "bch", s.bch, sizeof s.bch)) {
+		fprintf(stderr, "bch-setup: cannot find the bch program beside "
+		    "bch-setup or on PATH — run make install\n");
+		return BCH_PERM;
+	}
+	sh_quote(&s.hook, s.bch);
+	buf_adds(&s.hook, HOOK_TAIL);
+	if (!nohooks) {
+		if (!s.remove && load_skill(&s, &s.e) < 0)
+			err_exit("bch-setup", &s.e);
+		harnesses(&s);
+	}
+	if (wakeup || s.remove)
+		wake(&s, kind, svdir);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "bch-setup: cannot write to standard output\n");
+		return BCH_TEMP;
+	}
+	buf_free(&s.hook);
+	buf_free(&s.skill);
+	buf_free(&s.section);
+	return s.status;
+}

@@ -1,0 +1,599 @@
+/* edit-json: JSON edits made by splicing text at token offsets (edit.h).
+ *
+ * Design rationale. Re-serialising a user's settings would reorder,
+ * re-indent and re-escape what they wrote. Instead each edit parses the
+ * document (strictly: a file that is not JSON is refused, untouched),
+ * finds the tokens it needs and replaces one byte range: a new member
+ * goes after the last one with the same separator and indentation as
+ * its neighbours, and removing it takes exactly those bytes out again.
+ * An edit is one splice, then the text is parsed afresh for the next. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edit.h"
+
+#define DEPTH 128 /* nesting we accept in a user's file */
+
+struct kid {
+	int first; /* key token (object) or the item */
+	int last;  /* value token (object) or the item */
+};
+
+static int
+tstart(const struct json *j, int i)
+{
+	return j->t[i].start - (j->t[i].type == JSON_STRING);
+}
+
+static int
+tend(const struct json *j, int i)
+{
+	return j->t[i].end + (j->t[i].type == JSON_STRING);
+}
+
+static int
+is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int
+parse(struct buf *doc, struct json *j, int create, struct err *e)
+{
+	const char *why = NULL;
+	size_t i;
+
+	for (i = 0; i < doc->len && is_ws(doc->p[i]); i++)
+		;
+	if (i == doc->len) {
+		if (!create)
+			return 0;
+		buf_reset(doc);
+		buf_adds(doc, "{}\n");
+	}
+	if (json_parse(j, doc->p, doc->len, DEPTH, &why) < 0)
+		return err_set(e, BCH_PERM, "not valid JSON (%s)",
+		    why ? why : "malformed");
+	if (j->t[0].type != JSON_OBJECT) {
+		json_free(j);
+		return err_set(e, BCH_PERM, "not a JSON object");
+	}
+	return 1;
+}
+
+/* The children of container c. Free *out. */
+static int
+kids(const struct json *j, int c, struct kid **out)
+{
+	int n = j->t[c].size, k, i = c + 1;
+	int obj = j->t[c].type == JSON_OBJECT;
+
+	*out = xcalloc((size_t)n + 1, sizeof **out);
+	for (k = 0; k < n; k++) {
+		(*out)[k].first = i;
+		(*out)[k].last = obj ? i + 1 : i;
+		i = json_next(j, (*out)[k].last);
+	}
+	return n;
+}
+
+/* The indentation of the line that holds offset pos. */
+static void
+line_indent(const char *s, size_t pos, struct buf *ind)
+{
+	size_t a = pos, b;
+
+	while (a > 0 && s[a - 1] != '\n')
+		a--;
+	for (b = a; b < pos && (s[b] == ' ' || s[b] == '\t'); b++)
+		;
+	buf_reset(ind);
+	buf_add(ind, s + a, b - a);
+}
+
+struct style {
+	int pretty;
+	char unit[17]; /* one level of indentation */
+	char colon[5]; /* between a key and its value */
+	const char *sep; /* between members on one line: "," or ", " */
+};
+
+static void
+style_of(const char *s, const struct json *j, int obj, struct style *st)
+{
+	int o, key;
+
+	st->pretty = 1;
+	strcpy(st->unit, "  ");
+	strcpy(st->colon, ": ");
+	if (j->t[0].size > 0) {
+		const char *a = s + j->t[0].start + 1, *b = s + tstart(j, 1);
+		const char *nl = NULL, *p;
+		for (p = a; p < b; p++)
+			if (*p == '\n')
+				nl = p;
+		if (!nl) {
+			st->pretty = 0;
+			strcpy(st->colon, ":");
+		} else if (b - nl - 1 <= 16) {
+			memcpy(st->unit, nl + 1, (size_t)(b - nl - 1));
+			st->unit[b - nl - 1] = 0;
+		}
+	}
+	/* The colon as this object writes it, else as the top one does. */
+	for (o = obj; o >= 0; o = o ? 0 : -1) {
+		int a, b, k;
+		if (j->t[o].type != JSON_OBJECT || j->t[o].size == 0)
+			continue;
+		key = o + 1;
+		a = tend(j, key);
+		b = tstart(j, key + 1);
+		if (b - a < 1 || b - a > 4)
+			continue;
+		for (k = a; k < b; k++)
+			if (s[k] != ' ' && s[k] != ':')
+				break;
+		if (k == b) {
+			memcpy(st->colon, s + a, (size_t)(b - a));
+			st->colon[b - a] = 0;
+			break;
+		}
+	}
+	/* On one line, "a": 1, "b": 2 or "a":1,"b":2, as the colon goes. */
+	st->sep = st->colon[strlen(st->colon) - 1] == ' ' ? ", " : ",";
+}
+
+/* Append value v (token i) at indentation ind. Returns the next token. */
+static int
+render(struct buf *o, const struct json *v, int i, const char *ind,
+    const struct style *st)
+{
+	const struct json_tok *t = &v->t[i];
+	int obj = t->type == JSON_OBJECT, k;
+	struct buf in = BUF_INIT;
+
+	if (t->type == JSON_STRING) {
+		buf_add(o, v->s + t->start - 1, (size_t)(t->end - t->start + 2));
+		return i + 1;
+	}
+	if (t->type == JSON_PRIMITIVE) {
+		buf_add(o, v->s + t->start, (size_t)(t->end - t->start));
+		return i + 1;
+	}
+	if (t->size == 0) {
+		buf_adds(o, obj ? "{}" : "[]");
+		return i + 1;
+	}
+	buf_printf(&in, "%s%s", ind, st->unit);
+	buf_addc(o, obj ? '{' : '[');
+	for (k = 0, i++; k < t->size; k++) {
+		if (k)
+			buf_adds(o, st->pretty ? "," : st->sep);
+		if (st->pretty) {
+			buf_addc(o, '\n');
+			buf_adds(o, in.p);
+		}
+		if (obj) {
+			i = render(o, v, i, "", st);
+			buf_adds(o, st->colon);
+		}
+		i = render(o, v, i, in.p, st);
+	}
+	if (st->pretty) {
+		buf_addc(o, '\n');
+		buf_adds(o, ind);
+	}
+	buf_addc(o, obj ? '}' : ']');
+	buf_free(&in);
+	return i;
+}
+
+static void
+text_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
+{
+	struct buf out = BUF_INIT;
+
+	buf_add(&out, doc->p, start);
+	buf_add(&out, p, n);
+	buf_add(&out, doc->p + end, doc->len - end);
+	buf_free(doc);
+	*doc = out;
+}
+
+/* Append a child to container c: key (NULL in an array) and the compact
+ * JSON value. */
+static void
+add_kid(struct buf *doc, const struct json *j, int c, const char *key,
+    const char *value)
+{
+	struct buf ins = BUF_INIT, ind = BUF_INIT;
+	struct style st;
+	struct json v;
+	struct kid *ks;
+	const char *why;
+	size_t at, cut;
+	int n = kids(j, c, &ks);
+
+	style_of(doc->p, j, c, &st);
+	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
+		abort(); /* ours: always valid */
+	if (n == 0) {
+		at = (size_t)j->t[c].start + 1;
+		cut = (size_t)j->t[c].end - 1;
+		line_indent(doc->p, at - 1, &ind);
+		if (st.pretty) {
+			buf_printf(&ins, "\n%s%s", ind.p ? ind.p : "", st.unit);
+			buf_adds(&ind, st.unit);
+		}
+	} else {
+		size_t a, b, p;
+		at = cut = (size_t)tend(j, ks[n - 1].last);
+		a = n == 1 ? (size_t)j->t[c].start + 1 :
+		    (size_t)tend(j, ks[n - 2].last);
+		b = (size_t)tstart(j, ks[n - 1].first);
+		if (n > 1)
+			while (a < b && doc->p[a++] != ',')
+				;
+		for (p = b; p > a && doc->p[p - 1] != '\n'; p--)
+			;
+		st.pretty = p > a;
+		buf_addc(&ins, ',');
+		if (st.pretty || n > 1)
+			buf_add(&ins, doc->p + a, b - a);
+		else if (strcmp(st.sep, ", ") == 0)
+			buf_addc(&ins, ' ');
+		buf_reset(&ind);
+		buf_add(&ind, doc->p + p, b - p);
+	}
+	if (key) {
+		json_put_string(&ins, key, strlen(key));
+		buf_adds(&ins, st.colon);
+	}
+	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
+	if (n == 0 && st.pretty) {
+		line_indent(doc->p, (size_t)j->t[c].start, &ind);
+		buf_printf(&ins, "\n%s", ind.p ? ind.p : "");
+	}
+	text_splice(doc, at, cut, ins.p, ins.len);
+	json_free(&v);
+	buf_free(&ins);
+	buf_free(&ind);
+	free(ks);
+}
+
+/* Take child k out of container c, with the separator before it. */
+static void
+del_kid(struct buf *doc, const struct json *j, int c, int k)
+{
+	struct kid *ks;
+	int n = kids(j, c, &ks);
+
+	if (n == 1)
+		text_splice(doc, (size_t)j->t[c].start + 1, (size_t)j->t[c].end - 1,
+		    "", 0);
+	else if (k == 0)
+		text_splice(doc, (size_t)tstart(j, ks[0].first),
+		    (size_t)tstart(j, ks[1].first), "", 0);
+	else
+		text_splice(doc, (size_t)tend(j, ks[k - 1].last),
+		    (size_t)tend(j, ks[k].last), "", 0);
+	free(ks);
+}
+
+/* Replace value token i with the compact JSON value. */
+static void
+put_value(struct buf *doc, const struct json *j, int i, const char *value)
+{
+	struct buf ins = BUF_INIT, ind = BUF_INIT;
+	struct style st;
+	struct json v;
+	const char *why;
+
+	style_of(doc->p, j, 0, &st);
+	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
+		abort();
+	line_indent(doc->p, (size_t)tstart(j, i), &ind);
+	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
+	text_splice(doc, (size_t)tstart(j, i), (size_t)tend(j, i), ins.p, ins.len);
+	json_free(&v);
+	buf_free(&ins);
+	buf_free(&ind);
+}
+
+/* Value token i with the white space outside strings taken out. */
+static void
+compact(const struct json *j, int i, struct buf *out)
+{
+	const char *s = j->s;
+	int k, str = 0;
+
+	for (k = tstart(j, i); k < tend(j, i); k++) {
+		if (str) {
+			buf_addc(out, s[k]);
+			if (s[k] == '\\' && k + 1 < tend(j, i))
+				buf_addc(out, s[++k]);
+			else if (s[k] == '"')
+				str = 0;
+		} else if (!is_ws(s[k])) {
+			buf_addc(out, s[k]);
+			str = s[k] == '"';
+		}
+	}
+}
+
+static int
+depth_of(const char *const *path)
+{
+	int d = 0;
+
+	while (path[d])
+		d++;
+	return d;
+}
+
+/* Follow path[0..d) from the top. The value's token; or -1 when a key is
+ * missing, with *have keys found and *at the last object reached. */
+static int
+walk(const struct json *j, const char *const *path, int d, int *have, int *at)
+{
+	int i = 0, k;
+
+	*have = 0;
+	*at = 0;
+	for (k = 0; k < d; k++) {
+		int v;
+		if (j->t[i].type != JSON_OBJECT)
+			return -1;
+		*at = i;
+		v = json_get(j, i, path[k]);
+		if (v < 0)
+			return -1;
+		*have = k + 1;
+		i = v;
+	}
+	return i;
+}
+
+static int
+wrong_type(const char *const *path, int d, const char *what, struct err *e)
+{
+	struct buf p = BUF_INIT;
+	int k;
+
+	for (k = 0; k < d; k++)
+		buf_printf(&p, "%s%s", k ? "." : "", path[k]);
+	err_set(e, BCH_PERM, "%s is not %s", p.p, what);
+	buf_free(&p);
+	return -1;
+}
+
+/* The value for path[from..d) holding value: {"a":{"b":value}}. */
+static void
+wrap(const char *const *path, int from, int d, const char *value,
+    struct buf *out)
+{
+	int k;
+
+	for (k = from; k < d; k++) {
+		buf_addc(out, '{');
+		json_put_string(out, path[k], strlen(path[k]));
+		buf_addc(out, ':');
+	}
+	buf_adds(out, value);
+	for (k = from; k < d; k++)
+		buf_addc(out, '}');
+}
+
+/* Follow path, adding what is missing: when the member path[d-1] (or
+ * an object before it) is missing, add it holding value (wrapped in the
+ * missing objects) and return 1. 0 with *v set when it exists; -1 when a
+ * value on the way is not an object. */
+static int
+reach(struct buf *doc, const struct json *j, const char *const *path, int d,
+    const char *value, int *v, struct err *e)
+{
+	int i = 0, k;
+
+	for (k = 0; k < d; k++) {
+		int next;
+		if (j->t[i].type != JSON_OBJECT)
+			return wrong_type(path, k, "an object", e);
+		next = json_get(j, i, path[k]);
+		if (next < 0) {
+			struct buf w = BUF_INIT;
+			wrap(path, k + 1, d, value, &w);
+			add_kid(doc, j, i, path[k], w.p);
+			buf_free(&w);
+			return 1;
+		}
+		i = next;
+	}
+	*v = i;
+	return 0;
+}
+
+int
+edit_json_set(struct buf *doc, const char *const *path, const char *value,
+    struct err *e)
+{
+	struct json j;
+	struct buf have = BUF_INIT, want = BUF_INIT;
+	int d = depth_of(path), v, rc;
+	const char *why;
+
+	if (parse(doc, &j, 1, e) < 0)
+		return -1;
+	rc = reach(doc, &j, path, d, value, &v, e);
+	if (rc == 0) {
+		struct json w;
+		compact(&j, v, &have);
+		if (json_parse(&w, value, strlen(value), DEPTH, &why) < 0)
+			abort();
+		compact(&w, 0, &want);
+		json_free(&w);
+		rc = have.len != want.len || memcmp(have.p, want.p, have.len);
+		if (rc)
+			put_value(doc, &j, v, value);
+	}
+	json_free(&j);
+	buf_free(&have);
+	buf_free(&want);
+	return rc;
+}
+
+int
+edit_json_add_item(struct buf *doc, const char *const *path,
+    const char *item, edit_item_fn kind, void *arg, struct err *e)
+{
+	struct json j;
+	struct buf arr = BUF_INIT;
+	struct kid *ks = NULL;
+	int d = depth_of(path), v, rc, n, k, old = -1;
+
+	if (parse(doc, &j, 1, e) < 0)
+		return -1;
+	buf_printf(&arr, "[%s]", item);
+	rc = reach(doc, &j, path, d, arr.p, &v, e);
+	buf_free(&arr);
+	if (rc != 0)
+		goto out;
+	if (j.t[v].type != JSON_ARRAY) {
+		rc = wrong_type(path, d, "a list", e);
+		goto out;
+	}
+	n = kids(&j, v, &ks);
+	for (k = 0; k < n; k++) {
+		int r = kind(&j, ks[k].first, arg);
+		if (r == EDIT_OURS || r == EDIT_HAS_OURS)
+			goto out; /* rc 0: already there */
+		if (r == EDIT_OURS_OLD && old < 0)
+			old = k;
+	}
+	if (old >= 0)
+		put_value(doc, &j, ks[old].first, item);
+	else
+		add_kid(doc, &j, v, NULL, item);
+	rc = 1;
+out:
+	free(ks);
+	json_free(&j);
+	return rc;
+}
+
+int
+edit_json_has(const char *doc, size_t len, const char *const *path)
+{
+	struct json j;
+	const char *why;
+	int have, at, v;
+
+	if (!doc || json_parse(&j, doc, len, DEPTH, &why) < 0)
+		return 0;
+	v = walk(&j, path, depth_of(path), &have, &at);
+	json_free(&j);
+	return v >= 0;
+}
+
+/* Take out the containers at path[0..d), d, d-1, ..., that are empty and
+ * did not exist in orig. */
+static int
+prune(struct buf *doc, const char *const *path, int d, const char *orig,
+    size_t origlen, struct err *e)
+{
+	const char *sub[DEPTH + 1];
+	int k;
+
+	for (; d >= 1 && d <= DEPTH; d--) {
+		struct json j;
+		int v, have, at, key;
+		for (k = 0; k < d; k++)
+			sub[k] = path[k];
+		sub[d] = NULL;
+		if (orig && edit_json_has(orig, origlen, sub))
+			return 0;
+		if (parse(doc, &j, 0, e) <= 0)
+			return -1;
+		v = walk(&j, path, d, &have, &at);
+		if (v < 0 || (j.t[v].type != JSON_OBJECT &&
+		    j.t[v].type != JSON_ARRAY) || j.t[v].size != 0) {
+			json_free(&j);
+			return 0;
+		}
+		/* the member path[d-1] of object at */
+		{
+			struct kid *ks;
+			int n = kids(&j, at, &ks);
+			for (key = 0; key < n; key++)
+				if (ks[key].last == v)
+					break;
+			free(ks);
+		}
+		del_kid(doc, &j, at, key);
+		json_free(&j);
+	}
+	return 0;
+}
+
+int
+edit_json_del(struct buf *doc, const char *const *path, const char *orig,
+    size_t origlen, struct err *e)
+{
+	struct json j;
+	struct kid *ks;
+	int d = depth_of(path), v, have, at, n, k, rc;
+
+	if ((rc = parse(doc, &j, 0, e)) <= 0)
+		return rc;
+	v = walk(&j, path, d, &have, &at);
+	if (v < 0) {
+		json_free(&j);
+		return 0;
+	}
+	n = kids(&j, at, &ks);
+	for (k = 0; k < n && ks[k].last != v; k++)
+		;
+	free(ks);
+	del_kid(doc, &j, at, k);
+	json_free(&j);
+	if (prune(doc, path, d - 1, orig, origlen, e) < 0)
+		return -1;
+	return 1;
+}
+
+int
+edit_json_del_items(struct buf *doc, const char *const *path,
+    edit_item_fn kind, void *arg, const char *orig, size_t origlen,
+    struct err *e)
+{
+	int d = depth_of(path), changed = 0, rc;
+
+	for (;;) {
+		struct json j;
+		struct kid *ks;
+		int v, have, at, n, k;
+		if ((rc = parse(doc, &j, 0, e)) <= 0)
+			return rc < 0 ? -1 : changed;
+		v = walk(&j, path, d, &have, &at);
+		if (v < 0 || j.t[v].type != JSON_ARRAY) {
+			json_free(&j);
+			break;
+		}
+		n = kids(&j, v, &ks);
+		for (k = 0; k < n; k++) {
+			int r = kind(&j, ks[k].first, arg);
+			if (r == EDIT_OURS || r == EDIT_OURS_OLD)
+				break;
+		}
+		free(ks);
+		if (k == n) {
+			json_free(&j);
+			break;
+		}
+		del_kid(doc, &j, v, k);
+		json_free(&j);
+		changed = 1;
+	}
+	if (changed && prune(doc, path, d, orig, origlen, e) < 0)
+		return -1;
+	return changed;
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env bats
+# bch invite: the bch1- invite of PROTOCOL.md 6 and the onboarding text;
+# and what bch join says about invites that are not right.
+load helper
+bats_require_minimum_version 1.5.0
+
+# An invite names its relay itself: the one the suite may run is not it.
+local_setup() { unset BACKCHANNEL_URL; }
+
+PIN=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+
+# decode INVITE: the JSON inside, as base64 -d reads it (padding restored).
+decode() {
+	local s=${1#bch1-}
+	s=$(printf %s "$s" | tr '_-' '/+')
+	while [ $((${#s} % 4)) -ne 0 ]; do s="$s="; done
+	printf %s "$s" | base64 -d
+}
+
+# mkinvite JSON: an invite made by hand, for the bad cases.
+mkinvite() {
+	printf 'bch1-%s' "$(printf %s "$1" | base64 -w0 | tr '/+' '_-' | tr -d =)"
+}
+
+@test "an invite round-trips: bch1- and base64url of the JSON, no padding" {
+	run --separate-stderr bch invite --url https://relay.example:7117 --token room-secret \
+		--channel '#proj' --channel ops --room acme --pin "$PIN"
+	assert_success
+	[ "${#lines[@]}" -eq 1 ] && [ -z "$stderr" ]
+	[[ $output =~ ^bch1-[A-Za-z0-9_-]+$ ]]
+	json=$(decode "$output")
+	jq -e . <<<"$json" >/dev/null
+	assert_equal "$(jq -c . <<<"$json")" \
+		'{"url":"https://relay.example:7117","token":"room-secret","channels":["#proj","#ops"],"room":"acme","pin":"'"$PIN"'"}'
+}
+
+@test "optional fields are left out when not given" {
+	run bch invite --url http://127.0.0.1:7117 --token t0k
+	assert_success
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"http://127.0.0.1:7117","token":"t0k"}'
+}
+
+@test "every length of JSON encodes without padding and decodes back" {
+	for room in a ab abc abcd abcde; do
+		run bch invite --url http://h --token t --room "$room"
+		assert_success
+		refute_output --partial '='
+		assert_equal "$(decode "$output" | jq -r .room)" "$room"
+	done
+}
+
+@test "a repeated channel is named once; a pin is written lowercase" {
+	run bch invite --url http://h --token t --channel dev --channel '#dev' --pin "${PIN^^}"
+	assert_success
+	assert_equal "$(decode "$output" | jq -c .channels)" '["#dev"]'
+	assert_equal "$(decode "$output" | jq -r .pin)" "$PIN"
+}
+
+@test "the url and pin default to the configured relay's" {
+	mkdir -p "$BACKCHANNEL_HOME"
+	printf '{"agent":"alice","url":"https://relay.example","token":"personal","pin":"%s"}\n' "$PIN" \
+		>"$BACKCHANNEL_HOME/config.json"
+	run bch invite --token room
+	assert_success
+	assert_equal "$(decode "$output" | jq -c .)" "{\"url\":\"https://relay.example\",\"token\":\"room\",\"pin\":\"$PIN\"}"
+	# Another relay's invite does not get this relay's pin.
+	run bch invite --url https://other.example --token room
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://other.example","token":"room"}'
+	run env BACKCHANNEL_URL=https://env.example bch invite --token room
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://env.example","token":"room"}'
+}
+
+@test "--cert computes the pin the relay prints for that certificate" {
+	command -v openssl >/dev/null || skip "needs openssl"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout key.pem -out cert.pem -days 2 -subj /CN=relay.test 2>/dev/null
+	run bch invite --url https://relay.test:7117 --token t --cert cert.pem
+	assert_success
+	pin=$(decode "$output" | jq -r .pin)
+	[[ $pin =~ ^[0-9a-f]{64}$ ]]
+	bch-relayd --home relay --port 0 --token t --cert cert.pem --key key.pem 2>relayd.log &
+	pid=$!
+	wait_for 10 grep -q 'listening on' relayd.log
+	kill "$pid"
+	wait "$pid" || true
+	grep -q "$pin" relayd.log
+}
+
+@test "--out writes the onboarding text, 0600, and warns that it holds the room token" {
+	run --separate-stderr bch invite --url https://relay.example --token room-secret \
+		--channel dev --room acme --out onboard.md --source https://git.example/backchannel.git
+	assert_success
+	inv=$output
+	[ "$(stat -c %a onboard.md)" = 600 ]
+	[[ $stderr == *"onboard.md carries the room token"* ]]
+	[ "$(grep -c . <<<"$stderr")" -eq 1 ]
+	grep -qF "git clone https://git.example/backchannel.git backchannel && cd backchannel" onboard.md
+	grep -qF "sh quickstart.sh" onboard.md
+	grep -qF "bch join $inv --as <name>" onboard.md
+	grep -qF "bch drain" onboard.md
+	grep -qF "bch send" onboard.md
+	grep -qi "untrusted" onboard.md
+	grep -qF "never" onboard.md
+	grep -qF "#dev" onboard.md
+}
+
+@test "--out without --source says where the clone URL goes" {
+	run --separate-stderr bch invite --url https://relay.example --token t --out o.md
+	assert_success
+	[[ $stderr == *"pass --source URL"* ]]
+	grep -qF '<backchannel-repository-url>' o.md
+}
+
+@test "bad invite arguments are refused" {
+	run bch invite --url https://relay.example
+	assert_failure 2
+	assert_output --partial 'missing --token'
+	run bch invite --token t
+	assert_failure 2
+	assert_output --partial 'missing --url'
+	run bch invite --url ftp://relay.example --token t
+	assert_failure 100
+	assert_output --partial 'http:// or https://'
+	run bch invite --url https://relay.example --token t --channel '#../x'
+	assert_failure 100
+	assert_output --partial 'invalid channel'
+	run bch invite --url https://relay.example --token t --pin abc
+	assert_failure 100
+	assert_output --partial '64 hex digits'
+	run bch invite --url https://relay.example --token 'a b'
+	assert_failure 100
+	run bch invite --url https://relay.example --token t --pin "$PIN" --cert x.pem
+	assert_failure 2
+}
+
+@test "bad invites: each kind is refused with 100 and one clear line" {
+	# expect INVITE TEXT: bch join refuses INVITE with the line TEXT.
+	expect() {
+		run --separate-stderr bch join "$1" --as carol
+		assert_failure 100
+		[ -z "$output" ]
+		[ "$(grep -c . <<<"$stderr")" -eq 1 ]
+		[[ $stderr == "bch-join: "*"$2"*" — "* ]] || { echo "$stderr"; return 1; }
+	}
+	expect 'hello' 'not an invite (it must start with bch1-)'
+	expect "bch2-$(mkinvite '{}' | cut -c6-)" 'not an invite'
+	expect 'bch1-' 'does not decode (bad base64url)'
+	expect 'bch1-eyJ1cmwi!!' 'does not decode (bad base64url)'
+	expect 'bch1-eyJ1c' 'does not decode (bad base64url)'
+	expect "$(mkinvite 'not json at all')" 'not JSON'
+	expect "$(mkinvite '{"url":"http://h","token":"t",}')" 'not JSON'
+	expect "$(mkinvite '["http://h"]')" 'not a JSON object'
+	expect "$(mkinvite '{"token":"t"}')" 'has no relay url'
+	expect "$(mkinvite '{"url":"file:///etc/passwd","token":"t"}')" 'url is not an http:// or https://'
+	expect "$(mkinvite '{"url":"http://h"}')" 'has no room token'
+	expect "$(mkinvite '{"url":"http://h","token":"t","channels":["#../x"]}')" 'channel that is not a valid name'
+	expect "$(mkinvite '{"url":"http://h","token":"t","channels":"#dev"}')" 'channels are not a list'
+	expect "$(mkinvite '{"url":"http://h","token":"t","pin":"xyz"}')" 'pin is not 64 hex digits'
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
+
+@test "an invite's text never echoes the room token in an error" {
+	run bch join "$(mkinvite '{"url":"http://h","token":"sekrit-room","channels":["bad name"]}')" --as carol
+	assert_failure 100
+	refute_output --partial sekrit-room
+}
+
+@test "join needs --as and a valid name" {
+	inv=$(bch invite --url http://127.0.0.1:9 --token t)
+	run bch join "$inv"
+	assert_failure 2
+	assert_output --partial 'missing --as'
+	run bch join "$inv" --as '../x'
+	assert_failure 100
+	assert_output --partial 'invalid agent name'
+	run bch join --as carol
+	assert_failure 2
+}
+
+@test "an unreachable relay is a temporary failure" {
+	inv=$(bch invite --url http://127.0.0.1:9 --token t)
+	run bch join "$inv" --as carol --no-hooks
+	assert_failure 111
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}

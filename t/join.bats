@@ -1,0 +1,144 @@
+#!/usr/bin/env bats
+# bch join: register on the invite's relay, keep only the personal token,
+# subscribe to its channels, then run bch-setup.
+load helper
+bats_require_minimum_version 1.5.0
+
+# The relay keeps its spool apart from the joiner's BACKCHANNEL_HOME, so
+# that what the client stored can be looked at alone; and the client
+# finds the relay through what join saved, not the environment.
+local_setup() {
+	stop_relay
+	BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/relay" start_relay
+	RELAY=$BACKCHANNEL_URL
+	unset BACKCHANNEL_URL
+	# Never touch a real supervisor: a scan directory of our own, and a
+	# stand-in s6-svscanctl that records how it was called.
+	export BCH_S6_SCANDIR="$BATS_TEST_TMPDIR/scan"
+	mkdir -p "$BCH_S6_SCANDIR" "$BATS_TEST_TMPDIR/fake"
+	printf '#!/bin/sh\necho "$*" >>"%s/svscanctl.log"\n' "$BATS_TEST_TMPDIR" \
+		>"$BATS_TEST_TMPDIR/fake/s6-svscanctl"
+	chmod +x "$BATS_TEST_TMPDIR/fake/s6-svscanctl"
+	export PATH="$BATS_TEST_TMPDIR/fake:$PATH"
+	unset XDG_CONFIG_HOME XDG_DATA_HOME CODEX_HOME
+	INV=$(bch invite --url "$RELAY" --token "$BCH_ROOM" --channel dev --channel '#ops' --room acme)
+}
+
+@test "join registers, keeps the personal token and subscribes the channels" {
+	run bch join "$INV" --as carol --no-hooks
+	assert_success
+	assert_output "joined acme as carol via $RELAY
+subscribed carol to #dev
+subscribed carol to #ops"
+	cfg="$BACKCHANNEL_HOME/config.json"
+	[ "$(jq -r .agent "$cfg")" = carol ] && [ "$(jq -r .url "$cfg")" = "$RELAY" ]
+	token=$(jq -r .token "$cfg")
+	[[ $token =~ ^[0-9a-f]{64}$ ]] && [ "$token" != "$BCH_ROOM" ]
+	[ "$(stat -c %a "$cfg")" = 600 ]
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$token" ]
+	run bch whoami
+	assert_output "carol via $RELAY"
+	run bch agents
+	assert_success
+	assert_output --partial carol
+	assert_output --partial '#dev'
+	assert_output --partial '#ops'
+}
+
+@test "the room token is kept nowhere: not in BACKCHANNEL_HOME, not in HOME" {
+	mkdir -p "$HOME/.claude"
+	run bch join "$INV" --as carol
+	assert_success
+	run grep -rlF -- "$BCH_ROOM" "$BACKCHANNEL_HOME" "$HOME"
+	assert_failure 1
+	assert_output ''
+	run grep -rlF -- "$BCH_ROOM" "$BATS_TEST_TMPDIR/relay"
+	assert_failure 1
+}
+
+@test "a message sent from another identity arrives" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	BACKCHANNEL_AGENT=dave bch init dave --url "$RELAY" --token "$BCH_ROOM" >/dev/null
+	as dave bch send @carol "PR 42 merged, rebase now" >/dev/null
+	as dave bch send '#dev' "standup in 5" >/dev/null
+	run bch drain
+	assert_success
+	assert_output --partial 'dave -> @carol'
+	assert_output --partial 'PR 42 merged, rebase now'
+	assert_output --partial 'dave -> #dev'
+	assert_output --partial 'standup in 5'
+	run bch drain
+	assert_output 'inbox empty'
+}
+
+@test "the invite may come on standard input" {
+	run bch join - --as carol --no-hooks <<<"$INV"
+	assert_success
+	assert_line -n 0 "joined acme as carol via $RELAY"
+}
+
+@test "joining again refreshes with the personal token and keeps it" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	token=$(jq -r .token "$BACKCHANNEL_HOME/config.json")
+	run bch join "$INV" --as carol --no-hooks
+	assert_success
+	assert_line 'carol is already subscribed to #dev'
+	[ "$(jq -r .token "$BACKCHANNEL_HOME/config.json")" = "$token" ]
+}
+
+@test "a name taken on the relay is refused with 100" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	run env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/other" bch join "$INV" --as carol --no-hooks
+	assert_failure 100
+	assert_output 'bch-join: the name carol is taken on this relay — join with another --as name'
+	[ ! -e "$BATS_TEST_TMPDIR/other/config.json" ]
+}
+
+@test "with BACKCHANNEL_AGENT set, the default identity stays" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_success
+	assert_line 'default identity stays carol (this one is used where BACKCHANNEL_AGENT=erin)'
+	[ "$(jq -r .agent "$BACKCHANNEL_HOME/config.json")" = carol ]
+	[[ $(cat "$BACKCHANNEL_HOME/tokens/erin") =~ ^[0-9a-f]{64}$ ]]
+	run as erin bch whoami
+	assert_output "erin via $RELAY"
+	run as erin bch drain
+	assert_output 'inbox empty'
+}
+
+@test "join runs bch-setup, which configures the harnesses it finds" {
+	mkdir -p "$HOME/.claude" "$HOME/.gemini"
+	run bch join "$INV" --as carol
+	assert_success
+	assert_line -n 0 "joined acme as carol via $RELAY"
+	assert_output --partial "claude: $HOME/.claude/settings.json: added the UserPromptSubmit and SessionStart hooks"
+	assert_output --partial "gemini: $HOME/.gemini/settings.json: added the MCP server"
+	[ "$(jq -r '.hooks.UserPromptSubmit[0].hooks[0].command' "$HOME/.claude/settings.json")" = \
+		"$T_ROOT/bin/bch drain --hook --here" ]
+	[ -f "$HOME/.claude/skills/backchannel/SKILL.md" ]
+}
+
+@test "--no-hooks leaves the harnesses alone" {
+	mkdir -p "$HOME/.claude"
+	run bch join "$INV" --as carol --no-hooks
+	assert_success
+	refute_output --partial claude
+	[ -z "$(ls -A "$HOME/.claude")" ]
+}
+
+@test "--wake is passed to bch-setup, which installs the wake service" {
+	run bch join "$INV" --as carol --no-hooks --wake
+	assert_success
+	assert_output --partial "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify"
+	[ -x "$BCH_S6_SCANDIR/bch-notify/run" ]
+	grep -qx -- "-a $BCH_S6_SCANDIR" "$BATS_TEST_TMPDIR/svscanctl.log"
+}
+
+@test "the invite's pin is kept in config.json for the relay" {
+	pin=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+	inv=$(bch invite --url "$RELAY" --token "$BCH_ROOM" --pin "$pin")
+	run bch join "$inv" --as carol --no-hooks
+	assert_success
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$pin" ]
+}

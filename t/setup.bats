@@ -1,0 +1,498 @@
+#!/usr/bin/env bats
+# bch setup: the harnesses' files get our entries and keep everything
+# else; --dry-run writes nothing; --remove gives the files back; --wake
+# installs the wake service (never through a real systemctl or scan dir).
+load helper
+bats_require_minimum_version 1.5.0
+
+local_setup() {
+	unset XDG_CONFIG_HOME XDG_DATA_HOME CODEX_HOME
+	FAKE="$BATS_TEST_TMPDIR/fake"
+	mkdir -p "$FAKE"
+	# Stand-ins that record their argv: a real one must never run here.
+	for t in systemctl launchctl; do
+		printf '#!/bin/sh\necho "$*" >>"%s/%s.log"\n' "$BATS_TEST_TMPDIR" "$t" >"$FAKE/$t"
+		chmod +x "$FAKE/$t"
+	done
+	export PATH="$FAKE:$PATH"
+	export BCH_S6_SCANDIR="$BATS_TEST_TMPDIR/scan"
+	BCH="$T_ROOT/bin/bch"
+	HOOK="$BCH drain --hook --here"
+	ORIG="$BATS_TEST_TMPDIR/orig"
+}
+
+local_teardown() {
+	if [ -n "${SVSCAN_PID:-}" ]; then
+		s6-svscanctl -t "$BCH_S6_SCANDIR" 2>/dev/null || kill "$SVSCAN_PID" 2>/dev/null
+		wait "$SVSCAN_PID" 2>/dev/null || true
+	fi
+}
+
+# fixtures: the user's own configuration, in each harness's file, and a
+# copy of it in $ORIG.
+fixtures() {
+	mkdir -p "$HOME/.claude" "$HOME/.codex" "$HOME/.gemini"
+	cat >"$HOME/.claude/settings.json" <<'EOF'
+{
+  "model": "opus",
+  "permissions": {
+    "allow": ["Bash(npm test:*)"]
+  },
+  "hooks": {
+    "PreToolUse": [
+      {
+        "matcher": "Bash",
+        "hooks": [
+          {
+            "type": "command",
+            "command": "~/bin/check-bash"
+          }
+        ]
+      }
+    ],
+    "UserPromptSubmit": [
+      {
+        "hooks": [
+          {
+            "type": "command",
+            "command": "date"
+          }
+        ]
+      }
+    ]
+  },
+  "env": {
+    "FOO": "bar \u00e9"
+  }
+}
+EOF
+	printf '%s' '{"numStartups":12,"mcpServers":{"other":{"type":"stdio","command":"npx","args":["other-mcp"],"env":{}}},"projects":{"/src/app":{"allowedTools":[],"mcpServers":{}}},"userID":"abc"}' \
+		>"$HOME/.claude.json"
+	cat >"$HOME/.codex/config.toml" <<'EOF'
+# my codex config
+model = "o4-mini"
+approval_policy = "on-request"
+notes = """
+[not a table]
+"""
+
+[mcp_servers.other]
+command = "npx"
+args = [
+  "-y",
+  ["nested"],
+]
+
+# the profile I use at work
+[profiles.work]
+model = "o3"
+EOF
+	printf '# My instructions\n\nAlways run the tests.\n' >"$HOME/.codex/AGENTS.md"
+	printf '{\n\t"theme": "Dracula",\n\t"mcpServers": {\n\t\t"git": {\n\t\t\t"command": "uvx",\n\t\t\t"args": ["mcp-server-git"]\n\t\t}\n\t}\n}\n' \
+		>"$HOME/.gemini/settings.json"
+	chmod 640 "$HOME/.claude/settings.json"
+	chmod 600 "$HOME/.claude.json"
+	chmod 604 "$HOME/.codex/config.toml"
+	rm -rf "$ORIG"
+	cp -a "$HOME" "$ORIG"
+}
+
+# snapshot: every file under HOME with its content hash and mode.
+snapshot() {
+	(cd "$HOME" && find . -type f -print0 | sort -z | xargs -0 sha256sum &&
+		find . -printf '%m %y %p\n' | sort)
+}
+
+# same FILE...: each file under HOME is byte for byte as in the fixtures.
+same() {
+	local f
+	for f in "$@"; do cmp "$HOME/$f" "$ORIG/$f" || return 1; done
+}
+
+FILES=(.claude/settings.json .claude.json .codex/config.toml .codex/AGENTS.md .gemini/settings.json)
+
+@test "setup adds our entries and keeps everything else, in order" {
+	fixtures
+	run bch setup
+	assert_success
+	s="$HOME/.claude/settings.json"
+	assert_equal "$(jq -c 'keys_unsorted' "$s")" '["model","permissions","hooks","env"]'
+	assert_equal "$(jq -c '.hooks | keys_unsorted' "$s")" '["PreToolUse","UserPromptSubmit","SessionStart"]'
+	assert_equal "$(jq -c '.hooks.PreToolUse' "$s")" "$(jq -c '.hooks.PreToolUse' "$ORIG/.claude/settings.json")"
+	assert_equal "$(jq -c '.hooks.UserPromptSubmit' "$s")" \
+		"[{\"hooks\":[{\"type\":\"command\",\"command\":\"date\"}]},{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}]"
+	assert_equal "$(jq -c '.hooks.SessionStart' "$s")" \
+		"[{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}]"
+	assert_equal "$(jq -c '.env, .permissions' "$s")" "$(jq -c '.env, .permissions' "$ORIG/.claude/settings.json")"
+	# The text around our entries is the user's, byte for byte.
+	grep -qF '"FOO": "bar \u00e9"' "$s"
+	c="$HOME/.claude.json"
+	assert_equal "$(jq -c 'keys_unsorted' "$c")" '["numStartups","mcpServers","projects","userID"]'
+	assert_equal "$(jq -c '.mcpServers | keys_unsorted' "$c")" '["other","backchannel"]'
+	assert_equal "$(jq -c '.mcpServers.backchannel' "$c")" "{\"type\":\"stdio\",\"command\":\"$BCH\",\"args\":[\"mcp\"]}"
+	assert_equal "$(jq -c '.projects' "$c")" '{"/src/app":{"allowedTools":[],"mcpServers":{}}}'
+	t="$HOME/.codex/config.toml"
+	head -c "$(stat -c %s "$ORIG/.codex/config.toml")" "$t" | cmp - "$ORIG/.codex/config.toml"
+	assert_equal "$(tail -n 4 "$t")" "
+[mcp_servers.backchannel]
+command = \"$BCH\"
+args = [\"mcp\"]"
+	a="$HOME/.codex/AGENTS.md"
+	head -c "$(stat -c %s "$ORIG/.codex/AGENTS.md")" "$a" | cmp - "$ORIG/.codex/AGENTS.md"
+	grep -qx '<!-- backchannel:begin -->' "$a" && grep -qx '<!-- backchannel:end -->' "$a"
+	grep -qi 'untrusted' "$a"
+	g="$HOME/.gemini/settings.json"
+	assert_equal "$(jq -c 'keys_unsorted' "$g")" '["theme","mcpServers"]'
+	assert_equal "$(jq -c '.mcpServers | keys_unsorted' "$g")" '["git","backchannel"]'
+	assert_equal "$(jq -c '.mcpServers.backchannel' "$g")" "{\"command\":\"$BCH\",\"args\":[\"mcp\"]}"
+	# The new member follows the file's own indentation (tabs here).
+	grep -q "^		\"backchannel\": {$" "$g"
+	grep -qx '<!-- backchannel:begin -->' "$HOME/.gemini/GEMINI.md"
+}
+
+@test "the skill is the repository's SKILL.md, with front matter Claude Code reads" {
+	mkdir -p "$HOME/.claude"
+	run bch setup
+	assert_success
+	cmp "$HOME/.claude/skills/backchannel/SKILL.md" "$T_ROOT/SKILL.md"
+	[ "$(sed -n 1p "$T_ROOT/SKILL.md")" = --- ]
+	sed -n '2,/^---$/p' "$T_ROOT/SKILL.md" | grep -qx 'name: backchannel'
+	sed -n '2,/^---$/p' "$T_ROOT/SKILL.md" | grep -q '^description: .\{40,\}'
+}
+
+@test "each changed file is backed up once, as it was" {
+	fixtures
+	run bch setup
+	assert_success
+	for f in "${FILES[@]}"; do
+		cmp "$HOME/$f.bak-backchannel" "$ORIG/$f"
+		[ "$(stat -c %a "$HOME/$f.bak-backchannel")" = "$(stat -c %a "$ORIG/$f")" ]
+	done
+	[ ! -e "$HOME/.gemini/GEMINI.md.bak-backchannel" ] # setup created it
+	bch setup --remove >/dev/null
+	bch setup >/dev/null
+	for f in "${FILES[@]}"; do cmp "$HOME/$f.bak-backchannel" "$ORIG/$f"; done
+}
+
+@test "running setup twice changes nothing the second time" {
+	fixtures
+	bch setup >/dev/null
+	before=$(snapshot)
+	run bch setup
+	assert_success
+	assert_output --partial 'already there'
+	refute_output --partial 'added'
+	assert_equal "$(snapshot)" "$before"
+}
+
+@test "--dry-run says what it would do and changes nothing" {
+	fixtures
+	before=$(snapshot)
+	run bch setup --dry-run
+	assert_success
+	assert_output --partial "claude: $HOME/.claude/settings.json: would add the UserPromptSubmit and SessionStart hooks"
+	assert_output --partial "would install the skill"
+	assert_output --partial "gemini: $HOME/.gemini/GEMINI.md: would add the backchannel section (a new file)"
+	assert_equal "$(snapshot)" "$before"
+	bch setup >/dev/null
+	before=$(snapshot)
+	run bch setup --remove --dry-run
+	assert_success
+	assert_output --partial 'would remove'
+	assert_equal "$(snapshot)" "$before"
+}
+
+@test "--remove gives every file back exactly as it was" {
+	fixtures
+	bch setup >/dev/null
+	run bch setup --remove
+	assert_success
+	assert_output --partial "claude: $HOME/.claude/settings.json: removed the UserPromptSubmit and SessionStart hooks"
+	same "${FILES[@]}"
+	[ ! -e "$HOME/.gemini/GEMINI.md" ] # setup had created it
+	[ ! -e "$HOME/.claude/skills/backchannel" ]
+	for f in "${FILES[@]}"; do
+		[ "$(stat -c %a "$HOME/$f")" = "$(stat -c %a "$ORIG/$f")" ]
+	done
+	# Only the backups are new.
+	diff <(cd "$ORIG" && find . -type f | sort) \
+		<(cd "$HOME" && find . -type f ! -name '*.bak-backchannel' | sort)
+	run bch setup --remove
+	assert_success
+	assert_output --partial 'nothing of setup'
+	same "${FILES[@]}"
+}
+
+@test "--remove takes out only what setup added, keeping later edits" {
+	fixtures
+	bch setup >/dev/null
+	jq '.model = "sonnet"' "$HOME/.claude/settings.json" >x.json && cat x.json >"$HOME/.claude/settings.json"
+	printf '\nmore of mine\n' >>"$HOME/.codex/AGENTS.md"
+	bch setup --remove >/dev/null
+	[ "$(jq -r .model "$HOME/.claude/settings.json")" = sonnet ]
+	[ "$(jq -c .hooks.UserPromptSubmit "$HOME/.claude/settings.json")" = \
+		'[{"hooks":[{"type":"command","command":"date"}]}]' ]
+	[ "$(jq -r '.hooks.SessionStart' "$HOME/.claude/settings.json")" = null ]
+	grep -q 'more of mine' "$HOME/.codex/AGENTS.md"
+	! grep -q backchannel "$HOME/.codex/AGENTS.md"
+	grep -q '^Always run the tests.$' "$HOME/.codex/AGENTS.md"
+}
+
+@test "file modes are kept" {
+	fixtures
+	bch setup >/dev/null
+	for f in "${FILES[@]}"; do
+		[ "$(stat -c %a "$HOME/$f")" = "$(stat -c %a "$ORIG/$f")" ]
+	done
+	[ "$(stat -c %a "$HOME/.claude/settings.json")" = 640 ]
+	[ "$(stat -c %a "$HOME/.codex/config.toml")" = 604 ]
+}
+
+@test "a file that is not JSON is left untouched, with a clear error and 100" {
+	fixtures
+	printf '{\n  "model": "opus",\n}\n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.claude/settings.json" bad.json
+	run --separate-stderr bch setup
+	assert_failure 100
+	[[ $stderr == "bch-setup: $HOME/.claude/settings.json: not valid JSON ("*") — left it untouched; fix it and run bch setup again" ]]
+	cmp "$HOME/.claude/settings.json" bad.json
+	[ ! -e "$HOME/.claude/settings.json.bak-backchannel" ]
+	# The other files are still done.
+	[ "$(jq -r .mcpServers.backchannel.command "$HOME/.claude.json")" = "$BCH" ]
+	grep -q 'mcp_servers.backchannel' "$HOME/.codex/config.toml"
+}
+
+@test "a value of the wrong type on our path is refused untouched" {
+	fixtures
+	printf '{"hooks": []}\n' >"$HOME/.claude/settings.json"
+	run --separate-stderr bch setup
+	assert_failure 100
+	[[ $stderr == *"settings.json: hooks is not an object"* ]]
+	[ "$(cat "$HOME/.claude/settings.json")" = '{"hooks": []}' ]
+}
+
+@test "the installed hook runs as Claude Code runs it: scoped messages, or nothing" {
+	agents bob alice
+	mkdir -p "$HOME/.claude" repo/.git other
+	printf '[remote "origin"]\n\turl = git@github.com:Acme/API.git\n' >repo/.git/config
+	bch setup >/dev/null
+	for ev in UserPromptSubmit SessionStart; do
+		cmd=$(jq -r ".hooks.$ev[0].hooks[0].command" "$HOME/.claude/settings.json")
+		assert_equal "$cmd" "$HOOK"
+		# Nothing waiting: nothing at all.
+		run --separate-stderr sh -c "cd repo && echo '{\"hook_event_name\":\"$ev\"}' | $cmd"
+		assert_success
+		[ -z "$output" ] && [ -z "$stderr" ]
+	done
+	as alice bch send @bob "rebase on main" --scope acme/api >/dev/null
+	input='{"session_id":"s1","hook_event_name":"UserPromptSubmit","prompt":"go on"}'
+	cmd=$(jq -r '.hooks.UserPromptSubmit[0].hooks[0].command' "$HOME/.claude/settings.json")
+	run --separate-stderr sh -c "cd other && $cmd" <<<"$input"
+	assert_success
+	[ -z "$output" ]
+	run --separate-stderr sh -c "cd repo && $cmd" <<<"$input"
+	assert_success
+	assert_line -n 0 '[backchannel] 1 message(s) for bob:'
+	assert_output --regexp '--- begin message [0-9a-f]{8} from alice \[[^]]+\]: '
+	assert_output --partial 'rebase on main'
+	assert_output --regexp '--- end message [0-9a-f]{8} \[[^]]+\] ---'
+}
+
+@test "a bch path with a space is quoted for the shell in the hook" {
+	mkdir -p "$HOME/.claude" "odd dir"
+	cp "$T_ROOT"/bin/bch "$T_ROOT"/bin/bch-setup "$T_ROOT"/bin/bch-drain "odd dir/"
+	cp "$T_ROOT/SKILL.md" .
+	run "$PWD/odd dir/bch-setup" --skill SKILL.md
+	assert_success
+	cmd=$(jq -r '.hooks.UserPromptSubmit[0].hooks[0].command' "$HOME/.claude/settings.json")
+	assert_equal "$cmd" "'$PWD/odd dir/bch' drain --hook --here"
+	agents bob
+	run sh -c "$cmd" </dev/null
+	assert_success
+	assert_output ''
+}
+
+@test "a hook of an older setup is replaced, not doubled" {
+	mkdir -p "$HOME/.claude"
+	printf '{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"/old/bin/bch drain --hook --here"}]}]}}\n' \
+		>"$HOME/.claude/settings.json"
+	run bch setup
+	assert_success
+	assert_equal "$(jq -c '.hooks.SessionStart' "$HOME/.claude/settings.json")" \
+		"[{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}]"
+	# It was setup's own: remove takes it out too (the backup has it).
+	bch setup --remove >/dev/null
+	[ "$(cat "$HOME/.claude/settings.json")" = '{"hooks":{"SessionStart":[]}}' ]
+}
+
+@test "an existing [mcp_servers.backchannel] table is replaced in place" {
+	mkdir -p "$HOME/.codex"
+	printf '[mcp_servers.backchannel]\ncommand = "/old/bch"\nargs = ["mcp"]\n\n# next\n[mcp_servers.z]\ncommand = "z"\n' \
+		>"$HOME/.codex/config.toml"
+	run bch setup
+	assert_success
+	assert_equal "$(cat "$HOME/.codex/config.toml")" "[mcp_servers.backchannel]
+command = \"$BCH\"
+args = [\"mcp\"]
+
+# next
+[mcp_servers.z]
+command = \"z\""
+}
+
+@test "a symlinked file is edited where it lives" {
+	fixtures
+	mkdir dotfiles
+	mv "$HOME/.claude/settings.json" dotfiles/settings.json
+	ln -s "$PWD/dotfiles/settings.json" "$HOME/.claude/settings.json"
+	bch setup >/dev/null
+	[ -L "$HOME/.claude/settings.json" ]
+	jq -e '.hooks.SessionStart' dotfiles/settings.json >/dev/null
+	bch setup --remove >/dev/null
+	cmp dotfiles/settings.json "$ORIG/.claude/settings.json"
+}
+
+@test "harnesses that are not there are skipped" {
+	PATH="$T_ROOT/bin:/usr/bin:/bin"
+	for p in claude codex gemini; do
+		! command -v "$p" >/dev/null || skip "$p is installed on this machine"
+	done
+	run bch setup
+	assert_success
+	assert_line "claude: not found (no $HOME/.claude, no claude on PATH) — skipped"
+	assert_line "codex: not found (no $HOME/.codex, no codex on PATH) — skipped"
+	assert_line "gemini: not found (no $HOME/.gemini, no gemini on PATH) — skipped"
+	[ -z "$(ls -A "$HOME")" ]
+}
+
+@test "a harness found only on PATH gets its files, and remove deletes what it created" {
+	printf '#!/bin/sh\nexit 0\n' >"$FAKE/codex"
+	chmod +x "$FAKE/codex"
+	PATH="$FAKE:$T_ROOT/bin:/usr/bin:/bin"
+	run bch setup
+	assert_success
+	assert_equal "$(cat "$HOME/.codex/config.toml")" "[mcp_servers.backchannel]
+command = \"$BCH\"
+args = [\"mcp\"]"
+	[ "$(stat -c %a "$HOME/.codex/config.toml")" = 600 ]
+	run bch setup --remove
+	assert_success
+	[ ! -e "$HOME/.codex/config.toml" ] && [ ! -e "$HOME/.codex/AGENTS.md" ]
+}
+
+@test "CODEX_HOME is where Codex's files are" {
+	export CODEX_HOME="$BATS_TEST_TMPDIR/codexhome"
+	mkdir -p "$CODEX_HOME"
+	run bch setup
+	assert_success
+	grep -q 'mcp_servers.backchannel' "$CODEX_HOME/config.toml"
+	[ ! -e "$HOME/.codex" ]
+}
+
+@test "--wake installs a systemd --user unit and starts it through systemctl" {
+	run bch setup --no-hooks --wake --service systemd
+	assert_success
+	unit="$HOME/.config/systemd/user/bch-notify.service"
+	assert_output "wake: installed the systemd --user unit $unit and started it"
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/systemctl.log")" "--user daemon-reload
+--user enable --now bch-notify.service"
+	dir="$HOME/.local/share/backchannel/sv/bch-notify"
+	grep -qx "ExecStart=\"$dir/run\"" "$unit"
+	grep -qx "WorkingDirectory=$dir" "$unit"
+	grep -qx 'WantedBy=default.target' "$unit"
+	grep -q "^Environment=\"PATH=\(.*:\)\{0,1\}$T_ROOT/bin[:\"]" "$unit"
+	cmp "$dir/run" "$T_ROOT/sv/bch-notify/run"
+	[ -x "$dir/run" ]
+	run bch setup --no-hooks --wake --service systemd
+	assert_output --partial 'already installed'
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/systemctl.log")" -eq 2 ]
+	run bch setup --remove
+	assert_success
+	assert_output "wake: stopped and removed the systemd --user unit $unit"
+	assert_equal "$(tail -n 2 "$BATS_TEST_TMPDIR/systemctl.log")" "--user disable --now bch-notify.service
+--user daemon-reload"
+	[ ! -e "$unit" ] && [ ! -e "$HOME/.local/share/backchannel" ]
+}
+
+@test "--wake without s6 picks systemd on Linux" {
+	[ "$(uname -s)" = Linux ] || skip "Linux only"
+	! pgrep -u "$(id -u)" -x s6-svscan >/dev/null || skip "an s6-svscan of this user runs here"
+	unset BCH_S6_SCANDIR
+	run bch setup --no-hooks --wake
+	assert_success
+	assert_output --partial 'systemd --user unit'
+	[ -f "$HOME/.config/systemd/user/bch-notify.service" ]
+	grep -q 'enable --now bch-notify.service' "$BATS_TEST_TMPDIR/systemctl.log"
+}
+
+@test "--wake with --dry-run writes nothing and runs nothing" {
+	run bch setup --no-hooks --wake --service systemd --dry-run
+	assert_success
+	assert_output --partial 'would install the systemd --user unit'
+	[ ! -e "$HOME/.config" ] && [ ! -e "$HOME/.local" ]
+	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
+}
+
+@test "--wake installs a launchd agent through launchctl when asked" {
+	run bch setup --no-hooks --wake --service launchd
+	assert_success
+	plist="$HOME/Library/LaunchAgents/org.backchannel.notify.plist"
+	assert_output "wake: installed the launchd agent $plist and started it"
+	grep -q "<string>$HOME/.local/share/backchannel/sv/bch-notify/run</string>" "$plist"
+	grep -q "load -w $plist" "$BATS_TEST_TMPDIR/launchctl.log"
+	run bch setup --remove
+	assert_success
+	grep -q "unload -w $plist" "$BATS_TEST_TMPDIR/launchctl.log"
+	[ ! -e "$plist" ]
+}
+
+@test "--wake leaves a service it did not install alone" {
+	mkdir -p "$BCH_S6_SCANDIR/bch-notify"
+	echo mine >"$BCH_S6_SCANDIR/bch-notify/run"
+	run bch setup --no-hooks --wake
+	assert_failure 100
+	assert_output --partial 'bch-setup did not install it'
+	[ "$(cat "$BCH_S6_SCANDIR/bch-notify/run")" = mine ]
+	run bch setup --remove
+	assert_success
+	[ "$(cat "$BCH_S6_SCANDIR/bch-notify/run")" = mine ]
+}
+
+@test "--wake under s6: the service delivers a notification through a stand-in notifier" {
+	command -v s6-svscan >/dev/null || skip "needs s6"
+	agents bob alice
+	printf '#!/bin/sh\nprintf "%%s\\n" "$*" >>"%s/notified"\n' "$BATS_TEST_TMPDIR" >"$FAKE/notify-send"
+	chmod +x "$FAKE/notify-send"
+	mkdir -p "$BCH_S6_SCANDIR"
+	s6-svscan "$BCH_S6_SCANDIR" 2>"$BATS_TEST_TMPDIR/svscan.log" &
+	SVSCAN_PID=$!
+	wait_for 10 test -p "$BCH_S6_SCANDIR/.s6-svscan/control"
+	run bch setup --no-hooks --wake
+	assert_success
+	assert_output "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify (bch-watch --urgent-only | bch-notify); s6-svscan is starting it"
+	[ "$(cat "$BCH_S6_SCANDIR/bch-notify/env/BACKCHANNEL_HOME")" = "$BACKCHANNEL_HOME" ]
+	wait_for 20 sh -c "s6-svstat '$BCH_S6_SCANDIR/bch-notify' | grep -q ready"
+	as alice bch send @bob "prod is down" --urgent >/dev/null
+	as alice bch send @bob "not urgent" >/dev/null
+	wait_for 20 test -s "$BATS_TEST_TMPDIR/notified"
+	grep -q 'alice -> @bob \[URGENT\] prod is down' "$BATS_TEST_TMPDIR/notified"
+	! grep -q 'not urgent' "$BATS_TEST_TMPDIR/notified"
+	run bch setup --no-hooks --wake
+	assert_output --partial 'already installed'
+	run bch setup --remove
+	assert_success
+	assert_output "wake: removed the s6 service $BCH_S6_SCANDIR/bch-notify"
+	[ ! -e "$BCH_S6_SCANDIR/bch-notify" ]
+	[ -z "$(find "$BCH_S6_SCANDIR" -mindepth 1 -maxdepth 1 ! -name .s6-svscan)" ]
+	! pgrep -f "s6-supervise bch-notify" -P "$SVSCAN_PID" >/dev/null
+}
+
+@test "bad usage exits 2" {
+	run bch setup extra
+	assert_failure 2
+	run bch setup --service upstart
+	assert_failure 2
+	assert_output --partial 'is s6, systemd or launchd'
+	run bch setup --bogus
+	assert_failure 2
+}
