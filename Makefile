@@ -16,7 +16,13 @@ PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
 LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
 	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o \
-	lib/invite.o lib/edit.o lib/edit-json.o lib/install.o lib/wake.o
+	lib/invite.o lib/edit.o lib/edit-json.o lib/install.o lib/wake.o \
+	lib/spool-redis.o
+# Only the relay speaks to Redis (--spool): hiredis, statically where
+# the .a is installed, as BearSSL is, so the other programs stay as they were.
+HIREDIS_A := $(shell $(CC) -print-file-name=libhiredis.a)
+REDIS_LIBS = $(if $(filter /%,$(HIREDIS_A)),-l:libhiredis.a,-lhiredis)
+bin/bch-relayd: LDLIBS += $(REDIS_LIBS)
 MAN1 = $(wildcard man/*.1)
 MAN7 = $(wildcard man/*.7)
 MAN8 = $(wildcard man/*.8)

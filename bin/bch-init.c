@@ -47,7 +47,13 @@ init_relay(struct cli *c, const char *name, int keep_default)
 	if (rc < 0 && spool_register(c->sp, name, &rec, &c->e) < 0)
 		cli_fail(c);
 	free(own);
-	token = rec.token ? rec.token : c->cfg.token;
+	if (!rec.token) {
+		/* Never keep the room token as if it were ours. */
+		err_set(&c->e, BCH_PERM, "the relay at %s answered without a "
+		    "personal token — is it a backchannel relay?", c->cfg.url);
+		cli_fail(c);
+	}
+	token = rec.token;
 	if (io_mkdirs(c->cfg.home, 0700) < 0) {
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
 		cli_fail(c);
@@ -108,6 +114,7 @@ main(int argc, char **argv)
 		if (optind != argc)
 			cli_usage(&c, usage, "--whoami takes no name");
 		whoami(&c);
+		cli_close(&c);
 		return 0;
 	}
 	if (optind != argc - 1)

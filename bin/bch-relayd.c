@@ -10,7 +10,10 @@
  * written by local tools on this host is pushed too. Every connection
  * has a deadline; slow or silent clients are dropped. On SIGTERM the
  * relay stops accepting, flushes what it owes, returns leased claims to
- * their inboxes and exits 0. Logs are one line per request on stderr. */
+ * their inboxes and exits 0. Logs are one line per request on stderr.
+ * With --spool redis://... several relays share one room: the spool is in
+ * Redis, and arrivals come from its pub/sub on a descriptor of their own
+ * in the same loop instead of inotify (lib/spool-redis.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,12 +41,14 @@
 static const char usage[] =
     "bch-relayd [--listen addr] [--port 7117] [--token room-token | "
     "--token-file f] [--home dir] [--cert pem --key pem] [--rate n] "
-    "[-d fd]";
+    "[--spool redis://host:port/db | unix:///path] "
+    "[--redis-password-file f] [-d fd]";
 
 #define IDLE_TIMEOUT 60    /* keep-alive connection with nothing to do */
 #define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */
 #define KEEPALIVE_EVERY 25 /* SSE comment */
 #define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
+#define BUCKETS 4096       /* SSE readers by agent, for shared arrivals */
 
 struct conn {
 	int fd;
@@ -58,6 +63,7 @@ struct conn {
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
+	struct conn *same; /* next SSE reader in its agent's bucket */
 };
 
 struct watch {
@@ -72,9 +78,13 @@ struct relayd {
 	struct tls_server *tls;
 	int ep, lfd, ino;
 	struct conn *conns;
+	struct conn *readers[BUCKETS]; /* SSE connections by agent */
 	size_t nconns, maxconns;
 	struct watch *watches;
 	size_t nwatches;
+	int evfd;          /* a shared spool's arrivals, -1 when none */
+	unsigned evgen;
+	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
 	volatile sig_atomic_t stop;
 };
 
@@ -108,9 +118,27 @@ ep_set(struct relayd *d, struct conn *k, int op)
 	epoll_ctl(d->ep, op, k->fd, &ev);
 }
 
+static struct conn **
+bucket(struct relayd *d, const char *agent)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*agent)
+		h = (h ^ (unsigned char)*agent++) * 16777619u;
+	return &d->readers[h & (BUCKETS - 1)];
+}
+
 static void
 conn_close(struct relayd *d, struct conn *k)
 {
+	struct conn **p;
+
+	if (k->sse)
+		for (p = bucket(d, k->agent); *p; p = &(*p)->same)
+			if (*p == k) {
+				*p = k->same;
+				break;
+			}
 	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
 	close(k->fd);
 	if (k->prev)
@@ -162,6 +190,99 @@ conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 	}
 }
 
+/* A shared spool's arrival: push it to the SSE readers of its inbox.
+ * No agent: some were missed, so every SSE client is dropped (after
+ * this round of events) and reconnects to get what is unread. */
+static void
+arrived(void *arg, const char *agent, const char *id, const char *json,
+    size_t len)
+{
+	struct relayd *d = arg;
+	char name[ID_MAX_LEN + 8];
+	struct buf e = BUF_INIT;
+	struct conn *k;
+	int built = 0;
+
+	if (!agent) {
+		d->drop_sse = 1;
+		return;
+	}
+	snprintf(name, sizeof name, "%s.json", id);
+	for (k = *bucket(d, agent); k; k = k->same) {
+		if (strcmp(k->agent, agent) != 0)
+			continue;
+		if (!built && json) {
+			/* The stored bytes, as relay_sse_event would send them. */
+			buf_printf(&e, "id: %s\ndata: ", id);
+			buf_add(&e, json, len);
+			buf_adds(&e, "\n\n");
+		} else if (!built && !relay_sse_event(&d->r, agent, name, &e)) {
+			break; /* already taken */
+		}
+		built = 1;
+		conn_send(d, k, e.p, e.len);
+	}
+	buf_free(&e);
+}
+
+/* Keep the arrivals descriptor in the loop; a reconnect changes it (the
+ * old one was closed, which took it out of epoll). */
+static void
+sync_evfd(struct relayd *d)
+{
+	struct epoll_event ev;
+	unsigned gen;
+	int fd = d->c.sp->shared->arrival_fd(d->c.sp, &gen);
+
+	if (fd == d->evfd && gen == d->evgen)
+		return;
+	d->evfd = fd;
+	d->evgen = gen;
+	if (fd < 0)
+		return;
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN;
+	ev.data.ptr = &d->evfd;
+	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		fprintf(stderr, "bch-relayd: cannot poll arrivals: %s\n",
+		    strerror(errno));
+}
+
+static void
+on_arrivals(struct relayd *d)
+{
+	struct err e;
+	int was = d->evfd;
+
+	if (d->c.sp->shared->arrivals(d->c.sp, arrived, d, &e) < 0 && was >= 0)
+		fprintf(stderr, "bch-relayd: %s\n", e.msg);
+	sync_evfd(d);
+	if (was < 0 && d->evfd >= 0)
+		fprintf(stderr, "bch-relayd: subscribed to arrivals\n");
+}
+
+static int
+subscribed(struct relayd *d)
+{
+	if (d->evfd < 0)
+		on_arrivals(d);
+	return d->evfd >= 0;
+}
+
+/* Drop every SSE client: they reconnect and are sent what is unread. */
+static void
+drop_sse(struct relayd *d)
+{
+	struct conn *k, *next;
+
+	d->drop_sse = 0;
+	for (k = d->conns; k; k = next) {
+		next = k->next;
+		if (k->sse)
+			conn_close(d, k);
+	}
+}
+
 static void
 answer(struct relayd *d, struct conn *k, const struct http_req *q)
 {
@@ -172,13 +293,24 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 	memset(&a, 0, sizeof a);
 	relay_handle(&d->r, q, &a);
 	snprintf(k->agent, sizeof k->agent, "%s", a.agent);
+	if (a.sse && d->c.sp->shared && !subscribed(d)) {
+		a.sse = 0; /* it would miss what arrives: let it come back */
+		a.status = 503;
+		a.retry_after = 2;
+		buf_reset(&a.body);
+		buf_adds(&a.body, "{\"error\":\"this relay cannot hear arrivals "
+		    "from the shared spool yet — retry in a moment\"}");
+	}
 	if (a.sse) {
 		buf_adds(&out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
 		    "\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n"
 		    "X-Accel-Buffering: no\r\n\r\nretry: 3000\n\n");
-		watch_agent(d, a.agent);
+		if (!d->c.sp->shared)
+			watch_agent(d, a.agent);
 		relay_sse_backlog(&d->r, a.agent, &out);
 		k->sse = 1;
+		k->same = *bucket(d, k->agent);
+		*bucket(d, k->agent) = k;
 		k->last_tx = time(NULL);
 	} else {
 		if (a.retry_after)
@@ -238,7 +370,7 @@ process(struct relayd *d, struct conn *k)
 		k->in.len -= off;
 	}
 	if (k->sse)
-		buf_reset(&k->in); /* an SSE client has nothing more to say */
+		buf_free(&k->in); /* an SSE client has nothing more to say */
 }
 
 /* Read what there is; -1 when the peer is gone. */
@@ -296,17 +428,24 @@ on_tls(struct relayd *d, struct conn *k)
 	int ww, gone, want;
 
 	gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out, &k->out_off, &ww);
-	if (!k->sse && k->in.len)
-		process(d, k);
-	if (!gone)
-		gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out, &k->out_off,
-		    &ww);
+	/* Answer, pump the answer out, and go on while pumping brought in
+	 * more (a client that sent its next request meanwhile). */
+	while (!gone) {
+		size_t had;
+		if (!k->sse && k->in.len)
+			process(d, k);
+		had = k->in.len;
+		gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out,
+		    &k->out_off, &ww);
+		if (k->in.len == had || k->sse)
+			break;
+	}
 	if (k->out_off == k->out.len) {
 		buf_reset(&k->out);
 		k->out_off = 0;
 	}
-	if (k->sse && k->in.len)
-		buf_reset(&k->in);
+	if (k->sse && k->in.cap)
+		buf_free(&k->in); /* idle streams hold no input buffer */
 	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
 	    k->out.len - k->out_off > MAX_OUT) {
 		conn_close(d, k);
@@ -445,6 +584,8 @@ tick(struct relayd *d)
 			conn_close(d, k);
 	}
 	relay_expire(&d->r, 0);
+	if (d->c.sp->shared)
+		on_arrivals(d); /* resubscribes after a loss, with backoff */
 }
 
 static int
@@ -505,7 +646,8 @@ shutdown_relay(struct relayd *d)
 		struct epoll_event ev[64];
 		int i, n = epoll_wait(d->ep, ev, 64, 200);
 		for (i = 0; i < n; i++)
-			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino)
+			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino &&
+			    ev[i].data.ptr != &d->evfd)
 				on_conn(d, ev[i].data.ptr, ev[i].events);
 	}
 	while (d->conns)
@@ -559,6 +701,42 @@ room_token(struct relayd *d, const char *tok, const char *file, char *out,
 	buf_free(&b);
 }
 
+/* --spool: the room in Redis. The password comes from a file or the
+ * environment, never from argv, where ps would show it. */
+static void
+open_redis(struct relayd *d, const char *url, const char *pwfile)
+{
+	struct buf b = BUF_INIT;
+	const char *env = getenv("REDIS_PASSWORD");
+	char *pw = NULL;
+
+	if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "unix://", 7) != 0) {
+		err_set(&d->c.e, BCH_PERM, "--spool %s: give redis://host:port/db "
+		    "or unix:///path (without --spool the relay serves --home)",
+		    url);
+		cli_fail(&d->c);
+	}
+	if (pwfile) {
+		if (io_readfile(AT_FDCWD, pwfile, 4096, &b) < 0) {
+			err_sys(&d->c.e, "cannot read the Redis password from %s",
+			    pwfile);
+			d->c.e.code = BCH_PERM;
+			cli_fail(&d->c);
+		}
+		b.p[strcspn(b.p, "\r\n")] = 0;
+		pw = b.p;
+	} else if (env && *env) {
+		pw = xstrdup(env);
+	}
+	d->c.sp = spool_redis_open(&d->c.cfg, url, pw, d->c.prog, &d->c.e);
+	if (pw) {
+		explicit_bzero(pw, strlen(pw));
+		free(pw);
+	}
+	if (!d->c.sp)
+		cli_fail(&d->c);
+}
+
 static void
 run(struct relayd *d)
 {
@@ -583,6 +761,8 @@ run(struct relayd *d)
 				on_accept(d);
 			else if (evs[i].data.ptr == &d->ino)
 				on_inotify(d);
+			else if (evs[i].data.ptr == &d->evfd)
+				on_arrivals(d);
 			else
 				on_conn(d, evs[i].data.ptr, evs[i].events);
 		}
@@ -590,6 +770,8 @@ run(struct relayd *d)
 			last = time(NULL);
 			tick(d);
 		}
+		if (d->drop_sse)
+			drop_sse(d);
 	}
 	shutdown_relay(d);
 }
@@ -607,12 +789,14 @@ main(int argc, char **argv)
 		{ "key", required_argument, 0, 'k' },
 		{ "rate", required_argument, 0, 'r' },
 		{ "max-conns", required_argument, 0, 'm' },
+		{ "spool", required_argument, 0, 'S' },
+		{ "redis-password-file", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	static struct relayd d;
 	const char *listen_addr = "127.0.0.1", *tok = NULL, *tokfile = NULL;
-	const char *cert = NULL, *key = NULL;
+	const char *cert = NULL, *key = NULL, *spool = NULL, *pwfile = NULL;
 	char room[4096];
 	struct sigaction sa;
 	int ch, port = 7117, notify = -1;
@@ -620,7 +804,7 @@ main(int argc, char **argv)
 
 	cli_init(&d.c, "bch-relayd");
 	d.maxconns = 20000;
-	while ((ch = getopt_long(argc, argv, "hl:p:t:T:H:c:k:r:m:d:", opts,
+	while ((ch = getopt_long(argc, argv, "hl:p:t:T:H:c:k:r:m:d:S:P:", opts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'l': listen_addr = optarg; break;
@@ -635,6 +819,8 @@ main(int argc, char **argv)
 		case 'r': rate = atof(optarg); break;
 		case 'm': d.maxconns = (size_t)atol(optarg); break;
 		case 'd': notify = atoi(optarg); break;
+		case 'S': spool = optarg; break;
+		case 'P': pwfile = optarg; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: cli_usage(&d.c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
@@ -648,7 +834,11 @@ main(int argc, char **argv)
 	free(d.c.cfg.url);
 	d.c.cfg.url = NULL; /* the relay serves its own spool */
 	room_token(&d, tok, tokfile, room, sizeof room);
-	cli_open(&d.c, 0);
+	d.evfd = -1;
+	if (spool)
+		open_redis(&d, spool, pwfile);
+	else
+		cli_open(&d.c, 0);
 	if (io_mkdirs(d.c.cfg.home, 0700) < 0) {
 		err_sys(&d.c.e, "cannot create %s", d.c.cfg.home);
 		cli_fail(&d.c);
@@ -687,9 +877,15 @@ main(int argc, char **argv)
 			    ((struct sockaddr_in6 *)&ss)->sin6_port :
 			    ((struct sockaddr_in *)&ss)->sin_port);
 	}
-	fprintf(stderr, "bch-relayd: listening on %s port %d, spool %s, "
-	    "%zu agents with tokens\n", listen_addr, port, d.c.cfg.home,
-	    d.r.ntok);
+	if (spool) {
+		on_arrivals(&d);
+		fprintf(stderr, "bch-relayd: listening on %s port %d, spool %s, "
+		    "shared\n", listen_addr, port, spool);
+	} else {
+		fprintf(stderr, "bch-relayd: listening on %s port %d, spool %s, "
+		    "%zu agents with tokens\n", listen_addr, port, d.c.cfg.home,
+		    d.r.ntok);
+	}
 	if (notify >= 0) {
 		if (write(notify, "\n", 1) < 0)
 			fprintf(stderr, "bch-relayd: cannot notify readiness on "

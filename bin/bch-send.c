@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -18,14 +19,84 @@
 
 static const char usage[] =
     "bch-send <@agent|#channel> <message words...> [--urgent] [--scope s] "
-    "[--thread id] [--ref r]... | bch-send < requests.jsonl";
+    "[--thread id] [--ref r]... [--wait[=seconds]] | "
+    "bch-send [--wait[=seconds]] < requests.jsonl";
 
 struct opts {
+	int wait;     /* seconds to wait for receipts, or -1 for no wait */
 	int urgent;
 	const char *scope, *thread;
 	char **refs;
 	size_t nrefs;
 };
+
+/* Sends to wait for: each id with the recipients it went to. */
+struct pending {
+	char id[ID_MAX_LEN + 1];
+	char **rcpt;
+	size_t n;
+};
+
+static struct pending *pend;
+static size_t npend;
+
+static void
+remember(struct spool *sp, const char *id)
+{
+	struct pending *p;
+	size_t i;
+
+	pend = xrealloc(pend, (npend + 1) * sizeof *pend);
+	p = &pend[npend++];
+	snprintf(p->id, sizeof p->id, "%s", id);
+	p->rcpt = xcalloc(sp->nrcpt + 1, sizeof *p->rcpt);
+	for (i = 0; i < sp->nrcpt; i++)
+		p->rcpt[i] = xstrdup(sp->rcpt[i]);
+	p->n = sp->nrcpt;
+}
+
+/* Block until every remembered send was claimed by each of its
+ * recipients, or seconds pass. 0, BCH_TEMP on a timeout, -1 on error. */
+static int
+await_all(struct cli *c, int seconds)
+{
+	struct buf out = BUF_INIT;
+	time_t deadline = time(NULL) + seconds;
+	size_t i, k;
+	int rc = 0;
+
+	for (i = 0; i < npend; i++) {
+		struct pending *p = &pend[i];
+		int *got = xcalloc(p->n + 1, sizeof *got), r;
+		long left = (long)(deadline - time(NULL));
+		r = spool_await(c->sp, p->id, p->rcpt, p->n,
+		    left > 0 ? (int)left * 1000 : 0, got, &c->e);
+		if (r < 0) {
+			free(got);
+			buf_free(&out);
+			return -1;
+		}
+		for (k = 0; k < p->n; k++)
+			if (got[k])
+				buf_printf(&out, "read by %s\n", p->rcpt[k]);
+		if (!r) {
+			struct buf who = BUF_INIT;
+			for (k = 0; k < p->n; k++)
+				if (!got[k])
+					buf_printf(&who, "%s%s", who.len ? ", " : "",
+					    p->rcpt[k]);
+			fprintf(stderr, "%s: %.8s not read by %s after %d s — it "
+			    "stays queued\n", c->prog, p->id, who.p, seconds);
+			buf_free(&who);
+			rc = BCH_TEMP;
+		}
+		free(got);
+	}
+	if (cli_write(&out) < 0)
+		rc = err_sys(&c->e, "cannot write to standard output");
+	buf_free(&out);
+	return rc;
+}
 
 static void
 sent_line(struct buf *out, const struct msg *m, int n)
@@ -82,6 +153,8 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 		m.refs[m.nrefs] = xstrdup(o->refs[m.nrefs]);
 	n = spool_send(c->sp, &m, &c->e);
 	if (n >= 0) {
+		if (o->wait >= 0)
+			remember(c->sp, m.id);
 		sent_line(&out, &m, n);
 		if (cli_write(&out) < 0)
 			n = err_sys(&c->e, "cannot write to standard output");
@@ -114,7 +187,7 @@ read_line(FILE *f, struct buf *line, size_t max, int *toolong)
 }
 
 static int
-send_stdin(struct cli *c)
+send_stdin(struct cli *c, int wait)
 {
 	struct buf line = BUF_INIT, out = BUF_INIT;
 	struct err e;
@@ -150,6 +223,8 @@ send_stdin(struct cli *c)
 			if (e.code > worst)
 				worst = e.code;
 		} else {
+			if (wait >= 0)
+				remember(c->sp, m.id);
 			sent_line(&out, &m, n);
 			pending++;
 		}
@@ -183,6 +258,7 @@ main(int argc, char **argv)
 		{ "scope", required_argument, 0, 's' },
 		{ "thread", required_argument, 0, 't' },
 		{ "ref", required_argument, 0, 'r' },
+		{ "wait", optional_argument, 0, 'w' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -191,6 +267,7 @@ main(int argc, char **argv)
 	int ch, rc;
 
 	memset(&o, 0, sizeof o);
+	o.wait = -1;
 	cli_init(&c, "bch-send");
 	o.refs = xcalloc((size_t)argc + 1, sizeof *o.refs);
 	while ((ch = getopt_long(argc, argv, "hus:t:r:", lopts, NULL)) != -1) {
@@ -199,6 +276,12 @@ main(int argc, char **argv)
 		case 's': o.scope = optarg; break;
 		case 't': o.thread = optarg; break;
 		case 'r': o.refs[o.nrefs++] = optarg; break;
+		case 'w':
+			o.wait = optarg ? atoi(optarg) : 300;
+			if (o.wait <= 0 || (optarg && strspn(optarg, "0123456789") !=
+			    strlen(optarg)))
+				cli_usage(&c, usage, "--wait takes whole seconds");
+			break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
@@ -207,12 +290,19 @@ main(int argc, char **argv)
 	if (optind == argc) {
 		if (isatty(0))
 			cli_usage(&c, usage, "missing target and message");
-		rc = send_stdin(&c);
+		rc = send_stdin(&c, o.wait);
 	} else if (optind == argc - 1) {
 		cli_usage(&c, usage, "missing message — say something "
 		    "(or - to read it from standard input)");
 	} else {
 		rc = send_args(&c, argc - optind, argv + optind, &o);
+	}
+	if (rc >= 0 && o.wait >= 0 && npend) {
+		int w = await_all(&c, o.wait);
+		if (w < 0)
+			cli_fail(&c);
+		if (w > rc)
+			rc = w;
 	}
 	if (rc < 0)
 		cli_fail(&c);

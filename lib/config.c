@@ -133,6 +133,11 @@ config_load(struct config *c, struct err *e)
 	}
 	v = getenv("BACKCHANNEL_URL");
 	c->url = xstrdup(v && *v ? v : c->file_url ? c->file_url : "");
+	if (c->pin && (!c->file_url || strcmp(c->url, c->file_url) != 0)) {
+		/* config.json's pin belongs to config.json's relay only. */
+		free(c->pin);
+		c->pin = NULL;
+	}
 	if (!*c->url) {
 		free(c->url);
 		c->url = NULL;

@@ -93,6 +93,7 @@ bad:
 
 struct hdrs {
 	long clen; /* -1 none */
+	int retry_after; /* seconds, -1 none */
 	int chunked;
 	int close, keep;
 	int bad;
@@ -123,8 +124,10 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	if (nl == 14 && strncasecmp(p, "content-length", 14) == 0) {
 		long n = 0;
 		const char *q;
-		if (v == ve || ve - v > 12)
+		if (v == ve || ve - v > 12) {
 			h->bad = 1;
+			return; /* and never multiply past what a long holds */
+		}
 		for (q = v; q < ve; q++) {
 			if (!isdigit((unsigned char)*q))
 				h->bad = 1;
@@ -148,6 +151,13 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 		snprintf(auth, authsz, "%.*s", (int)(ve - v), v);
 	} else if (leid && nl == 13 && strncasecmp(p, "last-event-id", 13) == 0) {
 		snprintf(leid, leidsz, "%.*s", (int)(ve - v), v);
+	} else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) {
+		const char *q;
+		h->retry_after = 0;
+		for (q = v; q < ve && q - v < 6 && isdigit((unsigned char)*q); q++)
+			h->retry_after = h->retry_after * 10 + (*q - '0');
+		if (q != ve || v == ve)
+			h->retry_after = -1;
 	}
 }
 
@@ -155,7 +165,7 @@ long
 http_parse_request(const char *b, size_t n, const struct http_limits *l,
     struct http_req *r, int *status)
 {
-	struct hdrs h = { -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
 	struct buf body = BUF_INIT;
 	size_t end = head_end(b, n < l->head ? n : l->head), count = 0;
 	const char *p, *e, *sp1, *sp2;
@@ -248,7 +258,7 @@ long
 http_parse_response(const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
-	struct hdrs h = { -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
 	struct buf body = BUF_INIT;
 	size_t end = head_end(b, n);
 	const char *p, *e;
@@ -271,8 +281,6 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		if (!e || e == p || e[-1] != '\r')
 			return -1;
 		header(p, e - 1, &h, NULL, 0, NULL, 0);
-		if (strncasecmp(p, "retry-after:", 12) == 0)
-			r->retry_after = atoi(p + 12);
 		if (strncasecmp(p, "content-type:", 13) == 0) {
 			const char *v = p + 13;
 			while (*v == ' ')
@@ -283,6 +291,7 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 	}
 	if (h.bad || (h.chunked && h.clen >= 0))
 		return -1;
+	r->retry_after = h.retry_after;
 	if (h.close)
 		r->keepalive = 0;
 	if (r->event_stream)
@@ -384,7 +393,7 @@ http_unescape(const char *in, size_t n, char *out, size_t outsz)
 			    (lo <= '9' ? lo - '0' : lo - 'a' + 10);
 			i += 2;
 		}
-		if (c == 0 || w + 1 >= outsz)
+		if (c == 0 || outsz == 0 || w + 1 >= outsz)
 			return -1;
 		out[w++] = (char)c;
 	}

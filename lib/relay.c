@@ -6,7 +6,10 @@
  * hash to the agent, so a request costs one hash and one probe, and the
  * found hash is compared in constant time. A leased take keeps the
  * claim in cur/ under this process's pid: if the relay dies, the next
- * reader returns it, exactly as for a local claimer. */
+ * reader returns it, exactly as for a local claimer. A spool shared by
+ * several relays (s->shared, spool-redis.c) keeps the token index,
+ * leases, client ids and rate buckets itself, so that any relay can
+ * answer for another; the relay then keeps only what its receipts need. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,7 @@ slot(const char *hash, size_t cap)
 }
 
 static void tok_put(struct relay *r, const char *hash, const char *agent);
+static void sent_clear(struct relay_sent *s);
 
 static void
 tok_grow(struct relay *r)
@@ -83,21 +87,40 @@ tok_put(struct relay *r, const char *hash, const char *agent)
 	}
 }
 
-/* The agent a personal token belongs to, or NULL. */
 static struct relay_token *
-tok_find(struct relay *r, const char *token)
+tok_probe(struct relay *r, const char *hash)
 {
-	char hash[65];
 	size_t i;
 
-	if (!r->captok || !*token)
+	if (!r->captok)
 		return NULL;
-	hash_sha256_hex(token, strlen(token), hash);
 	for (i = slot(hash, r->captok); r->tok[i].hash[0];
 	    i = (i + 1) & (r->captok - 1))
 		if (hash_equal(r->tok[i].hash, hash, 64))
 			return &r->tok[i];
 	return NULL;
+}
+
+/* The agent a personal token belongs to, or NULL (e->code set when a
+ * shared spool, which holds the index then, could not answer). */
+static struct relay_token *
+tok_find(struct relay *r, const char *token, struct err *e)
+{
+	char hash[65], agent[NAME_MAX_LEN + 1];
+	struct relay_token *t;
+
+	e->code = 0;
+	if (!*token)
+		return NULL;
+	hash_sha256_hex(token, strlen(token), hash);
+	if ((t = tok_probe(r, hash)) || !r->sp->shared)
+		return t;
+	/* Ask the shared spool, and keep the answer: a token is never
+	 * given to another agent, so it cannot go stale. */
+	if (r->sp->shared->token(r->sp, hash, agent, e) <= 0)
+		return NULL;
+	tok_put(r, hash, agent);
+	return tok_probe(r, hash);
 }
 
 int
@@ -116,6 +139,8 @@ relay_init(struct relay *r, struct spool *sp, struct config *cfg,
 	hash_sha256_hex(room_token, strlen(room_token), r->room_hash);
 	r->sent = xcalloc(SENT_RING, sizeof *r->sent);
 	tok_grow(r);
+	if (sp->shared)
+		return 0; /* the spool keeps the index */
 	if (spool_agents(sp, &a, &n, e) < 0)
 		return -1;
 	for (i = 0; i < n; i++)
@@ -132,7 +157,7 @@ relay_free(struct relay *r)
 
 	relay_expire(r, 1);
 	for (i = 0; i < SENT_RING; i++)
-		free(r->sent[i].json);
+		sent_clear(&r->sent[i]);
 	free(r->sent);
 	free(r->tok);
 	free(r->leases);
@@ -213,12 +238,17 @@ static void
 route_register(struct relay *r, const struct http_req *q, const char *bearer,
     struct relay_answer *a)
 {
-	struct relay_token *own = tok_find(r, bearer);
+	struct err te;
+	struct relay_token *own = tok_find(r, bearer, &te);
 	struct agent_rec rec, old;
 	char bearer_hash[65], token[65], hash[65];
 	int bad = 0, room;
 	char *name = field(q, "name", NAME_MAX_LEN + 8, &bad);
 
+	if (te.code) {
+		free(name);
+		return fail_err(a, &te);
+	}
 	hash_sha256_hex(bearer, strlen(bearer), bearer_hash);
 	room = hash_equal(bearer_hash, r->room_hash, 64);
 	if (!own && !room) {
@@ -233,8 +263,12 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 	}
 	if (own && strcmp(own->agent, name) == 0) {
 		/* A refresh: the name's own token, no new token. */
-		if (spool_register(r->sp, name, &rec, NULL) < 0)
+		if (spool_register(r->sp, name, &rec, &te) < 0) {
+			free(name);
+			if (r->sp->shared)
+				return fail_err(a, &te);
 			return fail(a, 500, "cannot update the agent record");
+		}
 		a->status = 200;
 		put_agent(&a->body, &rec, NULL);
 		agent_free(&rec);
@@ -271,8 +305,10 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 		return fail(a, 503, "no randomness for a token, try again");
 	}
 	hash_sha256_hex(token, 64, hash);
-	if (spool_register_token(r->sp, name, hash, &rec, NULL) < 0) {
+	if (spool_register_token(r->sp, name, hash, &rec, &te) < 0) {
 		free(name);
+		if (r->sp->shared) /* 409 when another relay was first */
+			return fail_err(a, &te);
 		return fail(a, 503, "cannot write the agent record");
 	}
 	tok_put(r, hash, name);
@@ -332,8 +368,11 @@ route_subscribe(struct relay *r, const struct http_req *q, int on,
 	char *c = field(q, "channel", NAME_MAX_LEN + 1, &bad);
 	struct err e;
 
-	if (bad || !c)
-		return free(c), fail(a, 400, "missing channel");
+	if (bad || !c || strlen(c + (c[0] == '#')) > NAME_MAX_LEN) {
+		free(c);
+		fail(a, 400, "missing or invalid channel — #name, at most 64");
+		return;
+	}
 	snprintf(chan, sizeof chan, "%s%s", c[0] == '#' ? "" : "#", c);
 	free(c);
 	if ((rc = spool_subscribe(r->sp, a->agent, chan, on, &e)) < 0)
@@ -341,6 +380,18 @@ route_subscribe(struct relay *r, const struct http_req *q, int on,
 	a->status = 200;
 	buf_printf(&a->body, "{\"ok\":true,\"changed\":%s}",
 	    rc ? "true" : "false");
+}
+
+static void
+sent_clear(struct relay_sent *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	free(s->json);
+	memset(s, 0, sizeof *s);
 }
 
 /* Has this sender sent this client id lately? Its stored answer. */
@@ -360,11 +411,16 @@ static void
 sent_add(struct relay *r, const char *from, const char *id, const char *json)
 {
 	struct relay_sent *s = &r->sent[r->sentpos];
+	size_t i;
 
-	free(s->json);
+	sent_clear(s);
 	snprintf(s->from, sizeof s->from, "%s", from);
 	snprintf(s->id, sizeof s->id, "%s", id);
 	s->json = xstrdup(json);
+	s->rcpt = xcalloc(r->sp->nrcpt + 1, sizeof *s->rcpt);
+	for (i = 0; i < r->sp->nrcpt; i++)
+		s->rcpt[i] = xstrdup(r->sp->rcpt[i]);
+	s->nrcpt = r->sp->nrcpt;
 	r->sentpos = (r->sentpos + 1) % SENT_RING;
 	if (r->nsent < SENT_RING)
 		r->nsent++;
@@ -375,6 +431,16 @@ rate_ok(struct relay *r, struct relay_token *t, struct relay_answer *a)
 {
 	double now = now_s();
 
+	if (r->sp->shared) { /* one bucket for all the relays */
+		struct err e;
+		int rc = r->sp->shared->rate(r->sp, t->agent, r->rate, r->burst,
+		    &a->retry_after, &e);
+		if (rc < 0)
+			fail_err(a, &e);
+		else if (rc == 0)
+			fail(a, 429, "sending too fast — slow down and retry");
+		return rc > 0;
+	}
 	t->tokens += (now - t->last) * r->rate;
 	if (t->tokens > r->burst)
 		t->tokens = r->burst;
@@ -398,7 +464,8 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 
 	if (msg_decode(q->body, q->body_len, 1, &r->cfg->lim, &m, &e) < 0)
 		return fail_err(a, &e);
-	if (m.id[0] && (dup = sent_find(r, a->agent, m.id))) {
+	/* A shared spool makes the send itself idempotent. */
+	if (m.id[0] && !r->sp->shared && (dup = sent_find(r, a->agent, m.id))) {
 		msg_free(&m);
 		a->status = 200;
 		buf_adds(&a->body, dup->json);
@@ -415,9 +482,66 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 		return fail_err(a, &e);
 	}
 	msg_encode(&m, &a->body);
+	{
+		/* ext: who it went to, for the sender's --wait. */
+		size_t i;
+		a->body.len--;
+		buf_adds(&a->body, ",\"recipients\":[");
+		for (i = 0; i < r->sp->nrcpt; i++) {
+			if (i)
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, r->sp->rcpt[i],
+			    strlen(r->sp->rcpt[i]));
+		}
+		buf_adds(&a->body, "]}");
+	}
 	sent_add(r, a->agent, m.id, a->body.p);
 	a->status = 200;
 	msg_free(&m);
+}
+
+/* GET /v1/receipt/<id> (ext): which recipients have claimed a message
+ * the caller sent lately. */
+static void
+route_receipt(struct relay *r, const char *id, struct relay_answer *a)
+{
+	struct relay_sent *sent = sent_find(r, a->agent, id);
+	int *got;
+	size_t i;
+	struct err e;
+
+	if (!sent) {
+		fail(a, 404, "unknown message — receipts are kept for your "
+		    "recent sends only");
+		return;
+	}
+	got = xcalloc(sent->nrcpt + 1, sizeof *got);
+	if (spool_await(r->sp, id, sent->rcpt, sent->nrcpt, 0, got, &e) < 0) {
+		free(got);
+		fail_err(a, &e);
+		return;
+	}
+	buf_adds(&a->body, "{\"id\":");
+	json_put_string(&a->body, id, strlen(id));
+	buf_adds(&a->body, ",\"read\":[");
+	for (i = 0; i < sent->nrcpt; i++)
+		if (got[i]) {
+			if (a->body.p[a->body.len - 1] != '[')
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, sent->rcpt[i],
+			    strlen(sent->rcpt[i]));
+		}
+	buf_adds(&a->body, "],\"unread\":[");
+	for (i = 0; i < sent->nrcpt; i++)
+		if (!got[i]) {
+			if (a->body.p[a->body.len - 1] != '[')
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, sent->rcpt[i],
+			    strlen(sent->rcpt[i]));
+		}
+	buf_adds(&a->body, "]}");
+	free(got);
+	a->status = 200;
 }
 
 static void
@@ -499,7 +623,11 @@ route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	buf_adds(&a->body, "{\"message\":");
 	msg_encode(&m, &a->body);
 	buf_addc(&a->body, '}');
-	if (lease > 0) {
+	if (lease > 0 && r->sp->shared) { /* any relay can settle it */
+		if (r->sp->shared->lease(r->sp, &c, lease > r->lease_max ?
+		    r->lease_max : (int)lease, &e) < 0)
+			fail_err(a, &e);
+	} else if (lease > 0) {
 		struct relay_lease *l;
 		if (lease > r->lease_max)
 			lease = r->lease_max;
@@ -526,6 +654,19 @@ route_settle(struct relay *r, const struct http_req *q, int ack,
 	char *id = field(q, "id", ID_MAX_LEN, &bad);
 	long long keep = int_field(q, "keep");
 
+	if (r->sp->shared) {
+		rc = id ? r->sp->shared->settle(r->sp, a->agent, id, ack,
+		    keep != 0, &e) : 0;
+		free(id);
+		if (rc < 0)
+			return fail_err(a, &e);
+		if (rc == 0)
+			return fail(a, 404, "no lease on that id — it expired or "
+			    "was never taken");
+		a->status = 200;
+		buf_adds(&a->body, "{\"ok\":true}");
+		return;
+	}
 	l = id ? lease_find(r, a->agent, id) : NULL;
 	free(id);
 	if (!l) {
@@ -549,6 +690,12 @@ relay_expire(struct relay *r, int all)
 	time_t now = time(NULL);
 	size_t i = 0;
 
+	if (r->sp->shared) {
+		/* Leases live on in the spool; any relay's sweep returns them. */
+		if (!all)
+			r->sp->shared->expire(r->sp, NULL);
+		return;
+	}
 	while (i < r->nleases) {
 		if (all || r->leases[i].expires <= now) {
 			spool_release(r->sp, &r->leases[i].claim, NULL);
@@ -619,13 +766,13 @@ bearer_of(const struct http_req *q)
 	return q->auth + 7;
 }
 
-void
-relay_handle(struct relay *r, const struct http_req *q,
-    struct relay_answer *a)
+static void
+route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 {
 	char path[sizeof q->path];
 	const char *bearer = bearer_of(q);
 	struct relay_token *t;
+	struct err te;
 	int get = strcmp(q->method, "GET") == 0;
 	int post = strcmp(q->method, "POST") == 0;
 
@@ -648,7 +795,9 @@ relay_handle(struct relay *r, const struct http_req *q,
 	}
 	if (strncmp(path, "/v1/", 4) != 0)
 		return fail(a, 404, "no such route");
-	if (!(t = tok_find(r, bearer)))
+	if (!(t = tok_find(r, bearer, &te)) && te.code)
+		return fail_err(a, &te);
+	if (!t)
 		return fail(a, 401, "missing or invalid token — use your "
 		    "personal token (bch join gives you one)");
 	snprintf(a->agent, sizeof a->agent, "%s", t->agent);
@@ -668,6 +817,11 @@ relay_handle(struct relay *r, const struct http_req *q,
 		return route_settle(r, q, 1, a);
 	if (post && strcmp(path, "/v1/release") == 0)
 		return route_settle(r, q, 0, a);
+	if (get && strncmp(path, "/v1/receipt/", 12) == 0) {
+		if (!id_valid(path + 12))
+			return fail(a, 400, "invalid message id");
+		return route_receipt(r, path + 12, a);
+	}
 	if (get) {
 		int rc = own_path(path, "/v1/inbox/", a);
 		if (rc > 0)
@@ -684,4 +838,14 @@ relay_handle(struct relay *r, const struct http_req *q,
 			return;
 	}
 	fail(a, 404, "no such route");
+}
+
+void
+relay_handle(struct relay *r, const struct http_req *q,
+    struct relay_answer *a)
+{
+	route(r, q, a);
+	/* A shared spool that is away (Redis restarting) comes back soon. */
+	if (a->status == 503 && !a->retry_after && r->sp->shared)
+		a->retry_after = 1;
 }

@@ -24,10 +24,12 @@ struct relay_lease {
 	time_t expires;
 };
 
-struct relay_sent { /* recent client ids, for idempotent retries */
+struct relay_sent { /* recent sends: idempotent retries, receipts */
 	char from[NAME_MAX_LEN + 1];
 	char id[ID_MAX_LEN + 1];
 	char *json;
+	char **rcpt;
+	size_t nrcpt;
 };
 
 struct relay {

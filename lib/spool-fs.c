@@ -31,6 +31,7 @@ struct count {
 	char name[NAME_MAX_LEN + 1];
 	size_t n;
 	int dirty;
+	time_t at; /* when n was counted */
 };
 
 struct fs {
@@ -169,8 +170,8 @@ box_ok(struct spool *s, const char *name, struct err *e)
 		}
 		if (!S_ISDIR(st.st_mode))
 			return err_set(e, BCH_PERM, "%s is not a directory (a "
-			    "symlink?) — refusing to use it; bch doctor --fix or "
-			    "remove it", path);
+			    "symlink?) — refusing to use it; run bch doctor for "
+			    "the fix", path);
 	}
 	return 0;
 }
@@ -305,7 +306,7 @@ fs_subscribe(struct spool *s, const char *agent, const char *channel,
 }
 
 static struct count *
-count_of(struct spool *s, const char *name)
+count_of(struct spool *s, const char *name, int fresh)
 {
 	struct fs *fs = s->impl;
 	struct count *c;
@@ -316,11 +317,21 @@ count_of(struct spool *s, const char *name)
 
 	for (i = 0; i < fs->ncounts; i++)
 		if (strcmp(fs->counts[i].name, name) == 0)
-			return &fs->counts[i];
-	fs->counts = xrealloc(fs->counts, (fs->ncounts + 1) * sizeof *c);
-	c = &fs->counts[fs->ncounts++];
-	memset(c, 0, sizeof *c);
-	snprintf(c->name, sizeof c->name, "%s", name);
+			break;
+	if (i < fs->ncounts) {
+		c = &fs->counts[i];
+		/* A long-lived sender (the relay) counts again now and then,
+		 * since readers take messages away; a batch trusts its own. */
+		if (!fresh && (s->batch || time(NULL) - c->at < 1))
+			return c;
+	} else {
+		fs->counts = xrealloc(fs->counts, (fs->ncounts + 1) * sizeof *c);
+		c = &fs->counts[fs->ncounts++];
+		memset(c, 0, sizeof *c);
+		snprintf(c->name, sizeof c->name, "%s", name);
+	}
+	c->n = 0;
+	c->at = time(NULL);
 	box_path(s, path, name, "new", NULL);
 	if ((dir = opendir(path))) {
 		while ((d = readdir(dir)))
@@ -431,9 +442,36 @@ write_tmp(struct spool *s, const char *r, const char *file,
 	return rc;
 }
 
+/* An id already in new/: the same sender sending it again (a retry) is
+ * stored once; another sender's message under that id is refused, never
+ * lost behind a success. 0 same sender, -1 with e filled. */
+static int
+same_sender(struct spool *s, const char *dst, const char *from,
+    struct err *e)
+{
+	struct buf old = BUF_INIT;
+	struct msg m;
+	int same = 0;
+
+	if (io_readfile(AT_FDCWD, dst, s->cfg->rlim.total + 1, &old) < 0) {
+		buf_free(&old);
+		return errno == ENOENT ? 0 : err_sys(e, "cannot read %s", dst);
+	}
+	if (msg_decode(old.p, old.len, 0, &s->cfg->rlim, &m, NULL) == 0) {
+		same = m.from && strcmp(m.from, from) == 0;
+		msg_free(&m);
+	}
+	buf_free(&old);
+	if (same)
+		return 0;
+	err_set(e, BCH_PERM, "message id already used by another message — "
+	    "send with a new id");
+	return err_status(e, 409);
+}
+
 static int
 publish(struct spool *s, char **r, size_t n, const char *file,
-    const struct buf *b, struct err *e)
+    const char *from, const struct buf *b, struct err *e)
 {
 	char tmp[P], dst[P], tmp2[P];
 	size_t i;
@@ -448,9 +486,17 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 		box_path(s, dst, r[i], "new", file);
 		if (i == 0) {
 			rc = move_noreplace(tmp, dst);
-			if (rc == 1)
-				unlink(tmp); /* same id already delivered */
+			if (rc == 1) {
+				unlink(tmp); /* that id was delivered already */
+				if (same_sender(s, dst, from, e) < 0)
+					return -1;
+				rc = 0;
+			}
 		} else if ((rc = link(tmp, dst)) < 0 && errno == EEXIST) {
+			if (same_sender(s, dst, from, e) < 0) {
+				unlink(tmp);
+				return -1;
+			}
 			rc = 0;
 		} else if (rc < 0) {
 			/* Another file system, or a box gone missing. */
@@ -502,7 +548,7 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	if (target_parse(m->to, to, sizeof to, e) < 0 ||
 	    msg_check(m, &s->cfg->lim, e) < 0)
 		return -1;
-	if (!fs->ncounts) {
+	if (!s->batch || !fs->ncounts) {
 		char path[P];
 		agent_path(s, path, m->from);
 		if (access(path, F_OK) < 0)
@@ -519,7 +565,9 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	if (recipients(s, m, &r, &n, e) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (count_of(s, r[i])->n >= s->cfg->max_inbox) {
+		/* Refuse only on a fresh count: a cached one may be stale. */
+		if (count_of(s, r[i], 0)->n >= s->cfg->max_inbox &&
+		    count_of(s, r[i], 1)->n >= s->cfg->max_inbox) {
 			err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — "
 			    "they must drain it first", r[i], s->cfg->max_inbox);
 			err_status(e, 507);
@@ -535,21 +583,17 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		goto out;
 	}
 	snprintf(file, sizeof file, "%s.json", m->id);
-	if (publish(s, r, n, file, &b, e) < 0)
+	if (publish(s, r, n, file, m->from, &b, e) < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
-		struct count *c = count_of(s, r[i]);
+		struct count *c = count_of(s, r[i], 0);
 		c->n++;
 		c->dirty = 1;
 	}
 	rc = (int)n;
+	spool_set_rcpt(s, r, n);
 	if (!s->batch && sync_boxes(s, e) < 0)
 		rc = -1;
-	if (!s->batch) {
-		free(fs->counts); /* a later send counts afresh */
-		fs->counts = NULL;
-		fs->ncounts = 0;
-	}
 out:
 	for (i = 0; i < n; i++)
 		free(r[i]);
@@ -969,6 +1013,73 @@ fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	return 1;
 }
 
+/* Read receipts: a message has been read by r once <id>.json has left
+ * r's new/ (claimed, or claimed and deleted). */
+static int
+all_read(struct spool *s, const char *id, char **rcpt, size_t n, int *got)
+{
+	char path[P], file[ID_MAX_LEN + 8];
+	size_t i;
+	int all = 1;
+
+	snprintf(file, sizeof file, "%s.json", id);
+	for (i = 0; i < n; i++) {
+		box_path(s, path, rcpt[i], "new", file);
+		got[i] = access(path, F_OK) < 0 && errno == ENOENT;
+		all &= got[i];
+	}
+	return all;
+}
+
+static int
+fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
+    int timeout_ms, int *got, struct err *e)
+{
+	char path[P];
+	struct timespec t0, t;
+	size_t i;
+	int ino, rc;
+
+	if (!id_valid(id))
+		return err_set(e, BCH_PERM, "invalid message id");
+	if (timeout_ms == 0 || all_read(s, id, rcpt, n, got))
+		return all_read(s, id, rcpt, n, got);
+	if ((ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0)
+		return err_sys(e, "cannot start inotify");
+	for (i = 0; i < n; i++) {
+		box_path(s, path, rcpt[i], "new", NULL);
+		if (inotify_add_watch(ino, path, IN_MOVED_FROM | IN_DELETE |
+		    IN_DELETE_SELF | IN_ONLYDIR) < 0 && errno != ENOENT) {
+			err_sys(e, "cannot watch %s", path);
+			close(ino);
+			return -1;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Armed: look again, then sleep until something leaves a new/. */
+	while (!(rc = all_read(s, id, rcpt, n, got))) {
+		char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+		struct pollfd p = { ino, POLLIN, 0 };
+		long left = timeout_ms;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (timeout_ms > 0) {
+			left -= (t.tv_sec - t0.tv_sec) * 1000 +
+			    (t.tv_nsec - t0.tv_nsec) / 1000000;
+			if (left <= 0)
+				break;
+		}
+		if (poll(&p, 1, timeout_ms < 0 ? -1 : (int)left) < 0 &&
+		    errno != EINTR) {
+			rc = err_sys(e, "cannot wait for the reader");
+			break;
+		}
+		while (read(ino, ev, sizeof ev) > 0)
+			;
+	}
+	close(ino);
+	return rc;
+}
+
 static void
 fs_close(struct spool *s)
 {
@@ -983,7 +1094,7 @@ fs_close(struct spool *s)
 
 static const struct spool_ops fs_ops = {
 	fs_reg, fs_agents, fs_subscribe, fs_send, fs_sync, fs_list, fs_peek,
-	fs_take, fs_ack, fs_release, fs_wait, fs_close,
+	fs_take, fs_ack, fs_release, fs_wait, fs_await, fs_close,
 };
 
 struct spool *

@@ -124,6 +124,18 @@ link_open(struct spool *s, struct link *l, struct err *e)
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
+		if (errno == EINTR) {
+			/* The connection goes on in the kernel: wait for it. */
+			struct pollfd pw = { fd, POLLOUT, 0 };
+			int soerr = 0;
+			socklen_t sl = sizeof soerr;
+			while (poll(&pw, 1, TIMEOUT_MS) < 0 && errno == EINTR)
+				;
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+			    soerr == 0 && (pw.revents & POLLOUT))
+				break;
+			errno = soerr ? soerr : ETIMEDOUT;
+		}
 		close(fd);
 		fd = -1;
 	}
@@ -435,6 +447,36 @@ http_subscribe(struct spool *s, const char *agent, const char *channel,
 	return rc;
 }
 
+/* ext: a relay names the recipients in its send answer (for --wait).
+ * Their count, or 1 when it does not say. */
+static int
+take_recipients(struct spool *s, const struct http_resp *r)
+{
+	struct json j;
+	const char *why;
+	char **names;
+	size_t nn = 0;
+	int i, k, t;
+
+	if (json_parse(&j, r->body, r->body_len, 16, &why) < 0 ||
+	    (i = json_get(&j, 0, "recipients")) < 0 ||
+	    j.t[i].type != JSON_ARRAY) {
+		json_free(&j);
+		spool_set_rcpt(s, NULL, 0);
+		return 1;
+	}
+	names = xcalloc((size_t)j.t[i].size + 1, sizeof *names);
+	for (k = 0, t = i + 1; k < j.t[i].size; k++, t = json_next(&j, t))
+		if (json_string(&j, t, NAME_MAX_LEN, &names[nn], NULL) == 0)
+			nn++;
+	json_free(&j);
+	spool_set_rcpt(s, names, nn);
+	for (k = 0; (size_t)k < nn; k++)
+		free(names[k]);
+	free(names);
+	return (int)nn;
+}
+
 static int
 http_send(struct spool *s, struct msg *m, struct err *e)
 {
@@ -473,6 +515,7 @@ http_send(struct spool *s, struct msg *m, struct err *e)
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
+	rc = take_recipients(s, &r);
 	if (msg_decode(r.body, r.body_len, 0, &s->cfg->rlim, &got, e) == 0) {
 		snprintf(m->id, sizeof m->id, "%s", got.id);
 		snprintf(m->ts, sizeof m->ts, "%s", got.ts);
@@ -484,7 +527,7 @@ http_send(struct spool *s, struct msg *m, struct err *e)
 		m->to = xstrdup(to);
 	}
 	http_resp_free(&r);
-	return 1;
+	return rc;
 }
 
 static int
@@ -679,6 +722,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			int ok = r.status == 200 && r.event_stream;
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
+			l->in.p[l->in.len] = 0; /* events may have come with the head */
 			if (!ok) {
 				err_set(e, r.status == 401 || r.status == 403 ?
 				    BCH_PERM : BCH_TEMP, "relay refused the event "
@@ -713,18 +757,24 @@ events_consume(struct hs *h)
 	int got = 0;
 	char *end;
 
-	while (l->in.len && (end = strstr(l->in.p, "\n\n"))) {
+	/* Lines are measured, not NUL-terminated: a stream may hold any
+	 * byte, and an id is taken only from a whole, clean "id:" line. */
+	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
 		char *line = l->in.p;
-		*end = 0;
-		while (line && *line) {
-			char *nl = strchr(line, '\n');
-			if (nl)
-				*nl = 0;
-			if (strncmp(line, "data:", 5) == 0)
+		while (line <= end) {
+			char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
+			size_t n = (size_t)(nl - line);
+			if (n >= 5 && memcmp(line, "data:", 5) == 0)
 				got = 1;
-			else if (strncmp(line, "id: ", 4) == 0 && id_valid(line + 4))
-				snprintf(h->last_id, sizeof h->last_id, "%s", line + 4);
-			line = nl ? nl + 1 : NULL;
+			else if (n > 4 && n - 4 <= ID_MAX_LEN &&
+			    memcmp(line, "id: ", 4) == 0) {
+				char id[ID_MAX_LEN + 1];
+				memcpy(id, line + 4, n - 4);
+				id[n - 4] = 0;
+				if (strlen(id) == n - 4 && id_valid(id))
+					memcpy(h->last_id, id, n - 3);
+			}
+			line = nl + 1;
 		}
 		end += 2;
 		l->in.len -= (size_t)(end - l->in.p);
@@ -783,6 +833,79 @@ http_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	}
 }
 
+/* Which of rcpt appear in the JSON array key of a receipt. */
+static void
+mark(const struct json *j, const char *key, char **rcpt, size_t n, int *got,
+    int val)
+{
+	int i = json_get(j, 0, key), k, t;
+	size_t r;
+
+	if (i < 0 || j->t[i].type != JSON_ARRAY)
+		return;
+	for (k = 0, t = i + 1; k < j->t[i].size; k++, t = json_next(j, t)) {
+		char *name = NULL;
+		if (json_string(j, t, NAME_MAX_LEN, &name, NULL) < 0)
+			continue;
+		for (r = 0; r < n; r++)
+			if (strcmp(rcpt[r], name) == 0)
+				got[r] = val;
+		free(name);
+	}
+}
+
+/* Receipts over the relay's GET /v1/receipt/<id> (ext), polled with a
+ * growing interval: the relay answers at once, so this is the only wait
+ * that polls. */
+static int
+http_await(struct spool *s, const char *id, char **rcpt, size_t n,
+    int timeout_ms, int *got, struct err *e)
+{
+	char path[ID_MAX_LEN + 32];
+	struct timespec t0, t;
+	int delay = 50;
+
+	if (!id_valid(id))
+		return err_set(e, BCH_PERM, "invalid message id");
+	snprintf(path, sizeof path, "/v1/receipt/%s", id);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct http_resp r;
+		struct json j;
+		const char *why;
+		size_t i;
+		int all = 1;
+		long spent;
+		if (call(s, "GET", path, token_of(s), NULL, &r, 1, e) < 0) {
+			if (e && e->status == 404 && strstr(e->msg, "no such route"))
+				err_set(e, BCH_PERM, "this relay does not support "
+				    "--wait (it has no read receipts)");
+			return -1;
+		}
+		if (json_parse(&j, r.body, r.body_len, 8, &why) == 0) {
+			mark(&j, "read", rcpt, n, got, 1);
+			mark(&j, "unread", rcpt, n, got, 0);
+			json_free(&j);
+		}
+		http_resp_free(&r);
+		for (i = 0; i < n; i++)
+			all &= got[i];
+		if (all)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		spent = (t.tv_sec - t0.tv_sec) * 1000 +
+		    (t.tv_nsec - t0.tv_nsec) / 1000000;
+		if (timeout_ms >= 0 && spent >= timeout_ms)
+			return 0;
+		if (timeout_ms >= 0 && spent + delay > timeout_ms)
+			delay = (int)(timeout_ms - spent);
+		if (poll(NULL, 0, delay) < 0 && errno == EINTR)
+			return 0;
+		if (delay < 1000)
+			delay *= 2;
+	}
+}
+
 static void
 http_close(struct spool *s)
 {
@@ -798,7 +921,8 @@ http_close(struct spool *s)
 
 static const struct spool_ops http_ops = {
 	http_reg, http_agents, http_subscribe, http_send, http_sync, http_list,
-	http_peek, http_take, http_ack, http_release, http_wait, http_close,
+	http_peek, http_take, http_ack, http_release, http_wait, http_await,
+	http_close,
 };
 
 struct spool *

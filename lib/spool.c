@@ -17,8 +17,11 @@ spool_open(struct config *c, const char *prog, struct err *e)
 void
 spool_close(struct spool *s)
 {
-	if (s)
-		s->ops->close(s);
+	if (!s)
+		return;
+	spool_set_rcpt(s, NULL, 0);
+	free(s->rcpt);
+	s->ops->close(s);
 }
 
 int
@@ -178,4 +181,25 @@ int
 spool_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 {
 	return s->ops->wait(s, agent, timeout_ms, e);
+}
+
+int
+spool_await(struct spool *s, const char *id, char **rcpt, size_t n,
+    int timeout_ms, int *read, struct err *e)
+{
+	return s->ops->await(s, id, rcpt, n, timeout_ms, read, e);
+}
+
+void
+spool_set_rcpt(struct spool *s, char **r, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	s->rcpt = xcalloc(n + 1, sizeof *s->rcpt);
+	for (i = 0; i < n; i++)
+		s->rcpt[i] = xstrdup(r[i]);
+	s->nrcpt = n;
 }

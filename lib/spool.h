@@ -56,15 +56,58 @@ struct spool_ops {
 	int (*ack)(struct spool *, struct spool_claim *, int, struct err *);
 	int (*release)(struct spool *, struct spool_claim *, struct err *);
 	int (*wait)(struct spool *, const char *, int, struct err *);
+	int (*await)(struct spool *, const char *, char **, size_t, int, int *,
+	    struct err *);
 	void (*close)(struct spool *);
+};
+
+/* What a spool shared by several relays keeps for them (spool-redis.c),
+ * so that any relay can answer any request and a relay that dies
+ * strands nothing. A spool without it (s->shared NULL) leaves the relay
+ * to keep leases, recent client ids, send-rate buckets and the token
+ * index in its own memory, and to find arrivals with inotify. With it,
+ * a send that carries an id is idempotent: a second send with that id
+ * from the same sender stores nothing and fills m with the first. */
+struct spool_shared {
+	/* The agent whose personal token hashes (sha256 hex) to hash:
+	 * 1 found (agent filled), 0 none, -1 error. */
+	int (*token)(struct spool *, const char *hash,
+	    char agent[NAME_MAX_LEN + 1], struct err *);
+	/* Take one send from agent's bucket (rate per second, burst):
+	 * 1 allowed, 0 over the rate (*retry_after seconds), -1 error. */
+	int (*rate)(struct spool *, const char *agent, double rate,
+	    double burst, int *retry_after, struct err *);
+	/* Hold the claim c for seconds; settle() ends it, or it runs out
+	 * and the message returns to the inbox. 0 or -1. */
+	int (*lease)(struct spool *, struct spool_claim *c, int seconds,
+	    struct err *);
+	/* Settle agent's leased id: ack (keep it or not) or release it.
+	 * 1 done, 0 no such lease (expired, settled), -1 error. */
+	int (*settle)(struct spool *, const char *agent, const char *id,
+	    int ack, int keep, struct err *);
+	/* Return every expired lease to its inbox. 0 or -1. */
+	int (*expire)(struct spool *, struct err *);
+	/* Arrivals, as an event loop wants them: the descriptor to poll,
+	 * -1 while not subscribed; *gen changes whenever the descriptor
+	 * does (a reconnect may reuse the number). */
+	int (*arrival_fd)(struct spool *, unsigned *gen);
+	/* Read the arrivals there are, without blocking, (re)subscribing
+	 * first when the subscription is down; fn(arg, agent, id, json, len)
+	 * for each (json: the stored message, or NULL), and fn with agent
+	 * NULL when some may have been missed. 0 or -1. */
+	int (*arrivals)(struct spool *, void (*fn)(void *, const char *,
+	    const char *, const char *, size_t), void *arg, struct err *);
 };
 
 struct spool {
 	const struct spool_ops *ops;
+	const struct spool_shared *shared; /* NULL but for a shared spool */
 	struct config *cfg;
 	const char *prog; /* for warnings on stderr */
 	int batch;        /* defer directory syncs to spool_sync() */
 	size_t keep_raw;  /* bytes of listed messages to keep in memory */
+	char **rcpt;      /* who the last spool_send delivered to */
+	size_t nrcpt;
 	void *impl;
 };
 
@@ -130,6 +173,16 @@ int spool_release(struct spool *s, struct spool_claim *c, struct err *e);
 int spool_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 
+/* Wait until message id has been claimed by each of the n agents in
+ * rcpt (as spool_send left them in s->rcpt), or timeout_ms passed (0:
+ * just look). read[i] is set for each that has. 1 all read, 0 not yet,
+ * -1 error (e->status 404 and "unsupported": a relay without receipts). */
+int spool_await(struct spool *s, const char *id, char **rcpt, size_t n,
+    int timeout_ms, int *read, struct err *e);
+
+/* Record the recipients of the last send in s->rcpt (implementations). */
+void spool_set_rcpt(struct spool *s, char **r, size_t n);
+
 /* Open the local Maildir spool (spool-fs.c). */
 struct spool *spool_fs_open(struct config *c, const char *prog,
     struct err *e);
@@ -137,5 +190,12 @@ struct spool *spool_fs_open(struct config *c, const char *prog,
 /* Open a relay at c->url with c->token (spool-http.c). */
 struct spool *spool_http_open(struct config *c, const char *prog,
     struct err *e);
+
+/* Open the spool kept in Redis at url (redis://[user@]host[:port][/db]
+ * or unix:///path, either with ?prefix=P for the keys, default "bch:"),
+ * authenticating with password (NULL: none) (spool-redis.c). For the
+ * relay: several relays share one room this way. */
+struct spool *spool_redis_open(struct config *c, const char *url,
+    const char *password, const char *prog, struct err *e);
 
 #endif

@@ -20,7 +20,7 @@ local_setup() {
 @test "the fuzz targets build with clang, libFuzzer and the sanitizers" {
 	run make -C "$FUZZ"
 	assert_success
-	for t in json msg agent config scope; do
+	for t in json msg agent config scope http relay sse; do
 		[ -x "$FUZZ/$t-fuzz" ]
 	done
 }
@@ -39,4 +39,7 @@ local_setup() {
 	run make -C "$FUZZ" run FUZZ_SECONDS="${BCH_FUZZ_SECONDS:-10}"
 	assert_success
 	assert_output --partial "fuzz: scope #"
+	assert_output --partial "fuzz: http #"
+	assert_output --partial "fuzz: relay #"
+	assert_output --partial "fuzz: sse #"
 }

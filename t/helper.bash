@@ -23,7 +23,7 @@ setup() {
 start_relay() {
 	export BCH_ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
 	mkdir -p "$BACKCHANNEL_HOME"
-	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$BCH_ROOM" --rate 100000 \
+	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$BCH_ROOM" --rate 100000 ${BCH_TEST_RELAY_SPOOL:+--spool "$BCH_TEST_RELAY_SPOOL?prefix=$BCH_ROOM:"} \
 		2>"$BATS_TEST_TMPDIR/relay.log" &
 	BCH_RELAY_PID=$!
 	wait_for 10 grep -q 'listening on' "$BATS_TEST_TMPDIR/relay.log" || {
@@ -77,6 +77,10 @@ agents() {
 
 # count_new AGENT: unread files in AGENT's new/.
 count_new() {
+	if [ -n "${BCH_TEST_RELAY:-}" ] && [ -n "${BCH_TEST_RELAY_SPOOL:-}" ]; then
+		redis-cli -s "${BCH_TEST_RELAY_SPOOL#unix://}" HLEN "$BCH_ROOM:new:$1"
+		return
+	fi
 	find "$BACKCHANNEL_HOME/spool/$1/new" -name '*.json' | wc -l
 }
 

@@ -1,0 +1,316 @@
+#!/bin/sh
+# relay.sh: bch-relayd under load, all on 127.0.0.1. Sends per second
+# over keep-alive with 2 and with 10,000 registered agents, and with TLS
+# on; send-to-SSE latency with 1,000 subscribers of a channel (and, for
+# comparison, 1,000 streams of one inbox); resident memory with 10,000
+# idle SSE connections. fsync off (BACKCHANNEL_FSYNC=0). See README.
+#
+# Load comes from wrk (Debian package wrk) with a small Lua script for
+# POST /v1/send, else from relay-load.c (beside this file), N keep-alive
+# connections with one request in flight each, as wrk does. SSE clients
+# come from sse-load.c: it opens the streams non-blocking, then times
+# each send from its write until every stream has the event. Rooms are
+# made as files: agent records with the sha256 (sha256sum) of tokens we
+# choose, so 10,000 agents cost no 10,000 registrations.
+. "$(dirname "$0")/lib.sh"
+bench_init
+
+dur=5         # seconds per send-rate run
+rounds=3      # send-rate runs per room, taking turns; the median is shown
+conns=10      # keep-alive connections of the load generator
+many=10000    # agents in the big room
+subs=1000     # SSE subscribers of the channel, for the latency figure
+sends=50      # timed sends per latency figure
+idle=10000    # idle SSE connections for the memory figure
+
+[ -x "$bench_root/bin/bch-relayd" ] || bench_die "bin/bch-relayd is missing — run make first"
+command -v sha256sum >/dev/null || bench_die "sha256sum is missing (coreutils)"
+bench_cc sse-load
+if command -v wrk >/dev/null 2>&1; then
+	load=wrk
+else
+	load=relay-load
+	bench_cc relay-load
+	echo "(wrk is not installed — apt install wrk — so relay-load.c makes the load, and the TLS figure is skipped)"
+fi
+
+relay_pid=
+trap 'relay_stop; cd /; rm -rf "$bench_tmp"' EXIT
+
+# Descriptors: 10,000 streams need as many on each side.
+ulimit -n "$(ulimit -H -n)" 2>/dev/null || :
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((idle + 100)) ]; then
+	idle_note="(only $((nofile - 100)) idle streams: ulimit -n is $nofile and cannot be raised)"
+	idle=$((nofile - 100))
+fi
+watches=$(cat /proc/sys/fs/inotify/max_user_watches 2>/dev/null || echo 0)
+[ "$watches" -ge "$many" ] ||
+	echo "(fs.inotify.max_user_watches is $watches, under $many: the relay cannot watch every inbox)"
+
+room_token=bench-room-$bench_id-0123456789
+body="{\"to\":\"@bob\",\"body\":\"$bench_body\"}"
+
+# make_room DIR N [CHANNEL]: a spool with N agents, as the relay's own
+# registrations would leave it: alice and bob, then agent-00001... (each
+# subscribed to CHANNEL if given). Tokens are 64 hex characters of our
+# choosing; each record holds the sha256 hex of its token. DIR/tokens
+# lists "name token" lines.
+make_room() {
+	mr_dir=$1 mr_n=$2 mr_chan=${3:-}
+	mkdir -p "$mr_dir/agents" "$mr_dir/spool" "$mr_dir/.tok" || bench_die "cannot make $mr_dir"
+	od -An -tx1 -v -N $((32 * mr_n)) /dev/urandom | tr -d ' \n' | fold -w 64 |
+		awk -v n="$mr_n" -v d="$mr_dir" '
+		{
+			name = NR == 1 ? "alice" : NR == 2 ? "bob" : sprintf("agent-%05d", NR - 2)
+			print name, $0 > (d "/tokens")
+			f = d "/.tok/" name
+			printf "%s", $0 > f
+			close(f)
+		}' || bench_die "cannot make tokens"
+	(cd "$mr_dir/.tok" && sha256sum -- *) >"$mr_dir/.hashes" || bench_die "sha256sum failed"
+	awk -v d="$mr_dir" -v chan="$mr_chan" '
+	{
+		name = $2
+		sub(/^\*/, "", name)
+		subs = (chan != "" && name != "alice" && name != "bob") ? "\n    \"" chan "\"\n  " : ""
+		f = d "/agents/" name ".json"
+		printf "{\n  \"name\": \"%s\",\n  \"subscriptions\": [%s],\n  \"createdAt\": \"2026-01-01T00:00:00.000Z\",\n  \"lastSeen\": \"2026-01-01T00:00:00.000Z\",\n  \"tokenHash\": \"%s\"\n}\n", name, subs, $1 > f
+		close(f)
+		print d "/spool/" name "/tmp"
+		print d "/spool/" name "/new"
+		print d "/spool/" name "/cur"
+	}' "$mr_dir/.hashes" | (umask 077 && xargs mkdir -p) ||
+		bench_die "cannot write the agent records"
+	chmod 600 "$mr_dir"/agents/*.json
+	rm -rf "$mr_dir/.tok" "$mr_dir/.hashes"
+	[ "$(ls "$mr_dir/agents" | wc -l)" -eq "$mr_n" ] || bench_die "expected $mr_n records in $mr_dir"
+}
+
+# token_of DIR NAME
+token_of() {
+	awk -v n="$2" '$1 == n { print $2 }' "$1/tokens"
+}
+
+# relay_start DIR [OPTIONS...]: bch-relayd over DIR on a free port, fsync
+# off, no rate limit and no inbox quota in the way; sets relay_pid and
+# relay_port.
+relay_start() {
+	rs_dir=$1
+	shift
+	: >"$bench_tmp/relay.log"
+	BACKCHANNEL_FSYNC=0 BACKCHANNEL_MAX_INBOX=100000000 \
+		bch-relayd --home "$rs_dir" --port 0 --token "$room_token" \
+		--rate 1000000000 "$@" 2>"$bench_tmp/relay.log" &
+	relay_pid=$!
+	rs_t=0
+	until grep -q 'listening on' "$bench_tmp/relay.log"; do
+		rs_t=$((rs_t + 1))
+		[ "$rs_t" -lt 200 ] && kill -0 "$relay_pid" 2>/dev/null ||
+			bench_die "bch-relayd did not start: $(cat "$bench_tmp/relay.log")"
+		sleep 0.05
+	done
+	relay_port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$bench_tmp/relay.log")
+}
+
+relay_stop() {
+	[ -n "$relay_pid" ] || return 0
+	kill -TERM "$relay_pid" 2>/dev/null
+	wait "$relay_pid" 2>/dev/null
+	relay_pid=
+}
+
+rss_kib() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# target_ge WHAT VALUE LIMIT: check VALUE >= LIMIT for the summary; sets
+# bench_v as bench_target does.
+target_ge() {
+	tg_ok=$(awk -v v="$2" -v l="$3" 'BEGIN { print (v + 0 >= l + 0) ? "ok" : "MISS" }')
+	bench_v="$tg_ok"
+	printf '%-4s  %s\n' "$tg_ok" "$1" >>"$bench_tmp/summary"
+}
+
+# median FILE: the median of the numbers in FILE, one a line.
+median() {
+	sort -n "$1" | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# send_run DIR SCHEME WHICH: one run of POST /v1/send from alice to bob
+# for $dur s over $conns connections; appends sends/s to
+# $bench_tmp/rate.WHICH. The relay must be running. Answers other than
+# 200 and requests that timed out (wrk: 2 s) are counted into
+# $bench_tmp/errors.WHICH; every send answered 200 must be stored.
+send_run() {
+	sr_dir=$1 sr_scheme=$2 sr_which=$3 sr_bad=0
+	sr_tok=$(token_of "$sr_dir" alice)
+	sr_new=$sr_dir/spool/bob/new
+	sr_before=$(bench_count "$sr_new")
+	if [ "$load" = wrk ]; then
+		cat >"$bench_tmp/send.lua" <<EOF
+wrk.method = "POST"
+wrk.body = [[$body]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $sr_tok"
+EOF
+		wrk -t1 -c"$conns" -d"${dur}s" -s "$bench_tmp/send.lua" \
+			"$sr_scheme://127.0.0.1:$relay_port/v1/send" >"$bench_tmp/wrk.out" 2>&1 ||
+			bench_die "wrk failed: $(cat "$bench_tmp/wrk.out")"
+		sr_n=$(awk '/requests in/ { print $1 }' "$bench_tmp/wrk.out")
+		sr_rate=$(awk '/^Requests\/sec:/ { print $2 }' "$bench_tmp/wrk.out")
+		sr_bad=$(awk '/Non-2xx/ { n += $NF }
+			/Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+			END { print n + 0 }' "$bench_tmp/wrk.out")
+	else
+		printf '%s' "$body" >"$bench_tmp/body.json"
+		"$bench_tmp/relay-load" 127.0.0.1 "$relay_port" "$conns" "$dur" "$sr_tok" \
+			"$bench_tmp/body.json" >"$bench_tmp/load.out" || bench_die "relay-load failed"
+		set -- $(cat "$bench_tmp/load.out")
+		sr_bad=$6
+		sr_n=$4
+		sr_rate=$(bench_div "$4" "$8" 0)
+	fi
+	sr_stored=$(($(bench_count "$sr_new") - sr_before))
+	[ "$sr_stored" -ge "$sr_n" ] && [ "$sr_stored" -le $((sr_n + conns + sr_bad)) ] ||
+		bench_die "$sr_n sends answered but $sr_stored stored in $sr_new"
+	echo "$sr_rate" >>"$bench_tmp/rate.$sr_which"
+	echo "$sr_bad" >>"$bench_tmp/errors.$sr_which"
+}
+
+# errors WHICH: ", N answers not 200 or timed out" when there were any.
+errors() {
+	awk '{ n += $1 } END { if (n) printf ", %d answers not 200 or timed out", n }' \
+		"$bench_tmp/errors.$1"
+}
+
+# empty_inbox DIR: bob's inbox emptied between runs (relay stopped), so
+# every run starts alike.
+empty_inbox() {
+	rm -rf "$1/spool/bob/new" && mkdir -m 700 "$1/spool/bob/new" ||
+		bench_die "cannot empty $1/spool/bob/new"
+}
+
+# --- rooms -----------------------------------------------------------------
+small=$bench_tmp/room2.$bench_id
+big=$bench_tmp/room$many.$bench_id
+chan=$bench_tmp/roomchan.$bench_id
+t0=$(date +%s)
+make_room "$small" 2
+make_room "$big" "$many"
+make_room "$chan" $((subs + 2)) '#bench'
+echo "rooms made as files: 2, $many and $((subs + 2)) agents in $(($(date +%s) - t0)) s"
+
+# --- sends per second over keep-alive, 2 and 10,000 agents -----------------
+: >"$bench_tmp/rate.small"
+: >"$bench_tmp/rate.big"
+: >"$bench_tmp/errors.small"
+: >"$bench_tmp/errors.big"
+r=0
+while [ "$r" -lt "$rounds" ]; do
+	r=$((r + 1))
+	if [ $((r % 2)) -eq 1 ]; then order="small big"; else order="big small"; fi
+	for which in $order; do
+		eval "dir=\$$which"
+		relay_start "$dir"
+		send_run "$dir" http "$which"
+		relay_stop
+		empty_inbox "$dir"
+	done
+done
+rate2=$(median "$bench_tmp/rate.small")
+rate_many=$(median "$bench_tmp/rate.big")
+how="$load, $conns keep-alive connections, median of $rounds runs of $dur s"
+target_ge "sends/s, 2 agents: $(bench_div "$rate2" 1 0) (>= 20000)" "$rate2" 20000
+echo "sends/s over keep-alive, 2 agents, fsync off ($how): $(bench_div "$rate2" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.small" | sed 's/ $//')$(errors small)) [target >= 20000/s: $bench_v]"
+target_ge "sends/s, $many agents: $(bench_div "$rate_many" 1 0) (>= 20000)" "$rate_many" 20000
+echo "sends/s over keep-alive, $many agents, fsync off ($how): $(bench_div "$rate_many" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.big" | sed 's/ $//')$(errors big)) [target >= 20000/s: $bench_v]"
+ratio=$(bench_div "$rate_many" "$rate2")
+target_ge "sends/s with $many agents / with 2: ${ratio}x (>= 0.9x, not falling)" "$ratio" 0.9
+echo "sends/s with $many agents / with 2: ${ratio}x [target not falling (>= 0.9x, our reading): $bench_v]"
+
+# --- the same with TLS on ----------------------------------------------------
+if [ "$load" = wrk ] && command -v openssl >/dev/null 2>&1; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$bench_tmp/key.pem" -out "$bench_tmp/cert.pem" -days 2 \
+		-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
+		>/dev/null 2>&1 || bench_die "openssl could not make a certificate"
+	: >"$bench_tmp/rate.tls"
+	: >"$bench_tmp/errors.tls"
+	relay_start "$small" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+	send_run "$small" https tls
+	relay_stop
+	empty_inbox "$small"
+	rate_tls=$(median "$bench_tmp/rate.tls")
+	target_ge "sends/s with TLS, 2 agents: $(bench_div "$rate_tls" 1 0) (>= 20000)" "$rate_tls" 20000
+	echo "sends/s over keep-alive with TLS (EC P-256), 2 agents, fsync off (wrk, $conns connections, $dur s): $(bench_div "$rate_tls" 1 0)/s, $(bench_div "$rate_tls" "$rate2")x of plain$(errors tls) [target >= 20000/s: $bench_v]"
+else
+	echo "sends/s with TLS: skipped (needs wrk and openssl)"
+fi
+# Each room goes as soon as it is done with (see README: removing files
+# minutes old can be slow on this disk).
+rm -rf "$small"
+
+# --- send-to-SSE latency, 1,000 subscribers ----------------------------------
+# latency LABEL TOKENS TARGET: $subs streams of the names in TOKENS, $sends
+# timed sends from alice to TARGET; prints median and p99, sets lat_p99.
+latency() {
+	"$bench_tmp/sse-load" lat 127.0.0.1 "$relay_port" "$2" "$subs" \
+		"$(token_of "$chan" alice)" "$3" "$sends" >"$bench_tmp/lat" ||
+		bench_die "sse-load failed"
+	[ "$(wc -l <"$bench_tmp/lat")" -eq "$sends" ] || bench_die "sse-load timed $(wc -l <"$bench_tmp/lat") sends of $sends"
+	set -- "$1" $(sort -n "$bench_tmp/lat" | awk '{ a[NR] = $1 }
+		END {
+			p = int(NR * 0.99); if (p < NR * 0.99) p++
+			print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)), a[p], a[NR]
+		}')
+	lat_med=$2 lat_p99=$3 lat_max=$4
+	lat_line="$1: median $(bench_us "$lat_med"), p99 $(bench_us "$lat_p99"), max $(bench_us "$lat_max") over $sends sends"
+}
+
+relay_start "$chan"
+grep -v '^alice \|^bob ' "$chan/tokens" >"$bench_tmp/subs.tokens"
+base=$(rss_kib "$relay_pid")
+latency "send-to-SSE latency, a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
+	"$bench_tmp/subs.tokens" '#bench'
+bench_target "send-to-SSE p99, $subs channel subscribers: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
+echo "$lat_line [target p99 $bench_v]"
+relay_stop
+# The same push path without the fan-out: 1,000 streams of bob's inbox.
+relay_start "$chan"
+grep '^bob ' "$chan/tokens" >"$bench_tmp/bob.tokens"
+latency "send-to-SSE latency, $subs streams of one inbox, a DM (no fan-out: the push path alone)" \
+	"$bench_tmp/bob.tokens" '@bob'
+echo "$lat_line (for comparison, no target)"
+relay_stop
+rm -rf "$chan"
+
+# --- resident memory with 10,000 idle SSE connections -------------------------
+relay_start "$big"
+grep -v '^alice \|^bob ' "$big/tokens" >"$bench_tmp/idle.tokens"
+base=$(rss_kib "$relay_pid")
+mkfifo "$bench_tmp/hold" || bench_die "cannot make a fifo"
+"$bench_tmp/sse-load" idle 127.0.0.1 "$relay_port" "$bench_tmp/idle.tokens" "$idle" \
+	<"$bench_tmp/hold" >"$bench_tmp/idle.out" 2>&1 &
+idle_pid=$!
+exec 9>"$bench_tmp/hold"
+t=0
+until grep -q '^connected' "$bench_tmp/idle.out"; do
+	t=$((t + 1))
+	[ "$t" -lt 1200 ] && kill -0 "$idle_pid" 2>/dev/null ||
+		bench_die "sse-load idle failed: $(cat "$bench_tmp/idle.out")"
+	sleep 0.1
+done
+up=$(awk '/^connected/ { print $2 }' "$bench_tmp/idle.out")
+rss=$(rss_kib "$relay_pid")
+fds=$(ls "/proc/$relay_pid/fd" | wc -l)
+exec 9>&-
+wait "$idle_pid"
+relay_stop
+rm -rf "$big"
+per=$(bench_div $(((rss - base) * 1024)) "$up" 0)
+bench_target "relay RSS with $up idle SSE connections: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
+echo "relay RSS with $up idle SSE connections ($many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
+[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams came up)"
+
+bench_summary

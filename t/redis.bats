@@ -1,0 +1,491 @@
+#!/usr/bin/env bats
+# Several relays, one room: bch-relayd --spool on a real redis-server that
+# each test starts on a unix socket in its own directory (t/redis-server).
+# Two relays share it: whatever one stores, claims or leases, the other
+# sees, and neither holds state a crash could lose.
+load helper
+bats_require_minimum_version 1.5.0
+# This file starts its own relays: the suite's relay mode does not apply.
+unset BCH_TEST_RELAY
+
+local_setup() {
+	command -v redis-server >/dev/null 2>&1 ||
+		skip "redis-server is not installed (Debian: redis-server)"
+	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	RDIR=$BATS_TEST_TMPDIR/redis
+	BG=$BATS_TEST_TMPDIR/bg.pids
+	: >"$BG"
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always)
+}
+
+local_teardown() {
+	local p
+	while read -r p; do
+		kill "$p" 2>/dev/null || true
+	done <"$BG"
+	while read -r p; do
+		wait "$p" 2>/dev/null || true
+	done <"$BG"
+	[ -z "${RDIR:-}" ] || sh "$T_ROOT/t/redis-server" stop "$RDIR"
+}
+
+bgpid() {
+	echo "$1" >>"$BG"
+}
+
+# relay NAME [OPTIONS...]: a bch-relayd on the test's Redis, on a free
+# port; sets NAME_URL and NAME_PID. Each relay has a home of its own:
+# nothing of the room is on disk.
+relay() {
+	local name=$1 log=$BATS_TEST_TMPDIR/$1.log port
+	shift
+	mkdir -p "$BATS_TEST_TMPDIR/$name.home"
+	: >"$log"
+	bch-relayd --home "$BATS_TEST_TMPDIR/$name.home" --port 0 --token "$ROOM" \
+		--spool "$SPOOL" "$@" 2>"$log" &
+	bgpid $!
+	eval "${name}_PID=$!"
+	wait_for 10 grep -q 'listening on' "$log" || {
+		cat "$log" >&2
+		return 1
+	}
+	port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$log")
+	eval "${name}_URL=http://127.0.0.1:$port"
+}
+
+# on NAME AGENT CMD...: run a bch command as AGENT through relay NAME.
+on() {
+	local url
+	eval "url=\$${1}_URL"
+	BACKCHANNEL_URL=$url BACKCHANNEL_AGENT=$2 "${@:3}"
+}
+
+# join NAME AGENT: register AGENT through relay NAME.
+join() {
+	on "$1" "$2" bch init "$2" --token "$ROOM" >/dev/null
+}
+
+# tok AGENT: AGENT's personal token.
+tok() {
+	cat "$BACKCHANNEL_HOME/tokens/$1" 2>/dev/null ||
+		sed -n 's/.*"token": "\(.*\)".*/\1/p' "$BACKCHANNEL_HOME/config.json"
+}
+
+# req NAME METHOD PATH TOKEN [BODY]: one request through relay NAME;
+# sets STATUS, BODY and HEADERS.
+req() {
+	local url args=(-s -o "$BATS_TEST_TMPDIR/resp.body" -D "$BATS_TEST_TMPDIR/resp.head"
+		-w '%{http_code}' -X "$2" -H 'Expect:' -H "Authorization: Bearer $4")
+	eval "url=\$${1}_URL"
+	[ $# -lt 5 ] || args+=(-H 'Content-Type: application/json' --data-binary "$5")
+	STATUS=$(curl "${args[@]}" "$url$3")
+	BODY=$(cat "$BATS_TEST_TMPDIR/resp.body")
+	HEADERS=$(tr -d '\r' <"$BATS_TEST_TMPDIR/resp.head")
+}
+
+# sse NAME AGENT FILE: open AGENT's event stream through relay NAME into
+# FILE; true once it started (a relay not yet subscribed answers 503).
+sse() {
+	local url
+	eval "url=\$${1}_URL"
+	curl -sN -H "Authorization: Bearer $(tok "$2")" "$url/v1/events/$2" \
+		>"$3" 2>/dev/null &
+	bgpid $!
+	wait_for 3 grep -q '^retry:' "$3"
+}
+
+rcli() {
+	redis-cli -s "$RDIR/redis.sock" "$@"
+}
+
+# hlen KEY OP N: test the size of hash KEY (for wait_for, which reruns it).
+hlen() {
+	[ "$(rcli HLEN "$1")" "$2" "$3" ]
+}
+
+@test "two relays on one Redis: register on A, send on A, drain on B" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	run on B alice bch agents
+	assert_success
+	assert_output --partial alice
+	assert_output --partial bob
+	run on A alice bch send @bob "merged, rebase now"
+	assert_success
+	assert_output --partial "to @bob"
+	run on B bob bch drain
+	assert_success
+	assert_output --partial "merged, rebase now"
+	run on A bob bch drain
+	assert_output "inbox empty"
+	# Nothing of the room went to either relay's disk.
+	[ ! -e "$BATS_TEST_TMPDIR/A.home/spool" ] && [ ! -e "$BATS_TEST_TMPDIR/B.home/agents" ]
+}
+
+@test "a channel fans out at send time to the subscribers each relay registered" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	join A carol
+	on B bob bch sub '#dev' >/dev/null
+	on A carol bch sub '#dev' >/dev/null
+	on B alice bch sub '#dev' >/dev/null
+	run on A bob bch channels
+	assert_output "#dev"
+	run on A alice bch send '#dev' "standup in 5"
+	assert_success
+	[ "$(rcli HLEN "bch:new:bob")" = 1 ] && [ "$(rcli HLEN "bch:new:carol")" = 1 ]
+	[ "$(rcli HLEN "bch:new:alice")" = 0 ]
+	# Subscribing later does not deliver what was sent before.
+	join B dave
+	on B dave bch sub '#dev' >/dev/null
+	run on A dave bch inbox
+	assert_output "inbox empty"
+	run on A bob bch drain --json
+	assert_output --partial '"to":"#dev"'
+	run on B carol bch drain
+	assert_output --partial "standup in 5"
+	# One reader's claim leaves the other's copy: both were read.
+	run on A alice bch send '#nobody' hi
+	assert_failure 100
+	assert_output --partial "no other subscribers"
+}
+
+@test "inbox order is by ts then id, and scopes are the reader's filter" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	on A alice bch send @bob one >/dev/null
+	on B alice bch send @bob two --scope github.com/acme/api >/dev/null
+	on A alice bch send @bob three >/dev/null
+	run on B bob bch inbox --brief
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	[[ ${lines[0]} == *one ]] && [[ ${lines[1]} == *two ]] && [[ ${lines[2]} == *three ]]
+	run on A bob bch drain --match git@github.com:acme/web.git
+	assert_output --partial one
+	refute_output --partial two
+	run on B bob bch drain --match https://github.com/acme/api
+	assert_output --partial two
+}
+
+@test "an SSE watcher on B receives what was sent through A" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	curl -sN -H "Authorization: Bearer $(tok bob)" "$B_URL/v1/events/bob" \
+		>"$BATS_TEST_TMPDIR/sse.out" 2>/dev/null &
+	bgpid $!
+	wait_for 10 grep -q '^retry:' "$BATS_TEST_TMPDIR/sse.out"
+	run on A alice bch send @bob "over the wire"
+	assert_success
+	wait_for 10 grep -q 'over the wire' "$BATS_TEST_TMPDIR/sse.out"
+	id=$(sed -n 's/^id: //p' "$BATS_TEST_TMPDIR/sse.out" | head -1)
+	[ -n "$id" ]
+	# bch watch on A, reading the arrival that B published.
+	on A bob bch watch --peek >"$BATS_TEST_TMPDIR/watch.out" 2>&1 &
+	bgpid $!
+	sleep 0.5
+	on B alice bch send @bob "second one" >/dev/null
+	wait_for 10 grep -q 'second one' "$BATS_TEST_TMPDIR/watch.out"
+}
+
+@test "SSE resumes on the other relay: Last-Event-ID gets every unread message" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	on A alice bch send @bob first >/dev/null
+	id=$(rcli HKEYS bch:new:bob)
+	on A alice bch send @bob second >/dev/null
+	curl -sN -m 3 -H "Authorization: Bearer $(tok bob)" -H "Last-Event-ID: $id" \
+		"$B_URL/v1/events/bob" >"$BATS_TEST_TMPDIR/sse.out" 2>/dev/null || true
+	grep -q '"body":"first"' "$BATS_TEST_TMPDIR/sse.out"
+	grep -q '"body":"second"' "$BATS_TEST_TMPDIR/sse.out"
+}
+
+@test "a lease taken on A is acked on B; an expired one comes back" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	on A alice bch send @bob leased >/dev/null
+	id=$(rcli HKEYS bch:new:bob)
+	req A POST /v1/take "$(tok bob)" "{\"id\":\"$id\",\"lease\":30}"
+	[ "$STATUS" = 200 ]
+	[[ $BODY == *leased* ]]
+	[ "$(rcli HLEN bch:new:bob)" = 0 ]
+	req B POST /v1/ack "$(tok bob)" "{\"id\":\"$id\"}"
+	[ "$STATUS" = 200 ]
+	req A POST /v1/ack "$(tok bob)" "{\"id\":\"$id\"}"
+	[ "$STATUS" = 404 ]
+	[ "$(rcli HLEN bch:claim:bob)" = 0 ] && [ "$(rcli ZCARD bch:leases)" = 0 ]
+
+	on A alice bch send @bob again >/dev/null
+	id=$(rcli HKEYS bch:new:bob)
+	req B POST /v1/take "$(tok bob)" "{\"id\":\"$id\",\"lease\":1}"
+	[ "$STATUS" = 200 ]
+	# Another take of a leased message finds nothing: one claimer.
+	req A POST /v1/take "$(tok bob)" "{\"id\":\"$id\"}"
+	[ "$BODY" = '{"message":null}' ]
+	wait_for 10 hlen bch:new:bob -eq 1
+	req A POST /v1/ack "$(tok bob)" "{\"id\":\"$id\"}"
+	[ "$STATUS" = 404 ]
+	# Released through A, then taken for good through B.
+	req A POST /v1/take "$(tok bob)" "{\"id\":\"$id\",\"lease\":30}"
+	req B POST /v1/release "$(tok bob)" "{\"id\":\"$id\"}"
+	[ "$STATUS" = 200 ]
+	run on B bob bch drain
+	assert_output --partial again
+}
+
+@test "a retried send with the same client id is stored once, whichever relay gets it" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	cid=6f1c2a4e-0000-4000-8000-000000000001
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"@bob\",\"body\":\"once\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	first=$BODY
+	req B POST /v1/send "$(tok alice)" "{\"to\":\"@bob\",\"body\":\"once\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	[ "$BODY" = "$first" ]
+	[ "$(rcli HLEN bch:new:bob)" = 1 ]
+	# The id is the sender's: another sender's same id is another message.
+	join B carol
+	req B POST /v1/send "$(tok carol)" "{\"to\":\"@alice\",\"body\":\"mine\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	[ "$(rcli HLEN bch:new:alice)" = 1 ]
+}
+
+@test "the send rate is one bucket for all the relays" {
+	relay A --rate 0.1
+	relay B --rate 0.1
+	join A alice
+	join A bob
+	# The bucket holds 10: spent through A, the next through B is refused.
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		req A POST /v1/send "$(tok alice)" "{\"to\":\"@bob\",\"body\":\"n$i\"}"
+		[ "$STATUS" = 200 ]
+	done
+	req B POST /v1/send "$(tok alice)" "{\"to\":\"@bob\",\"body\":\"too many\"}"
+	[ "$STATUS" = 429 ]
+	grep -qi '^Retry-After: [1-9]' <<<"$HEADERS"
+	# Another agent has a bucket of its own.
+	req B POST /v1/send "$(tok bob)" "{\"to\":\"@alice\",\"body\":\"fine\"}"
+	[ "$STATUS" = 200 ]
+}
+
+@test "a full inbox is refused with 507 by every relay, and nothing is dropped" {
+	BACKCHANNEL_MAX_INBOX=2 relay A
+	BACKCHANNEL_MAX_INBOX=2 relay B
+	join A alice
+	join A bob
+	req A POST /v1/send "$(tok alice)" '{"to":"@bob","body":"1"}'
+	req B POST /v1/send "$(tok alice)" '{"to":"@bob","body":"2"}'
+	[ "$STATUS" = 200 ]
+	req B POST /v1/send "$(tok alice)" '{"to":"@bob","body":"3"}'
+	[ "$STATUS" = 507 ]
+	[[ $BODY == *full* ]]
+	req A POST /v1/send "$(tok alice)" '{"to":"@bob","body":"3"}'
+	[ "$STATUS" = 507 ]
+	[ "$(rcli HLEN bch:new:bob)" = 2 ]
+	on A bob bch drain >/dev/null
+	req B POST /v1/send "$(tok alice)" '{"to":"@bob","body":"3"}'
+	[ "$STATUS" = 200 ]
+}
+
+@test "concurrent drainers split across A and B claim each message exactly once" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	for i in $(seq 1 60); do echo "{\"to\":\"@bob\",\"body\":\"m$i\"}"; done |
+		on A alice bch-send >/dev/null
+	[ "$(rcli HLEN bch:new:bob)" = 60 ]
+	local k pids=()
+	for k in 1 2 3 4; do
+		if [ $((k % 2)) = 0 ]; then r=A; else r=B; fi
+		(for j in 1 2 3; do on "$r" bob bch drain --jsonl; done) \
+			>"$BATS_TEST_TMPDIR/d$k.out" 2>"$BATS_TEST_TMPDIR/d$k.err" &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do wait "$k"; done
+	cat "$BATS_TEST_TMPDIR"/d*.out | sed -n 's/.*"body":"\(m[0-9]*\)".*/\1/p' |
+		sort >"$BATS_TEST_TMPDIR/got"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/got")" -eq 60 ]
+	[ -z "$(uniq -d "$BATS_TEST_TMPDIR/got")" ]
+	[ "$(rcli HLEN bch:new:bob)" = 0 ] && [ "$(rcli HLEN bch:claim:bob)" = 0 ]
+}
+
+@test "503 with Retry-After while Redis is down; both relays recover without a restart" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	on A alice bch send @bob "before" >/dev/null
+	sh "$T_ROOT/t/redis-server" stop "$RDIR"
+	req A POST /v1/send "$(tok alice)" '{"to":"@bob","body":"lost?"}'
+	[ "$STATUS" = 503 ]
+	grep -qi '^Retry-After: [1-9]' <<<"$HEADERS"
+	req B GET /v1/inbox/bob "$(tok bob)"
+	[ "$STATUS" = 503 ]
+	req B GET /v1/events/bob "$(tok bob)"
+	[ "$STATUS" = 503 ]
+	req A GET /v1/health x
+	[ "$STATUS" = 200 ]
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always)
+	wait_for 15 on A alice bch send @bob "after" >/dev/null 2>&1
+	# Both relays answer again, subscriptions included.
+	wait_for 15 sse B bob "$BATS_TEST_TMPDIR/sse.out"
+	wait_for 10 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.out"
+	on A alice bch send @bob "pushed" >/dev/null
+	wait_for 10 grep -q '"body":"pushed"' "$BATS_TEST_TMPDIR/sse.out"
+	run on B bob bch drain
+	assert_output --partial before
+	assert_output --partial after
+	refute_output --partial "lost?"
+	grep -q 'subscribed to arrivals' "$BATS_TEST_TMPDIR/B.log"
+}
+
+@test "a relay started while Redis is down answers 503, then serves once it is up" {
+	sh "$T_ROOT/t/redis-server" stop "$RDIR"
+	relay A
+	grep -q 'unavailable' "$BATS_TEST_TMPDIR/A.log"
+	req A POST /v1/register "$ROOM" '{"name":"alice"}'
+	[ "$STATUS" = 503 ]
+	grep -qi '^Retry-After: [1-9]' <<<"$HEADERS"
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always)
+	wait_for 10 join A alice
+	join A bob
+	wait_for 15 sse A bob "$BATS_TEST_TMPDIR/sse.out"
+	on A alice bch send @bob "late start" >/dev/null
+	wait_for 10 grep -q '"body":"late start"' "$BATS_TEST_TMPDIR/sse.out"
+}
+
+@test "sends under a Redis restart either fail or are delivered, none twice" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	(for i in $(seq 1 80); do
+		if on A alice bch send @bob "load $i" >/dev/null 2>&1; then echo "load $i"; fi
+	done) >"$BATS_TEST_TMPDIR/acked" &
+	local sender=$!
+	sleep 0.3
+	sh "$T_ROOT/t/redis-server" stop "$RDIR"
+	sleep 0.5
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always)
+	wait "$sender"
+	on B bob bch drain --jsonl | sed -n 's/.*"body":"\(load [0-9]*\)".*/\1/p' |
+		sort >"$BATS_TEST_TMPDIR/got"
+	sort "$BATS_TEST_TMPDIR/acked" >"$BATS_TEST_TMPDIR/want"
+	[ -s "$BATS_TEST_TMPDIR/want" ]
+	# Every acknowledged send is there, and no message twice.
+	[ -z "$(comm -23 "$BATS_TEST_TMPDIR/want" "$BATS_TEST_TMPDIR/got")" ]
+	[ -z "$(uniq -d "$BATS_TEST_TMPDIR/got")" ]
+}
+
+@test "SIGKILL of a relay loses nothing acknowledged, and strands no lease" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	(for i in $(seq 1 400); do
+		on A alice bch send @bob "k $i" >/dev/null 2>&1 || break
+		echo "k $i"
+	done) >"$BATS_TEST_TMPDIR/acked" &
+	local sender=$!
+	wait_for 10 hlen bch:new:bob -ge 20
+	# Leased takes through A, in flight when it dies.
+	for id in $(rcli HKEYS bch:new:bob | head -5); do
+		req A POST /v1/take "$(tok bob)" "{\"id\":\"$id\",\"lease\":2}"
+	done
+	kill -9 "$A_PID"
+	[ "$(rcli HLEN bch:claim:bob)" -ge 1 ]
+	wait "$sender"
+	wait_for 10 hlen bch:claim:bob -eq 0
+	on B bob bch drain --jsonl | sed -n 's/.*"body":"\(k [0-9]*\)".*/\1/p' |
+		sort >"$BATS_TEST_TMPDIR/got"
+	sort "$BATS_TEST_TMPDIR/acked" >"$BATS_TEST_TMPDIR/want"
+	[ -s "$BATS_TEST_TMPDIR/want" ]
+	[ -z "$(comm -23 "$BATS_TEST_TMPDIR/want" "$BATS_TEST_TMPDIR/got")" ]
+	[ -z "$(uniq -d "$BATS_TEST_TMPDIR/got")" ]
+}
+
+@test "tokens are found in Redis: a relay started later knows every agent" {
+	relay A
+	join A alice
+	join A bob
+	relay B
+	run on B alice bch send @bob hi
+	assert_success
+	# A name registered through one relay is taken on the other.
+	req B POST /v1/register "$ROOM" '{"name":"alice"}'
+	[ "$STATUS" = 409 ]
+	req B GET /v1/agents not-a-token
+	[ "$STATUS" = 401 ]
+	[ "$(rcli HLEN bch:tokens)" = 2 ]
+}
+
+@test "the Redis password comes from a file or the environment, never argv" {
+	sh "$T_ROOT/t/redis-server" stop "$RDIR"
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --requirepass s3cret-pw)
+	printf 's3cret-pw\n' >"$BATS_TEST_TMPDIR/pw"
+	relay A --redis-password-file "$BATS_TEST_TMPDIR/pw"
+	REDIS_PASSWORD=s3cret-pw relay B
+	join A alice
+	join B bob
+	run on B alice bch send @bob secret
+	assert_success
+	! grep -q s3cret /proc/"$A_PID"/cmdline
+	printf 'wrong\n' >"$BATS_TEST_TMPDIR/bad"
+	run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" \
+		--spool "$SPOOL" --redis-password-file "$BATS_TEST_TMPDIR/bad"
+	assert_output --partial "check the URL and the password"
+	run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" \
+		--spool "redis://:pw@127.0.0.1:1/0"
+	assert_output --partial "does not go in the spool URL"
+	run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" \
+		--spool "http://127.0.0.1/"
+	assert_output --partial "redis://"
+}
+
+@test "two relays behind haproxy (t/haproxy.cfg) serve one room" {
+	command -v haproxy >/dev/null 2>&1 || skip "haproxy is not installed (Debian: haproxy)"
+	relay A
+	relay B
+	local lb
+	lb=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	RELAY_A=${A_URL#http://} RELAY_B=${B_URL#http://} LB_PORT=$lb \
+		haproxy -db -f "$T_ROOT/t/haproxy.cfg" >"$BATS_TEST_TMPDIR/haproxy.log" 2>&1 &
+	bgpid $!
+	wait_for 10 curl -sf "http://127.0.0.1:$lb/v1/health" >/dev/null
+	LB_URL=http://127.0.0.1:$lb
+	join LB alice
+	join LB bob
+	curl -sN -H "Authorization: Bearer $(tok bob)" "$LB_URL/v1/events/bob" \
+		>"$BATS_TEST_TMPDIR/sse.out" 2>/dev/null &
+	bgpid $!
+	wait_for 10 grep -q '^retry:' "$BATS_TEST_TMPDIR/sse.out"
+	for i in 1 2 3 4 5 6; do on LB alice bch send @bob "via lb $i" >/dev/null; done
+	wait_for 10 grep -q 'via lb 6' "$BATS_TEST_TMPDIR/sse.out"
+	# Round robin: both relays answered sends.
+	grep -q '"POST /v1/send" 200' "$BATS_TEST_TMPDIR/A.log"
+	grep -q '"POST /v1/send" 200' "$BATS_TEST_TMPDIR/B.log"
+	run on LB bob bch drain
+	assert_output --partial "via lb 1"
+	assert_output --partial "via lb 6"
+	# One relay gone: the balancer sends everything to the other.
+	kill "$A_PID"
+	run on LB alice bch send @bob "after A"
+	assert_success
+	run on LB bob bch drain
+	assert_output --partial "after A"
+}

@@ -1,0 +1,1036 @@
+#!/usr/bin/env bats
+# bch-relayd itself: the routes of PROTOCOL.md 5 and their statuses, the
+# tokens, the limits, HTTP/1.1 framing and its abuses, SSE, signals,
+# readiness, the log and TLS, driven with curl and raw sockets (bash's
+# /dev/tcp) against a relay each test starts on a free loopback port.
+load helper
+bats_require_minimum_version 1.5.0
+# This file starts its own relays: the suite's relay mode does not apply.
+unset BCH_TEST_RELAY
+
+local_setup() {
+	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	LOG=$BATS_TEST_TMPDIR/relay.log
+	BG=$BATS_TEST_TMPDIR/bg.pids
+	: >"$BG"
+}
+
+local_teardown() {
+	local p
+	# Background clients of this test (curl, watch, slow writers), by pid.
+	while read -r p; do
+		kill "$p" 2>/dev/null || true
+	done <"$BG"
+	while read -r p; do
+		wait "$p" 2>/dev/null || true
+	done <"$BG"
+}
+
+# bgpid PID: remember a background client for the teardown.
+bgpid() {
+	echo "$1" >>"$BG"
+}
+
+# relayd [OPTIONS...]: start bch-relayd on a free loopback port over
+# $BACKCHANNEL_HOME with the room token $ROOM; sets PORT and URL. The
+# helper's teardown stops it (BCH_RELAY_PID). Variables set on the call
+# (VAR=x relayd) reach the relay's environment.
+relayd() {
+	: >"$LOG" # not the last relay's line
+	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" "$@" 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	wait_for 10 grep -q 'listening on' "$LOG" || {
+		cat "$LOG" >&2
+		return 1
+	}
+	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	URL=http://127.0.0.1:$PORT
+}
+
+# req METHOD PATH [TOKEN [BODY]]: one request with curl; sets STATUS, BODY
+# and HEADERS (the response head, CRLF stripped).
+req() {
+	local args=(-s -o "$BATS_TEST_TMPDIR/resp.body" -D "$BATS_TEST_TMPDIR/resp.head"
+		-w '%{http_code}' -X "$1" -H 'Expect:')
+	[ -z "${3:-}" ] || args+=(-H "Authorization: Bearer $3")
+	[ $# -lt 4 ] || args+=(-H 'Content-Type: application/json' --data-binary "$4")
+	STATUS=$(curl "${args[@]}" "$URL$2")
+	BODY=$(cat "$BATS_TEST_TMPDIR/resp.body")
+	HEADERS=$(tr -d '\r' <"$BATS_TEST_TMPDIR/resp.head")
+}
+
+# expect STATUS: the last answer had this status (else show it).
+expect() {
+	[ "$STATUS" = "$1" ] || {
+		echo "expected $1, got $STATUS: $BODY"
+		return 1
+	}
+}
+
+# is_error: the last body is {"error": "<some text>"}.
+is_error() {
+	[[ $BODY =~ ^\{\"error\":\".+\"\}$ ]] || {
+		echo "not an error body: $BODY"
+		return 1
+	}
+}
+
+# reg NAME: register NAME with the room token; its personal token in TOK.
+reg() {
+	req POST /v1/register "$ROOM" "{\"name\":\"$1\"}"
+	expect 201
+	TOK=$(printf '%s\n' "$BODY" | sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p')
+	[ "${#TOK}" -eq 64 ] || {
+		echo "no token in $BODY"
+		return 1
+	}
+}
+
+# alice_bob: register alice and bob; their tokens in A and B.
+alice_bob() {
+	reg alice
+	A=$TOK
+	reg bob
+	B=$TOK
+}
+
+# send TOKEN TO BODY [EXTRA-JSON]: POST /v1/send; the stored id in ID.
+send() {
+	req POST /v1/send "$1" "{\"to\":\"$2\",\"body\":\"$3\"${4:+,$4}}"
+	ID=$(printf '%s\n' "$BODY" | sed -n 's/^{"id":"\([0-9a-f-]*\)".*/\1/p')
+}
+
+uuid() {
+	cat /proc/sys/kernel/random/uuid
+}
+
+# raw FILE: write FILE's bytes to the relay in one write and print what
+# comes back until the relay closes (at most 5 s).
+raw() {
+	local fd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	cat "$1" >&"$fd"
+	timeout 5 cat <&"$fd" || true
+	exec {fd}>&-
+}
+
+# status_lines: the status codes of the HTTP responses on stdin, in order.
+status_lines() {
+	tr -d '\r' | sed -n 's/^HTTP\/1\.1 \([0-9][0-9][0-9]\) .*/\1/p' | tr '\n' ' '
+}
+
+# read_resp FD: read one response from FD (Content-Length framed); sets
+# RESP_STATUS and RESP_BODY.
+read_resp() {
+	local LC_ALL=C line len=0
+	IFS= read -r -t 5 -u "$1" line || return 1
+	RESP_STATUS=$(echo "$line" | cut -d' ' -f2)
+	while IFS= read -r -t 5 -u "$1" line; do
+		line=${line%$'\r'}
+		[ -n "$line" ] || break
+		case ${line,,} in content-length:*) len=${line#*: } ;; esac
+	done
+	RESP_BODY=
+	[ "$len" -eq 0 ] || IFS= read -r -t 5 -N "$len" -u "$1" RESP_BODY
+}
+
+# alive: the relay process runs and answers the health check.
+alive() {
+	kill -0 "$BCH_RELAY_PID" && req GET /v1/health && expect 200
+}
+
+# nfds: descriptors the relay holds open.
+nfds() {
+	ls "/proc/$BCH_RELAY_PID/fd" | wc -l
+}
+
+# nfds_le N: the relay holds at most N descriptors (for wait_for).
+nfds_le() {
+	[ "$(nfds)" -le "$1" ]
+}
+
+# new_is AGENT N: AGENT's new/ holds N messages (for wait_for).
+new_is() {
+	[ "$(count_new "$1")" -eq "$2" ]
+}
+
+# snapshot: every path under the spool with its size and mtime.
+snapshot() {
+	find "$BACKCHANNEL_HOME" -printf '%p %s %T@\n' | sort
+}
+
+# gone PID: the process has exited (or is a zombie).
+gone() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
+}
+
+# --- routes, tokens, identity -------------------------------------------
+
+@test "health answers without a token" {
+	relayd
+	req GET /v1/health
+	expect 200
+	[ "$BODY" = '{"ok":true,"service":"backchannel-relay"}' ]
+}
+
+@test "register: 201 with a token once; 409 for a taken name with the room token" {
+	relayd
+	reg alice
+	[[ $BODY == *'"name": "alice"'* ]]
+	req POST /v1/register "$ROOM" '{"name":"alice"}'
+	expect 409
+	is_error
+	[[ $BODY != *'"token"'* ]]
+}
+
+@test "register with the name's own token refreshes: 200 and no new token" {
+	relayd
+	reg alice
+	a=$TOK
+	hash=$(sed -n 's/.*"tokenHash": *"\([0-9a-f]*\)".*/\1/p' "$BACKCHANNEL_HOME/agents/alice.json")
+	req POST /v1/register "$a" '{"name":"alice"}'
+	expect 200
+	[[ $BODY == *'"name": "alice"'* ]]
+	[[ $BODY != *'"token"'* ]]
+	[[ $BODY != *tokenHash* ]]
+	# The old token still works; the stored hash did not change.
+	req GET /v1/agents "$a"
+	expect 200
+	grep -q "\"tokenHash\": \"$hash\"" "$BACKCHANNEL_HOME/agents/alice.json"
+}
+
+@test "register: 401 for a wrong token, 403 for another agent's token, 400 for a bad name" {
+	relayd
+	reg alice
+	req POST /v1/register "not-the-room-token-at-all" '{"name":"carol"}'
+	expect 401
+	is_error
+	req POST /v1/register "" '{"name":"carol"}'
+	expect 401
+	req POST /v1/register "$TOK" '{"name":"carol"}'
+	[ "$STATUS" = 403 ] || [ "$STATUS" = 401 ] || [ "$STATUS" = 409 ]
+	req POST /v1/register "$ROOM" '{"name":"../carol"}'
+	expect 400
+	[ ! -e "$BACKCHANNEL_HOME/carol.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/agents/carol.json" ]
+}
+
+@test "the room token where a personal one is needed is 401" {
+	relayd
+	reg alice
+	for p in /v1/agents /v1/channels /v1/inbox/alice /v1/events/alice; do
+		req GET "$p" "$ROOM"
+		expect 401
+		is_error
+	done
+	req POST /v1/send "$ROOM" '{"to":"@alice","body":"from the room"}'
+	expect 401
+	req GET /v1/agents
+	expect 401
+	req GET /v1/agents "${TOK}x"
+	expect 401
+	[ "$(count_new alice)" -eq 0 ]
+}
+
+@test "tokenHash is the sha256 hex of the token and never leaves the relay" {
+	relayd
+	reg alice
+	want=$(printf '%s' "$TOK" | sha256sum | cut -d' ' -f1)
+	grep -q "\"tokenHash\": \"$want\"" "$BACKCHANNEL_HOME/agents/alice.json"
+	! grep -q "$TOK" "$BACKCHANNEL_HOME/agents/alice.json" || false
+	[ "$(stat -c %a "$BACKCHANNEL_HOME/agents/alice.json")" = 600 ]
+	req GET /v1/agents "$TOK"
+	expect 200
+	[[ $BODY == *'"name": "alice"'* ]]
+	[[ $BODY != *tokenHash* ]]
+	[[ $BODY != *"$want"* ]]
+	[[ $BODY != *"$TOK"* ]]
+}
+
+@test "a token survives a restart of the relay (the index is rebuilt from the records)" {
+	relayd
+	alice_bob
+	stop_relay
+	relayd
+	grep -q '2 agents with tokens' "$LOG"
+	send "$A" @bob 'after restart'
+	expect 200
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "a forged from in a send body is ignored: from comes from the token" {
+	relayd
+	alice_bob
+	send "$A" @bob 'it was me' '"from":"bob"'
+	expect 200
+	[[ $BODY == *'"from":"alice"'* ]]
+	f=$BACKCHANNEL_HOME/spool/bob/new/$ID.json
+	grep -q '"from": *"alice"' "$f"
+	! grep -q '"from": *"bob"' "$f" || false
+	send "$A" @bob 'me again' '"from":"mallory"'
+	expect 200
+	[[ $BODY == *'"from":"alice"'* ]]
+}
+
+@test "another agent's inbox and events are 403" {
+	relayd
+	alice_bob
+	send "$A" @bob secret
+	req GET /v1/inbox/bob "$A"
+	expect 403
+	is_error
+	[[ $BODY != *secret* ]]
+	req GET /v1/events/bob "$A"
+	expect 403
+	is_error
+	req GET /v1/inbox/alice "$A"
+	expect 200
+	[ "$BODY" = '[]' ]
+	req GET /v1/inbox/bob "$B"
+	expect 200
+	[[ $BODY == *secret* ]]
+}
+
+@test "/v1/inbox/..%2Fbob and friends are 403 and touch no file" {
+	relayd
+	alice_bob
+	send "$A" @bob secret
+	before=$(snapshot)
+	for p in '/v1/inbox/..%2Fbob' '/v1/inbox/%2e%2e%2fbob' '/v1/inbox/alice%2F..%2F..%2Fbob' \
+		'/v1/events/..%2Fbob' '/v1/inbox/..%2F..%2Fagents%2Fbob.json' '/v1/inbox/bob%00' \
+		'/v1/inbox/%62%6f%62'; do
+		req GET "$p" "$A"
+		expect 403
+		[[ $BODY != *secret* ]]
+	done
+	[ "$(snapshot)" = "$before" ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "malformed JSON and invalid fields are 400 with an error body" {
+	relayd
+	alice_bob
+	for b in '{"to":' 'not json' '[]' '{"to":"@bob"}' '{"to":"@bob","body":""}' \
+		'{"to":"@../bob","body":"x"}' '{"to":"@bob","body":"x","priority":"loud"}'; do
+		req POST /v1/send "$A" "$b"
+		expect 400
+		is_error
+	done
+	req POST /v1/take "$B" '{"id":"../../agents/bob"}'
+	expect 400
+	is_error
+	req POST /v1/subscribe "$A" '{"chan'
+	expect 400
+	is_error
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+@test "an unknown route is 404; a GET of a POST route is not served" {
+	relayd
+	reg alice
+	req GET /v1/nope "$TOK"
+	expect 404
+	is_error
+	req GET /nope
+	expect 404
+	req POST /v1/health/x "$TOK" '{}'
+	expect 404
+	req GET /v1/send "$TOK"
+	[ "$STATUS" = 404 ] || [ "$STATUS" = 405 ]
+	req GET /v1/register "$ROOM"
+	[ "$STATUS" = 404 ] || [ "$STATUS" = 405 ]
+}
+
+@test "a body over the limit is 413, and nothing is stored" {
+	relayd
+	alice_bob
+	# Over the message limit (64 KiB body), under the HTTP body limit.
+	awk 'BEGIN { printf "{\"to\":\"@bob\",\"body\":\""; for (i = 0; i < 70000; i++) printf "a"; printf "\"}" }' >big.json
+	req POST /v1/send "$A" "@big.json"
+	expect 413
+	is_error
+	# Over the HTTP body limit: refused from the head alone.
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 10000000\r\n\r\n' "$A" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '413 ' ]
+	[ "$(count_new bob)" -eq 0 ]
+	alive
+}
+
+@test "over --rate a sender gets 429 with Retry-After, and no message is lost" {
+	relayd --rate 2
+	alice_bob
+	ok=0 limited=0
+	for i in $(seq 1 30); do
+		send "$A" @bob "burst $i"
+		case $STATUS in
+		200) ok=$((ok + 1)) ;;
+		429)
+			limited=$((limited + 1))
+			is_error
+			ra=$(printf '%s\n' "$HEADERS" | sed -n 's/^Retry-After: *\([0-9]*\)$/\1/Ip')
+			[ -n "$ra" ] && [ "$ra" -ge 1 ]
+			;;
+		*) false ;;
+		esac
+	done
+	[ "$limited" -gt 0 ]
+	[ "$(count_new bob)" -eq "$ok" ]
+	# Another sender has a bucket of its own.
+	send "$B" @alice 'not limited'
+	expect 200
+}
+
+@test "507 when the recipient's inbox is full, and the message is not stored" {
+	BACKCHANNEL_MAX_INBOX=3 relayd
+	alice_bob
+	for i in 1 2 3; do
+		send "$A" @bob "m$i"
+		expect 200
+	done
+	send "$A" @bob overflow
+	expect 507
+	is_error
+	[ "$(count_new bob)" -eq 3 ]
+	! grep -rq overflow "$BACKCHANNEL_HOME/spool/bob" || false
+	# Room again once bob takes one.
+	id=$(ls "$BACKCHANNEL_HOME/spool/bob/new" | head -1)
+	req POST /v1/take "$B" "{\"id\":\"${id%.json}\"}"
+	expect 200
+	send "$A" @bob 'fits now'
+	expect 200
+}
+
+# --- take, leases, idempotent send ----------------------------------------
+
+@test "take without a lease deletes; a second take gets null" {
+	relayd
+	alice_bob
+	send "$A" @bob 'take me'
+	req POST /v1/take "$B" "{\"id\":\"$ID\"}"
+	expect 200
+	[[ $BODY == '{"message":{"id":"'$ID'"'* ]]
+	[[ $BODY == *'"body":"take me"'* ]]
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/take "$B" "{\"id\":\"$ID\"}"
+	expect 200
+	[ "$BODY" = '{"message":null}' ]
+}
+
+@test "take of another agent's message id is null and leaves it" {
+	relayd
+	alice_bob
+	send "$B" @alice 'for alice'
+	req POST /v1/take "$B" "{\"id\":\"$ID\"}"
+	expect 200
+	[ "$BODY" = '{"message":null}' ]
+	[ "$(count_new alice)" -eq 1 ]
+}
+
+@test "take with a lease, then ack, deletes" {
+	relayd
+	alice_bob
+	send "$A" @bob leased
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":60}"
+	expect 200
+	[[ $BODY == *'"body":"leased"'* ]]
+	[ "$(count_new bob)" -eq 0 ]
+	[ -n "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/ack "$A" "{\"id\":\"$ID\"}"
+	expect 404 # alice holds no lease on it
+	req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
+	expect 200
+	[ "$BODY" = '{"ok":true}' ]
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
+	expect 404
+}
+
+@test "take with a lease, then release, returns the message" {
+	relayd
+	alice_bob
+	send "$A" @bob 'back you go'
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":60}"
+	expect 200
+	[ "$(count_new bob)" -eq 0 ]
+	req POST /v1/release "$B" "{\"id\":\"$ID\"}"
+	expect 200
+	[ "$(count_new bob)" -eq 1 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req GET /v1/inbox/bob "$B"
+	[[ $BODY == *'back you go'* ]]
+}
+
+@test "a lease that expires returns the message to the inbox" {
+	relayd
+	alice_bob
+	send "$A" @bob 'short lease'
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":1}"
+	expect 200
+	[ "$(count_new bob)" -eq 0 ]
+	wait_for 5 new_is bob 1
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
+	expect 404
+	req POST /v1/take "$B" "{\"id\":\"$ID\"}"
+	[[ $BODY == *'short lease'* ]]
+}
+
+@test "idempotent send: the same client id twice stores one message" {
+	relayd
+	alice_bob
+	id=$(uuid)
+	send "$A" @bob once "\"id\":\"$id\""
+	expect 200
+	first=$BODY
+	[ "$ID" = "$id" ]
+	send "$A" @bob once "\"id\":\"$id\""
+	expect 200
+	[ "$BODY" = "$first" ]
+	[ "$(count_new bob)" -eq 1 ]
+	[ -f "$BACKCHANNEL_HOME/spool/bob/new/$id.json" ]
+	# A malformed client id is refused.
+	send "$A" @bob bad '"id":"not-a-uuid"'
+	expect 400
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+# --- HTTP/1.1 framing -------------------------------------------------------
+
+@test "keep-alive: several requests on one connection" {
+	relayd
+	reg alice
+	run curl -s -w '%{http_code} %{num_connects}\n' -H "Authorization: Bearer $TOK" \
+		-o /dev/null "$URL/v1/health" -o /dev/null "$URL/v1/agents" \
+		-o /dev/null "$URL/v1/channels" -o /dev/null "$URL/v1/inbox/alice"
+	[ "${lines[0]}" = '200 1' ]
+	[ "${lines[1]}" = '200 0' ]
+	[ "${lines[2]}" = '200 0' ]
+	[ "${lines[3]}" = '200 0' ]
+	# The same by hand: answer, then ask again on the same socket.
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	for i in 1 2 3; do
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' >&"$fd"
+		read_resp "$fd"
+		[ "$RESP_STATUS" = 200 ]
+		[ "$RESP_BODY" = '{"ok":true,"service":"backchannel-relay"}'$'\n' ]
+	done
+	exec {fd}>&-
+}
+
+@test "pipelined requests in one write get their answers in order" {
+	relayd
+	reg alice
+	{
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n'
+		printf 'GET /v1/agents HTTP/1.1\r\nHost: x\r\n\r\n'
+		printf 'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n'
+		b='{"to":"@alice","body":"x"}'
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' "$TOK" "${#b}" "$b"
+		printf 'GET /v1/inbox/alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' "$TOK"
+	} >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 401 404 200 200 ' ]
+	[ "$(count_new alice)" -eq 1 ]
+	# The last one saw the send before it.
+	[[ ${lines[${#lines[@]} - 1]} == '[{"id":'*'"body":"x"'* ]]
+}
+
+@test "a chunked request body is decoded" {
+	relayd
+	alice_bob
+	printf '%s' '{"to":"@bob","body":"chunked hello"}' >body.json
+	run curl -s -H 'Transfer-Encoding: chunked' -H "Authorization: Bearer $A" \
+		-H 'Content-Type: application/json' --data-binary @body.json "$URL/v1/send"
+	assert_success
+	assert_output --partial '"body":"chunked hello"'
+	# Several chunks, an extension, the final empty chunk, then another request.
+	{
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n' "$A"
+		printf '7\r\n{"to":"\r\n'
+		printf 'a;ext=1\r\n@bob","bod\r\n'
+		printf '11\r\ny":"in pieces"}  \r\n'
+		printf '0\r\n\r\n'
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+	} >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	assert_output --partial '"body":"in pieces"'
+	[ "$(count_new bob)" -eq 2 ]
+	# Malformed chunking is 400.
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n' "$A" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+}
+
+@test "a flood of 100 headers is 431" {
+	relayd
+	{
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n'
+		for i in $(seq 1 100); do printf 'X-Flood-%d: %d\r\n' "$i" "$i"; done
+		printf '\r\n'
+	} >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '431 ' ]
+	assert_output --partial '{"error":'
+	alive
+}
+
+@test "a 20 KiB header is 431" {
+	relayd
+	{
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: '
+		head -c 20480 /dev/zero | tr '\0' a
+		printf '\r\n\r\n'
+	} >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '431 ' ]
+	alive
+}
+
+@test "request line garbage is 400; HTTP/2.0 is 505; an unknown transfer coding is 501" {
+	relayd
+	printf 'garbage\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	printf 'GET  /v1/health HTTP/1.1\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	printf '\x01\x02\x03\xff\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	printf 'GET /v1/health HTTP/2.0\r\nHost: x\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '505 ' ]
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '501 ' ]
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	alive
+}
+
+# --- abusive clients ---------------------------------------------------------
+
+@test "a client sending one byte a second is dropped after the request timeout; others are served" {
+	relayd
+	reg alice
+	# The writer feeds a request one byte a second; the reader sees the close.
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	(
+		trap '' PIPE
+		r='GET /v1/health HTTP/1.1\r\nHost: a-slow-client-that-takes-its-time.example\r\n\r\n'
+		r=$(printf "$r")
+		for ((i = 0; i < ${#r}; i++)); do
+			printf '%s' "${r:i:1}" 2>/dev/null || exit 0
+			sleep 1
+		done
+	) 1>&"$fd" 2>/dev/null &
+	bgpid $!
+	start=$SECONDS
+	timeout 25 cat <&"$fd" >slow.out &
+	reader=$!
+	bgpid $reader
+	exec {fd}>&-
+	# Meanwhile everyone else is served at once.
+	for i in 1 2 3 4 5; do
+		alive
+		req GET /v1/agents "$TOK"
+		expect 200
+		sleep 1
+	done
+	wait_for 20 gone "$reader"
+	took=$((SECONDS - start))
+	[ "$took" -ge 9 ] && [ "$took" -le 16 ]
+	# Dropped, not answered.
+	[ ! -s slow.out ] || ! grep -q '^HTTP/1.1 200' slow.out || false
+	alive
+}
+
+@test "clients that disconnect mid-request or mid-body do no harm" {
+	relayd
+	alice_bob
+	base=$(nfds)
+	for i in $(seq 1 20); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		case $((i % 4)) in
+		0) printf 'POST /v1/se' >&"$fd" ;;
+		1) printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n' "$A" >&"$fd" ;;
+		2) printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 40\r\n\r\n{"to":"@bob",' "$A" >&"$fd" ;;
+		3) printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"to"\r\n' "$A" >&"$fd" ;;
+		esac
+		exec {fd}>&-
+	done
+	alive
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/tmp")" ]
+	send "$A" @bob 'still here'
+	expect 200
+	[ "$(count_new bob)" -eq 1 ]
+	wait_for 5 nfds_le "$base"
+}
+
+@test "a client that disconnects mid-SSE does no harm" {
+	relayd
+	alice_bob
+	base=$(nfds)
+	for i in 1 2 3; do send "$A" @bob "backlog $i"; done
+	for i in 1 2 3 4 5; do
+		curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >"sse.$i" 2>/dev/null &
+		p=$!
+		bgpid $p
+		wait_for 5 grep -q 'backlog 3' "sse.$i"
+		kill "$p"
+		wait "$p" || true
+		# Arrivals for a reader that just left.
+		send "$A" @bob "after $i"
+		expect 200
+	done
+	# One more reader stays: it gets the backlog and a live message.
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.live 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q 'after 5' sse.live
+	send "$A" @bob live
+	wait_for 5 grep -q '"body":"live"' sse.live
+	alive
+	# Nothing was claimed by any of it.
+	[ "$(count_new bob)" -eq 9 ]
+	wait_for 5 nfds_le $((base + 1))
+}
+
+@test "a few hundred connections opened and dropped, then the relay still answers" {
+	relayd
+	alice_bob
+	base=$(nfds)
+	# 300 at once, held, then all dropped.
+	fds=()
+	for i in $(seq 1 300); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	alive
+	for fd in "${fds[@]}"; do exec {fd}>&-; done
+	# 300 more one after another, half of them with a partial request.
+	for i in $(seq 1 300); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		[ $((i % 2)) -eq 0 ] || printf 'GET /v1/heal' >&"$fd"
+		exec {fd}>&-
+	done
+	alive
+	send "$A" @bob 'after the storm'
+	expect 200
+	req GET /v1/inbox/bob "$B"
+	[[ $BODY == *'after the storm'* ]]
+	wait_for 10 nfds_le "$base"
+}
+
+@test "--max-conns sheds connections over the limit and keeps serving" {
+	relayd --max-conns 20
+	fds=()
+	for i in $(seq 1 40); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	for fd in "${fds[@]:0:20}"; do exec {fd}>&-; done
+	wait_for 5 alive
+	for fd in "${fds[@]:20}"; do exec {fd}>&-; done
+	alive
+}
+
+# --- SSE ----------------------------------------------------------------------
+
+@test "SSE: the backlog first with id: and data: lines and retry:, then a live message" {
+	relayd
+	alice_bob
+	send "$A" @bob first
+	id1=$ID
+	send "$A" @bob second
+	id2=$ID
+	curl -sN -D sse.head -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '"body":"second"' sse.out
+	tr -d '\r' <sse.head | grep -qi '^content-type: text/event-stream'
+	grep -q '^retry: [0-9][0-9]*$' sse.out
+	grep -qx "id: $id1" sse.out
+	grep -qx "id: $id2" sse.out
+	grep -q "^data: {\"id\":\"$id1\",.*\"body\":\"first\"" sse.out
+	# An event is "id:", then one "data:" line, then a blank line.
+	[ "$(grep -A1 "^id: $id1\$" sse.out | tail -1 | cut -c1-6)" = 'data: ' ]
+	[ "$(grep -A1 "^data: {\"id\":\"$id1\"" sse.out | tail -1)" = '' ]
+	# The live one, within a deadline.
+	send "$A" @bob 'live one'
+	id3=$ID
+	wait_for 5 grep -qx "id: $id3" sse.out
+	grep -q '^data: .*"body":"live one"' sse.out
+	# Backlog before the live message, in order; nothing claimed.
+	[ "$(grep '^id: ' sse.out | cut -c5- | tr '\n' ' ')" = "$id1 $id2 $id3 " ]
+	[ "$(count_new bob)" -eq 3 ]
+}
+
+@test "SSE: a reconnect with Last-Event-ID gets every message still unread" {
+	relayd
+	alice_bob
+	send "$A" @bob one
+	id1=$ID
+	send "$A" @bob two
+	curl -sN -H "Authorization: Bearer $B" -H "Last-Event-ID: $id1" \
+		"$URL/v1/events/bob" >sse.out 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '"body":"two"' sse.out
+	grep -q '"body":"one"' sse.out
+}
+
+@test "SSE: the events route is 403 for another agent" {
+	relayd
+	alice_bob
+	run curl -s -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $A" "$URL/v1/events/bob"
+	[ "$output" = 403 ]
+	run curl -s -m 5 -o /dev/null -w '%{http_code}' "$URL/v1/events/bob"
+	[ "$output" = 401 ]
+}
+
+@test "SSE: mail dropped into the spool by a local tool on the relay host is pushed" {
+	relayd
+	alice_bob
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '^retry:' sse.out
+	# bch-send on the relay host, on the relay's spool, no relay involved.
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send @bob 'dropped in locally' >/dev/null
+	)
+	wait_for 5 grep -q '^data: .*"from":"alice".*"body":"dropped in locally"' sse.out
+}
+
+@test "SSE: a channel message reaches every subscriber's stream" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	req POST /v1/subscribe "$B" '{"channel":"#dev"}'
+	expect 200
+	req POST /v1/subscribe "$C" '{"channel":"#dev"}'
+	expect 200
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
+	bgpid $!
+	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '^retry:' sse.bob
+	wait_for 5 grep -q '^retry:' sse.carol
+	send "$A" '#dev' 'to the channel'
+	expect 200
+	wait_for 5 grep -q '"to":"#dev".*"body":"to the channel"' sse.bob
+	wait_for 5 grep -q '"to":"#dev".*"body":"to the channel"' sse.carol
+}
+
+# --- operations ---------------------------------------------------------------
+
+@test "SIGTERM: exits 0, logs stopped, returns leased claims to new/" {
+	relayd
+	alice_bob
+	send "$A" @bob 'leased at shutdown'
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":600}"
+	expect 200
+	[ "$(count_new bob)" -eq 0 ]
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '^retry:' sse.out
+	kill -TERM "$BCH_RELAY_PID"
+	rc=0
+	wait "$BCH_RELAY_PID" || rc=$?
+	BCH_RELAY_PID=
+	[ "$rc" -eq 0 ]
+	grep -q 'stopped' "$LOG"
+	[ "$(count_new bob)" -eq 1 ]
+	[ -f "$BACKCHANNEL_HOME/spool/bob/new/$ID.json" ]
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+}
+
+@test "readiness: -d 3 writes a newline to fd 3 once listening" {
+	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" -d 3 3>ready 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	wait_for 10 test -s ready
+	[ "$(od -An -c ready | tr -d ' ')" = '\n' ]
+	grep -q 'listening on' "$LOG"
+	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	URL=http://127.0.0.1:$PORT
+	alive
+}
+
+# logged N: the log holds N request lines.
+logged() {
+	[ "$(grep -c '"[A-Z]* /[^"]*" [0-9][0-9][0-9] ' "$LOG")" -eq "$1" ]
+}
+
+@test "one log line per request on stderr, and no token in the log" {
+	relayd
+	alice_bob
+	send "$A" @bob 'log me'
+	req GET /v1/inbox/bob "$B"
+	req GET /v1/inbox/alice "$B"
+	req GET /v1/nope "$A"
+	req GET /v1/health
+	# 2 registrations, a send, 2 inbox reads, a 404 and a health check.
+	wait_for 5 logged 7
+	grep -q ' alice "POST /v1/send" 200 ' "$LOG"
+	grep -q ' bob "GET /v1/inbox/alice" 403 ' "$LOG"
+	grep -q '"GET /v1/nope" 404 ' "$LOG"
+	! grep -qF "$ROOM" "$LOG" || false
+	! grep -qF "$A" "$LOG" || false
+	! grep -qF "$B" "$LOG" || false
+	! grep -q 'log me' "$LOG" || false
+}
+
+@test "a bad option is a usage error (exit 2); -h prints usage" {
+	run -2 bch-relayd --no-such-option
+	assert_output --partial usage
+	run -2 bch-relayd --cert only.pem
+	run -0 bch-relayd -h
+	assert_output --partial 'bch-relayd'
+}
+
+@test "a room token from --token-file; a too short one is refused" {
+	printf '%s\n' "$ROOM" >room
+	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token-file room 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	wait_for 10 grep -q 'listening on' "$LOG"
+	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	URL=http://127.0.0.1:$PORT
+	reg alice
+	stop_relay
+	echo short >short
+	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token-file short
+	assert_output --partial 'too short'
+}
+
+@test "the client exits 111 when the relay is not running" {
+	relayd
+	reg alice
+	stop_relay
+	run -111 bch init bob --url "$URL" --token "$ROOM"
+	assert_output --partial 'unreachable'
+	printf '{"agent":"alice","url":"%s","token":"%s"}\n' "$URL" "$TOK" >"$BACKCHANNEL_HOME/config.json"
+	run -111 bch send @alice 'nobody home'
+	run -111 bch drain
+}
+
+@test "bch watch against the relay prints a message sent while it runs" {
+	command -v bch-watch >/dev/null || skip "bch-watch is not built yet"
+	relayd
+	export BACKCHANNEL_URL=$URL
+	bch init alice --token "$ROOM" >/dev/null
+	BACKCHANNEL_AGENT=bob bch init bob --token "$ROOM" >/dev/null
+	BACKCHANNEL_AGENT=bob bch-watch --ready-fd 3 3>watch.ready >watch.out 2>watch.err &
+	bgpid $!
+	wait_for 10 test -s watch.ready
+	bch send @bob 'while you watch' >/dev/null
+	wait_for 5 grep -q 'while you watch' watch.out
+}
+
+# --- TLS ------------------------------------------------------------------------
+
+# tls_relay ec|rsa: a self-signed certificate for localhost and 127.0.0.1,
+# and a relay serving it; PIN is the pin the relay printed, CERT the file.
+tls_relay() {
+	local kind=$1
+	command -v openssl >/dev/null || skip "openssl is not installed"
+	CERT=$BATS_TEST_TMPDIR/$kind.crt
+	KEY=$BATS_TEST_TMPDIR/$kind.key
+	case $kind in
+	ec) set -- -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 ;;
+	rsa) set -- -newkey rsa:2048 ;;
+	esac
+	openssl req -x509 "$@" -nodes -keyout "$KEY" -out "$CERT" -days 2 \
+		-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
+	relayd --cert "$CERT" --key "$KEY"
+	PIN=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$LOG")
+	[ "${#PIN}" -eq 64 ]
+	URL=https://127.0.0.1:$PORT
+}
+
+# tls_round: curl with the certificate as CA; bch with the pin registers,
+# sends and drains; a wrong pin is a permanent failure; BACKCHANNEL_CA
+# works too. Last, the drain must have been quick: a keep-alive request
+# left unanswered over TLS shows up as seconds.
+tls_round() {
+	run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+	assert_success
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+	run curl -s "https://localhost:$PORT/v1/health"
+	assert_failure
+	# Plain HTTP on the TLS port gets no answer in plain text.
+	run curl -s -m 5 "http://127.0.0.1:$PORT/v1/health"
+	refute_output --partial backchannel-relay
+
+	export BACKCHANNEL_PIN=$PIN
+	bch init alice --url "$URL" --token "$ROOM" >/dev/null
+	BACKCHANNEL_AGENT=bob bch init bob --url "$URL" --token "$ROOM" >/dev/null
+	bch send @bob 'over tls 1' >/dev/null
+	bch send @bob 'over tls 2' >/dev/null
+	t0=$SECONDS
+	run timeout 60 env BACKCHANNEL_AGENT=bob bch drain
+	took=$((SECONDS - t0))
+	assert_success
+	assert_output --partial 'over tls 1'
+	assert_output --partial 'over tls 2'
+	[ "$(count_new bob)" -eq 0 ]
+
+	run -100 env BACKCHANNEL_PIN=0000000000000000000000000000000000000000000000000000000000000000 \
+		bch send @bob 'wrong pin'
+	assert_output --partial 'not trusted'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 0 ]
+
+	unset BACKCHANNEL_PIN
+	run env BACKCHANNEL_CA="$CERT" BACKCHANNEL_URL="https://localhost:$PORT" \
+		bch send @bob 'with the CA'
+	assert_success
+	[ "$(count_new bob)" -eq 1 ]
+	! grep -qF "$ROOM" "$LOG" || false
+
+	[ "$took" -le 3 ] || {
+		echo "bch drain of 2 messages over TLS took $took s (a stalled keep-alive request?)"
+		return 1
+	}
+}
+
+@test "TLS with a self-signed EC certificate: curl --cacert, bch with the pin, a wrong pin, BACKCHANNEL_CA" {
+	tls_relay ec
+	tls_round
+}
+
+@test "TLS with a self-signed RSA certificate: curl --cacert, bch with the pin, a wrong pin, BACKCHANNEL_CA" {
+	tls_relay rsa
+	tls_round
+}
+
+@test "TLS: SSE streams the backlog and a live message" {
+	tls_relay ec
+	U=https://localhost:$PORT
+	# reg, with curl trusting the certificate.
+	reg_tls() {
+		curl -s --cacert "$CERT" -H "Authorization: Bearer $ROOM" -d "{\"name\":\"$1\"}" \
+			"$U/v1/register" | sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p'
+	}
+	tok_alice=$(reg_tls alice)
+	tok_bob=$(reg_tls bob)
+	[ "${#tok_alice}" -eq 64 ] && [ "${#tok_bob}" -eq 64 ]
+	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"waiting"}' "$U/v1/send" >/dev/null
+	curl -sN --cacert "$CERT" -H "Authorization: Bearer $tok_bob" "$U/v1/events/bob" >sse.out 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '"body":"waiting"' sse.out
+	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"live tls"}' "$U/v1/send" >/dev/null
+	wait_for 5 grep -q '"body":"live tls"' sse.out
+}
+
+@test "TLS: a bad certificate or key file stops the relay with a clear error" {
+	echo 'not pem' >bad.pem
+	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
+	assert_output --partial 'bad.pem'
+}
