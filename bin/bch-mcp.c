@@ -80,7 +80,7 @@ struct call {
 	size_t held0; /* s->nheld when the call began */
 };
 
-enum atype { A_STR, A_ENUM, A_STRS, A_BOOL };
+enum atype { A_STR, A_ENUM, A_STRS, A_BOOL, A_INT };
 
 struct arg {
 	const char *name;
@@ -266,6 +266,10 @@ arg_ok(const struct json *j, const struct arg *a, int i)
 	case A_STR: return is_string(j, i);
 	case A_ENUM: return tok_is(j, i, "normal") || tok_is(j, i, "urgent");
 	case A_BOOL: return json_is(j, i, "true") || json_is(j, i, "false");
+	case A_INT: {
+		long long v;
+		return json_int(j, i, &v) == 0 && v >= 0 && v <= 3600;
+	}
 	case A_STRS:
 		if (j->t[i].type != JSON_ARRAY)
 			return 0;
@@ -284,7 +288,7 @@ args_check(const struct call *k, const struct tool *t, char *why,
 {
 	static const char *const want[] = { "a string without NUL",
 		"\"normal\" or \"urgent\"", "an array of strings without NUL",
-		"true or false" };
+		"true or false", "a whole number of seconds, 0 to 3600" };
 	const struct json *j = k->j;
 	const struct arg *a;
 	char key[257];
@@ -511,6 +515,47 @@ send_fields(struct call *k, struct msg *m)
 	}
 }
 
+/* wait_seconds: block until the recipients of id have read it, or the
+ * time is up; say who has, in the text and as "read"/"unread". */
+static int
+send_wait(struct call *k, const char *id)
+{
+	struct spool *sp = k->c->sp;
+	long long secs = 0;
+	size_t i, n = sp->nrcpt;
+	char **rcpt = xcalloc(n + 1, sizeof *rcpt);
+	int *got = xcalloc(n + 1, sizeof *got), rc, pass;
+
+	json_int(k->j, arg(k, "wait_seconds"), &secs);
+	for (i = 0; i < n; i++)
+		rcpt[i] = xstrdup(sp->rcpt[i]);
+	rc = spool_await(sp, id, rcpt, n, (int)secs * 1000, got, &k->c->e);
+	if (rc >= 0) {
+		for (pass = 1; pass >= 0; pass--) {
+			int first = 1;
+			buf_adds(&k->data, pass ? ",\"read\":[" : ",\"unread\":[");
+			for (i = 0; i < n; i++) {
+				if (got[i] != pass)
+					continue;
+				buf_adds(&k->data, first ? "" : ",");
+				put_str(&k->data, rcpt[i]);
+				buf_printf(&k->text, "\n%s %s", pass ? "read by" :
+				    "not read yet by", rcpt[i]);
+				first = 0;
+			}
+			buf_addc(&k->data, ']');
+		}
+		if (!rc)
+			buf_printf(&k->text, "\n(waited %lld s; the message stays "
+			    "queued)", secs);
+	}
+	for (i = 0; i < n; i++)
+		free(rcpt[i]);
+	free(rcpt);
+	free(got);
+	return rc < 0 ? -1 : 0;
+}
+
 static int
 tool_send(struct call *k, int flag)
 {
@@ -526,7 +571,12 @@ tool_send(struct call *k, int flag)
 	    n == 1 ? "" : "s");
 	buf_adds(&k->data, "{\"message\":");
 	msg_encode(&m, &k->data);
-	buf_printf(&k->data, ",\"recipients\":%d}", n);
+	buf_printf(&k->data, ",\"recipients\":%d", n);
+	if (arg(k, "wait_seconds") >= 0 && send_wait(k, m.id) < 0) {
+		msg_free(&m);
+		return fail(k, &k->c->e);
+	}
+	buf_addc(&k->data, '}');
 	msg_free(&m);
 	return 0;
 }
@@ -693,6 +743,9 @@ static const struct arg send_args[] = {
 	    "32, each at most 1 KiB)." },
 	{ "scope", A_STR, 0, "Deliver only to readers working in this "
 	    "repository, e.g. \"github.com/acme/api\"." },
+	{ "wait_seconds", A_INT, 0, "For a hand-off: after sending, wait up "
+	    "to this many seconds (at most 3600) until the recipients have "
+	    "read the message; the result says who has and who has not." },
 	{ 0, 0, 0, 0 },
 };
 
@@ -726,8 +779,10 @@ static const struct tool tools[] = {
 	    "is unknown, the channel has no other subscribers, or the body "
 	    "is over 64 KiB (put a path or URL in refs instead).",
 	    send_args, "{'type':'object','properties':{'message':" MSG_SCHEMA
-	    ",'recipients':{'type':'integer'}},'required':['message',"
-	    "'recipients']}", 0, 0, 0, 1, tool_send, 0 },
+	    ",'recipients':{'type':'integer'},'read':{'type':'array','items':"
+	    "{'type':'string'}},'unread':{'type':'array','items':{'type':"
+	    "'string'}}},'required':['message','recipients']}", 0, 0, 0, 1,
+	    tool_send, 0 },
 	{ "bch_inbox", "Read and claim new messages",
 	    "Claim and return your unread messages, oldest first. Claiming "
 	    "removes them from the inbox: each is delivered once, so act on "
@@ -783,7 +838,7 @@ static void
 input_schema(struct buf *b, const struct arg *args)
 {
 	static const char *const type[] = { "string", "string", "array",
-		"boolean" };
+		"boolean", "integer" };
 	const struct arg *a;
 	int req = 0;
 

@@ -505,11 +505,20 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 static void
 route_receipt(struct relay *r, const char *id, struct relay_answer *a)
 {
-	struct relay_sent *sent = sent_find(r, a->agent, id);
+	struct relay_sent mine, *sent = sent_find(r, a->agent, id);
 	int *got;
 	size_t i;
 	struct err e;
 
+	memset(&mine, 0, sizeof mine);
+	if (!sent && r->sp->shared) { /* sent through another relay */
+		int rc = r->sp->shared->sent(r->sp, a->agent, id, &mine.rcpt,
+		    &mine.nrcpt, &e);
+		if (rc < 0)
+			return fail_err(a, &e);
+		if (rc > 0)
+			sent = &mine;
+	}
 	if (!sent) {
 		fail(a, 404, "unknown message — receipts are kept for your "
 		    "recent sends only");
@@ -518,6 +527,7 @@ route_receipt(struct relay *r, const char *id, struct relay_answer *a)
 	got = xcalloc(sent->nrcpt + 1, sizeof *got);
 	if (spool_await(r->sp, id, sent->rcpt, sent->nrcpt, 0, got, &e) < 0) {
 		free(got);
+		sent_clear(&mine);
 		fail_err(a, &e);
 		return;
 	}
@@ -541,6 +551,7 @@ route_receipt(struct relay *r, const char *id, struct relay_answer *a)
 		}
 	buf_adds(&a->body, "]}");
 	free(got);
+	sent_clear(&mine);
 	a->status = 200;
 }
 

@@ -13,10 +13,10 @@
  * relay's next sweep. Arrivals are published on one channel per prefix,
  * "<id> <recipient>...\n<message>", so that a relay pushes them to its
  * SSE clients without asking again; each relay subscribes on a second
- * connection whose descriptor sits in its event loop. A connection that fails is dropped and made again on
- * the next call, with a growing pause, and meanwhile every call fails
- * with BCH_TEMP (the relay answers 503): a send is acknowledged only
- * after Redis answered that it stored it.
+ * connection whose descriptor sits in its event loop. A connection that
+ * fails is dropped and made again on the next call, with a growing pause,
+ * and meanwhile every call fails with BCH_TEMP (the relay answers 503): a
+ * send is acknowledged only after Redis answered that it stored it.
  *
  * Keys, under the prefix P: P"agents" (set of names), P"agent:<name>"
  * (hash: createdAt, lastSeen, tokenHash), P"subs:<name>" (list of
@@ -46,18 +46,20 @@
 #define SENT_TTL 900    /* seconds a client id is remembered */
 #define BACKOFF_MAX 2.0 /* seconds between attempts to reconnect */
 
+/* clang-format off */
 /* Scripts that read the clock and then write need effects replication,
  * the default since Redis 5; asking for it keeps 3.2 and 4 working. */
 #define NOW \
 	"if redis.replicate_commands then redis.replicate_commands() end\n" \
 	"local function now_ms() local t = redis.call('TIME')\n" \
-	" return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end\n"
+	" return tonumber(t[1]) * 1000 +\n" \
+	"  math.floor(tonumber(t[2]) / 1000) end\n"
 
 /* Put back what the leases that ran out hold; ARGV[1] prefix, [2] channel. */
 #define EXPIRE \
 	"local function expire(p, chan)\n" \
-	" local due = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now_ms(),\n" \
-	"  'LIMIT', 0, 512)\n" \
+	" local due = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf',\n" \
+	"  now_ms(), 'LIMIT', 0, 512)\n" \
 	" for _, m in ipairs(due) do\n" \
 	"  redis.call('ZREM', p .. 'leases', m)\n" \
 	"  local sp = string.find(m, ' ', 1, true)\n" \
@@ -92,9 +94,11 @@ static const char *const scripts[NSCRIPTS] = {
 	" redis.call('HSET', k, 'tokenHash', th)\n"
 	" redis.call('HSET', p .. 'tokens', th, n)\n"
 	"end\n"
-	"local v = redis.call('HMGET', k, 'createdAt', 'lastSeen', 'tokenHash')\n"
+	"local v = redis.call('HMGET', k, 'createdAt', 'lastSeen',\n"
+	" 'tokenHash')\n"
 	"local out = {'ok', v[1] or '', v[2] or '', v[3] or ''}\n"
-	"for _, c in ipairs(redis.call('LRANGE', p .. 'subs:' .. n, 0, -1)) do\n"
+	"local subs = redis.call('LRANGE', p .. 'subs:' .. n, 0, -1)\n"
+	"for _, c in ipairs(subs) do\n"
 	" out[#out + 1] = c end\n"
 	"return out\n",
 
@@ -147,13 +151,15 @@ static const char *const scripts[NSCRIPTS] = {
 	" if redis.call('HLEN', p .. 'new:' .. a) >= max then\n"
 	"  return {'full', a} end\n"
 	"end\n"
-	"for _, a in ipairs(r) do redis.call('HSETNX', p .. 'new:' .. a, id, ARGV[6]) end\n"
+	"for _, a in ipairs(r) do\n"
+	" redis.call('HSETNX', p .. 'new:' .. a, id, ARGV[6]) end\n"
 	"local names = table.concat(r, ' ')\n"
 	"if ARGV[8] == '1' then\n"
 	" redis.call('HSET', sent, 'm', ARGV[6], 'r', names)\n"
 	" redis.call('EXPIRE', sent, tonumber(ARGV[9]))\n"
 	"end\n"
-	"redis.call('PUBLISH', ARGV[2], id .. ' ' .. names .. '\\n' .. ARGV[6])\n"
+	"redis.call('PUBLISH', ARGV[2],\n"
+	" id .. ' ' .. names .. '\\n' .. ARGV[6])\n"
 	"return {'ok', names}\n",
 
 	/* list: p, channel, agent, ts */
@@ -162,7 +168,8 @@ static const char *const scripts[NSCRIPTS] = {
 	"local k = ARGV[1] .. 'agent:' .. ARGV[3]\n"
 	"if redis.call('EXISTS', k) == 0 then return false end\n"
 	"local seen = redis.call('HGET', k, 'lastSeen')\n"
-	"if not seen or string.sub(seen, 1, 16) ~= string.sub(ARGV[4], 1, 16) then\n"
+	"if not seen or\n"
+	" string.sub(seen, 1, 16) ~= string.sub(ARGV[4], 1, 16) then\n"
 	" redis.call('HSET', k, 'lastSeen', ARGV[4]) end\n"
 	"return redis.call('HGETALL', ARGV[1] .. 'new:' .. ARGV[3])\n",
 
@@ -173,14 +180,17 @@ static const char *const scripts[NSCRIPTS] = {
 	"if not v then return false end\n"
 	"redis.call('HDEL', p .. 'new:' .. a, id)\n"
 	"redis.call('HSET', p .. 'claim:' .. a, id, v)\n"
-	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]), a .. ' ' .. id)\n"
+	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]),\n"
+	" a .. ' ' .. id)\n"
 	"return v\n",
 
 	/* lease: p, agent, id, ms */
 	NOW
 	"local p, a, id = ARGV[1], ARGV[2], ARGV[3]\n"
-	"if redis.call('HEXISTS', p .. 'claim:' .. a, id) == 0 then return 0 end\n"
-	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]), a .. ' ' .. id)\n"
+	"if redis.call('HEXISTS', p .. 'claim:' .. a, id) == 0 then\n"
+	" return 0 end\n"
+	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]),\n"
+	" a .. ' ' .. id)\n"
 	"return 1\n",
 
 	/* settle: p, channel, agent, id, ack|keep|release */
@@ -208,7 +218,8 @@ static const char *const scripts[NSCRIPTS] = {
 	"local now = now_ms() / 1000\n"
 	"local v = redis.call('HMGET', k, 't', 'l')\n"
 	"local tok, last = tonumber(v[1]) or burst, tonumber(v[2]) or now\n"
-	"if now > last then tok = math.min(burst, tok + (now - last) * rate) end\n"
+	"if now > last then\n"
+	" tok = math.min(burst, tok + (now - last) * rate) end\n"
 	"local wait = 0\n"
 	"if tok >= 1 then tok = tok - 1\n"
 	"else wait = math.ceil((1 - tok) / rate * 1000) end\n"
@@ -217,17 +228,19 @@ static const char *const scripts[NSCRIPTS] = {
 	"return wait\n",
 };
 
+/* clang-format on */
+
 struct rd {
-	char where[300];      /* the URL, for messages */
-	char host[256];       /* or the socket's path */
-	int port;             /* 0 for a unix socket */
+	char where[300]; /* the URL, for messages */
+	char host[256];  /* or the socket's path */
+	int port;        /* 0 for a unix socket */
 	int db;
 	char user[128];
 	char *password;
 	char prefix[72];
-	char chan[96];        /* arrivals */
-	redisContext *c;      /* commands */
-	redisContext *sub;    /* the subscription */
+	char chan[96];     /* arrivals */
+	redisContext *c;   /* commands */
+	redisContext *sub; /* the subscription */
 	double retry_at, backoff;
 	double sub_retry_at, sub_backoff;
 	int sub_was_up;
@@ -249,8 +262,10 @@ now_s(void)
 static int
 unavailable(struct rd *r, struct err *e, const char *why)
 {
-	err_set(e, BCH_TEMP, "the spool (Redis at %s) is unavailable: %s — "
-	    "try again in a moment", r->where, why);
+	err_set(e, BCH_TEMP,
+	        "the spool (Redis at %s) is unavailable: %s — "
+	        "try again in a moment",
+	        r->where, why);
 	return err_status(e, 503);
 }
 
@@ -266,7 +281,7 @@ pause_more(double *backoff, double *retry_at)
 /* One command on a fresh connection, during its set-up. */
 static int
 setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
-    const char **argv)
+          const char **argv)
 {
 	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
 	int rc = 0;
@@ -275,12 +290,15 @@ setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
 		return unavailable(r, e, c->errstr);
 	if (rep->type == REDIS_REPLY_ERROR) {
 		/* A wrong password or database will not mend by itself. */
-		int perm = strstr(rep->str, "WRONGPASS") || strstr(rep->str,
-		    "NOAUTH") || strstr(rep->str, "invalid") ||
-		    strstr(rep->str, "DB index");
-		err_set(e, perm ? BCH_PERM : BCH_TEMP, "Redis at %s refused %s: "
-		    "%.200s — check the URL and the password", r->where,
-		    argv[0], rep->str);
+		int perm = strstr(rep->str, "WRONGPASS") ||
+		           strstr(rep->str, "NOAUTH") ||
+		           strstr(rep->str, "invalid") ||
+		           strstr(rep->str, "DB index") ||
+		           strstr(rep->str, "without any password");
+		err_set(e, perm ? BCH_PERM : BCH_TEMP,
+		        "Redis at %s refused %s: "
+		        "%.200s — check the URL and the password",
+		        r->where, argv[0], rep->str);
 		err_status(e, 503);
 		rc = -1;
 	}
@@ -291,12 +309,12 @@ setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
 static redisContext *
 dial(struct rd *r, struct err *e)
 {
-	struct timeval tv = { 1, 0 }, cmd = { 3, 0 };
+	struct timeval tv = {1, 0}, cmd = {3, 0};
 	redisContext *c;
 	char db[16];
 
-	c = r->port ? redisConnectWithTimeout(r->host, r->port, tv) :
-	    redisConnectUnixWithTimeout(r->host, tv);
+	c = r->port ? redisConnectWithTimeout(r->host, r->port, tv)
+	            : redisConnectUnixWithTimeout(r->host, tv);
 	if (!c || c->err) {
 		unavailable(r, e, c ? c->errstr : "out of memory");
 		if (c)
@@ -308,14 +326,16 @@ dial(struct rd *r, struct err *e)
 	if (r->port)
 		redisEnableKeepAlive(c);
 	if (r->password) {
-		const char *a[3] = { "AUTH", r->user, r->password };
-		if (r->user[0] ? setup_cmd(c, e, r, 3, a) :
-		    setup_cmd(c, e, r, 2, (const char *[]){ "AUTH", r->password }))
+		const char *a[3] = {"AUTH", r->user, r->password};
+		if (r->user[0]
+		        ? setup_cmd(c, e, r, 3, a)
+		        : setup_cmd(c, e, r, 2,
+		                    (const char *[]){"AUTH", r->password}))
 			goto fail;
 	}
 	if (r->db) {
 		snprintf(db, sizeof db, "%d", r->db);
-		if (setup_cmd(c, e, r, 2, (const char *[]){ "SELECT", db }) < 0)
+		if (setup_cmd(c, e, r, 2, (const char *[]){"SELECT", db}) < 0)
 			goto fail;
 	}
 	return c;
@@ -339,12 +359,15 @@ load_scripts(struct rd *r, struct err *e)
 	int i;
 
 	for (i = 0; i < NSCRIPTS; i++) {
-		redisReply *rep = redisCommand(r->c, "SCRIPT LOAD %s", scripts[i]);
+		redisReply *rep =
+		    redisCommand(r->c, "SCRIPT LOAD %s", scripts[i]);
 		if (!rep || rep->type != REDIS_REPLY_STRING ||
 		    rep->len >= sizeof r->sha[i]) {
-			unavailable(r, e, rep && rep->type == REDIS_REPLY_ERROR ?
-			    rep->str : r->c->errstr[0] ? r->c->errstr :
-			    "cannot load the scripts");
+			unavailable(
+			    r, e,
+			    rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+			    : r->c->errstr[0]                     ? r->c->errstr
+			                      : "cannot load the scripts");
 			if (rep)
 				freeReplyObject(rep);
 			drop(r);
@@ -376,7 +399,7 @@ ready(struct rd *r, struct err *e)
 /* Run one command; the reply, or NULL with e filled (BCH_TEMP, 503). */
 static redisReply *
 call(struct rd *r, struct err *e, int argc, const char **argv,
-    const size_t *lens)
+     const size_t *lens)
 {
 	redisReply *rep;
 
@@ -399,7 +422,7 @@ call(struct rd *r, struct err *e, int argc, const char **argv,
 /* EVALSHA script with ARGV args (the prefix first, added here). */
 static redisReply *
 script(struct rd *r, struct err *e, int which, int argc, const char **args,
-    const size_t *lens)
+       const size_t *lens)
 {
 	const char *argv[16];
 	size_t len[16];
@@ -417,7 +440,8 @@ script(struct rd *r, struct err *e, int which, int argc, const char **args,
 			len[i] = strlen(argv[i]);
 		for (i = 0; i < argc; i++) {
 			argv[4 + i] = args[i];
-			len[4 + i] = lens && lens[i] ? lens[i] : strlen(args[i]);
+			len[4 + i] =
+			    lens && lens[i] ? lens[i] : strlen(args[i]);
 		}
 		rep = redisCommandArgv(r->c, 4 + argc, argv, len);
 		if (!rep) {
@@ -428,7 +452,8 @@ script(struct rd *r, struct err *e, int which, int argc, const char **args,
 		if (rep->type != REDIS_REPLY_ERROR)
 			return rep;
 		if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && tries == 0) {
-			freeReplyObject(rep); /* SCRIPT FLUSH: load them again */
+			freeReplyObject(
+			    rep); /* SCRIPT FLUSH: load them again */
 			if (load_scripts(r, e) < 0)
 				return NULL;
 			continue;
@@ -443,8 +468,8 @@ script(struct rd *r, struct err *e, int which, int argc, const char **args,
 static char *
 dupstr(const redisReply *x)
 {
-	return x && x->type == REDIS_REPLY_STRING ? xstrndup(x->str, x->len) :
-	    xstrdup("");
+	return x && x->type == REDIS_REPLY_STRING ? xstrndup(x->str, x->len)
+	                                          : xstrdup("");
 }
 
 static int
@@ -456,7 +481,7 @@ is(const redisReply *x, const char *s)
 /* An agent record from name, createdAt, lastSeen, tokenHash, subs. */
 static void
 fill_agent(struct agent_rec *a, const char *name, redisReply **f,
-    redisReply **subs, size_t nsubs)
+           redisReply **subs, size_t nsubs)
 {
 	size_t i;
 
@@ -484,11 +509,11 @@ bad_reply(struct rd *r, struct err *e, redisReply *rep)
 
 static int
 rd_reg(struct spool *s, const char *name, const char *token_hash,
-    struct agent_rec *out, struct err *e)
+       struct agent_rec *out, struct err *e)
 {
 	struct rd *r = s->impl;
 	char ts[40];
-	const char *a[3] = { name, ts, token_hash ? token_hash : "" };
+	const char *a[3] = {name, ts, token_hash ? token_hash : ""};
 	redisReply *rep;
 
 	ts_now(ts);
@@ -498,22 +523,22 @@ rd_reg(struct spool *s, const char *name, const char *token_hash,
 		return bad_reply(r, e, rep);
 	if (is(rep->element[0], "taken")) {
 		freeReplyObject(rep);
-		err_set(e, BCH_PERM, "name already registered — pick another, "
-		    "or use that name's own token");
+		err_set(e, BCH_PERM,
+		        "name already registered — pick another, "
+		        "or use that name's own token");
 		return err_status(e, 409);
 	}
 	if (rep->elements < 4)
 		return bad_reply(r, e, rep);
 	if (out)
 		fill_agent(out, name, rep->element + 1, rep->element + 4,
-		    rep->elements - 4);
+		           rep->elements - 4);
 	freeReplyObject(rep);
 	return 0;
 }
 
 static int
-rd_agents(struct spool *s, struct agent_rec **list, size_t *n,
-    struct err *e)
+rd_agents(struct spool *s, struct agent_rec **list, size_t *n, struct err *e)
 {
 	struct rd *r = s->impl;
 	redisReply *rep;
@@ -534,7 +559,7 @@ rd_agents(struct spool *s, struct agent_rec **list, size_t *n,
 		    x->element[4]->type != REDIS_REPLY_ARRAY)
 			continue;
 		fill_agent(&(*list)[w++], x->element[0]->str, x->element + 1,
-		    x->element[4]->element, x->element[4]->elements);
+		           x->element[4]->element, x->element[4]->elements);
 	}
 	*n = w;
 	freeReplyObject(rep);
@@ -543,10 +568,10 @@ rd_agents(struct spool *s, struct agent_rec **list, size_t *n,
 
 static int
 rd_subscribe(struct spool *s, const char *agent, const char *channel, int on,
-    struct err *e)
+             struct err *e)
 {
 	struct rd *r = s->impl;
-	const char *a[3] = { agent, channel, on ? "1" : "0" };
+	const char *a[3] = {agent, channel, on ? "1" : "0"};
 	redisReply *rep;
 	long long v;
 
@@ -557,8 +582,10 @@ rd_subscribe(struct spool *s, const char *agent, const char *channel, int on,
 	v = rep->integer;
 	freeReplyObject(rep);
 	if (v < 0)
-		return err_set(e, BCH_PERM, "unknown agent \"%s\" — they must run "
-		    "bch init %s first", agent, agent);
+		return err_set(e, BCH_PERM,
+		               "unknown agent \"%s\" — they must run "
+		               "bch init %s first",
+		               agent, agent);
 	return (int)v;
 }
 
@@ -581,7 +608,7 @@ set_rcpt(struct spool *s, const char *names)
 /* The stored message of a send already made with this client id. */
 static int
 sent_before(struct spool *s, struct msg *m, const redisReply *json,
-    const redisReply *names, struct err *e)
+            const redisReply *names, struct err *e)
 {
 	struct msg old;
 
@@ -600,7 +627,7 @@ rd_send(struct spool *s, struct msg *m, struct err *e)
 	struct buf b = BUF_INIT;
 	redisReply *rep;
 	const char *a[8];
-	size_t len[8] = { 0 };
+	size_t len[8] = {0};
 	int once = m->id[0] != 0, rc = -1;
 
 	if (!m->from || !name_valid(m->from))
@@ -617,8 +644,10 @@ rd_send(struct spool *s, struct msg *m, struct err *e)
 	ts_now(m->ts);
 	msg_encode(m, &b);
 	if (b.len + 1 > s->cfg->lim.total) {
-		err_set(e, BCH_PERM, "message is %zu bytes encoded, over the "
-		    "limit of %zu", b.len + 1, s->cfg->lim.total);
+		err_set(e, BCH_PERM,
+		        "message is %zu bytes encoded, over the "
+		        "limit of %zu",
+		        b.len + 1, s->cfg->lim.total);
 		buf_free(&b);
 		return err_status(e, 413);
 	}
@@ -639,18 +668,26 @@ rd_send(struct spool *s, struct msg *m, struct err *e)
 	} else if (is(rep->element[0], "dup") && rep->elements == 3) {
 		rc = sent_before(s, m, rep->element[1], rep->element[2], e);
 	} else if (is(rep->element[0], "unknown")) {
-		err_set(e, BCH_PERM, "unknown agent \"%s\" — they must run bch "
-		    "init %s first", rep->element[1]->str, rep->element[1]->str);
+		err_set(e, BCH_PERM,
+		        "unknown agent \"%s\" — they must run bch "
+		        "init %s first",
+		        rep->element[1]->str, rep->element[1]->str);
 		err_status(e, 404);
 	} else if (is(rep->element[0], "nosender")) {
-		err_set(e, BCH_PERM, "%s is not registered here — run bch init "
-		    "%s first", m->from, m->from);
+		err_set(e, BCH_PERM,
+		        "%s is not registered here — run bch init "
+		        "%s first",
+		        m->from, m->from);
 	} else if (is(rep->element[0], "empty")) {
-		err_set(e, BCH_PERM, "channel %s has no other subscribers — "
-		    "nothing to deliver", m->to);
+		err_set(e, BCH_PERM,
+		        "channel %s has no other subscribers — "
+		        "nothing to deliver",
+		        m->to);
 	} else if (is(rep->element[0], "full")) {
-		err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — they "
-		    "must drain it first", rep->element[1]->str, s->cfg->max_inbox);
+		err_set(e, BCH_TEMP,
+		        "inbox of %s is full (%zu messages) — they "
+		        "must drain it first",
+		        rep->element[1]->str, s->cfg->max_inbox);
 		err_status(e, 507);
 	} else {
 		return bad_reply(r, e, rep);
@@ -677,7 +714,7 @@ cmp_item(const void *pa, const void *pb)
 /* A stored message that does not decode: out of the inbox, kept aside. */
 static void
 set_aside(struct spool *s, const char *agent, const redisReply *id,
-    const redisReply *v, const char *why)
+          const redisReply *v, const char *why)
 {
 	struct rd *r = s->impl;
 	char k[160], c[160];
@@ -686,24 +723,26 @@ set_aside(struct spool *s, const char *agent, const redisReply *id,
 	snprintf(k, sizeof k, "%snew:%s", r->prefix, agent);
 	snprintf(c, sizeof c, "%scorrupt:%s", r->prefix, agent);
 	rep = redisCommand(r->c, "HSET %s %b %b", c, id->str, id->len, v->str,
-	    v->len);
+	                   v->len);
 	if (rep)
 		freeReplyObject(rep);
 	rep = redisCommand(r->c, "HDEL %s %b", k, id->str, id->len);
 	if (rep)
 		freeReplyObject(rep);
-	fprintf(stderr, "%s: corrupt message in %s's inbox (%s) — moved to "
-	    "%s\n", s->prog, agent, why, c);
+	fprintf(stderr,
+	        "%s: corrupt message in %s's inbox (%s) — moved to "
+	        "%s\n",
+	        s->prog, agent, why, c);
 }
 
 static int
 rd_list(struct spool *s, const char *agent, struct spool_item **items,
-    size_t *n, struct err *e)
+        size_t *n, struct err *e)
 {
 	struct rd *r = s->impl;
 	struct spool_item *out;
 	char ts[40];
-	const char *a[3] = { r->chan, agent, ts };
+	const char *a[3] = {r->chan, agent, ts};
 	redisReply *rep;
 	size_t i, w = 0, kept = 0;
 
@@ -714,8 +753,10 @@ rd_list(struct spool *s, const char *agent, struct spool_item **items,
 		return -1;
 	if (rep->type == REDIS_REPLY_NIL) {
 		freeReplyObject(rep);
-		return err_set(e, BCH_PERM, "unknown agent \"%s\" — run bch init "
-		    "%s first", agent, agent);
+		return err_set(e, BCH_PERM,
+		               "unknown agent \"%s\" — run bch init "
+		               "%s first",
+		               agent, agent);
 	}
 	if (rep->type != REDIS_REPLY_ARRAY)
 		return bad_reply(r, e, rep);
@@ -725,7 +766,8 @@ rd_list(struct spool *s, const char *agent, struct spool_item **items,
 		struct spool_item *it = &out[w];
 		struct msg m;
 		struct err de;
-		if (id->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+		if (id->type != REDIS_REPLY_STRING ||
+		    v->type != REDIS_REPLY_STRING)
 			continue;
 		if (!id_valid(id->str) || id->len > ID_MAX_LEN) {
 			set_aside(s, agent, id, v, "not a message id");
@@ -772,13 +814,13 @@ item_id(const struct spool_item *it, char *id)
 
 static int
 decode(struct spool *s, const char *agent, const char *json, size_t len,
-    struct msg *m)
+       struct msg *m)
 {
 	struct err e;
 
 	if (msg_decode(json, len, 0, &s->cfg->rlim, m, &e) < 0) {
-		fprintf(stderr, "%s: corrupt message in %s's inbox: %s\n", s->prog,
-		    agent, e.msg);
+		fprintf(stderr, "%s: corrupt message in %s's inbox: %s\n",
+		        s->prog, agent, e.msg);
 		return 0;
 	}
 	return 1;
@@ -786,11 +828,11 @@ decode(struct spool *s, const char *agent, const char *json, size_t len,
 
 static int
 rd_peek(struct spool *s, const char *agent, const struct spool_item *it,
-    struct msg *m, struct err *e)
+        struct msg *m, struct err *e)
 {
 	struct rd *r = s->impl;
 	char k[160], id[ID_MAX_LEN + 1];
-	const char *a[3] = { "HGET", k, id };
+	const char *a[3] = {"HGET", k, id};
 	redisReply *rep;
 	int rc = 0;
 
@@ -808,11 +850,11 @@ rd_peek(struct spool *s, const char *agent, const struct spool_item *it,
 
 static int
 rd_take(struct spool *s, const char *agent, const struct spool_item *it,
-    struct msg *m, struct spool_claim *c, struct err *e)
+        struct msg *m, struct spool_claim *c, struct err *e)
 {
 	struct rd *r = s->impl;
 	char id[ID_MAX_LEN + 1], ms[16];
-	const char *a[3] = { agent, id, ms };
+	const char *a[3] = {agent, id, ms};
 	redisReply *rep;
 	int rc = 0;
 
@@ -832,10 +874,10 @@ rd_take(struct spool *s, const char *agent, const struct spool_item *it,
 
 static int
 settle(struct spool *s, const char *agent, const char *id, const char *how,
-    struct err *e)
+       struct err *e)
 {
 	struct rd *r = s->impl;
-	const char *a[4] = { r->chan, agent, id, how };
+	const char *a[4] = {r->chan, agent, id, how};
 	redisReply *rep;
 	int rc;
 
@@ -851,7 +893,8 @@ settle(struct spool *s, const char *agent, const char *id, const char *how,
 static int
 rd_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
 {
-	return settle(s, c->agent, c->name, keep ? "keep" : "ack", e) < 0 ? -1 : 0;
+	return settle(s, c->agent, c->name, keep ? "keep" : "ack", e) < 0 ? -1
+	                                                                  : 0;
 }
 
 static int
@@ -861,10 +904,14 @@ rd_release(struct spool *s, struct spool_claim *c, struct err *e)
 }
 
 static int
-rd_settle(struct spool *s, const char *agent, const char *id, int ack,
-    int keep, struct err *e)
+rd_settle(struct spool *s, const char *agent, const char *id, int ack, int keep,
+          struct err *e)
 {
-	return settle(s, agent, id, !ack ? "release" : keep ? "keep" : "ack", e);
+	return settle(s, agent, id,
+	              !ack   ? "release"
+	              : keep ? "keep"
+	                     : "ack",
+	              e);
 }
 
 static int
@@ -872,7 +919,7 @@ rd_lease(struct spool *s, struct spool_claim *c, int seconds, struct err *e)
 {
 	struct rd *r = s->impl;
 	char ms[24];
-	const char *a[3] = { c->agent, c->name, ms };
+	const char *a[3] = {c->agent, c->name, ms};
 	redisReply *rep;
 
 	snprintf(ms, sizeof ms, "%lld", (long long)seconds * 1000);
@@ -883,10 +930,36 @@ rd_lease(struct spool *s, struct spool_claim *c, int seconds, struct err *e)
 }
 
 static int
+rd_sent(struct spool *s, const char *from, const char *id, char ***rcpt,
+        size_t *n, struct err *e)
+{
+	struct rd *r = s->impl;
+	char k[200], *copy, *p, *save = NULL;
+	const char *a[4] = {"HGET", k, "r"};
+	redisReply *rep;
+
+	snprintf(k, sizeof k, "%ssent:%s %s", r->prefix, from, id);
+	if (!(rep = call(r, e, 3, a, NULL)))
+		return -1;
+	if (rep->type != REDIS_REPLY_STRING) {
+		freeReplyObject(rep);
+		return 0;
+	}
+	copy = xstrdup(rep->str);
+	freeReplyObject(rep);
+	*rcpt = xcalloc(strlen(copy) / 2 + 2, sizeof **rcpt);
+	*n = 0;
+	for (p = strtok_r(copy, " ", &save); p; p = strtok_r(NULL, " ", &save))
+		(*rcpt)[(*n)++] = xstrdup(p);
+	free(copy);
+	return 1;
+}
+
+static int
 rd_expire(struct spool *s, struct err *e)
 {
 	struct rd *r = s->impl;
-	const char *a[1] = { r->chan };
+	const char *a[1] = {r->chan};
 	redisReply *rep;
 
 	if (!(rep = script(r, e, S_EXPIRE, 1, a, NULL)))
@@ -897,11 +970,11 @@ rd_expire(struct spool *s, struct err *e)
 
 static int
 rd_token(struct spool *s, const char *hash, char agent[NAME_MAX_LEN + 1],
-    struct err *e)
+         struct err *e)
 {
 	struct rd *r = s->impl;
 	char k[96];
-	const char *a[3] = { "HGET", k, hash };
+	const char *a[3] = {"HGET", k, hash};
 	redisReply *rep;
 	int rc = 0;
 
@@ -918,11 +991,11 @@ rd_token(struct spool *s, const char *hash, char agent[NAME_MAX_LEN + 1],
 
 static int
 rd_rate(struct spool *s, const char *agent, double rate, double burst,
-    int *retry_after, struct err *e)
+        int *retry_after, struct err *e)
 {
 	struct rd *r = s->impl;
 	char rs[32], bs[32];
-	const char *a[3] = { agent, rs, bs };
+	const char *a[3] = {agent, rs, bs};
 	redisReply *rep;
 	long long wait;
 
@@ -951,8 +1024,10 @@ sub_connect(struct rd *r, struct err *e)
 		return -1;
 	rep = redisCommand(c, "SUBSCRIBE %s", r->chan);
 	if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-		unavailable(r, e, rep && rep->type == REDIS_REPLY_ERROR ? rep->str :
-		    c->errstr[0] ? c->errstr : "cannot subscribe");
+		unavailable(r, e,
+		            rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+		            : c->errstr[0]                        ? c->errstr
+		                           : "cannot subscribe");
 		if (rep)
 			freeReplyObject(rep);
 		redisFree(c);
@@ -977,8 +1052,9 @@ sub_lost(struct rd *r)
 
 /* "<id> <agent> <agent>...\n<message>": fn for each agent. */
 static void
-announce(const redisReply *rep, void (*fn)(void *, const char *,
-    const char *, const char *, size_t), void *arg)
+announce(const redisReply *rep,
+         void (*fn)(void *, const char *, const char *, const char *, size_t),
+         void *arg)
 {
 	char id[ID_MAX_LEN + 1], agent[NAME_MAX_LEN + 1];
 	const char *p, *q, *end, *json = NULL;
@@ -1017,9 +1093,10 @@ announce(const redisReply *rep, void (*fn)(void *, const char *,
 }
 
 static int
-rd_arrivals(struct spool *s, void (*fn)(void *, const char *, const char *,
-    const char *, size_t),
-    void *arg, struct err *e)
+rd_arrivals(struct spool *s,
+            void (*fn)(void *, const char *, const char *, const char *,
+                       size_t),
+            void *arg, struct err *e)
 {
 	struct rd *r = s->impl;
 	void *x;
@@ -1067,8 +1144,7 @@ rd_arrival_fd(struct spool *s, unsigned *gen)
 }
 
 static void
-wake(void *arg, const char *agent, const char *id, const char *json,
-    size_t len)
+wake(void *arg, const char *agent, const char *id, const char *json, size_t len)
 {
 	struct rd *r = arg;
 
@@ -1086,8 +1162,9 @@ rd_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	if (!r->sub || strcmp(r->waiting, agent) != 0) {
 		snprintf(r->waiting, sizeof r->waiting, "%s", agent);
 		if (rd_arrivals(s, wake, r, e) < 0 && !r->sub) {
-			poll(NULL, 0, timeout_ms < 0 || timeout_ms > 1000 ? 1000 :
-			    timeout_ms);
+			poll(NULL, 0,
+			     timeout_ms < 0 || timeout_ms > 1000 ? 1000
+			                                         : timeout_ms);
 		}
 		return 1;
 	}
@@ -1096,7 +1173,8 @@ rd_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	p.events = POLLIN;
 	rc = poll(&p, 1, timeout_ms);
 	if (rc < 0)
-		return errno == EINTR ? 0 : err_sys(e, "cannot wait for messages");
+		return errno == EINTR ? 0
+		                      : err_sys(e, "cannot wait for messages");
 	if (rc == 0)
 		return 0;
 	rd_arrivals(s, wake, r, NULL);
@@ -1106,8 +1184,8 @@ rd_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 /* Read receipts: id has been read by each agent whose inbox no longer
  * holds it. Polled: a sender waits seldom, and never on the relay. */
 static int
-rd_await(struct spool *s, const char *id, char **rcpt, size_t n,
-    int timeout_ms, int *got, struct err *e)
+rd_await(struct spool *s, const char *id, char **rcpt, size_t n, int timeout_ms,
+         int *got, struct err *e)
 {
 	struct rd *r = s->impl;
 	double end = now_s() + timeout_ms / 1000.0;
@@ -1119,16 +1197,18 @@ rd_await(struct spool *s, const char *id, char **rcpt, size_t n,
 		int all = 1;
 		for (i = 0; i < n; i++) {
 			char k[160];
-			const char *a[3] = { "HEXISTS", k, id };
+			const char *a[3] = {"HEXISTS", k, id};
 			redisReply *rep;
 			snprintf(k, sizeof k, "%snew:%s", r->prefix, rcpt[i]);
 			if (!(rep = call(r, e, 3, a, NULL)))
 				return -1;
-			got[i] = rep->type == REDIS_REPLY_INTEGER && !rep->integer;
+			got[i] =
+			    rep->type == REDIS_REPLY_INTEGER && !rep->integer;
 			all &= got[i];
 			freeReplyObject(rep);
 		}
-		if (all || timeout_ms == 0 || (timeout_ms > 0 && now_s() >= end))
+		if (all || timeout_ms == 0 ||
+		    (timeout_ms > 0 && now_s() >= end))
 			return all;
 		poll(NULL, 0, 50);
 	}
@@ -1149,14 +1229,25 @@ rd_close(struct spool *s)
 }
 
 static const struct spool_ops rd_ops = {
-	rd_reg, rd_agents, rd_subscribe, rd_send, rd_sync, rd_list, rd_peek,
-	rd_take, rd_ack, rd_release, rd_wait, rd_await, rd_close,
+    rd_reg,  rd_agents, rd_subscribe, rd_send, rd_sync,  rd_list,  rd_peek,
+    rd_take, rd_ack,    rd_release,   rd_wait, rd_await, rd_close,
 };
 
 static const struct spool_shared rd_shared = {
-	rd_token, rd_rate, rd_lease, rd_settle, rd_expire, rd_arrival_fd,
-	rd_arrivals,
+    rd_token, rd_rate,   rd_lease,      rd_settle,
+    rd_sent,  rd_expire, rd_arrival_fd, rd_arrivals,
 };
+
+/* A key prefix: 1 to 63 of letters, digits, '.', '_', ':', '-'. */
+static int
+prefix_ok(const char *p)
+{
+	size_t n = strlen(p);
+
+	return n > 0 && n < 64 &&
+	       strspn(p, "abcdefghijklmnopqrstuvwxyz"
+	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}
 
 /* "?db=N&prefix=P" after a URL's path. */
 static int
@@ -1164,22 +1255,19 @@ parse_query(struct rd *r, char *q, struct err *e)
 {
 	char *kv, *save = NULL;
 
-	for (kv = strtok_r(q, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
-		size_t i;
-		if (strncmp(kv, "db=", 3) == 0) {
+	for (kv = strtok_r(q, "&", &save); kv;
+	     kv = strtok_r(NULL, "&", &save)) {
+		if (strncmp(kv, "db=", 3) == 0)
 			r->db = atoi(kv + 3);
-		} else if (strncmp(kv, "prefix=", 7) == 0 && strlen(kv + 7) > 0 &&
-		    strlen(kv + 7) < 64) {
+		else if (strncmp(kv, "prefix=", 7) == 0 && prefix_ok(kv + 7))
 			snprintf(r->prefix, sizeof r->prefix, "%s", kv + 7);
-			for (i = 0; r->prefix[i]; i++)
-				if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "0123456789._:-", r->prefix[i]))
-					return err_set(e, BCH_PERM, "bad prefix in the "
-					    "spool URL — letters, digits, '.', '_', ':', '-'");
-		} else {
-			return err_set(e, BCH_PERM, "unknown \"%s\" in the spool URL — "
-			    "use db=N or prefix=P", kv);
-		}
+		else
+			return err_set(e, BCH_PERM,
+			               "bad \"%s\" in the spool URL "
+			               "— use db=N or prefix=P (letters, "
+			               "digits, '.', '_', "
+			               "':', '-')",
+			               kv);
 	}
 	return 0;
 }
@@ -1201,14 +1289,18 @@ parse_url(struct rd *r, const char *url, struct err *e)
 	snprintf(r->where, sizeof r->where, "%s", u);
 	if (strncmp(u, "unix://", 7) == 0) {
 		if (u[7] != '/' || strlen(u + 7) >= sizeof r->host)
-			return err_set(e, BCH_PERM, "bad spool URL %s — use "
-			    "unix:///path/to/redis.sock", u);
+			return err_set(e, BCH_PERM,
+			               "bad spool URL %s — use "
+			               "unix:///path/to/redis.sock",
+			               u);
 		snprintf(r->host, sizeof r->host, "%s", u + 7);
 		return 0;
 	}
 	if (strncmp(u, "redis://", 8) != 0)
-		return err_set(e, BCH_PERM, "bad spool URL %s — use "
-		    "redis://host:port/db or unix:///path", u);
+		return err_set(e, BCH_PERM,
+		               "bad spool URL %s — use "
+		               "redis://host:port/db or unix:///path",
+		               u);
 	host = u + 8;
 	if ((slash = strchr(host, '/'))) {
 		*slash = 0;
@@ -1218,7 +1310,9 @@ parse_url(struct rd *r, const char *url, struct err *e)
 	if ((at = strrchr(host, '@'))) {
 		*at = 0;
 		if (strchr(host, ':'))
-			return err_set(e, BCH_PERM, "a password does not go in the "
+			return err_set(
+			    e, BCH_PERM,
+			    "a password does not go in the "
 			    "spool URL (it would show in ps) — use "
 			    "--redis-password-file or REDIS_PASSWORD");
 		snprintf(r->user, sizeof r->user, "%s", host);
@@ -1238,15 +1332,17 @@ parse_url(struct rd *r, const char *url, struct err *e)
 		r->port = atoi(colon + 1);
 	}
 	if (!host[0] || r->port <= 0 || r->port > 65535 || r->db < 0)
-		return err_set(e, BCH_PERM, "bad spool URL %s — use "
-		    "redis://host:port/db", url);
+		return err_set(e, BCH_PERM,
+		               "bad spool URL %s — use "
+		               "redis://host:port/db",
+		               url);
 	snprintf(r->host, sizeof r->host, "%s", host);
 	return 0;
 }
 
 struct spool *
 spool_redis_open(struct config *c, const char *url, const char *password,
-    const char *prog, struct err *e)
+                 const char *prog, struct err *e)
 {
 	struct spool *s;
 	struct rd *r = xcalloc(1, sizeof *r);

@@ -85,6 +85,11 @@ struct spool_shared {
 	 * 1 done, 0 no such lease (expired, settled), -1 error. */
 	int (*settle)(struct spool *, const char *agent, const char *id,
 	    int ack, int keep, struct err *);
+	/* The recipients of from's send with client-chosen id, while the
+	 * id is remembered: 1 (*rcpt, *n: free each and the array), 0
+	 * unknown, -1 error. For read receipts asked of any relay. */
+	int (*sent)(struct spool *, const char *from, const char *id,
+	    char ***rcpt, size_t *n, struct err *);
 	/* Return every expired lease to its inbox. 0 or -1. */
 	int (*expire)(struct spool *, struct err *);
 	/* Arrivals, as an event loop wants them: the descriptor to poll,

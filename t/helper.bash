@@ -75,7 +75,8 @@ agents() {
 	for a in "${@:2}"; do BACKCHANNEL_AGENT=$a relay_init "$a" >/dev/null; done
 }
 
-# count_new AGENT: unread files in AGENT's new/.
+# count_new AGENT: unread files in AGENT's new/ (with the relay's spool
+# in Redis, on the unix socket t/run made: the size of AGENT's inbox).
 count_new() {
 	if [ -n "${BCH_TEST_RELAY:-}" ] && [ -n "${BCH_TEST_RELAY_SPOOL:-}" ]; then
 		redis-cli -s "${BCH_TEST_RELAY_SPOOL#unix://}" HLEN "$BCH_ROOM:new:$1"

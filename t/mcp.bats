@@ -699,3 +699,32 @@ held() {
 	is 1 result.structuredContent.more 0
 	[ "$(count_new bob)" -eq 0 ]
 }
+
+# ---- wait_seconds (a hand-off)
+
+@test "bch_send with wait_seconds returns once the recipient has read it" {
+	( wait_for 10 sh -c 'ls "$1"/spool/bob/new | grep -q .' _ "$BACKCHANNEL_HOME" &&
+		as bob bch drain >/dev/null ) &
+	bg=$!
+	rpc "$(init)" "$(call 1 bch_send '{"target":"@bob","body":"your turn","wait_seconds":20}')"
+	wait "$bg"
+	assert_success
+	is 1 result.structuredContent.read '["bob"]'
+	is 1 result.structuredContent.unread '[]'
+	[[ $(jv 1 result.content.0.text) == *'read by bob'* ]]
+}
+
+@test "bch_send with wait_seconds says who has not read it when time is up" {
+	rpc "$(init)" "$(call 1 bch_send '{"target":"@bob","body":"anyone?","wait_seconds":1}')"
+	assert_success
+	is 1 result.structuredContent.unread '["bob"]'
+	[[ $(jv 1 result.content.0.text) == *'not read yet by bob'* ]]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "wait_seconds must be a whole number from 0 to 3600" {
+	rpc "$(init 2025-06-18)" "$(call 1 bch_send '{"target":"@bob","body":"x","wait_seconds":"soon"}')"
+	is 1 error.code -32602
+	rpc "$(init 2025-06-18)" "$(call 1 bch_send '{"target":"@bob","body":"x","wait_seconds":7200}')"
+	is 1 error.code -32602
+}

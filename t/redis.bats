@@ -264,6 +264,29 @@ hlen() {
 	[ "$(rcli HLEN bch:new:alice)" = 1 ]
 }
 
+@test "a read receipt is answered by any relay, and bch send --wait works on Redis" {
+	relay A
+	relay B
+	join A alice
+	join B bob
+	cid=6f1c2a4e-0000-4000-8000-000000000002
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"@bob\",\"body\":\"r\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	req B GET "/v1/receipt/$cid" "$(tok alice)"
+	[ "$STATUS" = 200 ]
+	[ "$BODY" = "{\"id\":\"$cid\",\"read\":[],\"unread\":[\"bob\"]}" ]
+	on A bob bch drain >/dev/null
+	req B GET "/v1/receipt/$cid" "$(tok alice)"
+	[ "$BODY" = "{\"id\":\"$cid\",\"read\":[\"bob\"],\"unread\":[]}" ]
+	req B GET "/v1/receipt/$cid" "$(tok bob)"
+	[ "$STATUS" = 404 ]
+	(sleep 1 && on B bob bch drain >/dev/null) &
+	bgpid $!
+	run on A alice bch send @bob "read me" --wait=10
+	assert_success
+	assert_line 'read by bob'
+}
+
 @test "the send rate is one bucket for all the relays" {
 	relay A --rate 0.1
 	relay B --rate 0.1

@@ -10,8 +10,9 @@ has_new() { [ -n "$(ls "$BACKCHANNEL_HOME/spool/$1/new")" ]; }
 @test "--wait returns once a drain in another process takes the message" {
 	( wait_for 10 has_new bob &&
 		as bob bch drain > drained ) &
+	bg=$!
 	run bch send @bob "your turn" --wait=20
-	wait
+	wait "$bg"
 	assert_success
 	assert_line --index 0 --regexp '^sent [0-9a-f]{8} to @bob$'
 	assert_line --index 1 'read by bob'
@@ -33,15 +34,17 @@ has_new() { [ -n "$(ls "$BACKCHANNEL_HOME/spool/$1/new")" ]; }
 	as carol bch sub '#dev' >/dev/null
 	( wait_for 10 has_new bob &&
 		as bob bch drain >/dev/null ) &
+	bg=$!
 	run bch send '#dev' "standup" --wait=2
-	wait
+	wait "$bg"
 	assert_failure 111
 	assert_line 'read by bob'
 	assert_line --partial 'not read by carol after 2 s'
 	( wait_for 10 has_new carol &&
 		as bob bch drain >/dev/null && as carol bch drain >/dev/null ) &
+	bg=$!
 	run bch send '#dev' "again" --wait=20
-	wait
+	wait "$bg"
 	assert_success
 	assert_line 'read by bob'
 	assert_line 'read by carol'
@@ -51,8 +54,9 @@ has_new() { [ -n "$(ls "$BACKCHANNEL_HOME/spool/$1/new")" ]; }
 	printf '%s\n' '{"to":"@bob","body":"one"}' '{"to":"@carol","body":"two"}' > in.jsonl
 	( wait_for 10 has_new carol &&
 		as bob bch drain >/dev/null && as carol bch drain >/dev/null ) &
+	bg=$!
 	run bch-send --wait=20 < in.jsonl
-	wait
+	wait "$bg"
 	assert_success
 	assert_line 'read by bob'
 	assert_line 'read by carol'
