@@ -50,6 +50,9 @@ check-asan:
 		sh t/run
 	$(MAKE) clean
 
+check-valgrind: all
+	sh t/valgrind/run
+
 bench: all
 	@for b in t/bench/*.sh; do sh $$b || exit 1; done
 
@@ -83,4 +86,4 @@ clean:
 	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a
 	$(MAKE) -C t/fuzz clean
 
-.PHONY: all check check-asan bench fuzz lint install uninstall clean
+.PHONY: all check check-asan check-valgrind bench fuzz lint install uninstall clean

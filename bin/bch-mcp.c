@@ -1086,28 +1086,6 @@ handle_line(struct server *s, const char *p, size_t n)
 	json_free(&j);
 }
 
-/* Read one line of at most max bytes; a longer one is read to its end
- * and dropped, with *toolong set. 1 line, 0 end of input, -1 error. */
-static int
-read_line(FILE *f, struct buf *line, size_t max, int *toolong)
-{
-	int ch;
-
-	buf_reset(line);
-	*toolong = 0;
-	while ((ch = getc(f)) != EOF) {
-		if (ch == '\n')
-			return 1;
-		if (line->len < max)
-			buf_addc(line, (char)ch);
-		else
-			*toolong = 1;
-	}
-	if (ferror(f))
-		return -1;
-	return line->len > 0 || *toolong;
-}
-
 static void
 serve(struct server *s)
 {
@@ -1115,7 +1093,7 @@ serve(struct server *s)
 	struct buf line = BUF_INIT;
 	int rc, toolong;
 
-	while ((rc = read_line(stdin, &line, LINE_MAX_BYTES, &toolong)) == 1) {
+	while ((rc = io_readline(stdin, &line, LINE_MAX_BYTES, &toolong)) == 1) {
 		if (toolong)
 			reply_error(&none, INVALID_REQUEST, "Invalid Request: "
 			    "line over %d bytes, skipped", LINE_MAX_BYTES);

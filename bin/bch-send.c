@@ -164,28 +164,6 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 	return n < 0 ? -1 : 0;
 }
 
-/* Read one line of at most max bytes; longer lines are skipped whole.
- * 1 line, 0 end of input, -1 error; *toolong set for a skipped line. */
-static int
-read_line(FILE *f, struct buf *line, size_t max, int *toolong)
-{
-	int ch;
-
-	buf_reset(line);
-	*toolong = 0;
-	while ((ch = getc_unlocked(f)) != EOF) {
-		if (ch == '\n')
-			return 1;
-		if (line->len < max)
-			buf_addc(line, (char)ch);
-		else
-			*toolong = 1;
-	}
-	if (ferror(f))
-		return -1;
-	return line->len > 0 || *toolong;
-}
-
 static int
 send_stdin(struct cli *c, int wait)
 {
@@ -195,7 +173,7 @@ send_stdin(struct cli *c, int wait)
 	int rc, toolong, worst = 0, pending = 0;
 
 	c->sp->batch = 1;
-	while ((rc = read_line(stdin, &line, c->cfg.lim.total, &toolong)) == 1) {
+	while ((rc = io_readline(stdin, &line, c->cfg.lim.total, &toolong)) == 1) {
 		struct msg m;
 		int n;
 		lineno++;

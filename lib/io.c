@@ -175,3 +175,23 @@ io_pid_alive(pid_t pid)
 		return 0;
 	return kill(pid, 0) == 0 || errno == EPERM;
 }
+
+int
+io_readline(FILE *f, struct buf *line, size_t max, int *toolong)
+{
+	int ch;
+
+	buf_reset(line);
+	*toolong = 0;
+	while ((ch = getc_unlocked(f)) != EOF) {
+		if (ch == '\n')
+			return 1;
+		if (line->len < max)
+			buf_addc(line, (char)ch);
+		else
+			*toolong = 1;
+	}
+	if (ferror(f))
+		return -1;
+	return line->len > 0 || *toolong;
+}

@@ -3,6 +3,7 @@
 #define BCH_IO_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -30,6 +31,11 @@ int io_replace(const char *path, const void *p, size_t n, int sync,
 
 /* mkdir -p with mode for every directory it creates; 0 or -1 (errno). */
 int io_mkdirs(const char *path, mode_t mode);
+
+/* Read one line (without its newline) of at most max bytes from f into
+ * line; a longer one is read to its end and dropped, with *toolong set,
+ * so it never eats the next. 1 line, 0 end of input, -1 error. */
+int io_readline(FILE *f, struct buf *line, size_t max, int *toolong);
 
 /* Is process pid alive on this machine? */
 int io_pid_alive(pid_t pid);

@@ -8,20 +8,7 @@
 #include "agent.h"
 #include "json.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 static void
 check_same(const struct agent_rec *a, const struct agent_rec *b,

@@ -11,20 +11,7 @@
 #include "config.h"
 #include "io.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 static char home[PATH_MAX], file[PATH_MAX + 16];
 

@@ -11,20 +11,7 @@
 
 #include "http.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 /* Small enough that an 8 KiB input crosses every one of them. */
 static const struct http_limits tight = { 256, 4, 64 };

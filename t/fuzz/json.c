@@ -7,22 +7,7 @@
 
 #include "json.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-/* Fill every allocation whole, so a buffer read past its terminator (or
- * without one) runs into ASan's redzone instead of stale zeros. */
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 /* RFC 3629, written the other way round from lib/json.c: decode, then
  * judge the code point. Length of the sequence at s, or 0. */

@@ -10,20 +10,7 @@
 #include "msg.h"
 #include "show.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 /* Small enough that an 8 KiB input crosses every one of them; total
  * keeps the margin config.c gives it over body. */

@@ -13,20 +13,7 @@
 #include "io.h"
 #include "scope.h"
 
-#define CHECK(c) \
-	do { \
-		if (!(c)) { \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-			    __LINE__, #c); \
-			abort(); \
-		} \
-	} while (0)
-
-const char *
-__asan_default_options(void)
-{
-	return "max_malloc_fill_size=1048576";
-}
+#include "check.h"
 
 /* base/a/.git/config             the input, for a work tree at base/a
  * base/b/.git                    the input, as a worktree's .git file
