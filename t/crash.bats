@@ -243,3 +243,53 @@ dead_pid() {
 	[ "${#lines[@]}" -eq 1000 ]
 	[ -z "$(ls -A "$CUR")" ]
 }
+
+@test "senders killed with SIGKILL at random moments lose nothing they acknowledged" {
+	local round i
+	export BACKCHANNEL_FSYNC=1
+	for round in $(seq 10); do
+		for ((i = 1; i <= 300; i++)); do
+			printf '{"to":"@bob","body":"round %d message %d"}\n' "$round" "$i"
+		done > "in.$round"
+		bch-send < "in.$round" > "acked.$round" 2>/dev/null &
+		p=$!
+		echo "$p" >> "$BATS_TEST_TMPDIR/pids"
+		sleep "0.0$((RANDOM % 9 + 1))"
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	# Every "sent" line printed was durable before it was printed.
+	acked=$(cat acked.* | sed -n 's/^sent \([0-9a-f]\{8\}\) to @bob$/\1/p' | sort)
+	stored=$(ls "$NEW" | cut -c1-8 | sort)
+	missing=$(comm -23 <(echo "$acked") <(echo "$stored"))
+	[ -z "$missing" ] || { echo "acknowledged but not stored: $missing"; false; }
+	# And whatever is in new/ is whole: a drain reads every file.
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ -z "$stderr" ]
+	[ "${#lines[@]}" -eq "$(echo "$stored" | grep -c .)" ]
+	echo "# $(echo "$acked" | grep -c .) acknowledged, $(echo "$stored" | grep -c .) stored, 0 lost" >&3
+}
+
+@test "a read-only spool refuses sends and drains with 111 and keeps every message" {
+	local_only "mounts over the local spool"
+	queue 1 3
+	if [ "$(id -u)" != 0 ] || ! mount --bind "$BACKCHANNEL_HOME" "$BACKCHANNEL_HOME" 2>/dev/null; then
+		skip "needs root to bind-mount the spool read-only"
+	fi
+	if ! mount -o remount,bind,ro "$BACKCHANNEL_HOME" 2>/dev/null; then
+		umount "$BACKCHANNEL_HOME"
+		skip "cannot remount read-only here"
+	fi
+	run bch send @bob "on a read-only disk"
+	s_rc=$status s_out=$output
+	run as bob bch drain
+	d_rc=$status d_out=$output
+	umount "$BACKCHANNEL_HOME"
+	[ "$s_rc" -eq 111 ] || { echo "send: $s_rc $s_out"; false; }
+	[[ $s_out == *'Read-only file system'* ]]
+	[ "$d_rc" -eq 111 ] || { echo "drain: $d_rc $d_out"; false; }
+	[ "$(ls "$NEW" | wc -l)" -eq 3 ]
+	run as bob bch drain --jsonl
+	[ "${#lines[@]}" -eq 3 ]
+}
