@@ -113,7 +113,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct claim k;
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	struct buf tail = BUF_INIT;
 	int ch, rc, worst = 0, i;
 

@@ -213,7 +213,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct drain d;
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	struct spool_item *items;
 	size_t n;
 	char matchbuf[4096];

@@ -88,7 +88,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	const char *name, *url = NULL, *token = NULL, *pin = NULL;
 	int ch, who = 0, keep_default;
 

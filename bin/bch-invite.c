@@ -198,7 +198,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	struct invite inv;
 	struct buf code = BUF_INIT;
 	const char *url = NULL, *pin = NULL, *cert = NULL, *out = NULL;

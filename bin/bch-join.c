@@ -169,7 +169,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	struct invite inv;
 	const char *name = NULL;
 	char *text, *token;

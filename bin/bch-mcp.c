@@ -1118,7 +1118,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct server s;
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	char matchbuf[4096];
 	const char *match = NULL;
 	int ch, here = 0;

@@ -241,7 +241,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct opts o;
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	int ch, rc;
 
 	memset(&o, 0, sizeof o);

@@ -17,7 +17,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	int ch, on = 1, i, rc;
 
 	cli_init(&c, "bch-sub");

@@ -394,7 +394,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct watch w;
-	struct cli c;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	char matchbuf[4096];
 	const char *match = NULL;
 	int ch, here = 0, readyfd = -1, rc = 1, armed = 0, fails = 0;
