@@ -161,16 +161,53 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	}
 }
 
+/* The body after a head of end bytes: chunked, or Content-Length bytes
+ * (none when there is no length, unless need says one is required).
+ * Into a new NUL-terminated *out. Bytes used in all, 0 for more, or -1
+ * with *status (400, 413). */
+static long
+take_body(const char *b, size_t n, size_t end, const struct hdrs *h,
+    size_t max, int need, char **out, size_t *outlen, int *status)
+{
+	struct buf body = BUF_INIT;
+	long used;
+
+	if (h->chunked) {
+		used = dechunk(b + end, n - end, max, &body, status);
+		if (used <= 0) {
+			buf_free(&body);
+			return used;
+		}
+		used += (long)end;
+	} else {
+		size_t clen = h->clen > 0 ? (size_t)h->clen : 0;
+		*status = 400;
+		if (h->clen < 0 && need)
+			return -1;
+		if (clen > max) {
+			*status = 413;
+			return -1;
+		}
+		if (n - end < clen)
+			return 0;
+		buf_add(&body, b + end, clen);
+		used = (long)(end + clen);
+	}
+	if (!body.p)
+		buf_add(&body, "", 0);
+	*out = body.p;
+	*outlen = body.len;
+	return used;
+}
+
 long
 http_parse_request(const char *b, size_t n, const struct http_limits *l,
     struct http_req *r, int *status)
 {
 	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	struct buf body = BUF_INIT;
 	size_t end = head_end(b, n < l->head ? n : l->head), count = 0;
 	const char *p, *e, *sp1, *sp2;
 	int minor;
-	long used;
 
 	memset(r, 0, sizeof *r);
 	if (!end) {
@@ -222,29 +259,8 @@ http_parse_request(const char *b, size_t n, const struct http_limits *l,
 	if (h.bad || (h.chunked && h.clen >= 0))
 		return -1;
 	r->keepalive = minor == 1 ? !h.close : h.keep;
-	if (h.chunked) {
-		used = dechunk(b + end, n - end, l->body, &body, status);
-		if (used <= 0) {
-			buf_free(&body);
-			return used;
-		}
-		used += (long)end;
-	} else {
-		size_t clen = h.clen > 0 ? (size_t)h.clen : 0;
-		if (clen > l->body) {
-			*status = 413;
-			return -1;
-		}
-		if (n - end < clen)
-			return 0;
-		buf_add(&body, b + end, clen);
-		used = (long)(end + clen);
-	}
-	if (!body.p)
-		buf_add(&body, "", 0);
-	r->body = body.p;
-	r->body_len = body.len;
-	return used;
+	return take_body(b, n, end, &h, l->body, 0, &r->body, &r->body_len,
+	    status);
 }
 
 void
@@ -259,11 +275,9 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
 	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	struct buf body = BUF_INIT;
 	size_t end = head_end(b, n);
 	const char *p, *e;
 	int status = 0;
-	long used;
 
 	memset(r, 0, sizeof *r);
 	r->retry_after = -1;
@@ -296,28 +310,8 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		r->keepalive = 0;
 	if (r->event_stream)
 		return (long)end;
-	if (h.chunked) {
-		used = dechunk(b + end, n - end, maxbody, &body, &status);
-		if (used <= 0) {
-			buf_free(&body);
-			return used;
-		}
-		used += (long)end;
-	} else if (h.clen >= 0) {
-		if ((size_t)h.clen > maxbody)
-			return -1;
-		if (n - end < (size_t)h.clen)
-			return 0;
-		buf_add(&body, b + end, (size_t)h.clen);
-		used = (long)end + h.clen;
-	} else {
-		return -1; /* we ask for no close-delimited bodies */
-	}
-	if (!body.p)
-		buf_add(&body, "", 0);
-	r->body = body.p;
-	r->body_len = body.len;
-	return used;
+	return take_body(b, n, end, &h, maxbody, 1, &r->body, &r->body_len,
+	    &status);
 }
 
 void

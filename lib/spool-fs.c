@@ -725,15 +725,6 @@ touch_seen(struct spool *s, const char *agent)
 	unlock_agents(fd);
 }
 
-static int
-cmp_item(const void *pa, const void *pb)
-{
-	const struct spool_item *a = pa, *b = pb;
-	int c = strcmp(a->ts, b->ts);
-
-	return c ? c : strcmp(a->id, b->id);
-}
-
 /* Is name "<id>.json" with a usable id? Copies the id. */
 static int
 msg_file(const char *name, char *id)
@@ -828,8 +819,6 @@ fs_list(struct spool *s, const char *agent, struct spool_item **items,
 		w += (size_t)list_one(s, agent, d->d_name, &out[w], &kept);
 	}
 	closedir(dir);
-	if (w)
-		qsort(out, w, sizeof *out, cmp_item);
 	*items = out;
 	*n = w;
 	return 0;

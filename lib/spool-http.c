@@ -572,15 +572,6 @@ add_item(void *arg, const char *p, size_t n)
 }
 
 static int
-cmp_item(const void *pa, const void *pb)
-{
-	const struct spool_item *a = pa, *b = pb;
-	int c = strcmp(a->ts, b->ts);
-
-	return c ? c : strcmp(a->id, b->id);
-}
-
-static int
 http_list(struct spool *s, const char *agent, struct spool_item **items,
     size_t *n, struct err *e)
 {
@@ -596,8 +587,6 @@ http_list(struct spool *s, const char *agent, struct spool_item **items,
 		return -1;
 	}
 	http_resp_free(&r);
-	if (acc.n)
-		qsort(acc.it, acc.n, sizeof *acc.it, cmp_item);
 	*items = acc.it;
 	*n = acc.n;
 	return 0;

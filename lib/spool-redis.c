@@ -702,15 +702,6 @@ rd_sync(struct spool *s, struct err *e)
 	return 0; /* durability is Redis's appendfsync (README) */
 }
 
-static int
-cmp_item(const void *pa, const void *pb)
-{
-	const struct spool_item *a = pa, *b = pb;
-	int c = strcmp(a->ts, b->ts);
-
-	return c ? c : strcmp(a->id, b->id);
-}
-
 /* A stored message that does not decode: out of the inbox, kept aside. */
 static void
 set_aside(struct spool *s, const char *agent, const redisReply *id,
@@ -793,8 +784,6 @@ rd_list(struct spool *s, const char *agent, struct spool_item **items,
 		w++;
 	}
 	freeReplyObject(rep);
-	if (w)
-		qsort(out, w, sizeof *out, cmp_item);
 	*items = out;
 	*n = w;
 	return 0;

@@ -131,11 +131,25 @@ spool_sync(struct spool *s, struct err *e)
 	return s->ops->sync(s, e);
 }
 
+static int
+cmp_item(const void *pa, const void *pb)
+{
+	const struct spool_item *a = pa, *b = pb;
+	int c = strcmp(a->ts, b->ts);
+
+	return c ? c : strcmp(a->id, b->id);
+}
+
 int
 spool_list(struct spool *s, const char *agent, struct spool_item **items,
     size_t *n, struct err *e)
 {
-	return s->ops->list(s, agent, items, n, e);
+	/* The order is the interface's promise, kept here for every spool. */
+	if (s->ops->list(s, agent, items, n, e) < 0)
+		return -1;
+	if (*n > 1)
+		qsort(*items, *n, sizeof **items, cmp_item);
+	return 0;
 }
 
 void
