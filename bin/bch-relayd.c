@@ -64,11 +64,22 @@ struct conn {
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
 	struct conn *same; /* next SSE reader in its agent's bucket */
+	struct conn *pnext, **pprev; /* on the list of output to flush */
 };
 
 struct watch {
 	int wd;
 	char agent[NAME_MAX_LEN + 1];
+};
+
+/* The SSE event last built from a file, kept for the other inboxes the
+ * same file was linked into (a channel's fan-out): the same name, inode,
+ * size and mtime are the same bytes, as files in new/ never change. */
+struct last_event {
+	char name[ID_MAX_LEN + 8];
+	struct stat st;
+	struct buf ev;
+	int ok;
 };
 
 struct relayd {
@@ -78,10 +89,12 @@ struct relayd {
 	struct tls_server *tls;
 	int ep, lfd, ino;
 	struct conn *conns;
+	struct conn *pending; /* output to flush before the next wait */
 	struct conn *readers[BUCKETS]; /* SSE connections by agent */
 	size_t nconns, maxconns;
-	struct watch *watches;
+	struct watch *watches; /* in the order made, so by rising wd */
 	size_t nwatches;
+	struct last_event last;
 	int evfd;          /* a shared spool's arrivals, -1 when none */
 	unsigned evgen;
 	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
@@ -129,6 +142,30 @@ bucket(struct relayd *d, const char *agent)
 }
 
 static void
+pending_add(struct relayd *d, struct conn *k)
+{
+	if (k->pprev)
+		return;
+	k->pnext = d->pending;
+	if (d->pending)
+		d->pending->pprev = &k->pnext;
+	d->pending = k;
+	k->pprev = &d->pending;
+}
+
+static void
+pending_del(struct conn *k)
+{
+	if (!k->pprev)
+		return;
+	*k->pprev = k->pnext;
+	if (k->pnext)
+		k->pnext->pprev = k->pprev;
+	k->pnext = NULL;
+	k->pprev = NULL;
+}
+
+static void
 conn_close(struct relayd *d, struct conn *k)
 {
 	struct conn **p;
@@ -139,6 +176,7 @@ conn_close(struct relayd *d, struct conn *k)
 				*p = k->same;
 				break;
 			}
+	pending_del(k);
 	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
 	close(k->fd);
 	if (k->prev)
@@ -179,15 +217,14 @@ watch_agent(struct relayd *d, const char *agent)
 	d->nwatches++;
 }
 
-/* Queue bytes for k, through TLS when it has it. */
+/* Queue bytes for k (through TLS when it has it); they go out when the
+ * loop flushes, before it waits again, so a round of events costs one
+ * write per connection and no epoll change unless the socket is full. */
 static void
 conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 {
 	buf_add(&k->out, p, n);
-	if (!k->want_out) {
-		k->want_out = 1;
-		ep_set(d, k, EPOLL_CTL_MOD);
-	}
+	pending_add(d, k);
 }
 
 /* A shared spool's arrival: push it to the SSE readers of its inbox.
@@ -380,11 +417,13 @@ conn_read(struct conn *k)
 	for (;;) {
 		ssize_t n;
 		buf_grow(&k->in, 16384);
-		n = read(k->fd, k->in.p + k->in.len, k->in.cap - k->in.len - 1);
+		size_t room = k->in.cap - k->in.len - 1;
+		n = read(k->fd, k->in.p + k->in.len, room);
 		if (n > 0) {
 			k->in.len += (size_t)n;
-			if (k->in.len > 512 * 1024)
-				return 0; /* parse will refuse it */
+			if (k->in.len > 512 * 1024 || (size_t)n < room)
+				return 0; /* parse refuses the first; the loop
+				           * wakes us again for more */
 			continue;
 		}
 		if (n == 0)
@@ -405,8 +444,13 @@ conn_write(struct relayd *d, struct conn *k)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
+			if (errno == EAGAIN) {
+				if (!k->want_out) { /* wait for room */
+					k->want_out = 1;
+					ep_set(d, k, EPOLL_CTL_MOD);
+				}
 				return 0;
+			}
 			return -1;
 		}
 		k->out_off += (size_t)n;
@@ -446,6 +490,7 @@ on_tls(struct relayd *d, struct conn *k)
 	}
 	if (k->sse && k->in.cap)
 		buf_free(&k->in); /* idle streams hold no input buffer */
+	pending_del(k); /* pumped all it could */
 	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
 	    k->out.len - k->out_off > MAX_OUT) {
 		conn_close(d, k);
@@ -456,6 +501,30 @@ on_tls(struct relayd *d, struct conn *k)
 	if (want != k->want_out) {
 		k->want_out = want;
 		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+}
+
+/* Write what k is owed; close it when it is done or gone. */
+static void
+conn_flush(struct relayd *d, struct conn *k)
+{
+	if (k->tls) {
+		on_tls(d, k);
+		return;
+	}
+	if (conn_write(d, k) < 0 || (k->closing && !k->out.len) ||
+	    k->out.len - k->out_off > MAX_OUT)
+		conn_close(d, k);
+}
+
+static void
+flush_pending(struct relayd *d)
+{
+	struct conn *k;
+
+	while ((k = d->pending)) {
+		pending_del(k);
+		conn_flush(d, k);
 	}
 }
 
@@ -477,12 +546,8 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 		if (gone < 0)
 			k->closing = 1;
 	}
-	if (conn_write(d, k) < 0 || (k->closing && !k->out.len)) {
-		conn_close(d, k);
-		return;
-	}
-	if (k->out.len - k->out_off > MAX_OUT)
-		conn_close(d, k);
+	if (ev & EPOLLOUT)
+		conn_flush(d, k); /* else answers go out in flush_pending() */
 }
 
 static void
@@ -531,6 +596,55 @@ on_accept(struct relayd *d)
 	}
 }
 
+static const char *
+watched(struct relayd *d, int wd)
+{
+	size_t lo = 0, hi = d->nwatches;
+
+	while (lo < hi) { /* wds rise as watches are made */
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->watches[mid].wd == wd)
+			return d->watches[mid].agent;
+		if (d->watches[mid].wd < wd)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The SSE event for name in agent's new/: the last one built when it is
+ * the same file (a channel's fan-out), else built from the file. */
+static const struct buf *
+event_of(struct relayd *d, const char *agent, const char *name)
+{
+	struct last_event *l = &d->last;
+	char path[PATH_MAX + 200];
+	struct stat st, after;
+
+	snprintf(path, sizeof path, "%s/spool/%s/new/%s", d->c.cfg.home, agent,
+	    name);
+	if (lstat(path, &st) < 0)
+		return NULL; /* taken already */
+	if (l->ok && strcmp(l->name, name) == 0 && st.st_ino == l->st.st_ino &&
+	    st.st_dev == l->st.st_dev && st.st_size == l->st.st_size &&
+	    st.st_mtim.tv_sec == l->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == l->st.st_mtim.tv_nsec)
+		return &l->ev;
+	buf_reset(&l->ev);
+	l->ok = 0;
+	if (!relay_sse_event(&d->r, agent, name, &l->ev))
+		return NULL;
+	/* Kept only if the file read is the one looked at. */
+	if (lstat(path, &after) == 0 && after.st_ino == st.st_ino &&
+	    after.st_dev == st.st_dev) {
+		snprintf(l->name, sizeof l->name, "%s", name);
+		l->st = st;
+		l->ok = 1;
+	}
+	return &l->ev;
+}
+
 /* Push each arrival to the SSE readers of its inbox. */
 static void
 on_inotify(struct relayd *d)
@@ -542,25 +656,20 @@ on_inotify(struct relayd *d)
 		char *p;
 		for (p = ev; p < ev + n;) {
 			struct inotify_event *ie = (struct inotify_event *)p;
-			size_t i;
+			const struct buf *e;
+			const char *agent;
+			struct conn *k;
 			p += sizeof *ie + ie->len;
-			if (!ie->len)
+			if (!ie->len || !(agent = watched(d, ie->wd)))
 				continue;
-			for (i = 0; i < d->nwatches; i++) {
-				struct buf e = BUF_INIT;
-				struct conn *k;
-				if (d->watches[i].wd != ie->wd)
-					continue;
-				if (!relay_sse_event(&d->r, d->watches[i].agent,
-				    ie->name, &e))
+			for (k = *bucket(d, agent); k; k = k->same)
+				if (strcmp(k->agent, agent) == 0)
 					break;
-				for (k = d->conns; k; k = k->next)
-					if (k->sse && strcmp(k->agent,
-					    d->watches[i].agent) == 0)
-						conn_send(d, k, e.p, e.len);
-				buf_free(&e);
-				break;
-			}
+			if (!k || !(e = event_of(d, agent, ie->name)))
+				continue; /* no reader now, or taken */
+			for (; k; k = k->same)
+				if (strcmp(k->agent, agent) == 0)
+					conn_send(d, k, e->p, e->len);
 		}
 	}
 }
@@ -649,10 +758,12 @@ shutdown_relay(struct relayd *d)
 			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino &&
 			    ev[i].data.ptr != &d->evfd)
 				on_conn(d, ev[i].data.ptr, ev[i].events);
+		flush_pending(d);
 	}
 	while (d->conns)
 		conn_close(d, d->conns);
 	relay_free(&d->r);
+	buf_free(&d->last.ev);
 	fprintf(stderr, "bch-relayd: stopped\n");
 }
 
@@ -749,6 +860,7 @@ run(struct relayd *d)
 	epoll_ctl(d->ep, EPOLL_CTL_ADD, d->lfd, &ev);
 	ev.data.ptr = &d->ino;
 	epoll_ctl(d->ep, EPOLL_CTL_ADD, d->ino, &ev);
+	fflush(stderr);
 	while (!d->stop) {
 		struct epoll_event evs[256];
 		int i, n = epoll_wait(d->ep, evs, 256, 1000);
@@ -772,6 +884,8 @@ run(struct relayd *d)
 		}
 		if (d->drop_sse)
 			drop_sse(d);
+		flush_pending(d);
+		fflush(stderr); /* the round's log lines, in one write */
 	}
 	shutdown_relay(d);
 }
@@ -802,7 +916,11 @@ main(int argc, char **argv)
 	int ch, port = 7117, notify = -1;
 	double rate = 50;
 
+	static char logbuf[1 << 16];
+
 	cli_init(&d.c, "bch-relayd");
+	/* A log line per request: written a round at a time (run()). */
+	setvbuf(stderr, logbuf, _IOFBF, sizeof logbuf);
 	d.maxconns = 20000;
 	while ((ch = getopt_long(argc, argv, "hl:p:t:T:H:c:k:r:m:d:S:P:", opts,
 	    NULL)) != -1) {

@@ -104,6 +104,19 @@ agent_has_sub(const struct agent_rec *a, const char *channel)
 }
 
 void
+agent_copy(struct agent_rec *dst, const struct agent_rec *src)
+{
+	size_t i;
+
+	*dst = *src;
+	dst->subs = xcalloc(src->nsubs + 1, sizeof *dst->subs);
+	for (i = 0; i < src->nsubs; i++)
+		dst->subs[i] = xstrdup(src->subs[i]);
+	dst->token_hash = src->token_hash ? xstrdup(src->token_hash) : NULL;
+	dst->token = src->token ? xstrdup(src->token) : NULL;
+}
+
+void
 agent_free(struct agent_rec *a)
 {
 	size_t i;

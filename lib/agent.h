@@ -16,6 +16,9 @@ void agent_encode(const struct agent_rec *a, struct buf *b, int with_hash);
 /* Is the agent subscribed to channel? Index, or -1. */
 int agent_has_sub(const struct agent_rec *a, const char *channel);
 
+/* A deep copy of src into dst. */
+void agent_copy(struct agent_rec *dst, const struct agent_rec *src);
+
 void agent_free(struct agent_rec *a);
 
 #endif

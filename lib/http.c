@@ -143,9 +143,9 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 		else
 			h->bad = 2; /* 501 */
 	} else if (nl == 10 && strncasecmp(p, "connection", 10) == 0) {
-		if (strncasecmp(v, "close", 5) == 0)
+		if (ve - v >= 5 && strncasecmp(v, "close", 5) == 0)
 			h->close = 1;
-		else if (strncasecmp(v, "keep-alive", 10) == 0)
+		else if (ve - v >= 10 && strncasecmp(v, "keep-alive", 10) == 0)
 			h->keep = 1;
 	} else if (auth && nl == 13 && strncasecmp(p, "authorization", 13) == 0) {
 		snprintf(auth, authsz, "%.*s", (int)(ve - v), v);
@@ -295,11 +295,13 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		if (!e || e == p || e[-1] != '\r')
 			return -1;
 		header(p, e - 1, &h, NULL, 0, NULL, 0);
-		if (strncasecmp(p, "content-type:", 13) == 0) {
+		/* Compared within the line: the head is not a C string. */
+		if (e - 1 - p >= 13 && strncasecmp(p, "content-type:", 13) == 0) {
 			const char *v = p + 13;
-			while (*v == ' ')
+			while (v < e - 1 && *v == ' ')
 				v++;
-			if (strncasecmp(v, "text/event-stream", 17) == 0)
+			if (e - 1 - v >= 17 &&
+			    strncasecmp(v, "text/event-stream", 17) == 0)
 				r->event_stream = 1;
 		}
 	}

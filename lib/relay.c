@@ -10,6 +10,7 @@
  * several relays (s->shared, spool-redis.c) keeps the token index,
  * leases, client ids and rate buckets itself, so that any relay can
  * answer for another; the relay then keeps only what its receipts need. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "relay.h"
 
 #define SENT_RING 4096
+#define SENT_HASH 8192 /* chains of the ring, a power of two */
 
 static double
 now_s(void)
@@ -138,6 +140,9 @@ relay_init(struct relay *r, struct spool *sp, struct config *cfg,
 	r->lease_max = 3600;
 	hash_sha256_hex(room_token, strlen(room_token), r->room_hash);
 	r->sent = xcalloc(SENT_RING, sizeof *r->sent);
+	r->sent_head = xcalloc(SENT_HASH, sizeof *r->sent_head);
+	for (i = 0; i < SENT_HASH; i++)
+		r->sent_head[i] = -1;
 	tok_grow(r);
 	if (sp->shared)
 		return 0; /* the spool keeps the index */
@@ -159,6 +164,7 @@ relay_free(struct relay *r)
 	for (i = 0; i < SENT_RING; i++)
 		sent_clear(&r->sent[i]);
 	free(r->sent);
+	free(r->sent_head);
 	free(r->tok);
 	free(r->leases);
 }
@@ -394,13 +400,25 @@ sent_clear(struct relay_sent *s)
 	memset(s, 0, sizeof *s);
 }
 
+static int *
+sent_chain(struct relay *r, const char *from, const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a over id, then from */
+
+	while (*id)
+		h = (h ^ (unsigned char)*id++) * 16777619u;
+	while (*from)
+		h = (h ^ (unsigned char)*from++) * 16777619u;
+	return &r->sent_head[h & (SENT_HASH - 1)];
+}
+
 /* Has this sender sent this client id lately? Its stored answer. */
 static struct relay_sent *
 sent_find(struct relay *r, const char *from, const char *id)
 {
-	size_t i;
+	int i;
 
-	for (i = 0; i < r->nsent; i++)
+	for (i = *sent_chain(r, from, id); i >= 0; i = r->sent[i].next)
 		if (strcmp(r->sent[i].id, id) == 0 &&
 		    strcmp(r->sent[i].from, from) == 0)
 			return &r->sent[i];
@@ -410,9 +428,16 @@ sent_find(struct relay *r, const char *from, const char *id)
 static void
 sent_add(struct relay *r, const char *from, const char *id, const char *json)
 {
-	struct relay_sent *s = &r->sent[r->sentpos];
+	int slot = (int)r->sentpos, *p;
+	struct relay_sent *s = &r->sent[slot];
 	size_t i;
 
+	if (s->json) { /* the oldest goes: out of its chain first */
+		for (p = sent_chain(r, s->from, s->id); *p != slot;
+		    p = &r->sent[*p].next)
+			;
+		*p = s->next;
+	}
 	sent_clear(s);
 	snprintf(s->from, sizeof s->from, "%s", from);
 	snprintf(s->id, sizeof s->id, "%s", id);
@@ -421,6 +446,9 @@ sent_add(struct relay *r, const char *from, const char *id, const char *json)
 	for (i = 0; i < r->sp->nrcpt; i++)
 		s->rcpt[i] = xstrdup(r->sp->rcpt[i]);
 	s->nrcpt = r->sp->nrcpt;
+	p = sent_chain(r, from, id);
+	s->next = *p;
+	*p = slot;
 	r->sentpos = (r->sentpos + 1) % SENT_RING;
 	if (r->nsent < SENT_RING)
 		r->nsent++;

@@ -30,6 +30,7 @@ struct relay_sent { /* recent sends: idempotent retries, receipts */
 	char *json;
 	char **rcpt;
 	size_t nrcpt;
+	int next; /* next slot in its hash chain, or -1 */
 };
 
 struct relay {
@@ -42,6 +43,7 @@ struct relay {
 	size_t nleases;
 	struct relay_sent *sent; /* a ring */
 	size_t nsent, sentpos;
+	int *sent_head; /* hash of (from, id) -> first slot, or -1 */
 	double rate;  /* sends per second per agent */
 	double burst; /* bucket size */
 	int lease_max; /* seconds */

@@ -9,6 +9,7 @@
  * cur/<f>.claim.<host>.<pid>: the rename is the lock, and a claim whose
  * process died is found by the next reader and put back. */
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,19 +28,33 @@
 
 #define P 4200 /* room for home (PATH_MAX) plus our own components */
 
-struct count {
+/* What this process knows of one inbox. A long-lived sender (the relay)
+ * trusts it for a while instead of asking the file system on every
+ * send; a one-shot program starts with nothing. */
+struct box {
 	char name[NAME_MAX_LEN + 1];
-	size_t n;
-	int dirty;
-	time_t at; /* when n was counted */
+	size_t n;      /* messages in new/, counted at `at` plus our sends */
+	time_t at;     /* when n was counted */
+	time_t ok_at;  /* when box_ok() last passed */
+	time_t rec_at; /* when the agent record was last seen there */
+	int dirty;     /* new/ has entries not yet synced */
+	struct box *next; /* hash chain */
 };
 
 struct fs {
 	char host[64];
 	int ino; /* inotify descriptor, -1 until spool_wait() */
 	int wd;  /* watch on the inbox's new/, -1 when not armed */
-	struct count *counts; /* inbox sizes, counted once per process */
-	size_t ncounts;
+	struct box **boxes; /* hash table by name */
+	size_t nboxes, capboxes;
+	struct box **dirty; /* boxes to sync, each once */
+	size_t ndirty, capdirty;
+	/* The agent records, kept while agents/ is unchanged (see
+	 * agents_fresh()); loaded on a channel send or a listing. */
+	struct agent_rec *agents;
+	size_t nagents;
+	int agents_ok;
+	struct stat agents_st;
 };
 
 static void
@@ -219,6 +234,7 @@ fs_reg(struct spool *s, const char *name, const char *token_hash,
 	}
 	rc = write_agent(s, &a, 1, e);
 	unlock_agents(fd);
+	((struct fs *)s->impl)->agents_ok = 0;
 	if (rc == 0 && out)
 		*out = a;
 	else
@@ -227,7 +243,8 @@ fs_reg(struct spool *s, const char *name, const char *token_hash,
 }
 
 static int
-fs_agents(struct spool *s, struct agent_rec **list, size_t *n, struct err *e)
+read_agents(struct spool *s, struct agent_rec **list, size_t *n,
+    struct err *e)
 {
 	char path[P];
 	struct agent_rec *out = NULL;
@@ -272,6 +289,63 @@ fs_agents(struct spool *s, struct agent_rec **list, size_t *n, struct err *e)
 	return 0;
 }
 
+static void
+agents_drop(struct fs *fs)
+{
+	agent_list_free(fs->agents, fs->nagents);
+	fs->agents = NULL;
+	fs->nagents = 0;
+	fs->agents_ok = 0;
+}
+
+/* Bring fs->agents up to date. Records are replaced by rename, so any
+ * change moves the mtime of agents/; a change within the same clock tick
+ * as the one seen would not, so a listing is trusted only when agents/
+ * had been still for 50 ms before it was read. */
+static int
+agents_load(struct spool *s, struct err *e)
+{
+	struct fs *fs = s->impl;
+	struct timespec now;
+	struct stat st;
+	char path[P];
+	long long still;
+
+	snprintf(path, sizeof path, "%s/agents", home(s));
+	memset(&st, 0, sizeof st);
+	if (stat(path, &st) < 0 && errno != ENOENT)
+		return err_sys(e, "cannot read %s", path);
+	if (fs->agents_ok && st.st_ino == fs->agents_st.st_ino &&
+	    st.st_dev == fs->agents_st.st_dev &&
+	    st.st_mtim.tv_sec == fs->agents_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == fs->agents_st.st_mtim.tv_nsec)
+		return 0;
+	agents_drop(fs);
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (read_agents(s, &fs->agents, &fs->nagents, e) < 0)
+		return -1;
+	still = (long long)(now.tv_sec - st.st_mtim.tv_sec) * 1000 +
+	    (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+	fs->agents_st = st;
+	fs->agents_ok = still > 50;
+	return 0;
+}
+
+static int
+fs_agents(struct spool *s, struct agent_rec **list, size_t *n, struct err *e)
+{
+	struct fs *fs = s->impl;
+	size_t i;
+
+	if (agents_load(s, e) < 0)
+		return -1;
+	*list = xcalloc(fs->nagents + 1, sizeof **list);
+	for (i = 0; i < fs->nagents; i++)
+		agent_copy(&(*list)[i], &fs->agents[i]);
+	*n = fs->nagents;
+	return 0;
+}
+
 static int
 fs_subscribe(struct spool *s, const char *agent, const char *channel,
     int on, struct err *e)
@@ -302,44 +376,118 @@ fs_subscribe(struct spool *s, const char *agent, const char *channel,
 		rc = -1;
 	agent_free(&a);
 	unlock_agents(fd);
+	((struct fs *)s->impl)->agents_ok = 0;
 	return rc;
 }
 
-static struct count *
-count_of(struct spool *s, const char *name, int fresh)
+static size_t
+name_hash(const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*name)
+		h = (h ^ (unsigned char)*name++) * 16777619u;
+	return h;
+}
+
+/* The box record of name, made on first use. */
+static struct box *
+box_of(struct spool *s, const char *name)
 {
 	struct fs *fs = s->impl;
-	struct count *c;
+	struct box *b;
+	size_t i;
+
+	if (fs->capboxes) {
+		for (b = fs->boxes[name_hash(name) & (fs->capboxes - 1)]; b;
+		    b = b->next)
+			if (strcmp(b->name, name) == 0)
+				return b;
+	}
+	if (fs->nboxes >= fs->capboxes) {
+		size_t cap = fs->capboxes ? fs->capboxes * 2 : 16;
+		struct box **t = xcalloc(cap, sizeof *t);
+		for (i = 0; i < fs->capboxes; i++)
+			while ((b = fs->boxes[i])) {
+				fs->boxes[i] = b->next;
+				b->next = t[name_hash(b->name) & (cap - 1)];
+				t[name_hash(b->name) & (cap - 1)] = b;
+			}
+		free(fs->boxes);
+		fs->boxes = t;
+		fs->capboxes = cap;
+	}
+	b = xcalloc(1, sizeof *b);
+	snprintf(b->name, sizeof b->name, "%s", name);
+	i = name_hash(name) & (fs->capboxes - 1);
+	b->next = fs->boxes[i];
+	fs->boxes[i] = b;
+	fs->nboxes++;
+	return b;
+}
+
+/* box_ok(), at most once a second per inbox. */
+static int
+box_checked(struct spool *s, const char *name, struct err *e)
+{
+	struct box *b = box_of(s, name);
+	time_t now = time(NULL);
+
+	if (b->ok_at == now)
+		return 0;
+	if (box_ok(s, name, e) < 0)
+		return -1;
+	b->ok_at = now;
+	return 0;
+}
+
+/* Does name have an agent record? Asked at most once a second. 1, 0
+ * (none), -1 with e filled. */
+static int
+has_record(struct spool *s, const char *name, struct err *e)
+{
+	struct box *b = box_of(s, name);
+	time_t now = time(NULL);
+	char path[P];
+
+	if (b->rec_at == now)
+		return 1;
+	agent_path(s, path, name);
+	if (access(path, F_OK) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_sys(e, "cannot read %s", path);
+	}
+	b->rec_at = now;
+	return 1;
+}
+
+/* The size of name's inbox. A batch trusts its own count; a long-lived
+ * sender counts again, since readers take messages away and other
+ * senders add: every second once the inbox is half full, else every
+ * minute (so the quota may be passed by what others sent meanwhile). */
+static struct box *
+count_of(struct spool *s, const char *name, int fresh)
+{
+	struct box *b = box_of(s, name);
+	time_t now = time(NULL);
 	char path[P];
 	struct dirent *d;
 	DIR *dir;
-	size_t i;
 
-	for (i = 0; i < fs->ncounts; i++)
-		if (strcmp(fs->counts[i].name, name) == 0)
-			break;
-	if (i < fs->ncounts) {
-		c = &fs->counts[i];
-		/* A long-lived sender (the relay) counts again now and then,
-		 * since readers take messages away; a batch trusts its own. */
-		if (!fresh && (s->batch || time(NULL) - c->at < 1))
-			return c;
-	} else {
-		fs->counts = xrealloc(fs->counts, (fs->ncounts + 1) * sizeof *c);
-		c = &fs->counts[fs->ncounts++];
-		memset(c, 0, sizeof *c);
-		snprintf(c->name, sizeof c->name, "%s", name);
-	}
-	c->n = 0;
-	c->at = time(NULL);
+	if (b->at && !fresh && (s->batch ||
+	    now - b->at < (b->n >= s->cfg->max_inbox / 2 ? 1 : 60)))
+		return b;
+	b->n = 0;
+	b->at = now;
 	box_path(s, path, name, "new", NULL);
 	if ((dir = opendir(path))) {
 		while ((d = readdir(dir)))
 			if (d->d_name[0] != '.')
-				c->n++;
+				b->n++;
 		closedir(dir);
 	}
-	return c;
+	return b;
 }
 
 /* The recipients of m: one agent, or every subscriber but the sender. */
@@ -347,34 +495,31 @@ static int
 recipients(struct spool *s, const struct msg *m, char ***out, size_t *n,
     struct err *e)
 {
-	char path[P];
-	struct agent_rec *a;
-	size_t na, i;
+	struct fs *fs = s->impl;
+	size_t i;
 	char **r;
+	int rc;
 
 	*n = 0;
 	if (m->to[0] == '@') {
-		agent_path(s, path, m->to + 1);
-		if (access(path, F_OK) < 0) {
-			if (errno == ENOENT) {
-				err_set(e, BCH_PERM, "unknown agent \"%s\" — "
-				    "they must run bch init %s first", m->to + 1,
-				    m->to + 1);
-				return err_status(e, 404);
-			}
-			return err_sys(e, "cannot read %s", path);
+		if ((rc = has_record(s, m->to + 1, e)) < 0)
+			return -1;
+		if (rc == 0) {
+			err_set(e, BCH_PERM, "unknown agent \"%s\" — they must "
+			    "run bch init %s first", m->to + 1, m->to + 1);
+			return err_status(e, 404);
 		}
 		*out = xcalloc(2, sizeof **out);
 		(*out)[(*n)++] = xstrdup(m->to + 1);
 		return 0;
 	}
-	if (s->ops->agents(s, &a, &na, e) < 0)
+	if (agents_load(s, e) < 0)
 		return -1;
-	r = xcalloc(na + 1, sizeof *r);
-	for (i = 0; i < na; i++)
-		if (strcmp(a[i].name, m->from) != 0 && agent_has_sub(&a[i], m->to) >= 0)
-			r[(*n)++] = xstrdup(a[i].name);
-	agent_list_free(a, na);
+	r = xcalloc(fs->nagents + 1, sizeof *r);
+	for (i = 0; i < fs->nagents; i++)
+		if (strcmp(fs->agents[i].name, m->from) != 0 &&
+		    agent_has_sub(&fs->agents[i], m->to) >= 0)
+			r[(*n)++] = xstrdup(fs->agents[i].name);
 	if (*n == 0) {
 		free(r);
 		return err_set(e, BCH_PERM, "channel %s has no other subscribers "
@@ -478,7 +623,7 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 	int rc;
 
 	for (i = 0; i < n; i++)
-		if (box_ok(s, r[i], e) < 0)
+		if (box_checked(s, r[i], e) < 0)
 			return -1;
 	if (write_tmp(s, r[0], file, b, tmp, e) < 0)
 		return -1;
@@ -520,15 +665,14 @@ sync_boxes(struct spool *s, struct err *e)
 {
 	struct fs *fs = s->impl;
 	char path[P];
-	size_t i;
 
-	for (i = 0; i < fs->ncounts; i++) {
-		if (!fs->counts[i].dirty)
-			continue;
-		box_path(s, path, fs->counts[i].name, "new", NULL);
+	while (fs->ndirty) {
+		struct box *b = fs->dirty[fs->ndirty - 1];
+		box_path(s, path, b->name, "new", NULL);
 		if (s->cfg->fsync && io_fsyncdir(path) < 0)
 			return err_sys(e, "cannot sync %s", path);
-		fs->counts[i].dirty = 0;
+		b->dirty = 0;
+		fs->ndirty--;
 	}
 	return 0;
 }
@@ -548,13 +692,13 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	if (target_parse(m->to, to, sizeof to, e) < 0 ||
 	    msg_check(m, &s->cfg->lim, e) < 0)
 		return -1;
-	if (!s->batch || !fs->ncounts) {
-		char path[P];
-		agent_path(s, path, m->from);
-		if (access(path, F_OK) < 0)
-			return err_set(e, BCH_PERM, "%s is not registered here — "
-			    "run bch init %s first", m->from, m->from);
+	if ((rc = has_record(s, m->from, e)) <= 0) {
+		if (rc == 0)
+			err_set(e, BCH_PERM, "%s is not registered here — run "
+			    "bch init %s first", m->from, m->from);
+		return -1;
 	}
+	rc = -1;
 	free(m->to);
 	m->to = xstrdup(to);
 	if (!m->id[0] && uuid_v4(m->id) < 0)
@@ -586,9 +730,17 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	if (publish(s, r, n, file, m->from, &b, e) < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
-		struct count *c = count_of(s, r[i], 0);
+		struct box *c = count_of(s, r[i], 0);
 		c->n++;
-		c->dirty = 1;
+		if (!c->dirty) {
+			c->dirty = 1;
+			if (fs->ndirty == fs->capdirty) {
+				fs->capdirty = fs->capdirty ? fs->capdirty * 2 : 16;
+				fs->dirty = xrealloc(fs->dirty,
+				    fs->capdirty * sizeof *fs->dirty);
+			}
+			fs->dirty[fs->ndirty++] = c;
+		}
 	}
 	rc = (int)n;
 	spool_set_rcpt(s, r, n);
@@ -1073,10 +1225,19 @@ static void
 fs_close(struct spool *s)
 {
 	struct fs *fs = s->impl;
+	struct box *b;
+	size_t i;
 
 	if (fs->ino >= 0)
 		close(fs->ino);
-	free(fs->counts);
+	for (i = 0; i < fs->capboxes; i++)
+		while ((b = fs->boxes[i])) {
+			fs->boxes[i] = b->next;
+			free(b);
+		}
+	free(fs->boxes);
+	free(fs->dirty);
+	agents_drop(fs);
 	free(fs);
 	free(s);
 }

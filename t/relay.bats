@@ -829,6 +829,80 @@ gone() {
 	wait_for 5 grep -q '"to":"#dev".*"body":"to the channel"' sse.carol
 }
 
+@test "SSE: two messages under one id in two inboxes each reach their own stream" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
+	bgpid $!
+	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
+	bgpid $!
+	wait_for 5 grep -q '^retry:' sse.bob
+	wait_for 5 grep -q '^retry:' sse.carol
+	# Dropped in by hand, as another tool on the relay host might: the
+	# same id, two different files. The relay reuses an event built for
+	# one file for that file's other links only, never for this.
+	id=$(uuid)
+	for to in bob carol; do
+		printf '{"id":"%s","from":"alice","to":"@%s","body":"only for %s","priority":"normal","ts":"2026-01-01T00:00:00.000Z"}\n' \
+			"$id" "$to" "$to" >"$BACKCHANNEL_HOME/spool/$to/tmp/$id.json"
+		mv "$BACKCHANNEL_HOME/spool/$to/tmp/$id.json" "$BACKCHANNEL_HOME/spool/$to/new/$id.json"
+	done
+	wait_for 5 grep -q '"body":"only for bob"' sse.bob
+	wait_for 5 grep -q '"body":"only for carol"' sse.carol
+	run ! grep -q 'only for carol' sse.bob
+	run ! grep -q 'only for bob' sse.carol
+}
+
+@test "subscriptions changed by a local tool on the relay host count at the relay's next send" {
+	relayd
+	alice_bob
+	reg carol
+	req POST /v1/subscribe "$B" '{"channel":"#dev"}'
+	expect 200
+	send "$A" '#dev' 'one'
+	expect 200
+	[[ $BODY == *'"recipients":["bob"]'* ]]
+	sleep 0.2 # the relay now trusts what it read of agents/
+	send "$A" '#dev' 'two'
+	[[ $BODY == *'"recipients":["bob"]'* ]]
+	# bch sub and unsub on the relay's own spool, no relay involved.
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=carol bch-sub '#dev' >/dev/null
+	)
+	send "$A" '#dev' 'three'
+	expect 200
+	[[ $BODY == *'"recipients":['*'"carol"'* ]]
+	[[ $BODY == *'"bob"'* ]]
+	[ "$(count_new carol)" -eq 1 ]
+	sleep 0.2
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=bob bch-sub --unsubscribe '#dev' >/dev/null
+	)
+	send "$A" '#dev' 'four'
+	expect 200
+	[[ $BODY == *'"recipients":["carol"]'* ]]
+	[ "$(count_new bob)" -eq 3 ]
+	[ "$(count_new carol)" -eq 2 ]
+}
+
+@test "an agent made by a local tool after the relay started can be sent to at once" {
+	relayd
+	alice_bob
+	send "$A" '@dave' 'too early'
+	expect 404
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		bch-init dave >/dev/null
+	)
+	send "$A" '@dave' 'just in time'
+	expect 200
+	[ "$(count_new dave)" -eq 1 ]
+}
+
 # --- operations ---------------------------------------------------------------
 
 @test "SIGTERM: exits 0, logs stopped, returns leased claims to new/" {

@@ -185,9 +185,14 @@ errors() {
 }
 
 # empty_inbox DIR: bob's inbox emptied between runs (relay stopped), so
-# every run starts alike.
+# every run starts alike. The messages are moved aside, not removed: on
+# ext4 without a journal (this machine's disk) the inodes of files
+# removed in the last minute or more are skipped, one by one, by every
+# file made after them, so a removal just before a run slows the run
+# several times over. The room goes as a whole when it is done with.
 empty_inbox() {
-	rm -rf "$1/spool/bob/new" && mkdir -m 700 "$1/spool/bob/new" ||
+	ei_n=$((${ei_n:-0} + 1))
+	mv "$1/spool/bob/new" "$1/old.$ei_n" && mkdir -m 700 "$1/spool/bob/new" ||
 		bench_die "cannot empty $1/spool/bob/new"
 }
 
@@ -253,19 +258,26 @@ rm -rf "$small"
 
 # --- send-to-SSE latency, 1,000 subscribers ----------------------------------
 # latency LABEL TOKENS TARGET: $subs streams of the names in TOKENS, $sends
-# timed sends from alice to TARGET; prints median and p99, sets lat_p99.
+# timed sends from alice to TARGET; prints the median and p99 of the time
+# until every stream had a send, and of the time each stream had it;
+# sets lat_p99 (the first) and each_p99.
 latency() {
 	"$bench_tmp/sse-load" lat 127.0.0.1 "$relay_port" "$2" "$subs" \
-		"$(token_of "$chan" alice)" "$3" "$sends" >"$bench_tmp/lat" ||
+		"$(token_of "$chan" alice)" "$3" "$sends" "$bench_tmp/each" >"$bench_tmp/lat" ||
 		bench_die "sse-load failed"
 	[ "$(wc -l <"$bench_tmp/lat")" -eq "$sends" ] || bench_die "sse-load timed $(wc -l <"$bench_tmp/lat") sends of $sends"
-	set -- "$1" $(sort -n "$bench_tmp/lat" | awk '{ a[NR] = $1 }
+	set -- "$1" $(pcts "$bench_tmp/lat") $(pcts "$bench_tmp/each")
+	lat_med=$2 lat_p99=$3 lat_max=$4 each_med=$5 each_p99=$6
+	lat_line="$1: until every stream had it, median $(bench_us "$lat_med"), p99 $(bench_us "$lat_p99"), max $(bench_us "$lat_max") over $sends sends; each delivery, median $(bench_us "$each_med"), p99 $(bench_us "$each_p99") over $(wc -l <"$bench_tmp/each")"
+}
+
+# pcts FILE: median, p99 and max of the numbers in FILE.
+pcts() {
+	sort -n "$1" | awk '{ a[NR] = $1 }
 		END {
 			p = int(NR * 0.99); if (p < NR * 0.99) p++
 			print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)), a[p], a[NR]
-		}')
-	lat_med=$2 lat_p99=$3 lat_max=$4
-	lat_line="$1: median $(bench_us "$lat_med"), p99 $(bench_us "$lat_p99"), max $(bench_us "$lat_max") over $sends sends"
+		}'
 }
 
 relay_start "$chan"
@@ -273,8 +285,10 @@ grep -v '^alice \|^bob ' "$chan/tokens" >"$bench_tmp/subs.tokens"
 base=$(rss_kib "$relay_pid")
 latency "send-to-SSE latency, a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
 	"$bench_tmp/subs.tokens" '#bench'
-bench_target "send-to-SSE p99, $subs channel subscribers: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
-echo "$lat_line [target p99 $bench_v]"
+bench_target "send-to-SSE p99, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
+lat_v=$bench_ok
+bench_target "send-to-SSE p99, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
+echo "$lat_line [target p99 < 10 ms: every stream $lat_v, each delivery $bench_ok]"
 relay_stop
 # The same push path without the fan-out: 1,000 streams of bob's inbox.
 relay_start "$chan"

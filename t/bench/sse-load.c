@@ -1,7 +1,7 @@
 /* sse-load: many Server-Sent Events clients of bch-relayd at once, for
  * t/bench/relay.sh (see README there).
  *
- *   sse-load lat  HOST PORT TOKENS N SENDER-TOKEN TARGET SENDS
+ *   sse-load lat  HOST PORT TOKENS N SENDER-TOKEN TARGET SENDS [EACH]
  *   sse-load idle HOST PORT TOKENS N
  *
  * TOKENS is a file of "name token" lines; connection i streams
@@ -13,7 +13,8 @@
  * lat: then SENDS times, POST /v1/send {"to":TARGET} with SENDER-TOKEN on
  * one keep-alive connection, and time from just before the write until
  * every stream has seen one more "data:" line. Prints that time in
- * microseconds, one line per send.
+ * microseconds, one line per send. With EACH, a file name, also writes
+ * there the time each stream saw each send, one line per delivery.
  *
  * idle: prints "connected C of N" once C streams are up (C < N when
  * descriptors ran out), then waits for standard input to close, so the
@@ -308,7 +309,7 @@ sender_answer(int fd, char *acc, size_t *len)
 
 static void
 latency(int ep, struct sub *subs, size_t n, const char *sender,
-        const char *target, int sends)
+        const char *target, int sends, FILE *each)
 {
 	int fd = sender_open(), k;
 	struct epoll_event ev;
@@ -368,8 +369,12 @@ latency(int ep, struct sub *subs, size_t n, const char *sender,
 					        s->name);
 					exit(1);
 				}
-				if (s->events < k && s->events + got >= k)
+				if (s->events < k && s->events + got >= k) {
 					done++;
+					if (each)
+						fprintf(each, "%.0f\n",
+						        now_us() - t0);
+				}
 				s->events += got;
 			}
 		}
@@ -388,7 +393,7 @@ main(int argc, char **argv)
 	struct rlimit rl;
 
 	if (argc < 6 || (strcmp(argv[1], "lat") && strcmp(argv[1], "idle")) ||
-	    (!strcmp(argv[1], "lat") && argc != 9)) {
+	    (!strcmp(argv[1], "lat") && argc != 9 && argc != 10)) {
 		fprintf(stderr, "usage: sse-load lat HOST PORT TOKENS N "
 		                "SENDER-TOKEN TARGET SENDS | sse-load idle "
 		                "HOST PORT TOKENS N\n");
@@ -425,6 +430,17 @@ main(int argc, char **argv)
 		        up, n);
 		return 1;
 	}
-	latency(ep, subs, n, argv[6], argv[7], atoi(argv[8]));
+	{
+		FILE *each = NULL;
+		if (argc == 10 && !(each = fopen(argv[9], "w"))) {
+			perror(argv[9]);
+			exit(1);
+		}
+		latency(ep, subs, n, argv[6], argv[7], atoi(argv[8]), each);
+		if (each && fclose(each) != 0) {
+			perror(argv[9]);
+			exit(1);
+		}
+	}
 	return 0;
 }
