@@ -14,8 +14,8 @@ BCH_LDFLAGS = -Wl,--as-needed
 # Every bin/bch-*.c is a program; each links libbch and what it needs.
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
-LIBOBJ = lib/agent.o lib/buf.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
-	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o \
+LIBOBJ = lib/agent.o lib/buf.o lib/claim.o lib/cli.o lib/config.o lib/err.o lib/hash.o lib/http.o lib/io.o \
+	lib/json.o lib/msg.o lib/proc.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-http.o lib/tls.o lib/url.o \
 	lib/invite.o lib/edit.o lib/edit-json.o lib/install.o lib/wake.o \
 	lib/spool-redis.o
 # Only the relay speaks to Redis (--spool): hiredis, statically where
@@ -37,8 +37,14 @@ lib/libbch.a: $(LIBOBJ)
 $(LIBOBJ): lib/*.h
 lib/%.o: lib/%.c
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# bch-doctor alone is several files, its checks apart by what they look
+# at; bin/doctor.h is what they share, nothing a second program needs.
+DOCTOR_OBJ = bin/doctor-spool.o bin/doctor-relay.o bin/doctor-harness.o
+bin/bch-doctor: $(DOCTOR_OBJ) bin/doctor.h
+bin/doctor-%.o: bin/doctor-%.c bin/doctor.h lib/*.h
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 bin/%: bin/%.c lib/libbch.a lib/*.h
-	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(BCH_LDFLAGS) $(LDFLAGS) -o $@ $< lib/libbch.a $(LDLIBS)
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(BCH_LDFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) lib/libbch.a $(LDLIBS)
 
 check: all
 	sh t/run
@@ -83,7 +89,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SHAREDIR)
 
 clean:
-	rm -f $(PROGS:%=bin/%) lib/*.o lib/libbch.a
+	rm -f $(PROGS:%=bin/%) bin/*.o lib/*.o lib/libbch.a
 	$(MAKE) -C t/fuzz clean
 
 .PHONY: all check check-asan check-valgrind bench fuzz lint install uninstall clean

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "claim.h"
 #include "io.h"
 #include "spool.h"
 
@@ -806,24 +807,16 @@ set_aside(struct spool *s, const char *agent, const char *path,
 static int
 stale_claim(struct fs *fs, const char *name, char *file, size_t filesz)
 {
-	const char *c = strstr(name, ".claim."), *host, *dot;
-	char *end;
+	char host[sizeof fs->host];
+	ssize_t n;
 	long pid;
 
-	if (!c || (size_t)(c - name) >= filesz)
+	n = claim_parse(name, host, sizeof host, &pid);
+	if (n < 0 || (size_t)n >= filesz || strcmp(host, fs->host) != 0 ||
+	    pid == (long)getpid() || io_pid_alive((pid_t)pid))
 		return 0;
-	host = c + 7;
-	dot = strrchr(host, '.');
-	if (!dot || (size_t)(dot - host) != strlen(fs->host) ||
-	    strncmp(host, fs->host, (size_t)(dot - host)) != 0)
-		return 0;
-	errno = 0;
-	pid = strtol(dot + 1, &end, 10);
-	if (errno || *end || pid <= 0 || pid == (long)getpid() ||
-	    io_pid_alive((pid_t)pid))
-		return 0;
-	memcpy(file, name, (size_t)(c - name));
-	file[c - name] = 0;
+	memcpy(file, name, (size_t)n);
+	file[n] = 0;
 	return 1;
 }
 
@@ -1253,7 +1246,6 @@ spool_fs_open(struct config *c, const char *prog, struct err *e)
 	struct spool *s;
 	struct fs *fs;
 	struct stat st;
-	size_t i;
 
 	if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		err_set(e, BCH_PERM, "%s is not a directory — fix "
@@ -1268,13 +1260,6 @@ spool_fs_open(struct config *c, const char *prog, struct err *e)
 	s->impl = fs;
 	s->keep_raw = 256 * 1024;
 	fs->ino = fs->wd = -1;
-	if (gethostname(fs->host, sizeof fs->host - 1) < 0 || !fs->host[0])
-		snprintf(fs->host, sizeof fs->host, "localhost");
-	for (i = 0; fs->host[i]; i++) {
-		char ch = fs->host[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			fs->host[i] = '_';
-	}
+	claim_host(fs->host, sizeof fs->host);
 	return s;
 }

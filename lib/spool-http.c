@@ -25,6 +25,7 @@
 #include "json.h"
 #include "spool.h"
 #include "tls.h"
+#include "url.h"
 
 #define TIMEOUT_MS 15000
 #define LEASE_SECONDS 300
@@ -36,10 +37,7 @@ struct link {
 };
 
 struct hs {
-	char host[256];
-	char port[8];
-	char prefix[512];
-	int https;
+	struct url url;
 	struct link req, ev;
 	char last_id[ID_MAX_LEN + 1];
 };
@@ -56,50 +54,6 @@ link_close(struct link *l)
 }
 
 static int
-parse_url(struct hs *h, const char *url, struct err *e)
-{
-	const char *p = url, *slash, *colon;
-	size_t n;
-
-	if (strncmp(p, "https://", 8) == 0) {
-		h->https = 1;
-		p += 8;
-	} else if (strncmp(p, "http://", 7) == 0) {
-		p += 7;
-	} else {
-		goto bad;
-	}
-	slash = strchr(p, '/');
-	n = slash ? (size_t)(slash - p) : strlen(p);
-	snprintf(h->prefix, sizeof h->prefix, "%s", slash ? slash : "");
-	n = n >= sizeof h->host ? sizeof h->host - 1 : n;
-	if (p[0] == '[') {
-		const char *rb = memchr(p, ']', n);
-		if (!rb)
-			goto bad;
-		snprintf(h->host, sizeof h->host, "%.*s", (int)(rb - p - 1), p + 1);
-		colon = rb + 1 < p + n && rb[1] == ':' ? rb + 1 : NULL;
-	} else {
-		colon = memchr(p, ':', n);
-		snprintf(h->host, sizeof h->host, "%.*s",
-		    (int)(colon ? (size_t)(colon - p) : n), p);
-	}
-	snprintf(h->port, sizeof h->port, "%.*s",
-	    colon ? (int)(p + n - colon - 1) : 3, colon ? colon + 1 :
-	    h->https ? "443" : "80");
-	n = strlen(h->prefix);
-	while (n && h->prefix[n - 1] == '/')
-		h->prefix[--n] = 0;
-	if (!h->host[0] || !h->port[0] || strspn(h->port, "0123456789") !=
-	    strlen(h->port))
-		goto bad;
-	return 0;
-bad:
-	return err_set(e, BCH_PERM, "bad relay URL \"%.200s\" — use "
-	    "http(s)://host[:port]", url);
-}
-
-static int
 link_open(struct spool *s, struct link *l, struct err *e)
 {
 	struct hs *h = s->impl;
@@ -109,7 +63,7 @@ link_open(struct spool *s, struct link *l, struct err *e)
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(h->host, h->port, &hints, &res);
+	rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
 	if (rc != 0) {
 		err_set(e, BCH_TEMP, "relay %s unreachable: %s — check the URL "
 		    "or try again later", s->cfg->url, gai_strerror(rc));
@@ -146,8 +100,9 @@ link_open(struct spool *s, struct link *l, struct err *e)
 		return err_status(e, 503);
 	}
 	l->fd = fd;
-	if (h->https) {
-		l->tls = tls_client_new(h->host, s->cfg->pin, s->cfg->cafile, e);
+	if (h->url.https) {
+		l->tls = tls_client_new(h->url.host, s->cfg->pin,
+		    s->cfg->cafile, e);
 		if (!l->tls) {
 			link_close(l);
 			return -1;
@@ -197,7 +152,7 @@ exchange(struct spool *s, const char *method, const char *path,
 		buf_reset(&q);
 		buf_printf(&q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
 		    "User-Agent: backchannel\r\nAccept: application/json\r\n",
-		    method, h->prefix, path, h->host);
+		    method, h->url.prefix, path, h->url.host);
 		if (token && *token)
 			buf_printf(&q, "Authorization: Bearer %s\r\n", token);
 		if (body)
@@ -696,7 +651,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 		return -1;
 	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\nHost: %s\r\n"
 	    "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n",
-	    h->prefix, agent, h->host, token_of(s));
+	    h->url.prefix, agent, h->url.host, token_of(s));
 	if (h->last_id[0])
 		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
 	buf_adds(&q, "\r\n");
@@ -920,7 +875,7 @@ spool_http_open(struct config *c, const char *prog, struct err *e)
 	struct spool *s;
 	struct hs *h = xcalloc(1, sizeof *h);
 
-	if (parse_url(h, c->url, e) < 0) {
+	if (url_parse(&h->url, c->url, e) < 0) {
 		free(h);
 		return NULL;
 	}

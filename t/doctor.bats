@@ -406,6 +406,37 @@ snapshot() {
 	refute_line --regexp '^(ok|FAIL)  +relay token'
 }
 
+@test "a relay URL that is not one: FAIL, the fix naming where it came from" {
+	local long u
+	long=$(printf 'a%.0s' {1..300})
+	for u in ftp://relay.example http:// https://:7117 http://127.0.0.1: \
+	    http://127.0.0.1:71x7 'http://[::1' "http://$long:7117"; do
+		run -1 env BACKCHANNEL_URL="$u" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t bch doctor
+		assert_line "FAIL  relay $u: not a relay URL: use http(s)://host[:port]"
+		assert_line '      fix: unset BACKCHANNEL_URL, or set it to http(s)://host[:port]'
+	done
+	mkdir -p "$H"
+	printf '{"agent": "alice", "url": "ftp://relay.example", "token": "t"}\n' >"$H/config.json"
+	chmod 600 "$H/config.json"
+	run -1 doctor
+	fails_with 'relay ftp://relay.example: not a relay URL' 'bch init alice --url <relay-url> --token <room token>'
+}
+
+@test "a relay URL: the port defaults by scheme, a path is kept, trailing slashes are dropped" {
+	relay_up
+	run env -u BACKCHANNEL_FSYNC BACKCHANNEL_URL="$BACKCHANNEL_URL//" bch doctor
+	assert_line 'ok    relay health: /v1/health answers ok'
+	assert_line 'ok    relay token: accepted for alice'
+	refute_line --regexp '^FAIL'
+	run -1 env BACKCHANNEL_URL="$BACKCHANNEL_URL/not/here/" bch doctor
+	fails_with 'relay health: /v1/health answered 404' 'bch init alice --url <relay-url> --token <room token>'
+	# .invalid never resolves (RFC 2606): the port is only said in the fix.
+	run -1 env BACKCHANNEL_URL=https://relay.invalid bch doctor
+	fails_with 'relay https://relay.invalid: unreachable: ' 'unset BACKCHANNEL_URL; or start the relay on its host (bch relay --port 443), or point at a running one: bch init alice --url <relay-url> --token <room token>'
+	run -1 env BACKCHANNEL_URL=http://relay.invalid/x bch doctor
+	fails_with 'relay http://relay.invalid/x: unreachable: ' 'unset BACKCHANNEL_URL; or start the relay on its host (bch relay --port 80), or point at a running one: bch init alice --url <relay-url> --token <room token>'
+}
+
 @test "a wrong token: FAIL, with the fix" {
 	relay_up
 	run -1 env BACKCHANNEL_TOKEN=0123456789abcdef bch doctor

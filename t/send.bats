@@ -197,6 +197,18 @@ local_setup() { agents alice bob; }
 	assert_output --partial 'ghost is not registered'
 }
 
+@test "a relay URL that is not one is refused with 100, before anything is sent" {
+	local long u
+	long=$(printf 'a%.0s' {1..300})
+	for u in ftp://relay.example http:// https://:7117 http://127.0.0.1: \
+	    http://127.0.0.1:71x7 'http://[::1' "http://$long:7117"; do
+		run env BACKCHANNEL_URL="$u" BACKCHANNEL_TOKEN=t bch send @bob hi
+		assert_failure 100
+		assert_output "bch-send: bad relay URL \"${u:0:200}\" — use http(s)://host[:port]"
+	done
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "send works with fsync on" {
 	BACKCHANNEL_FSYNC=1 run bch send @bob durable
 	assert_success

@@ -1,0 +1,570 @@
+/* doctor-harness: bch-doctor's look at what wakes an agent — the hooks
+ * and MCP entries of Claude Code, Codex and Gemini CLI, each program they
+ * name run once, and the wake service with its notifier. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "doctor.h"
+#include "io.h"
+#include "json.h"
+#include "proc.h"
+#include "wake.h"
+
+#define RUN_MS 10000    /* how long a program we try may take */
+#define LABEL "org.backchannel.notify"
+
+/* Read a file that may be a symlink (dotfiles often are) into b. */
+static int
+read_any(const char *path, size_t max, struct buf *b)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(path, real))
+		return -1;
+	return io_readfile(AT_FDCWD, real, max, b);
+}
+
+/* Run path with argv, bounded, its output caught: exit status, or -1
+ * with the reason in out. The first line of what it printed is in out. */
+static int
+run(const char *path, char *const argv[], char *out, size_t outsz)
+{
+	char tmpl[P];
+	const char *tmp = getenv("TMPDIR");
+	struct err e = { 0, 0, "" };
+	int fd, saved, rc;
+	ssize_t n;
+
+	out[0] = 0;
+	snprintf(tmpl, sizeof tmpl, "%s/bch-doctor.XXXXXX",
+	    tmp && *tmp == '/' ? tmp : "/tmp");
+	if ((fd = mkostemp(tmpl, O_CLOEXEC)) < 0) {
+		snprintf(out, outsz, "cannot make a temporary file: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (unlink(tmpl) < 0) {
+		snprintf(out, outsz, "cannot remove %s: %s", tmpl,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	fflush(stderr);
+	if ((saved = fcntl(2, F_DUPFD_CLOEXEC, 3)) < 0 || dup2(fd, 2) < 0) {
+		snprintf(out, outsz, "cannot redirect output: %s",
+		    strerror(errno));
+		if (saved >= 0)
+			close(saved);
+		close(fd);
+		return -1;
+	}
+	rc = proc_run(path, argv, RUN_MS, &e);
+	if (dup2(saved, 2) < 0)
+		rc = -1; /* cannot happen: saved is open */
+	close(saved);
+	n = pread(fd, out, outsz - 1, 0);
+	out[n > 0 ? n : 0] = 0;
+	out[strcspn(out, "\n")] = 0;
+	close(fd);
+	if (rc < 0)
+		snprintf(out, outsz, "%s", e.msg);
+	return rc;
+}
+
+/* --- harnesses ---------------------------------------------------------------- */
+
+/* The first word of a shell command line, unquoted. */
+static void
+first_word(const char *s, char *out, size_t outsz)
+{
+	size_t w = 0;
+	char quote = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	for (; *s && w + 1 < outsz; s++) {
+		if (quote) {
+			if (*s == quote)
+				quote = 0;
+			else if (quote == '"' && *s == '\\' && s[1] &&
+			    strchr("\"\\$`", s[1]))
+				out[w++] = *++s;
+			else
+				out[w++] = *s;
+		} else if (*s == '\'' || *s == '"') {
+			quote = *s;
+		} else if (*s == '\\' && s[1]) {
+			out[w++] = *++s;
+		} else if (*s == ' ' || *s == '\t') {
+			break;
+		} else {
+			out[w++] = *s;
+		}
+	}
+	out[w] = 0;
+}
+
+/* Does prog exist and run? A check named what, status as it went. */
+static void
+check_prog(struct doc *d, const char *what, const char *prog,
+    const char *shown)
+{
+	char path[PATH_MAX], out[300];
+	const char *base = strrchr(prog, '/');
+	char *argv[3];
+	struct stat st;
+	struct ran *r = NULL;
+	size_t i;
+	int rc;
+
+	if (!*prog) {
+		add(d, FAIL, what, "bch setup", "%s: no program named", shown);
+		return;
+	}
+	if (strchr(prog, '/'))
+		snprintf(path, sizeof path, "%s", prog);
+	else if (!proc_find(prog, path, sizeof path)) {
+		add(d, FAIL, what, "bch setup", "%s: %s is not on PATH", shown,
+		    prog);
+		return;
+	}
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		add(d, FAIL, what, "bch setup", "%s: %s does not exist", shown,
+		    path);
+		return;
+	}
+	if (access(path, X_OK) < 0) {
+		add(d, FAIL, what, "bch setup", "%s: %s is not executable",
+		    shown, path);
+		return;
+	}
+	for (i = 0; i < d->nran; i++)
+		if (strcmp(d->ran[i].path, path) == 0)
+			r = &d->ran[i];
+	if (!r) {
+		r = &d->ran[d->nran < 8 ? d->nran++ : 7];
+		snprintf(r->path, sizeof r->path, "%s", path);
+		argv[0] = path;
+		argv[1] = strcmp(base ? base + 1 : prog, "bch") == 0 ?
+		    "whoami" : "-h";
+		argv[2] = NULL;
+		r->rc = run(path, argv, r->out, sizeof r->out);
+	}
+	rc = r->rc;
+	snprintf(out, sizeof out, "%s", r->out);
+	if (rc == 0)
+		add(d, OK, what, NULL, "%s (runs: %s)", shown, *out ? out :
+		    "fine");
+	else if (rc < 0)
+		add(d, FAIL, what, "bch setup", "%s: %s", shown, out);
+	else
+		add(d, FAIL, what, rc == BCH_PERM && d->id_fix[0] ? d->id_fix :
+		    "bch setup", "%s: it exits %d: %s", shown, rc, *out ? out :
+		    "(no output)");
+}
+
+/* The value at path in a JSON document; -1 if absent. */
+static int
+jpath(const struct json *j, const char *const *path)
+{
+	int i = 0;
+
+	for (; *path; path++) {
+		if (j->t[i].type != JSON_OBJECT)
+			return -1;
+		if ((i = json_get(j, i, *path)) < 0)
+			return -1;
+	}
+	return i;
+}
+
+/* Read a harness's JSON file: 1 parsed (free j and b), 0 absent, -1 a
+ * failure said. */
+static int
+load_json(struct doc *d, const char *what, const char *path,
+    struct json *j, struct buf *b)
+{
+	char fix[P + 32], qp[P];
+	const char *why = NULL;
+
+	if (read_any(path, 64 << 20, b) < 0) {
+		if (errno == ENOENT) {
+			buf_free(b);
+			return 0;
+		}
+		snprintf(fix, sizeof fix, "ls -l %s", q(path, qp, sizeof qp));
+		add(d, FAIL, what, fix, "cannot read %s: %s", path,
+		    strerror(errno));
+		buf_free(b);
+		return -1;
+	}
+	if (b->len == 0) {
+		buf_free(b);
+		return 0;
+	}
+	if (json_parse(j, b->p, b->len, 128, &why) < 0) {
+		snprintf(fix, sizeof fix, "python3 -m json.tool %s  # shows "
+		    "where", q(path, qp, sizeof qp));
+		add(d, FAIL, what, fix, "%s is not valid JSON (%s): the harness "
+		    "cannot read it either", path, why ? why : "?");
+		buf_free(b);
+		return -1;
+	}
+	return 1;
+}
+
+/* Is this hook command ours: bch (or bch-drain) with --hook? */
+static int
+our_hook(const char *cmd)
+{
+	char prog[PATH_MAX];
+	const char *base;
+
+	first_word(cmd, prog, sizeof prog);
+	base = strrchr(prog, '/');
+	base = base ? base + 1 : prog;
+	return strncmp(base, "bch", 3) == 0 && strstr(cmd, "--hook") != NULL;
+}
+
+static void
+claude_hooks(struct doc *d, const char *home, int installed)
+{
+	static const char *const events[] = { "UserPromptSubmit",
+		"SessionStart" };
+	char path[P], what[200], prog[PATH_MAX];
+	struct buf b = BUF_INIT;
+	struct json j;
+	size_t k;
+	int rc, i, g, h, kk, ll, seen, arr;
+
+	snprintf(path, sizeof path, "%s/.claude/settings.json", home);
+	if ((rc = load_json(d, "claude code hooks", path, &j, &b)) < 0)
+		return;
+	for (k = 0; k < 2; k++) {
+		const char *jp[] = { "hooks", events[k], NULL };
+		snprintf(what, sizeof what, "claude code hook %s", events[k]);
+		seen = 0;
+		arr = rc ? jpath(&j, jp) : -1;
+		if (arr < 0 || j.t[arr].type != JSON_ARRAY)
+			arr = -1;
+		for (kk = 0, g = arr + 1; arr >= 0 && kk < j.t[arr].size;
+		    kk++, g = json_next(&j, g)) {
+			h = j.t[g].type == JSON_OBJECT ? json_get(&j, g, "hooks") :
+			    -1;
+			if (h < 0 || j.t[h].type != JSON_ARRAY)
+				continue;
+			for (ll = 0, i = h + 1; ll < j.t[h].size;
+			    ll++, i = json_next(&j, i)) {
+				char *cmd = NULL;
+				int c = j.t[i].type == JSON_OBJECT ?
+				    json_get(&j, i, "command") : -1;
+				if (c < 0 || json_string(&j, c, 16384, &cmd,
+				    NULL) < 0)
+					continue;
+				if (our_hook(cmd)) {
+					first_word(cmd, prog, sizeof prog);
+					check_prog(d, what, prog, cmd);
+					seen = 1;
+				}
+				free(cmd);
+			}
+		}
+		if (!seen)
+			add(d, WARN, what, NULL, "not configured%s — bch setup "
+			    "adds it", installed ? "" : " (Claude Code not found)");
+	}
+	if (rc)
+		json_free(&j);
+	buf_free(&b);
+}
+
+/* mcpServers.backchannel in a JSON file: the command, run. */
+static void
+mcp_json(struct doc *d, const char *what, const char *path, int installed,
+    const char *who)
+{
+	static const char *const jp[] = { "mcpServers", "backchannel", NULL };
+	struct buf b = BUF_INIT;
+	struct json j;
+	char *cmd = NULL, *arg = NULL, shown[PATH_MAX + 16];
+	int rc, i, c, a;
+
+	if ((rc = load_json(d, what, path, &j, &b)) < 0)
+		return;
+	i = rc ? jpath(&j, jp) : -1;
+	if (i < 0 || j.t[i].type != JSON_OBJECT) {
+		add(d, WARN, what, NULL, "not configured%s — bch setup adds it",
+		    installed ? "" : who);
+		goto out;
+	}
+	c = json_get(&j, i, "command");
+	a = json_get(&j, i, "args");
+	if (c < 0 || json_string(&j, c, PATH_MAX, &cmd, NULL) < 0) {
+		add(d, FAIL, what, "bch setup", "mcpServers.backchannel in %s "
+		    "has no command", path);
+		goto out;
+	}
+	if (a < 0 || j.t[a].type != JSON_ARRAY || j.t[a].size < 1 ||
+	    json_string(&j, a + 1, 64, &arg, NULL) < 0 ||
+	    strcmp(arg, "mcp") != 0) {
+		add(d, FAIL, what, "bch setup", "%s runs without the argument "
+		    "mcp: it is not the MCP server", cmd);
+		goto out;
+	}
+	snprintf(shown, sizeof shown, "%s mcp", cmd);
+	check_prog(d, what, cmd, shown);
+out:
+	free(cmd);
+	free(arg);
+	if (rc > 0)
+		json_free(&j);
+	buf_free(&b);
+}
+
+/* A TOML string value (basic or literal) at s, into out. */
+static int
+toml_str(const char *s, char *out, size_t outsz)
+{
+	char quote = *s;
+	size_t w = 0;
+
+	if (quote != '"' && quote != '\'')
+		return -1;
+	for (s++; *s && *s != quote; s++) {
+		if (w + 1 >= outsz)
+			return -1;
+		if (quote == '"' && *s == '\\' && s[1]) {
+			s++;
+			out[w++] = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s;
+		} else {
+			out[w++] = *s;
+		}
+	}
+	out[w] = 0;
+	return *s == quote ? 0 : -1;
+}
+
+/* Is the line "[mcp_servers.backchannel]" (spaces, quoted keys)? */
+static int
+toml_ours(const char *line)
+{
+	char norm[200];
+	size_t w = 0;
+
+	for (; *line && *line != '#' && w + 1 < sizeof norm; line++)
+		if (!strchr(" \t\"'", *line))
+			norm[w++] = *line;
+	norm[w] = 0;
+	return strcmp(norm, "[mcp_servers.backchannel]") == 0;
+}
+
+static void
+codex(struct doc *d, const char *home, int *installed)
+{
+	const char *ch = getenv("CODEX_HOME");
+	char dir[P], path[P + 16], cmd[PATH_MAX] = "", args[64] = "",
+	    shown[PATH_MAX + 8], *line, *save = NULL;
+	const char *what = "codex mcp server";
+	struct buf b = BUF_INIT;
+	struct stat st;
+	int in = 0, found = 0;
+
+	if (ch && *ch == '/')
+		snprintf(dir, sizeof dir, "%s", ch);
+	else
+		snprintf(dir, sizeof dir, "%s/.codex", home);
+	*installed = stat(dir, &st) == 0 || proc_find("codex", path,
+	    sizeof path);
+	snprintf(path, sizeof path, "%s/config.toml", dir);
+	if (read_any(path, 16 << 20, &b) < 0 && errno != ENOENT) {
+		add(d, FAIL, what, "bch setup", "cannot read %s: %s", path,
+		    strerror(errno));
+		buf_free(&b);
+		return;
+	}
+	for (line = b.p ? strtok_r(b.p, "\n", &save) : NULL; line;
+	    line = strtok_r(NULL, "\n", &save)) {
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '[') {
+			in = toml_ours(line);
+			found |= in;
+			continue;
+		}
+		if (!in)
+			continue;
+		if (strncmp(line, "command", 7) == 0 &&
+		    strchr(" \t=", line[7])) {
+			char *v = strchr(line, '=');
+			if (v && toml_str(v + 1 + strspn(v + 1, " \t"), cmd,
+			    sizeof cmd) < 0)
+				cmd[0] = 0;
+		} else if (strncmp(line, "args", 4) == 0 &&
+		    strchr(" \t=", line[4])) {
+			char *v = strchr(line, '[');
+			if (v && toml_str(v + 1 + strspn(v + 1, " \t"), args,
+			    sizeof args) < 0)
+				args[0] = 0;
+		}
+	}
+	buf_free(&b);
+	if (!found) {
+		add(d, WARN, what, NULL, "not configured%s — bch setup adds it",
+		    *installed ? "" : " (Codex not found)");
+		return;
+	}
+	if (!cmd[0]) {
+		add(d, FAIL, what, "bch setup", "[mcp_servers.backchannel] in %s "
+		    "has no command", path);
+		return;
+	}
+	if (strcmp(args, "mcp") != 0) {
+		add(d, FAIL, what, "bch setup", "%s runs without the argument "
+		    "mcp: it is not the MCP server", cmd);
+		return;
+	}
+	snprintf(shown, sizeof shown, "%s mcp", cmd);
+	check_prog(d, what, cmd, shown);
+}
+
+void
+check_harnesses(struct doc *d)
+{
+	const char *home = getenv("HOME");
+	char dir[P], path[P + 32], p[PATH_MAX];
+	struct stat st;
+	int claude, gemini, cx;
+
+	if (!home || *home != '/') {
+		add(d, WARN, "harnesses", NULL, "HOME is not set: cannot look");
+		return;
+	}
+	snprintf(dir, sizeof dir, "%s/.claude", home);
+	claude = stat(dir, &st) == 0 || proc_find("claude", p, sizeof p);
+	claude_hooks(d, home, claude);
+	snprintf(path, sizeof path, "%s/.claude.json", home);
+	mcp_json(d, "claude code mcp server", path, claude,
+	    " (Claude Code not found)");
+	snprintf(path, sizeof path, "%s/skills/backchannel/SKILL.md", dir);
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+		add(d, OK, "claude code skill", NULL, "%s", path);
+	else
+		add(d, WARN, "claude code skill", NULL, "not installed%s — bch "
+		    "setup installs it", claude ? "" : " (Claude Code not found)");
+	codex(d, home, &cx);
+	snprintf(dir, sizeof dir, "%s/.gemini", home);
+	gemini = stat(dir, &st) == 0 || proc_find("gemini", p, sizeof p);
+	snprintf(path, sizeof path, "%s/settings.json", dir);
+	mcp_json(d, "gemini cli mcp server", path, gemini,
+	    " (Gemini CLI not found)");
+}
+
+/* --- the wake service ----------------------------------------------------------- */
+
+static int
+tool(const char *name, char *const argv[], char *out, size_t outsz)
+{
+	char path[PATH_MAX];
+
+	if (!proc_find(name, path, sizeof path))
+		return -2;
+	return run(path, argv, out, outsz);
+}
+
+void
+check_wake(struct doc *d)
+{
+	const char *home = getenv("HOME"), *x = getenv("XDG_CONFIG_HOME");
+	char scandir[PATH_MAX], sv[PATH_MAX + 16], unit[P], plist[P],
+	    out[300], fix[P + 64], qp[P], p[PATH_MAX];
+	struct wake w;
+	struct stat st;
+	int rc, any = 0;
+
+	memset(&w, 0, sizeof w);
+	w.home = home;
+	if (strcmp(wake_detect(&w, scandir, sizeof scandir), "s6") == 0 &&
+	    scandir[0]) {
+		snprintf(sv, sizeof sv, "%s/bch-notify", scandir);
+		if (stat(sv, &st) == 0) {
+			char *argv[] = { "s6-svstat", sv, NULL };
+			any = 1;
+			rc = tool("s6-svstat", argv, out, sizeof out);
+			snprintf(fix, sizeof fix, "s6-svc -u %s",
+			    q(sv, qp, sizeof qp));
+			if (rc == 0 && strncmp(out, "up", 2) == 0)
+				add(d, OK, "wake service (s6)", NULL, "%s: %s", sv,
+				    out);
+			else if (rc == -2)
+				add(d, FAIL, "wake service (s6)", "apt-get install "
+				    "s6", "%s: s6-svstat is not installed", sv);
+			else if (rc == 0)
+				add(d, FAIL, "wake service (s6)", fix, "%s: %s",
+				    sv, out);
+			else {
+				snprintf(fix, sizeof fix, "s6-svscanctl -a %s",
+				    q(scandir, qp, sizeof qp));
+				add(d, FAIL, "wake service (s6)", fix, "%s: not "
+				    "supervised: %s", sv, out);
+			}
+		}
+	}
+	if (home && *home == '/') {
+		if (x && *x == '/')
+			snprintf(unit, sizeof unit, "%s/systemd/user/"
+			    "bch-notify.service", x);
+		else
+			snprintf(unit, sizeof unit, "%s/.config/systemd/user/"
+			    "bch-notify.service", home);
+		if (stat(unit, &st) == 0) {
+			char *argv[] = { "systemctl", "--user", "is-active",
+				"bch-notify.service", NULL };
+			any = 1;
+			rc = tool("systemctl", argv, out, sizeof out);
+			if (rc == 0)
+				add(d, OK, "wake service (systemd)", NULL, "%s: "
+				    "active", unit);
+			else
+				add(d, FAIL, "wake service (systemd)", "systemctl "
+				    "--user enable --now bch-notify.service",
+				    "%s: %s", unit, rc == -2 ? "systemctl is not "
+				    "installed" : *out ? out : "not active");
+		}
+		snprintf(plist, sizeof plist, "%s/Library/LaunchAgents/" LABEL
+		    ".plist", home);
+		if (stat(plist, &st) == 0) {
+			char *argv[] = { "launchctl", "list", LABEL, NULL };
+			any = 1;
+			rc = tool("launchctl", argv, out, sizeof out);
+			snprintf(fix, sizeof fix, "launchctl load -w %s",
+			    q(plist, qp, sizeof qp));
+			if (rc == 0)
+				add(d, OK, "wake service (launchd)", NULL, "%s: "
+				    "loaded", plist);
+			else
+				add(d, FAIL, "wake service (launchd)", fix, "%s: "
+				    "%s", plist, rc == -2 ? "launchctl is not "
+				    "installed" : "not loaded");
+		}
+	}
+	if (!any)
+		add(d, WARN, "wake service", NULL, "not installed — bch setup "
+		    "--wake installs it, for desktop notifications of urgent "
+		    "messages");
+	if (proc_find("notify-send", p, sizeof p) ||
+	    proc_find("osascript", p, sizeof p))
+		add(d, OK, "notifier", NULL, "%s", p);
+	else if (any)
+		add(d, FAIL, "notifier", "apt-get install libnotify-bin",
+		    "neither notify-send nor osascript is on PATH: urgent "
+		    "messages only ring a bell");
+	else
+		add(d, WARN, "notifier", NULL, "neither notify-send nor "
+		    "osascript is on PATH");
+}

@@ -1,0 +1,337 @@
+/* doctor-relay: bch-doctor's look at the relay — reachable, TLS, health,
+ * clock — on a connection of its own, then the token through the spool
+ * interface, as every other program uses it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "doctor.h"
+#include "http.h"
+#include "io.h"
+#include "spool.h"
+#include "tls.h"
+#include "url.h"
+
+#define NET_MS 5000     /* connect and answer timeout for the relay */
+#define SKEW_MAX 60     /* seconds of clock skew before a warning */
+
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000L +
+	    (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* Connect within NET_MS; the socket is blocking after, with timeouts. */
+static int
+dial(const struct url *u, char *why, size_t whysz)
+{
+	struct addrinfo hints, *res, *ai;
+	struct timeval tv = { NET_MS / 1000, 0 };
+	int fd = -1, rc, err = 0;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if ((rc = getaddrinfo(u->host, u->port, &hints, &res)) != 0) {
+		snprintf(why, whysz, "%s", gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		struct pollfd pfd;
+		socklen_t len = sizeof err;
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		err = errno;
+		if (errno == EINPROGRESS) {
+			pfd.fd = fd;
+			pfd.events = POLLOUT;
+			do
+				rc = poll(&pfd, 1, NET_MS);
+			while (rc < 0 && errno == EINTR);
+			err = rc == 0 ? ETIMEDOUT : rc < 0 ? errno : 0;
+			if (rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+			    &len) < 0)
+				err = errno;
+			if (!err)
+				break;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(why, whysz, "%s", strerror(err ? err : ECONNREFUSED));
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, 0) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
+		snprintf(why, whysz, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct health {
+	int status;
+	int ok;        /* the answer is backchannel's */
+	time_t date;   /* the Date header, or 0 */
+	long ms;
+	char why[300]; /* why there was no answer */
+	const char *tls_why;
+};
+
+static time_t
+date_of(const char *head, size_t n)
+{
+	const char *p = head, *end = head + n;
+	struct tm tm;
+	char v[64];
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			break;
+		if (eol - p > 5 && strncasecmp(p, "date:", 5) == 0 &&
+		    eol - p < (long)sizeof v + 5) {
+			snprintf(v, sizeof v, "%.*s", (int)(eol - p - 5), p + 5);
+			memset(&tm, 0, sizeof tm);
+			if (strptime(v, " %a, %d %b %Y %H:%M:%S GMT", &tm))
+				return timegm(&tm);
+			return 0;
+		}
+		p = eol + 1;
+	}
+	return 0;
+}
+
+/* GET /v1/health on a connection of our own. 0 answered, -1 not (the
+ * relay is unreachable, or TLS failed: h->tls_why). */
+static int
+health(struct doc *d, const struct url *u, struct health *h)
+{
+	static char tls_why[200];
+	struct timespec t0;
+	struct tls_client *tls = NULL;
+	struct buf req = BUF_INIT, in = BUF_INIT;
+	struct http_resp r;
+	struct err e;
+	long used = 0;
+	int fd, rc = -1;
+
+	memset(h, 0, sizeof *h);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((fd = dial(u, h->why, sizeof h->why)) < 0)
+		return -1;
+	if (u->https && !(tls = tls_client_new(u->host, d->cfg.pin,
+	    d->cfg.cafile, &e))) {
+		snprintf(h->why, sizeof h->why, "%s", e.msg);
+		close(fd);
+		return -1;
+	}
+	buf_printf(&req, "GET %s/v1/health HTTP/1.1\r\nHost: %s\r\n"
+	    "User-Agent: backchannel-doctor\r\nConnection: close\r\n\r\n",
+	    u->prefix, u->host);
+	if ((tls ? tls_client_write(tls, fd, req.p, req.len) :
+	    io_writeall(fd, req.p, req.len)) < 0)
+		goto broken;
+	for (;;) {
+		ssize_t n;
+		used = http_parse_response(in.p ? in.p : "", in.len, 1 << 16, &r);
+		if (used != 0)
+			break;
+		buf_grow(&in, 4096);
+		n = tls ? tls_client_read(tls, fd, in.p + in.len,
+		    in.cap - in.len - 1) : read(fd, in.p + in.len,
+		    in.cap - in.len - 1);
+		if (n < 0 && !tls && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto broken;
+		in.len += (size_t)n;
+		in.p[in.len] = 0;
+		if (in.len > 1 << 17)
+			break;
+	}
+	if (used <= 0) {
+		snprintf(h->why, sizeof h->why, "a malformed answer to "
+		    "/v1/health");
+		goto out;
+	}
+	h->ms = ms_since(&t0);
+	h->status = r.status;
+	h->ok = r.status == 200 && r.body &&
+	    strstr(r.body, "\"ok\"") && strstr(r.body, "true");
+	h->date = date_of(in.p, (size_t)used - r.body_len);
+	http_resp_free(&r);
+	rc = 0;
+	goto out;
+broken:
+	if (tls && tls_client_why(tls)) {
+		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(tls));
+		h->tls_why = tls_why;
+	}
+	snprintf(h->why, sizeof h->why, "%s", in.len ? "the connection broke "
+	    "mid-answer" : h->tls_why ? h->tls_why : errno == EAGAIN ||
+	    errno == EWOULDBLOCK ? "no answer in 5 s" : "no answer (the "
+	    "connection was closed)");
+out:
+	tls_client_free(tls);
+	close(fd);
+	buf_free(&req);
+	buf_free(&in);
+	return rc;
+}
+
+static int
+loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	    strcmp(host, "::1") == 0;
+}
+
+/* The personal token, tried on the routes every program uses. */
+static void
+check_token(struct doc *d)
+{
+	char what[200], fix[600], init[200];
+	struct spool *sp;
+	struct spool_item *it;
+	struct agent_rec *a;
+	size_t n, na, i;
+	struct err e;
+	int found = 0;
+
+	snprintf(what, sizeof what, "relay token");
+	snprintf(init, sizeof init, "bch init %s --url %s --token "
+	    "<room token>", d->cfg.agent[0] ? d->cfg.agent : "<name>",
+	    d->cfg.url);
+	if (!d->cfg.agent[0]) {
+		add(d, FAIL, what, init, "no identity to try it for");
+		return;
+	}
+	snprintf(fix, sizeof fix, "%s%s", getenv("BACKCHANNEL_TOKEN") ?
+	    "unset BACKCHANNEL_TOKEN, or " : "", init);
+	if (!d->cfg.token || !*d->cfg.token) {
+		add(d, FAIL, what, fix, "none kept for %s (config.json or "
+		    "tokens/%s)", d->cfg.agent, d->cfg.agent);
+		return;
+	}
+	if (!(sp = spool_open(&d->cfg, "bch-doctor", &e))) {
+		add(d, FAIL, what, init, "%s", e.msg);
+		return;
+	}
+	if (spool_agents(sp, &a, &na, &e) < 0) {
+		add(d, FAIL, what, e.status == 401 ? fix : "bch doctor  # "
+		    "again, once the relay answers", "%s (%d)", e.status == 401 ?
+		    "rejected by the relay" : e.msg, e.status);
+		spool_close(sp);
+		return;
+	}
+	for (i = 0; i < na; i++)
+		found |= strcmp(a[i].name, d->cfg.agent) == 0;
+	agent_list_free(a, na);
+	if (spool_list(sp, d->cfg.agent, &it, &n, &e) < 0) {
+		add(d, FAIL, what, fix, "%s (%d)%s", e.status == 403 ?
+		    "it belongs to another agent" : e.msg, e.status,
+		    found ? "" : "; the relay has no record of this agent");
+		spool_close(sp);
+		return;
+	}
+	spool_items_free(it, n);
+	spool_close(sp);
+	add(d, OK, what, NULL, "accepted for %s", d->cfg.agent);
+	snprintf(what, sizeof what, "queue %s (relay)", d->cfg.agent);
+	add(d, OK, what, NULL, n ? "%zu unread" : "empty", n);
+}
+
+void
+check_relay(struct doc *d)
+{
+	char what[600], fix[800], init[400];
+	struct health h;
+	struct url u;
+	long skew;
+
+	if (!d->cfg.url) {
+		add(d, OK, "relay", NULL, "none configured: the local spool");
+		return;
+	}
+	snprintf(what, sizeof what, "relay %s", d->cfg.url);
+	snprintf(init, sizeof init, "bch init %s --url <relay-url> --token "
+	    "<room token>", d->cfg.agent[0] ? d->cfg.agent : "<name>");
+	if (url_parse(&u, d->cfg.url, NULL) < 0) {
+		add(d, FAIL, what, getenv("BACKCHANNEL_URL") ?
+		    "unset BACKCHANNEL_URL, or set it to http(s)://host[:port]" :
+		    init, "not a relay URL: use http(s)://host[:port]");
+		return;
+	}
+	if (health(d, &u, &h) < 0) {
+		if (h.tls_why) {
+			add(d, OK, what, NULL, "reachable");
+			snprintf(fix, sizeof fix, "bch init %s --url %s --token "
+			    "<room token> --pin <the pin the relay logs>",
+			    d->cfg.agent[0] ? d->cfg.agent : "<name>",
+			    d->cfg.url);
+			add(d, FAIL, "relay TLS", fix, "not trusted: %s%s",
+			    h.tls_why, d->cfg.pin ? " (pinned key)" : "");
+			return;
+		}
+		snprintf(fix, sizeof fix, "%sstart the relay on its host (bch "
+		    "relay --port %s), or point at a running one: %s",
+		    getenv("BACKCHANNEL_URL") ? "unset BACKCHANNEL_URL; or " :
+		    "", u.port, init);
+		add(d, FAIL, what, fix, "unreachable: %s", h.why);
+		return;
+	}
+	add(d, OK, what, NULL, "reachable, answered in %ld ms", h.ms);
+	if (u.https)
+		add(d, OK, "relay TLS", NULL, "verified by %s", d->cfg.pin ?
+		    "the pinned key" : d->cfg.cafile ? "the CA file" :
+		    "the system's CAs");
+	else if (loopback(u.host))
+		add(d, OK, "relay TLS", NULL, "none: plain HTTP on loopback");
+	else
+		add(d, WARN, "relay TLS", NULL, "none: plain HTTP, so tokens "
+		    "and messages cross the network unencrypted");
+	if (!h.ok) {
+		add(d, FAIL, "relay health", init, "/v1/health answered %d, not "
+		    "backchannel's {\"ok\": true} — is the URL right?", h.status);
+		return;
+	}
+	add(d, OK, "relay health", NULL, "/v1/health answers ok");
+	if (!h.date) {
+		add(d, OK, "relay clock", NULL, "not measured: the relay sends "
+		    "no Date header");
+	} else {
+		skew = (long)(time(NULL) - h.date);
+		if (labs(skew) > SKEW_MAX)
+			add(d, WARN, "relay clock", NULL, "this machine's clock "
+			    "is %ld s %s the relay's: message times will look "
+			    "wrong (sync the clocks with NTP)", labs(skew),
+			    skew > 0 ? "ahead of" : "behind");
+		else
+			add(d, OK, "relay clock", NULL, "within %ld s of this "
+			    "machine's", labs(skew));
+	}
+	check_token(d);
+}

@@ -1,0 +1,69 @@
+/* doctor: what the parts of bch-doctor share — the report being built
+ * (struct doc), a line added to it, and the small helpers every check
+ * uses to name a fix. bch-doctor.c holds these and the checks of home,
+ * config, identity and environment; doctor-spool.c, doctor-relay.c and
+ * doctor-harness.c the rest, in the order main() runs them. */
+#ifndef BCH_DOCTOR_H
+#define BCH_DOCTOR_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
+#include "config.h"
+
+#define P 4400 /* room for home (PATH_MAX) plus our components */
+
+enum { OK, WARN, FAIL };
+
+struct check {
+	int st;
+	char *what, *detail, *fix;
+};
+
+struct ran { /* a program already tried: tried once, reported alike */
+	char path[PATH_MAX];
+	int rc;
+	char out[300];
+};
+
+struct doc {
+	struct config cfg;
+	int json, fix;
+	struct check *c;
+	size_t n;
+	int failed;
+	char host[64];  /* this machine as claim names carry it */
+	char user[64];  /* for chown fixes */
+	char id_fix[600]; /* what fixes the identity, when it is broken */
+	struct ran ran[8];
+	size_t nran;
+};
+
+/* One check: what was checked, how it went, why (fmt, may be NULL), and
+ * for a failure the command that fixes it. */
+void add(struct doc *d, int st, const char *what, const char *fix,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* s quoted for sh when it needs it, into out. */
+const char *q(const char *s, char *out, size_t outsz);
+
+/* "bch init NAME", with BACKCHANNEL_AGENT= when it is not the default. */
+void init_cmd(struct doc *d, const char *name, char *out, size_t outsz);
+
+/* Owned by us, mode as wanted: else a failure naming the fix. 1 fine. */
+int owner_mode(struct doc *d, const char *what, const char *path,
+    const struct stat *st, mode_t want);
+
+/* doctor-spool.c: agents/, spool/, tokens/; with d->fix, stale claims. */
+void check_spool(struct doc *d);
+
+/* doctor-relay.c: reachable, TLS, health, clock, then the token. */
+void check_relay(struct doc *d);
+
+/* doctor-harness.c: the hooks and MCP entries of Claude Code, Codex and
+ * Gemini CLI, each program they name run once; then the wake service. */
+void check_harnesses(struct doc *d);
+void check_wake(struct doc *d);
+
+#endif

@@ -1,0 +1,53 @@
+/* url: a relay URL taken apart, the one parser of the client (spool-http)
+ * and of bch-doctor, so both mean the same by a URL. */
+#include <stdio.h>
+#include <string.h>
+
+#include "url.h"
+
+int
+url_parse(struct url *u, const char *s, struct err *e)
+{
+	const char *p = s, *slash, *colon;
+	size_t n;
+
+	memset(u, 0, sizeof *u);
+	if (strncmp(p, "https://", 8) == 0) {
+		u->https = 1;
+		p += 8;
+	} else if (strncmp(p, "http://", 7) == 0) {
+		p += 7;
+	} else {
+		goto bad;
+	}
+	slash = strchr(p, '/');
+	n = slash ? (size_t)(slash - p) : strlen(p);
+	if (n >= sizeof u->host)
+		goto bad; /* cut short, it would name another host or port */
+	snprintf(u->prefix, sizeof u->prefix, "%s", slash ? slash : "");
+	if (p[0] == '[') {
+		const char *rb = memchr(p, ']', n);
+		if (!rb)
+			goto bad;
+		snprintf(u->host, sizeof u->host, "%.*s", (int)(rb - p - 1),
+		    p + 1);
+		colon = rb + 1 < p + n && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', n);
+		snprintf(u->host, sizeof u->host, "%.*s",
+		    (int)(colon ? (size_t)(colon - p) : n), p);
+	}
+	snprintf(u->port, sizeof u->port, "%.*s",
+	    colon ? (int)(p + n - colon - 1) : 3, colon ? colon + 1 :
+	    u->https ? "443" : "80");
+	n = strlen(u->prefix);
+	while (n && u->prefix[n - 1] == '/')
+		u->prefix[--n] = 0;
+	if (!u->host[0] || !u->port[0] || strspn(u->port, "0123456789") !=
+	    strlen(u->port))
+		goto bad;
+	return 0;
+bad:
+	return err_set(e, BCH_PERM, "bad relay URL \"%.200s\" — use "
+	    "http(s)://host[:port]", s);
+}
