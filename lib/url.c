@@ -1,6 +1,7 @@
 /* url: a relay URL taken apart, the one parser of the client (spool-http)
  * and of bch-doctor, so both mean the same by a URL. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "url.h"
@@ -37,6 +38,8 @@ url_parse(struct url *u, const char *s, struct err *e)
 		snprintf(u->host, sizeof u->host, "%.*s",
 		    (int)(colon ? (size_t)(colon - p) : n), p);
 	}
+	if (colon && p + n - colon - 1 > 5)
+		goto bad; /* no port has more than five digits */
 	snprintf(u->port, sizeof u->port, "%.*s",
 	    colon ? (int)(p + n - colon - 1) : 3, colon ? colon + 1 :
 	    u->https ? "443" : "80");
@@ -44,7 +47,7 @@ url_parse(struct url *u, const char *s, struct err *e)
 	while (n && u->prefix[n - 1] == '/')
 		u->prefix[--n] = 0;
 	if (!u->host[0] || !u->port[0] || strspn(u->port, "0123456789") !=
-	    strlen(u->port))
+	    strlen(u->port) || atoi(u->port) < 1 || atoi(u->port) > 65535)
 		goto bad;
 	return 0;
 bad:

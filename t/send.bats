@@ -201,7 +201,9 @@ local_setup() { agents alice bob; }
 	local long u
 	long=$(printf 'a%.0s' {1..300})
 	for u in ftp://relay.example http:// https://:7117 http://127.0.0.1: \
-	    http://127.0.0.1:71x7 'http://[::1' "http://$long:7117"; do
+	    http://127.0.0.1:71x7 'http://[::1' "http://$long:7117" \
+	    http://127.0.0.1:0 http://127.0.0.1:65536 http://127.0.0.1:99999 \
+	    http://127.0.0.1:0000007117; do
 		run env BACKCHANNEL_URL="$u" BACKCHANNEL_TOKEN=t bch send @bob hi
 		assert_failure 100
 		assert_output "bch-send: bad relay URL \"${u:0:200}\" — use http(s)://host[:port]"
