@@ -11,15 +11,7 @@ local_setup() {
 	agents alice bob
 	NEW="$BACKCHANNEL_HOME/spool/bob/new"
 	CUR="$BACKCHANNEL_HOME/spool/bob/cur"
-	: > "$BATS_TEST_TMPDIR/pids"
 }
-
-# Background helpers a test started are stopped even when it fails.
-local_teardown() {
-	local p
-	while read -r p; do kill "$p" 2>/dev/null || true; done < "$BATS_TEST_TMPDIR/pids"
-}
-declare -F teardown >/dev/null || teardown() { local_teardown; }
 
 # The host part of a claim name: gethostname() with every byte outside
 # [A-Za-z0-9_-] made '_'.
@@ -122,7 +114,7 @@ dead_pid() {
 	# A live process, stopped in teardown if the test fails.
 	sleep 120 </dev/null >/dev/null 2>&1 3>&- &
 	live=$!
-	echo "$live" >> "$BATS_TEST_TMPDIR/pids"
+	bg_pid "$live"
 	claim="$CUR/$f.claim.$(claim_host).$live"
 	mv "$NEW/$f" "$claim"
 	bch send @bob other >/dev/null
@@ -253,7 +245,7 @@ dead_pid() {
 		done > "in.$round"
 		bch-send < "in.$round" > "acked.$round" 2>/dev/null &
 		p=$!
-		echo "$p" >> "$BATS_TEST_TMPDIR/pids"
+		bg_pid "$p"
 		sleep "0.0$((RANDOM % 9 + 1))"
 		kill -9 "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true

@@ -47,7 +47,39 @@ stop_relay() {
 
 teardown() {
 	if declare -F local_teardown >/dev/null; then local_teardown; fi
+	bg_stop
 	stop_relay
+}
+
+# bg_pid PID: a background process of this test (a watcher, a client, a
+# slow writer); the teardown stops it, even when the test failed.
+bg_pid() {
+	echo "$1" >>"$BATS_TEST_TMPDIR/bg.pids"
+}
+
+# bg_stop: TERM every process bg_pid named, and reap those that are ours.
+bg_stop() {
+	local p
+	[ -f "$BATS_TEST_TMPDIR/bg.pids" ] || return 0
+	while read -r p; do
+		kill "$p" 2>/dev/null || true
+	done <"$BATS_TEST_TMPDIR/bg.pids"
+	while read -r p; do
+		wait "$p" 2>/dev/null || true
+	done <"$BATS_TEST_TMPDIR/bg.pids"
+	rm -f "$BATS_TEST_TMPDIR/bg.pids"
+}
+
+# gone PID: the process has exited (a zombie counts as gone).
+gone() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
+}
+
+# sleeping PID: the process is blocked (in the kernel, waiting).
+sleeping() {
+	[ "$(ps -o stat= -p "$1")" = S ]
 }
 
 # local_only: skip a test that is about the local spool alone.

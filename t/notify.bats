@@ -5,18 +5,10 @@ load helper
 
 local_setup() {
 	agents alice bob carol
-	: >"$BATS_TEST_TMPDIR/pids"
 	export CALLS=$BATS_TEST_TMPDIR/calls
 	mkdir -p "$CALLS" fakebin
 	stand_in fakebin/notify-send
 	export PATH="$BATS_TEST_TMPDIR/fakebin:$PATH"
-}
-
-local_teardown() {
-	local p
-	while read -r p; do
-		kill "$p" 2>/dev/null || true
-	done <"$BATS_TEST_TMPDIR/pids"
 }
 
 # stand_in PATH [EXTRA]: a notifier that records its argv in $CALLS/N,
@@ -57,10 +49,6 @@ childless() {
 	[ -z "$(ps -o pid= --ppid "$1")" ]
 }
 
-# sleeping PID: the process is blocked, waiting.
-sleeping() {
-	[ "$(ps -o stat= -p "$1")" = S ]
-}
 
 # inbox_of AGENT: AGENT's messages as JSON lines (claimed).
 inbox_of() {
@@ -181,7 +169,7 @@ send_seq() {
 	mkfifo feed
 	bch-notify --burst 2 --window 0.5 <feed >n.out 2>n.err 3>&- &
 	npid=$!
-	echo "$npid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$npid"
 	exec 5>feed
 	head -n 4 in.jsonl >&5
 	wait_for 5 calls_are 3
@@ -305,7 +293,7 @@ send_seq() {
 	mkfifo feed
 	bch-notify <feed 2>/dev/null 3>&- &
 	npid=$!
-	echo "$npid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$npid"
 	exec 5>feed
 	cat in.jsonl >&5
 	wait_for 5 calls_are 3
@@ -319,7 +307,7 @@ send_seq() {
 	mkfifo feed
 	bch-notify <feed 3>&- &
 	npid=$!
-	echo "$npid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$npid"
 	exec 5>feed
 	wait_for 5 sleeping "$npid"
 	kill -TERM "$npid"
@@ -352,10 +340,10 @@ send_seq() {
 	mkfifo pipe
 	BACKCHANNEL_AGENT=bob bch-watch --urgent-only >pipe 2>w.err 3>&- &
 	wpid=$!
-	echo "$wpid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$wpid"
 	bch-notify --burst 100 <pipe >n.out 2>n.err 3>&- &
 	npid=$!
-	echo "$npid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$npid"
 	wait_for 10 calls_are 11
 	kill -TERM "$wpid"
 	wait "$wpid"

@@ -11,24 +11,6 @@ unset BCH_TEST_RELAY
 local_setup() {
 	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
 	LOG=$BATS_TEST_TMPDIR/relay.log
-	BG=$BATS_TEST_TMPDIR/bg.pids
-	: >"$BG"
-}
-
-local_teardown() {
-	local p
-	# Background clients of this test (curl, watch, slow writers), by pid.
-	while read -r p; do
-		kill "$p" 2>/dev/null || true
-	done <"$BG"
-	while read -r p; do
-		wait "$p" 2>/dev/null || true
-	done <"$BG"
-}
-
-# bgpid PID: remember a background client for the teardown.
-bgpid() {
-	echo "$1" >>"$BG"
 }
 
 # relayd [OPTIONS...]: start bch-relayd on a free loopback port over
@@ -159,12 +141,6 @@ snapshot() {
 	find "$BACKCHANNEL_HOME" -printf '%p %s %T@\n' | sort
 }
 
-# gone PID: the process has exited (or is a zombie).
-gone() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
-	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
-}
 
 # --- routes, tokens, identity -------------------------------------------
 
@@ -631,11 +607,11 @@ gone() {
 			sleep 1
 		done
 	) 1>&"$fd" 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	start=$SECONDS
 	timeout 25 cat <&"$fd" >slow.out &
 	reader=$!
-	bgpid $reader
+	bg_pid $reader
 	exec {fd}>&-
 	# Meanwhile everyone else is served at once.
 	for i in 1 2 3 4 5; do
@@ -683,7 +659,7 @@ gone() {
 	for i in 1 2 3 4 5; do
 		curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >"sse.$i" 2>/dev/null &
 		p=$!
-		bgpid $p
+		bg_pid $p
 		wait_for 5 grep -q 'backlog 3' "sse.$i"
 		kill "$p"
 		wait "$p" || true
@@ -693,7 +669,7 @@ gone() {
 	done
 	# One more reader stays: it gets the backlog and a live message.
 	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.live 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q 'after 5' sse.live
 	send "$A" @bob live
 	wait_for 5 grep -q '"body":"live"' sse.live
@@ -752,7 +728,7 @@ gone() {
 	send "$A" @bob second
 	id2=$ID
 	curl -sN -D sse.head -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '"body":"second"' sse.out
 	tr -d '\r' <sse.head | grep -qi '^content-type: text/event-stream'
 	grep -q '^retry: [0-9][0-9]*$' sse.out
@@ -780,7 +756,7 @@ gone() {
 	send "$A" @bob two
 	curl -sN -H "Authorization: Bearer $B" -H "Last-Event-ID: $id1" \
 		"$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '"body":"two"' sse.out
 	grep -q '"body":"one"' sse.out
 }
@@ -798,7 +774,7 @@ gone() {
 	relayd
 	alice_bob
 	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '^retry:' sse.out
 	# bch-send on the relay host, on the relay's spool, no relay involved.
 	(
@@ -818,9 +794,9 @@ gone() {
 	req POST /v1/subscribe "$C" '{"channel":"#dev"}'
 	expect 200
 	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '^retry:' sse.bob
 	wait_for 5 grep -q '^retry:' sse.carol
 	send "$A" '#dev' 'to the channel'
@@ -835,9 +811,9 @@ gone() {
 	reg carol
 	C=$TOK
 	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '^retry:' sse.bob
 	wait_for 5 grep -q '^retry:' sse.carol
 	# Dropped in by hand, as another tool on the relay host might: the
@@ -913,7 +889,7 @@ gone() {
 	expect 200
 	[ "$(count_new bob)" -eq 0 ]
 	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '^retry:' sse.out
 	kill -TERM "$BCH_RELAY_PID"
 	rc=0
@@ -1001,7 +977,7 @@ logged() {
 	bch init alice --token "$ROOM" >/dev/null
 	BACKCHANNEL_AGENT=bob bch init bob --token "$ROOM" >/dev/null
 	BACKCHANNEL_AGENT=bob bch-watch --ready-fd 3 3>watch.ready >watch.out 2>watch.err &
-	bgpid $!
+	bg_pid $!
 	wait_for 10 test -s watch.ready
 	bch send @bob 'while you watch' >/dev/null
 	wait_for 5 grep -q 'while you watch' watch.out
@@ -1097,7 +1073,7 @@ tls_round() {
 	[ "${#tok_alice}" -eq 64 ] && [ "${#tok_bob}" -eq 64 ]
 	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"waiting"}' "$U/v1/send" >/dev/null
 	curl -sN --cacert "$CERT" -H "Authorization: Bearer $tok_bob" "$U/v1/events/bob" >sse.out 2>/dev/null &
-	bgpid $!
+	bg_pid $!
 	wait_for 5 grep -q '"body":"waiting"' sse.out
 	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"live tls"}' "$U/v1/send" >/dev/null
 	wait_for 5 grep -q '"body":"live tls"' sse.out

@@ -79,11 +79,6 @@ up_again() {
 		[ "$(s6-svstat -o ready "$svc")" = true ]
 }
 
-gone() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
-	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
-}
 
 # reg NAME: register NAME through the service; its token in TOK.
 reg() {

@@ -83,11 +83,6 @@ new_pid() {
 		s6-svstat -o ready "$svc" | grep -qx true
 }
 
-gone() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
-	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
-}
 
 @test "the service runs bch-notify with bch-watch as its child, and is ready" {
 	run s6-svstat "$svc"

@@ -4,14 +4,6 @@ load helper
 
 local_setup() {
 	agents alice bob
-	: >"$BATS_TEST_TMPDIR/pids"
-}
-
-local_teardown() {
-	local p
-	while read -r p; do
-		kill "$p" 2>/dev/null || true
-	done <"$BATS_TEST_TMPDIR/pids"
 }
 
 # watcher NAME AGENT ARGS...: start bch-watch for AGENT in the background,
@@ -23,7 +15,7 @@ watcher() {
 	BACKCHANNEL_AGENT=$who bch-watch --ready-fd 4 "$@" >"$name.out" \
 		2>"$name.err" 4>"$name.ready" 3>&- &
 	wpid=$!
-	echo "$wpid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$wpid"
 	wait_for 5 test -s "$name.ready"
 }
 
@@ -42,17 +34,7 @@ bodies() {
 	sed 's/.*"body":"\([^"]*\)".*/\1/' "$1"
 }
 
-# sleeping PID: the process is blocked (in the kernel, waiting).
-sleeping() {
-	[ "$(ps -o stat= -p "$1")" = S ]
-}
 
-# gone PID: the process has exited (a zombie counts as gone).
-gone() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
-	[ -z "$st" ] || [ "${st#Z}" != "$st" ]
-}
 
 
 # send_seq ARGS...: bch send ARGS, then wait for the clock to pass the
@@ -226,7 +208,7 @@ send_seq() {
 	mkfifo pipe
 	BACKCHANNEL_AGENT=bob bch-watch >pipe 2>w.err 3>&- &
 	wpid=$!
-	echo "$wpid" >>"$BATS_TEST_TMPDIR/pids"
+	bg_pid "$wpid"
 	exec 5<pipe
 	send_seq @bob one
 	read -r -t 5 -u 5 line
