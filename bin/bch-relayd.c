@@ -320,6 +320,23 @@ drop_sse(struct relayd *d)
 	}
 }
 
+/* A message this relay just stored: straight to its recipients' streams
+ * (a shared spool's arrive through arrived() instead). inotify reports
+ * the same files a moment later; on_inotify() skips those. */
+static void
+push_sent(struct relayd *d)
+{
+	const struct buf *e = &d->r.sent_event;
+	struct spool *sp = d->c.sp;
+	struct conn *k;
+	size_t i;
+
+	for (i = 0; i < sp->nrcpt; i++)
+		for (k = *bucket(d, sp->rcpt[i]); k; k = k->same)
+			if (strcmp(k->agent, sp->rcpt[i]) == 0)
+				conn_send(d, k, e->p, e->len);
+}
+
 static void
 answer(struct relayd *d, struct conn *k, const struct http_req *q)
 {
@@ -330,6 +347,8 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 	memset(&a, 0, sizeof a);
 	relay_handle(&d->r, q, &a);
 	snprintf(k->agent, sizeof k->agent, "%s", a.agent);
+	if (a.sent && !d->c.sp->shared)
+		push_sent(d);
 	if (a.sse && d->c.sp->shared && !subscribed(d)) {
 		a.sse = 0; /* it would miss what arrives: let it come back */
 		a.status = 503;
@@ -656,12 +675,20 @@ on_inotify(struct relayd *d)
 		char *p;
 		for (p = ev; p < ev + n;) {
 			struct inotify_event *ie = (struct inotify_event *)p;
+			char id[ID_MAX_LEN + 1];
 			const struct buf *e;
 			const char *agent;
 			struct conn *k;
+			size_t len = ie->len ? strlen(ie->name) : 0;
 			p += sizeof *ie + ie->len;
-			if (!ie->len || !(agent = watched(d, ie->wd)))
+			if (len < 6 || len - 5 > ID_MAX_LEN ||
+			    strcmp(ie->name + len - 5, ".json") != 0 ||
+			    !(agent = watched(d, ie->wd)))
 				continue;
+			memcpy(id, ie->name, len - 5);
+			id[len - 5] = 0;
+			if (relay_sent_to(&d->r, id, agent))
+				continue; /* pushed when it was sent */
 			for (k = *bucket(d, agent); k; k = k->same)
 				if (strcmp(k->agent, agent) == 0)
 					break;

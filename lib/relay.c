@@ -165,6 +165,7 @@ relay_free(struct relay *r)
 		sent_clear(&r->sent[i]);
 	free(r->sent);
 	free(r->sent_head);
+	buf_free(&r->sent_event);
 	free(r->tok);
 	free(r->leases);
 }
@@ -401,15 +402,19 @@ sent_clear(struct relay_sent *s)
 }
 
 static int *
-sent_chain(struct relay *r, const char *from, const char *id)
+sent_chain(struct relay *r, const char *id)
 {
-	uint32_t h = 2166136261u; /* FNV-1a over id, then from */
+	uint32_t h = 2166136261u; /* FNV-1a */
 
 	while (*id)
 		h = (h ^ (unsigned char)*id++) * 16777619u;
-	while (*from)
-		h = (h ^ (unsigned char)*from++) * 16777619u;
 	return &r->sent_head[h & (SENT_HASH - 1)];
+}
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Has this sender sent this client id lately? Its stored answer. */
@@ -418,7 +423,7 @@ sent_find(struct relay *r, const char *from, const char *id)
 {
 	int i;
 
-	for (i = *sent_chain(r, from, id); i >= 0; i = r->sent[i].next)
+	for (i = *sent_chain(r, id); i >= 0; i = r->sent[i].next)
 		if (strcmp(r->sent[i].id, id) == 0 &&
 		    strcmp(r->sent[i].from, from) == 0)
 			return &r->sent[i];
@@ -433,7 +438,7 @@ sent_add(struct relay *r, const char *from, const char *id, const char *json)
 	size_t i;
 
 	if (s->json) { /* the oldest goes: out of its chain first */
-		for (p = sent_chain(r, s->from, s->id); *p != slot;
+		for (p = sent_chain(r, s->id); *p != slot;
 		    p = &r->sent[*p].next)
 			;
 		*p = s->next;
@@ -446,12 +451,26 @@ sent_add(struct relay *r, const char *from, const char *id, const char *json)
 	for (i = 0; i < r->sp->nrcpt; i++)
 		s->rcpt[i] = xstrdup(r->sp->rcpt[i]);
 	s->nrcpt = r->sp->nrcpt;
-	p = sent_chain(r, from, id);
+	qsort(s->rcpt, s->nrcpt, sizeof *s->rcpt, cmp_name); /* relay_sent_to */
+	p = sent_chain(r, id);
 	s->next = *p;
 	*p = slot;
 	r->sentpos = (r->sentpos + 1) % SENT_RING;
 	if (r->nsent < SENT_RING)
 		r->nsent++;
+}
+
+int
+relay_sent_to(struct relay *r, const char *id, const char *agent)
+{
+	int i;
+
+	for (i = *sent_chain(r, id); i >= 0; i = r->sent[i].next)
+		if (strcmp(r->sent[i].id, id) == 0 &&
+		    bsearch(&agent, r->sent[i].rcpt, r->sent[i].nrcpt,
+		    sizeof *r->sent[i].rcpt, cmp_name))
+			return 1;
+	return 0;
 }
 
 static int
@@ -524,6 +543,12 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 		buf_adds(&a->body, "]}");
 	}
 	sent_add(r, a->agent, m.id, a->body.p);
+	/* The event its recipients' streams get (relay_sent_to()). */
+	buf_reset(&r->sent_event);
+	buf_printf(&r->sent_event, "id: %s\ndata: ", m.id);
+	msg_encode(&m, &r->sent_event);
+	buf_adds(&r->sent_event, "\n\n");
+	a->sent = 1;
 	a->status = 200;
 	msg_free(&m);
 }
@@ -817,6 +842,7 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 
 	a->status = 0;
 	a->sse = 0;
+	a->sent = 0;
 	a->retry_after = 0;
 	a->agent[0] = 0;
 	buf_reset(&a->body);

@@ -43,7 +43,8 @@ struct relay {
 	size_t nleases;
 	struct relay_sent *sent; /* a ring */
 	size_t nsent, sentpos;
-	int *sent_head; /* hash of (from, id) -> first slot, or -1 */
+	int *sent_head; /* hash of id -> first slot, or -1 */
+	struct buf sent_event; /* the SSE event of the last send (a->sent) */
 	double rate;  /* sends per second per agent */
 	double burst; /* bucket size */
 	int lease_max; /* seconds */
@@ -55,6 +56,7 @@ struct relay_answer {
 	int retry_after;                /* seconds, or 0 */
 	char agent[NAME_MAX_LEN + 1];   /* who asked, once authenticated */
 	int sse;                        /* answer with an event stream */
+	int sent; /* a message was stored: r->sent_event, to r->sp->rcpt */
 };
 
 /* Load the token index from the agent records. 0 or -1. */
@@ -73,6 +75,10 @@ void relay_sse_backlog(struct relay *r, const char *agent, struct buf *out);
 /* One SSE event for the file name in agent's new/, if it is still there. */
 int relay_sse_event(struct relay *r, const char *agent, const char *name,
     struct buf *out);
+
+/* Did this relay lately store the message id in agent's inbox? (Its
+ * event went to agent's streams then: the loop need not send it again.) */
+int relay_sent_to(struct relay *r, const char *id, const char *agent);
 
 /* Return expired leases to their inboxes; with all, every lease. */
 void relay_expire(struct relay *r, int all);

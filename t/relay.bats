@@ -805,6 +805,36 @@ snapshot() {
 	wait_for 5 grep -q '"to":"#dev".*"body":"to the channel"' sse.carol
 }
 
+@test "SSE: a message sent through the relay reaches each stream once, a local one too" {
+	relayd
+	alice_bob
+	req POST /v1/subscribe "$B" '{"channel":"#dev"}'
+	expect 200
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.1 2>/dev/null &
+	bg_pid $!
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.2 2>/dev/null &
+	bg_pid $!
+	wait_for 5 grep -q '^retry:' sse.1
+	wait_for 5 grep -q '^retry:' sse.2
+	send "$A" '@bob' 'direct'
+	expect 200
+	send "$A" '#dev' 'channel'
+	expect 200
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send @bob 'local' >/dev/null
+	)
+	for f in sse.1 sse.2; do
+		wait_for 5 grep -q '"body":"local"' "$f"
+	done
+	sleep 0.5 # time for a second copy, were one coming
+	for f in sse.1 sse.2; do
+		[ "$(grep -c '^data: ' "$f")" -eq 3 ]
+		[ "$(grep -c '^id: ' "$f")" -eq 3 ]
+		[ "$(grep '^id: ' "$f" | sort -u | wc -l)" -eq 3 ]
+	done
+}
+
 @test "SSE: two messages under one id in two inboxes each reach their own stream" {
 	relayd
 	alice_bob
