@@ -99,15 +99,6 @@ catch(int sig, void (*fn)(int))
 	}
 }
 
-static long
-elapsed_ms(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000L +
-	    (now.tv_nsec - t0->tv_nsec) / 1000000L;
-}
 
 /* s with whitespace runs made one space, for one-line forms. */
 static char *
@@ -326,7 +317,7 @@ deliver(struct notify *n, const struct msg *m)
 
 	buf_adds(&title, "");
 	title_of(&title, m);
-	if (n->active && elapsed_ms(&n->start) >= n->window_ms)
+	if (n->active && io_ms_since(&n->start) >= n->window_ms)
 		end_window(n);
 	if (!n->active) {
 		n->active = 1;
@@ -428,7 +419,7 @@ run(struct notify *n)
 		int timeout = -1, rc;
 		ssize_t r;
 		if (n->held) {
-			long left = n->window_ms - elapsed_ms(&n->start);
+			long left = n->window_ms - io_ms_since(&n->start);
 			if (left <= 0) {
 				end_window(n);
 				continue;
@@ -479,7 +470,7 @@ reap_children(void)
 			continue;
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0 || elapsed_ms(&t0) >= 1000)
+		if (r < 0 || io_ms_since(&t0) >= 1000)
 			return; /* ECHILD: none left */
 		nanosleep(&nap, NULL);
 	}

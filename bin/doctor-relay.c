@@ -24,15 +24,6 @@
 #define NET_MS 5000     /* connect and answer timeout for the relay */
 #define SKEW_MAX 60     /* seconds of clock skew before a warning */
 
-static long
-ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000L +
-	    (now.tv_nsec - t0->tv_nsec) / 1000000L;
-}
 
 /* Connect within NET_MS; the socket is blocking after, with timeouts. */
 static int
@@ -177,7 +168,7 @@ health(struct doc *d, const struct url *u, struct health *h)
 		    "/v1/health");
 		goto out;
 	}
-	h->ms = ms_since(&t0);
+	h->ms = io_ms_since(&t0);
 	h->status = r.status;
 	h->ok = r.status == 200 && r.body &&
 	    strstr(r.body, "\"ok\"") && strstr(r.body, "true");

@@ -195,3 +195,13 @@ io_readline(FILE *f, struct buf *line, size_t max, int *toolong)
 		return -1;
 	return line->len > 0 || *toolong;
 }
+
+long
+io_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000L +
+	    (now.tv_nsec - t0->tv_nsec) / 1000000L;
+}

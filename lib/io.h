@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "buf.h"
 #include "err.h"
@@ -39,5 +40,9 @@ int io_readline(FILE *f, struct buf *line, size_t max, int *toolong);
 
 /* Is process pid alive on this machine? */
 int io_pid_alive(pid_t pid);
+
+/* Milliseconds on the monotonic clock since t0 (set by clock_gettime()
+ * with CLOCK_MONOTONIC): what a timeout is counted in. */
+long io_ms_since(const struct timespec *t0);
 
 #endif

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "proc.h"
 
 extern char **environ;
@@ -50,15 +51,6 @@ proc_find(const char *name, char *out, size_t outsz)
 	return 0;
 }
 
-static long
-ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000L +
-	    (now.tv_nsec - t0->tv_nsec) / 1000000L;
-}
 
 /* Wait for pid until timeout_ms after t0. 1 reaped (status set), 0 time
  * ran out, -1 error. */
@@ -74,7 +66,7 @@ wait_bounded(pid_t pid, int *status, int timeout_ms,
 	if (fd >= 0) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		int rc;
-		while ((left = timeout_ms - ms_since(t0)) > 0) {
+		while ((left = timeout_ms - io_ms_since(t0)) > 0) {
 			rc = poll(&pfd, 1, (int)left);
 			if (rc > 0 || (rc < 0 && errno != EINTR))
 				break;
@@ -89,7 +81,7 @@ wait_bounded(pid_t pid, int *status, int timeout_ms,
 			return 1;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if ((left = timeout_ms - ms_since(t0)) <= 0)
+		if ((left = timeout_ms - io_ms_since(t0)) <= 0)
 			return 0;
 		if (left < 2)
 			nap.tv_nsec = left * 1000 * 1000;

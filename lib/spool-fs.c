@@ -1170,7 +1170,7 @@ fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
     int timeout_ms, int *got, struct err *e)
 {
 	char path[P];
-	struct timespec t0, t;
+	struct timespec t0;
 	size_t i;
 	int ino, rc;
 
@@ -1195,13 +1195,8 @@ fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
 		char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 		struct pollfd p = { ino, POLLIN, 0 };
 		long left = timeout_ms;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (timeout_ms > 0) {
-			left -= (t.tv_sec - t0.tv_sec) * 1000 +
-			    (t.tv_nsec - t0.tv_nsec) / 1000000;
-			if (left <= 0)
-				break;
-		}
+		if (timeout_ms > 0 && (left -= io_ms_since(&t0)) <= 0)
+			break;
 		if (poll(&p, 1, timeout_ms < 0 ? -1 : (int)left) < 0 &&
 		    errno != EINTR) {
 			rc = err_sys(e, "cannot wait for the reader");

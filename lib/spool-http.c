@@ -806,7 +806,7 @@ http_await(struct spool *s, const char *id, char **rcpt, size_t n,
     int timeout_ms, int *got, struct err *e)
 {
 	char path[ID_MAX_LEN + 32];
-	struct timespec t0, t;
+	struct timespec t0;
 	int delay = 50;
 
 	if (!id_valid(id))
@@ -836,9 +836,7 @@ http_await(struct spool *s, const char *id, char **rcpt, size_t n,
 			all &= got[i];
 		if (all)
 			return 1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		spent = (t.tv_sec - t0.tv_sec) * 1000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000000;
+		spent = io_ms_since(&t0);
 		if (timeout_ms >= 0 && spent >= timeout_ms)
 			return 0;
 		if (timeout_ms >= 0 && spent + delay > timeout_ms)

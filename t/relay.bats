@@ -142,6 +142,14 @@ snapshot() {
 }
 
 
+# stream TOKEN AGENT FILE: AGENT's event stream into FILE, in the
+# background (stopped by the teardown); returns once it is open.
+stream() {
+	curl -sN -H "Authorization: Bearer $1" "$URL/v1/events/$2" >"$3" 2>/dev/null &
+	bg_pid $!
+	wait_for 5 grep -q '^retry:' "$3"
+}
+
 # --- routes, tokens, identity -------------------------------------------
 
 @test "health answers without a token" {
@@ -773,9 +781,7 @@ snapshot() {
 @test "SSE: mail dropped into the spool by a local tool on the relay host is pushed" {
 	relayd
 	alice_bob
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bg_pid $!
-	wait_for 5 grep -q '^retry:' sse.out
+	stream "$B" bob sse.out
 	# bch-send on the relay host, on the relay's spool, no relay involved.
 	(
 		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
@@ -793,12 +799,8 @@ snapshot() {
 	expect 200
 	req POST /v1/subscribe "$C" '{"channel":"#dev"}'
 	expect 200
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
-	bg_pid $!
-	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
-	bg_pid $!
-	wait_for 5 grep -q '^retry:' sse.bob
-	wait_for 5 grep -q '^retry:' sse.carol
+	stream "$B" bob sse.bob
+	stream "$C" carol sse.carol
 	send "$A" '#dev' 'to the channel'
 	expect 200
 	wait_for 5 grep -q '"to":"#dev".*"body":"to the channel"' sse.bob
@@ -810,12 +812,8 @@ snapshot() {
 	alice_bob
 	req POST /v1/subscribe "$B" '{"channel":"#dev"}'
 	expect 200
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.1 2>/dev/null &
-	bg_pid $!
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.2 2>/dev/null &
-	bg_pid $!
-	wait_for 5 grep -q '^retry:' sse.1
-	wait_for 5 grep -q '^retry:' sse.2
+	stream "$B" bob sse.1
+	stream "$B" bob sse.2
 	send "$A" '@bob' 'direct'
 	expect 200
 	send "$A" '#dev' 'channel'
@@ -840,12 +838,8 @@ snapshot() {
 	alice_bob
 	reg carol
 	C=$TOK
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.bob 2>/dev/null &
-	bg_pid $!
-	curl -sN -H "Authorization: Bearer $C" "$URL/v1/events/carol" >sse.carol 2>/dev/null &
-	bg_pid $!
-	wait_for 5 grep -q '^retry:' sse.bob
-	wait_for 5 grep -q '^retry:' sse.carol
+	stream "$B" bob sse.bob
+	stream "$C" carol sse.carol
 	# Dropped in by hand, as another tool on the relay host might: the
 	# same id, two different files. The relay reuses an event built for
 	# one file for that file's other links only, never for this.
@@ -918,9 +912,7 @@ snapshot() {
 	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":600}"
 	expect 200
 	[ "$(count_new bob)" -eq 0 ]
-	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
-	bg_pid $!
-	wait_for 5 grep -q '^retry:' sse.out
+	stream "$B" bob sse.out
 	kill -TERM "$BCH_RELAY_PID"
 	rc=0
 	wait "$BCH_RELAY_PID" || rc=$?
