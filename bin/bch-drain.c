@@ -8,13 +8,19 @@
  * reader puts back. The hook form is made for a prompt hook: it prints
  * nothing when there is nothing, keeps within a byte budget (the rest
  * stays queued, and it says how many), and fences each body as untrusted
- * text under a nonce its sender cannot know. */
+ * text under a nonce its sender cannot know.
+ *
+ * A long inbox must not cost memory in proportion to its messages:
+ * spool_scan() hands them over one at a time, of each one wanted only
+ * its ts and id go into a queue (some 20 bytes), and each message is
+ * read again when its turn comes. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "queue.h"
 #include "scope.h"
 #include "show.h"
 
@@ -23,6 +29,9 @@ static const char usage[] =
     "[--match scope | --here] [--budget bytes]";
 
 enum form { HUMAN, BRIEF, JSON, JSONL, HOOK };
+
+/* Output is written, and its claims settled, a block at a time. */
+#define BLOCK (64 * 1024)
 
 struct drain {
 	struct cli *c;
@@ -35,6 +44,7 @@ struct drain {
 	struct spool_claim *held;  /* claims covered by out */
 	size_t nheld, capheld;
 	size_t shown;
+	struct queue q;
 };
 
 static void
@@ -97,6 +107,16 @@ wanted(const struct drain *d, const struct spool_item *it)
 	return scope_match(it->scope, d->match);
 }
 
+/* spool_scan()'s callback: keep a key of each message wanted. */
+static void
+want(void *arg, const struct spool_item *it)
+{
+	struct drain *d = arg;
+
+	if (wanted(d, it))
+		queue_add(&d->q, it->ts, it->id);
+}
+
 static void
 fence_nonce(char *out)
 {
@@ -107,20 +127,33 @@ fence_nonce(char *out)
 	snprintf(out, 9, "%.8s", id);
 }
 
+/* The next message in order, named by its id as spool_scan() allows. */
 static int
-drain(struct drain *d, struct spool_item *it, size_t n)
+next(struct drain *d, struct spool_item *it, char *name, size_t namesz)
+{
+	memset(it, 0, sizeof *it);
+	if (!queue_next(&d->q, it->ts, it->id))
+		return 0;
+	snprintf(name, namesz, "%s.json", it->id);
+	it->name = name;
+	return 1;
+}
+
+static int
+drain(struct drain *d)
 {
 	struct cli *c = d->c;
-	char fence[9];
+	struct spool_item it;
+	char fence[9], name[ID_MAX_LEN + 8];
 	size_t i, left = 0;
 
 	fence_nonce(fence);
-	(void)n;
-	for (i = 0; i < n; i++) {
+	queue_sort(&d->q);
+	if (d->form != HOOK && d->q.n > 0)
+		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
+	while (next(d, &it, name, sizeof name)) {
 		struct msg m;
 		int rc;
-		if (!wanted(d, &it[i]))
-			continue;
 		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
 			left++;
 			continue;
@@ -130,8 +163,8 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 			d->capheld = d->capheld ? d->capheld * 2 : 64;
 			d->held = xrealloc(d->held, d->capheld * sizeof *d->held);
 		}
-		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it[i], &m, &c->e) :
-		    spool_take(c->sp, c->cfg.agent, &it[i], &m,
+		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it, &m, &c->e) :
+		    spool_take(c->sp, c->cfg.agent, &it, &m,
 		    &d->held[d->nheld], &c->e);
 		if (rc < 0)
 			goto fail;
@@ -166,7 +199,7 @@ drain(struct drain *d, struct spool_item *it, size_t n)
 		if (!d->peek)
 			d->nheld++;
 		msg_free(&m);
-		if (d->form != HOOK && d->out.len >= 64 * 1024 && flush(d) < 0)
+		if (d->form != HOOK && d->out.len >= BLOCK && flush(d) < 0)
 			goto fail;
 	}
 	if (d->form == HOOK && d->shown) {
@@ -212,10 +245,8 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct drain d;
+	static struct drain d; /* reachable until exit, as c is */
 	static struct cli c; /* reachable until exit, as exit(3) leaves it */
-	struct spool_item *items;
-	size_t n;
 	char matchbuf[4096];
 	const char *match = NULL;
 	int ch, here = 0;
@@ -248,13 +279,11 @@ main(int argc, char **argv)
 		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
 	cli_open(&c, 1);
 	d.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
-	if (d.form == HOOK)
-		c.sp->keep_raw = 4 * d.budget;
-	if (spool_list(c.sp, c.cfg.agent, &items, &n, &c.e) < 0)
+	if (spool_scan(c.sp, c.cfg.agent, want, &d, &c.e) < 0)
 		cli_fail(&c);
-	if (drain(&d, items, n) < 0)
+	if (drain(&d) < 0)
 		cli_fail(&c);
-	spool_items_free(items, n);
+	queue_free(&d.q);
 	buf_free(&d.out);
 	cli_close(&c);
 	return 0;

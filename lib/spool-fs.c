@@ -884,9 +884,11 @@ msg_file(const char *name, char *id)
 	return id_valid(id);
 }
 
+/* Read new/<name> as a listing shows it; keep its bytes in it->raw while
+ * *kept stays within keep. 1 listed, 0 not a message (set aside) or gone. */
 static int
 list_one(struct spool *s, const char *agent, const char *name,
-    struct spool_item *it, size_t *kept)
+    struct spool_item *it, size_t *kept, size_t keep)
 {
 	char path[P];
 	struct buf b = BUF_INIT;
@@ -918,7 +920,7 @@ list_one(struct spool *s, const char *agent, const char *name,
 	m.scope = NULL;
 	it->urgent = m.urgent;
 	msg_free(&m);
-	if (*kept + b.len <= s->keep_raw) {
+	if (*kept + b.len <= keep) {
 		*kept += b.len;
 		it->raw = b.p;
 		it->rawlen = b.len;
@@ -928,18 +930,20 @@ list_one(struct spool *s, const char *agent, const char *name,
 	return 1;
 }
 
+/* The walk over agent's new/ that a listing and a scan share: dead
+ * claimers' messages go back first, corrupt files are set aside, and
+ * each message is handed to fn, whose it is then (with up to keep bytes
+ * of stored JSON kept, over the whole walk). */
 static int
-fs_list(struct spool *s, const char *agent, struct spool_item **items,
-    size_t *n, struct err *e)
+walk(struct spool *s, const char *agent, size_t keep,
+    void (*fn)(void *, struct spool_item *), void *arg, struct err *e)
 {
 	char path[P];
-	struct spool_item *out = NULL;
-	size_t cap = 0, w = 0, kept = 0;
+	struct spool_item it;
+	size_t kept = 0;
 	struct dirent *d;
 	DIR *dir;
 
-	*items = NULL;
-	*n = 0;
 	if (box_ok(s, agent, e) < 0)
 		return -1;
 	recover_claims(s, agent);
@@ -957,16 +961,68 @@ fs_list(struct spool *s, const char *agent, struct spool_item **items,
 	while ((d = readdir(dir))) {
 		if (d->d_name[0] == '.')
 			continue;
-		if (w == cap) {
-			cap = cap ? cap * 2 : 64;
-			out = xrealloc(out, cap * sizeof *out);
-		}
-		w += (size_t)list_one(s, agent, d->d_name, &out[w], &kept);
+		if (list_one(s, agent, d->d_name, &it, &kept, keep))
+			fn(arg, &it);
 	}
 	closedir(dir);
-	*items = out;
-	*n = w;
 	return 0;
+}
+
+struct listing {
+	struct spool_item *it;
+	size_t n, cap;
+};
+
+static void
+list_add(void *arg, struct spool_item *it)
+{
+	struct listing *l = arg;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->it = xrealloc(l->it, l->cap * sizeof *l->it);
+	}
+	l->it[l->n++] = *it;
+}
+
+static int
+fs_list(struct spool *s, const char *agent, struct spool_item **items,
+    size_t *n, struct err *e)
+{
+	struct listing l = { NULL, 0, 0 };
+	int rc;
+
+	rc = walk(s, agent, s->keep_raw, list_add, &l, e);
+	*items = l.it;
+	*n = l.n;
+	return rc;
+}
+
+struct scan {
+	void (*fn)(void *, const struct spool_item *);
+	void *arg;
+};
+
+static void
+scan_one(void *arg, struct spool_item *it)
+{
+	struct scan *sc = arg;
+
+	sc->fn(sc->arg, it);
+	free(it->name);
+	free(it->scope);
+	free(it->raw);
+}
+
+/* A listing that keeps nothing: the caller keeps what it needs of each
+ * item, and claims it later by id (the name is "<id>.json"). */
+static int
+fs_scan(struct spool *s, const char *agent,
+    void (*fn)(void *, const struct spool_item *), void *arg, struct err *e)
+{
+	struct scan sc = { fn, arg };
+
+	return walk(s, agent, 0, scan_one, &sc, e);
 }
 
 static int
@@ -1232,7 +1288,7 @@ fs_close(struct spool *s)
 
 static const struct spool_ops fs_ops = {
 	fs_reg, fs_agents, fs_subscribe, fs_send, fs_sync, fs_list, fs_peek,
-	fs_take, fs_ack, fs_release, fs_wait, fs_await, fs_close,
+	fs_take, fs_ack, fs_release, fs_wait, fs_await, fs_close, fs_scan,
 };
 
 struct spool *

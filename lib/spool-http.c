@@ -864,7 +864,7 @@ http_close(struct spool *s)
 static const struct spool_ops http_ops = {
 	http_reg, http_agents, http_subscribe, http_send, http_sync, http_list,
 	http_peek, http_take, http_ack, http_release, http_wait, http_await,
-	http_close,
+	http_close, NULL, /* scan: spool_scan() lists */
 };
 
 struct spool *

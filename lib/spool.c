@@ -21,6 +21,8 @@ spool_close(struct spool *s)
 		return;
 	spool_set_rcpt(s, NULL, 0);
 	free(s->rcpt);
+	spool_items_free(s->scanned, s->nscanned);
+	free(s->scanned_for);
 	s->ops->close(s);
 }
 
@@ -165,18 +167,66 @@ spool_items_free(struct spool_item *items, size_t n)
 	free(items);
 }
 
+static int
+cmp_id(const void *pa, const void *pb)
+{
+	const struct spool_item *a = pa, *b = pb;
+
+	return strcmp(a->id, b->id);
+}
+
+int
+spool_scan(struct spool *s, const char *agent,
+    void (*fn)(void *, const struct spool_item *), void *arg, struct err *e)
+{
+	size_t i;
+
+	if (s->ops->scan)
+		return s->ops->scan(s, agent, fn, arg, e);
+	/* A relay's answer is in memory whole anyway; keeping the items
+	 * lets a peek of one named by id alone find the bytes it needs. */
+	spool_items_free(s->scanned, s->nscanned);
+	free(s->scanned_for);
+	s->scanned = NULL;
+	s->nscanned = 0;
+	s->scanned_for = NULL;
+	if (s->ops->list(s, agent, &s->scanned, &s->nscanned, e) < 0) {
+		s->scanned = NULL;
+		s->nscanned = 0;
+		return -1;
+	}
+	s->scanned_for = xstrdup(agent);
+	if (s->nscanned > 1)
+		qsort(s->scanned, s->nscanned, sizeof *s->scanned, cmp_id);
+	for (i = 0; i < s->nscanned; i++)
+		fn(arg, &s->scanned[i]);
+	return 0;
+}
+
+/* The item the last scan listed for one named by id alone, if any. */
+static const struct spool_item *
+scanned(const struct spool *s, const char *agent, const struct spool_item *it)
+{
+	const struct spool_item *hit;
+
+	if (!s->nscanned || it->raw || strcmp(agent, s->scanned_for) != 0)
+		return it;
+	hit = bsearch(it, s->scanned, s->nscanned, sizeof *hit, cmp_id);
+	return hit ? hit : it;
+}
+
 int
 spool_peek(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct err *e)
 {
-	return s->ops->peek(s, agent, it, m, e);
+	return s->ops->peek(s, agent, scanned(s, agent, it), m, e);
 }
 
 int
 spool_take(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct spool_claim *c, struct err *e)
 {
-	return s->ops->take(s, agent, it, m, c, e);
+	return s->ops->take(s, agent, scanned(s, agent, it), m, c, e);
 }
 
 int

@@ -59,6 +59,9 @@ struct spool_ops {
 	int (*await)(struct spool *, const char *, char **, size_t, int, int *,
 	    struct err *);
 	void (*close)(struct spool *);
+	/* NULL for a spool that can only list: spool_scan() lists then. */
+	int (*scan)(struct spool *, const char *,
+	    void (*)(void *, const struct spool_item *), void *, struct err *);
 };
 
 /* What a spool shared by several relays keeps for them (spool-redis.c),
@@ -113,6 +116,11 @@ struct spool {
 	size_t keep_raw;  /* bytes of listed messages to keep in memory */
 	char **rcpt;      /* who the last spool_send delivered to */
 	size_t nrcpt;
+	/* The last spool_scan()'s listing, sorted by id, on a spool without
+	 * ops->scan, for the peeks and takes that name its items by id. */
+	struct spool_item *scanned;
+	size_t nscanned;
+	char *scanned_for; /* the agent it lists */
 	void *impl;
 };
 
@@ -154,6 +162,16 @@ int spool_sync(struct spool *s, struct err *e);
 int spool_list(struct spool *s, const char *agent, struct spool_item **items,
     size_t *n, struct err *e);
 void spool_items_free(struct spool_item *items, size_t n);
+
+/* The messages spool_list() would list, handed to fn(arg, it) one at a
+ * time, in no particular order, it valid only during the call: the
+ * caller keeps what it needs of each, and the local spool keeps nothing.
+ * A later spool_peek() or spool_take() may name a message of the scan by
+ * an item holding only its id, name "<id>.json" and ts (raw NULL).
+ * 0, or -1 with e filled. */
+int spool_scan(struct spool *s, const char *agent,
+    void (*fn)(void *arg, const struct spool_item *it), void *arg,
+    struct err *e);
 
 /* Read one listed message without claiming it. 1 read, 0 gone, -1 error. */
 int spool_peek(struct spool *s, const char *agent, const struct spool_item *it,

@@ -169,6 +169,94 @@ newline' >/dev/null
 	assert_output "$want"
 }
 
+@test "ts and ids of any form are ordered as strings: byte by byte, ts first" {
+	# Most keep their usual forms; the rest (a ts without milliseconds or
+	# with fewer digits, one past the year 7205, ids that are not
+	# lowercase UUIDs) must fall in between exactly as strcmp puts them.
+	local T=2026-06-12T12:00:01
+	put bob 0first "$T.000Z" a-odd-id-first
+	put bob "$I2" "$T.000Z" c-uuid-larger
+	put bob m-1 "$T.000Z" e-odd-id-lowercase
+	put bob "$I1" "$T.000Z" b-uuid-smaller
+	put bob A1111111-aaaa-4aaa-8aaa-111111111111 "$T.000Z" d-odd-id-uppercase
+	put bob "$I3" "${T}Z" i-odd-ts-no-ms
+	put bob "$I4" "$T.5Z" g-odd-ts-short-ms
+	put bob 55555555-eeee-4eee-8eee-555555555555 "$T.500Z" f-500
+	put bob 66666666-ffff-4fff-8fff-666666666666 "$T.600Z" h-600
+	put bob 77777777-aaaa-4aaa-8aaa-777777777777 7205-12-31T23:59:59.999Z j-7205
+	put bob 88888888-bbbb-4bbb-8bbb-888888888888 7206-01-01T00:00:00.000Z k-7206
+	put bob 99999999-cccc-4ccc-8ccc-999999999999 8000-01-01T00:00:00.000Z l-8000
+	put bob 00000000-0000-4000-8000-000000000000 0000-00-00T00:00:00.000Z 0-zero
+	run as bob bch inbox --brief
+	assert_success
+	inbox=$output
+	# the bodies in the order of their letters
+	assert_equal "$(sed 's/.*: //' <<<"$output" | tr '\n' ' ')" \
+		"0-zero a-odd-id-first b-uuid-smaller c-uuid-larger d-odd-id-uppercase e-odd-id-lowercase f-500 g-odd-ts-short-ms h-600 i-odd-ts-no-ms j-7205 k-7206 l-8000 "
+	assert_line --index 3 "alice -> @bob ($T.000Z, id 22222222): c-uuid-larger"
+	assert_line --index 7 "alice -> @bob ($T.5Z, id 44444444): g-odd-ts-short-ms"
+	run as bob bch drain --brief
+	assert_success
+	assert_equal "$output" "$inbox"
+	[ "$(count_new bob)" -eq 0 ]
+}
+
+# many_json FIRST LAST TO: send requests, one a line, bodies m<N>.
+many_json() {
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		printf '{"to":"%s","body":"m%d"}\n' "$3" "$i"
+	done
+}
+
+# ts_id: "ts id" of each --jsonl line on stdin.
+ts_id() {
+	jq -r '"\(.ts) \(.id)"'
+}
+
+@test "a drain of thousands comes out complete, once each, in (ts, id) order" {
+	many_json 1 2500 @bob | bch-send >/dev/null
+	# and a few whose ts or id has another form, among them
+	put bob 0odd-first 2000-01-01T00:00:00.000Z odd-first
+	put bob m-late 2999-01-01T00:00:00Z odd-late
+	put bob UPPER-CASE "$(date -u +%Y-%m-%dT%H:%M)Z" odd-now
+	[ "$(count_new bob)" -eq 2503 ]
+	as bob bch inbox --jsonl | ts_id > listed
+	as bob bch drain --jsonl > drained
+	ts_id < drained > got
+	cmp listed got
+	[ "$(wc -l < got)" -eq 2503 ]
+	[ "$(cut -d' ' -f2 got | sort -u | wc -l)" -eq 2503 ]
+	LC_ALL=C sort -c -t ' ' -k1,1 -k2,2 got
+	head -n 1 got | grep -q ' 0odd-first$'
+	tail -n 1 got | grep -q ' m-late$'
+	for i in 1 1250 2500; do grep -q "\"body\":\"m$i\"" drained; done
+	[ "$(count_new bob)" -eq 0 ]
+	run as bob bch drain
+	assert_output 'inbox empty'
+}
+
+@test "--here over a long inbox claims its scope's messages and the unscoped, in order, and leaves the rest" {
+	repo api
+	{
+		many_json 1 300 @bob | sed 's/}$/,"scope":"github.com\/acme\/api"}/'
+		many_json 301 600 @bob | sed 's/}$/,"scope":"github.com\/acme\/web"}/'
+		many_json 601 900 @bob
+	} | shuf --random-source=<(yes) | bch-send >/dev/null
+	cd api
+	as bob bch drain --jsonl --here > ../drained
+	cd ..
+	[ "$(wc -l < drained)" -eq 600 ]
+	[ "$(grep -c 'acme/web' drained)" -eq 0 ]
+	[ "$(grep -c '"scope":"github.com/acme/api"' drained)" -eq 300 ]
+	ts_id < drained > got
+	LC_ALL=C sort -c -t ' ' -k1,1 -k2,2 got
+	[ "$(count_new bob)" -eq 300 ]
+	run as bob bch inbox --jsonl
+	[ "${#lines[@]}" -eq 300 ]
+	[ "$(grep -c '"scope":"github.com/acme/web"' <<<"$output")" -eq 300 ]
+}
+
 @test "drain claims: a second drain finds the inbox empty" {
 	bch send @bob one >/dev/null
 	bch send @bob two >/dev/null
