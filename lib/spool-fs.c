@@ -28,6 +28,7 @@
 #include "spool.h"
 
 #define P 4200 /* room for home (PATH_MAX) plus our own components */
+#define BOX_RECHECK 10 /* seconds a long-lived sender trusts box_ok() */
 
 /* What this process knows of one inbox. A long-lived sender (the relay)
  * trusts it for a while instead of asking the file system on every
@@ -427,14 +428,14 @@ box_of(struct spool *s, const char *name)
 	return b;
 }
 
-/* box_ok(), at most once a second per inbox. */
+/* box_ok(), at most once in BOX_RECHECK seconds per inbox. */
 static int
 box_checked(struct spool *s, const char *name, struct err *e)
 {
 	struct box *b = box_of(s, name);
 	time_t now = time(NULL);
 
-	if (b->ok_at == now)
+	if (b->ok_at && now - b->ok_at < BOX_RECHECK)
 		return 0;
 	if (box_ok(s, name, e) < 0)
 		return -1;
@@ -940,12 +941,15 @@ walk(struct spool *s, const char *agent, size_t keep,
 {
 	char path[P];
 	struct spool_item it;
-	size_t kept = 0;
+	size_t kept = 0, seen = 0;
+	struct box *b;
 	struct dirent *d;
 	DIR *dir;
 
 	if (box_ok(s, agent, e) < 0)
 		return -1;
+	b = box_of(s, agent);
+	b->ok_at = time(NULL);
 	recover_claims(s, agent);
 	touch_seen(s, agent);
 	box_path(s, path, agent, "new", NULL);
@@ -961,10 +965,16 @@ walk(struct spool *s, const char *agent, size_t keep,
 	while ((d = readdir(dir))) {
 		if (d->d_name[0] == '.')
 			continue;
-		if (list_one(s, agent, d->d_name, &it, &kept, keep))
+		if (list_one(s, agent, d->d_name, &it, &kept, keep)) {
 			fn(arg, &it);
+			seen++;
+		}
 	}
 	closedir(dir);
+	/* A sender in this process (the relay, on an SSE client's first
+	 * listing) need not count this inbox again for a while. */
+	b->n = seen;
+	b->at = time(NULL);
 	return 0;
 }
 
