@@ -652,6 +652,14 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 				return -1;
 			}
 			rc = move_noreplace(tmp2, dst);
+			if (rc == 1) { /* delivered already, as above */
+				unlink(tmp2);
+				if (same_sender(s, dst, from, e) < 0) {
+					unlink(tmp);
+					return -1;
+				}
+				rc = 0;
+			}
 		}
 		if (rc < 0) {
 			err_sys(e, "cannot deliver to %s", r[i]);
