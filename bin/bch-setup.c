@@ -12,7 +12,9 @@
  * setup writes:
  *   Claude Code  ~/.claude/settings.json  hooks.UserPromptSubmit and
  *                hooks.SessionStart: {"hooks": [{"type": "command",
- *                "command": "/abs/bch drain --hook --here"}]}
+ *                "command": "/abs/bch-drain --hook --here"}]}, bch-drain
+ *                itself, not through the sh dispatcher: one process
+ *                start a prompt instead of two
  *                ~/.claude/skills/backchannel/SKILL.md
  *                ~/.claude.json  mcpServers.backchannel: {"type": "stdio",
  *                "command": "/abs/bch", "args": ["mcp"]}
@@ -46,18 +48,19 @@ static const char usage[] =
 
 #define BEGIN "<!-- backchannel:begin -->"
 #define END "<!-- backchannel:end -->"
-#define HOOK_TAIL " drain --hook --here"
+#define HOOK_TAIL " --hook --here"
 
 struct setup {
 	int dry, remove;
 	char home[PATH_MAX];
 	char bindir[PATH_MAX];
-	char bch[PATH_MAX];  /* absolute path of the bch dispatcher */
-	struct buf hook;     /* the hook command, quoted for sh */
-	struct buf skill;    /* SKILL.md */
-	struct buf section;  /* the marked section for AGENTS.md, GEMINI.md */
+	char bch[PATH_MAX];   /* absolute path of the bch dispatcher */
+	char drain[PATH_MAX]; /* bch-drain, where the dispatcher finds it */
+	struct buf hook;      /* the hook command, quoted for sh */
+	struct buf skill;     /* SKILL.md */
+	struct buf section;   /* the marked section for AGENTS.md, GEMINI.md */
 	const char *skillfile;
-	int status;          /* worst exit status so far */
+	int status;           /* worst exit status so far */
 	struct err e;
 };
 
@@ -150,19 +153,34 @@ edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
 	edit_close(&f);
 }
 
-/* Claude Code hooks: is this matcher group ours? */
+/* Does cmd[0..n) end with the program name prog, as a path, bare or in
+ * sh quotes? */
+static int
+ends_prog(const char *cmd, size_t n, const char *prog)
+{
+	size_t p = strlen(prog);
+
+	if (n > 0 && cmd[n - 1] == '\'')
+		n--;
+	return n >= p && memcmp(cmd + n - p, prog, p) == 0 &&
+	    (n == p || cmd[n - p - 1] == '/' || cmd[n - p - 1] == '\'');
+}
+
+/* Claude Code hooks: is this command one setup writes, in this form
+ * (".../bch-drain --hook --here") or an older one (".../bch drain
+ * --hook --here")? */
 static int
 drain_hook(const char *cmd)
 {
 	size_t n = strlen(cmd), t = strlen(HOOK_TAIL);
 
-	if (n < t + 3 || strcmp(cmd + n - t, HOOK_TAIL) != 0)
+	if (n < t || strcmp(cmd + n - t, HOOK_TAIL) != 0)
 		return 0;
 	n -= t;
-	if (cmd[n - 1] == '\'')
-		n--;
-	return n >= 3 && memcmp(cmd + n - 3, "bch", 3) == 0 &&
-	    (n == 3 || cmd[n - 4] == '/' || cmd[n - 4] == '\'');
+	if (ends_prog(cmd, n, "bch-drain"))
+		return 1;
+	return n >= 6 && memcmp(cmd + n - 6, " drain", 6) == 0 &&
+	    ends_prog(cmd, n - 6, "bch");
 }
 
 static int
@@ -471,6 +489,24 @@ wake(struct setup *s, const char *kind, const char *svdir)
 	}
 }
 
+/* The hook runs bch-drain itself, found as the dispatcher finds it:
+ * beside bch, else on PATH. Not found, s->drain is where it would be
+ * beside bch (enough for --remove, which takes out every form). */
+static int
+find_drain(struct setup *s)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof dir, "%s", s->bch);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = 0;
+	if (install_prog(dir, "bch-drain", s->drain, sizeof s->drain))
+		return 1;
+	snprintf(s->drain, sizeof s->drain, "%s/bch-drain", dir);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -527,7 +563,12 @@ main(int argc, char **argv)
 		    "bch-setup or on PATH — run make install\n");
 		return BCH_PERM;
 	}
-	sh_quote(&s.hook, s.bch);
+	if (!nohooks && !find_drain(&s) && !s.remove) {
+		fprintf(stderr, "bch-setup: cannot find the bch-drain program "
+		    "beside %s or on PATH — run make install\n", s.bch);
+		return BCH_PERM;
+	}
+	sh_quote(&s.hook, s.drain);
 	buf_adds(&s.hook, HOOK_TAIL);
 	if (!nohooks) {
 		if (!s.remove && load_skill(&s, &s.e) < 0)

@@ -115,7 +115,7 @@ subscribed carol to #ops"
 	assert_output --partial "claude: $HOME/.claude/settings.json: added the UserPromptSubmit and SessionStart hooks"
 	assert_output --partial "gemini: $HOME/.gemini/settings.json: added the MCP server"
 	[ "$(jq -r '.hooks.UserPromptSubmit[0].hooks[0].command' "$HOME/.claude/settings.json")" = \
-		"$T_ROOT/bin/bch drain --hook --here" ]
+		"$T_ROOT/bin/bch-drain --hook --here" ]
 	[ -f "$HOME/.claude/skills/backchannel/SKILL.md" ]
 }
 

@@ -17,7 +17,7 @@ local_setup() {
 	export PATH="$FAKE:$PATH"
 	export BCH_S6_SCANDIR="$BATS_TEST_TMPDIR/scan"
 	BCH="$T_ROOT/bin/bch"
-	HOOK="$BCH drain --hook --here"
+	HOOK="$T_ROOT/bin/bch-drain --hook --here"
 	ORIG="$BATS_TEST_TMPDIR/orig"
 }
 
@@ -298,14 +298,14 @@ args = [\"mcp\"]"
 	assert_output --regexp '--- end message [0-9a-f]{8} \[[^]]+\] ---'
 }
 
-@test "a bch path with a space is quoted for the shell in the hook" {
+@test "a bch-drain path with a space is quoted for the shell in the hook" {
 	mkdir -p "$HOME/.claude" "odd dir"
 	cp "$T_ROOT"/bin/bch "$T_ROOT"/bin/bch-setup "$T_ROOT"/bin/bch-drain "odd dir/"
 	cp "$T_ROOT/SKILL.md" .
 	run "$PWD/odd dir/bch-setup" --skill SKILL.md
 	assert_success
 	cmd=$(jq -r '.hooks.UserPromptSubmit[0].hooks[0].command' "$HOME/.claude/settings.json")
-	assert_equal "$cmd" "'$PWD/odd dir/bch' drain --hook --here"
+	assert_equal "$cmd" "'$PWD/odd dir/bch-drain' --hook --here"
 	agents bob
 	run sh -c "$cmd" </dev/null
 	assert_success
@@ -318,11 +318,59 @@ args = [\"mcp\"]"
 		>"$HOME/.claude/settings.json"
 	run bch setup
 	assert_success
+	assert_line "claude: $HOME/.claude/settings.json: added the UserPromptSubmit and SessionStart hooks (the file as it was is kept in $HOME/.claude/settings.json.bak-backchannel)"
 	assert_equal "$(jq -c '.hooks.SessionStart' "$HOME/.claude/settings.json")" \
 		"[{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}]"
+	run bch setup
+	assert_line "claude: $HOME/.claude/settings.json: the UserPromptSubmit and SessionStart hooks already there"
 	# It was setup's own: remove takes it out too (the backup has it).
 	bch setup --remove >/dev/null
 	[ "$(cat "$HOME/.claude/settings.json")" = '{"hooks":{"SessionStart":[]}}' ]
+}
+
+@test "old and new hook forms elsewhere, quoted or not, are setup's: replaced, then removed" {
+	mkdir -p "$HOME/.claude"
+	printf '%s\n' '{"hooks":{' \
+		'"UserPromptSubmit":[{"hooks":[{"type":"command","command":"'"'/old dir/bch-drain'"' --hook --here"}]}],' \
+		'"SessionStart":[{"hooks":[{"type":"command","command":"date"}]},{"hooks":[{"type":"command","command":"'"'/old dir/bch'"' drain --hook --here"}]}]}}' \
+		>"$HOME/.claude/settings.json"
+	bch setup >/dev/null
+	assert_equal "$(jq -c '.hooks' "$HOME/.claude/settings.json")" \
+		"{\"UserPromptSubmit\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}],\"SessionStart\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"date\"}]},{\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\"}]}]}"
+	# The old forms, put back by hand: --remove takes them out as well.
+	printf '%s\n' '{"hooks":{' \
+		'"UserPromptSubmit":[{"hooks":[{"type":"command","command":"/old/bin/bch-drain --hook --here"}]}],' \
+		'"SessionStart":[{"hooks":[{"type":"command","command":"date"}]},{"hooks":[{"type":"command","command":"/old/bin/bch drain --hook --here"}]}]}}' \
+		>"$HOME/.claude/settings.json"
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -c '.hooks' "$HOME/.claude/settings.json")" \
+		'{"UserPromptSubmit":[],"SessionStart":[{"hooks":[{"type":"command","command":"date"}]}]}'
+}
+
+@test "a hook that only looks like ours is the user's: kept, ours added beside it" {
+	mkdir -p "$HOME/.claude"
+	printf '{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"/x/notbch drain --hook --here"}]},{"hooks":[{"type":"command","command":"/x/bch-drainer --hook --here"}]}]}}\n' \
+		>"$HOME/.claude/settings.json"
+	bch setup >/dev/null
+	assert_equal "$(jq -r '.hooks.SessionStart[].hooks[0].command' "$HOME/.claude/settings.json")" \
+		"/x/notbch drain --hook --here
+/x/bch-drainer --hook --here
+$HOOK"
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -r '.hooks.SessionStart[].hooks[0].command' "$HOME/.claude/settings.json")" \
+		"/x/notbch drain --hook --here
+/x/bch-drainer --hook --here"
+}
+
+@test "without bch-drain beside bch or on PATH: one line says so, nothing is written" {
+	mkdir -p "$HOME/.claude" lone
+	cp "$T_ROOT"/bin/bch "$T_ROOT"/bin/bch-setup lone/
+	cp "$T_ROOT/SKILL.md" .
+	run --separate-stderr env PATH=/usr/bin:/bin "$PWD/lone/bch-setup" --skill SKILL.md
+	assert_failure 100
+	assert_equal "$stderr" "bch-setup: cannot find the bch-drain program beside $PWD/lone/bch or on PATH — run make install"
+	[ -z "$output" ]
+	[ -z "$(ls -A "$HOME/.claude")" ] && [ ! -e "$HOME/.claude.json" ]
 }
 
 @test "an existing [mcp_servers.backchannel] table is replaced in place" {
