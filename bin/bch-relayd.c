@@ -521,6 +521,8 @@ on_tls(struct relayd *d, struct conn *k)
 		k->want_out = want;
 		ep_set(d, k, EPOLL_CTL_MOD);
 	}
+	if (k->sse && !want)
+		tls_conn_rest(k->tls); /* a stream waits long between events */
 }
 
 /* Write what k is owed; close it when it is done or gone. */
@@ -718,6 +720,8 @@ tick(struct relayd *d)
 		if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
 		    (!k->in.len && !k->out.len && now - k->since > IDLE_TIMEOUT))
 			conn_close(d, k);
+		else if (k->tls && !k->in.len && !k->out.len)
+			tls_conn_rest(k->tls); /* a keep-alive between requests */
 	}
 	relay_expire(&d->r, 0);
 	if (d->c.sp->shared)

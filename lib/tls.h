@@ -23,6 +23,11 @@ void tls_server_free(struct tls_server *s);
 struct tls_conn *tls_conn_new(struct tls_server *s);
 void tls_conn_free(struct tls_conn *t);
 
+/* Hand the pages of t's record buffers back to the system while t is
+ * idle (past the handshake, nothing in flight either way); the next
+ * record brings them back. 1 resting, 0 busy. */
+int tls_conn_rest(struct tls_conn *t);
+
 /* Move bytes between socket fd and the engine: records are read from fd
  * and decrypted into in; plain out[*off..] is encrypted and written to
  * fd as far as the socket takes it. *want_write tells whether records

@@ -1097,8 +1097,42 @@ tls_round() {
 	curl -sN --cacert "$CERT" -H "Authorization: Bearer $tok_bob" "$U/v1/events/bob" >sse.out 2>/dev/null &
 	bg_pid $!
 	wait_for 5 grep -q '"body":"waiting"' sse.out
-	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"live tls"}' "$U/v1/send" >/dev/null
-	wait_for 5 grep -q '"body":"live tls"' sse.out
+	# Between events an idle stream hands its record buffers back
+	# (tls_conn_rest); each event must still come through whole.
+	for i in 1 2 3; do
+		curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" \
+			-d "{\"to\":\"@bob\",\"body\":\"live tls $i\"}" "$U/v1/send" >/dev/null
+		wait_for 5 grep -q "\"body\":\"live tls $i\"" sse.out
+	done
+	[ "$(grep -c '^data: ' sse.out)" -eq 4 ]
+}
+
+@test "TLS: a keep-alive connection idle for seconds is served again" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	# One TLS connection, two requests 2.5 s apart: the relay's
+	# once-a-second tick rests the connection between them.
+	run timeout 20 python3 -c '
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))),
+                    server_hostname="localhost")
+def health():
+    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    got = b""
+    while not got.endswith(b"}\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("connection closed after " + repr(got))
+        got += chunk
+    print(got.decode().split("\r\n")[0], got.decode().split("\r\n\r\n")[1].strip())
+health()
+time.sleep(2.5)
+health()
+' "$CERT" "$PORT"
+	assert_success
+	assert_line --index 0 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
+	assert_line --index 1 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
 }
 
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
