@@ -60,6 +60,7 @@ struct conn {
 	int sse;
 	int closing; /* close once out is flushed */
 	int want_out;
+	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
@@ -365,6 +366,7 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 			watch_agent(d, a.agent);
 		relay_sse_backlog(&d->r, a.agent, &out);
 		k->sse = 1;
+		k->rest_now = 1;
 		k->same = *bucket(d, k->agent);
 		*bucket(d, k->agent) = k;
 		k->last_tx = time(NULL);
@@ -521,8 +523,13 @@ on_tls(struct relayd *d, struct conn *k)
 		k->want_out = want;
 		ep_set(d, k, EPOLL_CTL_MOD);
 	}
-	if (k->sse && !want)
-		tls_conn_rest(k->tls); /* a stream waits long between events */
+	/* A new stream rests as soon as its backlog is out, so that a
+	 * burst of connections does not hold 33 KiB each; later, one in a
+	 * burst of events keeps its buffers until tick() finds it quiet. */
+	if (k->rest_now && !want) {
+		k->rest_now = 0;
+		tls_conn_rest(k->tls);
+	}
 }
 
 /* Write what k is owed; close it when it is done or gone. */
@@ -715,6 +722,8 @@ tick(struct relayd *d)
 		if (k->sse) {
 			if (now - k->last_tx >= KEEPALIVE_EVERY)
 				conn_send(d, k, ": keepalive\n\n", 13);
+			else if (k->tls && !k->out.len && now - k->last_tx >= 1)
+				tls_conn_rest(k->tls); /* quiet for a second */
 			continue;
 		}
 		if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||

@@ -1097,9 +1097,11 @@ tls_round() {
 	curl -sN --cacert "$CERT" -H "Authorization: Bearer $tok_bob" "$U/v1/events/bob" >sse.out 2>/dev/null &
 	bg_pid $!
 	wait_for 5 grep -q '"body":"waiting"' sse.out
-	# Between events an idle stream hands its record buffers back
+	# A new stream hands its record buffers back once its backlog is
+	# out, and a stream quiet for a second does at the relay's tick
 	# (tls_conn_rest); each event must still come through whole.
 	for i in 1 2 3; do
+		[ "$i" -lt 3 ] || sleep 2.2 # quiet long enough for a tick to rest it
 		curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" \
 			-d "{\"to\":\"@bob\",\"body\":\"live tls $i\"}" "$U/v1/send" >/dev/null
 		wait_for 5 grep -q "\"body\":\"live tls $i\"" sse.out

@@ -84,10 +84,16 @@ bench_init() {
 		"$bench_tmp" "$bench_fs" "$bench_dev"
 }
 
-# bench_cc NAME: compile t/bench/NAME.c to $bench_tmp/NAME.
+# bench_cc NAME: compile t/bench/NAME.c to $bench_tmp/NAME. A helper
+# that includes <bearssl.h> (sse-load.c, for its TLS mode) is linked with
+# the static BearSSL the programs link, whichever script compiles it.
 bench_cc() {
+	bench_libs=
+	if grep -q '^#include <bearssl.h>' "$bench_dir/$1.c"; then
+		bench_libs=-l:libbearssl.a
+	fi
 	${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -o "$bench_tmp/$1" \
-		"$bench_dir/$1.c" || bench_die "cannot compile $1.c"
+		"$bench_dir/$1.c" $bench_libs || bench_die "cannot compile $1.c"
 }
 
 # bench_home: a fresh BACKCHANNEL_HOME (exported) with agents alice (the

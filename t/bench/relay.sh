@@ -2,14 +2,16 @@
 # relay.sh: bch-relayd under load, all on 127.0.0.1. Sends per second
 # over keep-alive with 2 and with 10,000 registered agents, and with TLS
 # on; send-to-SSE latency with 1,000 subscribers of a channel (and, for
-# comparison, 1,000 streams of one inbox); resident memory with 10,000
-# idle SSE connections. fsync off (BACKCHANNEL_FSYNC=0). See README.
+# comparison, 1,000 streams of one inbox), and the same with TLS on;
+# resident memory with 10,000 idle SSE connections, plain and with TLS.
+# fsync off (BACKCHANNEL_FSYNC=0). See README.
 #
 # Load comes from wrk (Debian package wrk) with a small Lua script for
 # POST /v1/send, else from relay-load.c (beside this file), N keep-alive
 # connections with one request in flight each, as wrk does. SSE clients
 # come from sse-load.c: it opens the streams non-blocking, then times
-# each send from its write until every stream has the event. Rooms are
+# each send from its write until every stream has the event; with -t it
+# speaks TLS (BearSSL) on every connection. Rooms are
 # made as files: agent records with the sha256 (sha256sum) of tokens we
 # choose, so 10,000 agents cost no 10,000 registrations.
 . "$(dirname "$0")/lib.sh"
@@ -31,7 +33,7 @@ if command -v wrk >/dev/null 2>&1; then
 else
 	load=relay-load
 	bench_cc relay-load
-	echo "(wrk is not installed — apt install wrk — so relay-load.c makes the load, and the TLS figure is skipped)"
+	echo "(wrk is not installed — apt install wrk — so relay-load.c makes the load, and the TLS send rate is skipped)"
 fi
 
 relay_pid=
@@ -200,11 +202,26 @@ empty_inbox() {
 small=$bench_tmp/room2.$bench_id
 big=$bench_tmp/room$many.$bench_id
 chan=$bench_tmp/roomchan.$bench_id
+chantls=$bench_tmp/roomchantls.$bench_id
 t0=$(date +%s)
 make_room "$small" 2
 make_room "$big" "$many"
 make_room "$chan" $((subs + 2)) '#bench'
-echo "rooms made as files: 2, $many and $((subs + 2)) agents in $(($(date +%s) - t0)) s"
+# The channel latency with TLS gets a room of its own: a stream first
+# replays its agent's unread messages, and the plain run leaves its sends
+# unread in every subscriber's inbox.
+have_tls=
+if command -v openssl >/dev/null 2>&1; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$bench_tmp/key.pem" -out "$bench_tmp/cert.pem" -days 2 \
+		-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
+		>/dev/null 2>&1 || bench_die "openssl could not make a certificate"
+	make_room "$chantls" $((subs + 2)) '#bench'
+	have_tls=1
+	echo "rooms made as files: 2, $many, $((subs + 2)) and $((subs + 2)) (for TLS) agents in $(($(date +%s) - t0)) s"
+else
+	echo "rooms made as files: 2, $many and $((subs + 2)) agents in $(($(date +%s) - t0)) s (openssl is missing: no figure with TLS)"
+fi
 
 # --- sends per second over keep-alive, 2 and 10,000 agents -----------------
 : >"$bench_tmp/rate.small"
@@ -212,10 +229,23 @@ echo "rooms made as files: 2, $many and $((subs + 2)) agents in $(($(date +%s) -
 : >"$bench_tmp/errors.small"
 : >"$bench_tmp/errors.big"
 r=0
+: >"$bench_tmp/rate.tls"
+: >"$bench_tmp/errors.tls"
+# With TLS (wrk and openssl at hand), a third run each round, in turn with
+# the plain ones, so that both figures see the machine alike.
+tls_run=
+[ "$load" = wrk ] && [ -n "$have_tls" ] && tls_run=tls
 while [ "$r" -lt "$rounds" ]; do
 	r=$((r + 1))
-	if [ $((r % 2)) -eq 1 ]; then order="small big"; else order="big small"; fi
+	if [ $((r % 2)) -eq 1 ]; then order="small big $tls_run"; else order="$tls_run big small"; fi
 	for which in $order; do
+		if [ "$which" = tls ]; then
+			relay_start "$small" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+			send_run "$small" https tls
+			relay_stop
+			empty_inbox "$small"
+			continue
+		fi
 		eval "dir=\$$which"
 		relay_start "$dir"
 		send_run "$dir" http "$which"
@@ -235,20 +265,10 @@ target_ge "sends/s with $many agents / with 2: ${ratio}x (>= 0.9x, not falling)"
 echo "sends/s with $many agents / with 2: ${ratio}x [target not falling (>= 0.9x, our reading): $bench_v]"
 
 # --- the same with TLS on ----------------------------------------------------
-if [ "$load" = wrk ] && command -v openssl >/dev/null 2>&1; then
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$bench_tmp/key.pem" -out "$bench_tmp/cert.pem" -days 2 \
-		-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
-		>/dev/null 2>&1 || bench_die "openssl could not make a certificate"
-	: >"$bench_tmp/rate.tls"
-	: >"$bench_tmp/errors.tls"
-	relay_start "$small" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
-	send_run "$small" https tls
-	relay_stop
-	empty_inbox "$small"
+if [ -n "$tls_run" ]; then
 	rate_tls=$(median "$bench_tmp/rate.tls")
 	target_ge "sends/s with TLS, 2 agents: $(bench_div "$rate_tls" 1 0) (>= 20000)" "$rate_tls" 20000
-	echo "sends/s over keep-alive with TLS (EC P-256), 2 agents, fsync off (wrk, $conns connections, $dur s): $(bench_div "$rate_tls" 1 0)/s, $(bench_div "$rate_tls" "$rate2")x of plain$(errors tls) [target >= 20000/s: $bench_v]"
+	echo "sends/s over keep-alive with TLS (EC P-256), 2 agents, fsync off ($how): $(bench_div "$rate_tls" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.tls" | sed 's/ $//')$(errors tls)), $(bench_div "$rate_tls" "$rate2")x of plain [target >= 20000/s: $bench_v]"
 else
 	echo "sends/s with TLS: skipped (needs wrk and openssl)"
 fi
@@ -257,13 +277,14 @@ fi
 rm -rf "$small"
 
 # --- send-to-SSE latency, 1,000 subscribers ----------------------------------
-# latency LABEL TOKENS TARGET: $subs streams of the names in TOKENS, $sends
-# timed sends from alice to TARGET; prints the median and p99 of the time
-# until every stream had a send, and of the time each stream had it;
-# sets lat_p99 (the first) and each_p99.
+# latency LABEL ROOM TOKENS TARGET [-t]: $subs streams of the names in
+# TOKENS, $sends timed sends from alice of ROOM to TARGET (with -t, all
+# over TLS); prints the median and p99 of the time until every stream had
+# a send, and of the time each stream had it; sets lat_p99 (the first)
+# and each_p99.
 latency() {
-	"$bench_tmp/sse-load" lat 127.0.0.1 "$relay_port" "$2" "$subs" \
-		"$(token_of "$chan" alice)" "$3" "$sends" "$bench_tmp/each" >"$bench_tmp/lat" ||
+	"$bench_tmp/sse-load" ${5:+"$5"} lat 127.0.0.1 "$relay_port" "$3" "$subs" \
+		"$(token_of "$2" alice)" "$4" "$sends" "$bench_tmp/each" >"$bench_tmp/lat" ||
 		bench_die "sse-load failed"
 	[ "$(wc -l <"$bench_tmp/lat")" -eq "$sends" ] || bench_die "sse-load timed $(wc -l <"$bench_tmp/lat") sends of $sends"
 	set -- "$1" $(pcts "$bench_tmp/lat") $(pcts "$bench_tmp/each")
@@ -284,7 +305,7 @@ relay_start "$chan"
 grep -v '^alice \|^bob ' "$chan/tokens" >"$bench_tmp/subs.tokens"
 base=$(rss_kib "$relay_pid")
 latency "send-to-SSE latency, a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
-	"$bench_tmp/subs.tokens" '#bench'
+	"$chan" "$bench_tmp/subs.tokens" '#bench'
 bench_target "send-to-SSE p99, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
 lat_v=$bench_ok
 bench_target "send-to-SSE p99, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
@@ -294,37 +315,71 @@ relay_stop
 relay_start "$chan"
 grep '^bob ' "$chan/tokens" >"$bench_tmp/bob.tokens"
 latency "send-to-SSE latency, $subs streams of one inbox, a DM (no fan-out: the push path alone)" \
-	"$bench_tmp/bob.tokens" '@bob'
+	"$chan" "$bench_tmp/bob.tokens" '@bob'
 echo "$lat_line (for comparison, no target)"
 relay_stop
 rm -rf "$chan"
+# The same with TLS on: every stream and the sender, in a room of its own.
+if [ -n "$have_tls" ]; then
+	relay_start "$chantls" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+	grep -v '^alice \|^bob ' "$chantls/tokens" >"$bench_tmp/subs-tls.tokens"
+	latency "send-to-SSE latency with TLS (EC P-256), a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
+		"$chantls" "$bench_tmp/subs-tls.tokens" '#bench' -t
+	bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
+	lat_v=$bench_ok
+	bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
+	echo "$lat_line [target p99 < 10 ms: every stream $lat_v, each delivery $bench_ok]"
+	relay_stop
+	rm -rf "$chantls"
+else
+	echo "send-to-SSE latency with TLS: skipped (needs openssl)"
+fi
 
-# --- resident memory with 10,000 idle SSE connections -------------------------
-relay_start "$big"
+# --- resident memory with 10,000 idle SSE connections, plain and TLS ---------
+# idle_rss [-t]: $idle idle streams of the big room's agents (with -t,
+# over TLS) held open against the running relay; sets base (the relay's
+# RSS before), rss (with them), up (the streams that came up), fds and
+# per (bytes per stream).
+idle_rss() {
+	base=$(rss_kib "$relay_pid")
+	[ -p "$bench_tmp/hold" ] || mkfifo "$bench_tmp/hold" || bench_die "cannot make a fifo"
+	: >"$bench_tmp/idle.out"
+	"$bench_tmp/sse-load" ${1:+"$1"} idle 127.0.0.1 "$relay_port" "$bench_tmp/idle.tokens" "$idle" \
+		<"$bench_tmp/hold" >"$bench_tmp/idle.out" 2>&1 &
+	idle_pid=$!
+	exec 9>"$bench_tmp/hold"
+	t=0
+	until grep -q '^connected' "$bench_tmp/idle.out"; do
+		t=$((t + 1))
+		[ "$t" -lt 1200 ] && kill -0 "$idle_pid" 2>/dev/null ||
+			bench_die "sse-load idle failed: $(cat "$bench_tmp/idle.out")"
+		sleep 0.1
+	done
+	up=$(awk '/^connected/ { print $2 }' "$bench_tmp/idle.out")
+	rss=$(rss_kib "$relay_pid")
+	fds=$(ls "/proc/$relay_pid/fd" | wc -l)
+	exec 9>&-
+	wait "$idle_pid"
+	per=$(bench_div $(((rss - base) * 1024)) "$up" 0)
+}
+
 grep -v '^alice \|^bob ' "$big/tokens" >"$bench_tmp/idle.tokens"
-base=$(rss_kib "$relay_pid")
-mkfifo "$bench_tmp/hold" || bench_die "cannot make a fifo"
-"$bench_tmp/sse-load" idle 127.0.0.1 "$relay_port" "$bench_tmp/idle.tokens" "$idle" \
-	<"$bench_tmp/hold" >"$bench_tmp/idle.out" 2>&1 &
-idle_pid=$!
-exec 9>"$bench_tmp/hold"
-t=0
-until grep -q '^connected' "$bench_tmp/idle.out"; do
-	t=$((t + 1))
-	[ "$t" -lt 1200 ] && kill -0 "$idle_pid" 2>/dev/null ||
-		bench_die "sse-load idle failed: $(cat "$bench_tmp/idle.out")"
-	sleep 0.1
-done
-up=$(awk '/^connected/ { print $2 }' "$bench_tmp/idle.out")
-rss=$(rss_kib "$relay_pid")
-fds=$(ls "/proc/$relay_pid/fd" | wc -l)
-exec 9>&-
-wait "$idle_pid"
+relay_start "$big"
+idle_rss
 relay_stop
-rm -rf "$big"
-per=$(bench_div $(((rss - base) * 1024)) "$up" 0)
 bench_target "relay RSS with $up idle SSE connections: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
 echo "relay RSS with $up idle SSE connections ($many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
 [ "$up" -eq "$idle" ] || echo "(only $up of $idle streams came up)"
+if [ -n "$have_tls" ]; then
+	relay_start "$big" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+	idle_rss -t
+	relay_stop
+	bench_target "relay RSS with $up idle SSE connections with TLS: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
+	echo "relay RSS with $up idle SSE connections with TLS (EC P-256; $many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
+	[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams with TLS came up)"
+else
+	echo "relay RSS with idle SSE connections with TLS: skipped (needs openssl)"
+fi
+rm -rf "$big"
 
 bench_summary
