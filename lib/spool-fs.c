@@ -39,6 +39,7 @@ struct box {
 	time_t at;     /* when n was counted */
 	time_t ok_at;  /* when box_ok() last passed */
 	time_t rec_at; /* when the agent record was last seen there */
+	int spread;    /* 50..149: this inbox's share of a recheck period */
 	int dirty;     /* new/ has entries not yet synced */
 	struct box *next; /* hash chain */
 };
@@ -421,6 +422,7 @@ box_of(struct spool *s, const char *name)
 	}
 	b = xcalloc(1, sizeof *b);
 	snprintf(b->name, sizeof b->name, "%s", name);
+	b->spread = 50 + (int)(name_hash(name) % 100);
 	i = name_hash(name) & (fs->capboxes - 1);
 	b->next = fs->boxes[i];
 	fs->boxes[i] = b;
@@ -428,14 +430,23 @@ box_of(struct spool *s, const char *name)
 	return b;
 }
 
-/* box_ok(), at most once in BOX_RECHECK seconds per inbox. */
+/* A recheck period of secs, stretched or shrunk for b: the inboxes of
+ * a channel, all checked by its first send, come due at different
+ * sends after that instead of all at once in one send. */
+static time_t
+period(const struct box *b, time_t secs)
+{
+	return secs * b->spread / 100;
+}
+
+/* box_ok(), at most once in about BOX_RECHECK seconds per inbox. */
 static int
 box_checked(struct spool *s, const char *name, struct err *e)
 {
 	struct box *b = box_of(s, name);
 	time_t now = time(NULL);
 
-	if (b->ok_at && now - b->ok_at < BOX_RECHECK)
+	if (b->ok_at && now - b->ok_at < period(b, BOX_RECHECK))
 		return 0;
 	if (box_ok(s, name, e) < 0)
 		return -1;
@@ -466,8 +477,9 @@ has_record(struct spool *s, const char *name, struct err *e)
 
 /* The size of name's inbox. A batch trusts its own count; a long-lived
  * sender counts again, since readers take messages away and other
- * senders add: every second once the inbox is half full, else every
- * minute (so the quota may be passed by what others sent meanwhile). */
+ * senders add: every second once the inbox is half full, else about
+ * every minute (period(); so the quota may be passed by what others
+ * sent meanwhile). */
 static struct box *
 count_of(struct spool *s, const char *name, int fresh)
 {
@@ -478,7 +490,7 @@ count_of(struct spool *s, const char *name, int fresh)
 	DIR *dir;
 
 	if (b->at && !fresh && (s->batch ||
-	    now - b->at < (b->n >= s->cfg->max_inbox / 2 ? 1 : 60)))
+	    now - b->at < (b->n >= s->cfg->max_inbox / 2 ? 1 : period(b, 60))))
 		return b;
 	b->n = 0;
 	b->at = now;

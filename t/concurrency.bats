@@ -41,10 +41,20 @@ empty_box() {
 	jobs_json bob 1 2000 m | bch-send > sent.txt
 	[ "$(wc -l < sent.txt)" -eq 2000 ] && [ "$(count_new bob)" -eq 2000 ]
 	pids=()
+	# All eight start together once go exists, so that a slow start (a
+	# sanitizer build, a busy machine) cannot let the first take all.
 	for k in 1 2 3 4 5 6 7 8; do
-		BACKCHANNEL_AGENT=bob timeout 30 bch-drain --jsonl > "out.$k" 2> "err.$k" &
+		(
+			: > "ready.$k"
+			t=0
+			until [ -e go ] || [ "$t" -ge 1000 ]; do sleep 0.01; t=$((t + 1)); done
+			BACKCHANNEL_AGENT=bob exec timeout 30 bch-drain --jsonl
+		) > "out.$k" 2> "err.$k" &
 		pids+=($!)
 	done
+	all_ready() { [ "$(ls ready.* 2>/dev/null | wc -l)" -eq 8 ]; }
+	wait_for 10 all_ready
+	touch go
 	reap "${pids[@]}"
 	ids out.* | sort > got.txt
 	[ "$(wc -l < got.txt)" -eq 2000 ]
