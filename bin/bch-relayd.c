@@ -488,22 +488,19 @@ conn_write(struct relayd *d, struct conn *k)
 
 /* The same over TLS: the engine sits between the socket and buffers. */
 static void
-on_tls(struct relayd *d, struct conn *k)
+on_tls(struct relayd *d, struct conn *k, int readable)
 {
 	int ww, gone, want;
 
-	gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out, &k->out_off, &ww);
-	/* Answer, pump the answer out, and go on while pumping brought in
-	 * more (a client that sent its next request meanwhile). */
-	while (!gone) {
-		size_t had;
-		if (!k->sse && k->in.len)
-			process(d, k);
-		had = k->in.len;
-		gone = tls_conn_pump(k->tls, k->fd, &k->in, &k->out,
+	/* Take in what came (a request, as far as it came), answer, and
+	 * pump the answer out; what else the client sent meanwhile is still
+	 * in the socket, and the loop comes back for it. */
+	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
+	    &k->out_off, &ww);
+	if (!gone && !k->sse && k->in.len) {
+		process(d, k);
+		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
 		    &k->out_off, &ww);
-		if (k->in.len == had || k->sse)
-			break;
 	}
 	if (k->out_off == k->out.len) {
 		buf_reset(&k->out);
@@ -537,7 +534,7 @@ static void
 conn_flush(struct relayd *d, struct conn *k)
 {
 	if (k->tls) {
-		on_tls(d, k);
+		on_tls(d, k, 0);
 		return;
 	}
 	if (conn_write(d, k) < 0 || (k->closing && !k->out.len) ||
@@ -560,7 +557,7 @@ static void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {
 	if (k->tls) {
-		on_tls(d, k);
+		on_tls(d, k, !!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
 		return;
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {

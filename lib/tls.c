@@ -297,7 +297,7 @@ tls_conn_rest(struct tls_conn *t)
 }
 
 int
-tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
+tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
     const struct buf *out, size_t *off, int *want_write)
 {
 	br_ssl_engine_context *eng = &t->sc.eng;
@@ -329,6 +329,7 @@ tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
 			buf_add(in, p, len);
 			br_ssl_engine_recvapp_ack(eng, len);
 			progress = 1;
+			readable = 0; /* the caller has something to answer */
 		}
 		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
 			p = br_ssl_engine_sendapp_buf(eng, &len);
@@ -340,7 +341,7 @@ tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
 			br_ssl_engine_flush(eng, 0);
 			progress = 1;
 		}
-		if (st & BR_SSL_RECVREC) {
+		if ((st & BR_SSL_RECVREC) && readable) {
 			p = br_ssl_engine_recvrec_buf(eng, &len);
 			n = read(fd, p, len);
 			if (n > 0) {
@@ -348,7 +349,9 @@ tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
 				progress = 1;
 			} else if (n == 0) {
 				return -1;
-			} else if (errno != EAGAIN && errno != EINTR) {
+			} else if (errno == EAGAIN) {
+				readable = 0;
+			} else if (errno != EINTR) {
 				return -1;
 			}
 		}

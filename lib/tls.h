@@ -28,11 +28,15 @@ void tls_conn_free(struct tls_conn *t);
  * record brings them back. 1 resting, 0 busy. */
 int tls_conn_rest(struct tls_conn *t);
 
-/* Move bytes between socket fd and the engine: records are read from fd
- * and decrypted into in; plain out[*off..] is encrypted and written to
- * fd as far as the socket takes it. *want_write tells whether records
- * still wait for a writable socket. 0, or -1 when the session is over. */
-int tls_conn_pump(struct tls_conn *t, int fd, struct buf *in,
+/* Move bytes between socket fd and the engine: plain out[*off..] is
+ * encrypted and written to fd as far as the socket takes it; when
+ * readable (the event loop said so), records are read from fd and
+ * decrypted into in, until some plain text came or fd has no more.
+ * Reads stop there, as the loop (level-triggered) calls again for what
+ * is left: no read a round that would only say EAGAIN. *want_write
+ * tells whether records still wait for a writable socket. 0, or -1 when
+ * the session is over. */
+int tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
     const struct buf *out, size_t *off, int *want_write);
 
 /* A client session to host over a connected blocking socket. pin (hex

@@ -1109,7 +1109,7 @@ tls_round() {
 	[ "$(grep -c '^data: ' sse.out)" -eq 4 ]
 }
 
-@test "TLS: a keep-alive connection idle for seconds is served again" {
+@test "TLS: a keep-alive connection idle for seconds is served again, pipelining too" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	tls_relay ec
 	# One TLS connection, two requests 2.5 s apart: the relay's
@@ -1131,10 +1131,20 @@ def health():
 health()
 time.sleep(2.5)
 health()
+# Three requests in one write: each is answered, in order.
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3)
+got = b""
+while got.count(b"}\n") < 3:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("connection closed after " + repr(got))
+    got += chunk
+print(got.count(b"HTTP/1.1 200 OK"), "pipelined answers")
 ' "$CERT" "$PORT"
 	assert_success
 	assert_line --index 0 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
 	assert_line --index 1 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
+	assert_line --index 2 '3 pipelined answers'
 }
 
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
