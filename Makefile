@@ -51,6 +51,12 @@ DOCTOR_OBJ = bin/doctor-spool.o bin/doctor-relay.o bin/doctor-harness.o
 bin/bch-doctor: $(DOCTOR_OBJ) bin/doctor.h
 bin/doctor-%.o: bin/doctor-%.c bin/doctor.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# bch-relayd too: its connections and its room apart from the relay
+# proper; bin/relayd.h is what they share.
+RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o
+bin/bch-relayd: $(RELAYD_OBJ) bin/relayd.h
+bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 bin/%: bin/%.c lib/libbch.a lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(BCH_LDFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) lib/libbch.a $(LDLIBS)
 

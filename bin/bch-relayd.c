@@ -16,10 +16,8 @@
  * in the same loop instead of inotify (lib/spool-redis.c). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +30,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "hash.h"
 #include "http.h"
 #include "io.h"
 #include "relay.h"
+#include "relayd.h"
 #include "tls.h"
 
 static const char usage[] =
@@ -47,59 +45,10 @@ static const char usage[] =
 #define IDLE_TIMEOUT 60    /* keep-alive connection with nothing to do */
 #define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */
 #define KEEPALIVE_EVERY 25 /* SSE comment */
-#define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
-#define BUCKETS 4096       /* SSE readers by agent, for shared arrivals */
-
-struct conn {
-	int fd;
-	char peer[64];
-	struct buf in, out;
-	size_t out_off;
-	time_t since;   /* start of the current request, or of idleness */
-	time_t last_tx; /* SSE: last write */
-	int sse;
-	int closing; /* close once out is flushed */
-	int want_out;
-	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
-	char agent[NAME_MAX_LEN + 1];
-	struct tls_conn *tls; /* NULL for plain HTTP */
-	struct conn *prev, *next;
-	struct conn *same; /* next SSE reader in its agent's bucket */
-	struct conn *pnext, **pprev; /* on the list of output to flush */
-};
 
 struct watch {
 	int wd;
 	char agent[NAME_MAX_LEN + 1];
-};
-
-/* The SSE event last built from a file, kept for the other inboxes the
- * same file was linked into (a channel's fan-out): the same name, inode,
- * size and mtime are the same bytes, as files in new/ never change. */
-struct last_event {
-	char name[ID_MAX_LEN + 8];
-	struct stat st;
-	struct buf ev;
-	int ok;
-};
-
-struct relayd {
-	struct cli c;
-	struct relay r;
-	struct http_limits lim;
-	struct tls_server *tls;
-	int ep, lfd, ino;
-	struct conn *conns;
-	struct conn *pending; /* output to flush before the next wait */
-	struct conn *readers[BUCKETS]; /* SSE connections by agent */
-	size_t nconns, maxconns;
-	struct watch *watches; /* in the order made, so by rising wd */
-	size_t nwatches;
-	struct last_event last;
-	int evfd;          /* a shared spool's arrivals, -1 when none */
-	unsigned evgen;
-	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
-	volatile sig_atomic_t stop;
 };
 
 static volatile sig_atomic_t *stop_flag;
@@ -121,76 +70,14 @@ logline(struct conn *k, const struct http_req *q, int status, size_t bytes)
 	    k->agent[0] ? k->agent : "-", q->method, q->path, status, bytes);
 }
 
-static void
-ep_set(struct relayd *d, struct conn *k, int op)
-{
-	struct epoll_event ev;
-
-	memset(&ev, 0, sizeof ev);
-	ev.events = EPOLLIN | EPOLLRDHUP | (k->want_out ? EPOLLOUT : 0);
-	ev.data.ptr = k;
-	epoll_ctl(d->ep, op, k->fd, &ev);
-}
-
-static struct conn **
-bucket(struct relayd *d, const char *agent)
+struct conn **
+sse_bucket(struct relayd *d, const char *agent)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
 
 	while (*agent)
 		h = (h ^ (unsigned char)*agent++) * 16777619u;
 	return &d->readers[h & (BUCKETS - 1)];
-}
-
-static void
-pending_add(struct relayd *d, struct conn *k)
-{
-	if (k->pprev)
-		return;
-	k->pnext = d->pending;
-	if (d->pending)
-		d->pending->pprev = &k->pnext;
-	d->pending = k;
-	k->pprev = &d->pending;
-}
-
-static void
-pending_del(struct conn *k)
-{
-	if (!k->pprev)
-		return;
-	*k->pprev = k->pnext;
-	if (k->pnext)
-		k->pnext->pprev = k->pprev;
-	k->pnext = NULL;
-	k->pprev = NULL;
-}
-
-static void
-conn_close(struct relayd *d, struct conn *k)
-{
-	struct conn **p;
-
-	if (k->sse)
-		for (p = bucket(d, k->agent); *p; p = &(*p)->same)
-			if (*p == k) {
-				*p = k->same;
-				break;
-			}
-	pending_del(k);
-	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
-	close(k->fd);
-	if (k->prev)
-		k->prev->next = k->next;
-	else
-		d->conns = k->next;
-	if (k->next)
-		k->next->prev = k->prev;
-	tls_conn_free(k->tls);
-	buf_free(&k->in);
-	buf_free(&k->out);
-	free(k);
-	d->nconns--;
 }
 
 /* Watch agent's new/ while it has SSE readers. */
@@ -218,16 +105,6 @@ watch_agent(struct relayd *d, const char *agent)
 	d->nwatches++;
 }
 
-/* Queue bytes for k (through TLS when it has it); they go out when the
- * loop flushes, before it waits again, so a round of events costs one
- * write per connection and no epoll change unless the socket is full. */
-static void
-conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
-{
-	buf_add(&k->out, p, n);
-	pending_add(d, k);
-}
-
 /* A shared spool's arrival: push it to the SSE readers of its inbox.
  * No agent: some were missed, so every SSE client is dropped (after
  * this round of events) and reconnects to get what is unread. */
@@ -246,7 +123,7 @@ arrived(void *arg, const char *agent, const char *id, const char *json,
 		return;
 	}
 	snprintf(name, sizeof name, "%s.json", id);
-	for (k = *bucket(d, agent); k; k = k->same) {
+	for (k = *sse_bucket(d, agent); k; k = k->same) {
 		if (strcmp(k->agent, agent) != 0)
 			continue;
 		if (!built && json) {
@@ -333,7 +210,7 @@ push_sent(struct relayd *d)
 	size_t i;
 
 	for (i = 0; i < sp->nrcpt; i++)
-		for (k = *bucket(d, sp->rcpt[i]); k; k = k->same)
+		for (k = *sse_bucket(d, sp->rcpt[i]); k; k = k->same)
 			if (strcmp(k->agent, sp->rcpt[i]) == 0)
 				conn_send(d, k, e->p, e->len);
 }
@@ -367,8 +244,8 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		relay_sse_backlog(&d->r, a.agent, &out);
 		k->sse = 1;
 		k->rest_now = 1;
-		k->same = *bucket(d, k->agent);
-		*bucket(d, k->agent) = k;
+		k->same = *sse_bucket(d, k->agent);
+		*sse_bucket(d, k->agent) = k;
 		k->last_tx = time(NULL);
 	} else {
 		if (a.retry_after)
@@ -402,8 +279,8 @@ refuse(struct relayd *d, struct conn *k, int status)
 }
 
 /* Answer every whole request at the front of k->in. */
-static void
-process(struct relayd *d, struct conn *k)
+void
+process_requests(struct relayd *d, struct conn *k)
 {
 	size_t off = 0;
 
@@ -431,195 +308,6 @@ process(struct relayd *d, struct conn *k)
 		buf_free(&k->in); /* an SSE client has nothing more to say */
 }
 
-/* Read what there is; -1 when the peer is gone. */
-static int
-conn_read(struct conn *k)
-{
-	for (;;) {
-		ssize_t n;
-		buf_grow(&k->in, 16384);
-		size_t room = k->in.cap - k->in.len - 1;
-		n = read(k->fd, k->in.p + k->in.len, room);
-		if (n > 0) {
-			k->in.len += (size_t)n;
-			if (k->in.len > 512 * 1024 || (size_t)n < room)
-				return 0; /* parse refuses the first; the loop
-				           * wakes us again for more */
-			continue;
-		}
-		if (n == 0)
-			return -1;
-		if (errno == EINTR)
-			continue;
-		return errno == EAGAIN ? 0 : -1;
-	}
-}
-
-/* Write what is owed; -1 when the peer is gone. */
-static int
-conn_write(struct relayd *d, struct conn *k)
-{
-	while (k->out_off < k->out.len) {
-		ssize_t n = write(k->fd, k->out.p + k->out_off,
-		    k->out.len - k->out_off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				if (!k->want_out) { /* wait for room */
-					k->want_out = 1;
-					ep_set(d, k, EPOLL_CTL_MOD);
-				}
-				return 0;
-			}
-			return -1;
-		}
-		k->out_off += (size_t)n;
-		k->last_tx = time(NULL);
-	}
-	buf_reset(&k->out);
-	k->out_off = 0;
-	if (k->want_out) {
-		k->want_out = 0;
-		ep_set(d, k, EPOLL_CTL_MOD);
-	}
-	return 0;
-}
-
-/* The same over TLS: the engine sits between the socket and buffers. */
-static void
-on_tls(struct relayd *d, struct conn *k, int readable)
-{
-	int ww, gone, want;
-
-	/* Take in what came (a request, as far as it came), answer, and
-	 * pump the answer out; what else the client sent meanwhile is still
-	 * in the socket, and the loop comes back for it. */
-	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
-	    &k->out_off, &ww);
-	if (!gone && !k->sse && k->in.len) {
-		process(d, k);
-		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
-		    &k->out_off, &ww);
-	}
-	if (k->out_off == k->out.len) {
-		buf_reset(&k->out);
-		k->out_off = 0;
-	}
-	if (k->sse && k->in.cap)
-		buf_free(&k->in); /* idle streams hold no input buffer */
-	pending_del(k); /* pumped all it could */
-	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
-	    k->out.len - k->out_off > MAX_OUT) {
-		conn_close(d, k);
-		return;
-	}
-	k->last_tx = time(NULL);
-	want = ww || k->out.len > 0;
-	if (want != k->want_out) {
-		k->want_out = want;
-		ep_set(d, k, EPOLL_CTL_MOD);
-	}
-	/* A new stream rests as soon as its backlog is out, so that a
-	 * burst of connections does not hold 33 KiB each; later, one in a
-	 * burst of events keeps its buffers until tick() finds it quiet. */
-	if (k->rest_now && !want) {
-		k->rest_now = 0;
-		tls_conn_rest(k->tls);
-	}
-}
-
-/* Write what k is owed; close it when it is done or gone. */
-static void
-conn_flush(struct relayd *d, struct conn *k)
-{
-	if (k->tls) {
-		on_tls(d, k, 0);
-		return;
-	}
-	if (conn_write(d, k) < 0 || (k->closing && !k->out.len) ||
-	    k->out.len - k->out_off > MAX_OUT)
-		conn_close(d, k);
-}
-
-static void
-flush_pending(struct relayd *d)
-{
-	struct conn *k;
-
-	while ((k = d->pending)) {
-		pending_del(k);
-		conn_flush(d, k);
-	}
-}
-
-static void
-on_conn(struct relayd *d, struct conn *k, uint32_t ev)
-{
-	if (k->tls) {
-		on_tls(d, k, !!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
-		return;
-	}
-	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		int gone = conn_read(k);
-		if (!k->sse && k->in.len)
-			process(d, k);
-		if (gone < 0 && !k->out.len) {
-			conn_close(d, k);
-			return;
-		}
-		if (gone < 0)
-			k->closing = 1;
-	}
-	if (ev & EPOLLOUT)
-		conn_flush(d, k); /* else answers go out in flush_pending() */
-}
-
-static void
-on_accept(struct relayd *d)
-{
-	for (;;) {
-		struct sockaddr_storage sa;
-		socklen_t len = sizeof sa;
-		struct conn *k;
-		int one = 1;
-		int fd = accept4(d->lfd, (struct sockaddr *)&sa, &len,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				fprintf(stderr, "bch-relayd: accept: %s\n",
-				    strerror(errno));
-			return;
-		}
-		if (d->nconns >= d->maxconns) {
-			close(fd); /* over capacity: shed load, keep serving */
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		k = xcalloc(1, sizeof *k);
-		k->fd = fd;
-		if (d->tls && !(k->tls = tls_conn_new(d->tls))) {
-			close(fd);
-			free(k);
-			continue;
-		}
-		k->since = time(NULL);
-		if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr,
-			    k->peer, sizeof k->peer);
-		else
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr,
-			    k->peer, sizeof k->peer);
-		k->next = d->conns;
-		if (d->conns)
-			d->conns->prev = k;
-		d->conns = k;
-		d->nconns++;
-		ep_set(d, k, EPOLL_CTL_ADD);
-	}
-}
 
 static const char *
 watched(struct relayd *d, int wd)
@@ -695,7 +383,7 @@ on_inotify(struct relayd *d)
 			id[len - 5] = 0;
 			if (relay_sent_to(&d->r, id, agent))
 				continue; /* pushed when it was sent */
-			for (k = *bucket(d, agent); k; k = k->same)
+			for (k = *sse_bucket(d, agent); k; k = k->same)
 				if (strcmp(k->agent, agent) == 0)
 					break;
 			if (!k || !(e = event_of(d, agent, ie->name)))
@@ -734,44 +422,6 @@ tick(struct relayd *d)
 		on_arrivals(d); /* resubscribes after a loss, with backoff */
 }
 
-static int
-listen_on(const char *addr, int port, struct err *e)
-{
-	struct sockaddr_in6 s6;
-	struct sockaddr_in s4;
-	struct sockaddr *sa;
-	socklen_t len;
-	int fd, one = 1;
-
-	memset(&s6, 0, sizeof s6);
-	memset(&s4, 0, sizeof s4);
-	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
-		s4.sin_family = AF_INET;
-		s4.sin_port = htons((uint16_t)port);
-		sa = (struct sockaddr *)&s4;
-		len = sizeof s4;
-	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
-		s6.sin6_family = AF_INET6;
-		s6.sin6_port = htons((uint16_t)port);
-		sa = (struct sockaddr *)&s6;
-		len = sizeof s6;
-	} else {
-		return err_set(e, BCH_PERM, "bad --listen address %s — give an "
-		    "IPv4 or IPv6 address", addr);
-	}
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return err_sys(e, "cannot open a socket");
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
-		err_sys(e, "cannot listen on %s port %d", addr, port);
-		e->code = BCH_TEMP;
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Stop accepting, answer what was asked, flush, give leases back. */
 static void
 shutdown_relay(struct relayd *d)
@@ -802,87 +452,6 @@ shutdown_relay(struct relayd *d)
 	relay_free(&d->r);
 	buf_free(&d->last.ev);
 	fprintf(stderr, "bch-relayd: stopped\n");
-}
-
-/* The room token: --token, --token-file, BACKCHANNEL_ROOM_TOKEN, else
- * the one kept in <home>/room-token (made on first start). */
-static void
-room_token(struct relayd *d, const char *tok, const char *file, char *out,
-    size_t outsz)
-{
-	char path[PATH_MAX + 16];
-	struct buf b = BUF_INIT;
-	const char *env = getenv("BACKCHANNEL_ROOM_TOKEN");
-
-	if (tok || (!file && env && *env)) {
-		snprintf(out, outsz, "%s", tok ? tok : env);
-		return;
-	}
-	if (!file) {
-		snprintf(path, sizeof path, "%s/room-token", d->c.cfg.home);
-		file = path;
-		if (access(path, F_OK) < 0) {
-			char t[65];
-			if (io_mkdirs(d->c.cfg.home, 0700) < 0 ||
-			    hash_random_hex(t, 24) < 0) {
-				err_sys(&d->c.e, "cannot make a room token in %s", path);
-				cli_fail(&d->c);
-			}
-			buf_printf(&b, "%s\n", t);
-			if (io_replace(path, b.p, b.len, 1, &d->c.e) < 0)
-				cli_fail(&d->c);
-			buf_reset(&b);
-			fprintf(stderr, "bch-relayd: made a room token in %s\n", path);
-		}
-	}
-	if (io_readfile(AT_FDCWD, file, 4096, &b) < 0) {
-		err_sys(&d->c.e, "cannot read the room token from %s", file);
-		cli_fail(&d->c);
-	}
-	b.p[strcspn(b.p, "\r\n")] = 0;
-	if (strlen(b.p) < 16) {
-		err_set(&d->c.e, BCH_PERM, "room token in %s is too short — use "
-		    "at least 16 characters", file);
-		cli_fail(&d->c);
-	}
-	snprintf(out, outsz, "%s", b.p);
-	buf_free(&b);
-}
-
-/* --spool: the room in Redis. The password comes from a file or the
- * environment, never from argv, where ps would show it. */
-static void
-open_redis(struct relayd *d, const char *url, const char *pwfile)
-{
-	struct buf b = BUF_INIT;
-	const char *env = getenv("REDIS_PASSWORD");
-	char *pw = NULL;
-
-	if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "unix://", 7) != 0) {
-		err_set(&d->c.e, BCH_PERM, "--spool %s: give redis://host:port/db "
-		    "or unix:///path (without --spool the relay serves --home)",
-		    url);
-		cli_fail(&d->c);
-	}
-	if (pwfile) {
-		if (io_readfile(AT_FDCWD, pwfile, 4096, &b) < 0) {
-			err_sys(&d->c.e, "cannot read the Redis password from %s",
-			    pwfile);
-			d->c.e.code = BCH_PERM;
-			cli_fail(&d->c);
-		}
-		b.p[strcspn(b.p, "\r\n")] = 0;
-		pw = b.p;
-	} else if (env && *env) {
-		pw = xstrdup(env);
-	}
-	d->c.sp = spool_redis_open(&d->c.cfg, url, pw, d->c.prog, &d->c.e);
-	if (pw) {
-		explicit_bzero(pw, strlen(pw));
-		free(pw);
-	}
-	if (!d->c.sp)
-		cli_fail(&d->c);
 }
 
 static void

@@ -1,6 +1,7 @@
 /* relay: the relay API of PROTOCOL.md 5 over a spool, apart from the
  * sockets: a request goes in, a status and a JSON body come out. The
- * event loop (bin/bch-relayd.c) owns connections, SSE and TLS. */
+ * event loop (bin/bch-relayd.c, its connections in bin/relayd-conn.c)
+ * owns connections, SSE and TLS. */
 #ifndef BCH_RELAY_H
 #define BCH_RELAY_H
 

@@ -1,0 +1,318 @@
+/* relayd-conn: bch-relayd's connections — accepted, read, handed to
+ * process_requests(), written a round of events at a time, closed; over
+ * TLS the engine sits between the socket and the buffers. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "relayd.h"
+#include "tls.h"
+
+#define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
+
+static void
+ep_set(struct relayd *d, struct conn *k, int op)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN | EPOLLRDHUP | (k->want_out ? EPOLLOUT : 0);
+	ev.data.ptr = k;
+	epoll_ctl(d->ep, op, k->fd, &ev);
+}
+
+static void
+pending_add(struct relayd *d, struct conn *k)
+{
+	if (k->pprev)
+		return;
+	k->pnext = d->pending;
+	if (d->pending)
+		d->pending->pprev = &k->pnext;
+	d->pending = k;
+	k->pprev = &d->pending;
+}
+
+static void
+pending_del(struct conn *k)
+{
+	if (!k->pprev)
+		return;
+	*k->pprev = k->pnext;
+	if (k->pnext)
+		k->pnext->pprev = k->pprev;
+	k->pnext = NULL;
+	k->pprev = NULL;
+}
+
+void
+conn_close(struct relayd *d, struct conn *k)
+{
+	struct conn **p;
+
+	if (k->sse)
+		for (p = sse_bucket(d, k->agent); *p; p = &(*p)->same)
+			if (*p == k) {
+				*p = k->same;
+				break;
+			}
+	pending_del(k);
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
+	close(k->fd);
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		d->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	tls_conn_free(k->tls);
+	buf_free(&k->in);
+	buf_free(&k->out);
+	free(k);
+	d->nconns--;
+}
+
+/* Queue bytes for k (through TLS when it has it); they go out when the
+ * loop flushes, before it waits again, so a round of events costs one
+ * write per connection and no epoll change unless the socket is full. */
+void
+conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
+{
+	buf_add(&k->out, p, n);
+	pending_add(d, k);
+}
+
+/* Read what there is; -1 when the peer is gone. */
+static int
+conn_read(struct conn *k)
+{
+	for (;;) {
+		ssize_t n;
+		buf_grow(&k->in, 16384);
+		size_t room = k->in.cap - k->in.len - 1;
+		n = read(k->fd, k->in.p + k->in.len, room);
+		if (n > 0) {
+			k->in.len += (size_t)n;
+			if (k->in.len > 512 * 1024 || (size_t)n < room)
+				return 0; /* parse refuses the first; the loop
+				           * wakes us again for more */
+			continue;
+		}
+		if (n == 0)
+			return -1;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 0 : -1;
+	}
+}
+
+/* Write what is owed; -1 when the peer is gone. */
+static int
+conn_write(struct relayd *d, struct conn *k)
+{
+	while (k->out_off < k->out.len) {
+		ssize_t n = write(k->fd, k->out.p + k->out_off,
+		    k->out.len - k->out_off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				if (!k->want_out) { /* wait for room */
+					k->want_out = 1;
+					ep_set(d, k, EPOLL_CTL_MOD);
+				}
+				return 0;
+			}
+			return -1;
+		}
+		k->out_off += (size_t)n;
+		k->last_tx = time(NULL);
+	}
+	buf_reset(&k->out);
+	k->out_off = 0;
+	if (k->want_out) {
+		k->want_out = 0;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+	return 0;
+}
+
+/* The same over TLS: the engine sits between the socket and buffers. */
+static void
+on_tls(struct relayd *d, struct conn *k, int readable)
+{
+	int ww, gone, want;
+
+	/* Take in what came (a request, as far as it came), answer, and
+	 * pump the answer out; what else the client sent meanwhile is still
+	 * in the socket, and the loop comes back for it. */
+	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
+	    &k->out_off, &ww);
+	if (!gone && !k->sse && k->in.len) {
+		process_requests(d, k);
+		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
+		    &k->out_off, &ww);
+	}
+	if (k->out_off == k->out.len) {
+		buf_reset(&k->out);
+		k->out_off = 0;
+	}
+	if (k->sse && k->in.cap)
+		buf_free(&k->in); /* idle streams hold no input buffer */
+	pending_del(k); /* pumped all it could */
+	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
+	    k->out.len - k->out_off > MAX_OUT) {
+		conn_close(d, k);
+		return;
+	}
+	k->last_tx = time(NULL);
+	want = ww || k->out.len > 0;
+	if (want != k->want_out) {
+		k->want_out = want;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+	/* A new stream rests as soon as its backlog is out, so that a
+	 * burst of connections does not hold 33 KiB each; later, one in a
+	 * burst of events keeps its buffers until tick() finds it quiet. */
+	if (k->rest_now && !want) {
+		k->rest_now = 0;
+		tls_conn_rest(k->tls);
+	}
+}
+
+/* Write what k is owed; close it when it is done or gone. */
+static void
+conn_flush(struct relayd *d, struct conn *k)
+{
+	if (k->tls) {
+		on_tls(d, k, 0);
+		return;
+	}
+	if (conn_write(d, k) < 0 || (k->closing && !k->out.len) ||
+	    k->out.len - k->out_off > MAX_OUT)
+		conn_close(d, k);
+}
+
+void
+flush_pending(struct relayd *d)
+{
+	struct conn *k;
+
+	while ((k = d->pending)) {
+		pending_del(k);
+		conn_flush(d, k);
+	}
+}
+
+void
+on_conn(struct relayd *d, struct conn *k, uint32_t ev)
+{
+	if (k->tls) {
+		on_tls(d, k, !!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
+		return;
+	}
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		int gone = conn_read(k);
+		if (!k->sse && k->in.len)
+			process_requests(d, k);
+		if (gone < 0 && !k->out.len) {
+			conn_close(d, k);
+			return;
+		}
+		if (gone < 0)
+			k->closing = 1;
+	}
+	if (ev & EPOLLOUT)
+		conn_flush(d, k); /* else answers go out in flush_pending() */
+}
+
+void
+on_accept(struct relayd *d)
+{
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof sa;
+		struct conn *k;
+		int one = 1;
+		int fd = accept4(d->lfd, (struct sockaddr *)&sa, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				fprintf(stderr, "bch-relayd: accept: %s\n",
+				    strerror(errno));
+			return;
+		}
+		if (d->nconns >= d->maxconns) {
+			close(fd); /* over capacity: shed load, keep serving */
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		k = xcalloc(1, sizeof *k);
+		k->fd = fd;
+		if (d->tls && !(k->tls = tls_conn_new(d->tls))) {
+			close(fd);
+			free(k);
+			continue;
+		}
+		k->since = time(NULL);
+		if (sa.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr,
+			    k->peer, sizeof k->peer);
+		else
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr,
+			    k->peer, sizeof k->peer);
+		k->next = d->conns;
+		if (d->conns)
+			d->conns->prev = k;
+		d->conns = k;
+		d->nconns++;
+		ep_set(d, k, EPOLL_CTL_ADD);
+	}
+}
+int
+listen_on(const char *addr, int port, struct err *e)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in s4;
+	struct sockaddr *sa;
+	socklen_t len;
+	int fd, one = 1;
+
+	memset(&s6, 0, sizeof s6);
+	memset(&s4, 0, sizeof s4);
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s4;
+		len = sizeof s4;
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s6;
+		len = sizeof s6;
+	} else {
+		return err_set(e, BCH_PERM, "bad --listen address %s — give an "
+		    "IPv4 or IPv6 address", addr);
+	}
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(e, "cannot open a socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
+		err_sys(e, "cannot listen on %s port %d", addr, port);
+		e->code = BCH_TEMP;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}

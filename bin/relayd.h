@@ -1,0 +1,117 @@
+/* relayd: what the parts of bch-relayd share — the relay's state (struct
+ * relayd), a connection's (struct conn), and the few calls between the
+ * relay proper (bch-relayd.c), its connections (relayd-conn.c) and its
+ * room (relayd-room.c). Nothing here is for a second program. */
+#ifndef BCH_RELAYD_H
+#define BCH_RELAYD_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "http.h"
+#include "relay.h"
+#include "tls.h"
+
+#define BUCKETS 4096       /* SSE readers by agent, for shared arrivals */
+
+struct conn {
+	int fd;
+	char peer[64];
+	struct buf in, out;
+	size_t out_off;
+	time_t since;   /* start of the current request, or of idleness */
+	time_t last_tx; /* SSE: last write */
+	int sse;
+	int closing; /* close once out is flushed */
+	int want_out;
+	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
+	char agent[NAME_MAX_LEN + 1];
+	struct tls_conn *tls; /* NULL for plain HTTP */
+	struct conn *prev, *next;
+	struct conn *same; /* next SSE reader in its agent's bucket */
+	struct conn *pnext, **pprev; /* on the list of output to flush */
+};
+
+/* The SSE event last built from a file, kept for the other inboxes the
+ * same file was linked into (a channel's fan-out): the same name, inode,
+ * size and mtime are the same bytes, as files in new/ never change. */
+struct last_event {
+	char name[ID_MAX_LEN + 8];
+	struct stat st;
+	struct buf ev;
+	int ok;
+};
+
+struct watch; /* an inbox watched with inotify: bch-relayd.c */
+
+struct relayd {
+	struct cli c;
+	struct relay r;
+	struct http_limits lim;
+	struct tls_server *tls;
+	int ep, lfd, ino;
+	struct conn *conns;
+	struct conn *pending; /* output to flush before the next wait */
+	struct conn *readers[BUCKETS]; /* SSE connections by agent */
+	size_t nconns, maxconns;
+	struct watch *watches; /* in the order made, so by rising wd */
+	size_t nwatches;
+	struct last_event last;
+	int evfd;          /* a shared spool's arrivals, -1 when none */
+	unsigned evgen;
+	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
+	volatile sig_atomic_t stop;
+};
+
+/* bch-relayd.c, the relay proper. */
+
+/* The list of SSE readers that agent's are on, shared with the agents
+ * whose names hash alike (so compare k->agent), linked by k->same. */
+struct conn **sse_bucket(struct relayd *d, const char *agent);
+
+/* Answer every whole request at the front of k->in; the answers are
+ * queued with conn_send(). */
+void process_requests(struct relayd *d, struct conn *k);
+
+/* relayd-conn.c, the connections. */
+
+/* Queue n bytes for k; they go out in flush_pending(). */
+void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);
+
+/* Close k and free it, off its SSE bucket, the flush list, d->conns and
+ * epoll. */
+void conn_close(struct relayd *d, struct conn *k);
+
+/* Write what conn_send() queued, closing connections done or gone; the
+ * loop calls it after each round of events, before it waits again. */
+void flush_pending(struct relayd *d);
+
+/* epoll's events ev for k: read, answer, write; k may be closed. */
+void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
+
+/* Accept every connection waiting on d->lfd, past d->maxconns shedding
+ * them. */
+void on_accept(struct relayd *d);
+
+/* A non-blocking socket listening on addr (IPv4 or IPv6) and port, or -1
+ * with e set. */
+int listen_on(const char *addr, int port, struct err *e);
+
+/* relayd-room.c, the room. */
+
+/* The room token into out: --token (tok), --token-file (file),
+ * BACKCHANNEL_ROOM_TOKEN, else <home>/room-token, made on first start.
+ * Exits when there is none to be had. */
+void room_token(struct relayd *d, const char *tok, const char *file,
+    char *out, size_t outsz);
+
+/* d->c.sp: the shared spool at url (--spool), its password read from
+ * pwfile, else REDIS_PASSWORD. Exits when it cannot be opened. */
+void open_redis(struct relayd *d, const char *url, const char *pwfile);
+
+#endif
