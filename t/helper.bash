@@ -79,7 +79,11 @@ gone() {
 
 # sleeping PID: the process is blocked (in the kernel, waiting).
 sleeping() {
-	[ "$(ps -o stat= -p "$1")" = S ]
+	# S, with or without modifiers (N under nice, < raised, s leader).
+	case $(ps -o stat= -p "$1") in
+	S*) return 0 ;;
+	esac
+	return 1
 }
 
 # local_only: skip a test that is about the local spool alone.
