@@ -70,7 +70,11 @@ empty_box() {
 	busy=0
 	for k in 1 2 3 4 5 6 7 8; do [ -s "out.$k" ] && busy=$((busy + 1)); done
 	echo "# $busy of 8 drainers claimed messages" >&3
-	# Else the race this test is about never happened.
+	# Else the race this test is about never happened. Against a relay
+	# under the sanitizers, eight listings of 2,000 messages keep the
+	# relay busy long enough that one drainer may take them all; there
+	# the count is shown, not required (make check requires it both ways).
+	[ -z "${BCH_SANITIZED:-}" ] || [ -z "${BCH_TEST_RELAY:-}" ] || return 0
 	[ "$busy" -ge 2 ]
 }
 
