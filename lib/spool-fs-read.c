@@ -344,6 +344,7 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 {
 	struct fs *fs = s->impl;
 	char src[P], dst[P], file[ID_MAX_LEN + 200];
+	struct box *b;
 
 	box_path(s, src, agent, "new", it->name);
 	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs->host,
@@ -364,6 +365,8 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 		return err_sys(e, "cannot claim %s", it->name);
 	}
 claimed:
+	if ((b = box_of(s, agent))->n)
+		b->n--; /* one fewer in new/ for count_of() */
 	if (decode_at(s, agent, dst, it, m) == 0)
 		return 0;
 	memset(c, 0, sizeof *c);
@@ -399,6 +402,8 @@ fs_release(struct spool *s, struct spool_claim *c, struct err *e)
 
 	box_path(s, dst, c->agent, "new", c->name);
 	rc = move_noreplace(c->path, dst);
+	if (rc == 0)
+		box_of(s, c->agent)->n++; /* back in new/ */
 	if (rc == 1)
 		unlink(c->path);
 	if (rc < 0)

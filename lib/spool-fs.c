@@ -196,7 +196,9 @@ has_record(struct spool *s, const char *name, struct err *e)
  * sender counts again, since readers take messages away and other
  * senders add: every second once the inbox is half full, else about
  * every minute (period(); so the quota may be passed by what others
- * sent meanwhile). */
+ * sent meanwhile). A fresh count is one taken this second: a sender
+ * refused again and again costs one count a second, not one a send
+ * (takes in this process keep n right meanwhile: fs_take()). */
 static struct box *
 count_of(struct spool *s, const char *name, int fresh)
 {
@@ -206,7 +208,7 @@ count_of(struct spool *s, const char *name, int fresh)
 	struct dirent *d;
 	DIR *dir;
 
-	if (b->at && !fresh && (s->batch ||
+	if (b->at && (fresh ? b->at == now : s->batch ||
 	    now - b->at < (b->n >= s->cfg->max_inbox / 2 ? 1 : period(b, 60))))
 		return b;
 	b->n = 0;

@@ -387,6 +387,32 @@ stream() {
 	expect 200
 }
 
+@test "a full inbox drained by a tool on the relay host takes mail again within seconds" {
+	BACKCHANNEL_MAX_INBOX=3 relayd
+	alice_bob
+	for i in 1 2 3; do
+		send "$A" @bob "m$i"
+		expect 200
+	done
+	for i in 1 2 3 4 5; do
+		send "$A" @bob "refused $i"
+		expect 507
+	done
+	# Not through the relay: it learns of the room from a new count.
+	run -0 env BACKCHANNEL_AGENT=bob bch drain
+	[ "$(count_new bob)" -eq 0 ]
+	ok=
+	for i in $(seq 30); do
+		send "$A" @bob 'fits now'
+		[ "$STATUS" = 200 ] && ok=1 && break
+		expect 507
+		sleep 0.1
+	done
+	[ -n "$ok" ]
+	[ "$(count_new bob)" -eq 1 ]
+	! grep -rq refused "$BACKCHANNEL_HOME/spool/bob" || false
+}
+
 # --- take, leases, idempotent send ----------------------------------------
 
 @test "take without a lease deletes; a second take gets null" {

@@ -14,7 +14,17 @@
 # speaks TLS (BearSSL) on every connection. Rooms are
 # made as files: agent records with the sha256 (sha256sum) of tokens we
 # choose, so 10,000 agents cost no 10,000 registrations.
+# Arguments name the parts to run, of rate, lat and idle (all three when
+# none is named): sh t/bench/relay.sh lat
 . "$(dirname "$0")/lib.sh"
+parts=${*:-rate lat idle}
+for p in $parts; do
+	case $p in rate | lat | idle) ;; *) bench_die "no part $p (rate, lat, idle)" ;; esac
+done
+want() {
+	case " $parts " in *" $1 "*) return 0 ;; esac
+	return 1
+}
 bench_init
 
 dur=5         # seconds per send-rate run
@@ -204,9 +214,9 @@ big=$bench_tmp/room$many.$bench_id
 chan=$bench_tmp/roomchan.$bench_id
 chantls=$bench_tmp/roomchantls.$bench_id
 t0=$(date +%s)
-make_room "$small" 2
-make_room "$big" "$many"
-make_room "$chan" $((subs + 2)) '#bench'
+want rate && make_room "$small" 2
+want rate || want idle && make_room "$big" "$many"
+want lat && make_room "$chan" $((subs + 2)) '#bench'
 # The channel latency with TLS gets a room of its own: a stream first
 # replays its agent's unread messages, and the plain run leaves its sends
 # unread in every subscriber's inbox.
@@ -216,170 +226,179 @@ if command -v openssl >/dev/null 2>&1; then
 		-keyout "$bench_tmp/key.pem" -out "$bench_tmp/cert.pem" -days 2 \
 		-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
 		>/dev/null 2>&1 || bench_die "openssl could not make a certificate"
-	make_room "$chantls" $((subs + 2)) '#bench'
+	want lat && make_room "$chantls" $((subs + 2)) '#bench'
 	have_tls=1
-	echo "rooms made as files: 2, $many, $((subs + 2)) and $((subs + 2)) (for TLS) agents in $(($(date +%s) - t0)) s"
+	echo "rooms made as files in $(($(date +%s) - t0)) s"
 else
-	echo "rooms made as files: 2, $many and $((subs + 2)) agents in $(($(date +%s) - t0)) s (openssl is missing: no figure with TLS)"
+	echo "rooms made as files in $(($(date +%s) - t0)) s (openssl is missing: no figure with TLS)"
 fi
 
-# --- sends per second over keep-alive, 2 and 10,000 agents -----------------
-: >"$bench_tmp/rate.small"
-: >"$bench_tmp/rate.big"
-: >"$bench_tmp/errors.small"
-: >"$bench_tmp/errors.big"
-r=0
-: >"$bench_tmp/rate.tls"
-: >"$bench_tmp/errors.tls"
-# With TLS (wrk and openssl at hand), a third run each round, in turn with
-# the plain ones, so that both figures see the machine alike.
-tls_run=
-[ "$load" = wrk ] && [ -n "$have_tls" ] && tls_run=tls
-while [ "$r" -lt "$rounds" ]; do
-	r=$((r + 1))
-	if [ $((r % 2)) -eq 1 ]; then order="small big $tls_run"; else order="$tls_run big small"; fi
-	for which in $order; do
-		if [ "$which" = tls ]; then
-			relay_start "$small" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
-			send_run "$small" https tls
+if want rate; then
+	# --- sends per second over keep-alive, 2 and 10,000 agents -----------------
+	: >"$bench_tmp/rate.small"
+	: >"$bench_tmp/rate.big"
+	: >"$bench_tmp/errors.small"
+	: >"$bench_tmp/errors.big"
+	r=0
+	: >"$bench_tmp/rate.tls"
+	: >"$bench_tmp/errors.tls"
+	# With TLS (wrk and openssl at hand), a third run each round, in turn with
+	# the plain ones, so that both figures see the machine alike.
+	tls_run=
+	[ "$load" = wrk ] && [ -n "$have_tls" ] && tls_run=tls
+	while [ "$r" -lt "$rounds" ]; do
+		r=$((r + 1))
+		if [ $((r % 2)) -eq 1 ]; then order="small big $tls_run"; else order="$tls_run big small"; fi
+		for which in $order; do
+			if [ "$which" = tls ]; then
+				relay_start "$small" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+				send_run "$small" https tls
+				relay_stop
+				empty_inbox "$small"
+				continue
+			fi
+			eval "dir=\$$which"
+			relay_start "$dir"
+			send_run "$dir" http "$which"
 			relay_stop
-			empty_inbox "$small"
-			continue
-		fi
-		eval "dir=\$$which"
-		relay_start "$dir"
-		send_run "$dir" http "$which"
-		relay_stop
-		empty_inbox "$dir"
+			empty_inbox "$dir"
+		done
 	done
-done
-rate2=$(median "$bench_tmp/rate.small")
-rate_many=$(median "$bench_tmp/rate.big")
-how="$load, $conns keep-alive connections, median of $rounds runs of $dur s"
-target_ge "sends/s, 2 agents: $(bench_div "$rate2" 1 0) (>= 20000)" "$rate2" 20000
-echo "sends/s over keep-alive, 2 agents, fsync off ($how): $(bench_div "$rate2" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.small" | sed 's/ $//')$(errors small)) [target >= 20000/s: $bench_v]"
-target_ge "sends/s, $many agents: $(bench_div "$rate_many" 1 0) (>= 20000)" "$rate_many" 20000
-echo "sends/s over keep-alive, $many agents, fsync off ($how): $(bench_div "$rate_many" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.big" | sed 's/ $//')$(errors big)) [target >= 20000/s: $bench_v]"
-ratio=$(bench_div "$rate_many" "$rate2")
-target_ge "sends/s with $many agents / with 2: ${ratio}x (>= 0.9x, not falling)" "$ratio" 0.9
-echo "sends/s with $many agents / with 2: ${ratio}x [target not falling (>= 0.9x, our reading): $bench_v]"
+	rate2=$(median "$bench_tmp/rate.small")
+	rate_many=$(median "$bench_tmp/rate.big")
+	how="$load, $conns keep-alive connections, median of $rounds runs of $dur s"
+	target_ge "sends/s, 2 agents: $(bench_div "$rate2" 1 0) (>= 20000)" "$rate2" 20000
+	echo "sends/s over keep-alive, 2 agents, fsync off ($how): $(bench_div "$rate2" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.small" | sed 's/ $//')$(errors small)) [target >= 20000/s: $bench_v]"
+	target_ge "sends/s, $many agents: $(bench_div "$rate_many" 1 0) (>= 20000)" "$rate_many" 20000
+	echo "sends/s over keep-alive, $many agents, fsync off ($how): $(bench_div "$rate_many" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.big" | sed 's/ $//')$(errors big)) [target >= 20000/s: $bench_v]"
+	ratio=$(bench_div "$rate_many" "$rate2")
+	target_ge "sends/s with $many agents / with 2: ${ratio}x (>= 0.9x, not falling)" "$ratio" 0.9
+	echo "sends/s with $many agents / with 2: ${ratio}x [target not falling (>= 0.9x, our reading): $bench_v]"
 
-# --- the same with TLS on ----------------------------------------------------
-if [ -n "$tls_run" ]; then
-	rate_tls=$(median "$bench_tmp/rate.tls")
-	target_ge "sends/s with TLS, 2 agents: $(bench_div "$rate_tls" 1 0) (>= 20000)" "$rate_tls" 20000
-	echo "sends/s over keep-alive with TLS (EC P-256), 2 agents, fsync off ($how): $(bench_div "$rate_tls" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.tls" | sed 's/ $//')$(errors tls)), $(bench_div "$rate_tls" "$rate2")x of plain [target >= 20000/s: $bench_v]"
-else
-	echo "sends/s with TLS: skipped (needs wrk and openssl)"
+	# --- the same with TLS on ----------------------------------------------------
+	if [ -n "$tls_run" ]; then
+		rate_tls=$(median "$bench_tmp/rate.tls")
+		target_ge "sends/s with TLS, 2 agents: $(bench_div "$rate_tls" 1 0) (>= 20000)" "$rate_tls" 20000
+		echo "sends/s over keep-alive with TLS (EC P-256), 2 agents, fsync off ($how): $(bench_div "$rate_tls" 1 0)/s (runs: $(tr '\n' ' ' <"$bench_tmp/rate.tls" | sed 's/ $//')$(errors tls)), $(bench_div "$rate_tls" "$rate2")x of plain [target >= 20000/s: $bench_v]"
+	else
+		echo "sends/s with TLS: skipped (needs wrk and openssl)"
+	fi
+	# Each room goes as soon as it is done with (see README: removing files
+	# minutes old can be slow on this disk).
+	rm -rf "$small"
+
 fi
-# Each room goes as soon as it is done with (see README: removing files
-# minutes old can be slow on this disk).
-rm -rf "$small"
 
-# --- send-to-SSE latency, 1,000 subscribers ----------------------------------
-# latency LABEL ROOM TOKENS TARGET [-t]: $subs streams of the names in
-# TOKENS, $sends timed sends from alice of ROOM to TARGET (with -t, all
-# over TLS); prints the median and p99 of the time until every stream had
-# a send, and of the time each stream had it; sets lat_p99 (the first)
-# and each_p99.
-latency() {
-	"$bench_tmp/sse-load" ${5:+"$5"} lat 127.0.0.1 "$relay_port" "$3" "$subs" \
-		"$(token_of "$2" alice)" "$4" "$sends" "$bench_tmp/each" >"$bench_tmp/lat" ||
-		bench_die "sse-load failed"
-	[ "$(wc -l <"$bench_tmp/lat")" -eq "$sends" ] || bench_die "sse-load timed $(wc -l <"$bench_tmp/lat") sends of $sends"
-	set -- "$1" $(pcts "$bench_tmp/lat") $(pcts "$bench_tmp/each")
-	lat_med=$2 lat_p99=$3 lat_max=$4 each_med=$5 each_p99=$6
-	lat_line="$1: until every stream had it, median $(bench_us "$lat_med"), p99 $(bench_us "$lat_p99"), max $(bench_us "$lat_max") over $sends sends; each delivery, median $(bench_us "$each_med"), p99 $(bench_us "$each_p99") over $(wc -l <"$bench_tmp/each")"
-}
+if want lat; then
+	# --- send-to-SSE latency, 1,000 subscribers ----------------------------------
+	# latency LABEL ROOM TOKENS TARGET [-t]: $subs streams of the names in
+	# TOKENS, $sends timed sends from alice of ROOM to TARGET (with -t, all
+	# over TLS); prints the median and p99 of the time until every stream had
+	# a send, and of the time each stream had it; sets lat_p99 (the first)
+	# and each_p99.
+	latency() {
+		"$bench_tmp/sse-load" ${5:+"$5"} lat 127.0.0.1 "$relay_port" "$3" "$subs" \
+			"$(token_of "$2" alice)" "$4" "$sends" "$bench_tmp/each" >"$bench_tmp/lat" ||
+			bench_die "sse-load failed"
+		[ "$(wc -l <"$bench_tmp/lat")" -eq "$sends" ] || bench_die "sse-load timed $(wc -l <"$bench_tmp/lat") sends of $sends"
+		set -- "$1" $(pcts "$bench_tmp/lat") $(pcts "$bench_tmp/each")
+		lat_med=$2 lat_p99=$3 lat_max=$4 each_med=$5 each_p99=$6
+		lat_line="$1: until every stream had it, median $(bench_us "$lat_med"), p99 $(bench_us "$lat_p99"), max $(bench_us "$lat_max") over $sends sends; each delivery, median $(bench_us "$each_med"), p99 $(bench_us "$each_p99") over $(wc -l <"$bench_tmp/each")"
+	}
 
-# pcts FILE: median, p99 and max of the numbers in FILE.
-pcts() {
-	sort -n "$1" | awk '{ a[NR] = $1 }
-		END {
-			p = int(NR * 0.99); if (p < NR * 0.99) p++
-			print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)), a[p], a[NR]
-		}'
-}
+	# pcts FILE: median, p99 and max of the numbers in FILE.
+	pcts() {
+		sort -n "$1" | awk '{ a[NR] = $1 }
+			END {
+				p = int(NR * 0.99); if (p < NR * 0.99) p++
+				print (NR % 2 ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)), a[p], a[NR]
+			}'
+	}
 
-relay_start "$chan"
-grep -v '^alice \|^bob ' "$chan/tokens" >"$bench_tmp/subs.tokens"
-base=$(rss_kib "$relay_pid")
-latency "send-to-SSE latency, a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
-	"$chan" "$bench_tmp/subs.tokens" '#bench'
-bench_target "send-to-SSE p99, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
-lat_v=$bench_ok
-bench_target "send-to-SSE p99, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
-echo "$lat_line [target p99 < 10 ms: every stream $lat_v, each delivery $bench_ok]"
-relay_stop
-# The same push path without the fan-out: 1,000 streams of bob's inbox.
-relay_start "$chan"
-grep '^bob ' "$chan/tokens" >"$bench_tmp/bob.tokens"
-latency "send-to-SSE latency, $subs streams of one inbox, a DM (no fan-out: the push path alone)" \
-	"$chan" "$bench_tmp/bob.tokens" '@bob'
-echo "$lat_line (for comparison, no target)"
-relay_stop
-rm -rf "$chan"
-# The same with TLS on: every stream and the sender, in a room of its own.
-if [ -n "$have_tls" ]; then
-	relay_start "$chantls" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
-	grep -v '^alice \|^bob ' "$chantls/tokens" >"$bench_tmp/subs-tls.tokens"
-	latency "send-to-SSE latency with TLS (EC P-256), a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
-		"$chantls" "$bench_tmp/subs-tls.tokens" '#bench' -t
-	bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
+	relay_start "$chan"
+	grep -v '^alice \|^bob ' "$chan/tokens" >"$bench_tmp/subs.tokens"
+	base=$(rss_kib "$relay_pid")
+	latency "send-to-SSE latency, a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
+		"$chan" "$bench_tmp/subs.tokens" '#bench'
+	bench_target "send-to-SSE p99, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
 	lat_v=$bench_ok
-	bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
+	bench_target "send-to-SSE p99, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
 	echo "$lat_line [target p99 < 10 ms: every stream $lat_v, each delivery $bench_ok]"
 	relay_stop
-	rm -rf "$chantls"
-else
-	echo "send-to-SSE latency with TLS: skipped (needs openssl)"
-fi
-
-# --- resident memory with 10,000 idle SSE connections, plain and TLS ---------
-# idle_rss [-t]: $idle idle streams of the big room's agents (with -t,
-# over TLS) held open against the running relay; sets base (the relay's
-# RSS before), rss (with them), up (the streams that came up), fds and
-# per (bytes per stream).
-idle_rss() {
-	base=$(rss_kib "$relay_pid")
-	[ -p "$bench_tmp/hold" ] || mkfifo "$bench_tmp/hold" || bench_die "cannot make a fifo"
-	: >"$bench_tmp/idle.out"
-	"$bench_tmp/sse-load" ${1:+"$1"} idle 127.0.0.1 "$relay_port" "$bench_tmp/idle.tokens" "$idle" \
-		<"$bench_tmp/hold" >"$bench_tmp/idle.out" 2>&1 &
-	idle_pid=$!
-	exec 9>"$bench_tmp/hold"
-	t=0
-	until grep -q '^connected' "$bench_tmp/idle.out"; do
-		t=$((t + 1))
-		[ "$t" -lt 1200 ] && kill -0 "$idle_pid" 2>/dev/null ||
-			bench_die "sse-load idle failed: $(cat "$bench_tmp/idle.out")"
-		sleep 0.1
-	done
-	up=$(awk '/^connected/ { print $2 }' "$bench_tmp/idle.out")
-	rss=$(rss_kib "$relay_pid")
-	fds=$(ls "/proc/$relay_pid/fd" | wc -l)
-	exec 9>&-
-	wait "$idle_pid"
-	per=$(bench_div $(((rss - base) * 1024)) "$up" 0)
-}
-
-grep -v '^alice \|^bob ' "$big/tokens" >"$bench_tmp/idle.tokens"
-relay_start "$big"
-idle_rss
-relay_stop
-bench_target "relay RSS with $up idle SSE connections: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
-echo "relay RSS with $up idle SSE connections ($many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
-[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams came up)"
-if [ -n "$have_tls" ]; then
-	relay_start "$big" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
-	idle_rss -t
+	# The same push path without the fan-out: 1,000 streams of bob's inbox.
+	relay_start "$chan"
+	grep '^bob ' "$chan/tokens" >"$bench_tmp/bob.tokens"
+	latency "send-to-SSE latency, $subs streams of one inbox, a DM (no fan-out: the push path alone)" \
+		"$chan" "$bench_tmp/bob.tokens" '@bob'
+	echo "$lat_line (for comparison, no target)"
 	relay_stop
-	bench_target "relay RSS with $up idle SSE connections with TLS: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
-	echo "relay RSS with $up idle SSE connections with TLS (EC P-256; $many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
-	[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams with TLS came up)"
-else
-	echo "relay RSS with idle SSE connections with TLS: skipped (needs openssl)"
+	rm -rf "$chan"
+	# The same with TLS on: every stream and the sender, in a room of its own.
+	if [ -n "$have_tls" ]; then
+		relay_start "$chantls" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+		grep -v '^alice \|^bob ' "$chantls/tokens" >"$bench_tmp/subs-tls.tokens"
+		latency "send-to-SSE latency with TLS (EC P-256), a channel of $subs subscribers, each on its own stream (until every stream has the event)" \
+			"$chantls" "$bench_tmp/subs-tls.tokens" '#bench' -t
+		bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, until every stream had it: $(bench_us "$lat_p99") (< 10 ms)" "$lat_p99" 10000 "10 ms"
+		lat_v=$bench_ok
+		bench_target "send-to-SSE p99 with TLS, $subs channel subscribers, each delivery: $(bench_us "$each_p99") (< 10 ms)" "$each_p99" 10000 "10 ms"
+		echo "$lat_line [target p99 < 10 ms: every stream $lat_v, each delivery $bench_ok]"
+		relay_stop
+		rm -rf "$chantls"
+	else
+		echo "send-to-SSE latency with TLS: skipped (needs openssl)"
+	fi
+
 fi
-rm -rf "$big"
+
+if want idle; then
+	# --- resident memory with 10,000 idle SSE connections, plain and TLS ---------
+	# idle_rss [-t]: $idle idle streams of the big room's agents (with -t,
+	# over TLS) held open against the running relay; sets base (the relay's
+	# RSS before), rss (with them), up (the streams that came up), fds and
+	# per (bytes per stream).
+	idle_rss() {
+		base=$(rss_kib "$relay_pid")
+		[ -p "$bench_tmp/hold" ] || mkfifo "$bench_tmp/hold" || bench_die "cannot make a fifo"
+		: >"$bench_tmp/idle.out"
+		"$bench_tmp/sse-load" ${1:+"$1"} idle 127.0.0.1 "$relay_port" "$bench_tmp/idle.tokens" "$idle" \
+			<"$bench_tmp/hold" >"$bench_tmp/idle.out" 2>&1 &
+		idle_pid=$!
+		exec 9>"$bench_tmp/hold"
+		t=0
+		until grep -q '^connected' "$bench_tmp/idle.out"; do
+			t=$((t + 1))
+			[ "$t" -lt 1200 ] && kill -0 "$idle_pid" 2>/dev/null ||
+				bench_die "sse-load idle failed: $(cat "$bench_tmp/idle.out")"
+			sleep 0.1
+		done
+		up=$(awk '/^connected/ { print $2 }' "$bench_tmp/idle.out")
+		rss=$(rss_kib "$relay_pid")
+		fds=$(ls "/proc/$relay_pid/fd" | wc -l)
+		exec 9>&-
+		wait "$idle_pid"
+		per=$(bench_div $(((rss - base) * 1024)) "$up" 0)
+	}
+
+	grep -v '^alice \|^bob ' "$big/tokens" >"$bench_tmp/idle.tokens"
+	relay_start "$big"
+	idle_rss
+	relay_stop
+	bench_target "relay RSS with $up idle SSE connections: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
+	echo "relay RSS with $up idle SSE connections ($many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
+	[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams came up)"
+	if [ -n "$have_tls" ]; then
+		relay_start "$big" --cert "$bench_tmp/cert.pem" --key "$bench_tmp/key.pem"
+		idle_rss -t
+		relay_stop
+		bench_target "relay RSS with $up idle SSE connections with TLS: $(bench_mib "$rss") (< 64 MiB)" "$rss" 65536 "64.00 MiB"
+		echo "relay RSS with $up idle SSE connections with TLS (EC P-256; $many agents, $fds descriptors open): $(bench_mib "$rss") ($(bench_mib "$base") before, $per bytes per connection) [target $bench_v]${idle_note:+ $idle_note}"
+		[ "$up" -eq "$idle" ] || echo "(only $up of $idle streams with TLS came up)"
+	else
+		echo "relay RSS with idle SSE connections with TLS: skipped (needs openssl)"
+	fi
+	rm -rf "$big"
+
+fi
 
 bench_summary
