@@ -2,7 +2,8 @@
 # relay.sh: bch-relayd under load, all on 127.0.0.1. Sends per second
 # over keep-alive with 2 and with 10,000 registered agents, and with TLS
 # on; send-to-SSE latency with 1,000 subscribers of a channel (and, for
-# comparison, 1,000 streams of one inbox), and the same with TLS on;
+# comparison, 1,000 streams of one inbox, and the floor of the fan-out:
+# the links alone), and the same with TLS on;
 # resident memory with 10,000 idle SSE connections, plain and with TLS.
 # fsync off (BACKCHANNEL_FSYNC=0). See README.
 #
@@ -332,6 +333,14 @@ if want lat; then
 		"$chan" "$bench_tmp/bob.tokens" '@bob'
 	echo "$lat_line (for comparison, no target)"
 	relay_stop
+	dm_med=$lat_med
+	# The floor of the fan-out on this disk: the links alone, by fanout.c,
+	# into the same inboxes (which hold what the runs above left there).
+	bench_cc fanout
+	"$bench_tmp/fanout" "$chan/spool" "$bench_tmp/subs.tokens" "$sends" 300 >"$bench_tmp/links" ||
+		bench_die "fanout failed"
+	set -- $(pcts "$bench_tmp/links")
+	echo "the floor: one file linked into the $subs inboxes (fanout.c: no relay, no sockets), median $(bench_us "$1"), p99 $(bench_us "$2") over $sends; with the DM's push path, median $(bench_us $(($1 + dm_med))) (for comparison, no target)"
 	rm -rf "$chan"
 	# The same with TLS on: every stream and the sender, in a room of its own.
 	if [ -n "$have_tls" ]; then
