@@ -1,0 +1,374 @@
+/* spool-redis-conn: the connections of the spool in Redis — the command
+ * connection that runs the scripts, made again with a growing pause when
+ * it fails, the subscription to arrivals, and the spool URL. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "spool-redis.h"
+
+#define BACKOFF_MAX 2.0 /* seconds between attempts to reconnect */
+
+double
+rd_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int
+rd_unavailable(struct rd *r, struct err *e, const char *why)
+{
+	err_set(e, BCH_TEMP,
+	        "the spool (Redis at %s) is unavailable: %s — "
+	        "try again in a moment",
+	        r->where, why);
+	return err_status(e, 503);
+}
+
+void
+rd_pause_more(double *backoff, double *retry_at)
+{
+	*backoff = *backoff > 0 ? *backoff * 2 : 0.1;
+	if (*backoff > BACKOFF_MAX)
+		*backoff = BACKOFF_MAX;
+	*retry_at = rd_now() + *backoff;
+}
+
+/* One command on a fresh connection, during its set-up. */
+static int
+setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
+          const char **argv)
+{
+	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+	int rc = 0;
+
+	if (!rep)
+		return rd_unavailable(r, e, c->errstr);
+	if (rep->type == REDIS_REPLY_ERROR) {
+		/* A wrong password or database will not mend by itself. */
+		int perm = strstr(rep->str, "WRONGPASS") ||
+		           strstr(rep->str, "NOAUTH") ||
+		           strstr(rep->str, "invalid") ||
+		           strstr(rep->str, "DB index") ||
+		           strstr(rep->str, "without any password");
+		err_set(e, perm ? BCH_PERM : BCH_TEMP,
+		        "Redis at %s refused %s: "
+		        "%.200s — check the URL and the password",
+		        r->where, argv[0], rep->str);
+		err_status(e, 503);
+		rc = -1;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+static redisContext *
+dial(struct rd *r, struct err *e)
+{
+	struct timeval tv = {1, 0}, cmd = {3, 0};
+	redisContext *c;
+	char db[16];
+
+	c = r->port ? redisConnectWithTimeout(r->host, r->port, tv)
+	            : redisConnectUnixWithTimeout(r->host, tv);
+	if (!c || c->err) {
+		rd_unavailable(r, e, c ? c->errstr : "out of memory");
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+	redisSetTimeout(c, cmd);
+	if (r->port)
+		redisEnableKeepAlive(c);
+	if (r->password) {
+		const char *a[3] = {"AUTH", r->user, r->password};
+		if (r->user[0]
+		        ? setup_cmd(c, e, r, 3, a)
+		        : setup_cmd(c, e, r, 2,
+		                    (const char *[]){"AUTH", r->password}))
+			goto fail;
+	}
+	if (r->db) {
+		snprintf(db, sizeof db, "%d", r->db);
+		if (setup_cmd(c, e, r, 2, (const char *[]){"SELECT", db}) < 0)
+			goto fail;
+	}
+	return c;
+fail:
+	redisFree(c);
+	return NULL;
+}
+
+static void
+drop(struct rd *r)
+{
+	if (r->c)
+		redisFree(r->c);
+	r->c = NULL;
+	r->retry_at = 0; /* the first attempt again is at once */
+}
+
+static int
+load_scripts(struct rd *r, struct err *e)
+{
+	int i;
+
+	for (i = 0; i < NSCRIPTS; i++) {
+		redisReply *rep =
+		    redisCommand(r->c, "SCRIPT LOAD %s", rd_scripts[i]);
+		if (!rep || rep->type != REDIS_REPLY_STRING ||
+		    rep->len >= sizeof r->sha[i]) {
+			rd_unavailable(
+			    r, e,
+			    rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+			    : r->c->errstr[0]                     ? r->c->errstr
+			                      : "cannot load the scripts");
+			if (rep)
+				freeReplyObject(rep);
+			drop(r);
+			return -1;
+		}
+		memcpy(r->sha[i], rep->str, rep->len + 1);
+		freeReplyObject(rep);
+	}
+	return 0;
+}
+
+/* The command connection, made again when it was lost. */
+int
+rd_ready(struct rd *r, struct err *e)
+{
+	if (r->c)
+		return 0;
+	if (rd_now() < r->retry_at)
+		return rd_unavailable(r, e, "reconnecting");
+	if (!(r->c = dial(r, e)) || load_scripts(r, e) < 0) {
+		drop(r);
+		rd_pause_more(&r->backoff, &r->retry_at);
+		return -1;
+	}
+	r->backoff = 0;
+	return 0;
+}
+
+/* Run one command; the reply, or NULL with e filled (BCH_TEMP, 503). */
+redisReply *
+rd_call(struct rd *r, struct err *e, int argc, const char **argv,
+        const size_t *lens)
+{
+	redisReply *rep;
+
+	if (rd_ready(r, e) < 0)
+		return NULL;
+	rep = redisCommandArgv(r->c, argc, argv, lens);
+	if (!rep) {
+		rd_unavailable(r, e, r->c->errstr);
+		drop(r);
+		return NULL;
+	}
+	if (rep->type == REDIS_REPLY_ERROR) {
+		rd_unavailable(r, e, rep->str);
+		freeReplyObject(rep);
+		return NULL;
+	}
+	return rep;
+}
+
+/* EVALSHA script with ARGV args (the prefix first, added here). */
+redisReply *
+rd_script(struct rd *r, struct err *e, int which, int argc, const char **args,
+          const size_t *lens)
+{
+	const char *argv[16];
+	size_t len[16];
+	redisReply *rep;
+	int i, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if (rd_ready(r, e) < 0)
+			return NULL;
+		argv[0] = "EVALSHA";
+		argv[1] = r->sha[which];
+		argv[2] = "0";
+		argv[3] = r->prefix;
+		for (i = 0; i < 4; i++)
+			len[i] = strlen(argv[i]);
+		for (i = 0; i < argc; i++) {
+			argv[4 + i] = args[i];
+			len[4 + i] =
+			    lens && lens[i] ? lens[i] : strlen(args[i]);
+		}
+		rep = redisCommandArgv(r->c, 4 + argc, argv, len);
+		if (!rep) {
+			rd_unavailable(r, e, r->c->errstr);
+			drop(r);
+			return NULL;
+		}
+		if (rep->type != REDIS_REPLY_ERROR)
+			return rep;
+		if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && tries == 0) {
+			freeReplyObject(
+			    rep); /* SCRIPT FLUSH: load them again */
+			if (load_scripts(r, e) < 0)
+				return NULL;
+			continue;
+		}
+		rd_unavailable(r, e, rep->str);
+		freeReplyObject(rep);
+		return NULL;
+	}
+	return NULL;
+}
+
+int
+rd_bad_reply(struct rd *r, struct err *e, redisReply *rep)
+{
+	if (rep)
+		freeReplyObject(rep);
+	return rd_unavailable(r, e, "an unexpected reply");
+}
+
+/* Subscribe on a connection of its own, then read it without blocking. */
+int
+rd_sub_connect(struct rd *r, struct err *e)
+{
+	redisContext *c;
+	redisReply *rep;
+
+	if (!(c = dial(r, e)))
+		return -1;
+	rep = redisCommand(c, "SUBSCRIBE %s", r->chan);
+	if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+		rd_unavailable(r, e,
+		               rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+		               : c->errstr[0]                        ? c->errstr
+		                              : "cannot subscribe");
+		if (rep)
+			freeReplyObject(rep);
+		redisFree(c);
+		return -1;
+	}
+	freeReplyObject(rep);
+	c->flags &= ~REDIS_BLOCK;
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+	r->sub = c;
+	r->gen++;
+	return 0;
+}
+
+void
+rd_sub_lost(struct rd *r)
+{
+	redisFree(r->sub);
+	r->sub = NULL;
+	r->gen++;
+	r->sub_retry_at = 0;
+}
+
+/* A key prefix: 1 to 63 of letters, digits, '.', '_', ':', '-'. */
+static int
+prefix_ok(const char *p)
+{
+	size_t n = strlen(p);
+
+	return n > 0 && n < 64 &&
+	       strspn(p, "abcdefghijklmnopqrstuvwxyz"
+	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}
+
+/* "?db=N&prefix=P" after a URL's path. */
+static int
+parse_query(struct rd *r, char *q, struct err *e)
+{
+	char *kv, *save = NULL;
+
+	for (kv = strtok_r(q, "&", &save); kv;
+	     kv = strtok_r(NULL, "&", &save)) {
+		if (strncmp(kv, "db=", 3) == 0)
+			r->db = atoi(kv + 3);
+		else if (strncmp(kv, "prefix=", 7) == 0 && prefix_ok(kv + 7))
+			snprintf(r->prefix, sizeof r->prefix, "%s", kv + 7);
+		else
+			return err_set(e, BCH_PERM,
+			               "bad \"%s\" in the spool URL "
+			               "— use db=N or prefix=P (letters, "
+			               "digits, '.', '_', "
+			               "':', '-')",
+			               kv);
+	}
+	return 0;
+}
+
+int
+rd_parse_url(struct rd *r, const char *url, struct err *e)
+{
+	char u[1024], *q, *at, *slash, *colon, *host;
+
+	if (strlen(url) >= sizeof u)
+		return err_set(e, BCH_PERM, "spool URL too long");
+	snprintf(u, sizeof u, "%s", url);
+	snprintf(r->prefix, sizeof r->prefix, "bch:");
+	if ((q = strchr(u, '?'))) {
+		*q++ = 0;
+		if (parse_query(r, q, e) < 0)
+			return -1;
+	}
+	snprintf(r->where, sizeof r->where, "%s", u);
+	if (strncmp(u, "unix://", 7) == 0) {
+		if (u[7] != '/' || strlen(u + 7) >= sizeof r->host)
+			return err_set(e, BCH_PERM,
+			               "bad spool URL %s — use "
+			               "unix:///path/to/redis.sock",
+			               u);
+		snprintf(r->host, sizeof r->host, "%s", u + 7);
+		return 0;
+	}
+	if (strncmp(u, "redis://", 8) != 0)
+		return err_set(e, BCH_PERM,
+		               "bad spool URL %s — use "
+		               "redis://host:port/db or unix:///path",
+		               u);
+	host = u + 8;
+	if ((slash = strchr(host, '/'))) {
+		*slash = 0;
+		if (slash[1])
+			r->db = atoi(slash + 1);
+	}
+	if ((at = strrchr(host, '@'))) {
+		*at = 0;
+		if (strchr(host, ':'))
+			return err_set(
+			    e, BCH_PERM,
+			    "a password does not go in the "
+			    "spool URL (it would show in ps) — use "
+			    "--redis-password-file or REDIS_PASSWORD");
+		snprintf(r->user, sizeof r->user, "%s", host);
+		host = at + 1;
+	}
+	r->port = 6379;
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+		if (!close)
+			return err_set(e, BCH_PERM, "bad spool URL %s", url);
+		*close = 0;
+		if (close[1] == ':')
+			r->port = atoi(close + 2);
+		host++;
+	} else if ((colon = strrchr(host, ':'))) {
+		*colon = 0;
+		r->port = atoi(colon + 1);
+	}
+	if (!host[0] || r->port <= 0 || r->port > 65535 || r->db < 0)
+		return err_set(e, BCH_PERM,
+		               "bad spool URL %s — use "
+		               "redis://host:port/db",
+		               url);
+	snprintf(r->host, sizeof r->host, "%s", host);
+	return 0;
+}

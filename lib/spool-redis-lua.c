@@ -1,0 +1,185 @@
+/* spool-redis-lua: the Lua scripts of the spool in Redis, one for each
+ * rule of PROTOCOL.md 2, so that each runs alone on the server (the design
+ * rationale is in spool-redis.c). */
+#include "spool-redis.h"
+
+/* clang-format off */
+/* Scripts that read the clock and then write need effects replication,
+ * the default since Redis 5; asking for it keeps 3.2 and 4 working. */
+#define NOW \
+	"if redis.replicate_commands then redis.replicate_commands() end\n" \
+	"local function now_ms() local t = redis.call('TIME')\n" \
+	" return tonumber(t[1]) * 1000 +\n" \
+	"  math.floor(tonumber(t[2]) / 1000) end\n"
+
+/* Put back what the leases that ran out hold; ARGV[1] prefix, [2] channel. */
+#define EXPIRE \
+	"local function expire(p, chan)\n" \
+	" local due = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf',\n" \
+	"  now_ms(), 'LIMIT', 0, 512)\n" \
+	" for _, m in ipairs(due) do\n" \
+	"  redis.call('ZREM', p .. 'leases', m)\n" \
+	"  local sp = string.find(m, ' ', 1, true)\n" \
+	"  if sp then\n" \
+	"   local a, id = string.sub(m, 1, sp - 1), string.sub(m, sp + 1)\n" \
+	"   local v = redis.call('HGET', p .. 'claim:' .. a, id)\n" \
+	"   if v then\n" \
+	"    redis.call('HDEL', p .. 'claim:' .. a, id)\n" \
+	"    if redis.call('HSETNX', p .. 'new:' .. a, id, v) == 1 then\n" \
+	"     redis.call('PUBLISH', chan, id .. ' ' .. a .. '\\n' .. v) end\n" \
+	"   end\n" \
+	"  end\n" \
+	" end\n" \
+	" return #due\n" \
+	"end\n"
+
+const char *const rd_scripts[NSCRIPTS] = {
+	/* reg: p, name, ts, tokenHash or "" */
+	"local p, n, ts, th = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+	"local k = p .. 'agent:' .. n\n"
+	"local exists = redis.call('EXISTS', k) == 1\n"
+	"if th ~= '' and exists then return {'taken'} end\n"
+	"if not exists then\n"
+	" redis.call('HSET', k, 'createdAt', ts)\n"
+	" redis.call('SADD', p .. 'agents', n)\n"
+	"end\n"
+	"redis.call('HSET', k, 'lastSeen', ts)\n"
+	"if th ~= '' then\n"
+	" redis.call('HSET', k, 'tokenHash', th)\n"
+	" redis.call('HSET', p .. 'tokens', th, n)\n"
+	"end\n"
+	"local v = redis.call('HMGET', k, 'createdAt', 'lastSeen',\n"
+	" 'tokenHash')\n"
+	"local out = {'ok', v[1] or '', v[2] or '', v[3] or ''}\n"
+	"local subs = redis.call('LRANGE', p .. 'subs:' .. n, 0, -1)\n"
+	"for _, c in ipairs(subs) do\n"
+	" out[#out + 1] = c end\n"
+	"return out\n",
+
+	/* agents: p */
+	"local p, out = ARGV[1], {}\n"
+	"for _, n in ipairs(redis.call('SMEMBERS', p .. 'agents')) do\n"
+	" local v = redis.call('HMGET', p .. 'agent:' .. n, 'createdAt',\n"
+	"  'lastSeen', 'tokenHash')\n"
+	" out[#out + 1] = {n, v[1] or '', v[2] or '', v[3] or '',\n"
+	"  redis.call('LRANGE', p .. 'subs:' .. n, 0, -1)}\n"
+	"end\n"
+	"return out\n",
+
+	/* subscribe: p, agent, channel, on */
+	"local p, a, c = ARGV[1], ARGV[2], ARGV[3]\n"
+	"if redis.call('EXISTS', p .. 'agent:' .. a) == 0 then return -1 end\n"
+	"if ARGV[4] == '1' then\n"
+	" if redis.call('SADD', p .. 'chan:' .. c, a) == 0 then return 0 end\n"
+	" redis.call('RPUSH', p .. 'subs:' .. a, c)\n"
+	" return 1\n"
+	"end\n"
+	"if redis.call('SREM', p .. 'chan:' .. c, a) == 0 then return 0 end\n"
+	"redis.call('LREM', p .. 'subs:' .. a, 0, c)\n"
+	"return 1\n",
+
+	/* send: p, channel, from, to, id, json, max inbox, once, ttl */
+	"local p, from, to, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
+	"if redis.call('SISMEMBER', p .. 'agents', from) == 0 then\n"
+	" return {'nosender', from} end\n"
+	"local sent = p .. 'sent:' .. from .. ' ' .. id\n"
+	"if ARGV[8] == '1' then\n"
+	" local old = redis.call('HMGET', sent, 'm', 'r')\n"
+	" if old[1] then return {'dup', old[1], old[2]} end\n"
+	"end\n"
+	"local r = {}\n"
+	"if string.sub(to, 1, 1) == '@' then\n"
+	" local a = string.sub(to, 2)\n"
+	" if redis.call('SISMEMBER', p .. 'agents', a) == 0 then\n"
+	"  return {'unknown', a} end\n"
+	" r[1] = a\n"
+	"else\n"
+	" for _, a in ipairs(redis.call('SMEMBERS', p .. 'chan:' .. to)) do\n"
+	"  if a ~= from then r[#r + 1] = a end\n"
+	" end\n"
+	" if #r == 0 then return {'empty', to} end\n"
+	" table.sort(r)\n"
+	"end\n"
+	"local max = tonumber(ARGV[7])\n"
+	"for _, a in ipairs(r) do\n"
+	" if redis.call('HLEN', p .. 'new:' .. a) >= max then\n"
+	"  return {'full', a} end\n"
+	"end\n"
+	"for _, a in ipairs(r) do\n"
+	" redis.call('HSETNX', p .. 'new:' .. a, id, ARGV[6]) end\n"
+	"local names = table.concat(r, ' ')\n"
+	"if ARGV[8] == '1' then\n"
+	" redis.call('HSET', sent, 'm', ARGV[6], 'r', names)\n"
+	" redis.call('EXPIRE', sent, tonumber(ARGV[9]))\n"
+	"end\n"
+	"redis.call('PUBLISH', ARGV[2],\n"
+	" id .. ' ' .. names .. '\\n' .. ARGV[6])\n"
+	"return {'ok', names}\n",
+
+	/* list: p, channel, agent, ts */
+	NOW EXPIRE
+	"expire(ARGV[1], ARGV[2])\n"
+	"local k = ARGV[1] .. 'agent:' .. ARGV[3]\n"
+	"if redis.call('EXISTS', k) == 0 then return false end\n"
+	"local seen = redis.call('HGET', k, 'lastSeen')\n"
+	"if not seen or\n"
+	" string.sub(seen, 1, 16) ~= string.sub(ARGV[4], 1, 16) then\n"
+	" redis.call('HSET', k, 'lastSeen', ARGV[4]) end\n"
+	"return redis.call('HGETALL', ARGV[1] .. 'new:' .. ARGV[3])\n",
+
+	/* take: p, agent, id, ms */
+	NOW
+	"local p, a, id = ARGV[1], ARGV[2], ARGV[3]\n"
+	"local v = redis.call('HGET', p .. 'new:' .. a, id)\n"
+	"if not v then return false end\n"
+	"redis.call('HDEL', p .. 'new:' .. a, id)\n"
+	"redis.call('HSET', p .. 'claim:' .. a, id, v)\n"
+	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]),\n"
+	" a .. ' ' .. id)\n"
+	"return v\n",
+
+	/* lease: p, agent, id, ms */
+	NOW
+	"local p, a, id = ARGV[1], ARGV[2], ARGV[3]\n"
+	"if redis.call('HEXISTS', p .. 'claim:' .. a, id) == 0 then\n"
+	" return 0 end\n"
+	"redis.call('ZADD', p .. 'leases', now_ms() + tonumber(ARGV[4]),\n"
+	" a .. ' ' .. id)\n"
+	"return 1\n",
+
+	/* settle: p, channel, agent, id, ack|keep|release */
+	"local p, a, id, how = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
+	"local v = redis.call('HGET', p .. 'claim:' .. a, id)\n"
+	"redis.call('ZREM', p .. 'leases', a .. ' ' .. id)\n"
+	"if not v then return 0 end\n"
+	"redis.call('HDEL', p .. 'claim:' .. a, id)\n"
+	"if how == 'keep' then\n"
+	" redis.call('HSET', p .. 'kept:' .. a, id, v)\n"
+	"elseif how == 'release' then\n"
+	" if redis.call('HSETNX', p .. 'new:' .. a, id, v) == 1 then\n"
+	"  redis.call('PUBLISH', ARGV[2], id .. ' ' .. a .. '\\n' .. v) end\n"
+	"end\n"
+	"return 1\n",
+
+	/* expire: p, channel */
+	NOW EXPIRE
+	"return expire(ARGV[1], ARGV[2])\n",
+
+	/* rate: p, agent, rate, burst; 0 allowed, else ms to wait */
+	NOW
+	"local k = ARGV[1] .. 'rate:' .. ARGV[2]\n"
+	"local rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local now = now_ms() / 1000\n"
+	"local v = redis.call('HMGET', k, 't', 'l')\n"
+	"local tok, last = tonumber(v[1]) or burst, tonumber(v[2]) or now\n"
+	"if now > last then\n"
+	" tok = math.min(burst, tok + (now - last) * rate) end\n"
+	"local wait = 0\n"
+	"if tok >= 1 then tok = tok - 1\n"
+	"else wait = math.ceil((1 - tok) / rate * 1000) end\n"
+	"redis.call('HSET', k, 't', tostring(tok), 'l', tostring(now))\n"
+	"redis.call('PEXPIRE', k, math.ceil(burst / rate * 1000) + 1000)\n"
+	"return wait\n",
+};
+
+/* clang-format on */
