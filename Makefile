@@ -57,6 +57,12 @@ RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o
 bin/bch-relayd: $(RELAYD_OBJ) bin/relayd.h
 bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# bch-mcp too: its tools apart from the JSON-RPC framing; bin/mcp.h is
+# what they share.
+MCP_OBJ = bin/mcp-tools.o
+bin/bch-mcp: $(MCP_OBJ) bin/mcp.h
+bin/mcp-%.o: bin/mcp-%.c bin/mcp.h lib/*.h
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 bin/%: bin/%.c lib/libbch.a lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(BCH_LDFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) lib/libbch.a $(LDLIBS)
 
