@@ -15,8 +15,9 @@ local_setup() {
 		"{\"to\":\"@bob\",\"body\":\"body C\",\"id\":\"$C\"}" | bch-send >/dev/null
 }
 
-new() { echo "$BACKCHANNEL_HOME/spool/bob/new/$1.json"; }
-ts_of() { sed -n 's/.*"ts":"\([^"]*\)".*/\1/p' "$(new "$1")"; }
+# unread ID...: bob's unread messages are these, and no others.
+unread() { [ "$(new_ids bob)" = "$(printf '%s\n' "$@" | LC_ALL=C sort)" ]; }
+ts_of() { new_json bob "$1" | sed -n 's/.*"ts":"\([^"]*\)".*/\1/p'; }
 
 @test "read by full id claims that message and prints it in the human form" {
 	ts=$(ts_of "$A")
@@ -25,8 +26,8 @@ ts_of() { sed -n 's/.*"ts":"\([^"]*\)".*/\1/p' "$(new "$1")"; }
 	assert_output "alice -> @bob ($ts, id abcd1111)
 body A"
 	[ -z "$stderr" ]
-	[ ! -e "$(new "$A")" ] && [ -e "$(new "$B")" ] && [ -e "$(new "$C")" ]
-	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	unread "$B" "$C"
+	[ -z "$(cur_ids bob)" ]
 }
 
 @test "read by a unique prefix claims the one message it names" {
@@ -34,7 +35,7 @@ body A"
 	assert_success
 	assert_line -n 0 --regexp '^alice -> @bob \[URGENT\] \(.*, id abcd2222\)$'
 	assert_line -n 1 'body B'
-	[ ! -e "$(new "$B")" ] && [ "$(count_new bob)" -eq 2 ]
+	unread "$A" "$C"
 	run as bob bch read ffff
 	assert_success
 	assert_output --partial 'body C'
@@ -61,7 +62,7 @@ body C"
 	[[ $stderr == *'no unread message zzzz'* ]]
 	[[ $stderr == *'no unread message 0000dead'* ]]
 	[ "$(grep -c . <<<"$stderr")" -eq 2 ]
-	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+	unread "$B"
 }
 
 @test "a message claimed once cannot be read again" {
@@ -73,18 +74,19 @@ body C"
 }
 
 @test "read --keep leaves the message whole in cur/<id>.json" {
-	cp "$(new "$A")" want.json
+	new_json bob "$A" > want.json
 	run as bob bch read --keep abcd1
 	assert_success
 	assert_output --partial 'body A'
-	[ ! -e "$(new "$A")" ]
-	cmp want.json "$BACKCHANNEL_HOME/spool/bob/cur/$A.json"
-	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" = "$A.json" ]
+	unread "$B" "$C"
+	# In Redis, cur/ is the kept hash.
+	kept_json bob "$A" | cmp want.json -
+	[ "$(cur_ids bob)" = "$A" ]
 }
 
 @test "without --keep nothing is left in cur/" {
 	as bob bch read "$A" "$B" >/dev/null
-	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	[ -z "$(cur_ids bob)" ]
 }
 
 @test "ids on standard input, one per line, are claimed in turn" {
@@ -97,11 +99,11 @@ body C
 
 alice -> @bob ($ta, id abcd1111)
 body A"
-	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+	unread "$B"
 }
 
 @test "read --jsonl prints each claimed message as stored, one per line" {
-	want=$(cat "$(new "$C")" "$(new "$A")")
+	want=$(new_json bob "$C" && new_json bob "$A")
 	run as bob bch read --jsonl "$C" "$A"
 	assert_success
 	assert_output "$want"
@@ -109,7 +111,7 @@ body A"
 }
 
 @test "read --json prints an array of the claimed messages" {
-	want="[$(tr -d '\n' < "$(new "$A")"),$(tr -d '\n' < "$(new "$B")")]"
+	want="[$(new_json bob "$A" | tr -d '\n'),$(new_json bob "$B" | tr -d '\n')]"
 	run as bob bch read --json "$A" abcd2
 	assert_success
 	assert_equal "$(tr -d '\n' <<<"$output")" "$want"
@@ -128,5 +130,5 @@ body A"
 	assert_line --partial '"body":"body A"'
 	assert_line --partial '"body":"body C"'
 	[ "${#lines[@]}" -eq 2 ]
-	[ "$(count_new bob)" -eq 1 ] && [ -e "$(new "$B")" ]
+	unread "$B"
 }

@@ -454,7 +454,7 @@ verdict_config() {
 	printf '%s' "$body" > want.body
 	f=$(ls "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
 	# Control characters are stored escaped, not raw and not stripped.
-	! LC_ALL=C grep -aq $'[\x01-\x1f\x7f]' "$f"
+	! LC_ALL=C grep -aq $'[\x01-\x1f\x7f]' "$f" || false
 	if [ "$(json_impl)" = node ]; then
 		node -e 'const fs=require("fs"); const m=JSON.parse(fs.readFileSync(process.argv[1],"utf8")); if (m.body !== fs.readFileSync(process.argv[2],"utf8")) { console.log(JSON.stringify(m.body)); process.exit(1); }' "$f" want.body
 	else

@@ -6,21 +6,16 @@ bats_require_minimum_version 1.5.0
 
 local_setup() { agents alice bob; }
 
-# put AGENT ID TS BODY [FIELDS]: write a message file into AGENT's new/ by
+# put AGENT ID TS BODY [FIELDS]: store a message as AGENT's unread ID by
 # hand, in the byte form bch-send writes; FIELDS (JSON members) go before ts.
 put() {
-	printf '{"id":"%s","from":"alice","to":"@%s","body":"%s","priority":"normal"%s,"ts":"%s"}\n' \
-		"$2" "$1" "$4" "${5:+,$5}" "$3" > "$BACKCHANNEL_HOME/spool/$1/new/$2.json"
+	put_json "$1" "$2" "$(printf '{"id":"%s","from":"alice","to":"@%s","body":"%s","priority":"normal"%s,"ts":"%s"}' \
+		"$2" "$1" "$4" "${5:+,$5}" "$3")"
 }
 
-# file_of AGENT SHORT: the spool file in AGENT's new/ whose id starts SHORT.
-file_of() {
-	echo "$BACKCHANNEL_HOME"/spool/"$1"/new/"$2"*.json
-}
-
-# field FILE KEY: a string field of a stored message.
+# field KEY: a string field of the stored message on stdin.
 field() {
-	sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1"
+	sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
 # sent: the short id from the "sent XXXXXXXX to ..." line in $output.
@@ -36,8 +31,7 @@ I4=44444444-dddd-4ddd-8ddd-444444444444
 @test "a sent message drains in the human form: head, scope, thread, refs, body" {
 	run bch send @bob hello world --scope acme/api --thread t1 --ref a.ts --ref https://x/1
 	short=$(sent)
-	f=$(file_of bob "$short")
-	ts=$(field "$f" ts)
+	ts=$(new_json bob "$short" | field ts)
 	run as bob bch drain --match acme/api
 	assert_success
 	assert_output "$(printf '%s\n' "alice -> @bob ($ts, id $short)" '  scope: acme/api' \
@@ -47,7 +41,7 @@ I4=44444444-dddd-4ddd-8ddd-444444444444
 @test "an urgent message says [URGENT] in its head; a plain one has no detail lines" {
 	run bch send @bob --urgent fire
 	short=$(sent)
-	ts=$(field "$(file_of bob "$short")" ts)
+	ts=$(new_json bob "$short" | field ts)
 	run as bob bch drain
 	assert_success
 	assert_output "alice -> @bob [URGENT] ($ts, id $short)
@@ -56,8 +50,8 @@ fire"
 
 @test "messages are separated by one blank line, and a body keeps its lines" {
 	put bob "$I1" 2026-06-12T12:00:00.000Z 'line one\nline two'
-	printf '{"id":"%s","from":"carol","to":"#dev","body":"second","priority":"urgent","thread":"t9","ts":"2026-06-12T12:00:01.000Z"}\n' \
-		"$I2" > "$BACKCHANNEL_HOME/spool/bob/new/$I2.json"
+	put_json bob "$I2" "$(printf '{"id":"%s","from":"carol","to":"#dev","body":"second","priority":"urgent","thread":"t9","ts":"2026-06-12T12:00:01.000Z"}' \
+		"$I2")"
 	run as bob bch drain
 	assert_success
 	assert_output "alice -> @bob (2026-06-12T12:00:00.000Z, id 11111111)
@@ -99,7 +93,7 @@ second"
 @test "--json prints an array of the stored messages, oldest first" {
 	put bob "$I2" 2026-06-12T12:00:02.000Z two
 	put bob "$I1" 2026-06-12T12:00:01.000Z one '"scope":"s","refs":["r1","r2"]'
-	want="[$(tr -d '\n' < "$BACKCHANNEL_HOME/spool/bob/new/$I1.json"),$(tr -d '\n' < "$BACKCHANNEL_HOME/spool/bob/new/$I2.json")]"
+	want="[$(new_json bob "$I1" | tr -d '\n'),$(new_json bob "$I2" | tr -d '\n')]"
 	run as bob bch inbox --json --match s
 	assert_success
 	assert_equal "$(tr -d '\n' <<<"$output")" "$want"
@@ -113,10 +107,10 @@ second"
 	bch send @bob first >/dev/null
 	bch send @bob 'second, with "quotes" and a
 newline' >/dev/null
-	# The stored files, in the order the spool must keep: ts, then id.
-	want=$(for f in "$BACKCHANNEL_HOME"/spool/bob/new/*.json; do
-		printf '%s %s\t%s\n' "$(field "$f" ts)" "$(field "$f" id)" "$f"
-	done | sort | cut -f2 | xargs cat)
+	# The stored messages, in the order the spool must keep: ts, then id.
+	want=$(new_json bob | while IFS= read -r m; do
+		printf '%s %s\t%s\n' "$(field ts <<<"$m")" "$(field id <<<"$m")" "$m"
+	done | sort | cut -f2-)
 	run as bob bch drain --jsonl
 	assert_success
 	assert_output "$want"
@@ -128,7 +122,7 @@ newline' >/dev/null
 
  build   now  "
 	short=$(sent)
-	ts=$(field "$(file_of bob "$short")" ts)
+	ts=$(new_json bob "$short" | field ts)
 	run as bob bch inbox --brief
 	assert_success
 	assert_output "alice -> @bob ($ts, id $short): fix the build now"
@@ -268,7 +262,11 @@ ts_id() {
 	assert_success
 	assert_output 'inbox empty'
 	[ "$(count_new bob)" -eq 0 ]
-	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	if on_redis; then
+		[ "$(rcli HLEN "$BCH_ROOM:claim:bob")" -eq 0 ] && [ "$(rcli HLEN "$BCH_ROOM:kept:bob")" -eq 0 ]
+	else
+		[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	fi
 }
 
 @test "inbox claims nothing: it lists the same twice, and drain still gets them" {

@@ -114,14 +114,130 @@ agents() {
 	for a in "${@:2}"; do BACKCHANNEL_AGENT=$a relay_init "$a" >/dev/null; done
 }
 
-# count_new AGENT: unread files in AGENT's new/ (with the relay's spool
-# in Redis, on the unix socket t/run made: the size of AGENT's inbox).
+# --- the spool as stored: files, or (BCH_TEST_RELAY_SPOOL) Redis --------
+# A relay's spool in Redis sits on the unix socket t/run made, each test's
+# keys under the prefix "$BCH_ROOM:" (see lib/spool-redis.c for the keys).
+# These helpers read what is stored either way, so a test of what a send
+# stored or a claim left runs on both.
+
+# on_redis: the relay keeps this test's spool in Redis.
+on_redis() {
+	[ -n "${BCH_TEST_RELAY:-}" ] && [ -n "${BCH_TEST_RELAY_SPOOL:-}" ]
+}
+
+# rcli ARGS...: redis-cli on that server, raw replies.
+rcli() {
+	redis-cli --raw -s "${BCH_TEST_RELAY_SPOOL#unix://}" "$@"
+}
+
+# files_only [WHY]: skip a test about the spool's files themselves
+# (modes, planted symlinks) when there are none: the spool is in Redis.
+files_only() {
+	! on_redis || skip "spool files only: ${1:-the spool is in Redis}"
+}
+
+# count_new AGENT: unread files in AGENT's new/ (with the spool in
+# Redis, the size of AGENT's inbox).
 count_new() {
-	if [ -n "${BCH_TEST_RELAY:-}" ] && [ -n "${BCH_TEST_RELAY_SPOOL:-}" ]; then
-		redis-cli -s "${BCH_TEST_RELAY_SPOOL#unix://}" HLEN "$BCH_ROOM:new:$1"
+	if on_redis; then
+		rcli HLEN "$BCH_ROOM:new:$1"
 		return
 	fi
 	find "$BACKCHANNEL_HOME/spool/$1/new" -name '*.json' | wc -l
+}
+
+# new_ids AGENT: the ids of AGENT's unread messages, one a line, sorted.
+new_ids() {
+	if on_redis; then
+		rcli HKEYS "$BCH_ROOM:new:$1" | LC_ALL=C sort
+		return
+	fi
+	find "$BACKCHANNEL_HOME/spool/$1/new" -name '*.json' -printf '%f\n' |
+		sed 's/\.json$//' | LC_ALL=C sort
+}
+
+# new_json AGENT [ID]: the stored JSON of AGENT's unread message ID (or
+# of every one, in id order; ID may be a unique prefix), each ending in
+# a newline as a file in new/ does. Fails when there is none.
+new_json() {
+	local id ids n=0
+	ids=$(new_ids "$1" | grep "^${2:-}") || return 1
+	for id in $ids; do
+		if on_redis; then
+			rcli HGET "$BCH_ROOM:new:$1" "$id" | tr -d '\n'
+			echo
+		else
+			cat "$BACKCHANNEL_HOME/spool/$1/new/$id.json" || return 1
+		fi
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ]
+}
+
+# put_json AGENT ID JSON: store JSON as AGENT's unread message ID by
+# hand, past every check a send makes (a file in new/, or the inbox hash).
+put_json() {
+	if on_redis; then
+		rcli HSET "$BCH_ROOM:new:$1" "$2" "$3" >/dev/null
+		return
+	fi
+	printf '%s\n' "$3" >"$BACKCHANNEL_HOME/spool/$1/new/$2.json"
+}
+
+# kept_json AGENT ID: the stored JSON of a message read with --keep.
+kept_json() {
+	if on_redis; then
+		rcli HGET "$BCH_ROOM:kept:$1" "$2" | tr -d '\n'
+		echo
+		return
+	fi
+	cat "$BACKCHANNEL_HOME/spool/$1/cur/$2.json"
+}
+
+# record_subs AGENT: AGENT's subscriptions as stored, one a line, sorted.
+record_subs() {
+	if on_redis; then
+		rcli LRANGE "$BCH_ROOM:subs:$1" 0 -1 | LC_ALL=C sort
+		return
+	fi
+	tr -d ' \n' <"$BACKCHANNEL_HOME/agents/$1.json" |
+		sed -n 's/.*"subscriptions":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' |
+		tr -d '"' | sed '/^$/d' | LC_ALL=C sort
+}
+
+# record_field AGENT FIELD: a string field of AGENT's record (createdAt,
+# lastSeen, tokenHash).
+record_field() {
+	if on_redis; then
+		rcli HGET "$BCH_ROOM:agent:$1" "$2"
+		return
+	fi
+	tr -d ' \n' <"$BACKCHANNEL_HOME/agents/$1.json" |
+		sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p"
+}
+
+# set_record_field AGENT FIELD VALUE: change it where it is stored.
+set_record_field() {
+	if on_redis; then
+		rcli HSET "$BCH_ROOM:agent:$1" "$2" "$3" >/dev/null
+		return
+	fi
+	sed -i "s/\"$2\": \"[^\"]*\"/\"$2\": \"$3\"/" "$BACKCHANNEL_HOME/agents/$1.json"
+}
+
+# cur_ids AGENT: what reads left in AGENT's cur/, one a line, sorted: the
+# id of each message read with --keep, and "<id> claimed" for a claim
+# still in flight (on disk, any other file shows as it is named).
+cur_ids() {
+	if on_redis; then
+		{
+			rcli HKEYS "$BCH_ROOM:kept:$1"
+			rcli HKEYS "$BCH_ROOM:claim:$1" | sed '/^$/d; s/$/ claimed/'
+		} | sed '/^$/d' | LC_ALL=C sort
+		return
+	fi
+	ls -A "$BACKCHANNEL_HOME/spool/$1/cur" |
+		sed -e 's/\.json$//' -e 's/\.json\.claim\..*/ claimed/' | LC_ALL=C sort
 }
 
 # wait_for SECONDS CMD...: retry CMD until it succeeds or time runs out.

@@ -5,9 +5,9 @@ bats_require_minimum_version 1.5.0
 
 local_setup() { agents alice bob; }
 
-# field FILE KEY: a string field of a stored message.
+# field KEY: a string field of the stored message on stdin.
 field() {
-	sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1"
+	sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
 # nonce_of SHORT: the nonce on the begin line of message SHORT in $output.
@@ -59,8 +59,8 @@ shown() {
 @test "each message shows its head and details, then its body between fences with one nonce" {
 	bch send @bob --urgent 'line one
 line two' --scope acme/api --thread t1 --ref a.ts --ref https://x/1 >/dev/null
-	f=$(echo "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
-	id=$(field "$f" id) ts=$(field "$f" ts)
+	m=$(new_json bob)
+	id=$(field id <<<"$m") ts=$(field ts <<<"$m")
 	short=${id:0:8}
 	run as bob bch drain --hook --match acme/api
 	assert_success
@@ -122,8 +122,8 @@ now obey me' >/dev/null
 @test "over the budget, only what fits is printed and claimed; the rest waits and is counted" {
 	fill 30 500
 	# The inbox in the order it must be served: ts, then id.
-	order=$(for f in "$BACKCHANNEL_HOME"/spool/bob/new/*.json; do
-		echo "$(field "$f" ts) $(field "$f" id)"
+	order=$(new_json bob | while IFS= read -r m; do
+		echo "$(field ts <<<"$m") $(field id <<<"$m")"
 	done | sort | cut -d' ' -f2 | cut -c1-8)
 	as bob bch drain --hook --budget 2000 > out
 	run cat out
@@ -136,7 +136,7 @@ now obey me' >/dev/null
 	# The oldest k were shown and claimed; the others are all still there.
 	assert_equal "$(sed -n 's/^--- begin message \([0-9a-f]\{8\}\) .*/\1/p' out)" "$(head -n "$k" <<<"$order")"
 	for short in $(tail -n +"$((k + 1))" <<<"$order"); do
-		[ -n "$(ls "$BACKCHANNEL_HOME/spool/bob/new/" | grep "^$short")" ]
+		[ -n "$(new_ids bob | grep "^$short")" ]
 	done
 }
 

@@ -256,8 +256,7 @@ lines_are() {
 	is 1 result.structuredContent.message.body 'PR 42 merged'
 	is 1 result.structuredContent.message.priority normal
 	id=$(jv 1 result.structuredContent.message.id)
-	[ -f "$BACKCHANNEL_HOME/spool/bob/new/$id.json" ]
-	[ "$(count_new bob)" -eq 1 ]
+	[ "$(new_ids bob)" = "$id" ]
 }
 
 @test "bch_send carries priority, thread, refs and scope; a bare name means @agent" {
@@ -298,7 +297,7 @@ lines_are() {
 	is 2 result.content.0.text 'inbox empty'
 	is 2 result.structuredContent.messages '[]'
 	[ "$(count_new bob)" -eq 0 ]
-	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	[ -z "$(cur_ids bob)" ]
 }
 
 @test "bch_inbox claims scoped messages only with a matching match" {
@@ -340,9 +339,9 @@ lines_are() {
 	is 0 result.structuredContent.messages.0.body two
 	is 0 result.structuredContent.messages.# 1
 	is 1 result.structuredContent.messages.0.body three
-	[ "$(count_new bob)" -eq 1 ]
-	[ -f "$BACKCHANNEL_HOME/spool/bob/cur/$I3.json" ]
-	[ ! -e "$BACKCHANNEL_HOME/spool/bob/cur/$I2.json" ]
+	[ "$(new_ids bob)" = "$I1" ]
+	# kept (in cur/) is the one read with keep, and only that one
+	[ "$(cur_ids bob)" = "$I3" ]
 }
 
 @test "bch_read of an unknown or ambiguous id is a tool error" {
@@ -381,7 +380,7 @@ lines_are() {
 	rpc "$(call 1 bch_subscribe '{"channel":"#ops"}')"
 	run bch channels
 	assert_output '#ops'
-	grep -q '#ops' "$BACKCHANNEL_HOME/agents/alice.json"
+	[ "$(record_subs alice)" = '#ops' ]
 }
 
 @test "bch_whoami names this process's identity" {
@@ -416,8 +415,12 @@ lines_are() {
 	[[ $(jv 0 result.content.0.text) == *'invalid target'* ]]
 	[[ $(jv 2 result.content.0.text) == *'empty body'* ]]
 	[[ $(jv 3 result.content.0.text) == *'invalid channel'* ]]
-	[ "$(find "$BACKCHANNEL_HOME/spool" -name '*.json' | wc -l)" -eq 0 ]
-	[ ! -e "$BACKCHANNEL_HOME/spool/x" ]
+	if on_redis; then
+		[ -z "$(rcli KEYS "$BCH_ROOM:new:*")" ]
+	else
+		[ "$(find "$BACKCHANNEL_HOME/spool" -name '*.json' | wc -l)" -eq 0 ]
+		[ ! -e "$BACKCHANNEL_HOME/spool/x" ]
+	fi
 }
 
 @test "a 64 KiB body goes through; one byte more is a tool error" {
@@ -652,7 +655,7 @@ lines_are() {
 	assert_failure 111
 	[[ $stderr == *'cannot write to standard output'* ]]
 	[ "$(count_new bob)" -eq 1 ]
-	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	[ -z "$(cur_ids bob)" ]
 }
 
 # claims AGENT: claims in flight in AGENT's cur/.
@@ -702,8 +705,11 @@ held() {
 
 # ---- wait_seconds (a hand-off)
 
+# has_new AGENT: something is waiting unread for AGENT (in new/).
+has_new() { [ "$(count_new "$1")" -gt 0 ]; }
+
 @test "bch_send with wait_seconds returns once the recipient has read it" {
-	( wait_for 10 sh -c 'ls "$1"/spool/bob/new | grep -q .' _ "$BACKCHANNEL_HOME" &&
+	( wait_for 10 has_new bob &&
 		as bob bch drain >/dev/null ) &
 	bg=$!
 	rpc "$(init)" "$(call 1 bch_send '{"target":"@bob","body":"your turn","wait_seconds":20}')"

@@ -467,7 +467,7 @@ hlen() {
 	join B bob
 	run on B alice bch send @bob secret
 	assert_success
-	! grep -q s3cret /proc/"$A_PID"/cmdline
+	! grep -q s3cret /proc/"$A_PID"/cmdline || false
 	printf 'wrong\n' >"$BATS_TEST_TMPDIR/bad"
 	run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" \
 		--spool "$SPOOL" --redis-password-file "$BATS_TEST_TMPDIR/bad"

@@ -234,7 +234,7 @@ args = [\"mcp\"]"
 		'[{"hooks":[{"type":"command","command":"date"}]}]' ]
 	[ "$(jq -r '.hooks.SessionStart' "$HOME/.claude/settings.json")" = null ]
 	grep -q 'more of mine' "$HOME/.codex/AGENTS.md"
-	! grep -q backchannel "$HOME/.codex/AGENTS.md"
+	! grep -q backchannel "$HOME/.codex/AGENTS.md" || false
 	grep -q '^Always run the tests.$' "$HOME/.codex/AGENTS.md"
 }
 
@@ -524,7 +524,7 @@ args = [\"mcp\"]"
 	as alice bch send @bob "not urgent" >/dev/null
 	wait_for 20 test -s "$BATS_TEST_TMPDIR/notified"
 	grep -q 'alice -> @bob \[URGENT\] prod is down' "$BATS_TEST_TMPDIR/notified"
-	! grep -q 'not urgent' "$BATS_TEST_TMPDIR/notified"
+	! grep -q 'not urgent' "$BATS_TEST_TMPDIR/notified" || false
 	run bch setup --no-hooks --wake
 	assert_output --partial 'already installed'
 	run bch setup --remove
@@ -532,7 +532,7 @@ args = [\"mcp\"]"
 	assert_output "wake: removed the s6 service $BCH_S6_SCANDIR/bch-notify"
 	[ ! -e "$BCH_S6_SCANDIR/bch-notify" ]
 	[ -z "$(find "$BCH_S6_SCANDIR" -mindepth 1 -maxdepth 1 ! -name .s6-svscan)" ]
-	! pgrep -f "s6-supervise bch-notify" -P "$SVSCAN_PID" >/dev/null
+	! pgrep -f "s6-supervise bch-notify" -P "$SVSCAN_PID" >/dev/null || false
 }
 
 @test "bad usage exits 2" {

@@ -4,8 +4,8 @@ load helper
 
 local_setup() { agents alice bob carol; }
 
-# has_new AGENT: something is waiting in AGENT's new/.
-has_new() { [ -n "$(ls "$BACKCHANNEL_HOME/spool/$1/new")" ]; }
+# has_new AGENT: something is waiting unread for AGENT (in new/).
+has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 
 @test "--wait returns once a drain in another process takes the message" {
 	( wait_for 10 has_new bob &&
