@@ -105,6 +105,26 @@ watch_agent(struct relayd *d, const char *agent)
 	d->nwatches++;
 }
 
+/* The SSE event of a shared spool's arrival: the stored bytes, as
+ * relay_sse_event() would send them. Built once for all the recipients
+ * of a channel's message, which arrive one after another. */
+static const struct buf *
+arrival_event(struct relayd *d, const char *id, const char *json, size_t len)
+{
+	struct buf *e = &d->arrival;
+	size_t head = strlen(id) + 11; /* "id: <id>\ndata: " */
+
+	if (strcmp(d->arrival_id, id) == 0 && e->len == head + len + 2 &&
+	    memcmp(e->p + head, json, len) == 0)
+		return e;
+	buf_reset(e);
+	buf_printf(e, "id: %s\ndata: ", id);
+	buf_add(e, json, len);
+	buf_adds(e, "\n\n");
+	snprintf(d->arrival_id, sizeof d->arrival_id, "%s", id);
+	return e;
+}
+
 /* A shared spool's arrival: push it to the SSE readers of its inbox.
  * No agent: some were missed, so every SSE client is dropped (after
  * this round of events) and reconnects to get what is unread. */
@@ -114,30 +134,28 @@ arrived(void *arg, const char *agent, const char *id, const char *json,
 {
 	struct relayd *d = arg;
 	char name[ID_MAX_LEN + 8];
-	struct buf e = BUF_INIT;
+	struct buf own = BUF_INIT;
+	const struct buf *e = NULL;
 	struct conn *k;
-	int built = 0;
 
 	if (!agent) {
 		d->drop_sse = 1;
 		return;
 	}
-	snprintf(name, sizeof name, "%s.json", id);
 	for (k = *sse_bucket(d, agent); k; k = k->same) {
 		if (strcmp(k->agent, agent) != 0)
 			continue;
-		if (!built && json) {
-			/* The stored bytes, as relay_sse_event would send them. */
-			buf_printf(&e, "id: %s\ndata: ", id);
-			buf_add(&e, json, len);
-			buf_adds(&e, "\n\n");
-		} else if (!built && !relay_sse_event(&d->r, agent, name, &e)) {
-			break; /* already taken */
+		if (!e && json) {
+			e = arrival_event(d, id, json, len);
+		} else if (!e) {
+			snprintf(name, sizeof name, "%s.json", id);
+			if (!relay_sse_event(&d->r, agent, name, &own))
+				break; /* already taken */
+			e = &own;
 		}
-		built = 1;
-		conn_send(d, k, e.p, e.len);
+		conn_send(d, k, e->p, e->len);
 	}
-	buf_free(&e);
+	buf_free(&own);
 }
 
 /* Keep the arrivals descriptor in the loop; a reconnect changes it (the
@@ -451,6 +469,7 @@ shutdown_relay(struct relayd *d)
 		conn_close(d, d->conns);
 	relay_free(&d->r);
 	buf_free(&d->last.ev);
+	buf_free(&d->arrival);
 	fprintf(stderr, "bch-relayd: stopped\n");
 }
 

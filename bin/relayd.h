@@ -62,6 +62,8 @@ struct relayd {
 	struct watch *watches; /* in the order made, so by rising wd */
 	size_t nwatches;
 	struct last_event last;
+	struct buf arrival; /* the event of the last arrival: arrival_event() */
+	char arrival_id[ID_MAX_LEN + 1];
 	int evfd;          /* a shared spool's arrivals, -1 when none */
 	unsigned evgen;
 	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
