@@ -117,16 +117,6 @@ want(void *arg, const struct spool_item *it)
 		queue_add(&d->q, it->ts, it->id);
 }
 
-static void
-fence_nonce(char *out)
-{
-	char id[37];
-
-	if (uuid_v4(id) < 0)
-		snprintf(id, sizeof id, "%08lx", (unsigned long)random());
-	snprintf(out, 9, "%.8s", id);
-}
-
 /* The next message in order, named by its id as spool_scan() allows. */
 static int
 next(struct drain *d, struct spool_item *it, char *name, size_t namesz)
@@ -147,7 +137,7 @@ drain(struct drain *d)
 	char fence[9], name[ID_MAX_LEN + 8];
 	size_t i, left = 0;
 
-	fence_nonce(fence);
+	show_fence(fence);
 	queue_sort(&d->q);
 	if (d->form != HOOK && d->q.n > 0)
 		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */

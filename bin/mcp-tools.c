@@ -81,16 +81,6 @@ pick(struct call *k, const struct spool_item *it, size_t n)
 	return i < 0 ? -1 : i;
 }
 
-static void
-fence_nonce(char *out)
-{
-	char id[37];
-
-	if (uuid_v4(id) < 0)
-		snprintf(id, sizeof id, "%08lx", (unsigned long)random());
-	snprintf(out, 9, "%.8s", id);
-}
-
 struct tally {
 	size_t shown, left, other;
 };
@@ -106,7 +96,7 @@ show(struct call *k, struct spool_item *it, size_t n, int mode,
 	long i = mode == READ ? pick(k, it, n) : 0;
 	int keep = json_is(k->j, arg(k, "keep"), "true"), rc = 1;
 
-	fence_nonce(fence);
+	show_fence(fence);
 	for (; i >= 0 && (size_t)i < n && rc >= 0; i++) {
 		struct msg m;
 		if (mode != READ && (mode == CLAIM || mt) &&

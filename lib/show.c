@@ -155,6 +155,16 @@ show_brief(struct buf *b, const struct msg *m)
 }
 
 void
+show_fence(char *out)
+{
+	char id[37];
+
+	if (uuid_v4(id) < 0)
+		snprintf(id, sizeof id, "%08lx", (unsigned long)random());
+	snprintf(out, 9, "%.8s", id);
+}
+
+void
 show_hook(struct buf *b, const struct msg *m, const char *fence, size_t max)
 {
 	size_t n = strlen(m->body);

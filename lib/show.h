@@ -21,6 +21,10 @@ void show_human(struct buf *b, const struct msg *m);
  * cut at 120 characters with "…". */
 void show_brief(struct buf *b, const struct msg *m);
 
+/* A fence for show_hook(): 8 random hex digits (out holds 9 bytes), so
+ * a body cannot carry the line that would close its own fence. */
+void show_fence(char *out);
+
 /* The hook form: head and detail lines, then the body fenced between
  * lines carrying fence (a per-run nonce the sender cannot predict).
  * When max is non-zero and the body is longer, shows that much of it and
