@@ -1,4 +1,7 @@
-/* spool-http: the spool interface against a relay (PROTOCOL.md 5).
+/* spool-http: the spool interface against a relay (PROTOCOL.md 5) — each
+ * operation as a request. The links to the relay, a request with its
+ * retries, and the event stream are in spool-http-conn.c; what the two
+ * share is in spool-http.h.
  *
  * Design rationale. One keep-alive connection for requests and, once
  * spool_wait() is called, a second one for the event stream. A request
@@ -10,272 +13,19 @@
  * A relay that knows no leases deletes on take; ack and release then get
  * 404, which is fine for ack. */
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "agent.h"
-#include "http.h"
 #include "io.h"
 #include "json.h"
 #include "spool.h"
-#include "tls.h"
-#include "url.h"
+#include "spool-http.h"
 
-#define TIMEOUT_MS 15000
 #define LEASE_SECONDS 300
-
-struct link {
-	int fd;
-	struct tls_client *tls;
-	struct buf in;
-};
-
-struct hs {
-	struct url url;
-	struct link req, ev;
-	char last_id[ID_MAX_LEN + 1];
-};
-
-static void
-link_close(struct link *l)
-{
-	if (l->fd >= 0)
-		close(l->fd);
-	tls_client_free(l->tls);
-	l->tls = NULL;
-	l->fd = -1;
-	buf_reset(&l->in);
-}
-
-static int
-link_open(struct spool *s, struct link *l, struct err *e)
-{
-	struct hs *h = s->impl;
-	struct addrinfo hints, *res, *ai;
-	struct timeval tv = { TIMEOUT_MS / 1000, 0 };
-	int rc, fd = -1;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
-	if (rc != 0) {
-		err_set(e, BCH_TEMP, "relay %s unreachable: %s — check the URL "
-		    "or try again later", s->cfg->url, gai_strerror(rc));
-		return err_status(e, 503);
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (errno == EINTR) {
-			/* The connection goes on in the kernel: wait for it. */
-			struct pollfd pw = { fd, POLLOUT, 0 };
-			int soerr = 0;
-			socklen_t sl = sizeof soerr;
-			while (poll(&pw, 1, TIMEOUT_MS) < 0 && errno == EINTR)
-				;
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-			    soerr == 0 && (pw.revents & POLLOUT))
-				break;
-			errno = soerr ? soerr : ETIMEDOUT;
-		}
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		err_set(e, BCH_TEMP, "relay %s unreachable: %s — is it running? "
-		    "try again later", s->cfg->url, strerror(errno));
-		return err_status(e, 503);
-	}
-	l->fd = fd;
-	if (h->url.https) {
-		l->tls = tls_client_new(h->url.host, s->cfg->pin,
-		    s->cfg->cafile, e);
-		if (!l->tls) {
-			link_close(l);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static ssize_t
-link_write(struct link *l, const void *p, size_t n)
-{
-	if (l->tls)
-		return tls_client_write(l->tls, l->fd, p, n) < 0 ? -1 : (ssize_t)n;
-	return io_writeall(l->fd, p, n) < 0 ? -1 : (ssize_t)n;
-}
-
-static ssize_t
-link_read(struct link *l, void *p, size_t n)
-{
-	ssize_t r;
-
-	if (l->tls)
-		return tls_client_read(l->tls, l->fd, p, n);
-	do
-		r = read(l->fd, p, n);
-	while (r < 0 && errno == EINTR);
-	return r;
-}
-
-/* One request and its answer on the keep-alive link; no retries. */
-static int
-exchange(struct spool *s, const char *method, const char *path,
-    const char *token, const struct buf *body, struct http_resp *r,
-    struct err *e)
-{
-	struct hs *h = s->impl;
-	struct link *l = &h->req;
-	struct buf q = BUF_INIT;
-	int fresh = 0;
-
-	for (;;) {
-		if (l->fd < 0) {
-			if (link_open(s, l, e) < 0)
-				return -1;
-			fresh = 1;
-		}
-		buf_reset(&q);
-		buf_printf(&q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
-		    "User-Agent: backchannel\r\nAccept: application/json\r\n",
-		    method, h->url.prefix, path, h->url.host);
-		if (token && *token)
-			buf_printf(&q, "Authorization: Bearer %s\r\n", token);
-		if (body)
-			buf_printf(&q, "Content-Type: application/json\r\n"
-			    "Content-Length: %zu\r\n\r\n%s", body->len, body->p);
-		else
-			buf_adds(&q, "\r\n");
-		if (link_write(l, q.p, q.len) < 0)
-			goto broken;
-		for (;;) {
-			long used = http_parse_response(l->in.p ? l->in.p : "",
-			    l->in.len, 8 << 20, r);
-			ssize_t n;
-			if (used > 0) {
-				memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
-				l->in.len -= (size_t)used;
-				if (!r->keepalive)
-					link_close(l);
-				buf_free(&q);
-				return 0;
-			}
-			if (used < 0) {
-				link_close(l);
-				buf_free(&q);
-				err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
-				    s->cfg->url);
-				return err_status(e, 502);
-			}
-			buf_grow(&l->in, 16384);
-			n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-			if (n <= 0)
-				goto broken;
-			l->in.len += (size_t)n;
-		}
-	broken:
-		if (l->tls && tls_client_why(l->tls)) {
-			err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
-			    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
-			    s->cfg->url, tls_client_why(l->tls));
-			link_close(l);
-			buf_free(&q);
-			return err_status(e, 495);
-		}
-		link_close(l);
-		if (fresh) {
-			buf_free(&q);
-			err_sys(e, "relay %s: connection lost", s->cfg->url);
-			e->code = BCH_TEMP;
-			return err_status(e, 503);
-		}
-		/* A reused keep-alive link may have been closed by the relay:
-		 * try once more on a fresh one. */
-		fresh = 1;
-	}
-}
-
-/* A request with retries for what may pass; 4xx other than 429 are final
- * and come back as errors carrying the relay's message. */
-static int
-call(struct spool *s, const char *method, const char *path, const char *token,
-    const struct buf *body, struct http_resp *r, int retry, struct err *e)
-{
-	struct err local;
-	int attempt, delay = 200;
-
-	if (!e)
-		e = &local;
-	if (!*token && strcmp(path, "/v1/register") != 0) {
-		err_set(e, BCH_PERM, "%s is not registered here — run bch init "
-		    "%s first", s->cfg->agent[0] ? s->cfg->agent : "this agent",
-		    s->cfg->agent[0] ? s->cfg->agent : "<name>");
-		return err_status(e, 401);
-	}
-	for (attempt = 0;; attempt++) {
-		int rc = exchange(s, method, path, token, body, r, e);
-		int temporary;
-		if (rc < 0 && e && e->code == BCH_PERM)
-			return -1;
-		temporary = rc < 0 || r->status == 429 || r->status >= 500;
-		if (!temporary)
-			break;
-		if (!retry || attempt >= 3) {
-			if (rc == 0)
-				break;
-			return -1;
-		}
-		if (rc == 0) {
-			if (r->retry_after > 0 && r->retry_after < 10)
-				delay = r->retry_after * 1000;
-			http_resp_free(r);
-		}
-		usleep((useconds_t)delay * 1000);
-		delay *= 3;
-	}
-	if (r->status >= 400) {
-		struct json j;
-		const char *why;
-		char *msg = NULL;
-		int i;
-		if (json_parse(&j, r->body, r->body_len, 4, &why) == 0) {
-			i = json_get(&j, 0, "error");
-			if (i >= 0)
-				json_string(&j, i, 400, &msg, NULL);
-			json_free(&j);
-		}
-		/* The relay's words as they are: local and remote mode say
-		 * the same thing about the same mistake. */
-		err_set(e, r->status == 429 || r->status == 507 ||
-		    r->status >= 500 ? BCH_TEMP : BCH_PERM, "%s",
-		    msg ? msg : http_reason(r->status));
-		err_status(e, r->status);
-		free(msg);
-		http_resp_free(r);
-		return -1;
-	}
-	return 0;
-}
-
-static const char *
-token_of(struct spool *s)
-{
-	return s->cfg->token ? s->cfg->token : "";
-}
 
 static void
 put_kv(struct buf *b, const char *k, const char *v, int first)
@@ -300,7 +50,7 @@ http_reg(struct spool *s, const char *name, const char *token_hash,
 	buf_addc(&b, '{');
 	put_kv(&b, "name", name, 1);
 	buf_addc(&b, '}');
-	rc = call(s, "POST", "/v1/register", token_of(s), &b, &r, 1, e);
+	rc = hs_call(s, "POST", "/v1/register", hs_token(s), &b, &r, 1, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -365,7 +115,7 @@ http_agents(struct spool *s, struct agent_rec **list, size_t *n,
 	struct agents_acc acc = { NULL, 0 };
 	struct http_resp r;
 
-	if (call(s, "GET", "/v1/agents", token_of(s), NULL, &r, 1, e) < 0)
+	if (hs_call(s, "GET", "/v1/agents", hs_token(s), NULL, &r, 1, e) < 0)
 		return -1;
 	if (each(&r, add_agent, &acc, e) < 0) {
 		http_resp_free(&r);
@@ -391,8 +141,8 @@ http_subscribe(struct spool *s, const char *agent, const char *channel,
 	buf_addc(&b, '{');
 	put_kv(&b, "channel", channel, 1);
 	buf_addc(&b, '}');
-	rc = call(s, "POST", on ? "/v1/subscribe" : "/v1/unsubscribe",
-	    token_of(s), &b, &r, 1, e);
+	rc = hs_call(s, "POST", on ? "/v1/subscribe" : "/v1/unsubscribe",
+	    hs_token(s), &b, &r, 1, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -466,7 +216,7 @@ http_send(struct spool *s, struct msg *m, struct err *e)
 		buf_addc(&b, ']');
 	}
 	buf_addc(&b, '}');
-	rc = call(s, "POST", "/v1/send", token_of(s), &b, &r, 1, e);
+	rc = hs_call(s, "POST", "/v1/send", hs_token(s), &b, &r, 1, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -535,7 +285,7 @@ http_list(struct spool *s, const char *agent, struct spool_item **items,
 	char path[NAME_MAX_LEN + 16];
 
 	snprintf(path, sizeof path, "/v1/inbox/%s", agent);
-	if (call(s, "GET", path, token_of(s), NULL, &r, 1, e) < 0)
+	if (hs_call(s, "GET", path, hs_token(s), NULL, &r, 1, e) < 0)
 		return -1;
 	if (each(&r, add_item, &acc, e) < 0) {
 		http_resp_free(&r);
@@ -571,7 +321,7 @@ http_take(struct spool *s, const char *agent, const struct spool_item *it,
 	put_kv(&b, "id", it->id, 1);
 	buf_printf(&b, ",\"lease\":%d}", LEASE_SECONDS);
 	/* Not retried: a lost answer leaves a lease that runs out. */
-	rc = call(s, "POST", "/v1/take", token_of(s), &b, &r, 0, e);
+	rc = hs_call(s, "POST", "/v1/take", hs_token(s), &b, &r, 0, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -611,7 +361,7 @@ settle(struct spool *s, struct spool_claim *c, const char *route, int keep,
 	if (keep)
 		buf_adds(&b, ",\"keep\":true");
 	buf_addc(&b, '}');
-	rc = call(s, "POST", route, token_of(s), &b, &r, 1, &mine);
+	rc = hs_call(s, "POST", route, hs_token(s), &b, &r, 1, &mine);
 	buf_free(&b);
 	free(c->path);
 	c->path = NULL;
@@ -636,145 +386,6 @@ static int
 http_release(struct spool *s, struct spool_claim *c, struct err *e)
 {
 	return settle(s, c, "/v1/release", 0, e);
-}
-
-/* Open the event stream; its head is read here, its events in wait. */
-static int
-events_open(struct spool *s, const char *agent, struct err *e)
-{
-	struct hs *h = s->impl;
-	struct link *l = &h->ev;
-	struct buf q = BUF_INIT;
-	struct http_resp r;
-
-	if (link_open(s, l, e) < 0)
-		return -1;
-	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\nHost: %s\r\n"
-	    "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n",
-	    h->url.prefix, agent, h->url.host, token_of(s));
-	if (h->last_id[0])
-		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
-	buf_adds(&q, "\r\n");
-	if (link_write(l, q.p, q.len) < 0)
-		goto broken;
-	buf_free(&q);
-	for (;;) {
-		long used = http_parse_response(l->in.p ? l->in.p : "", l->in.len,
-		    1 << 16, &r);
-		ssize_t n;
-		if (used > 0) {
-			int ok = r.status == 200 && r.event_stream;
-			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
-			l->in.len -= (size_t)used;
-			l->in.p[l->in.len] = 0; /* events may have come with the head */
-			if (!ok) {
-				err_set(e, r.status == 401 || r.status == 403 ?
-				    BCH_PERM : BCH_TEMP, "relay refused the event "
-				    "stream (%d)", r.status);
-				http_resp_free(&r);
-				link_close(l);
-				return -1;
-			}
-			http_resp_free(&r);
-			return 0;
-		}
-		if (used < 0)
-			goto broken;
-		buf_grow(&l->in, 4096);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n <= 0)
-			goto broken;
-		l->in.len += (size_t)n;
-	}
-broken:
-	buf_free(&q);
-	link_close(l);
-	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
-	return -1;
-}
-
-/* Take whole events off the front of the stream; 1 if any was a message. */
-static int
-events_consume(struct hs *h)
-{
-	struct link *l = &h->ev;
-	int got = 0;
-	char *end;
-
-	/* Lines are measured, not NUL-terminated: a stream may hold any
-	 * byte, and an id is taken only from a whole, clean "id:" line. */
-	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
-		char *line = l->in.p;
-		while (line <= end) {
-			char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
-			size_t n = (size_t)(nl - line);
-			if (n >= 5 && memcmp(line, "data:", 5) == 0)
-				got = 1;
-			else if (n > 4 && n - 4 <= ID_MAX_LEN &&
-			    memcmp(line, "id: ", 4) == 0) {
-				char id[ID_MAX_LEN + 1];
-				memcpy(id, line + 4, n - 4);
-				id[n - 4] = 0;
-				if (strlen(id) == n - 4 && id_valid(id))
-					memcpy(h->last_id, id, n - 3);
-			}
-			line = nl + 1;
-		}
-		end += 2;
-		l->in.len -= (size_t)(end - l->in.p);
-		memmove(l->in.p, end, l->in.len + 1);
-	}
-	if (l->in.len > 1 << 20)
-		buf_reset(&l->in); /* a runaway event: drop it, relist anyway */
-	return got;
-}
-
-static int
-http_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
-{
-	struct hs *h = s->impl;
-	struct link *l = &h->ev;
-	struct pollfd p;
-	struct err local;
-	int rc;
-
-	if (!e)
-		e = &local;
-	if (l->fd < 0) {
-		if (events_open(s, agent, e) < 0) {
-			if (e && e->code == BCH_PERM)
-				return -1;
-			/* The relay is away: wait a little, then say "look". */
-			poll(NULL, 0, timeout_ms < 0 || timeout_ms > 2000 ? 2000 :
-			    timeout_ms);
-			return 1;
-		}
-		return 1;
-	}
-	for (;;) {
-		ssize_t n;
-		if (events_consume(h))
-			return 1;
-		if (!(l->tls && tls_client_pending(l->tls))) {
-			p.fd = l->fd;
-			p.events = POLLIN;
-			rc = poll(&p, 1, timeout_ms);
-			if (rc < 0)
-				return errno == EINTR ? 0 : err_sys(e, "poll");
-			if (rc == 0)
-				return 0;
-		}
-		buf_grow(&l->in, 16384);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				return 0;
-			link_close(l); /* reconnect on the next call, then relist */
-			return 1;
-		}
-		l->in.len += (size_t)n;
-		l->in.p[l->in.len] = 0;
-	}
 }
 
 /* Which of rcpt appear in the JSON array key of a receipt. */
@@ -820,7 +431,7 @@ http_await(struct spool *s, const char *id, char **rcpt, size_t n,
 		size_t i;
 		int all = 1;
 		long spent;
-		if (call(s, "GET", path, token_of(s), NULL, &r, 1, e) < 0) {
+		if (hs_call(s, "GET", path, hs_token(s), NULL, &r, 1, e) < 0) {
 			if (e && e->status == 404 && strstr(e->msg, "no such route"))
 				err_set(e, BCH_PERM, "this relay does not support "
 				    "--wait (it has no read receipts)");
@@ -853,8 +464,8 @@ http_close(struct spool *s)
 {
 	struct hs *h = s->impl;
 
-	link_close(&h->req);
-	link_close(&h->ev);
+	hs_link_close(&h->req);
+	hs_link_close(&h->ev);
 	buf_free(&h->req.in);
 	buf_free(&h->ev.in);
 	free(h);
@@ -863,7 +474,7 @@ http_close(struct spool *s)
 
 static const struct spool_ops http_ops = {
 	http_reg, http_agents, http_subscribe, http_send, http_sync, http_list,
-	http_peek, http_take, http_ack, http_release, http_wait, http_await,
+	http_peek, http_take, http_ack, http_release, hs_wait, http_await,
 	http_close, NULL, /* scan: spool_scan() lists */
 };
 

@@ -1,0 +1,395 @@
+/* spool-http-conn: the transport of the spool over HTTP — a link to the
+ * relay (TCP, and TLS over it for https), one request and its answer on
+ * the keep-alive link, retries with backoff, and the event stream that
+ * spool_wait() reads (the design rationale is in spool-http.c). */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "io.h"
+#include "json.h"
+#include "spool.h"
+#include "spool-http.h"
+#include "tls.h"
+
+#define TIMEOUT_MS 15000
+
+void
+hs_link_close(struct link *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	tls_client_free(l->tls);
+	l->tls = NULL;
+	l->fd = -1;
+	buf_reset(&l->in);
+}
+
+static int
+link_open(struct spool *s, struct link *l, struct err *e)
+{
+	struct hs *h = s->impl;
+	struct addrinfo hints, *res, *ai;
+	struct timeval tv = { TIMEOUT_MS / 1000, 0 };
+	int rc, fd = -1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+	if (rc != 0) {
+		err_set(e, BCH_TEMP, "relay %s unreachable: %s — check the URL "
+		    "or try again later", s->cfg->url, gai_strerror(rc));
+		return err_status(e, 503);
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (errno == EINTR) {
+			/* The connection goes on in the kernel: wait for it. */
+			struct pollfd pw = { fd, POLLOUT, 0 };
+			int soerr = 0;
+			socklen_t sl = sizeof soerr;
+			while (poll(&pw, 1, TIMEOUT_MS) < 0 && errno == EINTR)
+				;
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+			    soerr == 0 && (pw.revents & POLLOUT))
+				break;
+			errno = soerr ? soerr : ETIMEDOUT;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		err_set(e, BCH_TEMP, "relay %s unreachable: %s — is it running? "
+		    "try again later", s->cfg->url, strerror(errno));
+		return err_status(e, 503);
+	}
+	l->fd = fd;
+	if (h->url.https) {
+		l->tls = tls_client_new(h->url.host, s->cfg->pin,
+		    s->cfg->cafile, e);
+		if (!l->tls) {
+			hs_link_close(l);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static ssize_t
+link_write(struct link *l, const void *p, size_t n)
+{
+	if (l->tls)
+		return tls_client_write(l->tls, l->fd, p, n) < 0 ? -1 : (ssize_t)n;
+	return io_writeall(l->fd, p, n) < 0 ? -1 : (ssize_t)n;
+}
+
+static ssize_t
+link_read(struct link *l, void *p, size_t n)
+{
+	ssize_t r;
+
+	if (l->tls)
+		return tls_client_read(l->tls, l->fd, p, n);
+	do
+		r = read(l->fd, p, n);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* One request and its answer on the keep-alive link; no retries. */
+static int
+exchange(struct spool *s, const char *method, const char *path,
+    const char *token, const struct buf *body, struct http_resp *r,
+    struct err *e)
+{
+	struct hs *h = s->impl;
+	struct link *l = &h->req;
+	struct buf q = BUF_INIT;
+	int fresh = 0;
+
+	for (;;) {
+		if (l->fd < 0) {
+			if (link_open(s, l, e) < 0)
+				return -1;
+			fresh = 1;
+		}
+		buf_reset(&q);
+		buf_printf(&q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
+		    "User-Agent: backchannel\r\nAccept: application/json\r\n",
+		    method, h->url.prefix, path, h->url.host);
+		if (token && *token)
+			buf_printf(&q, "Authorization: Bearer %s\r\n", token);
+		if (body)
+			buf_printf(&q, "Content-Type: application/json\r\n"
+			    "Content-Length: %zu\r\n\r\n%s", body->len, body->p);
+		else
+			buf_adds(&q, "\r\n");
+		if (link_write(l, q.p, q.len) < 0)
+			goto broken;
+		for (;;) {
+			long used = http_parse_response(l->in.p ? l->in.p : "",
+			    l->in.len, 8 << 20, r);
+			ssize_t n;
+			if (used > 0) {
+				memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
+				l->in.len -= (size_t)used;
+				if (!r->keepalive)
+					hs_link_close(l);
+				buf_free(&q);
+				return 0;
+			}
+			if (used < 0) {
+				hs_link_close(l);
+				buf_free(&q);
+				err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
+				    s->cfg->url);
+				return err_status(e, 502);
+			}
+			buf_grow(&l->in, 16384);
+			n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+			if (n <= 0)
+				goto broken;
+			l->in.len += (size_t)n;
+		}
+	broken:
+		if (l->tls && tls_client_why(l->tls)) {
+			err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
+			    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
+			    s->cfg->url, tls_client_why(l->tls));
+			hs_link_close(l);
+			buf_free(&q);
+			return err_status(e, 495);
+		}
+		hs_link_close(l);
+		if (fresh) {
+			buf_free(&q);
+			err_sys(e, "relay %s: connection lost", s->cfg->url);
+			e->code = BCH_TEMP;
+			return err_status(e, 503);
+		}
+		/* A reused keep-alive link may have been closed by the relay:
+		 * try once more on a fresh one. */
+		fresh = 1;
+	}
+}
+
+/* A request with retries for what may pass; 4xx other than 429 are final
+ * and come back as errors carrying the relay's message. */
+int
+hs_call(struct spool *s, const char *method, const char *path,
+    const char *token, const struct buf *body, struct http_resp *r, int retry,
+    struct err *e)
+{
+	struct err local;
+	int attempt, delay = 200;
+
+	if (!e)
+		e = &local;
+	if (!*token && strcmp(path, "/v1/register") != 0) {
+		err_set(e, BCH_PERM, "%s is not registered here — run bch init "
+		    "%s first", s->cfg->agent[0] ? s->cfg->agent : "this agent",
+		    s->cfg->agent[0] ? s->cfg->agent : "<name>");
+		return err_status(e, 401);
+	}
+	for (attempt = 0;; attempt++) {
+		int rc = exchange(s, method, path, token, body, r, e);
+		int temporary;
+		if (rc < 0 && e && e->code == BCH_PERM)
+			return -1;
+		temporary = rc < 0 || r->status == 429 || r->status >= 500;
+		if (!temporary)
+			break;
+		if (!retry || attempt >= 3) {
+			if (rc == 0)
+				break;
+			return -1;
+		}
+		if (rc == 0) {
+			if (r->retry_after > 0 && r->retry_after < 10)
+				delay = r->retry_after * 1000;
+			http_resp_free(r);
+		}
+		usleep((useconds_t)delay * 1000);
+		delay *= 3;
+	}
+	if (r->status >= 400) {
+		struct json j;
+		const char *why;
+		char *msg = NULL;
+		int i;
+		if (json_parse(&j, r->body, r->body_len, 4, &why) == 0) {
+			i = json_get(&j, 0, "error");
+			if (i >= 0)
+				json_string(&j, i, 400, &msg, NULL);
+			json_free(&j);
+		}
+		/* The relay's words as they are: local and remote mode say
+		 * the same thing about the same mistake. */
+		err_set(e, r->status == 429 || r->status == 507 ||
+		    r->status >= 500 ? BCH_TEMP : BCH_PERM, "%s",
+		    msg ? msg : http_reason(r->status));
+		err_status(e, r->status);
+		free(msg);
+		http_resp_free(r);
+		return -1;
+	}
+	return 0;
+}
+
+const char *
+hs_token(struct spool *s)
+{
+	return s->cfg->token ? s->cfg->token : "";
+}
+
+/* Open the event stream; its head is read here, its events in wait. */
+static int
+events_open(struct spool *s, const char *agent, struct err *e)
+{
+	struct hs *h = s->impl;
+	struct link *l = &h->ev;
+	struct buf q = BUF_INIT;
+	struct http_resp r;
+
+	if (link_open(s, l, e) < 0)
+		return -1;
+	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\nHost: %s\r\n"
+	    "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n",
+	    h->url.prefix, agent, h->url.host, hs_token(s));
+	if (h->last_id[0])
+		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
+	buf_adds(&q, "\r\n");
+	if (link_write(l, q.p, q.len) < 0)
+		goto broken;
+	buf_free(&q);
+	for (;;) {
+		long used = http_parse_response(l->in.p ? l->in.p : "", l->in.len,
+		    1 << 16, &r);
+		ssize_t n;
+		if (used > 0) {
+			int ok = r.status == 200 && r.event_stream;
+			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
+			l->in.len -= (size_t)used;
+			l->in.p[l->in.len] = 0; /* events may have come with the head */
+			if (!ok) {
+				err_set(e, r.status == 401 || r.status == 403 ?
+				    BCH_PERM : BCH_TEMP, "relay refused the event "
+				    "stream (%d)", r.status);
+				http_resp_free(&r);
+				hs_link_close(l);
+				return -1;
+			}
+			http_resp_free(&r);
+			return 0;
+		}
+		if (used < 0)
+			goto broken;
+		buf_grow(&l->in, 4096);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		if (n <= 0)
+			goto broken;
+		l->in.len += (size_t)n;
+	}
+broken:
+	buf_free(&q);
+	hs_link_close(l);
+	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
+	return -1;
+}
+
+/* Take whole events off the front of the stream; 1 if any was a message. */
+static int
+events_consume(struct hs *h)
+{
+	struct link *l = &h->ev;
+	int got = 0;
+	char *end;
+
+	/* Lines are measured, not NUL-terminated: a stream may hold any
+	 * byte, and an id is taken only from a whole, clean "id:" line. */
+	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
+		char *line = l->in.p;
+		while (line <= end) {
+			char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
+			size_t n = (size_t)(nl - line);
+			if (n >= 5 && memcmp(line, "data:", 5) == 0)
+				got = 1;
+			else if (n > 4 && n - 4 <= ID_MAX_LEN &&
+			    memcmp(line, "id: ", 4) == 0) {
+				char id[ID_MAX_LEN + 1];
+				memcpy(id, line + 4, n - 4);
+				id[n - 4] = 0;
+				if (strlen(id) == n - 4 && id_valid(id))
+					memcpy(h->last_id, id, n - 3);
+			}
+			line = nl + 1;
+		}
+		end += 2;
+		l->in.len -= (size_t)(end - l->in.p);
+		memmove(l->in.p, end, l->in.len + 1);
+	}
+	if (l->in.len > 1 << 20)
+		buf_reset(&l->in); /* a runaway event: drop it, relist anyway */
+	return got;
+}
+
+int
+hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
+{
+	struct hs *h = s->impl;
+	struct link *l = &h->ev;
+	struct pollfd p;
+	struct err local;
+	int rc;
+
+	if (!e)
+		e = &local;
+	if (l->fd < 0) {
+		if (events_open(s, agent, e) < 0) {
+			if (e && e->code == BCH_PERM)
+				return -1;
+			/* The relay is away: wait a little, then say "look". */
+			poll(NULL, 0, timeout_ms < 0 || timeout_ms > 2000 ? 2000 :
+			    timeout_ms);
+			return 1;
+		}
+		return 1;
+	}
+	for (;;) {
+		ssize_t n;
+		if (events_consume(h))
+			return 1;
+		if (!(l->tls && tls_client_pending(l->tls))) {
+			p.fd = l->fd;
+			p.events = POLLIN;
+			rc = poll(&p, 1, timeout_ms);
+			if (rc < 0)
+				return errno == EINTR ? 0 : err_sys(e, "poll");
+			if (rc == 0)
+				return 0;
+		}
+		buf_grow(&l->in, 16384);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				return 0;
+			hs_link_close(l); /* reconnect on the next call, then relist */
+			return 1;
+		}
+		l->in.len += (size_t)n;
+		l->in.p[l->in.len] = 0;
+	}
+}

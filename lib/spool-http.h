@@ -1,0 +1,59 @@
+/* spool-http: what the parts of the spool over HTTP share — the state of
+ * an open spool and its links to the relay. Private to spool-http.c (the
+ * operations) and spool-http-conn.c (the transport). */
+#ifndef BCH_SPOOL_HTTP_H
+#define BCH_SPOOL_HTTP_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+#include "http.h"
+#include "msg.h"
+#include "spool.h"
+#include "tls.h"
+#include "url.h"
+
+/* One connection to the relay: the socket, TLS over it for https, and
+ * what was read from it and not yet used. */
+struct link {
+	int fd;
+	struct tls_client *tls;
+	struct buf in;
+};
+
+/* An open spool over HTTP, s->impl: a link for requests, one for the
+ * event stream, and the id of the last event, sent as Last-Event-ID. */
+struct hs {
+	struct url url;
+	struct link req, ev;
+	char last_id[ID_MAX_LEN + 1];
+};
+
+/* The transport, in spool-http-conn.c. */
+
+/* Close l, if open, and drop what it had read; its next use opens it. */
+void hs_link_close(struct link *l);
+
+/* Send method path (token as the bearer, body as JSON when not NULL) on
+ * the keep-alive link; with retry, a failure that may pass (no
+ * connection, a reset, a 5xx, a 429) is tried again after a growing
+ * pause. Without a token only /v1/register is sent. 0 with r filled, its
+ * status below 400, for the caller to free (http_resp_free); or -1 with
+ * e (which may be NULL) filled and e->status set: a 4xx other than 429
+ * is BCH_PERM with the relay's own message. */
+int hs_call(struct spool *s, const char *method, const char *path,
+    const char *token, const struct buf *body, struct http_resp *r, int retry,
+    struct err *e);
+
+/* The agent's bearer token, or "" when it has none yet. */
+const char *hs_token(struct spool *s);
+
+/* spool_wait() on the relay's event stream (spool.h says what it
+ * promises). A call with no stream open opens one and returns 1, so the
+ * caller lists; a lost stream, or a relay away (after a pause of up to
+ * 2 s), also returns 1, and the next call opens the stream again. */
+int hs_wait(struct spool *s, const char *agent, int timeout_ms,
+    struct err *e);
+
+#endif
