@@ -8,6 +8,7 @@
  * batched: "sent" lines are printed only after the sync that makes them
  * durable, so a line on stdout is a promise. */
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,21 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 	return n < 0 ? -1 : 0;
 }
 
+/* Is more input there without waiting for it? Read buffer first, then
+ * the descriptor; an error or end of input counts as there, as the next
+ * read reports it at once. */
+static int
+input_ready(FILE *f)
+{
+	struct pollfd p = { .fd = fileno(f), .events = POLLIN };
+
+#ifdef __GLIBC__
+	if (f->_IO_read_ptr < f->_IO_read_end)
+		return 1;
+#endif
+	return poll(&p, 1, 0) != 0;
+}
+
 static int
 send_stdin(struct cli *c, int wait)
 {
@@ -207,7 +223,10 @@ send_stdin(struct cli *c, int wait)
 			pending++;
 		}
 		msg_free(&m);
-		if (pending >= 4096) {
+		/* Sync and acknowledge what is sent before waiting for more:
+		 * a slow stream is acknowledged line by line, a fast one in
+		 * groups of up to 4096 with one sync each. */
+		if (pending >= 4096 || (pending && !input_ready(stdin))) {
 			if (flush_sent(c, &out) < 0)
 				goto fail;
 			pending = 0;

@@ -163,6 +163,21 @@ local_setup() { agents alice bob; }
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+@test "a slow stream on stdin is acknowledged line by line, not at its end" {
+	mkfifo in
+	bch-send < in > acked &
+	bg_pid $!
+	exec 5> in
+	echo '{"to":"@bob","body":"first"}' >&5
+	# The stream stays open: the first line is sent and said so already.
+	wait_for 10 grep -q '^sent [0-9a-f]\{8\} to @bob$' acked
+	[ "$(count_new bob)" -eq 1 ]
+	echo '{"to":"@bob","body":"second"}' >&5
+	wait_for 10 [ "$(grep -c '^sent' acked)" -eq 2 ]
+	exec 5>&-
+	wait_for 10 [ "$(count_new bob)" -eq 2 ]
+}
+
 @test "a stdin line cannot choose its sender" {
 	echo '{"to":"@bob","body":"x","from":"mallory"}' | bch-send
 	run as bob bch drain --jsonl
