@@ -56,7 +56,7 @@ bin/doctor-%.o: bin/doctor-%.c bin/doctor.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-relayd too: its connections and its room apart from the relay
 # proper; bin/relayd.h is what they share.
-RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o
+RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o bin/relayd-arrive.o
 bin/bch-relayd: $(RELAYD_OBJ) bin/relayd.h
 bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

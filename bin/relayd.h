@@ -104,6 +104,32 @@ void on_accept(struct relayd *d);
  * with e set. */
 int listen_on(const char *addr, int port, struct err *e);
 
+/* relayd-arrive.c, arrivals to SSE streams. */
+
+/* Watch agent's new/ with inotify while it has SSE readers. */
+void watch_agent(struct relayd *d, const char *agent);
+
+/* Push what inotify reports in watched inboxes to their SSE readers. */
+void on_inotify(struct relayd *d);
+
+/* Push a message this relay just stored (d->r.sent_event) to its
+ * recipients' streams. */
+void push_sent(struct relayd *d);
+
+/* A shared spool's arrivals are readable: push them; (re)subscribe. */
+void on_arrivals(struct relayd *d);
+
+/* Is the relay subscribed to a shared spool's arrivals? Tries once if
+ * not. */
+int subscribed(struct relayd *d);
+
+/* Drop every SSE client: they reconnect and are sent what is unread. */
+void drop_sse(struct relayd *d);
+
+/* Add fd to the event loop, readable, with tag as its data; -1 with
+ * errno on failure. */
+int watch_fd(struct relayd *d, int fd, void *tag);
+
 /* relayd-room.c, the room. */
 
 /* The room token into out: --token (tok), --token-file (file),

@@ -91,6 +91,21 @@ cli_usage(struct cli *c, const char *usage, const char *fmt, ...)
 	exit(BCH_USAGE);
 }
 
+long
+cli_num(struct cli *c, const char *usage, const char *opt, const char *arg,
+    long min, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(arg, &end, 10);
+	if (!*arg || *end || errno || n < min || n > max)
+		cli_usage(c, usage, "%s takes a whole number from %ld to %ld, "
+		    "not \"%s\"", opt, min, max, arg);
+	return n;
+}
+
 const char *
 cli_match(struct cli *c, const char *match, int here, char *out,
     size_t outsz)

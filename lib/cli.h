@@ -33,6 +33,11 @@ void cli_fail(struct cli *c) __attribute__((noreturn));
 void cli_usage(struct cli *c, const char *usage, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
+/* The value of option opt (its name, "--port") as a whole number from
+ * min to max; anything else is a usage error. */
+long cli_num(struct cli *c, const char *usage, const char *opt,
+    const char *arg, long min, long max);
+
 /* The match string from --match or --here (here set); NULL when neither.
  * Exits on failure. */
 const char *cli_match(struct cli *c, const char *match, int here,
