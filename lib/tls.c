@@ -1,28 +1,21 @@
-/* tls: BearSSL glue. PEM loading, trust anchors from a CA bundle, a
- * pinned-key X.509 engine, the server engine pump and the blocking
- * client. BearSSL does no I/O of its own, which is what lets the relay
- * keep TLS inside its event loop. */
+/* tls: BearSSL glue for the client side. PEM loading (shared with
+ * tls-server.c through tls-impl.h), key pins, trust anchors from a CA
+ * bundle, a pinned-key X.509 engine and the blocking client. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <bearssl.h>
 
 #include "hash.h"
 #include "io.h"
+#include "tls-impl.h"
 #include "tls.h"
 
 #define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-
-struct pem_obj {
-	char name[64];
-	unsigned char *data;
-	size_t len;
-};
 
 static void
 pem_append(void *ctx, const void *p, size_t n)
@@ -30,9 +23,8 @@ pem_append(void *ctx, const void *p, size_t n)
 	buf_add(ctx, p, n);
 }
 
-/* Decode every object of a PEM file. */
-static int
-pem_read(const char *file, struct pem_obj **objs, size_t *nobjs,
+int
+tls_pem_read(const char *file, struct pem_obj **objs, size_t *nobjs,
     struct err *e)
 {
 	br_pem_decoder_context pc;
@@ -81,8 +73,8 @@ pem_read(const char *file, struct pem_obj **objs, size_t *nobjs,
 	return 0;
 }
 
-static void
-pem_free(struct pem_obj *o, size_t n)
+void
+tls_pem_free(struct pem_obj *o, size_t n)
 {
 	size_t i;
 
@@ -108,8 +100,8 @@ pin_of_pkey(const br_x509_pkey *pk, char pin[65])
 	buf_free(&b);
 }
 
-static int
-pin_of_cert(const unsigned char *der, size_t len, char pin[65])
+int
+tls_pin_of_cert(const unsigned char *der, size_t len, char pin[65])
 {
 	br_x509_decoder_context dc;
 	const br_x509_pkey *pk;
@@ -129,235 +121,13 @@ tls_pin_of_file(const char *certfile, char pin[65], struct err *e)
 	size_t n;
 	int rc;
 
-	if (pem_read(certfile, &o, &n, e) < 0)
+	if (tls_pem_read(certfile, &o, &n, e) < 0)
 		return -1;
-	rc = pin_of_cert(o[0].data, o[0].len, pin);
-	pem_free(o, n);
+	rc = tls_pin_of_cert(o[0].data, o[0].len, pin);
+	tls_pem_free(o, n);
 	if (rc < 0)
 		return err_set(e, BCH_PERM, "%s: cannot decode the certificate",
 		    certfile);
-	return 0;
-}
-
-struct tls_server {
-	br_x509_certificate *chain;
-	size_t nchain;
-	br_skey_decoder_context key; /* holds the decoded key in place */
-	int key_type;
-	unsigned issuer_type;
-};
-
-/* A connection's record buffers sit in pages of their own, apart from
- * the engine (about 4 KiB), so that tls_conn_rest() can hand them back:
- * 10,000 idle SSE streams would otherwise hold 33 KiB each. */
-#define PAGE 4096
-#define ROUND(n) (((n) + PAGE - 1) / PAGE * PAGE)
-#define OBUF_AT ROUND(BR_SSL_BUFSIZE_INPUT)
-#define IOMAP (OBUF_AT + ROUND(BR_SSL_BUFSIZE_OUTPUT))
-
-struct tls_conn {
-	br_ssl_server_context sc;
-	unsigned char *io; /* IOMAP bytes: input, then output at OBUF_AT */
-	int resting;       /* the pages of io were handed back */
-};
-
-struct tls_server *
-tls_server_new(const char *certfile, const char *keyfile, char pin[65],
-    struct err *e)
-{
-	struct tls_server *s;
-	struct pem_obj *certs, *keys;
-	size_t nc, nk, i;
-
-	if (pem_read(certfile, &certs, &nc, e) < 0)
-		return NULL;
-	if (pem_read(keyfile, &keys, &nk, e) < 0) {
-		pem_free(certs, nc);
-		return NULL;
-	}
-	s = xcalloc(1, sizeof *s);
-	s->chain = xcalloc(nc, sizeof *s->chain);
-	for (i = 0; i < nc; i++) {
-		if (strcmp(certs[i].name, "CERTIFICATE") != 0 &&
-		    strcmp(certs[i].name, "X509 CERTIFICATE") != 0)
-			continue;
-		s->chain[s->nchain].data = certs[i].data;
-		s->chain[s->nchain].data_len = certs[i].len;
-		certs[i].data = NULL;
-		s->nchain++;
-	}
-	pem_free(certs, nc);
-	br_skey_decoder_init(&s->key);
-	for (i = 0; i < nk; i++)
-		if (strstr(keys[i].name, "PRIVATE KEY")) {
-			br_skey_decoder_push(&s->key, keys[i].data, keys[i].len);
-			break;
-		}
-	pem_free(keys, nk);
-	s->key_type = br_skey_decoder_key_type(&s->key);
-	if (!s->nchain || pin_of_cert(s->chain[0].data, s->chain[0].data_len,
-	    pin) < 0) {
-		err_set(e, BCH_PERM, "%s holds no usable certificate", certfile);
-		tls_server_free(s);
-		return NULL;
-	}
-	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC) {
-		err_set(e, BCH_PERM, "%s holds no RSA or EC private key (PEM)",
-		    keyfile);
-		tls_server_free(s);
-		return NULL;
-	}
-	{
-		/* ECDH_* suites need the issuer's key type; assume it signs
-		 * with the same kind of key as the leaf. */
-		br_x509_decoder_context dc;
-		br_x509_decoder_init(&dc, NULL, NULL);
-		br_x509_decoder_push(&dc, s->chain[0].data, s->chain[0].data_len);
-		s->issuer_type = br_x509_decoder_get_signer_key_type(&dc);
-		if (!s->issuer_type)
-			s->issuer_type = (unsigned)s->key_type;
-	}
-	return s;
-}
-
-void
-tls_server_free(struct tls_server *s)
-{
-	size_t i;
-
-	if (!s)
-		return;
-	for (i = 0; i < s->nchain; i++)
-		free(s->chain[i].data);
-	free(s->chain);
-	free(s);
-}
-
-struct tls_conn *
-tls_conn_new(struct tls_server *s)
-{
-	struct tls_conn *t = xcalloc(1, sizeof *t);
-
-	t->io = mmap(NULL, IOMAP, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (t->io == MAP_FAILED) {
-		free(t);
-		return NULL;
-	}
-	if (s->key_type == BR_KEYTYPE_RSA)
-		br_ssl_server_init_full_rsa(&t->sc, s->chain, s->nchain,
-		    br_skey_decoder_get_rsa(&s->key));
-	else
-		br_ssl_server_init_full_ec(&t->sc, s->chain, s->nchain,
-		    s->issuer_type, br_skey_decoder_get_ec(&s->key));
-	/* A renegotiation would be a handshake in the middle of a stream;
-	 * no client of ours asks for one. */
-	br_ssl_engine_add_flags(&t->sc.eng, BR_OPT_NO_RENEGOTIATION);
-	br_ssl_engine_set_buffers_bidi(&t->sc.eng, t->io, BR_SSL_BUFSIZE_INPUT,
-	    t->io + OBUF_AT, BR_SSL_BUFSIZE_OUTPUT);
-	if (!br_ssl_server_reset(&t->sc)) {
-		tls_conn_free(t);
-		return NULL;
-	}
-	return t;
-}
-
-void
-tls_conn_free(struct tls_conn *t)
-{
-	if (!t)
-		return;
-	munmap(t->io, IOMAP);
-	free(t);
-}
-
-int
-tls_conn_rest(struct tls_conn *t)
-{
-	br_ssl_engine_context *eng = &t->sc.eng;
-	unsigned st = br_ssl_engine_current_state(eng);
-	unsigned char *p;
-	size_t len;
-
-	if (t->resting)
-		return 1;
-	/* Past the handshake, no record to send, no plain text to hand
-	 * over, and no part of a record received: the engine will write
-	 * both buffers afresh before it reads them again. */
-	if (!(st & BR_SSL_SENDAPP) || (st & (BR_SSL_SENDREC | BR_SSL_RECVAPP |
-	    BR_SSL_CLOSED)) || !(st & BR_SSL_RECVREC))
-		return 0;
-	p = br_ssl_engine_recvrec_buf(eng, &len);
-	if (p != t->io || len != 5) /* waiting for a record's first byte */
-		return 0;
-	if (madvise(t->io, IOMAP, MADV_DONTNEED) < 0)
-		return 0;
-	t->resting = 1;
-	return 1;
-}
-
-int
-tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
-    const struct buf *out, size_t *off, int *want_write)
-{
-	br_ssl_engine_context *eng = &t->sc.eng;
-	int progress = 1;
-
-	*want_write = 0;
-	while (progress) {
-		unsigned st = br_ssl_engine_current_state(eng);
-		unsigned char *p;
-		size_t len;
-		ssize_t n;
-		progress = 0;
-		if (st & BR_SSL_CLOSED)
-			return -1;
-		if (st & BR_SSL_SENDREC) {
-			p = br_ssl_engine_sendrec_buf(eng, &len);
-			n = write(fd, p, len);
-			if (n > 0) {
-				br_ssl_engine_sendrec_ack(eng, (size_t)n);
-				progress = 1;
-			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-				return -1;
-			} else {
-				*want_write = 1;
-			}
-		}
-		if (st & BR_SSL_RECVAPP) {
-			p = br_ssl_engine_recvapp_buf(eng, &len);
-			buf_add(in, p, len);
-			br_ssl_engine_recvapp_ack(eng, len);
-			progress = 1;
-			readable = 0; /* the caller has something to answer */
-		}
-		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
-			p = br_ssl_engine_sendapp_buf(eng, &len);
-			if (len > out->len - *off)
-				len = out->len - *off;
-			memcpy(p, out->p + *off, len);
-			br_ssl_engine_sendapp_ack(eng, len);
-			*off += len;
-			br_ssl_engine_flush(eng, 0);
-			progress = 1;
-		}
-		if ((st & BR_SSL_RECVREC) && readable) {
-			p = br_ssl_engine_recvrec_buf(eng, &len);
-			n = read(fd, p, len);
-			if (n > 0) {
-				br_ssl_engine_recvrec_ack(eng, (size_t)n);
-				progress = 1;
-			} else if (n == 0) {
-				return -1;
-			} else if (errno == EAGAIN) {
-				readable = 0;
-			} else if (errno != EINTR) {
-				return -1;
-			}
-		}
-		if (progress)
-			t->resting = 0; /* the buffers are in use again */
-	}
 	return 0;
 }
 
@@ -487,7 +257,7 @@ load_anchors(struct tls_client *t, const char *file, struct err *e)
 	struct pem_obj *o;
 	size_t n, i;
 
-	if (pem_read(file, &o, &n, e) < 0)
+	if (tls_pem_read(file, &o, &n, e) < 0)
 		return -1;
 	t->ta = xcalloc(n, sizeof *t->ta);
 	for (i = 0; i < n; i++) {
@@ -514,7 +284,7 @@ load_anchors(struct tls_client *t, const char *file, struct err *e)
 		buf_free(&dn);
 		t->nta++;
 	}
-	pem_free(o, n);
+	tls_pem_free(o, n);
 	if (!t->nta)
 		return err_set(e, BCH_PERM, "%s holds no usable CA certificate",
 		    file);

@@ -1,0 +1,235 @@
+/* tls-server: the relay's side of TLS, a BearSSL server engine per
+ * connection, pumped by the relay's event loop. BearSSL does no I/O of
+ * its own, which is what lets the relay keep TLS inside that loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <bearssl.h>
+
+#include "tls-impl.h"
+#include "tls.h"
+
+struct tls_server {
+	br_x509_certificate *chain;
+	size_t nchain;
+	br_skey_decoder_context key; /* holds the decoded key in place */
+	int key_type;
+	unsigned issuer_type;
+};
+
+/* A connection's record buffers sit in pages of their own, apart from
+ * the engine (about 4 KiB), so that tls_conn_rest() can hand them back:
+ * 10,000 idle SSE streams would otherwise hold 33 KiB each. */
+#define PAGE 4096
+#define ROUND(n) (((n) + PAGE - 1) / PAGE * PAGE)
+#define OBUF_AT ROUND(BR_SSL_BUFSIZE_INPUT)
+#define IOMAP (OBUF_AT + ROUND(BR_SSL_BUFSIZE_OUTPUT))
+
+struct tls_conn {
+	br_ssl_server_context sc;
+	unsigned char *io; /* IOMAP bytes: input, then output at OBUF_AT */
+	int resting;       /* the pages of io were handed back */
+};
+
+struct tls_server *
+tls_server_new(const char *certfile, const char *keyfile, char pin[65],
+    struct err *e)
+{
+	struct tls_server *s;
+	struct pem_obj *certs, *keys;
+	size_t nc, nk, i;
+
+	if (tls_pem_read(certfile, &certs, &nc, e) < 0)
+		return NULL;
+	if (tls_pem_read(keyfile, &keys, &nk, e) < 0) {
+		tls_pem_free(certs, nc);
+		return NULL;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->chain = xcalloc(nc, sizeof *s->chain);
+	for (i = 0; i < nc; i++) {
+		if (strcmp(certs[i].name, "CERTIFICATE") != 0 &&
+		    strcmp(certs[i].name, "X509 CERTIFICATE") != 0)
+			continue;
+		s->chain[s->nchain].data = certs[i].data;
+		s->chain[s->nchain].data_len = certs[i].len;
+		certs[i].data = NULL;
+		s->nchain++;
+	}
+	tls_pem_free(certs, nc);
+	br_skey_decoder_init(&s->key);
+	for (i = 0; i < nk; i++)
+		if (strstr(keys[i].name, "PRIVATE KEY")) {
+			br_skey_decoder_push(&s->key, keys[i].data, keys[i].len);
+			break;
+		}
+	tls_pem_free(keys, nk);
+	s->key_type = br_skey_decoder_key_type(&s->key);
+	if (!s->nchain || tls_pin_of_cert(s->chain[0].data,
+	    s->chain[0].data_len, pin) < 0) {
+		err_set(e, BCH_PERM, "%s holds no usable certificate", certfile);
+		tls_server_free(s);
+		return NULL;
+	}
+	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC) {
+		err_set(e, BCH_PERM, "%s holds no RSA or EC private key (PEM)",
+		    keyfile);
+		tls_server_free(s);
+		return NULL;
+	}
+	{
+		/* ECDH_* suites need the issuer's key type; assume it signs
+		 * with the same kind of key as the leaf. */
+		br_x509_decoder_context dc;
+		br_x509_decoder_init(&dc, NULL, NULL);
+		br_x509_decoder_push(&dc, s->chain[0].data, s->chain[0].data_len);
+		s->issuer_type = br_x509_decoder_get_signer_key_type(&dc);
+		if (!s->issuer_type)
+			s->issuer_type = (unsigned)s->key_type;
+	}
+	return s;
+}
+
+void
+tls_server_free(struct tls_server *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->nchain; i++)
+		free(s->chain[i].data);
+	free(s->chain);
+	free(s);
+}
+
+struct tls_conn *
+tls_conn_new(struct tls_server *s)
+{
+	struct tls_conn *t = xcalloc(1, sizeof *t);
+
+	t->io = mmap(NULL, IOMAP, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t->io == MAP_FAILED) {
+		free(t);
+		return NULL;
+	}
+	if (s->key_type == BR_KEYTYPE_RSA)
+		br_ssl_server_init_full_rsa(&t->sc, s->chain, s->nchain,
+		    br_skey_decoder_get_rsa(&s->key));
+	else
+		br_ssl_server_init_full_ec(&t->sc, s->chain, s->nchain,
+		    s->issuer_type, br_skey_decoder_get_ec(&s->key));
+	/* A renegotiation would be a handshake in the middle of a stream;
+	 * no client of ours asks for one. */
+	br_ssl_engine_add_flags(&t->sc.eng, BR_OPT_NO_RENEGOTIATION);
+	br_ssl_engine_set_buffers_bidi(&t->sc.eng, t->io, BR_SSL_BUFSIZE_INPUT,
+	    t->io + OBUF_AT, BR_SSL_BUFSIZE_OUTPUT);
+	if (!br_ssl_server_reset(&t->sc)) {
+		tls_conn_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+tls_conn_free(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	munmap(t->io, IOMAP);
+	free(t);
+}
+
+int
+tls_conn_rest(struct tls_conn *t)
+{
+	br_ssl_engine_context *eng = &t->sc.eng;
+	unsigned st = br_ssl_engine_current_state(eng);
+	unsigned char *p;
+	size_t len;
+
+	if (t->resting)
+		return 1;
+	/* Past the handshake, no record to send, no plain text to hand
+	 * over, and no part of a record received: the engine will write
+	 * both buffers afresh before it reads them again. */
+	if (!(st & BR_SSL_SENDAPP) || (st & (BR_SSL_SENDREC | BR_SSL_RECVAPP |
+	    BR_SSL_CLOSED)) || !(st & BR_SSL_RECVREC))
+		return 0;
+	p = br_ssl_engine_recvrec_buf(eng, &len);
+	if (p != t->io || len != 5) /* waiting for a record's first byte */
+		return 0;
+	if (madvise(t->io, IOMAP, MADV_DONTNEED) < 0)
+		return 0;
+	t->resting = 1;
+	return 1;
+}
+
+int
+tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
+    const struct buf *out, size_t *off, int *want_write)
+{
+	br_ssl_engine_context *eng = &t->sc.eng;
+	int progress = 1;
+
+	*want_write = 0;
+	while (progress) {
+		unsigned st = br_ssl_engine_current_state(eng);
+		unsigned char *p;
+		size_t len;
+		ssize_t n;
+		progress = 0;
+		if (st & BR_SSL_CLOSED)
+			return -1;
+		if (st & BR_SSL_SENDREC) {
+			p = br_ssl_engine_sendrec_buf(eng, &len);
+			n = write(fd, p, len);
+			if (n > 0) {
+				br_ssl_engine_sendrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				return -1;
+			} else {
+				*want_write = 1;
+			}
+		}
+		if (st & BR_SSL_RECVAPP) {
+			p = br_ssl_engine_recvapp_buf(eng, &len);
+			buf_add(in, p, len);
+			br_ssl_engine_recvapp_ack(eng, len);
+			progress = 1;
+			readable = 0; /* the caller has something to answer */
+		}
+		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
+			p = br_ssl_engine_sendapp_buf(eng, &len);
+			if (len > out->len - *off)
+				len = out->len - *off;
+			memcpy(p, out->p + *off, len);
+			br_ssl_engine_sendapp_ack(eng, len);
+			*off += len;
+			br_ssl_engine_flush(eng, 0);
+			progress = 1;
+		}
+		if ((st & BR_SSL_RECVREC) && readable) {
+			p = br_ssl_engine_recvrec_buf(eng, &len);
+			n = read(fd, p, len);
+			if (n > 0) {
+				br_ssl_engine_recvrec_ack(eng, (size_t)n);
+				progress = 1;
+			} else if (n == 0) {
+				return -1;
+			} else if (errno == EAGAIN) {
+				readable = 0;
+			} else if (errno != EINTR) {
+				return -1;
+			}
+		}
+		if (progress)
+			t->resting = 0; /* the buffers are in use again */
+	}
+	return 0;
+}
