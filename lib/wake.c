@@ -1,4 +1,6 @@
-/* wake: the wake service as a user service (wake.h).
+/* wake: the wake service as a user service (wake.h): the copy of
+ * sv/bch-notify, s6, and which supervisor to use. systemd --user and
+ * launchd are in wake-user.c; wake-impl.h is what the two share.
  *
  * Design rationale. There is one pipeline, the run script of
  * sv/bch-notify, and every supervisor runs that script: s6 gets a copy
@@ -25,15 +27,12 @@
 
 #include "io.h"
 #include "proc.h"
+#include "wake-impl.h"
 #include "wake.h"
 
 #define MARKER ".bch-setup"
 #define MARKER_TEXT "installed by bch-setup --wake; bch-setup --remove " \
 	"takes it out\n"
-#define UNIT_MARK "# Installed by bch-setup --wake"
-#define PLIST_MARK "<!-- Installed by bch-setup: the backchannel wake " \
-	"service. -->"
-#define LABEL "org.backchannel.notify"
 #define TOOL_MS 30000
 
 /* Files of sv/bch-notify that make the service; the rest (supervise/,
@@ -49,24 +48,23 @@ is_dir(const char *p)
 	return lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int
-exists(const char *p)
+int
+wake_exists(const char *p)
 {
 	struct stat st;
 
 	return lstat(p, &st) == 0;
 }
 
-static int
-ours(const char *dir)
+int
+wake_ours(const char *dir)
 {
 	char p[PATH_MAX];
 
 	snprintf(p, sizeof p, "%s/" MARKER, dir);
-	return is_dir(dir) && exists(p);
+	return is_dir(dir) && wake_exists(p);
 }
 
-/* Delete dir and everything in it; never follows a symlink. */
 static int
 rmtree_at(int dfd, const char *name)
 {
@@ -92,15 +90,14 @@ rmtree_at(int dfd, const char *name)
 	return rc;
 }
 
-static int
-rmtree(const char *path)
+int
+wake_rmtree(const char *path)
 {
 	return rmtree_at(AT_FDCWD, path);
 }
 
-/* Write path with content and mode unless it is so already. */
-static int
-put(const char *path, const char *p, size_t n, mode_t mode, int dry,
+int
+wake_put(const char *path, const char *p, size_t n, mode_t mode, int dry,
     int *changed, struct err *e)
 {
 	struct buf old = BUF_INIT;
@@ -139,9 +136,9 @@ path_value(const struct wake *w, struct buf *b)
 	buf_printf(b, "%s:%s", w->bindir, path);
 }
 
-/* The variables the service needs, as NAME=value strings in vars. */
-static size_t
-service_env(const struct wake *w, int session, char vars[][2][PATH_MAX * 2])
+size_t
+wake_service_env(const struct wake *w, int session,
+    char vars[][2][PATH_MAX * 2])
 {
 	static const char *const names[] = { "HOME", "BACKCHANNEL_HOME",
 		"BACKCHANNEL_AGENT", "DISPLAY", "WAYLAND_DISPLAY",
@@ -167,9 +164,8 @@ service_env(const struct wake *w, int session, char vars[][2][PATH_MAX * 2])
 	return n;
 }
 
-/* Fill dir with the service files, env/ (with_env) and the marker. */
-static int
-sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
+int
+wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
     struct err *e)
 {
 	char src[PATH_MAX], dst[PATH_MAX], vars[8][2][PATH_MAX * 2];
@@ -195,8 +191,8 @@ sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 				return err_sys(e, "cannot create %s", sub);
 			}
 		}
-		if (put(dst, b.p ? b.p : "", b.len, st.st_mode & 0755, w->dry,
-		    changed, e) < 0) {
+		if (wake_put(dst, b.p ? b.p : "", b.len, st.st_mode & 0755,
+		    w->dry, changed, e) < 0) {
 			buf_free(&b);
 			return -1;
 		}
@@ -207,12 +203,13 @@ sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 			buf_free(&b);
 			return err_sys(e, "cannot create %s", dst);
 		}
-		n = service_env(w, 1, vars);
+		n = wake_service_env(w, 1, vars);
 		for (k = 0; k < n; k++) {
 			buf_reset(&b);
 			buf_printf(&b, "%s\n", vars[k][1]);
 			snprintf(dst, sizeof dst, "%s/env/%s", dir, vars[k][0]);
-			if (put(dst, b.p, b.len, 0644, w->dry, changed, e) < 0) {
+			if (wake_put(dst, b.p, b.len, 0644, w->dry, changed,
+			    e) < 0) {
 				buf_free(&b);
 				return -1;
 			}
@@ -220,14 +217,12 @@ sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 	}
 	buf_free(&b);
 	snprintf(dst, sizeof dst, "%s/" MARKER, dir);
-	return put(dst, MARKER_TEXT, sizeof MARKER_TEXT - 1, 0644, w->dry,
+	return wake_put(dst, MARKER_TEXT, sizeof MARKER_TEXT - 1, 0644, w->dry,
 	    changed, e);
 }
 
-/* Run a supervisor tool with its arguments (up to five): its exit
- * status, -2 when it is not installed, -1 when it could not run. */
-static int
-tool(const char *name, const char *a1, const char *a2, const char *a3,
+int
+wake_tool(const char *name, const char *a1, const char *a2, const char *a3,
     const char *a4, struct err *e)
 {
 	char path[PATH_MAX];
@@ -319,12 +314,12 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 		return err_set(e, BCH_PERM, "the s6 scan directory %s does not "
 		    "exist — create it, or fix BCH_S6_SCANDIR", scandir);
 	snprintf(target, sizeof target, "%s/bch-notify", scandir);
-	if (exists(target) && !ours(target))
+	if (wake_exists(target) && !wake_ours(target))
 		return err_set(e, BCH_PERM, "%s exists and bch-setup did not "
 		    "install it — leaving it alone; remove it to let setup "
 		    "install the service", target);
-	if (exists(target)) {
-		if (sv_fill(w, target, 1, &changed, e) < 0)
+	if (wake_exists(target)) {
+		if (wake_sv_fill(w, target, 1, &changed, e) < 0)
 			return -1;
 		if (!changed) {
 			buf_printf(w->out, "wake: the s6 service %s is already "
@@ -332,7 +327,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 			return 0;
 		}
 		if (!w->dry)
-			tool("s6-svc", "-r", target, NULL, NULL, e);
+			wake_tool("s6-svc", "-r", target, NULL, NULL, e);
 		buf_printf(w->out, "wake: %s the s6 service %s\n",
 		    w->dry ? "would update" : "updated (and restarted)", target);
 		return 0;
@@ -344,19 +339,19 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	}
 	snprintf(tmp, sizeof tmp, "%s/.bch-notify.setup.%ld", scandir,
 	    (long)getpid());
-	rmtree(tmp);
+	wake_rmtree(tmp);
 	if (mkdir(tmp, 0755) < 0)
 		return err_sys(e, "cannot create %s", tmp);
-	if (sv_fill(w, tmp, 1, &changed, e) < 0) {
-		rmtree(tmp);
+	if (wake_sv_fill(w, tmp, 1, &changed, e) < 0) {
+		wake_rmtree(tmp);
 		return -1;
 	}
 	if (rename(tmp, target) < 0) {
 		err_sys(e, "cannot install %s", target);
-		rmtree(tmp);
+		wake_rmtree(tmp);
 		return -1;
 	}
-	rc = tool("s6-svscanctl", "-a", scandir, NULL, NULL, e);
+	rc = wake_tool("s6-svscanctl", "-a", scandir, NULL, NULL, e);
 	buf_printf(w->out, "wake: installed the s6 service %s "
 	    "(bch-watch --urgent-only | bch-notify)%s\n", target,
 	    rc == 0 ? "; s6-svscan is starting it" : "");
@@ -376,7 +371,7 @@ s6_remove(struct wake *w, const char *scandir, struct err *e)
 	int tries;
 
 	snprintf(target, sizeof target, "%s/bch-notify", scandir);
-	if (!ours(target))
+	if (!wake_ours(target))
 		return 0;
 	if (w->dry) {
 		buf_printf(w->out, "wake: would remove the s6 service %s\n",
@@ -397,19 +392,19 @@ s6_remove(struct wake *w, const char *scandir, struct err *e)
 	    (long)getpid());
 	if (rename(target, gone) < 0)
 		return err_sys(e, "cannot remove %s", target);
-	tool("s6-svscanctl", "-aN", scandir, NULL, NULL, e);
+	wake_tool("s6-svscanctl", "-aN", scandir, NULL, NULL, e);
 	snprintf(log, sizeof log, "%s/log", gone);
 	for (tries = 0; tries < 100; tries++) {
-		if (tool("s6-svok", gone, NULL, NULL, NULL, e) != 0 &&
-		    (!is_dir(log) || tool("s6-svok", log, NULL, NULL, NULL,
+		if (wake_tool("s6-svok", gone, NULL, NULL, NULL, e) != 0 &&
+		    (!is_dir(log) || wake_tool("s6-svok", log, NULL, NULL, NULL,
 		    e) != 0))
 			break;
 		nap();
 	}
-	for (tries = 0; rmtree(gone) < 0 && tries < 40; tries++)
+	for (tries = 0; wake_rmtree(gone) < 0 && tries < 40; tries++)
 		nap();
 	buf_printf(w->out, "wake: removed the s6 service %s\n", target);
-	if (exists(gone)) {
+	if (wake_exists(gone)) {
 		fprintf(stderr, "bch-setup: could not delete %s yet — delete "
 		    "it by hand\n", gone);
 		w->warned = 1;
@@ -417,266 +412,6 @@ s6_remove(struct wake *w, const char *scandir, struct err *e)
 	return 0;
 }
 
-/* ~/.local/share/backchannel/sv/bch-notify (XDG_DATA_HOME honoured). */
-static void
-copy_dir(const struct wake *w, char *out, size_t sz, int level)
-{
-	const char *x = getenv("XDG_DATA_HOME");
-	static const char *const tail[] = { "/backchannel/sv/bch-notify",
-		"/backchannel/sv", "/backchannel" };
-
-	if (x && *x == '/')
-		snprintf(out, sz, "%s%s", x, tail[level]);
-	else
-		snprintf(out, sz, "%s/.local/share%s", w->home, tail[level]);
-}
-
-static void
-unit_path(const struct wake *w, char *out, size_t sz)
-{
-	const char *x = getenv("XDG_CONFIG_HOME");
-
-	if (x && *x == '/')
-		snprintf(out, sz, "%s/systemd/user/bch-notify.service", x);
-	else
-		snprintf(out, sz, "%s/.config/systemd/user/bch-notify.service",
-		    w->home);
-}
-
-/* A value for a unit file, % doubled, in double quotes where the
- * setting takes them (WorkingDirectory= does not). -1 if unusable. */
-static int
-unit_quote(struct buf *b, const char *s, int quote)
-{
-	if (strpbrk(s, "\"\\\n"))
-		return -1;
-	if (quote)
-		buf_addc(b, '"');
-	for (; *s; s++)
-		buf_adds(b, *s == '%' ? "%%" : (char[]){ *s, 0 });
-	if (quote)
-		buf_addc(b, '"');
-	return 0;
-}
-
-static int
-unit_text(struct wake *w, const char *dir, struct buf *u, struct err *e)
-{
-	char vars[8][2][PATH_MAX * 2], kv[PATH_MAX * 4 + 2], run[PATH_MAX];
-	size_t k, n = service_env(w, 0, vars);
-	int bad = 0;
-
-	snprintf(run, sizeof run, "%s/run", dir);
-	buf_adds(u, "# bch-notify: urgent backchannel messages as desktop "
-	    "notifications,\n# bch-watch --urgent-only | bch-notify (the run "
-	    "script of sv/bch-notify).\n" UNIT_MARK "; bch-setup --remove "
-	    "takes it out.\n[Unit]\nDescription=backchannel wake service: "
-	    "urgent messages as desktop notifications\n\n[Service]\n"
-	    "WorkingDirectory=");
-	bad |= unit_quote(u, dir, 0);
-	buf_adds(u, "\nExecStart=");
-	bad |= unit_quote(u, run, 1);
-	buf_addc(u, '\n');
-	for (k = 0; k < n; k++) {
-		if (strcmp(vars[k][0], "HOME") == 0)
-			continue; /* the user manager sets it */
-		snprintf(kv, sizeof kv, "%s=%s", vars[k][0], vars[k][1]);
-		buf_adds(u, "Environment=");
-		bad |= unit_quote(u, kv, 1);
-		buf_addc(u, '\n');
-	}
-	buf_adds(u, "Restart=always\nRestartSec=5\n\n[Install]\n"
-	    "WantedBy=default.target\n");
-	if (bad)
-		return err_set(e, BCH_PERM, "a path or variable holds a quote, "
-		    "a backslash or a line break — cannot write it into a "
-		    "systemd unit");
-	return 0;
-}
-
-static void
-xml_text(struct buf *b, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '&')
-			buf_adds(b, "&amp;");
-		else if (*s == '<')
-			buf_adds(b, "&lt;");
-		else if (*s == '>')
-			buf_adds(b, "&gt;");
-		else
-			buf_addc(b, *s);
-	}
-}
-
-static void
-plist_text(struct wake *w, const char *dir, struct buf *p)
-{
-	char vars[8][2][PATH_MAX * 2];
-	size_t k, n = service_env(w, 0, vars);
-
-	buf_adds(p, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE "
-	    "plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
-	    "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n" PLIST_MARK
-	    "\n<plist version=\"1.0\">\n<dict>\n\t<key>Label</key>\n"
-	    "\t<string>" LABEL "</string>\n\t<key>ProgramArguments</key>\n"
-	    "\t<array>\n\t\t<string>");
-	xml_text(p, dir);
-	buf_adds(p, "/run</string>\n\t</array>\n\t<key>WorkingDirectory</key>"
-	    "\n\t<string>");
-	xml_text(p, dir);
-	buf_adds(p, "</string>\n\t<key>EnvironmentVariables</key>\n\t<dict>\n");
-	for (k = 0; k < n; k++) {
-		buf_adds(p, "\t\t<key>");
-		xml_text(p, vars[k][0]);
-		buf_adds(p, "</key>\n\t\t<string>");
-		xml_text(p, vars[k][1]);
-		buf_adds(p, "</string>\n");
-	}
-	buf_adds(p, "\t</dict>\n\t<key>RunAtLoad</key>\n\t<true/>\n"
-	    "\t<key>KeepAlive</key>\n\t<true/>\n</dict>\n</plist>\n");
-}
-
-/* The file at path holds mark (it is ours), or does not exist. */
-static int
-file_ours(const char *path, const char *mark)
-{
-	struct buf b = BUF_INIT;
-	int r;
-
-	if (io_readfile(AT_FDCWD, path, 1 << 20, &b) < 0) {
-		buf_free(&b);
-		return errno == ENOENT ? 1 : 0;
-	}
-	r = b.p && strstr(b.p, mark) != NULL;
-	buf_free(&b);
-	return r;
-}
-
-/* systemd --user or launchd: a copy of the service directory and a
- * unit (or agent) file that runs it. */
-static int
-user_install(struct wake *w, int launchd, struct err *e)
-{
-	char dir[PATH_MAX], file[PATH_MAX];
-	struct buf text = BUF_INIT;
-	const char *what = launchd ? "launchd agent" : "systemd --user unit";
-	int changed = 0, rc;
-
-	copy_dir(w, dir, sizeof dir, 0);
-	if (launchd)
-		snprintf(file, sizeof file, "%s/Library/LaunchAgents/" LABEL
-		    ".plist", w->home);
-	else
-		unit_path(w, file, sizeof file);
-	if (!file_ours(file, launchd ? PLIST_MARK : UNIT_MARK))
-		return err_set(e, BCH_PERM, "%s exists and bch-setup did not "
-		    "write it — leaving it alone", file);
-	if (exists(dir) && !ours(dir))
-		return err_set(e, BCH_PERM, "%s exists and bch-setup did not "
-		    "install it — leaving it alone", dir);
-	if (!w->dry && io_mkdirs(dir, 0755) < 0)
-		return err_sys(e, "cannot create %s", dir);
-	if (sv_fill(w, dir, 0, &changed, e) < 0)
-		return -1;
-	if (launchd)
-		plist_text(w, dir, &text);
-	else if (unit_text(w, dir, &text, e) < 0) {
-		buf_free(&text);
-		return -1;
-	}
-	{
-		char parent[PATH_MAX];
-		snprintf(parent, sizeof parent, "%s", file);
-		*strrchr(parent, '/') = 0;
-		if (!w->dry && io_mkdirs(parent, 0755) < 0) {
-			buf_free(&text);
-			return err_sys(e, "cannot create %s", parent);
-		}
-	}
-	rc = put(file, text.p, text.len, 0644, w->dry, &changed, e);
-	buf_free(&text);
-	if (rc < 0)
-		return -1;
-	if (!changed) {
-		buf_printf(w->out, "wake: the %s %s is already installed\n",
-		    what, file);
-		return 0;
-	}
-	if (w->dry) {
-		buf_printf(w->out, "wake: would install the %s %s and start "
-		    "it\n", what, file);
-		return 0;
-	}
-	if (launchd) {
-		tool("launchctl", "unload", file, NULL, NULL, e);
-		rc = tool("launchctl", "load", "-w", file, NULL, e);
-	} else {
-		rc = tool("systemctl", "--user", "daemon-reload", NULL, NULL, e);
-		if (rc == 0)
-			rc = tool("systemctl", "--user", "enable", "--now",
-			    "bch-notify.service", e);
-	}
-	buf_printf(w->out, "wake: installed the %s %s%s\n", what, file,
-	    rc == 0 ? " and started it" : "");
-	if (rc == -2) {
-		buf_printf(w->out, "wake: %s is not installed — start the "
-		    "service with: %s\n", launchd ? "launchctl" : "systemctl",
-		    launchd ? "launchctl load -w " LABEL ".plist" :
-		    "systemctl --user enable --now bch-notify.service");
-	} else if (rc != 0) {
-		fprintf(stderr, "bch-setup: %s did not start the service (%s) "
-		    "— start it yourself: %s\n", launchd ? "launchctl" :
-		    "systemctl", rc < 0 ? e->msg : "it failed",
-		    launchd ? "launchctl load -w ~/Library/LaunchAgents/" LABEL
-		    ".plist" : "systemctl --user enable --now bch-notify.service");
-		w->warned = 1;
-	}
-	return 0;
-}
-
-static int
-user_remove(struct wake *w, int launchd, struct err *e)
-{
-	char dir[PATH_MAX], file[PATH_MAX];
-	const char *what = launchd ? "launchd agent" : "systemd --user unit";
-	int k;
-
-	copy_dir(w, dir, sizeof dir, 0);
-	if (launchd)
-		snprintf(file, sizeof file, "%s/Library/LaunchAgents/" LABEL
-		    ".plist", w->home);
-	else
-		unit_path(w, file, sizeof file);
-	if (exists(file) && file_ours(file, launchd ? PLIST_MARK : UNIT_MARK)) {
-		if (w->dry) {
-			buf_printf(w->out, "wake: would stop and remove the %s "
-			    "%s\n", what, file);
-		} else {
-			if (launchd)
-				tool("launchctl", "unload", "-w", file, NULL, e);
-			else
-				tool("systemctl", "--user", "disable", "--now",
-				    "bch-notify.service", e);
-			if (unlink(file) < 0)
-				return err_sys(e, "cannot remove %s", file);
-			if (!launchd)
-				tool("systemctl", "--user", "daemon-reload",
-				    NULL, NULL, e);
-			buf_printf(w->out, "wake: stopped and removed the %s "
-			    "%s\n", what, file);
-		}
-	}
-	if (!ours(dir) || w->dry)
-		return 0;
-	if (rmtree(dir) < 0)
-		return err_sys(e, "cannot remove %s", dir);
-	for (k = 1; k <= 2; k++) { /* the directories above, if now empty */
-		copy_dir(w, dir, sizeof dir, k);
-		rmdir(dir);
-	}
-	return 0;
-}
 
 int
 wake_install(struct wake *w, struct err *e)
@@ -694,7 +429,7 @@ wake_install(struct wake *w, struct err *e)
 		return s6_install(w, scandir, e);
 	}
 	if (strcmp(kind, "systemd") == 0 || strcmp(kind, "launchd") == 0)
-		return user_install(w, strcmp(kind, "launchd") == 0, e);
+		return wake_user_install(w, strcmp(kind, "launchd") == 0, e);
 	return err_set(e, BCH_PERM, "unknown service kind %s — use s6, "
 	    "systemd or launchd", kind);
 }
@@ -712,7 +447,7 @@ wake_remove(struct wake *w, struct err *e)
 	    s6_remove(w, scandir, e) < 0) {
 		return -1;
 	}
-	if (user_remove(w, 0, e) < 0)
+	if (wake_user_remove(w, 0, e) < 0)
 		return -1;
-	return user_remove(w, 1, e);
+	return wake_user_remove(w, 1, e);
 }
