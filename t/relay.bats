@@ -1007,6 +1007,18 @@ logged() {
 	assert_output --partial 'too short'
 }
 
+@test "bch-relayd refuses a port, rate or descriptor that is not a number, before it starts" {
+	for bad in "--port abc" "--port 70000" "--port 80x" "--rate fast" "--rate 0" "--max-conns 0" "-d fd"; do
+		# shellcheck disable=SC2086
+		run -2 bch-relayd --home "$BACKCHANNEL_HOME" --token "$ROOM" $bad
+		assert_output --partial "${bad%% *} "
+		assert_output --partial 'usage: bch-relayd'
+		refute_output --partial 'listening'
+	done
+	run -2 bch-relayd --port abc
+	assert_line --index 0 'bch-relayd: --port takes a whole number from 0 to 65535, not "abc"'
+}
+
 @test "the client exits 111 when the relay is not running" {
 	relayd
 	reg alice
