@@ -60,7 +60,8 @@ struct relay_answer {
 	int sent; /* a message was stored: r->sent_event, to r->sp->rcpt */
 };
 
-/* Load the token index from the agent records. 0 or -1. */
+/* Load the token index from the agent records; rate and burst start at
+ * 50/s and 100 for the caller to change. 0 or -1. */
 int relay_init(struct relay *r, struct spool *sp, struct config *cfg,
     const char *room_token, struct err *e);
 void relay_free(struct relay *r);

@@ -395,7 +395,7 @@ newest(void)
 	return nknown > 2 ? known[nknown - 1].name : "nobody";
 }
 
-/* A string field of a JSON object, as relay.c's field() reads it. */
+/* A string field of a JSON object, as relay_field() reads it. */
 static char *
 str_field(const char *s, size_t n, const char *key)
 {

@@ -1,0 +1,42 @@
+/* relay-impl: what the two halves of the relay share. Private to
+ * relay.c (routing, tokens, registration, the room's directory) and
+ * relay-mail.c (send, receipts, inbox, take and settle, the event stream). */
+#ifndef BCH_RELAY_IMPL_H
+#define BCH_RELAY_IMPL_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "http.h"
+#include "relay.h"
+
+/* Seconds on the monotonic clock: the send-rate buckets' time. */
+double relay_now(void);
+
+/* Answer status with {"error": msg}, dropping any body so far. */
+void relay_fail(struct relay_answer *a, int status, const char *msg);
+
+/* Answer e: its own status, else 503 if trying again may help, else 400. */
+void relay_fail_err(struct relay_answer *a, const struct err *e);
+
+/* A string field of the JSON object body, at most max bytes, for the
+ * caller to free; NULL if absent. *bad is set if the body is not an
+ * object or the field not such a string. */
+char *relay_field(const struct http_req *q, const char *key, size_t max,
+    int *bad);
+
+/* An integer field of the body, true as 1; 0 if absent or not a number. */
+long long relay_int_field(const struct http_req *q, const char *key);
+
+/* The mail side's state in r (the ring of recent sends, the leases):
+ * made empty; and freed, each lease this relay holds returned first. */
+void relay_mail_init(struct relay *r);
+void relay_mail_free(struct relay *r);
+
+/* Answer one of the mail routes for the authenticated caller a->agent,
+ * whose token entry is t. 1 if path is one of them (a is answered), 0 if
+ * not (a is untouched). */
+int relay_route_mail(struct relay *r, const struct http_req *q,
+    const char *path, struct relay_token *t, struct relay_answer *a);
+
+#endif

@@ -1,0 +1,517 @@
+/* relay-mail: the relay's mail routes over the spool — send, receipts,
+ * inbox, take and its lease, ack and release, the event stream — and
+ * the state they keep: the ring of recent sends and the leases.
+ *
+ * Design rationale. The ring remembers each recent send's answer and
+ * recipients, so a retried send with the same client id gets the first
+ * answer again instead of a second message, a receipt knows whom to ask
+ * about, and the event loop knows which streams already had the event;
+ * a hash chain over the ring finds a send by id without a scan. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "relay-impl.h"
+
+#define SENT_RING 4096
+#define SENT_HASH 8192 /* chains of the ring, a power of two */
+
+static void
+sent_clear(struct relay_sent *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	free(s->json);
+	memset(s, 0, sizeof *s);
+}
+
+static int *
+sent_chain(struct relay *r, const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*id)
+		h = (h ^ (unsigned char)*id++) * 16777619u;
+	return &r->sent_head[h & (SENT_HASH - 1)];
+}
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Has this sender sent this client id lately? Its stored answer. */
+static struct relay_sent *
+sent_find(struct relay *r, const char *from, const char *id)
+{
+	int i;
+
+	for (i = *sent_chain(r, id); i >= 0; i = r->sent[i].next)
+		if (strcmp(r->sent[i].id, id) == 0 &&
+		    strcmp(r->sent[i].from, from) == 0)
+			return &r->sent[i];
+	return NULL;
+}
+
+static void
+sent_add(struct relay *r, const char *from, const char *id, const char *json)
+{
+	int slot = (int)r->sentpos, *p;
+	struct relay_sent *s = &r->sent[slot];
+	size_t i;
+
+	if (s->json) { /* the oldest goes: out of its chain first */
+		for (p = sent_chain(r, s->id); *p != slot;
+		    p = &r->sent[*p].next)
+			;
+		*p = s->next;
+	}
+	sent_clear(s);
+	snprintf(s->from, sizeof s->from, "%s", from);
+	snprintf(s->id, sizeof s->id, "%s", id);
+	s->json = xstrdup(json);
+	s->rcpt = xcalloc(r->sp->nrcpt + 1, sizeof *s->rcpt);
+	for (i = 0; i < r->sp->nrcpt; i++)
+		s->rcpt[i] = xstrdup(r->sp->rcpt[i]);
+	s->nrcpt = r->sp->nrcpt;
+	qsort(s->rcpt, s->nrcpt, sizeof *s->rcpt, cmp_name); /* relay_sent_to */
+	p = sent_chain(r, id);
+	s->next = *p;
+	*p = slot;
+	r->sentpos = (r->sentpos + 1) % SENT_RING;
+	if (r->nsent < SENT_RING)
+		r->nsent++;
+}
+
+int
+relay_sent_to(struct relay *r, const char *id, const char *agent)
+{
+	int i;
+
+	for (i = *sent_chain(r, id); i >= 0; i = r->sent[i].next)
+		if (strcmp(r->sent[i].id, id) == 0 &&
+		    bsearch(&agent, r->sent[i].rcpt, r->sent[i].nrcpt,
+		    sizeof *r->sent[i].rcpt, cmp_name))
+			return 1;
+	return 0;
+}
+
+static int
+rate_ok(struct relay *r, struct relay_token *t, struct relay_answer *a)
+{
+	double now = relay_now();
+
+	if (r->sp->shared) { /* one bucket for all the relays */
+		struct err e;
+		int rc = r->sp->shared->rate(r->sp, t->agent, r->rate, r->burst,
+		    &a->retry_after, &e);
+		if (rc < 0)
+			relay_fail_err(a, &e);
+		else if (rc == 0)
+			relay_fail(a, 429,
+			    "sending too fast — slow down and retry");
+		return rc > 0;
+	}
+	t->tokens += (now - t->last) * r->rate;
+	if (t->tokens > r->burst)
+		t->tokens = r->burst;
+	t->last = now;
+	if (t->tokens >= 1) {
+		t->tokens -= 1;
+		return 1;
+	}
+	a->retry_after = (int)((1 - t->tokens) / r->rate) + 1;
+	relay_fail(a, 429, "sending too fast — slow down and retry");
+	return 0;
+}
+
+static void
+route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
+    struct relay_answer *a)
+{
+	struct relay_sent *dup;
+	struct msg m;
+	struct err e;
+
+	if (msg_decode(q->body, q->body_len, 1, &r->cfg->lim, &m, &e) < 0)
+		return relay_fail_err(a, &e);
+	/* A shared spool makes the send itself idempotent. */
+	if (m.id[0] && !r->sp->shared && (dup = sent_find(r, a->agent, m.id))) {
+		msg_free(&m);
+		a->status = 200;
+		buf_adds(&a->body, dup->json);
+		return;
+	}
+	if (!rate_ok(r, t, a)) {
+		msg_free(&m);
+		return;
+	}
+	free(m.from);
+	m.from = xstrdup(a->agent); /* from the token, never the request */
+	if (spool_send(r->sp, &m, &e) < 0) {
+		msg_free(&m);
+		return relay_fail_err(a, &e);
+	}
+	msg_encode(&m, &a->body);
+	{
+		/* ext: who it went to, for the sender's --wait. */
+		size_t i;
+		a->body.len--;
+		buf_adds(&a->body, ",\"recipients\":[");
+		for (i = 0; i < r->sp->nrcpt; i++) {
+			if (i)
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, r->sp->rcpt[i],
+			    strlen(r->sp->rcpt[i]));
+		}
+		buf_adds(&a->body, "]}");
+	}
+	sent_add(r, a->agent, m.id, a->body.p);
+	/* The event its recipients' streams get (relay_sent_to()). */
+	buf_reset(&r->sent_event);
+	buf_printf(&r->sent_event, "id: %s\ndata: ", m.id);
+	msg_encode(&m, &r->sent_event);
+	buf_adds(&r->sent_event, "\n\n");
+	a->sent = 1;
+	a->status = 200;
+	msg_free(&m);
+}
+
+/* GET /v1/receipt/<id> (ext): which recipients have claimed a message
+ * the caller sent lately. */
+static void
+route_receipt(struct relay *r, const char *id, struct relay_answer *a)
+{
+	struct relay_sent mine, *sent = sent_find(r, a->agent, id);
+	int *got;
+	size_t i;
+	struct err e;
+
+	memset(&mine, 0, sizeof mine);
+	if (!sent && r->sp->shared) { /* sent through another relay */
+		int rc = r->sp->shared->sent(r->sp, a->agent, id, &mine.rcpt,
+		    &mine.nrcpt, &e);
+		if (rc < 0)
+			return relay_fail_err(a, &e);
+		if (rc > 0)
+			sent = &mine;
+	}
+	if (!sent) {
+		relay_fail(a, 404, "unknown message — receipts are kept for "
+		    "your recent sends only");
+		return;
+	}
+	got = xcalloc(sent->nrcpt + 1, sizeof *got);
+	if (spool_await(r->sp, id, sent->rcpt, sent->nrcpt, 0, got, &e) < 0) {
+		free(got);
+		sent_clear(&mine);
+		relay_fail_err(a, &e);
+		return;
+	}
+	buf_adds(&a->body, "{\"id\":");
+	json_put_string(&a->body, id, strlen(id));
+	buf_adds(&a->body, ",\"read\":[");
+	for (i = 0; i < sent->nrcpt; i++)
+		if (got[i]) {
+			if (a->body.p[a->body.len - 1] != '[')
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, sent->rcpt[i],
+			    strlen(sent->rcpt[i]));
+		}
+	buf_adds(&a->body, "],\"unread\":[");
+	for (i = 0; i < sent->nrcpt; i++)
+		if (!got[i]) {
+			if (a->body.p[a->body.len - 1] != '[')
+				buf_addc(&a->body, ',');
+			json_put_string(&a->body, sent->rcpt[i],
+			    strlen(sent->rcpt[i]));
+		}
+	buf_adds(&a->body, "]}");
+	free(got);
+	sent_clear(&mine);
+	a->status = 200;
+}
+
+static void
+route_inbox(struct relay *r, struct relay_answer *a)
+{
+	struct spool_item *it;
+	size_t n, i, shown = 0;
+	struct err e;
+
+	if (spool_list(r->sp, a->agent, &it, &n, &e) < 0) {
+		relay_fail_err(a, &e);
+		return;
+	}
+	buf_addc(&a->body, '[');
+	for (i = 0; i < n; i++) {
+		struct msg m;
+		if (spool_peek(r->sp, a->agent, &it[i], &m, &e) != 1)
+			continue;
+		if (shown++)
+			buf_addc(&a->body, ',');
+		msg_encode(&m, &a->body);
+		msg_free(&m);
+	}
+	buf_addc(&a->body, ']');
+	spool_items_free(it, n);
+	a->status = 200;
+}
+
+static struct relay_lease *
+lease_find(struct relay *r, const char *agent, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nleases; i++)
+		if (strcmp(r->leases[i].id, id) == 0 &&
+		    strcmp(r->leases[i].claim.agent, agent) == 0)
+			return &r->leases[i];
+	return NULL;
+}
+
+static void
+lease_drop(struct relay *r, struct relay_lease *l)
+{
+	*l = r->leases[--r->nleases];
+}
+
+static void
+route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
+{
+	struct spool_item it;
+	struct spool_claim c;
+	struct msg m;
+	struct err e;
+	char name[ID_MAX_LEN + 8];
+	int bad = 0, rc;
+	char *id = relay_field(q, "id", ID_MAX_LEN, &bad);
+	long long keep = relay_int_field(q, "keep");
+	long long lease = relay_int_field(q, "lease");
+
+	if (bad || !id || !id_valid(id)) {
+		free(id);
+		relay_fail(a, 400, "missing or invalid id");
+		return;
+	}
+	memset(&it, 0, sizeof it);
+	snprintf(name, sizeof name, "%s.json", id);
+	snprintf(it.id, sizeof it.id, "%s", id);
+	it.name = name;
+	free(id);
+	rc = spool_take(r->sp, a->agent, &it, &m, &c, &e);
+	if (rc < 0) {
+		relay_fail_err(a, &e);
+		return;
+	}
+	a->status = 200;
+	if (rc == 0) {
+		buf_adds(&a->body, "{\"message\":null}");
+		return;
+	}
+	buf_adds(&a->body, "{\"message\":");
+	msg_encode(&m, &a->body);
+	buf_addc(&a->body, '}');
+	if (lease > 0 && r->sp->shared) { /* any relay can settle it */
+		if (r->sp->shared->lease(r->sp, &c, lease > r->lease_max ?
+		    r->lease_max : (int)lease, &e) < 0)
+			relay_fail_err(a, &e);
+	} else if (lease > 0) {
+		struct relay_lease *l;
+		if (lease > r->lease_max)
+			lease = r->lease_max;
+		r->leases = xrealloc(r->leases,
+		    (r->nleases + 1) * sizeof *r->leases);
+		l = &r->leases[r->nleases++];
+		l->claim = c;
+		snprintf(l->id, sizeof l->id, "%s", it.id);
+		l->expires = time(NULL) + (time_t)lease;
+	} else if (spool_ack(r->sp, &c, keep != 0, &e) < 0) {
+		relay_fail_err(a, &e);
+	}
+	msg_free(&m);
+}
+
+/* POST /v1/ack and /v1/release: settle a leased take. */
+static void
+route_settle(struct relay *r, const struct http_req *q, int ack,
+    struct relay_answer *a)
+{
+	struct relay_lease *l;
+	struct err e;
+	int bad = 0, rc;
+	char *id = relay_field(q, "id", ID_MAX_LEN, &bad);
+	long long keep = relay_int_field(q, "keep");
+
+	if (r->sp->shared) {
+		rc = id ? r->sp->shared->settle(r->sp, a->agent, id, ack,
+		    keep != 0, &e) : 0;
+		free(id);
+		if (rc < 0)
+			return relay_fail_err(a, &e);
+		if (rc == 0)
+			return relay_fail(a, 404, "no lease on that id — it "
+			    "expired or was never taken");
+		a->status = 200;
+		buf_adds(&a->body, "{\"ok\":true}");
+		return;
+	}
+	l = id ? lease_find(r, a->agent, id) : NULL;
+	free(id);
+	if (!l) {
+		relay_fail(a, 404,
+		    "no lease on that id — it expired or was never taken");
+		return;
+	}
+	rc = ack ? spool_ack(r->sp, &l->claim, keep != 0, &e) :
+	    spool_release(r->sp, &l->claim, &e);
+	lease_drop(r, l);
+	if (rc < 0) {
+		relay_fail_err(a, &e);
+		return;
+	}
+	a->status = 200;
+	buf_adds(&a->body, "{\"ok\":true}");
+}
+
+void
+relay_expire(struct relay *r, int all)
+{
+	time_t now = time(NULL);
+	size_t i = 0;
+
+	if (r->sp->shared) {
+		/* Leases live on in the spool; any relay's sweep returns them. */
+		if (!all)
+			r->sp->shared->expire(r->sp, NULL);
+		return;
+	}
+	while (i < r->nleases) {
+		if (all || r->leases[i].expires <= now) {
+			spool_release(r->sp, &r->leases[i].claim, NULL);
+			lease_drop(r, &r->leases[i]);
+			continue;
+		}
+		i++;
+	}
+}
+
+void
+relay_mail_init(struct relay *r)
+{
+	size_t i;
+
+	r->sent = xcalloc(SENT_RING, sizeof *r->sent);
+	r->sent_head = xcalloc(SENT_HASH, sizeof *r->sent_head);
+	for (i = 0; i < SENT_HASH; i++)
+		r->sent_head[i] = -1;
+}
+
+void
+relay_mail_free(struct relay *r)
+{
+	size_t i;
+
+	relay_expire(r, 1);
+	for (i = 0; i < SENT_RING; i++)
+		sent_clear(&r->sent[i]);
+	free(r->sent);
+	free(r->sent_head);
+	buf_free(&r->sent_event);
+	free(r->leases);
+}
+
+void
+relay_sse_backlog(struct relay *r, const char *agent, struct buf *out)
+{
+	struct spool_item *it;
+	size_t n, i;
+
+	if (spool_list(r->sp, agent, &it, &n, NULL) < 0)
+		return;
+	for (i = 0; i < n; i++)
+		relay_sse_event(r, agent, it[i].name, out);
+	spool_items_free(it, n);
+}
+
+int
+relay_sse_event(struct relay *r, const char *agent, const char *name,
+    struct buf *out)
+{
+	struct spool_item it;
+	struct msg m;
+	size_t len = strlen(name);
+
+	memset(&it, 0, sizeof it);
+	if (len < 6 || len - 5 > ID_MAX_LEN || strcmp(name + len - 5, ".json"))
+		return 0;
+	memcpy(it.id, name, len - 5);
+	it.name = (char *)name;
+	if (spool_peek(r->sp, agent, &it, &m, NULL) != 1)
+		return 0;
+	buf_printf(out, "id: %s\ndata: ", m.id);
+	msg_encode(&m, out);
+	buf_adds(out, "\n\n");
+	msg_free(&m);
+	return 1;
+}
+
+/* "/v1/inbox/<agent>": the agent, which must be the caller. */
+static int
+own_path(const char *path, const char *prefix, struct relay_answer *a)
+{
+	char who[NAME_MAX_LEN * 3 + 1];
+	size_t n = strlen(prefix);
+
+	if (strncmp(path, prefix, n) != 0)
+		return 0;
+	if (http_unescape(path + n, strlen(path + n), who, sizeof who) < 0 ||
+	    strcmp(who, a->agent) != 0) {
+		relay_fail(a, 403,
+		    "that is another agent's inbox — use your own name");
+		return -1;
+	}
+	return 1;
+}
+
+int
+relay_route_mail(struct relay *r, const struct http_req *q, const char *path,
+    struct relay_token *t, struct relay_answer *a)
+{
+	int get = strcmp(q->method, "GET") == 0;
+	int post = strcmp(q->method, "POST") == 0;
+	int rc;
+
+	if (post && strcmp(path, "/v1/send") == 0) {
+		route_send(r, q, t, a);
+	} else if (post && strcmp(path, "/v1/take") == 0) {
+		route_take(r, q, a);
+	} else if (post && strcmp(path, "/v1/ack") == 0) {
+		route_settle(r, q, 1, a);
+	} else if (post && strcmp(path, "/v1/release") == 0) {
+		route_settle(r, q, 0, a);
+	} else if (get && strncmp(path, "/v1/receipt/", 12) == 0) {
+		if (!id_valid(path + 12))
+			relay_fail(a, 400, "invalid message id");
+		else
+			route_receipt(r, path + 12, a);
+	} else if (get && (rc = own_path(path, "/v1/inbox/", a)) != 0) {
+		if (rc > 0)
+			route_inbox(r, a);
+	} else if (get && (rc = own_path(path, "/v1/events/", a)) != 0) {
+		if (rc > 0) { /* the loop streams from here */
+			a->status = 200;
+			a->sse = 1;
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}
