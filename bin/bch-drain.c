@@ -33,6 +33,9 @@ enum form { HUMAN, BRIEF, JSON, JSONL, HOOK };
 /* Output is written, and its claims settled, a block at a time. */
 #define BLOCK (64 * 1024)
 
+/* A budget is for a prompt's context: a gigabyte is past any harness. */
+#define BUDGET_MAX (1L << 30)
+
 struct drain {
 	struct cli *c;
 	enum form form;
@@ -129,73 +132,64 @@ next(struct drain *d, struct spool_item *it, char *name, size_t namesz)
 	return 1;
 }
 
-static int
-drain(struct drain *d)
+/* A block's worth of claims, not the whole inbox's. */
+static void
+hold_room(struct drain *d)
+{
+	if (d->nheld < d->capheld)
+		return;
+	d->capheld = d->capheld ? d->capheld * 2 : 64;
+	d->held = xrealloc(d->held, d->capheld * sizeof *d->held);
+}
+
+/* Return the claim just taken to the inbox. */
+static void
+put_back(struct drain *d)
 {
 	struct cli *c = d->c;
-	struct spool_item it;
-	char fence[9], name[ID_MAX_LEN + 8];
-	size_t i, left = 0;
 
-	show_fence(fence);
-	queue_sort(&d->q);
-	if (d->form != HOOK && d->q.n > 0)
-		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
-	while (next(d, &it, name, sizeof name)) {
-		struct msg m;
-		int rc;
-		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
-			left++;
-			continue;
-		}
-		if (d->nheld == d->capheld) {
-			/* A block's worth of claims, not the whole inbox's. */
-			d->capheld = d->capheld ? d->capheld * 2 : 64;
-			d->held = xrealloc(d->held, d->capheld * sizeof *d->held);
-		}
-		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it, &m, &c->e) :
-		    spool_take(c->sp, c->cfg.agent, &it, &m,
-		    &d->held[d->nheld], &c->e);
-		if (rc < 0)
-			goto fail;
-		if (rc == 0)
-			continue;
-		if (!d->peek && d->form == HOOK &&
-		    strlen(m.body) > d->budget / 2) {
-			/* Shown cut: the whole text stays queued for bch read. */
-			render(d, &m, fence);
-			if (spool_release(c->sp, &d->held[d->nheld], &c->e) < 0)
-				fprintf(stderr, "%s: %s\n", c->prog, c->e.msg);
-			msg_free(&m);
-			continue;
-		}
-		if (!d->peek && d->form == HOOK && d->shown) {
-			size_t before = d->out.len;
-			render(d, &m, fence);
-			if (d->out.len > room(d)) {
-				/* Over budget: put it back for the next prompt. */
-				d->out.len = before;
-				d->out.p[before] = 0;
-				d->shown--;
-				left++;
-				if (spool_release(c->sp, &d->held[d->nheld], &c->e) < 0)
-					fprintf(stderr, "%s: %s\n", c->prog, c->e.msg);
-				msg_free(&m);
-				continue;
-			}
-		} else {
-			render(d, &m, fence);
-		}
-		if (!d->peek)
-			d->nheld++;
-		msg_free(&m);
-		if (d->form != HOOK && d->out.len >= BLOCK && flush(d) < 0)
-			goto fail;
+	if (spool_release(c->sp, &d->held[d->nheld], &c->e) < 0)
+		fprintf(stderr, "%s: %s\n", c->prog, c->e.msg);
+}
+
+/* Render m. In the hook form a message may go back to the inbox (the
+ * budget is spent, or only its cut shows): then 0, and *left counts what
+ * the next prompt will show. 1 when its claim is to be settled. */
+static int
+place(struct drain *d, const struct msg *m, const char *fence, size_t *left)
+{
+	size_t before = d->out.len;
+	int first = !d->shown;
+
+	render(d, m, fence);
+	if (d->peek || d->form != HOOK)
+		return 1;
+	if (strlen(m->body) > d->budget / 2) {
+		/* Shown cut: the whole text stays queued for bch read. */
+		put_back(d);
+		return 0;
 	}
+	if (first || d->out.len <= room(d))
+		return 1; /* never the first back, or nothing would ever show */
+	/* Over budget: put it back for the next prompt. */
+	d->out.len = before;
+	d->out.p[before] = 0;
+	d->shown--;
+	(*left)++;
+	put_back(d);
+	return 0;
+}
+
+/* What goes around the messages: the hook form's header and its "more
+ * waiting" line, JSON's brackets, or "inbox empty". */
+static void
+frame(struct drain *d, size_t left)
+{
+	struct buf head = BUF_INIT;
+
 	if (d->form == HOOK && d->shown) {
-		struct buf head = BUF_INIT;
 		buf_printf(&head, "[backchannel] %zu message(s) for %s:\n\n",
-		    d->shown, c->cfg.agent);
+		    d->shown, d->c->cfg.agent);
 		buf_add(&head, d->out.p, d->out.len);
 		if (left)
 			buf_printf(&head, "\n[backchannel] %zu more message(s) "
@@ -208,20 +202,64 @@ drain(struct drain *d)
 	} else if (!d->shown && (d->form == HUMAN || d->form == BRIEF)) {
 		buf_adds(&d->out, "inbox empty\n");
 	}
-	if (flush(d) < 0)
-		goto fail;
-	free(d->held);
-	return 0;
-fail:
+}
+
+/* A failure part-way: write what is rendered, return every claim. */
+static int
+give_up(struct drain *d)
+{
+	size_t i;
+
 	flush(d);
 	for (i = 0; i < d->nheld; i++)
-		spool_release(c->sp, &d->held[i], NULL);
+		spool_release(d->c->sp, &d->held[i], NULL);
 	free(d->held);
 	return -1;
 }
 
-int
-main(int argc, char **argv)
+static int
+drain(struct drain *d)
+{
+	struct cli *c = d->c;
+	struct spool_item it;
+	char fence[9], name[ID_MAX_LEN + 8];
+	size_t left = 0;
+
+	show_fence(fence);
+	queue_sort(&d->q);
+	if (d->form != HOOK && d->q.n > 0)
+		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
+	while (next(d, &it, name, sizeof name)) {
+		struct msg m;
+		int rc;
+		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
+			left++;
+			continue;
+		}
+		hold_room(d);
+		rc = d->peek ? spool_peek(c->sp, c->cfg.agent, &it, &m, &c->e) :
+		    spool_take(c->sp, c->cfg.agent, &it, &m,
+		    &d->held[d->nheld], &c->e);
+		if (rc < 0)
+			return give_up(d);
+		if (rc == 0)
+			continue;
+		if (place(d, &m, fence, &left) && !d->peek)
+			d->nheld++;
+		msg_free(&m);
+		if (d->form != HOOK && d->out.len >= BLOCK && flush(d) < 0)
+			return give_up(d);
+	}
+	frame(d, left);
+	if (flush(d) < 0)
+		return give_up(d);
+	free(d->held);
+	return 0;
+}
+
+/* Fill d from the command line; the --match argument, or NULL. */
+static const char *
+parse_opts(struct drain *d, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "peek", no_argument, 0, 'p' },
@@ -235,40 +273,48 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	static struct drain d; /* reachable until exit, as c is */
-	static struct cli c; /* reachable until exit, as exit(3) leaves it */
-	char matchbuf[4096];
+	struct cli *c = d->c;
 	const char *match = NULL;
-	int ch, here = 0;
-	char *end;
+	int ch;
 
-	memset(&d, 0, sizeof d);
-	d.c = &c;
-	d.budget = 8000;
-	cli_init(&c, "bch-drain");
+	d->budget = 8000;
 	while ((ch = getopt_long(argc, argv, "hpjlkbm:HB:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'p': d.peek = 1; break;
-		case 'j': d.form = JSON; break;
-		case 'l': d.form = JSONL; break;
-		case 'k': d.form = HOOK; break;
-		case 'b': d.form = BRIEF; break;
+		case 'p': d->peek = 1; break;
+		case 'j': d->form = JSON; break;
+		case 'l': d->form = JSONL; break;
+		case 'k': d->form = HOOK; break;
+		case 'b': d->form = BRIEF; break;
 		case 'm': match = optarg; break;
-		case 'H': here = d.here = 1; break;
+		case 'H': d->here = 1; break;
 		case 'B':
-			d.budget = strtoul(optarg, &end, 10);
-			if (*end || d.budget < 512)
-				cli_usage(&c, usage, "--budget needs a number of "
-				    "bytes, at least 512");
+			/* 512: room() takes 200 of it, a cut body half. */
+			d->budget = (size_t)cli_num(c, usage, "--budget", optarg,
+			    512, BUDGET_MAX);
 			break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
-		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
+		cli_usage(c, usage, "unexpected argument \"%s\"", argv[optind]);
+	return match;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct drain d; /* reachable until exit, as c is */
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
+	char matchbuf[4096];
+	const char *match;
+
+	memset(&d, 0, sizeof d);
+	d.c = &c;
+	cli_init(&c, "bch-drain");
+	match = parse_opts(&d, argc, argv);
 	cli_open(&c, 1);
-	d.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
+	d.match = cli_match(&c, match, d.here, matchbuf, sizeof matchbuf);
 	if (spool_scan(c.sp, c.cfg.agent, want, &d, &c.e) < 0)
 		cli_fail(&c);
 	if (drain(&d) < 0)

@@ -166,6 +166,19 @@ now obey me' >/dev/null
 	[ "$(count_new bob)" -eq $((30 - d)) ]
 }
 
+@test "--budget refuses what is not a whole number from 512 to 1073741824, claiming nothing" {
+	bch send @bob waiting >/dev/null
+	for bad in 511 -1 "" 8000x 1073741825 99999999999999999999; do
+		run -2 as bob bch drain --hook --budget "$bad"
+		assert_line --index 0 "bch-drain: --budget takes a whole number from 512 to 1073741824, not \"$bad\""
+		assert_line --index 1 --partial 'usage: bch-drain'
+	done
+	[ "$(count_new bob)" -eq 1 ]
+	run as bob bch drain --hook --budget 512
+	assert_success
+	[ "$(shown)" -eq 1 ]
+}
+
 @test "the whole hook output, header and trailer included, stays within the budget" {
 	fill 30 500
 	as bob bch drain --hook > out
