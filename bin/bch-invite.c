@@ -39,11 +39,11 @@ text_ok(const char *s, size_t max, int spaces)
 	return 1;
 }
 
+/* Who invites, to what, and how to install. */
 static void
-onboarding(struct buf *b, const struct invite *inv, const char *code,
-    const char *inviter, const char *source)
+onboarding_intro(struct buf *b, const struct invite *inv, const char *inviter,
+    const char *source)
 {
-	const char *peer = inviter && *inviter ? inviter : "alice";
 	size_t i;
 
 	if (inv->room)
@@ -68,8 +68,14 @@ onboarding(struct buf *b, const struct invite *inv, const char *code,
 	    "    sh quickstart.sh\n\n", source);
 	buf_adds(b, "quickstart.sh installs the Debian packages it needs "
 	    "(BearSSL, jsmn, s6, bats),\nbuilds, installs `bch` into "
-	    "/usr/local (with sudo), and runs a short local demo.\n\n"
-	    "## 2. Join\n\n");
+	    "/usr/local (with sudo), and runs a short local demo.\n\n");
+}
+
+/* Joining with the invite, and reading. */
+static void
+onboarding_join(struct buf *b, const char *code)
+{
+	buf_adds(b, "## 2. Join\n\n");
 	buf_printf(b, "    bch join %s --as <name>\n\n", code);
 	buf_adds(b, "Pick a name for this machine's agent identity: letters, "
 	    "digits, '.', '_' and\n'-', such as yourname-claude. Join "
@@ -89,7 +95,14 @@ onboarding(struct buf *b, const struct invite *inv, const char *code,
 	    "    bch drain --here     # also what is scoped to this "
 	    "repository\n\n"
 	    "Reading deletes: a drained message is gone, so act on it or note "
-	    "it.\n\n## 4. Send\n\n");
+	    "it.\n\n");
+}
+
+/* Sending, and why a message is data, not instructions. */
+static void
+onboarding_send(struct buf *b, const struct invite *inv, const char *peer)
+{
+	buf_adds(b, "## 4. Send\n\n");
 	buf_printf(b, "    bch send @%s \"rebased api on main; tests green\" "
 	    "--ref src/api.ts\n", peer);
 	buf_printf(b, "    bch send '%s' \"schema v2 is live\" --scope "
@@ -111,6 +124,15 @@ onboarding(struct buf *b, const struct invite *inv, const char *code,
 	    "itself never runs message content: the\nmost a hostile member "
 	    "can do is put text in front of an agent, fenced and\nlabelled as "
 	    "theirs.\n");
+}
+
+static void
+onboarding(struct buf *b, const struct invite *inv, const char *code,
+    const char *inviter, const char *source)
+{
+	onboarding_intro(b, inv, inviter, source);
+	onboarding_join(b, code);
+	onboarding_send(b, inv, inviter && *inviter ? inviter : "alice");
 }
 
 static void
@@ -183,8 +205,16 @@ write_out(struct cli *c, const char *out, const struct invite *inv,
 		    out);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks for, beyond what goes into the invite. */
+struct opts {
+	const char *url, *pin, *cert, *out, *source;
+};
+
+/* Fill inv and o from the command line. Channels are checked as they
+ * come, so a bad one is refused before any other mistake is named. */
+static void
+parse_opts(struct cli *c, struct invite *inv, struct opts *o, int argc,
+    char **argv)
 {
 	static const struct option opts[] = {
 		{ "url", required_argument, 0, 'u' },
@@ -198,66 +228,80 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
+	int ch;
+
+	memset(o, 0, sizeof *o);
+	while ((ch = getopt_long(argc, argv, "hu:t:c:r:P:C:o:s:", opts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'u': o->url = optarg; break;
+		case 't': inv->token = xstrdup(optarg); break;
+		case 'c': add_channel(c, inv, optarg); break;
+		case 'r': inv->room = xstrdup(optarg); break;
+		case 'P': o->pin = optarg; break;
+		case 'C': o->cert = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 's': o->source = optarg; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		cli_usage(c, usage, "takes no arguments (options only)");
+	if (!inv->token)
+		cli_usage(c, usage, "missing --token (the relay's room token)");
+	if (o->pin && o->cert)
+		cli_usage(c, usage, "--pin and --cert both name the pin — "
+		    "give one");
+	if (!o->url && !c->cfg.url)
+		cli_usage(c, usage, "missing --url (no relay is configured "
+		    "here)");
+}
+
+/* Refuse here what bch join would refuse in the invite. */
+static void
+check(struct cli *c, const struct invite *inv, const struct opts *o)
+{
+	if (!invite_url_valid(inv->url)) {
+		err_set(&c->e, BCH_PERM, "the relay url must start with http:// "
+		    "or https:// and name a host");
+		cli_fail(c);
+	}
+	if (!text_ok(inv->token, 1024, 0)) {
+		err_set(&c->e, BCH_PERM, "the room token must be one word of "
+		    "printable characters");
+		cli_fail(c);
+	}
+	if (inv->room && !text_ok(inv->room, 256, 1)) {
+		err_set(&c->e, BCH_PERM, "the room name must be one line of "
+		    "printable text, at most 256 bytes");
+		cli_fail(c);
+	}
+	if (o->source && !text_ok(o->source, 2048, 0)) {
+		err_set(&c->e, BCH_PERM, "--source must be one word (a git URL)");
+		cli_fail(c);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
 	static struct cli c; /* reachable until exit, as exit(3) leaves it */
 	struct invite inv;
 	struct buf code = BUF_INIT;
-	const char *url = NULL, *pin = NULL, *cert = NULL, *out = NULL;
-	const char *source = NULL;
-	int ch;
+	struct opts o;
 
 	cli_init(&c, "bch-invite");
 	memset(&inv, 0, sizeof inv);
 	inv.channels = xcalloc(MAX_CHANNELS, sizeof(char *));
-	while ((ch = getopt_long(argc, argv, "hu:t:c:r:P:C:o:s:", opts,
-	    NULL)) != -1) {
-		switch (ch) {
-		case 'u': url = optarg; break;
-		case 't': inv.token = xstrdup(optarg); break;
-		case 'c': add_channel(&c, &inv, optarg); break;
-		case 'r': inv.room = xstrdup(optarg); break;
-		case 'P': pin = optarg; break;
-		case 'C': cert = optarg; break;
-		case 'o': out = optarg; break;
-		case 's': source = optarg; break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
-		}
-	}
-	if (optind != argc)
-		cli_usage(&c, usage, "takes no arguments (options only)");
-	if (!inv.token)
-		cli_usage(&c, usage, "missing --token (the relay's room token)");
-	if (pin && cert)
-		cli_usage(&c, usage, "--pin and --cert both name the pin — "
-		    "give one");
-	if (!url && !c.cfg.url)
-		cli_usage(&c, usage, "missing --url (no relay is configured "
-		    "here)");
-	inv.url = xstrdup(url ? url : c.cfg.url);
-	if (!invite_url_valid(inv.url)) {
-		err_set(&c.e, BCH_PERM, "the relay url must start with http:// "
-		    "or https:// and name a host");
-		cli_fail(&c);
-	}
-	if (!text_ok(inv.token, 1024, 0)) {
-		err_set(&c.e, BCH_PERM, "the room token must be one word of "
-		    "printable characters");
-		cli_fail(&c);
-	}
-	if (inv.room && !text_ok(inv.room, 256, 1)) {
-		err_set(&c.e, BCH_PERM, "the room name must be one line of "
-		    "printable text, at most 256 bytes");
-		cli_fail(&c);
-	}
-	if (source && !text_ok(source, 2048, 0)) {
-		err_set(&c.e, BCH_PERM, "--source must be one word (a git URL)");
-		cli_fail(&c);
-	}
-	inv.pin = pin_of(&c, pin, cert, !url || (c.cfg.url &&
-	    strcmp(url, c.cfg.url) == 0));
+	parse_opts(&c, &inv, &o, argc, argv);
+	inv.url = xstrdup(o.url ? o.url : c.cfg.url);
+	check(&c, &inv, &o);
+	inv.pin = pin_of(&c, o.pin, o.cert, !o.url || (c.cfg.url &&
+	    strcmp(o.url, c.cfg.url) == 0));
 	invite_encode(&inv, &code);
-	if (out)
-		write_out(&c, out, &inv, code.p, source);
+	if (o.out)
+		write_out(&c, o.out, &inv, code.p, o.source);
 	printf("%s\n", code.p);
 	if (fflush(stdout) != 0) {
 		err_sys(&c.e, "cannot write to standard output");
