@@ -77,8 +77,28 @@ whoami(struct cli *c)
 	printf("%s via %s\n", c->cfg.agent, c->cfg.url ? c->cfg.url : "local spool");
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks for. */
+struct opts {
+	const char *name, *url, *token, *pin;
+	int who;
+};
+
+/* Is this bch-init --whoami? Known before the options are parsed, as
+ * only a real init may set a broken config.json aside. */
+static int
+asks_whoami(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--whoami") || !strcmp(argv[i], "-w"))
+			return 1;
+	return 0;
+}
+
+/* Fill o from the command line: the options, then the name. */
+static void
+parse_opts(struct cli *c, struct opts *o, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "whoami", no_argument, 0, 'w' },
@@ -88,77 +108,92 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	static struct cli c; /* reachable until exit, as exit(3) leaves it */
-	const char *name, *url = NULL, *token = NULL, *pin = NULL;
-	int ch, who = 0, keep_default;
+	int ch;
 
-	/* Only a real init may set a broken config.json aside. */
-	for (ch = 1; ch < argc; ch++)
-		if (!strcmp(argv[ch], "--whoami") || !strcmp(argv[ch], "-w"))
-			who = 1;
-	if (who)
+	while ((ch = getopt_long(argc, argv, "hwu:t:P:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'w': o->who = 1; break;
+		case 'u': o->url = optarg; break;
+		case 't': o->token = optarg; break;
+		case 'P': o->pin = optarg; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		}
+	}
+	if (o->who) {
+		if (optind != argc)
+			cli_usage(c, usage, "--whoami takes no name");
+		return;
+	}
+	if (optind != argc - 1)
+		cli_usage(c, usage, optind == argc ? "missing agent name" :
+		    "too many arguments");
+	o->name = argv[optind];
+}
+
+/* A value from the command line wins over the config's. */
+static void
+override(char **field, const char *value)
+{
+	if (!value)
+		return;
+	free(*field);
+	*field = xstrdup(value);
+}
+
+/* Register name in the local spool. */
+static void
+init_local(struct cli *c, const char *name, int keep_default)
+{
+	cli_open(c, 0);
+	if (spool_register(c->sp, name, NULL, &c->e) < 0)
+		cli_fail(c);
+	if (!keep_default && (!c->cfg.agent_from_env || !c->cfg.file_agent[0]) &&
+	    config_save(&c->cfg, name, NULL, NULL, NULL, &c->e) < 0)
+		cli_fail(c);
+	printf("initialised %s via local spool\n", name);
+	if (keep_default)
+		printf("default identity stays %s (this one is used where "
+		    "BACKCHANNEL_AGENT=%s)\n", c->cfg.file_agent, name);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
+	struct opts o;
+	int keep_default;
+
+	memset(&o, 0, sizeof o);
+	o.who = asks_whoami(argc, argv);
+	if (o.who)
 		cli_init(&c, "bch-init");
 	else
 		cli_init_repair(&c, "bch-init");
-	while ((ch = getopt_long(argc, argv, "hwu:t:P:", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'w': who = 1; break;
-		case 'u': url = optarg; break;
-		case 't': token = optarg; break;
-		case 'P': pin = optarg; break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
-		}
-	}
-	if (who) {
-		if (optind != argc)
-			cli_usage(&c, usage, "--whoami takes no name");
+	parse_opts(&c, &o, argc, argv);
+	if (o.who) {
 		whoami(&c);
 		cli_close(&c);
 		return 0;
 	}
-	if (optind != argc - 1)
-		cli_usage(&c, usage, optind == argc ? "missing agent name" :
-		    "too many arguments");
-	name = argv[optind];
-	if (!name_valid(name)) {
+	if (!name_valid(o.name)) {
 		err_set(&c.e, BCH_PERM, "invalid agent name — use letters, "
 		    "digits, '.', '_' and '-', starting with a letter or "
 		    "digit, at most 64");
 		cli_fail(&c);
 	}
 	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
-	    strcmp(c.cfg.file_agent, name) != 0;
-	if (url) {
-		free(c.cfg.url);
-		c.cfg.url = xstrdup(url);
-	}
-	if (pin) {
-		free(c.cfg.pin);
-		c.cfg.pin = xstrdup(pin);
-	}
-	if (token) {
-		free(c.cfg.token);
-		c.cfg.token = xstrdup(token);
-	}
-	if (c.cfg.url) {
-		if (!c.cfg.token)
-			cli_usage(&c, usage, "a relay needs --token (the room "
-			    "token from the invite)");
-		init_relay(&c, name, keep_default);
-		cli_close(&c);
-		return 0;
-	}
-	cli_open(&c, 0);
-	if (spool_register(c.sp, name, NULL, &c.e) < 0)
-		cli_fail(&c);
-	if (!keep_default && (!c.cfg.agent_from_env || !c.cfg.file_agent[0]) &&
-	    config_save(&c.cfg, name, NULL, NULL, NULL, &c.e) < 0)
-		cli_fail(&c);
-	printf("initialised %s via local spool\n", name);
-	if (keep_default)
-		printf("default identity stays %s (this one is used where "
-		    "BACKCHANNEL_AGENT=%s)\n", c.cfg.file_agent, name);
+	    strcmp(c.cfg.file_agent, o.name) != 0;
+	override(&c.cfg.url, o.url);
+	override(&c.cfg.pin, o.pin);
+	override(&c.cfg.token, o.token);
+	if (c.cfg.url && !c.cfg.token)
+		cli_usage(&c, usage, "a relay needs --token (the room "
+		    "token from the invite)");
+	if (c.cfg.url)
+		init_relay(&c, o.name, keep_default);
+	else
+		init_local(&c, o.name, keep_default);
 	cli_close(&c);
 	return 0;
 }
