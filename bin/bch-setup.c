@@ -60,6 +60,8 @@ struct setup {
 	struct buf skill;     /* SKILL.md */
 	struct buf section;   /* the marked section for AGENTS.md, GEMINI.md */
 	const char *skillfile;
+	int nohooks, wakeup;
+	const char *kind, *svdir; /* --service, --sv */
 	int status;           /* worst exit status so far */
 	struct err e;
 };
@@ -459,7 +461,7 @@ load_skill(struct setup *s, struct err *e)
 }
 
 static void
-wake(struct setup *s, const char *kind, const char *svdir)
+wake(struct setup *s)
 {
 	struct buf out = BUF_INIT;
 	char sv[PATH_MAX];
@@ -468,12 +470,12 @@ wake(struct setup *s, const char *kind, const char *svdir)
 
 	memset(&w, 0, sizeof w);
 	w.dry = s->dry;
-	w.kind = kind;
+	w.kind = s->kind;
 	w.bindir = s->bindir;
 	w.home = s->home;
 	w.out = &out;
-	if (svdir)
-		w.svdir = svdir;
+	if (s->svdir)
+		w.svdir = s->svdir;
 	else if (install_data(s->bindir, "sv/bch-notify", sv, sizeof sv))
 		w.svdir = sv;
 	rc = s->remove ? wake_remove(&w, &s->e) : wake_install(&w, &s->e);
@@ -507,8 +509,8 @@ find_drain(struct setup *s)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+static void
+parse_opts(struct setup *s, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, 0, 'n' },
@@ -521,62 +523,78 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct setup s;
-	const char *home = getenv("HOME"), *kind = NULL, *svdir = NULL;
-	int ch, nohooks = 0, wakeup = 0;
+	int ch;
 
-	memset(&s, 0, sizeof s);
-	err_prog("bch-setup");
 	while ((ch = getopt_long(argc, argv, "hnrNwS:k:v:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'n': s.dry = 1; break;
-		case 'r': s.remove = 1; break;
-		case 'N': nohooks = 1; break;
-		case 'w': wakeup = 1; break;
-		case 'S': kind = optarg; break;
-		case 'k': s.skillfile = optarg; break;
-		case 'v': svdir = optarg; break;
-		case 'h': printf("usage: %s\n", usage); return 0;
+		case 'n': s->dry = 1; break;
+		case 'r': s->remove = 1; break;
+		case 'N': s->nohooks = 1; break;
+		case 'w': s->wakeup = 1; break;
+		case 'S': s->kind = optarg; break;
+		case 'k': s->skillfile = optarg; break;
+		case 'v': s->svdir = optarg; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
 		default:
 			fprintf(stderr, "bch-setup: bad option %s (unknown, or "
 			    "missing its value)\nusage: %s\n", argv[optind - 1],
 			    usage);
-			return BCH_USAGE;
+			exit(BCH_USAGE);
 		}
 	}
-	if (optind != argc || (kind && strcmp(kind, "s6") &&
-	    strcmp(kind, "systemd") && strcmp(kind, "launchd"))) {
+	if (optind != argc || (s->kind && strcmp(s->kind, "s6") &&
+	    strcmp(s->kind, "systemd") && strcmp(s->kind, "launchd"))) {
 		fprintf(stderr, "bch-setup: %s\nusage: %s\n", optind != argc ?
 		    "takes no arguments" : "--service is s6, systemd or launchd",
 		    usage);
-		return BCH_USAGE;
+		exit(BCH_USAGE);
 	}
+}
+
+/* HOME, and the programs the harnesses are to run, by absolute path.
+ * Exits 100 when one is missing. */
+static void
+locate(struct setup *s, const char *argv0)
+{
+	const char *home = getenv("HOME");
+
 	if (!home || *home != '/') {
 		fprintf(stderr, "bch-setup: HOME is not set to an absolute "
 		    "path — set it\n");
-		return BCH_PERM;
+		exit(BCH_PERM);
 	}
-	snprintf(s.home, sizeof s.home, "%s", home);
-	if (install_bindir(argv[0], s.bindir, sizeof s.bindir) < 0 ||
-	    !install_prog(s.bindir, "bch", s.bch, sizeof s.bch)) {
+	snprintf(s->home, sizeof s->home, "%s", home);
+	if (install_bindir(argv0, s->bindir, sizeof s->bindir) < 0 ||
+	    !install_prog(s->bindir, "bch", s->bch, sizeof s->bch)) {
 		fprintf(stderr, "bch-setup: cannot find the bch program beside "
 		    "bch-setup or on PATH — run make install\n");
-		return BCH_PERM;
+		exit(BCH_PERM);
 	}
-	if (!nohooks && !find_drain(&s) && !s.remove) {
+	if (!s->nohooks && !find_drain(s) && !s->remove) {
 		fprintf(stderr, "bch-setup: cannot find the bch-drain program "
-		    "beside %s or on PATH — run make install\n", s.bch);
-		return BCH_PERM;
+		    "beside %s or on PATH — run make install\n", s->bch);
+		exit(BCH_PERM);
 	}
-	sh_quote(&s.hook, s.drain);
-	buf_adds(&s.hook, HOOK_TAIL);
-	if (!nohooks) {
+	sh_quote(&s->hook, s->drain);
+	buf_adds(&s->hook, HOOK_TAIL);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct setup s;
+
+	memset(&s, 0, sizeof s);
+	err_prog("bch-setup");
+	parse_opts(&s, argc, argv);
+	locate(&s, argv[0]);
+	if (!s.nohooks) {
 		if (!s.remove && load_skill(&s, &s.e) < 0)
 			err_exit("bch-setup", &s.e);
 		harnesses(&s);
 	}
-	if (wakeup || s.remove)
-		wake(&s, kind, svdir);
+	if (s.wakeup || s.remove)
+		wake(&s);
 	if (fflush(stdout) != 0) {
 		fprintf(stderr, "bch-setup: cannot write to standard output\n");
 		return BCH_TEMP;
