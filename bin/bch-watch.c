@@ -380,8 +380,10 @@ signal_ready(int *fd)
 	*fd = -1;
 }
 
-int
-main(int argc, char **argv)
+/* Fill w from the command line; the --ready-fd descriptor, or -1. */
+static int
+parse_opts(struct watch *w, const char **match, int *here, int argc,
+    char **argv)
 {
 	static const struct option opts[] = {
 		{ "peek", no_argument, 0, 'p' },
@@ -393,37 +395,44 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	struct watch w;
-	static struct cli c; /* reachable until exit, as exit(3) leaves it */
-	char matchbuf[4096];
-	const char *match = NULL;
-	int ch, here = 0, readyfd = -1, rc = 1, armed = 0, fails = 0;
+	int ch, readyfd = -1;
 
-	memset(&w, 0, sizeof w);
-	w.c = &c;
-	cli_init(&c, "bch-watch");
 	while ((ch = getopt_long(argc, argv, "hpum:Hbd:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'p': w.peek = 1; break;
-		case 'u': w.urgent = 1; break;
-		case 'm': match = optarg; break;
-		case 'H': here = 1; break;
-		case 'b': w.brief = 1; break;
-		case 'd': readyfd = ready_fd(&c, optarg); break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "unknown option");
+		case 'p': w->peek = 1; break;
+		case 'u': w->urgent = 1; break;
+		case 'm': *match = optarg; break;
+		case 'H': *here = 1; break;
+		case 'b': w->brief = 1; break;
+		case 'd': readyfd = ready_fd(w->c, optarg); break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: cli_usage(w->c, usage, "unknown option");
 		}
 	}
 	if (optind != argc)
-		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
-	cli_open(&c, 1);
-	w.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
+		cli_usage(w->c, usage, "unexpected argument \"%s\"", argv[optind]);
+	return readyfd;
+}
+
+/* Stopping signals end the wait; SIGIO says the reader went away. */
+static void
+catch_all(void)
+{
 	catch(SIGTERM, on_stop);
 	catch(SIGINT, on_stop);
 	catch(SIGHUP, on_stop);
 	catch(SIGALRM, on_alarm);
 	catch(SIGIO, on_io);
-	watch_reader(&w);
+}
+
+/* Wait, pass, repeat, until told to stop or the reader goes away. 0 a
+ * clean end, -1 fail; readiness is signalled after the first pass. */
+static int
+run(struct watch *w, int readyfd)
+{
+	struct cli *c = w->c;
+	int rc = 1, armed = 0, fails = 0;
+
 	outcheck = 1; /* the reader may be gone already */
 	while (!stop) {
 		int r;
@@ -432,8 +441,8 @@ main(int argc, char **argv)
 			if (reader_gone())
 				break;
 		}
-		r = spool_wait(c.sp, c.cfg.agent, -1, &c.e);
-		if (r < 0 && again(&c, &fails, armed))
+		r = spool_wait(c->sp, c->cfg.agent, -1, &c->e);
+		if (r < 0 && again(c, &fails, armed))
 			continue;
 		if (r < 0) {
 			rc = -1;
@@ -443,10 +452,31 @@ main(int argc, char **argv)
 		fails = 0;
 		if (r == 0 || stop)
 			continue;
-		if ((rc = pass(&w)) <= 0)
+		if ((rc = pass(w)) <= 0)
 			break;
 		signal_ready(&readyfd);
 	}
+	return rc < 0 ? -1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct watch w;
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
+	char matchbuf[4096];
+	const char *match = NULL;
+	int here = 0, readyfd, rc;
+
+	memset(&w, 0, sizeof w);
+	w.c = &c;
+	cli_init(&c, "bch-watch");
+	readyfd = parse_opts(&w, &match, &here, argc, argv);
+	cli_open(&c, 1);
+	w.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
+	catch_all();
+	watch_reader(&w);
+	rc = run(&w, readyfd);
 	if (w.asyncfl >= 0)
 		fcntl(1, F_SETFL, w.asyncfl);
 	if (rc < 0)
