@@ -159,8 +159,14 @@ run_setup(struct cli *c, const char *argv0, const char *name,
 	exit(BCH_TEMP);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks for. */
+struct opts {
+	const char *invite, *name;
+	int nohooks, wake;
+};
+
+static void
+parse_opts(struct cli *c, struct opts *o, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "as", required_argument, 0, 'a' },
@@ -169,64 +175,88 @@ main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	static struct cli c; /* reachable until exit, as exit(3) leaves it */
-	struct invite inv;
-	const char *name = NULL;
-	char *text, *token;
-	int ch, nohooks = 0, wake = 0, keep_default;
+	int ch;
 
-	cli_init_repair(&c, "bch-join");
+	memset(o, 0, sizeof *o);
 	while ((ch = getopt_long(argc, argv, "ha:Nw", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'a': name = optarg; break;
-		case 'N': nohooks = 1; break;
-		case 'w': wake = 1; break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		case 'a': o->name = optarg; break;
+		case 'N': o->nohooks = 1; break;
+		case 'w': o->wake = 1; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
 		}
 	}
 	if (optind != argc - 1)
-		cli_usage(&c, usage, optind == argc ? "missing the invite" :
+		cli_usage(c, usage, optind == argc ? "missing the invite" :
 		    "too many arguments (one invite)");
-	if (!name)
-		cli_usage(&c, usage, "missing --as <name> (who you are on the "
+	if (!o->name)
+		cli_usage(c, usage, "missing --as <name> (who you are on the "
 		    "relay)");
-	if (!name_valid(name)) {
+	o->invite = argv[optind];
+}
+
+/* From here on, speak to the invite's relay as name. */
+static void
+point_at(struct cli *c, const struct invite *inv, const char *name)
+{
+	snprintf(c->cfg.agent, sizeof c->cfg.agent, "%s", name);
+	free(c->cfg.url);
+	c->cfg.url = xstrdup(inv->url);
+	if (inv->pin) {
+		free(c->cfg.pin);
+		c->cfg.pin = xstrdup(inv->pin);
+	} else if (!getenv("BACKCHANNEL_PIN")) {
+		free(c->cfg.pin); /* the pin of another relay */
+		c->cfg.pin = NULL;
+	}
+}
+
+static void
+say_joined(const struct cli *c, const struct invite *inv, const char *name,
+    int keep_default)
+{
+	if (inv->room)
+		printf("joined %s as %s via %s\n", inv->room, name, inv->url);
+	else
+		printf("joined as %s via %s\n", name, inv->url);
+	if (keep_default)
+		printf("default identity stays %s (this one is used where "
+		    "BACKCHANNEL_AGENT=%s)\n", c->cfg.file_agent, name);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct cli c; /* reachable until exit, as exit(3) leaves it */
+	struct invite inv;
+	struct opts o;
+	char *text, *token;
+	int keep_default;
+
+	cli_init_repair(&c, "bch-join");
+	parse_opts(&c, &o, argc, argv);
+	if (!name_valid(o.name)) {
 		err_set(&c.e, BCH_PERM, "invalid agent name — use letters, "
 		    "digits, '.', '_' and '-', starting with a letter or "
 		    "digit, at most 64");
 		cli_fail(&c);
 	}
-	text = read_invite(&c, argv[optind]);
+	text = read_invite(&c, o.invite);
 	if (invite_decode(text, &inv, &c.e) < 0)
 		cli_fail(&c);
 	free(text);
 	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
-	    strcmp(c.cfg.file_agent, name) != 0;
-	snprintf(c.cfg.agent, sizeof c.cfg.agent, "%s", name);
-	free(c.cfg.url);
-	c.cfg.url = xstrdup(inv.url);
-	if (inv.pin) {
-		free(c.cfg.pin);
-		c.cfg.pin = xstrdup(inv.pin);
-	} else if (!getenv("BACKCHANNEL_PIN")) {
-		free(c.cfg.pin); /* the pin of another relay */
-		c.cfg.pin = NULL;
-	}
-	token = enrol(&c, &inv, name);
-	save(&c, &inv, name, token, keep_default);
+	    strcmp(c.cfg.file_agent, o.name) != 0;
+	point_at(&c, &inv, o.name);
+	token = enrol(&c, &inv, o.name);
+	save(&c, &inv, o.name, token, keep_default);
 	c.cfg.token = token;
-	if (inv.room)
-		printf("joined %s as %s via %s\n", inv.room, name, inv.url);
-	else
-		printf("joined as %s via %s\n", name, inv.url);
-	if (keep_default)
-		printf("default identity stays %s (this one is used where "
-		    "BACKCHANNEL_AGENT=%s)\n", c.cfg.file_agent, name);
-	subscribe(&c, &inv, name);
+	say_joined(&c, &inv, o.name, keep_default);
+	subscribe(&c, &inv, o.name);
 	invite_free(&inv);
-	if (!nohooks || wake)
-		run_setup(&c, argv[0], name, keep_default, nohooks, wake);
+	if (!o.nohooks || o.wake)
+		run_setup(&c, argv[0], o.name, keep_default, o.nohooks, o.wake);
 	if (fflush(stdout) != 0) {
 		err_sys(&c.e, "cannot write to standard output");
 		cli_fail(&c);
