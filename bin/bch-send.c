@@ -274,10 +274,8 @@ main(int argc, char **argv)
 		case 't': o.thread = optarg; break;
 		case 'r': o.refs[o.nrefs++] = optarg; break;
 		case 'w':
-			o.wait = optarg ? atoi(optarg) : 300;
-			if (o.wait <= 0 || (optarg && strspn(optarg, "0123456789") !=
-			    strlen(optarg)))
-				cli_usage(&c, usage, "--wait takes whole seconds");
+			o.wait = optarg ? (int)cli_num(&c, usage, "--wait", optarg,
+			    1, 86400) : 300;
 			break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);

@@ -70,6 +70,10 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 	assert_failure 2
 	run bch send @bob hi --wait=0
 	assert_failure 2
+	run bch send @bob hi --wait=99999999999999999999
+	assert_failure 2
+	assert_output --partial '--wait takes a whole number from 1 to 86400'
+	[ "$(count_new bob)" -eq 0 ]
 }
 
 @test "--wait against a relay that has no receipts says so instead of hanging" {
