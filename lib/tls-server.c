@@ -32,7 +32,15 @@ struct tls_conn {
 	br_ssl_server_context sc;
 	unsigned char *io; /* IOMAP bytes: input, then output at OBUF_AT */
 	int resting;       /* the pages of io were handed back */
+	unsigned char *spill; /* read, not yet taken by the engine */
+	size_t nspill;
 };
+
+/* The engine asks for a record's 5-byte header, then for its body: read
+ * as asked, that is two reads a request. The relay reads what the socket
+ * has into this, one read for all, and hands it over as asked; what is
+ * left when the pump returns is kept in the connection's spill. */
+static unsigned char stage[BR_SSL_BUFSIZE_INPUT];
 
 struct tls_server *
 tls_server_new(const char *certfile, const char *keyfile, char pin[65],
@@ -141,6 +149,7 @@ tls_conn_free(struct tls_conn *t)
 	if (!t)
 		return;
 	munmap(t->io, IOMAP);
+	free(t->spill);
 	free(t);
 }
 
@@ -154,6 +163,8 @@ tls_conn_rest(struct tls_conn *t)
 
 	if (t->resting)
 		return 1;
+	if (t->nspill)
+		return 0;
 	/* Past the handshake, no record to send, no plain text to hand
 	 * over, and no part of a record received: the engine will write
 	 * both buffers afresh before it reads them again. */
@@ -169,12 +180,35 @@ tls_conn_rest(struct tls_conn *t)
 	return 1;
 }
 
+/* Read what fd has into stage: 1 bytes came (src, *n), 0 none now, -1
+ * the session is over. */
+static int
+fill(int fd, const unsigned char **src, size_t *n)
+{
+	ssize_t k;
+
+	for (;;) {
+		k = read(fd, stage, sizeof stage);
+		if (k > 0) {
+			*src = stage;
+			*n = (size_t)k;
+			return 1;
+		}
+		if (k == 0 || (errno != EAGAIN && errno != EINTR))
+			return -1;
+		if (errno == EAGAIN)
+			return 0;
+	}
+}
+
 int
 tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
     const struct buf *out, size_t *off, int *want_write)
 {
 	br_ssl_engine_context *eng = &t->sc.eng;
-	int progress = 1;
+	const unsigned char *src = t->spill;
+	size_t nsrc = t->nspill;
+	int progress = 1, rc = 0;
 
 	*want_write = 0;
 	while (progress) {
@@ -183,8 +217,10 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 		size_t len;
 		ssize_t n;
 		progress = 0;
-		if (st & BR_SSL_CLOSED)
-			return -1;
+		if (st & BR_SSL_CLOSED) {
+			rc = -1;
+			break;
+		}
 		if (st & BR_SSL_SENDREC) {
 			p = br_ssl_engine_sendrec_buf(eng, &len);
 			n = write(fd, p, len);
@@ -192,7 +228,8 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 				br_ssl_engine_sendrec_ack(eng, (size_t)n);
 				progress = 1;
 			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-				return -1;
+				rc = -1;
+				break;
 			} else {
 				*want_write = 1;
 			}
@@ -214,22 +251,42 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 			br_ssl_engine_flush(eng, 0);
 			progress = 1;
 		}
-		if ((st & BR_SSL_RECVREC) && readable) {
-			p = br_ssl_engine_recvrec_buf(eng, &len);
-			n = read(fd, p, len);
-			if (n > 0) {
-				br_ssl_engine_recvrec_ack(eng, (size_t)n);
+		if (st & BR_SSL_RECVREC) {
+			/* What was read is fed first, as far as the engine
+			 * takes it; the socket is read again once it is all
+			 * in, and only while no plain text came this call. */
+			if (!nsrc && readable) {
+				int f = fill(fd, &src, &nsrc);
+				if (f < 0) {
+					rc = -1;
+					break;
+				}
+				readable = f;
+			}
+			if (nsrc) {
+				p = br_ssl_engine_recvrec_buf(eng, &len);
+				if (len > nsrc)
+					len = nsrc;
+				memcpy(p, src, len);
+				br_ssl_engine_recvrec_ack(eng, len);
+				src += len;
+				nsrc -= len;
 				progress = 1;
-			} else if (n == 0) {
-				return -1;
-			} else if (errno == EAGAIN) {
-				readable = 0;
-			} else if (errno != EINTR) {
-				return -1;
 			}
 		}
 		if (progress)
 			t->resting = 0; /* the buffers are in use again */
 	}
-	return 0;
+	/* Keep what the engine did not take; stage is the next pump's. */
+	if (src != t->spill) {
+		unsigned char *keep = NULL;
+		if (nsrc) {
+			keep = xmalloc(nsrc);
+			memcpy(keep, src, nsrc);
+		}
+		free(t->spill);
+		t->spill = keep;
+	}
+	t->nspill = nsrc;
+	return rc;
 }

@@ -1153,7 +1153,7 @@ tls_round() {
 	# One TLS connection, two requests 2.5 s apart: the relay's
 	# once-a-second tick rests the connection between them.
 	run timeout 20 python3 -c '
-import socket, ssl, sys, time
+import re, socket, ssl, sys, time
 ctx = ssl.create_default_context(cafile=sys.argv[1])
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))),
                     server_hostname="localhost")
@@ -1178,11 +1178,25 @@ while got.count(b"}\n") < 3:
         sys.exit("connection closed after " + repr(got))
     got += chunk
 print(got.count(b"HTTP/1.1 200 OK"), "pipelined answers")
+# Three records written back to back, read by the relay at once, and a
+# 40 kB body in three records with a request after it in the last one.
+for i in range(3):
+    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+s.sendall(b"POST /v1/nosuch HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40000\r\n\r\n" +
+          b"x" * 40000 + b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+got = b""
+while got.count(b"}\n") < 5:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("connection closed after " + repr(got))
+    got += chunk
+print("answers:", *re.findall(r"HTTP/1.1 (\d+)", got.decode()))
 ' "$CERT" "$PORT"
 	assert_success
 	assert_line --index 0 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
 	assert_line --index 1 'HTTP/1.1 200 OK {"ok":true,"service":"backchannel-relay"}'
 	assert_line --index 2 '3 pipelined answers'
+	assert_line --index 3 'answers: 200 200 200 401 200'
 }
 
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
