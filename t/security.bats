@@ -262,7 +262,7 @@ corrupt_count() { find "$BAD" -type f -printf x 2>/dev/null | wc -c; }
 	for form in inbox drain --brief --hook --json --jsonl read; do
 		n=$((n + 1))
 		id=$(printf '6f1c2a4e-0b7d-4c1e-9a55-%012d' "$n")
-		plant "$id.json" "$(message "$id" $'bad \xff\xfe bytes \xc0\xaf and \xed\xa0\x80 here')"
+		plant "$id.json" "$(message "$id" $'bogus \xff\xfe bytes \xc0\xaf and \xed\xa0\x80 here')"
 		bch send @bob "fine $n" >/dev/null
 		case $form in
 		inbox) as bob bch inbox > out 2> err ;;
@@ -271,7 +271,7 @@ corrupt_count() { find "$BAD" -type f -printf x 2>/dev/null | wc -c; }
 		*) as bob bch drain "$form" > out 2> err ;;
 		esac
 		! LC_ALL=C grep -aq $'[\xff\xfe\xc0]\|\xed\xa0' out || false
-		! grep -q 'bad' out || false
+		! grep -q 'bogus' out || false
 		[ "$form" = read ] || [ "$form" = inbox ] || grep -q "fine $n" out
 		[ ! -e "$NEW/$id.json" ]
 		ls "$BAD" | grep -q "^$id.json"
