@@ -8,7 +8,6 @@
  * batched: "sent" lines are printed only after the sync that makes them
  * durable, so a line on stdout is a promise. */
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,33 +164,31 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 	return n < 0 ? -1 : 0;
 }
 
-/* Is more input there without waiting for it? Read buffer first, then
- * the descriptor; an error or end of input counts as there, as the next
- * read reports it at once. */
-static int
-input_ready(FILE *f)
-{
-	struct pollfd p = { .fd = fileno(f), .events = POLLIN };
-
-#ifdef __GLIBC__
-	if (f->_IO_read_ptr < f->_IO_read_end)
-		return 1;
-#endif
-	return poll(&p, 1, 0) != 0;
-}
-
 static int
 send_stdin(struct cli *c, int wait)
 {
 	struct buf line = BUF_INIT, out = BUF_INIT;
+	struct io_lines in = { .fd = 0 };
 	struct err e;
 	long lineno = 0;
 	int rc, toolong, worst = 0, pending = 0;
 
 	c->sp->batch = 1;
-	while ((rc = io_readline(stdin, &line, c->cfg.lim.total, &toolong)) == 1) {
+	for (;;) {
 		struct msg m;
 		int n;
+		/* Sync and acknowledge what is sent before waiting for more:
+		 * a slow stream is acknowledged line by line, a fast one in
+		 * groups of up to 4096 with one sync each. */
+		if (pending && (pending >= 4096 ||
+		    !io_lines_ready(&in, c->cfg.lim.total))) {
+			if (flush_sent(c, &out) < 0)
+				goto fail;
+			pending = 0;
+		}
+		rc = io_lines_next(&in, &line, c->cfg.lim.total, &toolong);
+		if (rc != 1)
+			break;
 		lineno++;
 		if (toolong) {
 			fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
@@ -223,14 +220,6 @@ send_stdin(struct cli *c, int wait)
 			pending++;
 		}
 		msg_free(&m);
-		/* Sync and acknowledge what is sent before waiting for more:
-		 * a slow stream is acknowledged line by line, a fast one in
-		 * groups of up to 4096 with one sync each. */
-		if (pending >= 4096 || (pending && !input_ready(stdin))) {
-			if (flush_sent(c, &out) < 0)
-				goto fail;
-			pending = 0;
-		}
 	}
 	if (rc < 0) {
 		err_sys(&c->e, "cannot read standard input");
@@ -240,10 +229,12 @@ send_stdin(struct cli *c, int wait)
 		goto fail;
 	buf_free(&line);
 	buf_free(&out);
+	io_lines_free(&in);
 	return worst;
 fail:
 	buf_free(&line);
 	buf_free(&out);
+	io_lines_free(&in);
 	return -1;
 }
 

@@ -151,15 +151,22 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 {
 	int ww, gone, want;
 
-	/* Take in what came (a request, as far as it came), answer, and
-	 * pump the answer out; what else the client sent meanwhile is still
-	 * in the socket, and the loop comes back for it. */
+	/* Take in what came (requests, as far as they came), answer, and
+	 * pump the answers out. Pumping can hand over more requests the
+	 * engine held back (it takes no record while one of its own waits
+	 * to go out): answer those too, as no event would come for them.
+	 * What else the client sent is still in the socket, and the loop
+	 * comes back for it. */
 	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
 	    &k->out_off, &ww);
-	if (!gone && !k->sse && k->in.len) {
+	while (!gone && !k->sse && !k->closing && k->in.len) {
+		size_t left;
 		process_requests(d, k);
+		left = k->in.len;
 		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
 		    &k->out_off, &ww);
+		if (k->in.len == left)
+			break;
 	}
 	if (k->out_off == k->out.len) {
 		buf_reset(&k->out);

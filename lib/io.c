@@ -1,6 +1,7 @@
 /* io: the system-call helpers every module relies on. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,91 @@ io_readline(FILE *f, struct buf *line, size_t max, int *toolong)
 	if (ferror(f))
 		return -1;
 	return line->len > 0 || *toolong;
+}
+
+/* Read what l->fd has into l->b, dropping what was returned: n bytes,
+ * 0 at the end of input (l->eof set), -1 error. */
+static ssize_t
+lines_fill(struct io_lines *l)
+{
+	ssize_t n;
+
+	if (l->off) {
+		memmove(l->b.p, l->b.p + l->off, l->b.len - l->off);
+		l->b.len -= l->off;
+		l->off = 0;
+	}
+	buf_grow(&l->b, 65536);
+	while ((n = read(l->fd, l->b.p + l->b.len, 65536)) < 0 &&
+	    errno == EINTR)
+		;
+	if (n > 0)
+		l->b.len += (size_t)n;
+	else if (n == 0)
+		l->eof = 1;
+	return n;
+}
+
+int
+io_lines_next(struct io_lines *l, struct buf *line, size_t max, int *toolong)
+{
+	for (;;) {
+		char *p = l->b.p + l->off, *nl;
+		size_t have = l->b.len - l->off, n;
+		if ((nl = have ? memchr(p, '\n', have) : NULL) || l->eof) {
+			n = nl ? (size_t)(nl - p) : have;
+			if (!nl && !n && !l->skip)
+				return 0;
+			*toolong = l->skip || n > max;
+			if (!l->skip) {
+				buf_reset(line);
+				buf_add(line, p, n < max ? n : max);
+			}
+			l->skip = 0;
+			l->off += n + (nl != NULL);
+			return 1;
+		}
+		if (have > max) { /* over the limit: keep none of the rest */
+			if (!l->skip) {
+				buf_reset(line);
+				buf_add(line, p, max);
+			}
+			l->skip = 1;
+			l->off = l->b.len;
+		}
+		if (lines_fill(l) < 0)
+			return -1;
+	}
+}
+
+int
+io_lines_ready(struct io_lines *l, size_t max)
+{
+	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+	size_t seen = 0; /* bytes from off on known to hold no newline */
+	int n;
+
+	for (;;) {
+		size_t have = l->b.len - l->off;
+		if (l->eof || (have > seen &&
+		    memchr(l->b.p + l->off + seen, '\n', have - seen)))
+			return 1;
+		seen = have;
+		if (have > max)
+			return 0; /* it would drop that much and wait */
+		while ((n = poll(&pf, 1, 0)) < 0 && errno == EINTR)
+			;
+		if (n <= 0)
+			return 0;
+		if (lines_fill(l) < 0)
+			return 1; /* the error is there to report */
+	}
+}
+
+void
+io_lines_free(struct io_lines *l)
+{
+	buf_free(&l->b);
 }
 
 long

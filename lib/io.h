@@ -38,6 +38,27 @@ int io_mkdirs(const char *path, mode_t mode);
  * so it never eats the next. 1 line, 0 end of input, -1 error. */
 int io_readline(FILE *f, struct buf *line, size_t max, int *toolong);
 
+/* A line reader over a descriptor that can tell whether a whole line is
+ * there without waiting for it: what a program that acknowledges in
+ * groups needs before it blocks. Zero it, then set fd. */
+struct io_lines {
+	int fd;
+	struct buf b; /* read, from off on not yet returned */
+	size_t off;
+	int eof, skip; /* skip: in a line over max, dropping it */
+};
+
+/* io_readline() over l. */
+int io_lines_next(struct io_lines *l, struct buf *line, size_t max,
+    int *toolong);
+
+/* Would io_lines_next() return at once? 1 when a whole line, the end of
+ * input or an error is there (reading, never waiting, what fd has); 0
+ * when it would wait, or when a line over max is being dropped. */
+int io_lines_ready(struct io_lines *l, size_t max);
+
+void io_lines_free(struct io_lines *l);
+
 /* Is process pid alive on this machine? */
 int io_pid_alive(pid_t pid);
 

@@ -13,6 +13,12 @@
 #include "tls.h"
 
 struct tls_server {
+	/* The engine asks for a record's 5-byte header, then for its body:
+	 * read as asked, that is two reads a request. A connection reads
+	 * what its socket has into this, one read for all, and hands it to
+	 * the engine as asked; what is left when the pump returns is kept
+	 * in the connection's spill. */
+	unsigned char stage[BR_SSL_BUFSIZE_INPUT];
 	br_x509_certificate *chain;
 	size_t nchain;
 	br_skey_decoder_context key; /* holds the decoded key in place */
@@ -30,17 +36,13 @@ struct tls_server {
 
 struct tls_conn {
 	br_ssl_server_context sc;
+	struct tls_server *srv;
 	unsigned char *io; /* IOMAP bytes: input, then output at OBUF_AT */
 	int resting;       /* the pages of io were handed back */
 	unsigned char *spill; /* read, not yet taken by the engine */
 	size_t nspill;
 };
 
-/* The engine asks for a record's 5-byte header, then for its body: read
- * as asked, that is two reads a request. The relay reads what the socket
- * has into this, one read for all, and hands it over as asked; what is
- * left when the pump returns is kept in the connection's spill. */
-static unsigned char stage[BR_SSL_BUFSIZE_INPUT];
 
 struct tls_server *
 tls_server_new(const char *certfile, const char *keyfile, char pin[65],
@@ -119,6 +121,7 @@ tls_conn_new(struct tls_server *s)
 {
 	struct tls_conn *t = xcalloc(1, sizeof *t);
 
+	t->srv = s;
 	t->io = mmap(NULL, IOMAP, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (t->io == MAP_FAILED) {
@@ -180,17 +183,17 @@ tls_conn_rest(struct tls_conn *t)
 	return 1;
 }
 
-/* Read what fd has into stage: 1 bytes came (src, *n), 0 none now, -1
- * the session is over. */
+/* Read what fd has into the stage: 1 bytes came (src, *n), 0 none now,
+ * -1 the session is over. */
 static int
-fill(int fd, const unsigned char **src, size_t *n)
+fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n)
 {
 	ssize_t k;
 
 	for (;;) {
-		k = read(fd, stage, sizeof stage);
+		k = read(fd, t->srv->stage, sizeof t->srv->stage);
 		if (k > 0) {
-			*src = stage;
+			*src = t->srv->stage;
 			*n = (size_t)k;
 			return 1;
 		}
@@ -256,7 +259,7 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 			 * takes it; the socket is read again once it is all
 			 * in, and only while no plain text came this call. */
 			if (!nsrc && readable) {
-				int f = fill(fd, &src, &nsrc);
+				int f = fill(t, fd, &src, &nsrc);
 				if (f < 0) {
 					rc = -1;
 					break;
@@ -277,7 +280,8 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 		if (progress)
 			t->resting = 0; /* the buffers are in use again */
 	}
-	/* Keep what the engine did not take; stage is the next pump's. */
+	/* Keep what the engine did not take: the stage is the next
+	 * connection's. */
 	if (src != t->spill) {
 		unsigned char *keep = NULL;
 		if (nsrc) {

@@ -29,13 +29,14 @@ void tls_conn_free(struct tls_conn *t);
 int tls_conn_rest(struct tls_conn *t);
 
 /* Move bytes between socket fd and the engine: plain out[*off..] is
- * encrypted and written to fd as far as the socket takes it; when
- * readable (the event loop said so), records are read from fd and
- * decrypted into in, until some plain text came or fd has no more.
- * Reads stop there, as the loop (level-triggered) calls again for what
- * is left: no read a round that would only say EAGAIN. *want_write
- * tells whether records still wait for a writable socket. 0, or -1 when
- * the session is over. */
+ * encrypted and written to fd as far as the socket takes it; records
+ * read earlier are decrypted into in as far as the engine takes them;
+ * when readable (the event loop said so), fd is read, in one read for
+ * many records, until some plain text came or fd has no more. Reads stop
+ * there, as the loop (level-triggered) calls again for what is left: no
+ * read a round that would only say EAGAIN. Bytes read but not yet taken
+ * stay with t for the next call. *want_write tells whether records still
+ * wait for a writable socket. 0, or -1 when the session is over. */
 int tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
     const struct buf *out, size_t *off, int *want_write);
 

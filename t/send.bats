@@ -163,6 +163,11 @@ local_setup() { agents alice bob; }
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+# acked N: the file acked holds N "sent" lines.
+acked() { [ "$(grep -c '^sent [0-9a-f]\{8\} to @bob$' acked)" -eq "$1" ]; }
+# bob_has N: bob has N messages waiting.
+bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
+
 @test "a slow stream on stdin is acknowledged line by line, not at its end" {
 	mkfifo in
 	bch-send < in > acked &
@@ -170,12 +175,18 @@ local_setup() { agents alice bob; }
 	exec 5> in
 	echo '{"to":"@bob","body":"first"}' >&5
 	# The stream stays open: the first line is sent and said so already.
-	wait_for 10 grep -q '^sent [0-9a-f]\{8\} to @bob$' acked
-	[ "$(count_new bob)" -eq 1 ]
-	echo '{"to":"@bob","body":"second"}' >&5
-	wait_for 10 [ "$(grep -c '^sent' acked)" -eq 2 ]
+	wait_for 10 acked 1
+	bob_has 1
+	# A blank line and a bad one after a good one hold nothing back.
+	printf '{"to":"@bob","body":"second"}\n\nnot json\n' >&5
+	wait_for 10 acked 2
+	# Nor does half a line: what came before it is acknowledged.
+	printf '{"to":"@bob","body":"third"}\n{"to":"@bob",' >&5
+	wait_for 10 acked 3
+	echo '"body":"fourth"}' >&5
+	wait_for 10 acked 4
 	exec 5>&-
-	wait_for 10 [ "$(count_new bob)" -eq 2 ]
+	wait_for 10 bob_has 4
 }
 
 @test "a stdin line cannot choose its sender" {
