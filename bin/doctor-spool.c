@@ -305,16 +305,72 @@ check_tokens(struct doc *d, struct tally *t)
 	closedir(dd);
 }
 
+/* The names under spool/ that can be inboxes; any other is said. */
+static char **
+spool_names(struct doc *d, struct tally *t, int local, const char *init,
+    size_t *n)
+{
+	char dir[P], what[P];
+	struct dirent *de;
+	char **v = NULL;
+	DIR *dd;
+
+	*n = 0;
+	snprintf(dir, sizeof dir, "%s/spool", d->cfg.home);
+	if (!check_dir(d, t, dir, local, init) || !(dd = opendir(dir)))
+		return NULL;
+	while ((de = readdir(dd))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (!name_valid(de->d_name)) {
+			snprintf(what, sizeof what, "spool spool/%s", de->d_name);
+			add(d, WARN, what, NULL, "not an agent name — ignored");
+			continue;
+		}
+		v = xrealloc(v, (*n + 1) * sizeof *v);
+		v[(*n)++] = xstrdup(de->d_name);
+	}
+	closedir(dd);
+	return v;
+}
+
+/* The spool as a whole, and its claims, as the tally found them. */
+static void
+report_tally(struct doc *d, const struct tally *t)
+{
+	if (t->problems > MAX_LINES)
+		add(d, FAIL, "spool", NULL, "%zu problems in all; the first %d "
+		    "are above", t->problems, MAX_LINES);
+	if (!t->problems)
+		add(d, OK, "spool directories", NULL, "%zu inbox(es), all "
+		    "0700, yours, no symlinks", t->boxes);
+	if (t->fix_failed)
+		add(d, FAIL, "stale claims", "bch doctor --fix", "returned %zu "
+		    "of %zu; %s", t->returned, t->stale, t->fix_err);
+	else if (t->stale && d->fix)
+		add(d, OK, "stale claims", NULL, "returned %zu message(s) to "
+		    "new/ (%s)", t->returned, t->stale_by.p);
+	else if (t->stale)
+		add(d, FAIL, "stale claims", "bch doctor --fix", "%zu claimed "
+		    "message(s) whose reader died (%s) — the next drain returns "
+		    "them too", t->stale, t->stale_by.p);
+	else
+		add(d, OK, "stale claims", NULL, "none%s", t->live ?
+		    "; a reader is at work" : "");
+	if (t->foreign)
+		add(d, WARN, "claims of other hosts", NULL, "%zu, by readers on "
+		    "another machine sharing this spool: not returned from here",
+		    t->foreign);
+}
+
 void
 check_spool(struct doc *d)
 {
-	char dir[P], init[200], what[P];
+	char dir[P], init[200];
 	struct tally t;
-	struct dirent *de;
-	char **recs, **boxes = NULL;
-	size_t nrec, nbox = 0, i;
+	char **recs, **boxes;
+	size_t nrec, nbox, i;
 	int local = !d->cfg.url;
-	DIR *dd;
 
 	memset(&t, 0, sizeof t);
 	init_cmd(d, d->cfg.agent, init, sizeof init);
@@ -327,23 +383,7 @@ check_spool(struct doc *d)
 	snprintf(dir, sizeof dir, "%s/agents", d->cfg.home);
 	check_dir(d, &t, dir, local, init);
 	recs = records(d, &t, &nrec);
-	snprintf(dir, sizeof dir, "%s/spool", d->cfg.home);
-	if (check_dir(d, &t, dir, local, init) && (dd = opendir(dir))) {
-		while ((de = readdir(dd))) {
-			if (de->d_name[0] == '.')
-				continue;
-			if (!name_valid(de->d_name)) {
-				snprintf(what, sizeof what, "spool spool/%s",
-				    de->d_name);
-				add(d, WARN, what, NULL, "not an agent name — "
-				    "ignored");
-				continue;
-			}
-			boxes = xrealloc(boxes, (nbox + 1) * sizeof *boxes);
-			boxes[nbox++] = xstrdup(de->d_name);
-		}
-		closedir(dd);
-	}
+	boxes = spool_names(d, &t, local, init, &nbox);
 	for (i = 0; i < nrec; i++)
 		if (!has(boxes, nbox, recs[i])) {
 			boxes = xrealloc(boxes, (nbox + 1) * sizeof *boxes);
@@ -354,29 +394,7 @@ check_spool(struct doc *d)
 	for (i = 0; i < nbox; i++)
 		check_box(d, &t, boxes[i], has(recs, nrec, boxes[i]));
 	check_tokens(d, &t);
-	if (t.problems > MAX_LINES)
-		add(d, FAIL, "spool", NULL, "%zu problems in all; the first %d "
-		    "are above", t.problems, MAX_LINES);
-	if (!t.problems)
-		add(d, OK, "spool directories", NULL, "%zu inbox(es), all "
-		    "0700, yours, no symlinks", t.boxes);
-	if (t.fix_failed)
-		add(d, FAIL, "stale claims", "bch doctor --fix", "returned %zu "
-		    "of %zu; %s", t.returned, t.stale, t.fix_err);
-	else if (t.stale && d->fix)
-		add(d, OK, "stale claims", NULL, "returned %zu message(s) to "
-		    "new/ (%s)", t.returned, t.stale_by.p);
-	else if (t.stale)
-		add(d, FAIL, "stale claims", "bch doctor --fix", "%zu claimed "
-		    "message(s) whose reader died (%s) — the next drain returns "
-		    "them too", t.stale, t.stale_by.p);
-	else
-		add(d, OK, "stale claims", NULL, "none%s", t.live ?
-		    "; a reader is at work" : "");
-	if (t.foreign)
-		add(d, WARN, "claims of other hosts", NULL, "%zu, by readers on "
-		    "another machine sharing this spool: not returned from here",
-		    t.foreign);
+	report_tally(d, &t);
 	buf_free(&t.stale_by);
 	for (i = 0; i < nrec; i++)
 		free(recs[i]);
