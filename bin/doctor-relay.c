@@ -115,12 +115,57 @@ date_of(const char *head, size_t n)
 	return 0;
 }
 
+/* Read the answer to our request into in: 0 with what the parser made
+ * of it in *used (<= 0: malformed, or past bounds), -1 when the link
+ * broke first (errno says how). */
+static int
+read_answer(struct tls_client *tls, int fd, struct buf *in,
+    struct http_resp *r, long *used)
+{
+	for (;;) {
+		ssize_t n;
+		*used = http_parse_response(in->p ? in->p : "", in->len, 1 << 16,
+		    r);
+		if (*used != 0)
+			return 0;
+		buf_grow(in, 4096);
+		n = tls ? tls_client_read(tls, fd, in->p + in->len,
+		    in->cap - in->len - 1) : read(fd, in->p + in->len,
+		    in->cap - in->len - 1);
+		if (n < 0 && !tls && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		in->len += (size_t)n;
+		in->p[in->len] = 0;
+		if (in->len > 1 << 17)
+			return 0;
+	}
+}
+
+/* Why a broken link gave no answer, into h: a TLS failure first, as
+ * h->tls_why too, since check_relay tells that one apart. Called
+ * straight after the failed read or write, for the errno it left. */
+static void
+say_broken(struct tls_client *tls, const struct buf *in, struct health *h)
+{
+	static char tls_why[200];
+
+	if (tls && tls_client_why(tls)) {
+		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(tls));
+		h->tls_why = tls_why;
+	}
+	snprintf(h->why, sizeof h->why, "%s", in->len ? "the connection broke "
+	    "mid-answer" : h->tls_why ? h->tls_why : errno == EAGAIN ||
+	    errno == EWOULDBLOCK ? "no answer in 5 s" : "no answer (the "
+	    "connection was closed)");
+}
+
 /* GET /v1/health on a connection of our own. 0 answered, -1 not (the
  * relay is unreachable, or TLS failed: h->tls_why). */
 static int
 health(struct doc *d, const struct url *u, struct health *h)
 {
-	static char tls_why[200];
 	struct timespec t0;
 	struct tls_client *tls = NULL;
 	struct buf req = BUF_INIT, in = BUF_INIT;
@@ -143,25 +188,10 @@ health(struct doc *d, const struct url *u, struct health *h)
 	    "User-Agent: backchannel-doctor\r\nConnection: close\r\n\r\n",
 	    u->prefix, u->host);
 	if ((tls ? tls_client_write(tls, fd, req.p, req.len) :
-	    io_writeall(fd, req.p, req.len)) < 0)
-		goto broken;
-	for (;;) {
-		ssize_t n;
-		used = http_parse_response(in.p ? in.p : "", in.len, 1 << 16, &r);
-		if (used != 0)
-			break;
-		buf_grow(&in, 4096);
-		n = tls ? tls_client_read(tls, fd, in.p + in.len,
-		    in.cap - in.len - 1) : read(fd, in.p + in.len,
-		    in.cap - in.len - 1);
-		if (n < 0 && !tls && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto broken;
-		in.len += (size_t)n;
-		in.p[in.len] = 0;
-		if (in.len > 1 << 17)
-			break;
+	    io_writeall(fd, req.p, req.len)) < 0 ||
+	    read_answer(tls, fd, &in, &r, &used) < 0) {
+		say_broken(tls, &in, h);
+		goto out;
 	}
 	if (used <= 0) {
 		snprintf(h->why, sizeof h->why, "a malformed answer to "
@@ -175,16 +205,6 @@ health(struct doc *d, const struct url *u, struct health *h)
 	h->date = date_of(in.p, (size_t)used - r.body_len);
 	http_resp_free(&r);
 	rc = 0;
-	goto out;
-broken:
-	if (tls && tls_client_why(tls)) {
-		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(tls));
-		h->tls_why = tls_why;
-	}
-	snprintf(h->why, sizeof h->why, "%s", in.len ? "the connection broke "
-	    "mid-answer" : h->tls_why ? h->tls_why : errno == EAGAIN ||
-	    errno == EWOULDBLOCK ? "no answer in 5 s" : "no answer (the "
-	    "connection was closed)");
 out:
 	tls_client_free(tls);
 	close(fd);
