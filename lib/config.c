@@ -80,12 +80,9 @@ load_file(struct config *c, struct err *e)
 	return rc;
 }
 
-int
-config_load(struct config *c, struct err *e)
+static void
+load_limits(struct config *c)
 {
-	const char *v;
-
-	memset(c, 0, sizeof *c);
 	limits_default(&c->lim);
 	c->lim.body = env_size("BACKCHANNEL_MAX_BODY", c->lim.body);
 	if (c->lim.total < c->lim.body + 32 * 1024)
@@ -98,10 +95,16 @@ config_load(struct config *c, struct err *e)
 	if (c->rlim.body < 1 << 20)
 		c->rlim.body = 1 << 20;
 	c->rlim.total = c->rlim.body + 64 * 1024;
-	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
-	v = getenv("BACKCHANNEL_FSYNC");
-	c->fsync = !(v && strcmp(v, "0") == 0);
-	v = getenv("BACKCHANNEL_HOME");
+}
+
+/* c->home: BACKCHANNEL_HOME, else ~/.backchannel; -1 if neither is
+ * usable, or it is there but not a directory. */
+static int
+load_home(struct config *c, struct err *e)
+{
+	const char *v = getenv("BACKCHANNEL_HOME");
+	struct stat st;
+
 	if (v && *v) {
 		if (snprintf(c->home, sizeof c->home, "%s", v) >= (int)sizeof c->home)
 			return err_set(e, BCH_PERM, "BACKCHANNEL_HOME is too long");
@@ -112,26 +115,18 @@ config_load(struct config *c, struct err *e)
 			    "neither BACKCHANNEL_HOME nor HOME is set — set one");
 		snprintf(c->home, sizeof c->home, "%s/.backchannel", home);
 	}
-	{
-		struct stat st;
-		if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
-			return err_set(e, BCH_PERM, "%s is not a directory — "
-			    "fix BACKCHANNEL_HOME", c->home);
-	}
-	if (load_file(c, e) < 0)
-		return -1;
-	v = getenv("BACKCHANNEL_AGENT");
-	if (v && *v) {
-		if (!name_valid(v))
-			return err_set(e, BCH_PERM,
-			    "BACKCHANNEL_AGENT is not a valid agent name — use "
-			    "letters, digits, '.', '_' and '-'");
-		snprintf(c->agent, sizeof c->agent, "%s", v);
-		c->agent_from_env = 1;
-	} else {
-		snprintf(c->agent, sizeof c->agent, "%s", c->file_agent);
-	}
-	v = getenv("BACKCHANNEL_URL");
+	if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
+		return err_set(e, BCH_PERM, "%s is not a directory — "
+		    "fix BACKCHANNEL_HOME", c->home);
+	return 0;
+}
+
+/* The relay and how to trust it: the environment over config.json. */
+static void
+load_relay(struct config *c)
+{
+	const char *v = getenv("BACKCHANNEL_URL");
+
 	c->url = xstrdup(v && *v ? v : c->file_url ? c->file_url : "");
 	if (c->pin && (!c->file_url || strcmp(c->url, c->file_url) != 0)) {
 		/* config.json's pin belongs to config.json's relay only. */
@@ -152,6 +147,32 @@ config_load(struct config *c, struct err *e)
 		free(c->cafile);
 		c->cafile = xstrdup(v);
 	}
+}
+
+int
+config_load(struct config *c, struct err *e)
+{
+	const char *v;
+
+	memset(c, 0, sizeof *c);
+	load_limits(c);
+	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
+	v = getenv("BACKCHANNEL_FSYNC");
+	c->fsync = !(v && strcmp(v, "0") == 0);
+	if (load_home(c, e) < 0 || load_file(c, e) < 0)
+		return -1;
+	v = getenv("BACKCHANNEL_AGENT");
+	if (v && *v) {
+		if (!name_valid(v))
+			return err_set(e, BCH_PERM,
+			    "BACKCHANNEL_AGENT is not a valid agent name — use "
+			    "letters, digits, '.', '_' and '-'");
+		snprintf(c->agent, sizeof c->agent, "%s", v);
+		c->agent_from_env = 1;
+	} else {
+		snprintf(c->agent, sizeof c->agent, "%s", c->file_agent);
+	}
+	load_relay(c);
 	v = getenv("BACKCHANNEL_TOKEN");
 	if (v && *v)
 		c->token = xstrdup(v);
