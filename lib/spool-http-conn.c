@@ -109,6 +109,75 @@ link_read(struct link *l, void *p, size_t n)
 	return r;
 }
 
+static void
+request_build(struct hs *h, struct buf *q, const char *method,
+    const char *path, const char *token, const struct buf *body)
+{
+	buf_printf(q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
+	    "User-Agent: backchannel\r\nAccept: application/json\r\n",
+	    method, h->url.prefix, path, h->url.host);
+	if (token && *token)
+		buf_printf(q, "Authorization: Bearer %s\r\n", token);
+	if (body)
+		buf_printf(q, "Content-Type: application/json\r\n"
+		    "Content-Length: %zu\r\n\r\n%s", body->len, body->p);
+	else
+		buf_adds(q, "\r\n");
+}
+
+/* Read one answer off the link into r: 0; -1 with e filled for a
+ * malformed one; 1 when the link broke before it came. */
+static int
+answer_read(struct spool *s, struct link *l, struct http_resp *r,
+    struct err *e)
+{
+	for (;;) {
+		long used = http_parse_response(l->in.p ? l->in.p : "",
+		    l->in.len, 8 << 20, r);
+		ssize_t n;
+		if (used > 0) {
+			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
+			l->in.len -= (size_t)used;
+			if (!r->keepalive)
+				hs_link_close(l);
+			return 0;
+		}
+		if (used < 0) {
+			hs_link_close(l);
+			err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
+			    s->cfg->url);
+			return err_status(e, 502);
+		}
+		buf_grow(&l->in, 16384);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		if (n <= 0)
+			return 1;
+		l->in.len += (size_t)n;
+	}
+}
+
+/* The link broke: closed, and -1 with e filled when another try cannot
+ * help (TLS refused the relay, or the link was fresh); else 0. Called
+ * straight after the failed read or write, for the errno it left. */
+static int
+link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
+{
+	if (l->tls && tls_client_why(l->tls)) {
+		err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
+		    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
+		    s->cfg->url, tls_client_why(l->tls));
+		hs_link_close(l);
+		return err_status(e, 495);
+	}
+	hs_link_close(l);
+	if (fresh) {
+		err_sys(e, "relay %s: connection lost", s->cfg->url);
+		e->code = BCH_TEMP;
+		return err_status(e, 503);
+	}
+	return 0;
+}
+
 /* One request and its answer on the keep-alive link; no retries. */
 static int
 exchange(struct spool *s, const char *method, const char *path,
@@ -118,72 +187,26 @@ exchange(struct spool *s, const char *method, const char *path,
 	struct hs *h = s->impl;
 	struct link *l = &h->req;
 	struct buf q = BUF_INIT;
-	int fresh = 0;
+	int fresh = 0, rc = -1;
 
+	request_build(h, &q, method, path, token, body);
 	for (;;) {
 		if (l->fd < 0) {
-			if (link_open(s, l, e) < 0)
-				return -1;
+			if ((rc = link_open(s, l, e)) < 0)
+				break;
 			fresh = 1;
 		}
-		buf_reset(&q);
-		buf_printf(&q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
-		    "User-Agent: backchannel\r\nAccept: application/json\r\n",
-		    method, h->url.prefix, path, h->url.host);
-		if (token && *token)
-			buf_printf(&q, "Authorization: Bearer %s\r\n", token);
-		if (body)
-			buf_printf(&q, "Content-Type: application/json\r\n"
-			    "Content-Length: %zu\r\n\r\n%s", body->len, body->p);
-		else
-			buf_adds(&q, "\r\n");
-		if (link_write(l, q.p, q.len) < 0)
-			goto broken;
-		for (;;) {
-			long used = http_parse_response(l->in.p ? l->in.p : "",
-			    l->in.len, 8 << 20, r);
-			ssize_t n;
-			if (used > 0) {
-				memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
-				l->in.len -= (size_t)used;
-				if (!r->keepalive)
-					hs_link_close(l);
-				buf_free(&q);
-				return 0;
-			}
-			if (used < 0) {
-				hs_link_close(l);
-				buf_free(&q);
-				err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
-				    s->cfg->url);
-				return err_status(e, 502);
-			}
-			buf_grow(&l->in, 16384);
-			n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-			if (n <= 0)
-				goto broken;
-			l->in.len += (size_t)n;
-		}
-	broken:
-		if (l->tls && tls_client_why(l->tls)) {
-			err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
-			    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
-			    s->cfg->url, tls_client_why(l->tls));
-			hs_link_close(l);
-			buf_free(&q);
-			return err_status(e, 495);
-		}
-		hs_link_close(l);
-		if (fresh) {
-			buf_free(&q);
-			err_sys(e, "relay %s: connection lost", s->cfg->url);
-			e->code = BCH_TEMP;
-			return err_status(e, 503);
-		}
+		if (link_write(l, q.p, q.len) >= 0 &&
+		    (rc = answer_read(s, l, r, e)) <= 0)
+			break;
+		if ((rc = link_lost(s, l, fresh, e)) < 0)
+			break;
 		/* A reused keep-alive link may have been closed by the relay:
 		 * try once more on a fresh one. */
 		fresh = 1;
 	}
+	buf_free(&q);
+	return rc;
 }
 
 /* A request with retries for what may pass; 4xx other than 429 are final
