@@ -364,31 +364,17 @@ toml_ours(const char *line)
 	return strcmp(norm, "[mcp_servers.backchannel]") == 0;
 }
 
-static void
-codex(struct doc *d, const char *home, int *installed)
+/* The command and first argument of [mcp_servers.backchannel] in the
+ * text of a config.toml (cut up in place): 1 if that table is there.
+ * Either is left empty when absent or not a string. */
+static int
+toml_backchannel(char *text, char *cmd, size_t cmdsz, char *args,
+    size_t argssz)
 {
-	const char *ch = getenv("CODEX_HOME");
-	char dir[P], path[P + 16], cmd[PATH_MAX] = "", args[64] = "",
-	    shown[PATH_MAX + 8], *line, *save = NULL;
-	const char *what = "codex mcp server";
-	struct buf b = BUF_INIT;
-	struct stat st;
+	char *line, *save = NULL;
 	int in = 0, found = 0;
 
-	if (ch && *ch == '/')
-		snprintf(dir, sizeof dir, "%s", ch);
-	else
-		snprintf(dir, sizeof dir, "%s/.codex", home);
-	*installed = stat(dir, &st) == 0 || proc_find("codex", path,
-	    sizeof path);
-	snprintf(path, sizeof path, "%s/config.toml", dir);
-	if (read_any(path, 16 << 20, &b) < 0 && errno != ENOENT) {
-		add(d, FAIL, what, "bch setup", "cannot read %s: %s", path,
-		    strerror(errno));
-		buf_free(&b);
-		return;
-	}
-	for (line = b.p ? strtok_r(b.p, "\n", &save) : NULL; line;
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
 	    line = strtok_r(NULL, "\n", &save)) {
 		while (*line == ' ' || *line == '\t')
 			line++;
@@ -403,16 +389,44 @@ codex(struct doc *d, const char *home, int *installed)
 		    strchr(" \t=", line[7])) {
 			char *v = strchr(line, '=');
 			if (v && toml_str(v + 1 + strspn(v + 1, " \t"), cmd,
-			    sizeof cmd) < 0)
+			    cmdsz) < 0)
 				cmd[0] = 0;
 		} else if (strncmp(line, "args", 4) == 0 &&
 		    strchr(" \t=", line[4])) {
 			char *v = strchr(line, '[');
 			if (v && toml_str(v + 1 + strspn(v + 1, " \t"), args,
-			    sizeof args) < 0)
+			    argssz) < 0)
 				args[0] = 0;
 		}
 	}
+	return found;
+}
+
+static void
+codex(struct doc *d, const char *home, int *installed)
+{
+	const char *ch = getenv("CODEX_HOME");
+	char dir[P], path[P + 16], cmd[PATH_MAX] = "", args[64] = "",
+	    shown[PATH_MAX + 8];
+	const char *what = "codex mcp server";
+	struct buf b = BUF_INIT;
+	struct stat st;
+	int found;
+
+	if (ch && *ch == '/')
+		snprintf(dir, sizeof dir, "%s", ch);
+	else
+		snprintf(dir, sizeof dir, "%s/.codex", home);
+	*installed = stat(dir, &st) == 0 || proc_find("codex", path,
+	    sizeof path);
+	snprintf(path, sizeof path, "%s/config.toml", dir);
+	if (read_any(path, 16 << 20, &b) < 0 && errno != ENOENT) {
+		add(d, FAIL, what, "bch setup", "cannot read %s: %s", path,
+		    strerror(errno));
+		buf_free(&b);
+		return;
+	}
+	found = toml_backchannel(b.p, cmd, sizeof cmd, args, sizeof args);
 	buf_free(&b);
 	if (!found) {
 		add(d, WARN, what, NULL, "not configured%s — bch setup adds it",
