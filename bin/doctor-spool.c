@@ -90,20 +90,65 @@ unclaim(const char *src, const char *dst)
 	return unlink(src);
 }
 
+/* A symlink in the spool: a failure, said for the first MAX_LINES. */
+static void
+say_symlink(struct doc *d, struct tally *t, const char *path)
+{
+	char what[P + 16], qp[P], fix[P + 8];
+
+	if (++t->problems > MAX_LINES)
+		return;
+	snprintf(what, sizeof what, "spool %s", path + strlen(d->cfg.home) + 1);
+	snprintf(fix, sizeof fix, "rm %s", q(path, qp, sizeof qp));
+	add(d, FAIL, what, fix, "a symlink — a spool holds only plain files; "
+	    "nothing reads it");
+}
+
+/* A claim in agent's cur/ (path, named name) counted as another host's,
+ * live or stale; a stale one, with --fix, put back in new/. 1 if stale. */
+static int
+check_claim(struct doc *d, struct tally *t, const char *agent,
+    const char *path, const char *name)
+{
+	char dst[P], host[64];
+	ssize_t flen;
+	long pid;
+
+	if ((flen = claim_parse(name, host, sizeof host, &pid)) < 0)
+		return 0;
+	if (strcmp(host, d->host) != 0) {
+		t->foreign++;
+		return 0;
+	}
+	if (pid == (long)getpid() || io_pid_alive((pid_t)pid)) {
+		t->live++;
+		return 0;
+	}
+	if (!d->fix)
+		return 1;
+	snprintf(dst, sizeof dst, "%s/spool/%s/new/%.*s", d->cfg.home, agent,
+	    (int)flen, name);
+	if (unclaim(path, dst) == 0) {
+		t->returned++;
+	} else if (!t->fix_failed) {
+		t->fix_failed = 1;
+		snprintf(t->fix_err, sizeof t->fix_err, "cannot return %s: %s",
+		    name, strerror(errno));
+	}
+	return 1;
+}
+
 /* Entries of one of new/, cur/, tmp/, corrupt/: counted, symlinks and
  * (in cur/) claims looked at. Returns the number of plain entries. */
 static size_t
 scan_box(struct doc *d, struct tally *t, const char *agent,
     const char *dir, const char *sub, time_t *oldest)
 {
-	char path[P], src[P], dst[P], host[64], what[P + 16], qp[P],
-	    fix[P + 8];
+	char path[P];
 	struct dirent *de;
 	size_t n = 0, stale = 0;
 	struct stat st;
-	ssize_t flen;
 	DIR *dd;
-	long pid;
 
 	if (!(dd = opendir(dir)))
 		return 0;
@@ -113,14 +158,7 @@ scan_box(struct doc *d, struct tally *t, const char *agent,
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		if (de->d_type == DT_LNK || (de->d_type == DT_UNKNOWN &&
 		    lstat(path, &st) == 0 && S_ISLNK(st.st_mode))) {
-			if (++t->problems <= MAX_LINES) {
-				snprintf(what, sizeof what, "spool %s",
-				    path + strlen(d->cfg.home) + 1);
-				snprintf(fix, sizeof fix, "rm %s",
-				    q(path, qp, sizeof qp));
-				add(d, FAIL, what, fix, "a symlink — a spool "
-				    "holds only plain files; nothing reads it");
-			}
+			say_symlink(d, t, path);
 			continue;
 		}
 		n++;
@@ -128,30 +166,8 @@ scan_box(struct doc *d, struct tally *t, const char *agent,
 		    AT_SYMLINK_NOFOLLOW) == 0 && (!*oldest ||
 		    st.st_mtime < *oldest))
 			*oldest = st.st_mtime;
-		if (strcmp(sub, "cur") != 0 || (flen = claim_parse(de->d_name,
-		    host, sizeof host, &pid)) < 0)
-			continue;
-		if (strcmp(host, d->host) != 0) {
-			t->foreign++;
-			continue;
-		}
-		if (pid == (long)getpid() || io_pid_alive((pid_t)pid)) {
-			t->live++;
-			continue;
-		}
-		stale++;
-		if (!d->fix)
-			continue;
-		snprintf(src, sizeof src, "%s", path);
-		snprintf(dst, sizeof dst, "%s/spool/%s/new/%.*s", d->cfg.home,
-		    agent, (int)flen, de->d_name);
-		if (unclaim(src, dst) == 0) {
-			t->returned++;
-		} else if (!t->fix_failed) {
-			t->fix_failed = 1;
-			snprintf(t->fix_err, sizeof t->fix_err, "cannot return "
-			    "%s: %s", de->d_name, strerror(errno));
-		}
+		if (strcmp(sub, "cur") == 0)
+			stale += check_claim(d, t, agent, path, de->d_name);
 	}
 	closedir(dd);
 	if (stale) {
@@ -160,6 +176,37 @@ scan_box(struct doc *d, struct tally *t, const char *agent,
 		t->stale += stale;
 	}
 	return n;
+}
+
+/* How full agent's inbox is: unread messages in new/, the oldest of
+ * them from oldest. Without a record nobody can send there at all. */
+static void
+report_queue(struct doc *d, const char *agent, int has_rec, size_t unread,
+    time_t oldest)
+{
+	char what[200], fix[P + 64], old[40];
+
+	snprintf(what, sizeof what, "queue %s", agent);
+	if (!has_rec) {
+		add(d, WARN, what, NULL, "%zu unread, but no record "
+		    "agents/%s.json: nobody can send here", unread, agent);
+		return;
+	}
+	old[0] = 0;
+	if (unread)
+		age((long)(time(NULL) - oldest), old, sizeof old);
+	snprintf(fix, sizeof fix, "BACKCHANNEL_AGENT=%s bch drain", agent);
+	if (unread >= d->cfg.max_inbox)
+		add(d, FAIL, what, fix, "%zu unread: full, sends to it are "
+		    "refused", unread);
+	else if (unread * 10 >= d->cfg.max_inbox * 9)
+		add(d, WARN, what, NULL, "%zu unread, near the limit of %zu",
+		    unread, d->cfg.max_inbox);
+	else if (unread)
+		add(d, OK, what, NULL, "%zu unread, the oldest %s old", unread,
+		    old);
+	else
+		add(d, OK, what, NULL, "empty");
 }
 
 static void
@@ -206,27 +253,7 @@ check_box(struct doc *d, struct tally *t, const char *agent, int has_rec)
 	}
 	if (!counted)
 		return; /* new/ is unusable, as said above: no count to tell */
-	snprintf(what, sizeof what, "queue %s", agent);
-	if (!has_rec) {
-		add(d, WARN, what, NULL, "%zu unread, but no record "
-		    "agents/%s.json: nobody can send here", unread, agent);
-		return;
-	}
-	old[0] = 0;
-	if (unread)
-		age((long)(time(NULL) - oldest), old, sizeof old);
-	snprintf(fix, sizeof fix, "BACKCHANNEL_AGENT=%s bch drain", agent);
-	if (unread >= d->cfg.max_inbox)
-		add(d, FAIL, what, fix, "%zu unread: full, sends to it are "
-		    "refused", unread);
-	else if (unread * 10 >= d->cfg.max_inbox * 9)
-		add(d, WARN, what, NULL, "%zu unread, near the limit of %zu",
-		    unread, d->cfg.max_inbox);
-	else if (unread)
-		add(d, OK, what, NULL, "%zu unread, the oldest %s old", unread,
-		    old);
-	else
-		add(d, OK, what, NULL, "empty");
+	report_queue(d, agent, has_rec, unread, oldest);
 }
 
 /* Names of agents/<name>.json, sorted. */
