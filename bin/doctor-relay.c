@@ -275,13 +275,50 @@ check_token(struct doc *d)
 	add(d, OK, what, NULL, n ? "%zu unread" : "empty", n);
 }
 
+/* How the relay is reached: TLS verified by what, or plain HTTP, which
+ * is fine only on loopback. */
+static void
+report_tls(struct doc *d, const struct url *u)
+{
+	if (u->https)
+		add(d, OK, "relay TLS", NULL, "verified by %s", d->cfg.pin ?
+		    "the pinned key" : d->cfg.cafile ? "the CA file" :
+		    "the system's CAs");
+	else if (loopback(u->host))
+		add(d, OK, "relay TLS", NULL, "none: plain HTTP on loopback");
+	else
+		add(d, WARN, "relay TLS", NULL, "none: plain HTTP, so tokens "
+		    "and messages cross the network unencrypted");
+}
+
+/* The relay's clock against ours, from its Date header (0: none). */
+static void
+report_clock(struct doc *d, time_t date)
+{
+	long skew;
+
+	if (!date) {
+		add(d, OK, "relay clock", NULL, "not measured: the relay sends "
+		    "no Date header");
+		return;
+	}
+	skew = (long)(time(NULL) - date);
+	if (labs(skew) > SKEW_MAX)
+		add(d, WARN, "relay clock", NULL, "this machine's clock "
+		    "is %ld s %s the relay's: message times will look "
+		    "wrong (sync the clocks with NTP)", labs(skew),
+		    skew > 0 ? "ahead of" : "behind");
+	else
+		add(d, OK, "relay clock", NULL, "within %ld s of this "
+		    "machine's", labs(skew));
+}
+
 void
 check_relay(struct doc *d)
 {
 	char what[600], fix[800], init[400];
 	struct health h;
 	struct url u;
-	long skew;
 
 	if (!d->cfg.url) {
 		add(d, OK, "relay", NULL, "none configured: the local spool");
@@ -315,34 +352,13 @@ check_relay(struct doc *d)
 		return;
 	}
 	add(d, OK, what, NULL, "reachable, answered in %ld ms", h.ms);
-	if (u.https)
-		add(d, OK, "relay TLS", NULL, "verified by %s", d->cfg.pin ?
-		    "the pinned key" : d->cfg.cafile ? "the CA file" :
-		    "the system's CAs");
-	else if (loopback(u.host))
-		add(d, OK, "relay TLS", NULL, "none: plain HTTP on loopback");
-	else
-		add(d, WARN, "relay TLS", NULL, "none: plain HTTP, so tokens "
-		    "and messages cross the network unencrypted");
+	report_tls(d, &u);
 	if (!h.ok) {
 		add(d, FAIL, "relay health", init, "/v1/health answered %d, not "
 		    "backchannel's {\"ok\": true} — is the URL right?", h.status);
 		return;
 	}
 	add(d, OK, "relay health", NULL, "/v1/health answers ok");
-	if (!h.date) {
-		add(d, OK, "relay clock", NULL, "not measured: the relay sends "
-		    "no Date header");
-	} else {
-		skew = (long)(time(NULL) - h.date);
-		if (labs(skew) > SKEW_MAX)
-			add(d, WARN, "relay clock", NULL, "this machine's clock "
-			    "is %ld s %s the relay's: message times will look "
-			    "wrong (sync the clocks with NTP)", labs(skew),
-			    skew > 0 ? "ahead of" : "behind");
-		else
-			add(d, OK, "relay clock", NULL, "within %ld s of this "
-			    "machine's", labs(skew));
-	}
+	report_clock(d, h.date);
 	check_token(d);
 }
