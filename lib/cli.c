@@ -100,7 +100,9 @@ cli_num(struct cli *c, const char *usage, const char *opt, const char *arg,
 
 	errno = 0;
 	n = strtol(arg, &end, 10);
-	if (!*arg || *end || errno || n < min || n > max)
+	/* strtol would also take " 7" and "+7": not a number as typed. */
+	if (!(*arg == '-' || (*arg >= '0' && *arg <= '9')) || *end || errno ||
+	    n < min || n > max)
 		cli_usage(c, usage, "%s takes a whole number from %ld to %ld, "
 		    "not \"%s\"", opt, min, max, arg);
 	return n;

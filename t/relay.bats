@@ -1008,7 +1008,7 @@ logged() {
 }
 
 @test "bch-relayd refuses a port, rate or descriptor that is not a number, before it starts" {
-	for bad in "--port abc" "--port 70000" "--port 80x" "--rate fast" "--rate 0" "--max-conns 0" "-d fd"; do
+	for bad in "--port abc" "--port 70000" "--port 80x" "--port +80" "--rate fast" "--rate 0" "--max-conns 0" "-d fd"; do
 		# shellcheck disable=SC2086
 		run -2 bch-relayd --home "$BACKCHANNEL_HOME" --token "$ROOM" $bad
 		assert_output --partial "${bad%% *} "
