@@ -150,8 +150,11 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r,
 		}
 		buf_grow(&l->in, 16384);
 		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n <= 0)
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0; /* closed: no error to tell of */
 			return 1;
+		}
 		l->in.len += (size_t)n;
 	}
 }
@@ -162,6 +165,8 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r,
 static int
 link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 {
+	int saved = errno;
+
 	if (l->tls && tls_client_why(l->tls)) {
 		err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
 		    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
@@ -171,7 +176,12 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 	}
 	hs_link_close(l);
 	if (fresh) {
-		err_sys(e, "relay %s: connection lost", s->cfg->url);
+		errno = saved;
+		if (saved)
+			err_sys(e, "relay %s: connection lost", s->cfg->url);
+		else
+			err_set(e, BCH_TEMP, "relay %s closed the connection "
+			    "before answering", s->cfg->url);
 		e->code = BCH_TEMP;
 		return err_status(e, 503);
 	}

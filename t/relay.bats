@@ -1019,6 +1019,27 @@ logged() {
 	assert_line --index 0 'bch-relayd: --port takes a whole number from 0 to 65535, not "abc"'
 }
 
+@test "a relay that closes every connection unanswered: 111 and a line that says so" {
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	cat > closer.py <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.close()
+PY
+	python3 closer.py > port &
+	bg_pid $!
+	wait_for 10 test -s port
+	BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
+	assert_output --partial "closed the connection before answering"
+	refute_output --partial "in progress"
+}
+
 @test "the client exits 111 when the relay is not running" {
 	relayd
 	reg alice
