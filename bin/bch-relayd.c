@@ -311,7 +311,7 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 		case 'k': o->key = optarg; break;
 		case 'r':
 			o->rate = strtod(optarg, &end);
-			if (*end || end == optarg || !(o->rate > 0 && o->rate < 1e9))
+			if (*end || end == optarg || !(o->rate > 0 && o->rate <= 1e12))
 				cli_usage(c, usage, "--rate takes a number of sends a "
 				    "second above 0, not \"%s\"", optarg);
 			break;
