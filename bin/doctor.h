@@ -62,8 +62,17 @@ void check_spool(struct doc *d);
 void check_relay(struct doc *d);
 
 /* doctor-harness.c: the hooks and MCP entries of Claude Code, Codex and
- * Gemini CLI, each program they name run once; then the wake service. */
+ * Gemini CLI, each program they name run once. */
 void check_harnesses(struct doc *d);
+
+/* doctor-harness.c: run path with argv, bounded, its output caught:
+ * exit status, or -1 with the reason in out. The first line of what it
+ * printed is in out. */
+int doctor_run(const char *path, char *const argv[], char *out,
+    size_t outsz);
+
+/* doctor-wake.c: the wake service (s6, systemd --user or launchd), and
+ * whether it runs. */
 void check_wake(struct doc *d);
 
 #endif
