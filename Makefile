@@ -61,6 +61,12 @@ RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o bin/relayd-arrive.o
 bin/bch-relayd: $(RELAYD_OBJ) bin/relayd.h
 bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# bch-setup too: the entries it splices into each harness's files apart
+# from finding the harnesses and editing; bin/setup.h is what they share.
+SETUP_OBJ = bin/setup-entries.o
+bin/bch-setup: $(SETUP_OBJ) bin/setup.h
+bin/setup-%.o: bin/setup-%.c bin/setup.h lib/*.h
+	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-mcp too: its tools apart from the JSON-RPC framing; bin/mcp.h is
 # what they share.
 MCP_OBJ = bin/mcp-tools.o

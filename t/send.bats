@@ -209,6 +209,12 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	assert_failure 100
 	assert_line --partial 'line 1: over the limit'
 	[ "$(count_new bob)" -eq 1 ]
+	# The same as the last line, with no newline to end it.
+	{ echo '{"to":"@bob","body":"before"}'; printf '{"to":"@bob","body":"'; head -c 200000 /dev/zero | tr '\0' a; printf '"}'; } > in.jsonl
+	run bch-send < in.jsonl
+	assert_failure 100
+	assert_line --partial 'line 2: over the limit'
+	[ "$(count_new bob)" -eq 2 ]
 }
 
 @test "the inbox quota refuses with 111 and keeps what is stored" {
