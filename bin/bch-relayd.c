@@ -6,7 +6,9 @@
  * and an output buffer, so thousands of idle SSE clients cost little.
  * Requests are answered whole as soon as they are parsed (keep-alive and
  * pipelining fall out of parsing from the front of the input buffer).
- * Arrivals are found with inotify on each watched inbox's new/, so mail
+ * A message the relay stores goes to its recipients' streams once it is
+ * written, before the links of its fan-out (spool->stored); arrivals
+ * are also found with inotify on each watched inbox's new/, so mail
  * written by local tools on this host is pushed too. Every connection
  * has a deadline; slow or silent clients are dropped. On SIGTERM the
  * relay stops accepting, flushes what it owes, returns leased claims to
@@ -84,8 +86,6 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 	memset(&a, 0, sizeof a);
 	relay_handle(&d->r, q, &a);
 	snprintf(k->agent, sizeof k->agent, "%s", a.agent);
-	if (a.sent && !d->c.sp->shared)
-		push_sent(d);
 	if (a.sse && d->c.sp->shared && !subscribed(d)) {
 		a.sse = 0; /* it would miss what arrives: let it come back */
 		a.status = 503;
@@ -348,6 +348,10 @@ start(struct relayd *d, const struct opts *o)
 		open_redis(d, o->spool, o->pwfile);
 	else
 		cli_open(&d->c, 0);
+	if (!d->c.sp->shared) { /* a shared spool's arrive by pub/sub */
+		d->c.sp->stored = push_stored;
+		d->c.sp->stored_arg = d;
+	}
 	if (io_mkdirs(d->c.cfg.home, 0700) < 0) {
 		err_sys(&d->c.e, "cannot create %s", d->c.cfg.home);
 		cli_fail(&d->c);

@@ -44,9 +44,9 @@ watch_agent(struct relayd *d, const char *agent)
 	d->nwatches++;
 }
 
-/* The SSE event of a shared spool's arrival: the stored bytes, as
+/* The SSE event of a message whose stored bytes we have: as
  * relay_sse_event() would send them. Built once for all the recipients
- * of a channel's message, which arrive one after another. */
+ * of a channel's message (a shared spool's arrive one after another). */
 static const struct buf *
 arrival_event(struct relayd *d, const char *id, const char *json, size_t len)
 {
@@ -163,21 +163,30 @@ drop_sse(struct relayd *d)
 	}
 }
 
-/* A message this relay just stored: straight to its recipients' streams
- * (a shared spool's arrive through arrived() instead). inotify reports
- * the same files a moment later; on_inotify() skips those. */
+/* A message this relay is storing, written once and about to be linked
+ * into its recipients' inboxes (spool->stored): out to their streams
+ * now, so that a channel's fan-out to a thousand inboxes holds up no
+ * stream. None can take it before it is there: the relay answers one
+ * request at a time, and this one ends after the links. inotify reports
+ * the files a moment later; on_inotify() skips those (relay_sent_to). */
 void
-push_sent(struct relayd *d)
+push_stored(void *arg, const char *id, char **rcpt, size_t n,
+    const char *json, size_t len)
 {
-	const struct buf *e = &d->r.sent_event;
-	struct spool *sp = d->c.sp;
+	struct relayd *d = arg;
+	const struct buf *e = NULL;
 	struct conn *k;
 	size_t i;
 
-	for (i = 0; i < sp->nrcpt; i++)
-		for (k = *sse_bucket(d, sp->rcpt[i]); k; k = k->same)
-			if (strcmp(k->agent, sp->rcpt[i]) == 0)
+	for (i = 0; i < n; i++)
+		for (k = *sse_bucket(d, rcpt[i]); k; k = k->same)
+			if (strcmp(k->agent, rcpt[i]) == 0) {
+				if (!e)
+					e = arrival_event(d, id, json, len);
 				conn_send(d, k, e->p, e->len);
+			}
+	if (e)
+		flush_streams(d);
 }
 
 static const char *

@@ -219,6 +219,34 @@ flush_pending(struct relayd *d)
 	}
 }
 
+/* Out now, in the middle of a request: what the SSE streams are owed.
+ * A stream found gone or behind stays on the list for flush_pending()
+ * to close, as this round's epoll events may still name it. */
+void
+flush_streams(struct relayd *d)
+{
+	struct conn *k, *next;
+	int ww;
+
+	for (k = d->pending; k; k = next) {
+		next = k->pnext;
+		if (!k->sse)
+			continue;
+		if (k->tls) {
+			if (tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
+			    &k->out_off, &ww) < 0 || ww ||
+			    k->out_off < k->out.len)
+				continue;
+			buf_reset(&k->out);
+			k->out_off = 0;
+			k->last_tx = time(NULL);
+		} else if (conn_write(d, k) < 0 || k->out.len) {
+			continue;
+		}
+		pending_del(k);
+	}
+}
+
 void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {

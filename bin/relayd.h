@@ -93,6 +93,10 @@ void conn_close(struct relayd *d, struct conn *k);
  * loop calls it after each round of events, before it waits again. */
 void flush_pending(struct relayd *d);
 
+/* The same for the SSE streams alone, in the middle of a request; it
+ * closes none (those gone are left to flush_pending()). */
+void flush_streams(struct relayd *d);
+
 /* epoll's events ev for k: read, answer, write; k may be closed. */
 void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
 
@@ -112,9 +116,10 @@ void watch_agent(struct relayd *d, const char *agent);
 /* Push what inotify reports in watched inboxes to their SSE readers. */
 void on_inotify(struct relayd *d);
 
-/* Push a message this relay just stored (d->r.sent_event) to its
- * recipients' streams. */
-void push_sent(struct relayd *d);
+/* spool->stored for the files: push a message being stored to its
+ * recipients' streams before it is linked into their inboxes. */
+void push_stored(void *arg, const char *id, char **rcpt, size_t n,
+    const char *json, size_t len);
 
 /* A shared spool's arrivals are readable: push them; (re)subscribe. */
 void on_arrivals(struct relayd *d);

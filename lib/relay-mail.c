@@ -173,13 +173,7 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 		}
 		buf_adds(&a->body, "]}");
 	}
-	sent_add(r, a->agent, m.id, a->body.p);
-	/* The event its recipients' streams get (relay_sent_to()). */
-	buf_reset(&r->sent_event);
-	buf_printf(&r->sent_event, "id: %s\ndata: ", m.id);
-	msg_encode(&m, &r->sent_event);
-	buf_adds(&r->sent_event, "\n\n");
-	a->sent = 1;
+	sent_add(r, a->agent, m.id, a->body.p); /* relay_sent_to() */
 	a->status = 200;
 	msg_free(&m);
 }
@@ -424,7 +418,6 @@ relay_mail_free(struct relay *r)
 		sent_clear(&r->sent[i]);
 	free(r->sent);
 	free(r->sent_head);
-	buf_free(&r->sent_event);
 	free(r->leases);
 }
 

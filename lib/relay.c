@@ -402,7 +402,6 @@ answer_reset(struct relay_answer *a)
 {
 	a->status = 0;
 	a->sse = 0;
-	a->sent = 0;
 	a->retry_after = 0;
 	a->agent[0] = 0;
 	buf_reset(&a->body);

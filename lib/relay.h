@@ -45,7 +45,6 @@ struct relay {
 	struct relay_sent *sent; /* a ring */
 	size_t nsent, sentpos;
 	int *sent_head; /* hash of id -> first slot, or -1 */
-	struct buf sent_event; /* the SSE event of the last send (a->sent) */
 	double rate;  /* sends per second per agent */
 	double burst; /* bucket size */
 	int lease_max; /* seconds */
@@ -57,7 +56,6 @@ struct relay_answer {
 	int retry_after;                /* seconds, or 0 */
 	char agent[NAME_MAX_LEN + 1];   /* who asked, once authenticated */
 	int sse;                        /* answer with an event stream */
-	int sent; /* a message was stored: r->sent_event, to r->sp->rcpt */
 };
 
 /* Load the token index from the agent records; rate and burst start at

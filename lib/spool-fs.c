@@ -349,7 +349,7 @@ same_sender(struct spool *s, const char *dst, const char *from,
 
 static int
 publish(struct spool *s, char **r, size_t n, const char *file,
-    const char *from, const struct buf *b, struct err *e)
+    const struct msg *m, const struct buf *b, struct err *e)
 {
 	char tmp[P], dst[P], tmp2[P];
 	size_t i;
@@ -360,18 +360,20 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 			return -1;
 	if (write_tmp(s, r[0], file, b, tmp, e) < 0)
 		return -1;
+	if (s->stored)
+		s->stored(s->stored_arg, m->id, r, n, b->p, b->len - 1);
 	for (i = n; i-- > 0;) {
 		box_path(s, dst, r[i], "new", file);
 		if (i == 0) {
 			rc = move_noreplace(tmp, dst);
 			if (rc == 1) {
 				unlink(tmp); /* that id was delivered already */
-				if (same_sender(s, dst, from, e) < 0)
+				if (same_sender(s, dst, m->from, e) < 0)
 					return -1;
 				rc = 0;
 			}
 		} else if ((rc = link(tmp, dst)) < 0 && errno == EEXIST) {
-			if (same_sender(s, dst, from, e) < 0) {
+			if (same_sender(s, dst, m->from, e) < 0) {
 				unlink(tmp);
 				return -1;
 			}
@@ -385,7 +387,7 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 			rc = move_noreplace(tmp2, dst);
 			if (rc == 1) { /* delivered already, as above */
 				unlink(tmp2);
-				if (same_sender(s, dst, from, e) < 0) {
+				if (same_sender(s, dst, m->from, e) < 0) {
 					unlink(tmp);
 					return -1;
 				}
@@ -468,7 +470,7 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		goto out;
 	}
 	snprintf(file, sizeof file, "%s.json", m->id);
-	if (publish(s, r, n, file, m->from, &b, e) < 0)
+	if (publish(s, r, n, file, m, &b, e) < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct box *c = count_of(s, r[i], 0);

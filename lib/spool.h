@@ -116,6 +116,13 @@ struct spool {
 	size_t keep_raw;  /* bytes of listed messages to keep in memory */
 	char **rcpt;      /* who the last spool_send delivered to */
 	size_t nrcpt;
+	/* Optional: told of each message spool_send stores on the files,
+	 * once it is written and its recipients are known, before it is
+	 * linked into their inboxes (json: the stored message, no newline).
+	 * The relay pushes it to their streams meanwhile. */
+	void (*stored)(void *arg, const char *id, char **rcpt, size_t n,
+	    const char *json, size_t len);
+	void *stored_arg;
 	/* The last spool_scan()'s listing, sorted by id, on a spool without
 	 * ops->scan, for the peeks and takes that name its items by id. */
 	struct spool_item *scanned;
