@@ -403,6 +403,24 @@ publish(struct spool *s, char **r, size_t n, const char *file,
 	return 0;
 }
 
+/* One more message in name's new/, whose directory is now to be synced. */
+static void
+delivered(struct spool *s, const char *name)
+{
+	struct fs *fs = s->impl;
+	struct box *c = count_of(s, name, 0);
+
+	c->n++;
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	if (fs->ndirty == fs->capdirty) {
+		fs->capdirty = fs->capdirty ? fs->capdirty * 2 : 16;
+		fs->dirty = xrealloc(fs->dirty, fs->capdirty * sizeof *fs->dirty);
+	}
+	fs->dirty[fs->ndirty++] = c;
+}
+
 static int
 sync_boxes(struct spool *s, struct err *e)
 {
@@ -423,17 +441,13 @@ sync_boxes(struct spool *s, struct err *e)
 static int
 fs_send(struct spool *s, struct msg *m, struct err *e)
 {
-	struct fs *fs = s->impl;
-	char to[NAME_MAX_LEN + 3], file[ID_MAX_LEN + 8];
+	char file[ID_MAX_LEN + 8];
 	struct buf b = BUF_INIT;
 	char **r = NULL;
 	size_t n = 0, i;
-	int rc = -1;
+	int rc;
 
-	if (!m->from || !name_valid(m->from))
-		return err_set(e, BCH_PERM, "invalid sender name");
-	if (target_parse(m->to, to, sizeof to, e) < 0 ||
-	    msg_check(m, &s->cfg->lim, e) < 0)
+	if (spool_prepare(s, m, e) < 0)
 		return -1;
 	if ((rc = has_record(s, m->from, e)) <= 0) {
 		if (rc == 0)
@@ -442,13 +456,6 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		return -1;
 	}
 	rc = -1;
-	free(m->to);
-	m->to = xstrdup(to);
-	if (!m->id[0] && uuid_v4(m->id) < 0)
-		return err_sys(e, "cannot get random bytes for an id");
-	if (!id_valid(m->id))
-		return err_set(e, BCH_PERM, "invalid message id");
-	ts_now(m->ts);
 	if (recipients(s, m, &r, &n, e) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
@@ -472,19 +479,8 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	snprintf(file, sizeof file, "%s.json", m->id);
 	if (publish(s, r, n, file, m, &b, e) < 0)
 		goto out;
-	for (i = 0; i < n; i++) {
-		struct box *c = count_of(s, r[i], 0);
-		c->n++;
-		if (!c->dirty) {
-			c->dirty = 1;
-			if (fs->ndirty == fs->capdirty) {
-				fs->capdirty = fs->capdirty ? fs->capdirty * 2 : 16;
-				fs->dirty = xrealloc(fs->dirty,
-				    fs->capdirty * sizeof *fs->dirty);
-			}
-			fs->dirty[fs->ndirty++] = c;
-		}
-	}
+	for (i = 0; i < n; i++)
+		delivered(s, r[i]);
 	rc = (int)n;
 	spool_set_rcpt(s, r, n);
 	if (!s->batch && sync_boxes(s, e) < 0)

@@ -187,47 +187,13 @@ sent_before(struct spool *s, struct msg *m, const redisReply *json,
 	return set_rcpt(s, names->type == REDIS_REPLY_STRING ? names->str : "");
 }
 
+/* What the send script answered: the recipients, else why not. */
 static int
-rd_send(struct spool *s, struct msg *m, struct err *e)
+sent_outcome(struct spool *s, struct msg *m, redisReply *rep, struct err *e)
 {
 	struct rd *r = s->impl;
-	char to[NAME_MAX_LEN + 3], max[32], ttl[16];
-	struct buf b = BUF_INIT;
-	redisReply *rep;
-	const char *a[8];
-	size_t len[8] = {0};
-	int once = m->id[0] != 0, rc = -1;
+	int rc = -1;
 
-	if (!m->from || !name_valid(m->from))
-		return err_set(e, BCH_PERM, "invalid sender name");
-	if (target_parse(m->to, to, sizeof to, e) < 0 ||
-	    msg_check(m, &s->cfg->lim, e) < 0)
-		return -1;
-	free(m->to);
-	m->to = xstrdup(to);
-	if (!m->id[0] && uuid_v4(m->id) < 0)
-		return err_sys(e, "cannot get random bytes for an id");
-	if (!id_valid(m->id))
-		return err_set(e, BCH_PERM, "invalid message id");
-	ts_now(m->ts);
-	msg_encode(m, &b);
-	if (b.len + 1 > s->cfg->lim.total) {
-		err_set(e, BCH_PERM,
-		        "message is %zu bytes encoded, over the "
-		        "limit of %zu",
-		        b.len + 1, s->cfg->lim.total);
-		buf_free(&b);
-		return err_status(e, 413);
-	}
-	snprintf(max, sizeof max, "%zu", s->cfg->max_inbox);
-	snprintf(ttl, sizeof ttl, "%d", SENT_TTL);
-	a[0] = r->chan, a[1] = m->from, a[2] = m->to, a[3] = m->id;
-	a[4] = b.p, len[4] = b.len;
-	a[5] = max, a[6] = once ? "1" : "0", a[7] = ttl;
-	rep = rd_script(r, e, S_SEND, 8, a, len);
-	buf_free(&b);
-	if (!rep)
-		return -1;
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
 	    rep->element[1]->type != REDIS_REPLY_STRING)
 		return rd_bad_reply(r, e, rep);
@@ -262,6 +228,40 @@ rd_send(struct spool *s, struct msg *m, struct err *e)
 	}
 	freeReplyObject(rep);
 	return rc;
+}
+
+static int
+rd_send(struct spool *s, struct msg *m, struct err *e)
+{
+	struct rd *r = s->impl;
+	char max[32], ttl[16];
+	struct buf b = BUF_INIT;
+	redisReply *rep;
+	const char *a[8];
+	size_t len[8] = {0};
+	int once = m->id[0] != 0;
+
+	if (spool_prepare(s, m, e) < 0)
+		return -1;
+	msg_encode(m, &b);
+	if (b.len + 1 > s->cfg->lim.total) {
+		err_set(e, BCH_PERM,
+		        "message is %zu bytes encoded, over the "
+		        "limit of %zu",
+		        b.len + 1, s->cfg->lim.total);
+		buf_free(&b);
+		return err_status(e, 413);
+	}
+	snprintf(max, sizeof max, "%zu", s->cfg->max_inbox);
+	snprintf(ttl, sizeof ttl, "%d", SENT_TTL);
+	a[0] = r->chan, a[1] = m->from, a[2] = m->to, a[3] = m->id;
+	a[4] = b.p, len[4] = b.len;
+	a[5] = max, a[6] = once ? "1" : "0", a[7] = ttl;
+	rep = rd_script(r, e, S_SEND, 8, a, len);
+	buf_free(&b);
+	if (!rep)
+		return -1;
+	return sent_outcome(s, m, rep, e);
 }
 
 static int

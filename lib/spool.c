@@ -128,6 +128,26 @@ spool_send(struct spool *s, struct msg *m, struct err *e)
 }
 
 int
+spool_prepare(struct spool *s, struct msg *m, struct err *e)
+{
+	char to[NAME_MAX_LEN + 3];
+
+	if (!m->from || !name_valid(m->from))
+		return err_set(e, BCH_PERM, "invalid sender name");
+	if (target_parse(m->to, to, sizeof to, e) < 0 ||
+	    msg_check(m, &s->cfg->lim, e) < 0)
+		return -1;
+	free(m->to);
+	m->to = xstrdup(to);
+	if (!m->id[0] && uuid_v4(m->id) < 0)
+		return err_sys(e, "cannot get random bytes for an id");
+	if (!id_valid(m->id))
+		return err_set(e, BCH_PERM, "invalid message id");
+	ts_now(m->ts);
+	return 0;
+}
+
+int
 spool_sync(struct spool *s, struct err *e)
 {
 	return s->ops->sync(s, e);

@@ -213,6 +213,11 @@ int spool_await(struct spool *s, const char *id, char **rcpt, size_t n,
 /* Record the recipients of the last send in s->rcpt (implementations). */
 void spool_set_rcpt(struct spool *s, char **r, size_t n);
 
+/* A message a spool is about to store (implementations): a valid sender
+ * and target, within the limits, m->to in its canonical form, an id
+ * (made when it has none) and the time now in m->ts. 0, or -1 with e. */
+int spool_prepare(struct spool *s, struct msg *m, struct err *e);
+
 /* Open the local Maildir spool (spool-fs.c). */
 struct spool *spool_fs_open(struct config *c, const char *prog,
     struct err *e);
