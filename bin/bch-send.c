@@ -164,78 +164,84 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 	return n < 0 ? -1 : 0;
 }
 
+/* Send line lineno of stdin (toolong: it was cut at the limit), adding
+ * its "sent" line to out, or saying on stderr why not and raising
+ * *worst. 1 sent, else 0. */
+static int
+send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
+    int wait, struct buf *out, int *worst)
+{
+	struct msg m;
+	struct err e;
+	int n, code = BCH_PERM;
+
+	if (toolong) {
+		fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
+		    "— skipped\n", c->prog, lineno, c->cfg.lim.total);
+	} else if (line->len == 0 || strspn(line->p, " \t\r") == line->len) {
+		return 0;
+	} else if (msg_decode(line->p, line->len, 1, &c->cfg.lim, &m,
+	    &e) < 0) {
+		fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
+		    lineno, e.msg);
+	} else {
+		free(m.from);
+		m.from = xstrdup(c->cfg.agent);
+		if ((n = spool_send(c->sp, &m, &e)) >= 0) {
+			if (wait >= 0)
+				remember(c->sp, m.id);
+			sent_line(out, &m, n);
+		} else {
+			fprintf(stderr, "%s: line %ld: %s\n", c->prog, lineno,
+			    e.msg);
+			code = e.code;
+		}
+		msg_free(&m);
+		if (n >= 0)
+			return 1;
+	}
+	if (code > *worst)
+		*worst = code;
+	return 0;
+}
+
 static int
 send_stdin(struct cli *c, int wait)
 {
 	struct buf line = BUF_INIT, out = BUF_INIT;
 	struct io_lines in = { .fd = 0 };
-	struct err e;
 	long lineno = 0;
 	int rc, toolong, worst = 0, pending = 0;
 
 	c->sp->batch = 1;
 	for (;;) {
-		struct msg m;
-		int n;
 		/* Sync and acknowledge what is sent before waiting for more:
 		 * a slow stream is acknowledged line by line, a fast one in
 		 * groups of up to 4096 with one sync each. */
 		if (pending && (pending >= 4096 ||
 		    !io_lines_ready(&in, c->cfg.lim.total))) {
-			if (flush_sent(c, &out) < 0)
-				goto fail;
+			if (flush_sent(c, &out) < 0) {
+				rc = -2;
+				break;
+			}
 			pending = 0;
 		}
 		rc = io_lines_next(&in, &line, c->cfg.lim.total, &toolong);
 		if (rc != 1)
 			break;
-		lineno++;
-		if (toolong) {
-			fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
-			    "— skipped\n", c->prog, lineno, c->cfg.lim.total);
-			if (worst < BCH_PERM)
-				worst = BCH_PERM;
-			continue;
-		}
-		if (line.len == 0 || strspn(line.p, " \t\r") == line.len)
-			continue;
-		if (msg_decode(line.p, line.len, 1, &c->cfg.lim, &m, &e) < 0) {
-			fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
-			    lineno, e.msg);
-			if (worst < BCH_PERM)
-				worst = BCH_PERM;
-			continue;
-		}
-		free(m.from);
-		m.from = xstrdup(c->cfg.agent);
-		if ((n = spool_send(c->sp, &m, &e)) < 0) {
-			fprintf(stderr, "%s: line %ld: %s\n", c->prog, lineno,
-			    e.msg);
-			if (e.code > worst)
-				worst = e.code;
-		} else {
-			if (wait >= 0)
-				remember(c->sp, m.id);
-			sent_line(&out, &m, n);
-			pending++;
-		}
-		msg_free(&m);
+		pending += send_line(c, &line, ++lineno, toolong, wait, &out,
+		    &worst);
 	}
-	if (rc < 0) {
-		err_sys(&c->e, "cannot read standard input");
-		goto fail;
-	}
-	if (flush_sent(c, &out) < 0)
-		goto fail;
+	if (rc == -2) /* flush_sent() failed */
+		worst = -1;
+	else if (rc < 0)
+		worst = err_sys(&c->e, "cannot read standard input");
+	else if (flush_sent(c, &out) < 0)
+		worst = -1;
 	buf_free(&line);
 	buf_free(&out);
 	io_lines_free(&in);
 	return worst;
-fail:
-	buf_free(&line);
-	buf_free(&out);
-	io_lines_free(&in);
-	return -1;
 }
 
 int

@@ -204,84 +204,76 @@ fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n)
 	}
 }
 
-int
-tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
-    const struct buf *out, size_t *off, int *want_write)
+/* Write what records the engine has: 1 some went, 0 the socket is full
+ * (*want_write set), -1 the peer is gone. */
+static int
+send_records(br_ssl_engine_context *eng, int fd, int *want_write)
+{
+	unsigned char *p;
+	size_t len;
+	ssize_t n;
+
+	p = br_ssl_engine_sendrec_buf(eng, &len);
+	n = write(fd, p, len);
+	if (n > 0) {
+		br_ssl_engine_sendrec_ack(eng, (size_t)n);
+		return 1;
+	}
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		return -1;
+	*want_write = 1;
+	return 0;
+}
+
+/* Hand the engine plain text from out at *off, as far as it takes it. */
+static void
+send_app(br_ssl_engine_context *eng, const struct buf *out, size_t *off)
+{
+	size_t len;
+	unsigned char *p = br_ssl_engine_sendapp_buf(eng, &len);
+
+	if (len > out->len - *off)
+		len = out->len - *off;
+	memcpy(p, out->p + *off, len);
+	br_ssl_engine_sendapp_ack(eng, len);
+	*off += len;
+	br_ssl_engine_flush(eng, 0);
+}
+
+/* Feed the engine records: what was read (*src, *nsrc) first, as far as
+ * it takes them; the socket is read again once they are all in, and
+ * only while *readable. 1 some went in, 0 none, -1 the peer is gone. */
+static int
+feed(struct tls_conn *t, int fd, int *readable, const unsigned char **src,
+    size_t *nsrc)
 {
 	br_ssl_engine_context *eng = &t->sc.eng;
-	const unsigned char *src = t->spill;
-	size_t nsrc = t->nspill;
-	int progress = 1, rc = 0;
+	unsigned char *p;
+	size_t len;
 
-	*want_write = 0;
-	while (progress) {
-		unsigned st = br_ssl_engine_current_state(eng);
-		unsigned char *p;
-		size_t len;
-		ssize_t n;
-		progress = 0;
-		if (st & BR_SSL_CLOSED) {
-			rc = -1;
-			break;
-		}
-		if (st & BR_SSL_SENDREC) {
-			p = br_ssl_engine_sendrec_buf(eng, &len);
-			n = write(fd, p, len);
-			if (n > 0) {
-				br_ssl_engine_sendrec_ack(eng, (size_t)n);
-				progress = 1;
-			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-				rc = -1;
-				break;
-			} else {
-				*want_write = 1;
-			}
-		}
-		if (st & BR_SSL_RECVAPP) {
-			p = br_ssl_engine_recvapp_buf(eng, &len);
-			buf_add(in, p, len);
-			br_ssl_engine_recvapp_ack(eng, len);
-			progress = 1;
-			readable = 0; /* the caller has something to answer */
-		}
-		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
-			p = br_ssl_engine_sendapp_buf(eng, &len);
-			if (len > out->len - *off)
-				len = out->len - *off;
-			memcpy(p, out->p + *off, len);
-			br_ssl_engine_sendapp_ack(eng, len);
-			*off += len;
-			br_ssl_engine_flush(eng, 0);
-			progress = 1;
-		}
-		if (st & BR_SSL_RECVREC) {
-			/* What was read is fed first, as far as the engine
-			 * takes it; the socket is read again once it is all
-			 * in, and only while no plain text came this call. */
-			if (!nsrc && readable) {
-				int f = fill(t, fd, &src, &nsrc);
-				if (f < 0) {
-					rc = -1;
-					break;
-				}
-				readable = f;
-			}
-			if (nsrc) {
-				p = br_ssl_engine_recvrec_buf(eng, &len);
-				if (len > nsrc)
-					len = nsrc;
-				memcpy(p, src, len);
-				br_ssl_engine_recvrec_ack(eng, len);
-				src += len;
-				nsrc -= len;
-				progress = 1;
-			}
-		}
-		if (progress)
-			t->resting = 0; /* the buffers are in use again */
+	if (!*nsrc && *readable) {
+		int f = fill(t, fd, src, nsrc);
+		if (f < 0)
+			return -1;
+		*readable = f;
 	}
-	/* Keep what the engine did not take: the stage is the next
-	 * connection's. */
+	if (!*nsrc)
+		return 0;
+	p = br_ssl_engine_recvrec_buf(eng, &len);
+	if (len > *nsrc)
+		len = *nsrc;
+	memcpy(p, *src, len);
+	br_ssl_engine_recvrec_ack(eng, len);
+	*src += len;
+	*nsrc -= len;
+	return 1;
+}
+
+/* Keep what the engine did not take: the stage is the next
+ * connection's. */
+static void
+keep_spill(struct tls_conn *t, const unsigned char *src, size_t nsrc)
+{
 	if (src != t->spill) {
 		unsigned char *keep = NULL;
 		if (nsrc) {
@@ -292,5 +284,52 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 		t->spill = keep;
 	}
 	t->nspill = nsrc;
+}
+
+int
+tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
+    const struct buf *out, size_t *off, int *want_write)
+{
+	br_ssl_engine_context *eng = &t->sc.eng;
+	const unsigned char *src = t->spill;
+	size_t nsrc = t->nspill;
+	int progress = 1, rc = 0, r;
+
+	*want_write = 0;
+	while (progress) {
+		unsigned st = br_ssl_engine_current_state(eng);
+		progress = 0;
+		if (st & BR_SSL_CLOSED) {
+			rc = -1;
+			break;
+		}
+		if ((st & BR_SSL_SENDREC) &&
+		    (progress = send_records(eng, fd, want_write)) < 0) {
+			rc = -1;
+			break;
+		}
+		if (st & BR_SSL_RECVAPP) {
+			size_t len;
+			unsigned char *p = br_ssl_engine_recvapp_buf(eng, &len);
+			buf_add(in, p, len);
+			br_ssl_engine_recvapp_ack(eng, len);
+			progress = 1;
+			readable = 0; /* the caller has something to answer */
+		}
+		if ((st & BR_SSL_SENDAPP) && *off < out->len) {
+			send_app(eng, out, off);
+			progress = 1;
+		}
+		if (st & BR_SSL_RECVREC) {
+			if ((r = feed(t, fd, &readable, &src, &nsrc)) < 0) {
+				rc = -1;
+				break;
+			}
+			progress |= r;
+		}
+		if (progress)
+			t->resting = 0; /* the buffers are in use again */
+	}
+	keep_spill(t, src, nsrc);
 	return rc;
 }
