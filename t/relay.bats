@@ -713,6 +713,37 @@ stream() {
 	wait_for 5 nfds_le $((base + 1))
 }
 
+@test "SSE: a stream that stops reading is cut 4 MiB behind; the others get every message" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	for t in "$B" "$C"; do
+		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
+		expect 200
+	done
+	# bob's stream reads its head and then nothing: the socket fills.
+	exec {stall}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'GET /v1/events/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n' "$B" >&"$stall"
+	stream "$C" carol sse.carol
+	# 200 sends of 60 KiB to the channel: some 12 MB for each stream.
+	big=$(head -c 61440 /dev/zero | tr '\0' x)
+	for i in $(seq 1 200); do
+		printf '{"to":"#dev","body":"%s %s"}\n' "$i" "$big"
+	done >sends.jsonl
+	BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$A BACKCHANNEL_AGENT=alice \
+		bch-send <sends.jsonl >sent.out
+	[ "$(wc -l <sent.out)" -eq 200 ]
+	wait_for 20 eval '[ "$(grep -c "^data: " sse.carol)" -eq 200 ]'
+	# The stalled stream was cut: reading it now comes to an end, short.
+	got=$(timeout 20 cat <&"$stall" | grep -c '^data: ' || true)
+	exec {stall}<&-
+	[ "$got" -lt 200 ]
+	alive
+	# Nothing lost: bob takes them all from his inbox.
+	[ "$(count_new bob)" -eq 200 ]
+}
+
 @test "a few hundred connections opened and dropped, then the relay still answers" {
 	relayd
 	alice_bob
