@@ -6,7 +6,8 @@
  * line is reported with its number and skipped, the rest go through, and
  * the exit status says the worst that happened. Directory syncs are
  * batched: "sent" lines are printed only after the sync that makes them
- * durable, so a line on stdout is a promise. */
+ * durable, so a line on stdout is a promise; a batch ends when the input
+ * pauses, at 4096 sends or after 100 ms. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +211,7 @@ send_stdin(struct cli *c, int wait)
 {
 	struct buf line = BUF_INIT, out = BUF_INIT;
 	struct io_lines in = { .fd = 0 };
+	struct timespec first; /* of the sends not yet acknowledged */
 	long lineno = 0;
 	int rc, toolong, worst = 0, pending = 0;
 
@@ -217,8 +219,10 @@ send_stdin(struct cli *c, int wait)
 	for (;;) {
 		/* Sync and acknowledge what is sent before waiting for more:
 		 * a slow stream is acknowledged line by line, a fast one in
-		 * groups of up to 4096 with one sync each. */
-		if (pending && (pending >= 4096 ||
+		 * groups of up to 4096 with one sync each, and none waits
+		 * more than 100 ms (the sends may be slower than the input:
+		 * an fsync each). */
+		if (pending && (pending >= 4096 || io_ms_since(&first) >= 100 ||
 		    !io_lines_ready(&in, c->cfg.lim.total))) {
 			if (flush_sent(c, &out) < 0) {
 				rc = -2;
@@ -229,8 +233,9 @@ send_stdin(struct cli *c, int wait)
 		rc = io_lines_next(&in, &line, c->cfg.lim.total, &toolong);
 		if (rc != 1)
 			break;
-		pending += send_line(c, &line, ++lineno, toolong, wait, &out,
-		    &worst);
+		if (send_line(c, &line, ++lineno, toolong, wait, &out,
+		    &worst) && pending++ == 0)
+			clock_gettime(CLOCK_MONOTONIC, &first);
 	}
 	if (rc == -2) /* flush_sent() failed */
 		worst = -1;

@@ -253,7 +253,9 @@ dead_pid() {
 		done 2>/dev/null | bch-send > "acked.$round" 2>/dev/null &
 		p=$!
 		bg_pid "$p"
-		sleep "0.0$((RANDOM % 9 + 1))"
+		# 10 to 300 ms: under a sanitizer, or with slow fsyncs, the
+		# sends lag the input and only the 100 ms bound acknowledges.
+		sleep "$(printf '0.%03d' $((RANDOM % 291 + 10)))"
 		kill -9 "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done

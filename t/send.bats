@@ -189,6 +189,29 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	wait_for 10 bob_has 4
 }
 
+@test "input that keeps bch-send busy is acknowledged as it goes, not at its end" {
+	local_only "the syncs that take the time are the local spool's"
+	export BACKCHANNEL_FSYNC=1
+	pad=$(head -c 2000 /dev/zero | tr '\0' x)
+	for i in $(seq 1000); do
+		printf '{"to":"@bob","body":"busy %d %s"}\n' "$i" "$pad"
+	done >lines
+	mkfifo in
+	bch-send < in > acked &
+	bg_pid $!
+	exec 5> in
+	# 2 MB written as fast as bch-send reads, an fsync for each: input
+	# is always waiting, and only the 100 ms bound ends a batch. cat
+	# returns once what is left fits the pipe and bch-send's buffer.
+	cat lines >&5
+	n=$(wc -l < acked)
+	echo "# $n acknowledged while the last lines waited" >&3
+	[ "$n" -gt 0 ]
+	exec 5>&-
+	wait_for 30 acked 1000
+	bob_has 1000
+}
+
 @test "a stdin line cannot choose its sender" {
 	echo '{"to":"@bob","body":"x","from":"mallory"}' | bch-send
 	run as bob bch drain --jsonl
