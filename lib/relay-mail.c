@@ -108,17 +108,6 @@ rate_ok(struct relay *r, struct relay_token *t, struct relay_answer *a)
 {
 	double now = relay_now();
 
-	if (r->sp->shared) { /* one bucket for all the relays */
-		struct err e;
-		int rc = r->sp->shared->rate(r->sp, t->agent, r->rate, r->burst,
-		    &a->retry_after, &e);
-		if (rc < 0)
-			relay_fail_err(a, &e);
-		else if (rc == 0)
-			relay_fail(a, 429,
-			    "sending too fast — slow down and retry");
-		return rc > 0;
-	}
 	t->tokens += (now - t->last) * r->rate;
 	if (t->tokens > r->burst)
 		t->tokens = r->burst;
@@ -149,13 +138,16 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 		buf_adds(&a->body, dup->json);
 		return;
 	}
-	if (!rate_ok(r, t, a)) {
+	/* A shared spool keeps one bucket for all the relays, and takes
+	 * from it in the same step as the send. */
+	if (!r->sp->shared && !rate_ok(r, t, a)) {
 		msg_free(&m);
 		return;
 	}
 	free(m.from);
 	m.from = xstrdup(a->agent); /* from the token, never the request */
-	if (spool_send(r->sp, &m, &e) < 0) {
+	if ((r->sp->shared ? r->sp->shared->send_rated(r->sp, &m, r->rate,
+	    r->burst, &a->retry_after, &e) : spool_send(r->sp, &m, &e)) < 0) {
 		msg_free(&m);
 		return relay_fail_err(a, &e);
 	}

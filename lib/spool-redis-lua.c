@@ -33,6 +33,23 @@
 	" return #due\n" \
 	"end\n"
 
+/* Take one send from the bucket at key k (rate per second, burst): 0,
+ * else the milliseconds until there is one. */
+#define RATE \
+	"local function take(k, rate, burst)\n" \
+	" local now = now_ms() / 1000\n" \
+	" local v = redis.call('HMGET', k, 't', 'l')\n" \
+	" local tok, last = tonumber(v[1]) or burst, tonumber(v[2]) or now\n" \
+	" if now > last then\n" \
+	"  tok = math.min(burst, tok + (now - last) * rate) end\n" \
+	" local wait = 0\n" \
+	" if tok >= 1 then tok = tok - 1\n" \
+	" else wait = math.ceil((1 - tok) / rate * 1000) end\n" \
+	" redis.call('HSET', k, 't', tostring(tok), 'l', tostring(now))\n" \
+	" redis.call('PEXPIRE', k, math.ceil(burst / rate * 1000) + 1000)\n" \
+	" return wait\n" \
+	"end\n"
+
 const char *const rd_scripts[NSCRIPTS] = {
 	/* reg: p, name, ts, tokenHash or "" */
 	"local p, n, ts, th = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
@@ -78,7 +95,9 @@ const char *const rd_scripts[NSCRIPTS] = {
 	"redis.call('LREM', p .. 'subs:' .. a, 0, c)\n"
 	"return 1\n",
 
-	/* send: p, channel, from, to, id, json, max inbox, once, ttl */
+	/* send: p, channel, from, to, id, json, max inbox, once, ttl,
+	 * rate, burst (rate '': none) */
+	NOW RATE
 	"local p, from, to, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
 	"if redis.call('SISMEMBER', p .. 'agents', from) == 0 then\n"
 	" return {'nosender', from} end\n"
@@ -86,6 +105,11 @@ const char *const rd_scripts[NSCRIPTS] = {
 	"if ARGV[8] == '1' then\n"
 	" local old = redis.call('HMGET', sent, 'm', 'r')\n"
 	" if old[1] then return {'dup', old[1], old[2]} end\n"
+	"end\n"
+	"if ARGV[10] ~= '' then\n"
+	" local w = take(p .. 'rate:' .. from, tonumber(ARGV[10]),\n"
+	"  tonumber(ARGV[11]))\n"
+	" if w > 0 then return {'rate', tostring(w)} end\n"
 	"end\n"
 	"local r = {}\n"
 	"if string.sub(to, 1, 1) == '@' then\n"
@@ -163,22 +187,6 @@ const char *const rd_scripts[NSCRIPTS] = {
 	/* expire: p, channel */
 	NOW EXPIRE
 	"return expire(ARGV[1], ARGV[2])\n",
-
-	/* rate: p, agent, rate, burst; 0 allowed, else ms to wait */
-	NOW
-	"local k = ARGV[1] .. 'rate:' .. ARGV[2]\n"
-	"local rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local now = now_ms() / 1000\n"
-	"local v = redis.call('HMGET', k, 't', 'l')\n"
-	"local tok, last = tonumber(v[1]) or burst, tonumber(v[2]) or now\n"
-	"if now > last then\n"
-	" tok = math.min(burst, tok + (now - last) * rate) end\n"
-	"local wait = 0\n"
-	"if tok >= 1 then tok = tok - 1\n"
-	"else wait = math.ceil((1 - tok) / rate * 1000) end\n"
-	"redis.call('HSET', k, 't', tostring(tok), 'l', tostring(now))\n"
-	"redis.call('PEXPIRE', k, math.ceil(burst / rate * 1000) + 1000)\n"
-	"return wait\n",
 };
 
 /* clang-format on */

@@ -189,7 +189,8 @@ sent_before(struct spool *s, struct msg *m, const redisReply *json,
 
 /* What the send script answered: the recipients, else why not. */
 static int
-sent_outcome(struct spool *s, struct msg *m, redisReply *rep, struct err *e)
+sent_outcome(struct spool *s, struct msg *m, redisReply *rep,
+             int *retry_after, struct err *e)
 {
 	struct rd *r = s->impl;
 	int rc = -1;
@@ -217,6 +218,10 @@ sent_outcome(struct spool *s, struct msg *m, redisReply *rep, struct err *e)
 		        "channel %s has no other subscribers — "
 		        "nothing to deliver",
 		        m->to);
+	} else if (is(rep->element[0], "rate") && retry_after) {
+		*retry_after = atoi(rep->element[1]->str) / 1000 + 1;
+		err_set(e, BCH_TEMP, "sending too fast — slow down and retry");
+		err_status(e, 429);
 	} else if (is(rep->element[0], "full")) {
 		err_set(e, BCH_TEMP,
 		        "inbox of %s is full (%zu messages) — they "
@@ -231,14 +236,15 @@ sent_outcome(struct spool *s, struct msg *m, redisReply *rep, struct err *e)
 }
 
 static int
-rd_send(struct spool *s, struct msg *m, struct err *e)
+rd_send_rated(struct spool *s, struct msg *m, double rate, double burst,
+              int *retry_after, struct err *e)
 {
 	struct rd *r = s->impl;
-	char max[32], ttl[16];
+	char max[32], ttl[16], rs[32] = "", bs[32] = "";
 	struct buf b = BUF_INIT;
 	redisReply *rep;
-	const char *a[8];
-	size_t len[8] = {0};
+	const char *a[10];
+	size_t len[10] = {0};
 	int once = m->id[0] != 0;
 
 	if (spool_prepare(s, m, e) < 0)
@@ -257,11 +263,22 @@ rd_send(struct spool *s, struct msg *m, struct err *e)
 	a[0] = r->chan, a[1] = m->from, a[2] = m->to, a[3] = m->id;
 	a[4] = b.p, len[4] = b.len;
 	a[5] = max, a[6] = once ? "1" : "0", a[7] = ttl;
-	rep = rd_script(r, e, S_SEND, 8, a, len);
+	if (retry_after) {
+		snprintf(rs, sizeof rs, "%.6f", rate);
+		snprintf(bs, sizeof bs, "%.6f", burst);
+	}
+	a[8] = rs, a[9] = bs;
+	rep = rd_script(r, e, S_SEND, 10, a, len);
 	buf_free(&b);
 	if (!rep)
 		return -1;
-	return sent_outcome(s, m, rep, e);
+	return sent_outcome(s, m, rep, retry_after, e);
+}
+
+static int
+rd_send(struct spool *s, struct msg *m, struct err *e)
+{
+	return rd_send_rated(s, m, 0, 0, NULL, e);
 }
 
 static int
@@ -330,30 +347,6 @@ rd_token(struct spool *s, const char *hash, char agent[NAME_MAX_LEN + 1],
 	return rc;
 }
 
-static int
-rd_rate(struct spool *s, const char *agent, double rate, double burst,
-        int *retry_after, struct err *e)
-{
-	struct rd *r = s->impl;
-	char rs[32], bs[32];
-	const char *a[3] = {agent, rs, bs};
-	redisReply *rep;
-	long long wait;
-
-	snprintf(rs, sizeof rs, "%.6f", rate);
-	snprintf(bs, sizeof bs, "%.6f", burst);
-	if (!(rep = rd_script(r, e, S_RATE, 3, a, NULL)))
-		return -1;
-	if (rep->type != REDIS_REPLY_INTEGER)
-		return rd_bad_reply(r, e, rep);
-	wait = rep->integer;
-	freeReplyObject(rep);
-	if (wait <= 0)
-		return 1;
-	*retry_after = (int)(wait / 1000) + 1;
-	return 0;
-}
-
 static void
 rd_close(struct spool *s)
 {
@@ -375,7 +368,7 @@ static const struct spool_ops rd_ops = {
 };
 
 static const struct spool_shared rd_shared = {
-    rd_token, rd_rate,   rd_lease,      rd_settle,
+    rd_token, rd_send_rated, rd_lease,      rd_settle,
     rd_sent,  rd_expire, rd_arrival_fd, rd_arrivals,
 };
 

@@ -17,7 +17,7 @@
 /* The Lua scripts, one for each rule of PROTOCOL.md 2, by what they do. */
 /* clang-format off */
 enum { S_REG, S_AGENTS, S_SUB, S_SEND, S_LIST, S_TAKE, S_LEASE, S_SETTLE,
-	S_EXPIRE, S_RATE, NSCRIPTS };
+	S_EXPIRE, NSCRIPTS };
 /* clang-format on */
 
 /* Their text, loaded once on each connection (spool-redis-lua.c). */

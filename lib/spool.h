@@ -76,9 +76,10 @@ struct spool_shared {
 	 * 1 found (agent filled), 0 none, -1 error. */
 	int (*token)(struct spool *, const char *hash,
 	    char agent[NAME_MAX_LEN + 1], struct err *);
-	/* Take one send from agent's bucket (rate per second, burst):
-	 * 1 allowed, 0 over the rate (*retry_after seconds), -1 error. */
-	int (*rate)(struct spool *, const char *agent, double rate,
+	/* spool_send, taking one send from m->from's bucket (rate per
+	 * second, burst, one for all the relays) in the same step; over
+	 * the rate, -1 with e's status 429 and *retry_after seconds. */
+	int (*send_rated)(struct spool *, struct msg *m, double rate,
 	    double burst, int *retry_after, struct err *);
 	/* Hold the claim c for seconds; settle() ends it, or it runs out
 	 * and the message returns to the inbox. 0 or -1. */
