@@ -418,6 +418,30 @@ whoami_setup(struct doc *d)
 	claim_host(d->host, sizeof d->host);
 }
 
+/* Every check, in the order they are shown. */
+static void
+check_all(struct doc *d)
+{
+	struct err e = { 0, 0, "" };
+	int loaded = config_load(&d->cfg, &e) == 0;
+
+	if (!loaded)
+		config_env(&d->cfg);
+	if (!d->cfg.home[0]) {
+		add(d, FAIL, "home", "export HOME=/home/<you>", "neither "
+		    "BACKCHANNEL_HOME nor HOME is set");
+	} else {
+		check_home(d);
+		check_config(d, loaded ? NULL : &e);
+		check_identity(d);
+		check_env(d);
+		check_spool(d);
+		check_relay(d);
+	}
+	check_harnesses(d);
+	check_wake(d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -428,8 +452,7 @@ main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct doc d;
-	struct err e = { 0, 0, "" };
-	int ch, loaded;
+	int ch;
 	size_t i;
 
 	memset(&d, 0, sizeof d);
@@ -453,22 +476,7 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	whoami_setup(&d);
-	loaded = config_load(&d.cfg, &e) == 0;
-	if (!loaded)
-		config_env(&d.cfg);
-	if (!d.cfg.home[0]) {
-		add(&d, FAIL, "home", "export HOME=/home/<you>", "neither "
-		    "BACKCHANNEL_HOME nor HOME is set");
-	} else {
-		check_home(&d);
-		check_config(&d, loaded ? NULL : &e);
-		check_identity(&d);
-		check_env(&d);
-		check_spool(&d);
-		check_relay(&d);
-	}
-	check_harnesses(&d);
-	check_wake(&d);
+	check_all(&d);
 	if (d.json) {
 		struct buf b = BUF_INIT;
 		put_json(&d, &b);
