@@ -127,7 +127,10 @@ refuse(struct relayd *d, struct conn *k, int status)
 {
 	struct buf out = BUF_INIT;
 	char body[128];
-	int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n",
+	int n = status == 413 ?
+	    snprintf(body, sizeof body, "{\"error\":\"request over the limit "
+	    "of %zu bytes\"}\n", d->lim.body) :
+	    snprintf(body, sizeof body, "{\"error\":\"%s\"}\n",
 	    http_reason(status));
 
 	http_put_response(&out, status, NULL, body, (size_t)n, 0, NULL);

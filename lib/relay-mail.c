@@ -128,6 +128,7 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 	struct relay_sent *dup;
 	struct msg m;
 	struct err e;
+	int rc;
 
 	if (msg_decode(q->body, q->body_len, 1, &r->cfg->lim, &m, &e) < 0)
 		return relay_fail_err(a, &e);
@@ -138,16 +139,20 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 		buf_adds(&a->body, dup->json);
 		return;
 	}
-	/* A shared spool keeps one bucket for all the relays, and takes
-	 * from it in the same step as the send. */
-	if (!r->sp->shared && !rate_ok(r, t, a)) {
-		msg_free(&m);
-		return;
-	}
 	free(m.from);
 	m.from = xstrdup(a->agent); /* from the token, never the request */
-	if ((r->sp->shared ? r->sp->shared->send_rated(r->sp, &m, r->rate,
-	    r->burst, &a->retry_after, &e) : spool_send(r->sp, &m, &e)) < 0) {
+	/* A shared spool keeps one bucket for all the relays, and takes
+	 * from it in the same step as the send. */
+	if (r->sp->shared) {
+		rc = r->sp->shared->send_rated(r->sp, &m, r->rate, r->burst,
+		    &a->retry_after, &e);
+	} else if (!rate_ok(r, t, a)) {
+		msg_free(&m); /* a holds the 429 */
+		return;
+	} else {
+		rc = spool_send(r->sp, &m, &e);
+	}
+	if (rc < 0) {
 		msg_free(&m);
 		return relay_fail_err(a, &e);
 	}

@@ -348,13 +348,14 @@ same_sender(struct spool *s, const char *dst, const char *from,
 }
 
 static int
-publish(struct spool *s, char **r, size_t n, const char *file,
-    const struct msg *m, const struct buf *b, struct err *e)
+publish(struct spool *s, char **r, size_t n, const struct msg *m,
+    const struct buf *b, struct err *e)
 {
-	char tmp[P], dst[P], tmp2[P];
+	char tmp[P], dst[P], tmp2[P], file[ID_MAX_LEN + 8];
 	size_t i;
 	int rc;
 
+	snprintf(file, sizeof file, "%s.json", m->id);
 	for (i = 0; i < n; i++)
 		if (box_checked(s, r[i], e) < 0)
 			return -1;
@@ -441,7 +442,6 @@ sync_boxes(struct spool *s, struct err *e)
 static int
 fs_send(struct spool *s, struct msg *m, struct err *e)
 {
-	char file[ID_MAX_LEN + 8];
 	struct buf b = BUF_INIT;
 	char **r = NULL;
 	size_t n = 0, i;
@@ -468,16 +468,7 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 			goto out;
 		}
 	}
-	msg_encode(m, &b);
-	buf_addc(&b, '\n');
-	if (b.len > s->cfg->lim.total) {
-		err_set(e, BCH_PERM, "message is %zu bytes encoded, over the "
-		    "limit of %zu", b.len, s->cfg->lim.total);
-		err_status(e, 413);
-		goto out;
-	}
-	snprintf(file, sizeof file, "%s.json", m->id);
-	if (publish(s, r, n, file, m, &b, e) < 0)
+	if (spool_encode(s, m, &b, e) < 0 || publish(s, r, n, m, &b, e) < 0)
 		goto out;
 	for (i = 0; i < n; i++)
 		delivered(s, r[i]);

@@ -249,19 +249,14 @@ rd_send_rated(struct spool *s, struct msg *m, double rate, double burst,
 
 	if (spool_prepare(s, m, e) < 0)
 		return -1;
-	msg_encode(m, &b);
-	if (b.len + 1 > s->cfg->lim.total) {
-		err_set(e, BCH_PERM,
-		        "message is %zu bytes encoded, over the "
-		        "limit of %zu",
-		        b.len + 1, s->cfg->lim.total);
+	if (spool_encode(s, m, &b, e) < 0) {
 		buf_free(&b);
-		return err_status(e, 413);
+		return -1;
 	}
 	snprintf(max, sizeof max, "%zu", s->cfg->max_inbox);
 	snprintf(ttl, sizeof ttl, "%d", SENT_TTL);
 	a[0] = r->chan, a[1] = m->from, a[2] = m->to, a[3] = m->id;
-	a[4] = b.p, len[4] = b.len;
+	a[4] = b.p, len[4] = b.len - 1; /* stored without the newline */
 	a[5] = max, a[6] = once ? "1" : "0", a[7] = ttl;
 	if (retry_after) {
 		snprintf(rs, sizeof rs, "%.6f", rate);

@@ -148,6 +148,19 @@ spool_prepare(struct spool *s, struct msg *m, struct err *e)
 }
 
 int
+spool_encode(struct spool *s, const struct msg *m, struct buf *b,
+    struct err *e)
+{
+	msg_encode(m, b);
+	buf_addc(b, '\n');
+	if (b->len <= s->cfg->lim.total)
+		return 0;
+	err_set(e, BCH_PERM, "message is %zu bytes encoded, over the limit "
+	    "of %zu", b->len, s->cfg->lim.total);
+	return err_status(e, 413);
+}
+
+int
 spool_sync(struct spool *s, struct err *e)
 {
 	return s->ops->sync(s, e);

@@ -219,6 +219,11 @@ void spool_set_rcpt(struct spool *s, char **r, size_t n);
  * (made when it has none) and the time now in m->ts. 0, or -1 with e. */
 int spool_prepare(struct spool *s, struct msg *m, struct err *e);
 
+/* m as a spool stores it, its JSON and a newline, into b; -1 with e
+ * (status 413) when that is over the limit. */
+int spool_encode(struct spool *s, const struct msg *m, struct buf *b,
+    struct err *e);
+
 /* Open the local Maildir spool (spool-fs.c). */
 struct spool *spool_fs_open(struct config *c, const char *prog,
     struct err *e);
