@@ -1,13 +1,17 @@
 /* spool-redis-conn: the connections of the spool in Redis — the command
  * connection that runs the scripts, made again with a growing pause when
  * it fails, the subscription to arrivals, and the spool URL. */
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "spool-redis.h"
+
+#define CMD_TIMEOUT_S 3 /* for an answer from Redis */
 
 #define BACKOFF_MAX 2.0 /* seconds between attempts to reconnect */
 
@@ -70,7 +74,7 @@ setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
 static redisContext *
 dial(struct rd *r, struct err *e)
 {
-	struct timeval tv = {1, 0}, cmd = {3, 0};
+	struct timeval tv = {1, 0}, cmd = {CMD_TIMEOUT_S, 0};
 	redisContext *c;
 	char db[16];
 
@@ -157,6 +161,45 @@ rd_ready(struct rd *r, struct err *e)
 	return 0;
 }
 
+/* redisCommandArgv, but waiting for the reply in poll(), which only the
+ * reply wakes. A read() blocked on a unix socket is woken as well when
+ * Redis consumes the request (its write space comes back): one needless
+ * trip through the scheduler per command, on a CPU Redis then pays to
+ * interrupt. NULL with c->errstr set when the connection failed or
+ * Redis said nothing for the command timeout. */
+static redisReply *
+command(redisContext *c, int argc, const char **argv, const size_t *lens)
+{
+	struct pollfd p;
+	void *rep = NULL;
+	int done = 0, n;
+
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK)
+		return NULL;
+	while (!done)
+		if (redisBufferWrite(c, &done) != REDIS_OK)
+			return NULL;
+	p.fd = c->fd;
+	p.events = POLLIN;
+	for (;;) {
+		if (redisGetReplyFromReader(c, &rep) != REDIS_OK)
+			return NULL;
+		if (rep)
+			return rep;
+		n = poll(&p, 1, CMD_TIMEOUT_S * 1000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			c->err = REDIS_ERR_IO;
+			snprintf(c->errstr, sizeof c->errstr, "%s",
+			    n ? strerror(errno) : "no answer in time");
+			return NULL;
+		}
+		if (redisBufferRead(c) != REDIS_OK)
+			return NULL;
+	}
+}
+
 /* Run one command; the reply, or NULL with e filled (BCH_TEMP, 503). */
 redisReply *
 rd_call(struct rd *r, struct err *e, int argc, const char **argv,
@@ -166,7 +209,7 @@ rd_call(struct rd *r, struct err *e, int argc, const char **argv,
 
 	if (rd_ready(r, e) < 0)
 		return NULL;
-	rep = redisCommandArgv(r->c, argc, argv, lens);
+	rep = command(r->c, argc, argv, lens);
 	if (!rep) {
 		rd_unavailable(r, e, r->c->errstr);
 		drop(r);
@@ -204,7 +247,7 @@ rd_script(struct rd *r, struct err *e, int which, int argc, const char **args,
 			len[4 + i] =
 			    lens && lens[i] ? lens[i] : strlen(args[i]);
 		}
-		rep = redisCommandArgv(r->c, 4 + argc, argv, len);
+		rep = command(r->c, 4 + argc, argv, len);
 		if (!rep) {
 			rd_unavailable(r, e, r->c->errstr);
 			drop(r);
