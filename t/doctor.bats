@@ -457,8 +457,7 @@ snapshot() {
 	mkdir -p relay
 	bch-relayd --home relay --port 0 --token room --cert cert.pem --key key.pem 2>tls.log &
 	BCH_RELAY_PID=$!
-	wait_for 10 grep -q 'listening on' tls.log
-	port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' tls.log)
+	port=$(relay_port tls.log)
 	pin=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' tls.log)
 	export BACKCHANNEL_URL=https://127.0.0.1:$port
 	bch init alice --token room --pin "$pin" >/dev/null

@@ -26,16 +26,25 @@ setup() {
 start_relay() {
 	export BCH_ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
 	mkdir -p "$BACKCHANNEL_HOME"
+	# Empty the log first: a relay started before in this test wrote to
+	# the same file, and its line must not be taken for this one's.
+	: >"$BATS_TEST_TMPDIR/relay.log"
 	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$BCH_ROOM" --rate 100000 ${BCH_TEST_RELAY_SPOOL:+--spool "$BCH_TEST_RELAY_SPOOL?prefix=$BCH_ROOM:"} \
 		2>"$BATS_TEST_TMPDIR/relay.log" &
 	BCH_RELAY_PID=$!
-	wait_for 10 grep -q 'listening on' "$BATS_TEST_TMPDIR/relay.log" || {
-		cat "$BATS_TEST_TMPDIR/relay.log" >&2
+	local port
+	port=$(relay_port "$BATS_TEST_TMPDIR/relay.log") || return 1
+	export BACKCHANNEL_URL="http://127.0.0.1:$port"
+}
+
+# relay_port LOG: wait for the relay's "listening on" line in LOG and print
+# its port. The caller empties LOG before the relay starts.
+relay_port() {
+	wait_for 10 grep -q 'listening on .* port [0-9][0-9]*, spool' "$1" || {
+		cat "$1" >&2
 		return 1
 	}
-	local port
-	port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$BATS_TEST_TMPDIR/relay.log")
-	export BACKCHANNEL_URL="http://127.0.0.1:$port"
+	sed -n 's/.*listening on .* port \([0-9]*\), spool.*/\1/p' "$1" | tail -1
 }
 
 stop_relay() {

@@ -45,11 +45,7 @@ relay() {
 		--spool "$SPOOL" "$@" 2>"$log" &
 	bgpid $!
 	eval "${name}_PID=$!"
-	wait_for 10 grep -q 'listening on' "$log" || {
-		cat "$log" >&2
-		return 1
-	}
-	port=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$log")
+	port=$(relay_port "$log") || return 1
 	eval "${name}_URL=http://127.0.0.1:$port"
 }
 

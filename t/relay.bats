@@ -21,11 +21,7 @@ relayd() {
 	: >"$LOG" # not the last relay's line
 	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" "$@" 2>"$LOG" &
 	BCH_RELAY_PID=$!
-	wait_for 10 grep -q 'listening on' "$LOG" || {
-		cat "$LOG" >&2
-		return 1
-	}
-	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	PORT=$(relay_port "$LOG") || return 1
 	URL=http://127.0.0.1:$PORT
 }
 
@@ -986,8 +982,7 @@ stream() {
 	BCH_RELAY_PID=$!
 	wait_for 10 test -s ready
 	[ "$(od -An -c ready | tr -d ' ')" = '\n' ]
-	grep -q 'listening on' "$LOG"
-	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	PORT=$(relay_port "$LOG")
 	URL=http://127.0.0.1:$PORT
 	alive
 }
@@ -1028,8 +1023,7 @@ logged() {
 	printf '%s\n' "$ROOM" >room
 	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token-file room 2>"$LOG" &
 	BCH_RELAY_PID=$!
-	wait_for 10 grep -q 'listening on' "$LOG"
-	PORT=$(sed -n 's/.* port \([0-9]*\),.*/\1/p' "$LOG")
+	PORT=$(relay_port "$LOG")
 	URL=http://127.0.0.1:$PORT
 	reg alice
 	stop_relay

@@ -52,8 +52,7 @@ LOGFILE() { echo "$svc/log/main/current"; }
 
 # relay_url: URL of the relay now running, from its latest "listening" line.
 relay_url() {
-	wait_for 10 grep -q 'listening on 127.0.0.1 port' "$(LOGFILE)"
-	PORT=$(sed -n 's/.*listening on 127\.0\.0\.1 port \([0-9]*\),.*/\1/p' "$(LOGFILE)" | tail -1)
+	PORT=$(relay_port "$(LOGFILE)")
 	[ -n "$PORT" ] && [ "$PORT" -gt 0 ]
 	URL=http://127.0.0.1:$PORT
 }

@@ -53,7 +53,7 @@ relay() {
 		--rate 1000000000 "$@" 2>"$bench_tmp/$r_name.log" &
 	pids="$pids $!"
 	r_t=0
-	until grep -q 'listening on' "$bench_tmp/$r_name.log"; do
+	until grep -q 'listening on .* port [0-9][0-9]*, spool' "$bench_tmp/$r_name.log"; do
 		r_t=$((r_t + 1))
 		[ "$r_t" -lt 200 ] || bench_die "bch-relayd did not start: $(cat "$bench_tmp/$r_name.log")"
 		sleep 0.05

@@ -117,7 +117,7 @@ relay_start() {
 		--rate 1000000000 "$@" 2>"$bench_tmp/relay.log" &
 	relay_pid=$!
 	rs_t=0
-	until grep -q 'listening on' "$bench_tmp/relay.log"; do
+	until grep -q 'listening on .* port [0-9][0-9]*, spool' "$bench_tmp/relay.log"; do
 		rs_t=$((rs_t + 1))
 		[ "$rs_t" -lt 200 ] && kill -0 "$relay_pid" 2>/dev/null ||
 			bench_die "bch-relayd did not start: $(cat "$bench_tmp/relay.log")"
