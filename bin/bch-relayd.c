@@ -57,13 +57,14 @@ on_term(int sig)
 }
 
 static void
-logline(struct conn *k, const struct http_req *q, int status, size_t bytes)
+logline(struct conn *k, const char *method, const char *path, int status,
+    size_t bytes)
 {
 	char t[32];
 
 	ts_now(t);
 	fprintf(stderr, "%s %s %s \"%s %.200s\" %d %zu\n", t, k->peer,
-	    k->agent[0] ? k->agent : "-", q->method, q->path, status, bytes);
+	    k->agent[0] ? k->agent : "-", method, path, status, bytes);
 }
 
 struct conn **
@@ -76,16 +77,77 @@ sse_bucket(struct relayd *d, const char *agent)
 	return &d->readers[h & (BUCKETS - 1)];
 }
 
+/* An answer that is not a stream, out to k, and its log line. */
+static void
+respond(struct relayd *d, struct conn *k, struct relay_answer *a,
+    int keepalive, const char *method, const char *path)
+{
+	struct buf out = BUF_INIT;
+	char extra[64] = "";
+
+	if (a->retry_after)
+		snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
+		    a->retry_after);
+	buf_addc(&a->body, '\n');
+	http_put_response(&out, a->status, NULL, a->body.p, a->body.len,
+	    keepalive && !d->stop, extra);
+	if (!keepalive || d->stop)
+		k->closing = 1;
+	logline(k, method, path, a->status, out.len);
+	conn_send(d, k, out.p, out.len);
+	buf_free(&out);
+}
+
+/* k's send, queued on the shared spool: k waits for its answer. */
+static void
+queue_send(struct relayd *d, struct conn *k, struct msg *m, int keepalive)
+{
+	struct queued *s = xcalloc(1, sizeof *s);
+
+	s->k = k;
+	s->m = m;
+	snprintf(s->agent, sizeof s->agent, "%s", k->agent);
+	s->keepalive = keepalive;
+	*d->qtail = s;
+	d->qtail = &s->next;
+	k->q = s;
+}
+
+void
+settle_sends(struct relayd *d)
+{
+	struct queued *s;
+
+	while ((s = d->qhead)) {
+		struct relay_answer a;
+		if (!(d->qhead = s->next))
+			d->qtail = &d->qhead;
+		memset(&a, 0, sizeof a);
+		relay_send_done(&d->r, s->m, s->agent, &a);
+		if (s->k) {
+			s->k->q = NULL;
+			respond(d, s->k, &a, s->keepalive, "POST", "/v1/send");
+			process_requests(d, s->k); /* may queue more */
+		}
+		buf_free(&a.body);
+		free(s);
+	}
+}
+
 static void
 answer(struct relayd *d, struct conn *k, const struct http_req *q)
 {
 	struct relay_answer a;
 	struct buf out = BUF_INIT;
-	char extra[64] = "";
 
 	memset(&a, 0, sizeof a);
 	relay_handle(&d->r, q, &a);
 	snprintf(k->agent, sizeof k->agent, "%s", a.agent);
+	if (a.queued) {
+		queue_send(d, k, a.queued, q->keepalive);
+		buf_free(&a.body);
+		return;
+	}
 	if (a.sse && d->c.sp->shared && !subscribed(d)) {
 		a.sse = 0; /* it would miss what arrives: let it come back */
 		a.status = 503;
@@ -106,18 +168,11 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		k->same = *sse_bucket(d, k->agent);
 		*sse_bucket(d, k->agent) = k;
 		k->last_tx = time(NULL);
+		logline(k, q->method, q->path, a.status, out.len);
+		conn_send(d, k, out.p, out.len);
 	} else {
-		if (a.retry_after)
-			snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
-			    a.retry_after);
-		buf_addc(&a.body, '\n');
-		http_put_response(&out, a.status, NULL, a.body.p, a.body.len,
-		    q->keepalive && !d->stop, extra);
-		if (!q->keepalive || d->stop)
-			k->closing = 1;
+		respond(d, k, &a, q->keepalive, q->method, q->path);
 	}
-	logline(k, q, a.status, out.len);
-	conn_send(d, k, out.p, out.len);
 	buf_free(&out);
 	buf_free(&a.body);
 }
@@ -146,7 +201,7 @@ process_requests(struct relayd *d, struct conn *k)
 {
 	size_t off = 0;
 
-	while (!k->sse && !k->closing && off < k->in.len) {
+	while (!k->sse && !k->closing && !k->q && off < k->in.len) {
 		struct http_req q;
 		int status = 400;
 		long used = http_parse_request(k->in.p + off, k->in.len - off,
@@ -220,6 +275,7 @@ shutdown_relay(struct relayd *d)
 			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino &&
 			    ev[i].data.ptr != &d->evfd)
 				on_conn(d, ev[i].data.ptr, ev[i].events);
+		settle_sends(d);
 		flush_pending(d);
 	}
 	while (d->conns)
@@ -257,6 +313,7 @@ run(struct relayd *d)
 			last = time(NULL);
 			tick(d);
 		}
+		settle_sends(d); /* the round's sends went to the spool together */
 		if (d->drop_sse)
 			drop_sse(d);
 		flush_pending(d);
@@ -347,6 +404,7 @@ start(struct relayd *d, const struct opts *o)
 	d->c.cfg.url = NULL; /* the relay serves its own spool */
 	room_token(d, o->tok, o->tokfile, room, sizeof room);
 	d->evfd = -1;
+	d->qtail = &d->qhead;
 	if (o->spool)
 		open_redis(d, o->spool, o->pwfile);
 	else

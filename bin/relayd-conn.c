@@ -64,6 +64,8 @@ conn_close(struct relayd *d, struct conn *k)
 				*p = k->same;
 				break;
 			}
+	if (k->q)
+		k->q->k = NULL; /* its send still gets its outcome */
 	pending_del(k);
 	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
 	close(k->fd);

@@ -19,6 +19,8 @@
 
 #define BUCKETS 4096       /* SSE readers by agent, for shared arrivals */
 
+struct queued;
+
 struct conn {
 	int fd;
 	char peer[64];
@@ -35,6 +37,16 @@ struct conn {
 	struct conn *prev, *next;
 	struct conn *same; /* next SSE reader in its agent's bucket */
 	struct conn *pnext, **pprev; /* on the list of output to flush */
+	struct queued *q; /* its send, queued: no request after it till then */
+};
+
+/* A send queued on a shared spool (relay_send_done), to answer to k. */
+struct queued {
+	struct queued *next;
+	struct conn *k; /* NULL once the client has gone */
+	struct msg *m;
+	char agent[NAME_MAX_LEN + 1];
+	int keepalive;
 };
 
 /* The SSE event last built from a file, kept for the other inboxes the
@@ -67,6 +79,7 @@ struct relayd {
 	int evfd;          /* a shared spool's arrivals, -1 when none */
 	unsigned evgen;
 	int drop_sse;      /* arrivals were missed: SSE clients reconnect */
+	struct queued *qhead, **qtail; /* sends queued this round */
 	volatile sig_atomic_t stop;
 };
 
@@ -75,6 +88,10 @@ struct relayd {
 /* The list of SSE readers that agent's are on, shared with the agents
  * whose names hash alike (so compare k->agent), linked by k->same. */
 struct conn **sse_bucket(struct relayd *d, const char *agent);
+
+/* Answer the sends queued on a shared spool, in order, and go on with
+ * the requests their clients sent after them. */
+void settle_sends(struct relayd *d);
 
 /* Answer every whole request at the front of k->in; the answers are
  * queued with conn_send(). */

@@ -121,10 +121,33 @@ rate_ok(struct relay *r, struct relay_token *t, struct relay_answer *a)
 	return 0;
 }
 
+/* The answer to a send stored: the message, and (ext) whom it went to,
+ * for the sender's --wait. */
+static void
+sent_answer(struct relay *r, struct msg *m, const char *agent,
+    struct relay_answer *a)
+{
+	size_t i;
+
+	msg_encode(m, &a->body);
+	a->body.len--;
+	buf_adds(&a->body, ",\"recipients\":[");
+	for (i = 0; i < r->sp->nrcpt; i++) {
+		if (i)
+			buf_addc(&a->body, ',');
+		json_put_string(&a->body, r->sp->rcpt[i],
+		    strlen(r->sp->rcpt[i]));
+	}
+	buf_adds(&a->body, "]}");
+	sent_add(r, agent, m->id, a->body.p); /* relay_sent_to() */
+	a->status = 200;
+}
+
 static void
 route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
     struct relay_answer *a)
 {
+	const struct spool_shared *sh = r->sp->shared;
 	struct relay_sent *dup;
 	struct msg m;
 	struct err e;
@@ -133,7 +156,7 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 	if (msg_decode(q->body, q->body_len, 1, &r->cfg->lim, &m, &e) < 0)
 		return relay_fail_err(a, &e);
 	/* A shared spool makes the send itself idempotent. */
-	if (m.id[0] && !r->sp->shared && (dup = sent_find(r, a->agent, m.id))) {
+	if (m.id[0] && !sh && (dup = sent_find(r, a->agent, m.id))) {
 		msg_free(&m);
 		a->status = 200;
 		buf_adds(&a->body, dup->json);
@@ -142,37 +165,42 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 	free(m.from);
 	m.from = xstrdup(a->agent); /* from the token, never the request */
 	/* A shared spool keeps one bucket for all the relays, and takes
-	 * from it in the same step as the send. */
-	if (r->sp->shared) {
-		rc = r->sp->shared->send_rated(r->sp, &m, r->rate, r->burst,
-		    &a->retry_after, &e);
+	 * from it in the same step as the send, which the loop settles
+	 * with the other sends of its round (relay_send_done). */
+	if (sh) {
+		if ((rc = sh->send_queue(r->sp, &m, r->rate, r->burst, &e)) == 0) {
+			a->queued = xmalloc(sizeof m);
+			*a->queued = m;
+			return;
+		}
 	} else if (!rate_ok(r, t, a)) {
 		msg_free(&m); /* a holds the 429 */
 		return;
 	} else {
 		rc = spool_send(r->sp, &m, &e);
 	}
-	if (rc < 0) {
-		msg_free(&m);
-		return relay_fail_err(a, &e);
-	}
-	msg_encode(&m, &a->body);
-	{
-		/* ext: who it went to, for the sender's --wait. */
-		size_t i;
-		a->body.len--;
-		buf_adds(&a->body, ",\"recipients\":[");
-		for (i = 0; i < r->sp->nrcpt; i++) {
-			if (i)
-				buf_addc(&a->body, ',');
-			json_put_string(&a->body, r->sp->rcpt[i],
-			    strlen(r->sp->rcpt[i]));
-		}
-		buf_adds(&a->body, "]}");
-	}
-	sent_add(r, a->agent, m.id, a->body.p); /* relay_sent_to() */
-	a->status = 200;
+	if (rc < 0)
+		relay_fail_err(a, &e);
+	else
+		sent_answer(r, &m, a->agent, a);
 	msg_free(&m);
+}
+
+void
+relay_send_done(struct relay *r, struct msg *m, const char *agent,
+    struct relay_answer *a)
+{
+	struct err e;
+
+	snprintf(a->agent, sizeof a->agent, "%s", agent);
+	if (r->sp->shared->send_done(r->sp, m, &a->retry_after, &e) < 0)
+		relay_fail_err(a, &e);
+	else
+		sent_answer(r, m, agent, a);
+	if (a->status == 503 && !a->retry_after)
+		a->retry_after = 1; /* as relay_handle() says */
+	msg_free(m);
+	free(m);
 }
 
 /* GET /v1/receipt/<id> (ext): which recipients have claimed a message

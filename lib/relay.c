@@ -404,6 +404,7 @@ answer_reset(struct relay_answer *a)
 	a->sse = 0;
 	a->retry_after = 0;
 	a->agent[0] = 0;
+	a->queued = NULL;
 	buf_reset(&a->body);
 }
 

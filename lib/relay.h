@@ -56,6 +56,7 @@ struct relay_answer {
 	int retry_after;                /* seconds, or 0 */
 	char agent[NAME_MAX_LEN + 1];   /* who asked, once authenticated */
 	int sse;                        /* answer with an event stream */
+	struct msg *queued;             /* a send queued on a shared spool */
 };
 
 /* Load the token index from the agent records; rate and burst start at
@@ -67,6 +68,14 @@ void relay_free(struct relay *r);
 /* Answer one request. For GET /v1/events/<agent> that passes the checks,
  * a->sse is set and the loop streams instead. */
 void relay_handle(struct relay *r, const struct http_req *q,
+    struct relay_answer *a);
+
+/* A send on a shared spool is queued and answered later:
+ * relay_handle() returns with a->queued set and nothing else, and the
+ * loop calls relay_send_done() with it, once for each, in the order
+ * queued; it fills a as relay_handle() would have and frees m. Other
+ * requests may be handled in between. */
+void relay_send_done(struct relay *r, struct msg *m, const char *agent,
     struct relay_answer *a);
 
 /* Messages waiting for agent as SSE events ("id:", "data:", blank). */

@@ -109,13 +109,100 @@ fail:
 	return NULL;
 }
 
+/* Hand each reply that will not come (sends queued on a connection now
+ * given up) out as a failure, in its turn. */
+static void
+keep(struct rd *r, redisReply *rep)
+{
+	if (r->nkept == r->capkept) {
+		r->capkept = r->capkept ? 2 * r->capkept : 16;
+		r->kept = xrealloc(r->kept, r->capkept * sizeof *r->kept);
+	}
+	r->kept[r->nkept++] = rep;
+}
+
 static void
 drop(struct rd *r)
 {
+	for (; r->inflight > 0; r->inflight--)
+		keep(r, NULL);
 	if (r->c)
 		redisFree(r->c);
 	r->c = NULL;
 	r->retry_at = 0; /* the first attempt again is at once */
+}
+
+/* Send what is queued in c's output and wait for the next reply in
+ * poll(), which only the reply wakes. (A read() blocked on a unix socket
+ * is woken as well when Redis consumes the request and its write space
+ * comes back: one needless trip through the scheduler per command, on a
+ * CPU Redis then pays to interrupt.) NULL with c->errstr set when the
+ * connection failed or Redis said nothing for the command timeout. */
+static redisReply *
+reply(redisContext *c)
+{
+	struct pollfd p;
+	void *rep = NULL;
+	int done = 0, n;
+
+	while (!done)
+		if (redisBufferWrite(c, &done) != REDIS_OK)
+			return NULL;
+	p.fd = c->fd;
+	p.events = POLLIN;
+	for (;;) {
+		if (redisGetReplyFromReader(c, &rep) != REDIS_OK)
+			return NULL;
+		if (rep)
+			return rep;
+		n = poll(&p, 1, CMD_TIMEOUT_S * 1000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			c->err = REDIS_ERR_IO;
+			snprintf(c->errstr, sizeof c->errstr, "%s",
+			    n ? strerror(errno) : "no answer in time");
+			return NULL;
+		}
+		if (redisBufferRead(c) != REDIS_OK)
+			return NULL;
+	}
+}
+
+/* Read the replies owed to queued scripts and keep them for rd_next(),
+ * so that the command about to go gets its own. */
+static void
+collect(struct rd *r)
+{
+	while (r->inflight > 0) {
+		redisReply *rep = reply(r->c);
+		if (!rep) {
+			drop(r);
+			return;
+		}
+		r->inflight--;
+		keep(r, rep);
+	}
+}
+
+/* One command and its reply on the connection there is; NULL with e
+ * filled, the connection dropped, when it failed. */
+static redisReply *
+command(struct rd *r, struct err *e, int argc, const char **argv,
+        const size_t *lens)
+{
+	redisReply *rep;
+
+	collect(r);
+	if (!r->c)
+		return rd_unavailable(r, e, "the connection was lost"), NULL;
+	if (redisAppendCommandArgv(r->c, argc, argv, lens) != REDIS_OK ||
+	    !(rep = reply(r->c))) {
+		rd_unavailable(r, e, r->c->errstr);
+		drop(r);
+		return NULL;
+	}
+	return rep;
 }
 
 static int
@@ -124,17 +211,16 @@ load_scripts(struct rd *r, struct err *e)
 	int i;
 
 	for (i = 0; i < NSCRIPTS; i++) {
-		redisReply *rep =
-		    redisCommand(r->c, "SCRIPT LOAD %s", rd_scripts[i]);
-		if (!rep || rep->type != REDIS_REPLY_STRING ||
+		const char *a[3] = {"SCRIPT", "LOAD", rd_scripts[i]};
+		redisReply *rep = command(r, e, 3, a, NULL);
+		if (!rep)
+			return -1;
+		if (rep->type != REDIS_REPLY_STRING ||
 		    rep->len >= sizeof r->sha[i]) {
-			rd_unavailable(
-			    r, e,
-			    rep && rep->type == REDIS_REPLY_ERROR ? rep->str
-			    : r->c->errstr[0]                     ? r->c->errstr
-			                      : "cannot load the scripts");
-			if (rep)
-				freeReplyObject(rep);
+			rd_unavailable(r, e,
+			    rep->type == REDIS_REPLY_ERROR ? rep->str
+			                                   : "cannot load the scripts");
+			freeReplyObject(rep);
 			drop(r);
 			return -1;
 		}
@@ -161,45 +247,6 @@ rd_ready(struct rd *r, struct err *e)
 	return 0;
 }
 
-/* redisCommandArgv, but waiting for the reply in poll(), which only the
- * reply wakes. A read() blocked on a unix socket is woken as well when
- * Redis consumes the request (its write space comes back): one needless
- * trip through the scheduler per command, on a CPU Redis then pays to
- * interrupt. NULL with c->errstr set when the connection failed or
- * Redis said nothing for the command timeout. */
-static redisReply *
-command(redisContext *c, int argc, const char **argv, const size_t *lens)
-{
-	struct pollfd p;
-	void *rep = NULL;
-	int done = 0, n;
-
-	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK)
-		return NULL;
-	while (!done)
-		if (redisBufferWrite(c, &done) != REDIS_OK)
-			return NULL;
-	p.fd = c->fd;
-	p.events = POLLIN;
-	for (;;) {
-		if (redisGetReplyFromReader(c, &rep) != REDIS_OK)
-			return NULL;
-		if (rep)
-			return rep;
-		n = poll(&p, 1, CMD_TIMEOUT_S * 1000);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			c->err = REDIS_ERR_IO;
-			snprintf(c->errstr, sizeof c->errstr, "%s",
-			    n ? strerror(errno) : "no answer in time");
-			return NULL;
-		}
-		if (redisBufferRead(c) != REDIS_OK)
-			return NULL;
-	}
-}
-
 /* Run one command; the reply, or NULL with e filled (BCH_TEMP, 503). */
 redisReply *
 rd_call(struct rd *r, struct err *e, int argc, const char **argv,
@@ -207,20 +254,47 @@ rd_call(struct rd *r, struct err *e, int argc, const char **argv,
 {
 	redisReply *rep;
 
-	if (rd_ready(r, e) < 0)
+	if (rd_ready(r, e) < 0 || !(rep = command(r, e, argc, argv, lens)))
 		return NULL;
-	rep = command(r->c, argc, argv, lens);
-	if (!rep) {
-		rd_unavailable(r, e, r->c->errstr);
-		drop(r);
-		return NULL;
-	}
 	if (rep->type == REDIS_REPLY_ERROR) {
 		rd_unavailable(r, e, rep->str);
 		freeReplyObject(rep);
 		return NULL;
 	}
 	return rep;
+}
+
+/* EVALSHA script which with args, the prefix first: into argv and len;
+ * the count. */
+static int
+script_argv(struct rd *r, int which, int argc, const char **args,
+            const size_t *lens, const char **argv, size_t *len)
+{
+	int i;
+
+	argv[0] = "EVALSHA";
+	argv[1] = r->sha[which];
+	argv[2] = "0";
+	argv[3] = r->prefix;
+	for (i = 0; i < 4; i++)
+		len[i] = strlen(argv[i]);
+	for (i = 0; i < argc; i++) {
+		argv[4 + i] = args[i];
+		len[4 + i] = lens && lens[i] ? lens[i] : strlen(args[i]);
+	}
+	return 4 + argc;
+}
+
+/* A script's error reply, freed, into e. After a SCRIPT FLUSH (NOSCRIPT)
+ * the scripts are loaded again and 1 says to run it again. */
+static int
+script_error(struct rd *r, struct err *e, redisReply *rep)
+{
+	int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
+
+	rd_unavailable(r, e, rep->str);
+	freeReplyObject(rep);
+	return noscript && load_scripts(r, e) == 0;
 }
 
 /* EVALSHA script with ARGV args (the prefix first, added here). */
@@ -231,42 +305,70 @@ rd_script(struct rd *r, struct err *e, int which, int argc, const char **args,
 	const char *argv[16];
 	size_t len[16];
 	redisReply *rep;
-	int i, tries;
+	int tries, n;
 
 	for (tries = 0; tries < 2; tries++) {
 		if (rd_ready(r, e) < 0)
 			return NULL;
-		argv[0] = "EVALSHA";
-		argv[1] = r->sha[which];
-		argv[2] = "0";
-		argv[3] = r->prefix;
-		for (i = 0; i < 4; i++)
-			len[i] = strlen(argv[i]);
-		for (i = 0; i < argc; i++) {
-			argv[4 + i] = args[i];
-			len[4 + i] =
-			    lens && lens[i] ? lens[i] : strlen(args[i]);
-		}
-		rep = command(r->c, 4 + argc, argv, len);
+		n = script_argv(r, which, argc, args, lens, argv, len);
+		if (!(rep = command(r, e, n, argv, len)))
+			return NULL;
+		if (rep->type != REDIS_REPLY_ERROR)
+			return rep;
+		if (!script_error(r, e, rep))
+			return NULL;
+	}
+	return NULL;
+}
+
+/* Queue script which, to go out with the next command or rd_next(). */
+int
+rd_queue(struct rd *r, struct err *e, int which, int argc, const char **args,
+         const size_t *lens)
+{
+	const char *argv[16];
+	size_t len[16];
+	int n;
+
+	if (rd_ready(r, e) < 0)
+		return -1;
+	n = script_argv(r, which, argc, args, lens, argv, len);
+	if (redisAppendCommandArgv(r->c, n, argv, len) != REDIS_OK)
+		return rd_unavailable(r, e, "out of memory");
+	r->inflight++;
+	return 0;
+}
+
+/* The reply to the oldest script queued, or NULL with e filled. */
+redisReply *
+rd_next(struct rd *r, struct err *e)
+{
+	redisReply *rep;
+
+	if (r->kept_off < r->nkept) {
+		rep = r->kept[r->kept_off++];
+		if (r->kept_off == r->nkept)
+			r->kept_off = r->nkept = 0;
 		if (!rep) {
+			rd_unavailable(r, e, "the connection was lost");
+			return NULL;
+		}
+	} else if (r->inflight > 0) {
+		r->inflight--;
+		if (!(rep = reply(r->c))) {
 			rd_unavailable(r, e, r->c->errstr);
 			drop(r);
 			return NULL;
 		}
-		if (rep->type != REDIS_REPLY_ERROR)
-			return rep;
-		if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && tries == 0) {
-			freeReplyObject(
-			    rep); /* SCRIPT FLUSH: load them again */
-			if (load_scripts(r, e) < 0)
-				return NULL;
-			continue;
-		}
-		rd_unavailable(r, e, rep->str);
-		freeReplyObject(rep);
+	} else {
+		rd_unavailable(r, e, "no script was queued");
 		return NULL;
 	}
-	return NULL;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		script_error(r, e, rep);
+		return NULL;
+	}
+	return rep;
 }
 
 int

@@ -17,6 +17,10 @@
  * fails is dropped and made again on the next call, with a growing pause,
  * and meanwhile every call fails with BCH_TEMP (the relay answers 503): a
  * send is acknowledged only after Redis answered that it stored it.
+ * A relay queues the send scripts of one round of its event loop
+ * (send_queue) and reads their replies in order (send_done): one write
+ * and one wait for all of them, where a round trip each cost Redis half
+ * its CPU in wakeups. A command in between first reads the replies owed.
  *
  * Keys, under the prefix P: P"agents" (set of names), P"agent:<name>"
  * (hash: createdAt, lastSeen, tokenHash), P"subs:<name>" (list of
@@ -235,45 +239,75 @@ sent_outcome(struct spool *s, struct msg *m, redisReply *rep,
 	return rc;
 }
 
+/* The send script's arguments for m, prepared and encoded. */
+struct send_args {
+	const char *a[10];
+	size_t len[10];
+	char max[32], ttl[16], rs[32], bs[32];
+	struct buf b;
+};
+
 static int
-rd_send_rated(struct spool *s, struct msg *m, double rate, double burst,
-              int *retry_after, struct err *e)
+send_args(struct spool *s, struct msg *m, const double *rate,
+          struct send_args *v, struct err *e)
 {
 	struct rd *r = s->impl;
-	char max[32], ttl[16], rs[32] = "", bs[32] = "";
-	struct buf b = BUF_INIT;
-	redisReply *rep;
-	const char *a[10];
-	size_t len[10] = {0};
 	int once = m->id[0] != 0;
 
-	if (spool_prepare(s, m, e) < 0)
-		return -1;
-	if (spool_encode(s, m, &b, e) < 0) {
-		buf_free(&b);
+	memset(v, 0, sizeof *v);
+	if (spool_prepare(s, m, e) < 0 || spool_encode(s, m, &v->b, e) < 0) {
+		buf_free(&v->b);
 		return -1;
 	}
-	snprintf(max, sizeof max, "%zu", s->cfg->max_inbox);
-	snprintf(ttl, sizeof ttl, "%d", SENT_TTL);
-	a[0] = r->chan, a[1] = m->from, a[2] = m->to, a[3] = m->id;
-	a[4] = b.p, len[4] = b.len - 1; /* stored without the newline */
-	a[5] = max, a[6] = once ? "1" : "0", a[7] = ttl;
-	if (retry_after) {
-		snprintf(rs, sizeof rs, "%.6f", rate);
-		snprintf(bs, sizeof bs, "%.6f", burst);
+	snprintf(v->max, sizeof v->max, "%zu", s->cfg->max_inbox);
+	snprintf(v->ttl, sizeof v->ttl, "%d", SENT_TTL);
+	if (rate) { /* rate[0] per second, rate[1] the burst */
+		snprintf(v->rs, sizeof v->rs, "%.6f", rate[0]);
+		snprintf(v->bs, sizeof v->bs, "%.6f", rate[1]);
 	}
-	a[8] = rs, a[9] = bs;
-	rep = rd_script(r, e, S_SEND, 10, a, len);
-	buf_free(&b);
-	if (!rep)
-		return -1;
-	return sent_outcome(s, m, rep, retry_after, e);
+	v->a[0] = r->chan, v->a[1] = m->from, v->a[2] = m->to;
+	v->a[3] = m->id;
+	v->a[4] = v->b.p, v->len[4] = v->b.len - 1; /* without the newline */
+	v->a[5] = v->max, v->a[6] = once ? "1" : "0", v->a[7] = v->ttl;
+	v->a[8] = v->rs, v->a[9] = v->bs;
+	return 0;
 }
 
 static int
+rd_send_queue(struct spool *s, struct msg *m, double rate, double burst,
+              struct err *e)
+{
+	double rb[2] = {rate, burst};
+	struct send_args v;
+	int rc;
+
+	if (send_args(s, m, rb, &v, e) < 0)
+		return -1;
+	rc = rd_queue(s->impl, e, S_SEND, 10, v.a, v.len);
+	buf_free(&v.b);
+	return rc;
+}
+
+static int
+rd_send_done(struct spool *s, struct msg *m, int *retry_after, struct err *e)
+{
+	redisReply *rep = rd_next(s->impl, e);
+
+	return rep ? sent_outcome(s, m, rep, retry_after, e) : -1;
+}
+
+/* A send with no rate to keep, at once. */
+static int
 rd_send(struct spool *s, struct msg *m, struct err *e)
 {
-	return rd_send_rated(s, m, 0, 0, NULL, e);
+	struct send_args v;
+	redisReply *rep;
+
+	if (send_args(s, m, NULL, &v, e) < 0)
+		return -1;
+	rep = rd_script(s->impl, e, S_SEND, 10, v.a, v.len);
+	buf_free(&v.b);
+	return rep ? sent_outcome(s, m, rep, NULL, e) : -1;
 }
 
 static int
@@ -351,6 +385,10 @@ rd_close(struct spool *s)
 		redisFree(r->c);
 	if (r->sub)
 		redisFree(r->sub);
+	for (; r->kept_off < r->nkept; r->kept_off++)
+		if (r->kept[r->kept_off])
+			freeReplyObject(r->kept[r->kept_off]);
+	free(r->kept);
 	free(r->password);
 	free(r);
 	free(s);
@@ -363,8 +401,8 @@ static const struct spool_ops rd_ops = {
 };
 
 static const struct spool_shared rd_shared = {
-    rd_token, rd_send_rated, rd_lease,      rd_settle,
-    rd_sent,  rd_expire, rd_arrival_fd, rd_arrivals,
+    rd_token,  rd_send_queue, rd_send_done,  rd_lease,    rd_settle,
+    rd_sent,   rd_expire,     rd_arrival_fd, rd_arrivals,
 };
 
 struct spool *

@@ -42,6 +42,13 @@ struct rd {
 	char sha[NSCRIPTS][48];
 	char waiting[NAME_MAX_LEN + 1]; /* spool_wait's agent */
 	int woke;
+	/* Scripts queued (rd_queue) get their replies from rd_next(), in
+	 * order: first those read ahead for a command that came between
+	 * (kept; NULL for one lost with its connection), then those still
+	 * to come on r->c (inflight). */
+	redisReply **kept;
+	size_t nkept, kept_off, capkept;
+	int inflight;
 };
 
 /* The connection, in spool-redis-conn.c. */
@@ -70,6 +77,16 @@ redisReply *rd_call(struct rd *r, struct err *e, int argc, const char **argv,
  * with e filled (BCH_TEMP, 503). */
 redisReply *rd_script(struct rd *r, struct err *e, int which, int argc,
     const char **args, const size_t *lens);
+
+/* Queue script which (S_*) as rd_script would run it, to go out with
+ * the next command or rd_next(): 0, or -1 with e filled (503). Every
+ * queued script must have its rd_next(). */
+int rd_queue(struct rd *r, struct err *e, int which, int argc,
+    const char **args, const size_t *lens);
+
+/* The reply to the oldest script queued, or NULL with e filled (BCH_TEMP,
+ * 503: the connection was lost, or Redis answered with an error). */
+redisReply *rd_next(struct rd *r, struct err *e);
 
 /* Free rep (if any) and fill e: Redis answered what no script returns. */
 int rd_bad_reply(struct rd *r, struct err *e, redisReply *rep);

@@ -76,11 +76,19 @@ struct spool_shared {
 	 * 1 found (agent filled), 0 none, -1 error. */
 	int (*token)(struct spool *, const char *hash,
 	    char agent[NAME_MAX_LEN + 1], struct err *);
-	/* spool_send, taking one send from m->from's bucket (rate per
-	 * second, burst, one for all the relays) in the same step; over
-	 * the rate, -1 with e's status 429 and *retry_after seconds. */
-	int (*send_rated)(struct spool *, struct msg *m, double rate,
-	    double burst, int *retry_after, struct err *);
+	/* spool_send in two halves, taking one send from m->from's bucket
+	 * (rate per second, burst, one for all the relays) in the same
+	 * step, so that a relay can put the sends of one round to the spool
+	 * together. send_queue() checks and queues m: 0, or -1 with e
+	 * filled. send_done() gives the outcome of the oldest send queued,
+	 * for that same m: 0 stored, or -1 with e filled; over the rate,
+	 * e's status is 429 and *retry_after the seconds to wait. Every
+	 * queued send must have its send_done(); other calls may come in
+	 * between. */
+	int (*send_queue)(struct spool *, struct msg *m, double rate,
+	    double burst, struct err *);
+	int (*send_done)(struct spool *, struct msg *m, int *retry_after,
+	    struct err *);
 	/* Hold the claim c for seconds; settle() ends it, or it runs out
 	 * and the message returns to the inbox. 0 or -1. */
 	int (*lease)(struct spool *, struct spool_claim *c, int seconds,

@@ -320,6 +320,62 @@ hlen() {
 	[ "$STATUS" = 200 ]
 }
 
+@test "sends that arrive together are each answered once stored, each once" {
+	relay A --rate 100000
+	join A alice
+	join A bob
+	local k pids=()
+	for k in 1 2 3 4 5 6; do
+		for i in $(seq 1 40); do echo "{\"to\":\"@bob\",\"body\":\"m$k-$i\"}"; done |
+			on A alice bch-send >"$BATS_TEST_TMPDIR/s$k.out" 2>"$BATS_TEST_TMPDIR/s$k.err" &
+		pids+=($!)
+	done
+	# Meanwhile clients that send and hang up at once: what they asked
+	# is stored at most once, and nobody else's answer goes astray.
+	local port=${A_URL##*:} b fd
+	for i in $(seq 1 20); do
+		b="{\"to\":\"@bob\",\"body\":\"gone$i\",\"id\":\"gone-$i\"}"
+		exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' \
+			"$(tok alice)" "${#b}" "$b" >&"$fd"
+		exec {fd}>&-
+	done
+	for k in "${pids[@]}"; do wait "$k"; done
+	cat "$BATS_TEST_TMPDIR"/s*.err
+	[ -z "$(cat "$BATS_TEST_TMPDIR"/s*.err)" ]
+	# 240 answers, 240 ids, and each message in bob's inbox once.
+	[ "$(cat "$BATS_TEST_TMPDIR"/s*.out | wc -l)" -eq 240 ]
+	[ "$(cat "$BATS_TEST_TMPDIR"/s*.out | awk '{ print $2 }' | sort -u | wc -l)" -eq 240 ]
+	rcli HVALS bch:new:bob | sed -n 's/.*"body":"\([a-z0-9-]*\)".*/\1/p' | sort >got
+	[ "$(grep -c '^m' got)" -eq 240 ]
+	[ -z "$(uniq -d got)" ]
+	[ "$(grep -c '^gone' got)" -le 20 ]
+	kill -0 "$A_PID"
+}
+
+@test "pipelined sends on one connection are answered in order, before what follows" {
+	relay A --rate 100000
+	join A alice
+	join A bob
+	local port=${A_URL##*:} fd b1 b2
+	b1='{"to":"@bob","body":"first"}'
+	b2='{"to":"@nobody","body":"lost"}'
+	{
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' "$(tok alice)" "${#b1}" "$b1"
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' "$(tok alice)" "${#b2}" "$b2"
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' "$(tok alice)" "${#b1}" "$b1"
+		printf 'GET /v1/inbox/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' "$(tok bob)"
+	} >q
+	exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+	cat q >&"$fd"
+	timeout 5 cat <&"$fd" | tr -d '\r' >answers || true
+	exec {fd}>&-
+	# The unknown recipient's 404 between the two sends, and the inbox
+	# read after them holds both.
+	[ "$(sed -n 's/^HTTP\/1\.1 \([0-9]*\) .*/\1/p' answers | tr '\n' ' ')" = '200 404 200 200 ' ]
+	[ "$(tail -1 answers | grep -o '"body":"first"' | wc -l)" -eq 2 ]
+}
+
 @test "concurrent drainers split across A and B claim each message exactly once" {
 	relay A
 	relay B
