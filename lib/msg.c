@@ -154,12 +154,35 @@ get_refs(const struct json *j, const struct limits *l, struct msg *m,
 	return 0;
 }
 
+/* "priority": "normal" or "urgent"; a request may leave it out (or
+ * null), a stored message may not. */
+static int
+get_priority(const struct json *j, int request, struct msg *m, struct err *e)
+{
+	int i = json_get(j, 0, "priority");
+	char *s = NULL;
+
+	if (i < 0 || json_is(j, i, "null"))
+		return request ? 0 : err_set(e, BCH_PERM,
+		    "missing field \"priority\"");
+	if (get_str(j, "priority", 16, &s, 1, e) < 0)
+		return -1;
+	if (strcmp(s, "urgent") == 0)
+		m->urgent = 1;
+	else if (strcmp(s, "normal") != 0) {
+		free(s);
+		return err_set(e, BCH_PERM,
+		    "priority must be \"normal\" or \"urgent\"");
+	}
+	free(s);
+	return 0;
+}
+
 static int
 decode_fields(const struct json *j, int request, const struct limits *l,
     struct msg *m, struct err *e)
 {
 	char *s = NULL, to[NAME_MAX_LEN + 3];
-	int i;
 
 	if (get_str(j, "to", 80, &s, 1, e) < 0)
 		return -1;
@@ -181,21 +204,8 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	    get_str(j, "thread", l->thread, &m->thread, 0, e) < 0 ||
 	    get_refs(j, l, m, e) < 0)
 		return -1;
-	i = json_get(j, 0, "priority");
-	if (i >= 0 && !json_is(j, i, "null")) {
-		if (get_str(j, "priority", 16, &s, 1, e) < 0)
-			return -1;
-		if (strcmp(s, "urgent") == 0)
-			m->urgent = 1;
-		else if (strcmp(s, "normal") != 0) {
-			free(s);
-			return err_set(e, BCH_PERM,
-			    "priority must be \"normal\" or \"urgent\"");
-		}
-		free(s);
-	} else if (!request) {
-		return err_set(e, BCH_PERM, "missing field \"priority\"");
-	}
+	if (get_priority(j, request, m, e) < 0)
+		return -1;
 	if (get_str(j, "id", ID_MAX_LEN, &s, !request, e) < 0)
 		return -1;
 	if (s) {

@@ -427,6 +427,20 @@ prefix_ok(const char *p)
 	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
 }
 
+/* A whole decimal number from 0 to max at s, else -1. */
+static int
+number(const char *s, int max)
+{
+	char *end;
+	long n;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	return *end || errno || n > max ? -1 : (int)n;
+}
+
 /* "?db=N&prefix=P" after a URL's path. */
 static int
 parse_query(struct rd *r, char *q, struct err *e)
@@ -435,25 +449,63 @@ parse_query(struct rd *r, char *q, struct err *e)
 
 	for (kv = strtok_r(q, "&", &save); kv;
 	     kv = strtok_r(NULL, "&", &save)) {
-		if (strncmp(kv, "db=", 3) == 0)
-			r->db = atoi(kv + 3);
-		else if (strncmp(kv, "prefix=", 7) == 0 && prefix_ok(kv + 7))
+		if (strncmp(kv, "db=", 3) == 0 &&
+		    (r->db = number(kv + 3, 1000000)) >= 0)
+			continue;
+		if (strncmp(kv, "prefix=", 7) == 0 && prefix_ok(kv + 7))
 			snprintf(r->prefix, sizeof r->prefix, "%s", kv + 7);
 		else
-			return err_set(e, BCH_PERM,
-			               "bad \"%s\" in the spool URL "
-			               "— use db=N or prefix=P (letters, "
-			               "digits, '.', '_', "
-			               "':', '-')",
-			               kv);
+			return err_set(e, BCH_PERM, "bad \"%s\" in the spool "
+			    "URL — use db=N or prefix=P (letters, digits, "
+			    "'.', '_', ':', '-')", kv);
 	}
+	return 0;
+}
+
+/* The [user@]host[:port][/db] of a redis:// URL, into r. */
+static int
+parse_server(struct rd *r, char *host, const char *url, struct err *e)
+{
+	char *at, *slash, *colon;
+
+	if ((slash = strchr(host, '/'))) {
+		*slash = 0;
+		if (slash[1])
+			r->db = number(slash + 1, 1000000);
+	}
+	if ((at = strrchr(host, '@'))) {
+		*at = 0;
+		if (strchr(host, ':'))
+			return err_set(e, BCH_PERM, "a password does not go in "
+			    "the spool URL (it would show in ps) — use "
+			    "--redis-password-file or REDIS_PASSWORD");
+		snprintf(r->user, sizeof r->user, "%s", host);
+		host = at + 1;
+	}
+	r->port = 6379;
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+		if (!close || (close[1] && close[1] != ':'))
+			return err_set(e, BCH_PERM, "bad spool URL %s", url);
+		*close = 0;
+		if (close[1] == ':')
+			r->port = number(close + 2, 65535);
+		host++;
+	} else if ((colon = strrchr(host, ':'))) {
+		*colon = 0;
+		r->port = number(colon + 1, 65535);
+	}
+	if (!host[0] || r->port <= 0 || r->db < 0)
+		return err_set(e, BCH_PERM, "bad spool URL %s — use "
+		    "redis://host:port/db", url);
+	snprintf(r->host, sizeof r->host, "%s", host);
 	return 0;
 }
 
 int
 rd_parse_url(struct rd *r, const char *url, struct err *e)
 {
-	char u[1024], *q, *at, *slash, *colon, *host;
+	char u[1024], *q;
 
 	if (strlen(url) >= sizeof u)
 		return err_set(e, BCH_PERM, "spool URL too long");
@@ -467,53 +519,13 @@ rd_parse_url(struct rd *r, const char *url, struct err *e)
 	snprintf(r->where, sizeof r->where, "%s", u);
 	if (strncmp(u, "unix://", 7) == 0) {
 		if (u[7] != '/' || strlen(u + 7) >= sizeof r->host)
-			return err_set(e, BCH_PERM,
-			               "bad spool URL %s — use "
-			               "unix:///path/to/redis.sock",
-			               u);
+			return err_set(e, BCH_PERM, "bad spool URL %s — use "
+			    "unix:///path/to/redis.sock", u);
 		snprintf(r->host, sizeof r->host, "%s", u + 7);
 		return 0;
 	}
 	if (strncmp(u, "redis://", 8) != 0)
-		return err_set(e, BCH_PERM,
-		               "bad spool URL %s — use "
-		               "redis://host:port/db or unix:///path",
-		               u);
-	host = u + 8;
-	if ((slash = strchr(host, '/'))) {
-		*slash = 0;
-		if (slash[1])
-			r->db = atoi(slash + 1);
-	}
-	if ((at = strrchr(host, '@'))) {
-		*at = 0;
-		if (strchr(host, ':'))
-			return err_set(
-			    e, BCH_PERM,
-			    "a password does not go in the "
-			    "spool URL (it would show in ps) — use "
-			    "--redis-password-file or REDIS_PASSWORD");
-		snprintf(r->user, sizeof r->user, "%s", host);
-		host = at + 1;
-	}
-	r->port = 6379;
-	if (host[0] == '[') {
-		char *close = strchr(host, ']');
-		if (!close)
-			return err_set(e, BCH_PERM, "bad spool URL %s", url);
-		*close = 0;
-		if (close[1] == ':')
-			r->port = atoi(close + 2);
-		host++;
-	} else if ((colon = strrchr(host, ':'))) {
-		*colon = 0;
-		r->port = atoi(colon + 1);
-	}
-	if (!host[0] || r->port <= 0 || r->port > 65535 || r->db < 0)
-		return err_set(e, BCH_PERM,
-		               "bad spool URL %s — use "
-		               "redis://host:port/db",
-		               url);
-	snprintf(r->host, sizeof r->host, "%s", host);
-	return 0;
+		return err_set(e, BCH_PERM, "bad spool URL %s — use "
+		    "redis://host:port/db or unix:///path", u);
+	return parse_server(r, u + 8, url, e);
 }

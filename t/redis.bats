@@ -532,6 +532,17 @@ hlen() {
 	assert_output --partial "redis://"
 }
 
+@test "a malformed spool URL is refused with 100 and one line naming it" {
+	local u
+	for u in 'redis://127.0.0.1:12x/0' 'redis://127.0.0.1:70000' 'redis://127.0.0.1:6379/x' \
+		'redis://[::1' 'redis://[::1]x' 'redis://:6379' 'unix://relative.sock' \
+		'unix:///tmp/r.sock?db=-1' 'unix:///tmp/r.sock?prefix=a%20b' 'unix:///tmp/r.sock?x=1'; do
+		run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" --spool "$u"
+		[ "${#lines[@]}" -eq 1 ] || { echo "$u: $output"; false; }
+		[[ $output == *"bad "* ]] || { echo "$u: $output"; false; }
+	done
+}
+
 @test "two relays behind haproxy (t/haproxy.cfg) serve one room" {
 	command -v haproxy >/dev/null 2>&1 || skip "haproxy is not installed (Debian: haproxy)"
 	relay A
