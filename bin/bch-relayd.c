@@ -56,15 +56,18 @@ on_term(int sig)
 	*stop_flag = 1;
 }
 
+/* One request's log line; bytes < 0: its client had gone. */
 static void
-logline(struct conn *k, const char *method, const char *path, int status,
-    size_t bytes)
+logline(const char *peer, const char *agent, const char *method,
+    const char *path, int status, long bytes)
 {
-	char t[32];
+	char t[32], n[24] = "-";
 
 	ts_now(t);
-	fprintf(stderr, "%s %s %s \"%s %.200s\" %d %zu\n", t, k->peer,
-	    k->agent[0] ? k->agent : "-", method, path, status, bytes);
+	if (bytes >= 0)
+		snprintf(n, sizeof n, "%ld", bytes);
+	fprintf(stderr, "%s %s %s \"%s %.200s\" %d %s\n", t, peer,
+	    agent[0] ? agent : "-", method, path, status, n);
 }
 
 struct conn **
@@ -93,7 +96,7 @@ respond(struct relayd *d, struct conn *k, struct relay_answer *a,
 	    keepalive && !d->stop, extra);
 	if (!keepalive || d->stop)
 		k->closing = 1;
-	logline(k, method, path, a->status, out.len);
+	logline(k->peer, k->agent, method, path, a->status, (long)out.len);
 	conn_send(d, k, out.p, out.len);
 	buf_free(&out);
 }
@@ -107,6 +110,7 @@ queue_send(struct relayd *d, struct conn *k, struct msg *m, int keepalive)
 	s->k = k;
 	s->m = m;
 	snprintf(s->agent, sizeof s->agent, "%s", k->agent);
+	snprintf(s->peer, sizeof s->peer, "%s", k->peer);
 	s->keepalive = keepalive;
 	*d->qtail = s;
 	d->qtail = &s->next;
@@ -128,10 +132,26 @@ settle_sends(struct relayd *d)
 			s->k->q = NULL;
 			respond(d, s->k, &a, s->keepalive, "POST", "/v1/send");
 			process_requests(d, s->k); /* may queue more */
+		} else {
+			logline(s->peer, s->agent, "POST", "/v1/send", a.status,
+			    -1);
 		}
 		buf_free(&a.body);
 		free(s);
 	}
+}
+
+/* The round's sends, answered (they went to the spool together), and
+ * every answer out. Flushing a TLS connection can hand over requests
+ * its engine held back, sends among them: those are settled too, as no
+ * event would come for them. */
+static void
+settle_and_flush(struct relayd *d)
+{
+	do {
+		settle_sends(d);
+		flush_pending(d);
+	} while (d->qhead);
 }
 
 static void
@@ -168,7 +188,8 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		k->same = *sse_bucket(d, k->agent);
 		*sse_bucket(d, k->agent) = k;
 		k->last_tx = time(NULL);
-		logline(k, q->method, q->path, a.status, out.len);
+		logline(k->peer, k->agent, q->method, q->path, a.status,
+		    (long)out.len);
 		conn_send(d, k, out.p, out.len);
 	} else {
 		respond(d, k, &a, q->keepalive, q->method, q->path);
@@ -275,8 +296,7 @@ shutdown_relay(struct relayd *d)
 			if (ev[i].data.ptr && ev[i].data.ptr != &d->ino &&
 			    ev[i].data.ptr != &d->evfd)
 				on_conn(d, ev[i].data.ptr, ev[i].events);
-		settle_sends(d);
-		flush_pending(d);
+		settle_and_flush(d);
 	}
 	while (d->conns)
 		conn_close(d, d->conns);
@@ -313,10 +333,9 @@ run(struct relayd *d)
 			last = time(NULL);
 			tick(d);
 		}
-		settle_sends(d); /* the round's sends went to the spool together */
 		if (d->drop_sse)
 			drop_sse(d);
-		flush_pending(d);
+		settle_and_flush(d);
 		fflush(stderr); /* the round's log lines, in one write */
 	}
 	shutdown_relay(d);

@@ -177,7 +177,9 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	if (k->sse && k->in.cap)
 		buf_free(&k->in); /* idle streams hold no input buffer */
 	pending_del(k); /* pumped all it could */
-	if (gone < 0 || (k->closing && !k->out.len && !ww) ||
+	if (gone < 0 && k->q)
+		k->closing = 1; /* its send is answered first */
+	else if (gone < 0 || (k->closing && !k->out.len && !ww) ||
 	    k->out.len - k->out_off > MAX_OUT) {
 		conn_close(d, k);
 		return;
@@ -260,7 +262,9 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 		int gone = conn_read(k);
 		if (!k->sse && k->in.len)
 			process_requests(d, k);
-		if (gone < 0 && !k->out.len) {
+		/* A client that sent and half-closed still gets its answer,
+		 * a queued send's too. */
+		if (gone < 0 && !k->out.len && !k->q) {
 			conn_close(d, k);
 			return;
 		}

@@ -46,6 +46,7 @@ struct queued {
 	struct conn *k; /* NULL once the client has gone */
 	struct msg *m;
 	char agent[NAME_MAX_LEN + 1];
+	char peer[64];
 	int keepalive;
 };
 

@@ -109,8 +109,9 @@ fail:
 	return NULL;
 }
 
-/* Hand each reply that will not come (sends queued on a connection now
- * given up) out as a failure, in its turn. */
+/* Keep a queued script's reply for rd_next(): one read ahead of its
+ * turn (collect), or NULL for one that will not come, its connection
+ * given up (drop), which rd_next() hands out as a failure. */
 static void
 keep(struct rd *r, redisReply *rep)
 {
@@ -121,6 +122,7 @@ keep(struct rd *r, redisReply *rep)
 	r->kept[r->nkept++] = rep;
 }
 
+/* Give the connection up; the next call makes it again. */
 static void
 drop(struct rd *r)
 {

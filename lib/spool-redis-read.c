@@ -17,16 +17,17 @@ set_aside(struct spool *s, const char *agent, const redisReply *id,
 {
 	struct rd *r = s->impl;
 	char k[160], c[160];
+	const char *set[4] = {"HSET", c, id->str, v->str};
+	const char *del[3] = {"HDEL", k, id->str};
+	size_t setn[4] = {4, 0, id->len, v->len}, deln[3] = {4, 0, id->len};
 	redisReply *rep;
+	struct err e;
 
-	snprintf(k, sizeof k, "%snew:%s", r->prefix, agent);
-	snprintf(c, sizeof c, "%scorrupt:%s", r->prefix, agent);
-	rep = redisCommand(r->c, "HSET %s %b %b", c, id->str, id->len, v->str,
-	                   v->len);
-	if (rep)
+	setn[1] = (size_t)snprintf(c, sizeof c, "%scorrupt:%s", r->prefix, agent);
+	deln[1] = (size_t)snprintf(k, sizeof k, "%snew:%s", r->prefix, agent);
+	if ((rep = rd_call(r, &e, 4, set, setn)))
 		freeReplyObject(rep);
-	rep = redisCommand(r->c, "HDEL %s %b", k, id->str, id->len);
-	if (rep)
+	if ((rep = rd_call(r, &e, 3, del, deln)))
 		freeReplyObject(rep);
 	fprintf(stderr,
 	        "%s: corrupt message in %s's inbox (%s) — moved to "

@@ -376,6 +376,53 @@ hlen() {
 	[ "$(tail -1 answers | grep -o '"body":"first"' | wc -l)" -eq 2 ]
 }
 
+@test "a client that sends and half-closes still gets its answer" {
+	relay A --rate 100000
+	join A alice
+	join A bob
+	# 32,767 bytes: the relay's first read takes the whole request and
+	# its second the end of input, in the same round as the send.
+	run python3 - "${A_URL##*:}" "$(tok alice)" <<'PY'
+import socket, sys
+port, tok = int(sys.argv[1]), sys.argv[2]
+for size in (32767, 300):
+    head = ("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            "Content-Length: %%d\r\n\r\n" % tok)
+    pad = size - len(head % 0) - len('{"to":"@bob","body":""}')
+    pad -= len(str(pad + 23)) - 1
+    body = '{"to":"@bob","body":"%s"}' % ("x" * pad)
+    req = (head % len(body) + body).encode()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    print(len(req), got.split(b"\r\n")[0].decode())
+PY
+	assert_success
+	assert_line --index 0 --regexp '^3276[0-9] HTTP/1.1 200 OK$'
+	assert_line --index 1 --regexp '^[0-9]+ HTTP/1.1 200 OK$'
+	[ "$(rcli HLEN bch:new:bob)" = 2 ]
+}
+
+@test "a corrupt message in a Redis inbox is set aside, and the rest delivered" {
+	relay A
+	join A alice
+	join A bob
+	on A alice bch send @bob "the good one" >/dev/null
+	rcli HSET bch:new:bob 0b5e5e5e-0000-4000-8000-000000000000 '{"not":"a message' >/dev/null
+	run on A bob bch drain
+	assert_success
+	assert_output --partial "the good one"
+	[ "$(rcli HLEN bch:new:bob)" = 0 ]
+	[ "$(rcli HGET bch:corrupt:bob 0b5e5e5e-0000-4000-8000-000000000000)" = '{"not":"a message' ]
+	grep -q "corrupt message in bob's inbox" "$BATS_TEST_TMPDIR/A.log"
+}
+
 @test "concurrent drainers split across A and B claim each message exactly once" {
 	relay A
 	relay B
