@@ -192,13 +192,11 @@ relay_send_done(struct relay *r, struct msg *m, const char *agent,
 {
 	struct err e;
 
-	snprintf(a->agent, sizeof a->agent, "%s", agent);
 	if (r->sp->shared->send_done(r->sp, m, &a->retry_after, &e) < 0)
 		relay_fail_err(a, &e);
 	else
 		sent_answer(r, m, agent, a);
-	if (a->status == 503 && !a->retry_after)
-		a->retry_after = 1; /* as relay_handle() says */
+	relay_answered(r, a);
 	msg_free(m);
 	free(m);
 }

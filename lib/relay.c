@@ -452,11 +452,17 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 }
 
 void
+relay_answered(struct relay *r, struct relay_answer *a)
+{
+	/* A shared spool that is away (Redis restarting) comes back soon. */
+	if (a->status == 503 && !a->retry_after && r->sp->shared)
+		a->retry_after = 1;
+}
+
+void
 relay_handle(struct relay *r, const struct http_req *q,
     struct relay_answer *a)
 {
 	route(r, q, a);
-	/* A shared spool that is away (Redis restarting) comes back soon. */
-	if (a->status == 503 && !a->retry_after && r->sp->shared)
-		a->retry_after = 1;
+	relay_answered(r, a);
 }

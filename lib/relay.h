@@ -70,6 +70,10 @@ void relay_free(struct relay *r);
 void relay_handle(struct relay *r, const struct http_req *q,
     struct relay_answer *a);
 
+/* The last touches every answer gets (Retry-After on a shared spool's
+ * 503); relay_handle() and relay_send_done() apply them. */
+void relay_answered(struct relay *r, struct relay_answer *a);
+
 /* A send on a shared spool is queued and answered later:
  * relay_handle() returns with a->queued set and nothing else, and the
  * loop calls relay_send_done() with it, once for each, in the order
