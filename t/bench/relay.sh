@@ -334,7 +334,20 @@ if want lat; then
 		"$chan" "$bench_tmp/bob.tokens" '@bob'
 	echo "$lat_line (for comparison, no target)"
 	relay_stop
-	dm_med=$lat_med
+	dm_med=$lat_med dm_each=$each_p99
+	# The floor under both: the same number of loopback connections, each
+	# written once a round by one process and read by another through
+	# epoll (pushfloor.c), with no relay, HTTP or spool between; the bytes
+	# of an event as the DM run's streams had them.
+	bench_cc pushfloor
+	for f in "$chan/spool/bob/new/"*; do
+		ev_size=$(($(wc -c <"$f") + 48)) # "id: <uuid>\ndata: " and "\n\n"
+		break
+	done
+	"$bench_tmp/pushfloor" "$subs" "$sends" "$ev_size" "$bench_tmp/each" >"$bench_tmp/lat" ||
+		bench_die "pushfloor failed"
+	set -- $(pcts "$bench_tmp/lat") $(pcts "$bench_tmp/each")
+	echo "the push alone: $subs loopback connections written in turn, $ev_size bytes each, and read by another process (pushfloor.c: no relay, no HTTP, no spool): until every connection had it, median $(bench_us "$1"), p99 $(bench_us "$2"); each delivery, median $(bench_us "$4"), p99 $(bench_us "$5") (the DM's each-delivery p99 was $(bench_us "$dm_each"): the floor of this machine, no target)"
 	# The fan-out on this disk: the links alone, by fanout.c, into the same
 	# inboxes (which hold what the runs above left there). The relay makes
 	# them after the push, so they delay the sender's answer, not the
