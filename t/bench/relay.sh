@@ -2,8 +2,9 @@
 # relay.sh: bch-relayd under load, all on 127.0.0.1. Sends per second
 # over keep-alive with 2 and with 10,000 registered agents, and with TLS
 # on; send-to-SSE latency with 1,000 subscribers of a channel (and, for
-# comparison, 1,000 streams of one inbox, and the floor of the fan-out:
-# the links alone), and the same with TLS on;
+# comparison, 1,000 streams of one inbox, the same pushes with no relay
+# at all (pushfloor.c), and the floor of the fan-out: the links alone),
+# and the same with TLS on;
 # resident memory with 10,000 idle SSE connections, plain and with TLS.
 # fsync off (BACKCHANNEL_FSYNC=0). See README.
 #
