@@ -18,7 +18,7 @@ bench_init
 
 dur=5      # seconds per send-rate run
 rounds=3   # runs per setup, taking turns; the median is shown
-conns=10   # keep-alive connections in all
+conns=${BENCH_CONNS:-100} # keep-alive connections in all
 subs=1000  # SSE subscribers of the channel
 sends=200  # timed sends per latency figure (with 50, the p99 was the maximum)
 

@@ -31,7 +31,7 @@ bench_init
 
 dur=5         # seconds per send-rate run
 rounds=3      # send-rate runs per room, taking turns; the median is shown
-conns=10      # keep-alive connections of the load generator
+conns=${BENCH_CONNS:-100} # keep-alive connections of the load generator
 many=10000    # agents in the big room
 subs=1000     # SSE subscribers of the channel, for the latency figure
 sends=200     # timed sends per latency figure (with 50, the p99 was the maximum)
@@ -40,7 +40,11 @@ idle=10000    # idle SSE connections for the memory figure
 [ -x "$bench_root/bin/bch-relayd" ] || bench_die "bin/bch-relayd is missing — run make first"
 command -v sha256sum >/dev/null || bench_die "sha256sum is missing (coreutils)"
 bench_cc sse-load
-if command -v wrk >/dev/null 2>&1; then
+if [ "${BENCH_LOAD:-}" = relay-load ]; then
+	load=relay-load
+	bench_cc relay-load
+	echo "(BENCH_LOAD=relay-load: relay-load.c makes the load, and the TLS send rate is skipped)"
+elif command -v wrk >/dev/null 2>&1; then
 	load=wrk
 else
 	load=relay-load
@@ -161,6 +165,10 @@ send_run() {
 	sr_tok=$(token_of "$sr_dir" alice)
 	sr_new=$sr_dir/spool/bob/new
 	sr_before=$(bench_count "$sr_new")
+	# What the last run left unwritten goes to the disk now, so that a
+	# run does not also pay for the last one's writeback (the kernel's
+	# flusher shares the 2 cores).
+	sync
 	if [ "$load" = wrk ]; then
 		cat >"$bench_tmp/send.lua" <<EOF
 wrk.method = "POST"
