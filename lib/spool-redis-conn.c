@@ -229,6 +229,7 @@ load_scripts(struct rd *r, struct err *e)
 		memcpy(r->sha[i], rep->str, rep->len + 1);
 		freeReplyObject(rep);
 	}
+	r->loads++;
 	return 0;
 }
 
@@ -330,20 +331,55 @@ rd_queue(struct rd *r, struct err *e, int which, int argc, const char **args,
 {
 	const char *argv[16];
 	size_t len[16];
+	char *cmd;
 	int n;
 
 	if (rd_ready(r, e) < 0)
 		return -1;
 	n = script_argv(r, which, argc, args, lens, argv, len);
-	if (redisAppendCommandArgv(r->c, n, argv, len) != REDIS_OK)
+	if ((n = redisFormatCommandArgv(&cmd, n, argv, len)) < 0)
 		return rd_unavailable(r, e, "out of memory");
+	if (redisAppendFormattedCommand(r->c, cmd, (size_t)n) != REDIS_OK) {
+		redisFreeCommand(cmd);
+		return rd_unavailable(r, e, "out of memory");
+	}
+	if (r->nq == r->capq) {
+		r->capq = r->capq ? 2 * r->capq : 16;
+		r->q = xrealloc(r->q, r->capq * sizeof *r->q);
+	}
+	r->q[r->nq].cmd = cmd;
+	r->q[r->nq].len = (size_t)n;
+	r->q[r->nq++].loads = r->loads;
 	r->inflight++;
 	return 0;
 }
 
-/* The reply to the oldest script queued, or NULL with e filled. */
-redisReply *
-rd_next(struct rd *r, struct err *e)
+/* A queued script refused with NOSCRIPT (a SCRIPT FLUSH since): the
+ * scripts loaded again, unless that was done after it was queued, and
+ * the same bytes sent once more. The reply, or NULL with e filled. */
+static redisReply *
+requeued(struct rd *r, struct err *e, const struct rd_queued *q)
+{
+	redisReply *rep;
+
+	if (q->loads == r->loads && load_scripts(r, e) < 0)
+		return NULL;
+	collect(r);
+	if (!r->c)
+		return rd_unavailable(r, e, "the connection was lost"), NULL;
+	if (redisAppendFormattedCommand(r->c, q->cmd, q->len) != REDIS_OK ||
+	    !(rep = reply(r->c))) {
+		rd_unavailable(r, e, r->c->errstr);
+		drop(r);
+		return NULL;
+	}
+	return rep;
+}
+
+/* The reply owed to the oldest script queued, an error reply too; NULL
+ * with e filled when it will not come. */
+static redisReply *
+next_reply(struct rd *r, struct err *e)
 {
 	redisReply *rep;
 
@@ -366,10 +402,33 @@ rd_next(struct rd *r, struct err *e)
 		rd_unavailable(r, e, "no script was queued");
 		return NULL;
 	}
-	if (rep->type == REDIS_REPLY_ERROR) {
-		script_error(r, e, rep);
-		return NULL;
+	return rep;
+}
+
+/* The reply to the oldest script queued, or NULL with e filled. */
+redisReply *
+rd_next(struct rd *r, struct err *e)
+{
+	struct rd_queued q = {NULL, 0, 0};
+	redisReply *rep;
+
+	if (r->q_off < r->nq) {
+		q = r->q[r->q_off++];
+		if (r->q_off == r->nq)
+			r->q_off = r->nq = 0;
 	}
+	rep = next_reply(r, e);
+	if (rep && rep->type == REDIS_REPLY_ERROR && q.cmd &&
+	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+		freeReplyObject(rep);
+		rep = requeued(r, e, &q);
+	}
+	if (rep && rep->type == REDIS_REPLY_ERROR) {
+		rd_unavailable(r, e, rep->str);
+		freeReplyObject(rep);
+		rep = NULL;
+	}
+	redisFreeCommand(q.cmd);
 	return rep;
 }
 

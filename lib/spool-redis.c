@@ -389,6 +389,9 @@ rd_close(struct spool *s)
 		if (r->kept[r->kept_off])
 			freeReplyObject(r->kept[r->kept_off]);
 	free(r->kept);
+	for (; r->q_off < r->nq; r->q_off++)
+		redisFreeCommand(r->q[r->q_off].cmd);
+	free(r->q);
 	free(r->password);
 	free(r);
 	free(s);

@@ -49,6 +49,16 @@ struct rd {
 	redisReply **kept;
 	size_t nkept, kept_off, capkept;
 	int inflight;
+	/* The bytes of each script queued and not yet handed out, in the
+	 * same order, so that one refused after a SCRIPT FLUSH can go again;
+	 * loads counts the loads of the scripts, which each entry notes. */
+	struct rd_queued {
+		char *cmd;
+		size_t len;
+		unsigned loads;
+	} *q;
+	size_t nq, q_off, capq;
+	unsigned loads;
 };
 
 /* The connection, in spool-redis-conn.c. */

@@ -377,6 +377,57 @@ hlen() {
 	[ "$(tail -1 answers | grep -o '"body":"first"' | wc -l)" -eq 2 ]
 }
 
+@test "after a SCRIPT FLUSH, queued and single scripts are loaded again and succeed" {
+	relay A --rate 100000
+	join A alice
+	join A bob
+	on A alice bch send @bob "warm" >/dev/null
+	# Five sends on five connections, written while the relay is
+	# stopped and after a SCRIPT FLUSH: it reads them in one round and
+	# queues their scripts together. Each is refused with NOSCRIPT; the
+	# scripts are loaded once and each send goes again.
+	run python3 - "${A_URL##*:}" "$(tok alice)" "$A_PID" "$RDIR/redis.sock" <<'PY'
+import os, signal, socket, subprocess, sys, time
+port, tok, pid, sock = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+os.kill(pid, signal.SIGSTOP)
+try:
+    # kill() returns before the relay has stopped.
+    while open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.001)
+    subprocess.run(["redis-cli", "-s", sock, "SCRIPT", "FLUSH"], check=True,
+                   stdout=subprocess.DEVNULL)
+    for i, s in enumerate(socks):
+        body = '{"to":"@bob","body":"queued %d"}' % i
+        s.sendall(("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+                   % (tok, len(body), body)).encode())
+finally:
+    os.kill(pid, signal.SIGCONT)
+for s in socks:
+    s.settimeout(10)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    print(got.split(b"\r\n")[0].decode())
+PY
+	assert_success
+	[ "$(grep -c '^HTTP/1.1 200 ' <<<"$output")" -eq 5 ]
+	# A script run alone (the inbox listing) after another flush.
+	rcli SCRIPT FLUSH
+	req A GET /v1/inbox/bob "$(tok bob)"
+	[ "$STATUS" = 200 ]
+	run on A bob bch drain
+	assert_success
+	for b in warm "queued 0" "queued 1" "queued 2" "queued 3" "queued 4"; do
+		[ "$(grep -c "$b" <<<"$output")" -eq 1 ]
+	done
+	! grep -q ' 503 ' "$BATS_TEST_TMPDIR/A.log"
+}
+
 @test "a client that sends and half-closes still gets its answer" {
 	relay A --rate 100000
 	join A alice
