@@ -109,25 +109,13 @@ fail:
 	return NULL;
 }
 
-/* Keep a queued script's reply for rd_next(): one read ahead of its
- * turn (collect), or NULL for one that will not come, its connection
- * given up (drop), which rd_next() hands out as a failure. */
-static void
-keep(struct rd *r, redisReply *rep)
-{
-	if (r->nkept == r->capkept) {
-		r->capkept = r->capkept ? 2 * r->capkept : 16;
-		r->kept = xrealloc(r->kept, r->capkept * sizeof *r->kept);
-	}
-	r->kept[r->nkept++] = rep;
-}
-
-/* Give the connection up; the next call makes it again. */
+/* Give the connection up; the next call makes it again. The replies
+ * queued scripts were owed on it will not come: rd_next() hands each
+ * out as a failure. */
 static void
 drop(struct rd *r)
 {
-	for (; r->inflight > 0; r->inflight--)
-		keep(r, NULL);
+	r->nread = r->nq;
 	if (r->c)
 		redisFree(r->c);
 	r->c = NULL;
@@ -176,14 +164,13 @@ reply(redisContext *c)
 static void
 collect(struct rd *r)
 {
-	while (r->inflight > 0) {
+	while (r->nread < r->nq) {
 		redisReply *rep = reply(r->c);
 		if (!rep) {
 			drop(r);
 			return;
 		}
-		r->inflight--;
-		keep(r, rep);
+		r->q[r->nread++].rep = rep;
 	}
 }
 
@@ -349,8 +336,8 @@ rd_queue(struct rd *r, struct err *e, int which, int argc, const char **args,
 	}
 	r->q[r->nq].cmd = cmd;
 	r->q[r->nq].len = (size_t)n;
-	r->q[r->nq++].loads = r->loads;
-	r->inflight++;
+	r->q[r->nq].loads = r->loads;
+	r->q[r->nq++].rep = NULL;
 	return 0;
 }
 
@@ -376,49 +363,24 @@ requeued(struct rd *r, struct err *e, const struct rd_queued *q)
 	return rep;
 }
 
-/* The reply owed to the oldest script queued, an error reply too; NULL
- * with e filled when it will not come. */
-static redisReply *
-next_reply(struct rd *r, struct err *e)
-{
-	redisReply *rep;
-
-	if (r->kept_off < r->nkept) {
-		rep = r->kept[r->kept_off++];
-		if (r->kept_off == r->nkept)
-			r->kept_off = r->nkept = 0;
-		if (!rep) {
-			rd_unavailable(r, e, "the connection was lost");
-			return NULL;
-		}
-	} else if (r->inflight > 0) {
-		r->inflight--;
-		if (!(rep = reply(r->c))) {
-			rd_unavailable(r, e, r->c->errstr);
-			drop(r);
-			return NULL;
-		}
-	} else {
-		rd_unavailable(r, e, "no script was queued");
-		return NULL;
-	}
-	return rep;
-}
-
 /* The reply to the oldest script queued, or NULL with e filled. */
 redisReply *
 rd_next(struct rd *r, struct err *e)
 {
-	struct rd_queued q = {NULL, 0, 0};
+	struct rd_queued q;
 	redisReply *rep;
 
-	if (r->q_off < r->nq) {
-		q = r->q[r->q_off++];
-		if (r->q_off == r->nq)
-			r->q_off = r->nq = 0;
+	if (r->q_off == r->nq)
+		return rd_unavailable(r, e, "no script was queued"), NULL;
+	q = r->q[r->q_off++];
+	if (r->q_off <= r->nread) { /* read ahead, or lost */
+		if (!(rep = q.rep))
+			rd_unavailable(r, e, "the connection was lost");
+	} else if (r->nread++, !(rep = reply(r->c))) {
+		rd_unavailable(r, e, r->c->errstr);
+		drop(r);
 	}
-	rep = next_reply(r, e);
-	if (rep && rep->type == REDIS_REPLY_ERROR && q.cmd &&
+	if (rep && rep->type == REDIS_REPLY_ERROR &&
 	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(rep);
 		rep = requeued(r, e, &q);
@@ -429,6 +391,8 @@ rd_next(struct rd *r, struct err *e)
 		rep = NULL;
 	}
 	redisFreeCommand(q.cmd);
+	if (r->q_off == r->nq)
+		r->q_off = r->nread = r->nq = 0;
 	return rep;
 }
 

@@ -385,12 +385,11 @@ rd_close(struct spool *s)
 		redisFree(r->c);
 	if (r->sub)
 		redisFree(r->sub);
-	for (; r->kept_off < r->nkept; r->kept_off++)
-		if (r->kept[r->kept_off])
-			freeReplyObject(r->kept[r->kept_off]);
-	free(r->kept);
-	for (; r->q_off < r->nq; r->q_off++)
+	for (; r->q_off < r->nq; r->q_off++) {
+		if (r->q[r->q_off].rep)
+			freeReplyObject(r->q[r->q_off].rep);
 		redisFreeCommand(r->q[r->q_off].cmd);
+	}
 	free(r->q);
 	free(r->password);
 	free(r);

@@ -42,22 +42,19 @@ struct rd {
 	char sha[NSCRIPTS][48];
 	char waiting[NAME_MAX_LEN + 1]; /* spool_wait's agent */
 	int woke;
-	/* Scripts queued (rd_queue) get their replies from rd_next(), in
-	 * order: first those read ahead for a command that came between
-	 * (kept; NULL for one lost with its connection), then those still
-	 * to come on r->c (inflight). */
-	redisReply **kept;
-	size_t nkept, kept_off, capkept;
-	int inflight;
-	/* The bytes of each script queued and not yet handed out, in the
-	 * same order, so that one refused after a SCRIPT FLUSH can go again;
-	 * loads counts the loads of the scripts, which each entry notes. */
+	/* Scripts queued (rd_queue) and not yet handed out (rd_next), in
+	 * order, from q_off to nq: each with its bytes, so that one refused
+	 * after a SCRIPT FLUSH can go again, and the count of script loads
+	 * when it was queued. Those before nread had their reply read ahead
+	 * for a command that came between (rep; NULL for one lost with its
+	 * connection); the rest are still to come on r->c. */
 	struct rd_queued {
 		char *cmd;
 		size_t len;
 		unsigned loads;
+		redisReply *rep;
 	} *q;
-	size_t nq, q_off, capq;
+	size_t q_off, nread, nq, capq;
 	unsigned loads;
 };
 
