@@ -122,7 +122,6 @@ const char *const rd_scripts[NSCRIPTS] = {
 	"  if a ~= from then r[#r + 1] = a end\n"
 	" end\n"
 	" if #r == 0 then return {'empty', to} end\n"
-	" table.sort(r)\n"
 	"end\n"
 	"local max, call, keys, v = tonumber(ARGV[7]), redis.call, {}, ARGV[6]\n"
 	"for i, a in ipairs(r) do\n"
