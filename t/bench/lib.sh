@@ -84,16 +84,23 @@ bench_init() {
 		"$bench_tmp" "$bench_fs" "$bench_dev"
 }
 
-# bench_cc NAME: compile t/bench/NAME.c to $bench_tmp/NAME. A helper
-# that includes <bearssl.h> (sse-load.c, for its TLS mode) is linked with
-# the static BearSSL the programs link, whichever script compiles it.
+# bench_cc NAME: compile t/bench/NAME.c to $bench_tmp/NAME, with the
+# files it names on a "/* with: FILE.c... */" line (sse-load.c: its TLS
+# client, sse-tls.c). When one of them includes <bearssl.h>, it is linked
+# with the static BearSSL the programs link.
 bench_cc() {
+	bench_srcs="$bench_dir/$1.c"
+	for bench_f in $(sed -n 's|^/\* with: \(.*\) \*/$|\1|p' "$bench_dir/$1.c"); do
+		bench_srcs="$bench_srcs $bench_dir/$bench_f"
+	done
 	bench_libs=
-	if grep -q '^#include <bearssl.h>' "$bench_dir/$1.c"; then
+	# shellcheck disable=SC2086
+	if grep -q '^#include <bearssl.h>' $bench_srcs; then
 		bench_libs=-l:libbearssl.a
 	fi
+	# shellcheck disable=SC2086
 	${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -o "$bench_tmp/$1" \
-		"$bench_dir/$1.c" $bench_libs || bench_die "cannot compile $1.c"
+		$bench_srcs $bench_libs || bench_die "cannot compile $1.c"
 }
 
 # bench_home: a fresh BACKCHANNEL_HOME (exported) with agents alice (the
