@@ -238,7 +238,9 @@ event_of(struct relayd *d, const char *agent, const char *name)
 	return &l->ev;
 }
 
-/* Push each arrival to the SSE readers of its inbox. */
+/* Push each arrival to the SSE readers of its inbox. When the kernel's
+ * queue overflowed, some were lost: every stream is closed (after this
+ * round), and its client's next one replays what is unread. */
 void
 on_inotify(struct relayd *d)
 {
@@ -255,6 +257,13 @@ on_inotify(struct relayd *d)
 			struct conn *k;
 			size_t len = ie->len ? strlen(ie->name) : 0;
 			p += sizeof *ie + ie->len;
+			if (ie->mask & IN_Q_OVERFLOW) {
+				fprintf(stderr, "bch-relayd: inotify queue "
+				    "overflowed: closing the SSE streams so that "
+				    "their clients catch up\n");
+				d->drop_sse = 1;
+				continue;
+			}
 			if (len < 6 || len - 5 > ID_MAX_LEN ||
 			    strcmp(ie->name + len - 5, ".json") != 0 ||
 			    !(agent = watched(d, ie->wd)))

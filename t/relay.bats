@@ -843,6 +843,35 @@ stream() {
 	wait_for 5 grep -q '^data: .*"from":"alice".*"body":"dropped in locally"' sse.out
 }
 
+@test "SSE: when inotify's queue overflows, the streams are closed and a new one has every message" {
+	relayd
+	alice_bob
+	local max n curl
+	max=$(cat /proc/sys/fs/inotify/max_queued_events)
+	[ "$max" -le 100000 ] || skip "fs.inotify.max_queued_events is $max"
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
+	curl=$!
+	bg_pid "$curl"
+	wait_for 5 grep -q '^retry:' sse.out
+	# More arrivals than inotify queues, made by a local tool while the
+	# relay sleeps: the kernel drops the rest and says so.
+	n=$((max + 100))
+	seq "$n" | awk '{ printf "{\"to\":\"@bob\",\"body\":\"local %d\"}\n", $1 }' >reqs
+	kill -STOP "$BCH_RELAY_PID"
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_FSYNC=0 BACKCHANNEL_AGENT=alice bch-send <reqs >/dev/null
+	)
+	kill -CONT "$BCH_RELAY_PID"
+	# The stream that missed arrivals is closed, not left to wait...
+	wait_for 20 eval '! kill -0 "$curl" 2>/dev/null'
+	grep -q 'inotify.*overflow' "$LOG"
+	# ...and the client's next stream has every message, the last too.
+	stream "$B" bob sse.2
+	wait_for 20 grep -q "\"body\":\"local $n\"" sse.2
+	[ "$(grep -c '^data: ' sse.2)" -eq "$n" ]
+}
+
 @test "SSE: a channel message reaches every subscriber's stream" {
 	relayd
 	alice_bob
