@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "spool-redis.h"
@@ -14,6 +16,7 @@
 #define CMD_TIMEOUT_S 3 /* for an answer from Redis */
 
 #define BACKOFF_MAX 2.0 /* seconds between attempts to reconnect */
+#define PROBE_MS 250    /* for an answer from a Redis that stalled */
 
 double
 rd_now(void)
@@ -71,6 +74,24 @@ setup_cmd(redisContext *c, struct err *e, struct rd *r, int argc,
 	return rc;
 }
 
+/* After a command went unanswered, a server that accepts connections
+ * may still be stopped (a freeze, a fork of a large dataset): any answer
+ * to a PING within PROBE_MS says it runs again, so that the set-up and
+ * the scripts to load do not each wait out the command timeout. */
+static int
+probe(redisContext *c, struct rd *r, struct err *e)
+{
+	struct timeval tv = {0, PROBE_MS * 1000};
+	redisReply *rep;
+
+	redisSetTimeout(c, tv);
+	if (!(rep = redisCommand(c, "PING")))
+		return rd_unavailable(r, e, "it does not answer");
+	freeReplyObject(rep);
+	r->stalled = 0;
+	return 0;
+}
+
 static redisContext *
 dial(struct rd *r, struct err *e)
 {
@@ -87,6 +108,10 @@ dial(struct rd *r, struct err *e)
 		return NULL;
 	}
 	fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+	if (r->stalled && probe(c, r, e) < 0) {
+		redisFree(c);
+		return NULL;
+	}
 	redisSetTimeout(c, cmd);
 	if (r->port)
 		redisEnableKeepAlive(c);
@@ -111,7 +136,10 @@ fail:
 
 /* Give the connection up; the next call makes it again. The replies
  * queued scripts were owed on it will not come: rd_next() hands each
- * out as a failure. */
+ * out as a failure. A connection lost is made again at once; one that
+ * went silent not before a pause, and then after a probe (dial()): the
+ * relay has one thread, and a stopped Redis must not hold it up for a
+ * command timeout with every request. */
 static void
 drop(struct rd *r)
 {
@@ -119,7 +147,12 @@ drop(struct rd *r)
 	if (r->c)
 		redisFree(r->c);
 	r->c = NULL;
-	r->retry_at = 0; /* the first attempt again is at once */
+	if (r->stalled) {
+		r->backoff = BACKOFF_MAX;
+		r->retry_at = rd_now() + BACKOFF_MAX;
+	} else {
+		r->retry_at = 0;
+	}
 }
 
 /* Send what is queued in c's output and wait for the next reply in
@@ -129,8 +162,9 @@ drop(struct rd *r)
  * CPU Redis then pays to interrupt.) NULL with c->errstr set when the
  * connection failed or Redis said nothing for the command timeout. */
 static redisReply *
-reply(redisContext *c)
+reply(struct rd *r)
 {
+	redisContext *c = r->c;
 	struct pollfd p;
 	void *rep = NULL;
 	int done = 0, n;
@@ -149,6 +183,7 @@ reply(redisContext *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
+			r->stalled = n == 0;
 			c->err = REDIS_ERR_IO;
 			snprintf(c->errstr, sizeof c->errstr, "%s",
 			    n ? strerror(errno) : "no answer in time");
@@ -165,7 +200,7 @@ static void
 collect(struct rd *r)
 {
 	while (r->nread < r->nq) {
-		redisReply *rep = reply(r->c);
+		redisReply *rep = reply(r);
 		if (!rep) {
 			drop(r);
 			return;
@@ -186,7 +221,7 @@ command(struct rd *r, struct err *e, int argc, const char **argv,
 	if (!r->c)
 		return rd_unavailable(r, e, "the connection was lost"), NULL;
 	if (redisAppendCommandArgv(r->c, argc, argv, lens) != REDIS_OK ||
-	    !(rep = reply(r->c))) {
+	    !(rep = reply(r))) {
 		rd_unavailable(r, e, r->c->errstr);
 		drop(r);
 		return NULL;
@@ -355,7 +390,7 @@ requeued(struct rd *r, struct err *e, const struct rd_queued *q)
 	if (!r->c)
 		return rd_unavailable(r, e, "the connection was lost"), NULL;
 	if (redisAppendFormattedCommand(r->c, q->cmd, q->len) != REDIS_OK ||
-	    !(rep = reply(r->c))) {
+	    !(rep = reply(r))) {
 		rd_unavailable(r, e, r->c->errstr);
 		drop(r);
 		return NULL;
@@ -376,7 +411,7 @@ rd_next(struct rd *r, struct err *e)
 	if (r->q_off <= r->nread) { /* read ahead, or lost */
 		if (!(rep = q.rep))
 			rd_unavailable(r, e, "the connection was lost");
-	} else if (r->nread++, !(rep = reply(r->c))) {
+	} else if (r->nread++, !(rep = reply(r))) {
 		rd_unavailable(r, e, r->c->errstr);
 		drop(r);
 	}
@@ -523,6 +558,9 @@ parse_server(struct rd *r, char *host, const char *url, struct err *e)
 	if (!host[0] || r->port <= 0 || r->db < 0)
 		return err_set(e, BCH_PERM, "bad spool URL %s — use "
 		    "redis://host:port/db", url);
+	if (strlen(host) >= sizeof r->host)
+		return err_set(e, BCH_PERM, "bad spool URL %s — the host "
+		    "name is too long", url);
 	snprintf(r->host, sizeof r->host, "%s", host);
 	return 0;
 }
@@ -530,6 +568,7 @@ parse_server(struct rd *r, char *host, const char *url, struct err *e)
 int
 rd_parse_url(struct rd *r, const char *url, struct err *e)
 {
+	struct sockaddr_un sun;
 	char u[1024], *q;
 
 	if (strlen(url) >= sizeof u)
@@ -543,9 +582,14 @@ rd_parse_url(struct rd *r, const char *url, struct err *e)
 	}
 	snprintf(r->where, sizeof r->where, "%s", u);
 	if (strncmp(u, "unix://", 7) == 0) {
-		if (u[7] != '/' || strlen(u + 7) >= sizeof r->host)
+		if (u[7] != '/')
 			return err_set(e, BCH_PERM, "bad spool URL %s — use "
 			    "unix:///path/to/redis.sock", u);
+		/* hiredis would cut a longer path and dial another socket. */
+		if (strlen(u + 7) >= sizeof sun.sun_path)
+			return err_set(e, BCH_PERM, "bad spool URL %s — a "
+			    "socket path has at most %zu bytes", u,
+			    sizeof sun.sun_path - 1);
 		snprintf(r->host, sizeof r->host, "%s", u + 7);
 		return 0;
 	}

@@ -36,6 +36,7 @@ struct rd {
 	redisContext *c;   /* commands */
 	redisContext *sub; /* the subscription */
 	double retry_at, backoff;
+	int stalled; /* the last command had no answer in time */
 	double sub_retry_at, sub_backoff;
 	int sub_was_up;
 	unsigned gen;

@@ -528,6 +528,37 @@ PY
 	grep -q 'subscribed to arrivals' "$BATS_TEST_TMPDIR/B.log"
 }
 
+@test "a Redis that stops answering holds the relay up once, then is probed briefly" {
+	relay A
+	join A alice
+	join A bob
+	on A alice bch send @bob "before" >/dev/null
+	local rpid t i
+	rpid=$(cat "$RDIR/redis.pid")
+	kill -STOP "$rpid"
+	# The first send waits out the command timeout (3 s) and is refused.
+	req A POST /v1/send "$(tok alice)" '{"to":"@bob","body":"one"}'
+	[ "$STATUS" = 503 ]
+	# The relay does not wait on the frozen server again with every
+	# request (3 s each, the whole relay stopped): it refuses at once for
+	# a while, then tries a short probe. None of these waits a second.
+	for i in 1 2 3 4 5 6; do
+		t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -m 10 \
+			-H "Authorization: Bearer $(tok alice)" -d '{"to":"@bob","body":"frozen"}' \
+			"$A_URL/v1/send")
+		echo "send $i: $t"
+		[ "${t% *}" = 503 ]
+		awk -v t="${t#* }" 'BEGIN { exit !(t < 1) }'
+		sleep 0.5
+	done
+	kill -CONT "$rpid"
+	wait_for 15 on A alice bch send @bob "after" >/dev/null 2>&1
+	run on A bob bch drain
+	assert_output --partial before
+	assert_output --partial after
+	refute_output --partial frozen
+}
+
 @test "a relay started while Redis is down answers 503, then serves once it is up" {
 	sh "$T_ROOT/t/redis-server" stop "$RDIR"
 	relay A
@@ -632,11 +663,15 @@ PY
 }
 
 @test "a malformed spool URL is refused with 100 and one line naming it" {
-	local u
+	local u long
+	# A socket path longer than sun_path holds, which hiredis would cut
+	# short and so dial another socket; a host name over 255 bytes.
+	long=$(printf '%0120d' 0)
 	for u in 'redis://127.0.0.1:12x/0' 'redis://127.0.0.1:70000' 'redis://127.0.0.1:6379/x' \
 		'redis://[::1' 'redis://[::1]x' 'redis://:6379' 'unix://relative.sock' \
-		'unix:///tmp/r.sock?db=-1' 'unix:///tmp/r.sock?prefix=a%20b' 'unix:///tmp/r.sock?x=1'; do
-		run -100 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" --spool "$u"
+		'unix:///tmp/r.sock?db=-1' 'unix:///tmp/r.sock?prefix=a%20b' 'unix:///tmp/r.sock?x=1' \
+		"unix:///tmp/$long.sock" "redis://$long$long$long:6379"; do
+		run -100 timeout 10 bch-relayd --home "$BATS_TEST_TMPDIR/c" --port 0 --token "$ROOM" --spool "$u"
 		[ "${#lines[@]}" -eq 1 ] || { echo "$u: $output"; false; }
 		[[ $output == *"bad "* ]] || { echo "$u: $output"; false; }
 	done
