@@ -40,6 +40,27 @@ show_name(char *out, size_t outsz, const char *in)
 	out[w] = 0;
 }
 
+/* Does errnum say that the file itself can never be read as a message
+ * (a link, not a regular file, too big, not ours to read), rather than
+ * that reading failed for now (out of descriptors or memory, an I/O
+ * error)? Only the first kind is set aside; the second is an error, and
+ * the file stays for the next reader. */
+static int
+file_bad(int errnum)
+{
+	switch (errnum) {
+	case ELOOP:
+	case EINVAL:
+	case EFBIG:
+	case ENXIO:
+	case EISDIR:
+	case EACCES:
+	case EPERM:
+		return 1;
+	}
+	return 0;
+}
+
 /* Move a file that cannot be read as a message out of the way. */
 static void
 set_aside(struct spool *s, const char *agent, const char *path,
@@ -149,15 +170,16 @@ msg_file(const char *name, char *id)
 }
 
 /* Read new/<name> as a listing shows it; keep its bytes in it->raw while
- * *kept stays within keep. 1 listed, 0 not a message (set aside) or gone. */
+ * *kept stays within keep. 1 listed, 0 not a message (set aside) or gone,
+ * -1 it could not be read for now. */
 static int
 list_one(struct spool *s, const char *agent, const char *name,
-    struct spool_item *it, size_t *kept, size_t keep)
+    struct spool_item *it, size_t *kept, size_t keep, struct err *e)
 {
 	char path[P];
 	struct buf b = BUF_INIT;
 	struct msg m;
-	struct err e;
+	struct err bad;
 
 	memset(it, 0, sizeof *it);
 	box_path(s, path, agent, "new", name);
@@ -169,12 +191,17 @@ list_one(struct spool *s, const char *agent, const char *name,
 	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
 		int saved = errno;
 		buf_free(&b);
-		if (saved != ENOENT)
-			set_aside(s, agent, path, name, strerror(saved));
-		return 0; /* ENOENT: another reader claimed it */
+		if (saved == ENOENT)
+			return 0; /* another reader claimed it */
+		if (!file_bad(saved)) {
+			errno = saved;
+			return err_sys(e, "cannot read %s", path);
+		}
+		set_aside(s, agent, path, name, strerror(saved));
+		return 0;
 	}
-	if (msg_decode(b.p, b.len, 0, &s->cfg->rlim, &m, &e) < 0) {
-		set_aside(s, agent, path, name, e.msg);
+	if (msg_decode(b.p, b.len, 0, &s->cfg->rlim, &m, &bad) < 0) {
+		set_aside(s, agent, path, name, bad.msg);
 		buf_free(&b);
 		return 0;
 	}
@@ -208,6 +235,7 @@ walk(struct spool *s, const char *agent, size_t keep,
 	struct box *b;
 	struct dirent *d;
 	DIR *dir;
+	int rc = 0;
 
 	if (box_ok(s, agent, e) < 0)
 		return -1;
@@ -228,12 +256,17 @@ walk(struct spool *s, const char *agent, size_t keep,
 	while ((d = readdir(dir))) {
 		if (d->d_name[0] == '.')
 			continue;
-		if (list_one(s, agent, d->d_name, &it, &kept, keep)) {
+		rc = list_one(s, agent, d->d_name, &it, &kept, keep, e);
+		if (rc < 0)
+			break;
+		if (rc) {
 			fn(arg, &it);
 			seen++;
 		}
 	}
 	closedir(dir);
+	if (rc < 0)
+		return -1;
 	/* A sender in this process (the relay, on an SSE client's first
 	 * listing) need not count this inbox again for a while. */
 	b->n = seen;
@@ -266,6 +299,11 @@ fs_list(struct spool *s, const char *agent, struct spool_item **items,
 	int rc;
 
 	rc = walk(s, agent, s->keep_raw, list_add, &l, e);
+	if (rc < 0) {
+		spool_items_free(l.it, l.n);
+		l.it = NULL;
+		l.n = 0;
+	}
 	*items = l.it;
 	*n = l.n;
 	return rc;
@@ -298,18 +336,20 @@ fs_scan(struct spool *s, const char *agent,
 	return walk(s, agent, 0, scan_one, &sc, e);
 }
 
+/* Decode the message at path: 1 done, 0 gone or not a message (set
+ * aside), -1 it could not be read for now (e says why). */
 static int
 decode_at(struct spool *s, const char *agent, const char *path,
-    const struct spool_item *it, struct msg *m)
+    const struct spool_item *it, struct msg *m, struct err *e)
 {
 	struct buf b = BUF_INIT;
-	struct err e;
+	struct err bad;
 	int rc;
 
 	if (it->raw) {
-		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->rlim, m, &e);
+		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->rlim, m, &bad);
 		if (rc < 0)
-			set_aside(s, agent, path, it->name, e.msg);
+			set_aside(s, agent, path, it->name, bad.msg);
 		return rc < 0 ? 0 : 1;
 	}
 	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
@@ -317,12 +357,16 @@ decode_at(struct spool *s, const char *agent, const char *path,
 		buf_free(&b);
 		if (saved == ENOENT)
 			return 0;
+		if (!file_bad(saved)) {
+			errno = saved;
+			return err_sys(e, "cannot read %s", path);
+		}
 		set_aside(s, agent, path, it->name, strerror(saved));
 		return 0;
 	}
-	rc = msg_decode(b.p, b.len, 0, &s->cfg->rlim, m, &e);
+	rc = msg_decode(b.p, b.len, 0, &s->cfg->rlim, m, &bad);
 	if (rc < 0)
-		set_aside(s, agent, path, it->name, e.msg);
+		set_aside(s, agent, path, it->name, bad.msg);
 	buf_free(&b);
 	return rc < 0 ? 0 : 1;
 }
@@ -333,9 +377,8 @@ fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
 {
 	char path[P];
 
-	(void)e;
 	box_path(s, path, agent, "new", it->name);
-	return decode_at(s, agent, path, it, m);
+	return decode_at(s, agent, path, it, m, e);
 }
 
 int
@@ -367,8 +410,14 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 claimed:
 	if ((b = box_of(s, agent))->n)
 		b->n--; /* one fewer in new/ for count_of() */
-	if (decode_at(s, agent, dst, it, m) == 0)
+	switch (decode_at(s, agent, dst, it, m, e)) {
+	case 0:
 		return 0;
+	case -1: /* back where it was, for a later try */
+		if (move_noreplace(dst, src) == 0)
+			box_of(s, agent)->n++;
+		return -1;
+	}
 	memset(c, 0, sizeof *c);
 	snprintf(c->agent, sizeof c->agent, "%s", agent);
 	snprintf(c->name, sizeof c->name, "%s", it->name);

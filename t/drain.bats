@@ -464,6 +464,26 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 	[ -z "$stderr" ]
 }
 
+@test "a reader out of descriptors fails with 111 and sets nothing aside" {
+	local_only "on a relay, the relay reads the files"
+	bch send @bob one >/dev/null
+	bch send @bob two >/dev/null
+	# Four descriptors: stdio and the directory; no message file opens.
+	# bats holds others open, which a limit of 4 would make unusable.
+	run --separate-stderr as bob bash -c 'for f in /proc/$$/fd/*; do
+		n=${f##*/}; [ "$n" -le 2 ] || eval "exec $n>&-"; done
+		ulimit -n 4 && exec bch-drain'
+	assert_failure 111
+	grep -q 'cannot read .*/spool/bob/new/.*Too many open files' <<<"$stderr"
+	! grep -q corrupt <<<"$stderr"
+	[ ! -e "$BACKCHANNEL_HOME/spool/bob/corrupt" ]
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/new" | wc -l)" -eq 2 ]
+	run as bob bch drain --brief
+	assert_success
+	assert_output --partial one
+	assert_output --partial two
+}
+
 @test "a file in new/ that is not named <id>.json is set aside, not delivered" {
 	local_only "on a relay, the relay reads the files and reports them"
 	echo '{"junk":1}' > "$BACKCHANNEL_HOME/spool/bob/new/notes.txt"
