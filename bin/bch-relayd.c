@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -411,6 +412,35 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 		cli_usage(c, usage, "--cert and --key go together");
 }
 
+/* Each connection holds a descriptor, and the relay needs some of its
+ * own besides (the listener, epoll, inotify, Redis, the file it is
+ * reading): raise the soft limit as far as --max-conns asks, and serve
+ * no more connections than the limit leaves room for, so that a crowd
+ * of them can never leave the relay unable to open an inbox. */
+#define FD_RESERVE 64
+
+static void
+fit_descriptors(struct relayd *d)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)d->maxconns + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want
+	    ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur >= want)
+		return;
+	d->maxconns = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE
+	                                           : rl.rlim_cur / 2;
+	fprintf(stderr, "bch-relayd: serving at most %zu connections at once, "
+	    "as ulimit -n is %llu\n", d->maxconns,
+	    (unsigned long long)rl.rlim_cur);
+}
+
 /* Open the spool and the room, load the certificate, listen, and make the
  * event loop's descriptors. Exits on failure. */
 static void
@@ -419,6 +449,7 @@ start(struct relayd *d, const struct opts *o)
 	struct sigaction sa;
 	char room[4096];
 
+	fit_descriptors(d);
 	free(d->c.cfg.url);
 	d->c.cfg.url = NULL; /* the relay serves its own spool */
 	room_token(d, o->tok, o->tokfile, room, sizeof room);

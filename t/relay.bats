@@ -779,6 +779,55 @@ stream() {
 	alive
 }
 
+@test "under a low ulimit -n the relay serves fewer connections and keeps descriptors to read inboxes" {
+	: >"$LOG"
+	(ulimit -n 100 && exec bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
+		--token "$ROOM") 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	PORT=$(relay_port "$LOG")
+	URL=http://127.0.0.1:$PORT
+	grep -q 'serving at most 50 connections at once, as ulimit -n is 100' "$LOG"
+	alice_bob
+	for m in m1 m2 m3; do send "$A" @bob $m; expect 200; done
+	fds=()
+	for i in $(seq 1 120); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	# Those over the limit are closed; the 50 served hold their places.
+	run curl -s "$URL/v1/inbox/bob" -H "Authorization: Bearer $B"
+	# closed unanswered: an empty reply, or a reset if the request was in
+	[ "$status" -eq 52 ] || [ "$status" -eq 56 ]
+	for fd in "${fds[@]}"; do exec {fd}>&-; done
+	wait_for 5 alive
+	req GET /v1/inbox/bob "$B"
+	expect 200
+	for m in m1 m2 m3; do grep -q "\"body\":\"$m\"" <<<"$BODY"; done
+	[ ! -e "$BACKCHANNEL_HOME/spool/bob/corrupt" ]
+	! grep -q corrupt "$LOG"
+}
+
+@test "a soft ulimit -n under --max-conns is raised, not a cap" {
+	: >"$LOG"
+	(ulimit -Sn 100 && exec bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
+		--token "$ROOM" --max-conns 500) 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	PORT=$(relay_port "$LOG")
+	URL=http://127.0.0.1:$PORT
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 564 ] ||
+		skip "the hard limit is under 564"
+	! grep -q 'serving at most' "$LOG"
+	grep -q '^Max open files *564 ' "/proc/$BCH_RELAY_PID/limits"
+	fds=()
+	for i in $(seq 1 200); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	alive
+	[ "$(nfds)" -gt 200 ]
+	for fd in "${fds[@]}"; do exec {fd}>&-; done
+}
+
 # --- SSE ----------------------------------------------------------------------
 
 @test "SSE: the backlog first with id: and data: lines and retry:, then a live message" {
