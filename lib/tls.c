@@ -83,34 +83,64 @@ tls_pem_free(struct pem_obj *o, size_t n)
 	free(o);
 }
 
-/* The pin of a public key: sha256 over the EC point, or the RSA modulus
- * then exponent, as the certificate carries them. */
-static void
-pin_of_pkey(const br_x509_pkey *pk, char pin[65])
+/* One DER element of the n bytes at p: its tag, where its contents
+ * start and how long they are, and its whole length. -1 if it is not
+ * one that fits (a certificate's outer elements have one-byte tags). */
+static int
+der_next(const unsigned char *p, size_t n, unsigned *tag,
+    const unsigned char **body, size_t *blen, size_t *whole)
 {
-	struct buf b = BUF_INIT;
+	size_t len, head = 2, i, k;
 
-	if (pk->key_type == BR_KEYTYPE_EC) {
-		buf_add(&b, pk->key.ec.q, pk->key.ec.qlen);
-	} else {
-		buf_add(&b, pk->key.rsa.n, pk->key.rsa.nlen);
-		buf_add(&b, pk->key.rsa.e, pk->key.rsa.elen);
+	if (n < 2 || (p[0] & 0x1f) == 0x1f)
+		return -1;
+	*tag = p[0];
+	len = p[1];
+	if (len & 0x80) {
+		k = len & 0x7f;
+		if (k == 0 || k > 4 || n < 2 + k)
+			return -1;
+		for (len = 0, i = 0; i < k; i++)
+			len = len << 8 | p[2 + i];
+		head += k;
 	}
-	hash_sha256_hex(b.p ? b.p : "", b.len, pin);
-	buf_free(&b);
+	if (len > n - head)
+		return -1;
+	*body = p + head;
+	*blen = len;
+	*whole = head + len;
+	return 0;
 }
 
+/* The pin of a certificate: the hex sha256 of its SubjectPublicKeyInfo
+ * DER, as `openssl x509 -pubkey | openssl pkey -pubin -outform der |
+ * sha256sum` gives it (curl's --pinnedpubkey, in hex). The algorithm and
+ * each field's length are in what is hashed, so no key of another type
+ * or another split of the same bytes has the same pin. In the
+ * Certificate, tbsCertificate: [0] version (optional), serialNumber,
+ * signature, issuer, validity, subject, then subjectPublicKeyInfo. */
 int
 tls_pin_of_cert(const unsigned char *der, size_t len, char pin[65])
 {
-	br_x509_decoder_context dc;
-	const br_x509_pkey *pk;
+	const unsigned char *p, *body;
+	size_t n, blen, whole;
+	unsigned tag;
+	int skip;
 
-	br_x509_decoder_init(&dc, NULL, NULL);
-	br_x509_decoder_push(&dc, der, len);
-	if (!(pk = br_x509_decoder_get_pkey(&dc)))
+	if (der_next(der, len, &tag, &p, &n, &whole) < 0 || tag != 0x30 ||
+	    der_next(p, n, &tag, &p, &n, &whole) < 0 || tag != 0x30)
 		return -1;
-	pin_of_pkey(pk, pin);
+	for (skip = 0; skip < 6; skip++) {
+		if (der_next(p, n, &tag, &body, &blen, &whole) < 0)
+			return -1;
+		if (skip == 0 && tag != 0xa0)
+			skip++; /* no version: v1 */
+		p += whole;
+		n -= whole;
+	}
+	if (der_next(p, n, &tag, &body, &blen, &whole) < 0 || tag != 0x30)
+		return -1;
+	hash_sha256_hex(p, whole, pin);
 	return 0;
 }
 
@@ -133,9 +163,13 @@ tls_pin_of_file(const char *certfile, char pin[65], struct err *e)
 
 /* A pinned-key X.509 engine: the chain is not checked against any CA;
  * the leaf's public key must hash to the pin. */
+#define LEAF_MAX 65536 /* bytes of a leaf certificate, at most */
+
 struct pinx {
 	const br_x509_class *vtable;
 	br_x509_decoder_context dc;
+	struct buf leaf; /* the leaf certificate's DER, for its pin */
+	int leaf_long;   /* over LEAF_MAX: not one we would have pinned */
 	int depth;
 	br_x509_pkey pkey;
 	unsigned char keybuf[1024];
@@ -159,8 +193,11 @@ pinx_start_cert(const br_x509_class **ctx, uint32_t length)
 	struct pinx *x = (struct pinx *)(void *)ctx;
 
 	(void)length;
-	if (x->depth == 0)
+	if (x->depth == 0) {
 		br_x509_decoder_init(&x->dc, NULL, NULL);
+		buf_reset(&x->leaf);
+		x->leaf_long = 0;
+	}
 }
 
 static void
@@ -168,8 +205,14 @@ pinx_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
 {
 	struct pinx *x = (struct pinx *)(void *)ctx;
 
-	if (x->depth == 0)
-		br_x509_decoder_push(&x->dc, buf, len);
+	if (x->depth != 0)
+		return;
+	if (x->leaf.len + len > LEAF_MAX) {
+		x->leaf_long = 1;
+		return;
+	}
+	br_x509_decoder_push(&x->dc, buf, len);
+	buf_add(&x->leaf, buf, len);
 }
 
 static void
@@ -179,9 +222,11 @@ pinx_end_cert(const br_x509_class **ctx)
 	const br_x509_pkey *pk;
 	char got[65];
 
-	if (x->depth++ != 0 || !(pk = br_x509_decoder_get_pkey(&x->dc)))
+	if (x->depth++ != 0 || x->leaf_long ||
+	    !(pk = br_x509_decoder_get_pkey(&x->dc)) ||
+	    tls_pin_of_cert((const unsigned char *)x->leaf.p, x->leaf.len,
+	    got) < 0)
 		return;
-	pin_of_pkey(pk, got);
 	x->ok = hash_equal(got, x->pin, 64);
 	/* Keep a copy: the decoder's buffers go away with the next cert. */
 	x->pkey = *pk;
@@ -367,6 +412,7 @@ tls_client_free(struct tls_client *t)
 		}
 	}
 	free(t->ta);
+	buf_free(&t->px.leaf);
 	free(t);
 }
 

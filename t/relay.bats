@@ -1247,6 +1247,29 @@ tls_round() {
 	tls_round
 }
 
+# spki_pin CERT: the sha256 hex of the certificate's public key DER, as
+# openssl gives it (curl's --pinnedpubkey, in hex).
+spki_pin() {
+	openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER |
+		sha256sum | cut -c1-64
+}
+
+@test "TLS: the pin is the sha256 of the key's DER; an RSA key made of a pinned EC key's bytes is not trusted" {
+	command -v openssl >/dev/null || skip "openssl is not installed"
+	fx=$T_ROOT/t/fixtures/pin
+	relayd --cert "$fx/impostor.crt" --key "$fx/impostor.key"
+	grep -q "key pin $(spki_pin "$fx/impostor.crt")" "$LOG"
+	# The impostor's modulus and exponent are the victim's EC point:
+	# a pin over the bare key bytes let it pass for the victim.
+	run -100 bch init mallory --url "https://127.0.0.1:$PORT" --token "$ROOM" \
+		--pin "$(spki_pin "$fx/victim.crt")"
+	assert_output --partial 'not trusted'
+	[ ! -e "$BACKCHANNEL_HOME/agents/mallory.json" ]
+	run bch init mallory --url "https://127.0.0.1:$PORT" --token "$ROOM" \
+		--pin "$(spki_pin "$fx/impostor.crt")"
+	assert_success
+}
+
 @test "TLS: SSE streams the backlog and a live message" {
 	tls_relay ec
 	U=https://localhost:$PORT
