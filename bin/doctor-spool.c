@@ -110,31 +110,32 @@ static int
 check_claim(struct doc *d, struct tally *t, const char *agent,
     const char *path, const char *name)
 {
-	char dst[P], host[64];
+	char dst[P];
 	ssize_t flen;
-	long pid;
+	int fd;
 
-	if ((flen = claim_parse(name, host, sizeof host, &pid)) < 0)
+	switch (fd = claim_judge(path, name, d->host, &flen)) {
+	case CLAIM_NOT:
 		return 0;
-	if (strcmp(host, d->host) != 0) {
+	case CLAIM_FOREIGN:
 		t->foreign++;
 		return 0;
-	}
-	if (pid == (long)getpid() || io_pid_alive((pid_t)pid)) {
+	case CLAIM_LIVE:
 		t->live++;
 		return 0;
 	}
-	if (!d->fix)
-		return 1;
-	snprintf(dst, sizeof dst, "%s/spool/%s/new/%.*s", d->cfg.home, agent,
-	    (int)flen, name);
-	if (unclaim(path, dst) == 0) {
-		t->returned++;
-	} else if (!t->fix_failed) {
-		t->fix_failed = 1;
-		snprintf(t->fix_err, sizeof t->fix_err, "cannot return %s: %s",
-		    name, strerror(errno));
+	if (d->fix) {
+		snprintf(dst, sizeof dst, "%s/spool/%s/new/%.*s", d->cfg.home,
+		    agent, (int)flen, name);
+		if (unclaim(path, dst) == 0) {
+			t->returned++;
+		} else if (!t->fix_failed) {
+			t->fix_failed = 1;
+			snprintf(t->fix_err, sizeof t->fix_err,
+			    "cannot return %s: %s", name, strerror(errno));
+		}
 	}
+	close(fd);
 	return 1;
 }
 

@@ -1,20 +1,21 @@
 /* spool-fs-read: reading an inbox of the Maildir spool — listing and
- * scanning new/, claiming, acknowledging and releasing, and waiting.
+ * scanning new/, claiming, acknowledging and releasing (waiting is in
+ * spool-fs-wait.c).
  *
  * Design rationale. A claim renames new/<f> to
  * cur/<f>.claim.<host>.<pid>: the rename is the lock, and a claim whose
- * process died is found by the next reader and put back. Files in new/
- * are never replaced (spool-fs.c), so a listing may keep the bytes it
- * read and a claim need not read them again. */
+ * process died is found by the next reader and put back. The claimer
+ * also holds a flock on the file from before the rename until it is
+ * done (claim.h), so that a reader that cannot see its process (another
+ * pid namespace) does not take it for dead. Files in new/ are never
+ * replaced (spool-fs.c), so a listing may keep the bytes it read and a
+ * claim need not read them again. */
 #include <dirent.h>
-#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,38 +88,30 @@ set_aside(struct spool *s, const char *agent, const char *path,
 	    "spool/%s/corrupt/", shown, agent, why, agent);
 }
 
-/* Parse "<file>.claim.<host>.<pid>"; 1 if it is a claim of ours whose
- * process is gone, with the original file name in file. */
-static int
-stale_claim(struct fs *fs, const char *name, char *file, size_t filesz)
-{
-	char host[sizeof fs->host];
-	ssize_t n;
-	long pid;
-
-	n = claim_parse(name, host, sizeof host, &pid);
-	if (n < 0 || (size_t)n >= filesz || strcmp(host, fs->host) != 0 ||
-	    pid == (long)getpid() || io_pid_alive((pid_t)pid))
-		return 0;
-	memcpy(file, name, (size_t)n);
-	file[n] = 0;
-	return 1;
-}
-
 static void
 recover_claims(struct spool *s, const char *agent)
 {
+	struct fs *fs = s->impl;
 	char path[P], src[P], dst[P], file[ID_MAX_LEN + 16];
 	struct dirent *d;
+	ssize_t flen;
 	DIR *dir;
+	int fd;
 
 	box_path(s, path, agent, "cur", NULL);
 	if (!(dir = opendir(path)))
 		return;
 	while ((d = readdir(dir))) {
-		if (!stale_claim(s->impl, d->d_name, file, sizeof file))
+		if (!strstr(d->d_name, ".claim."))
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
+		if ((fd = claim_judge(src, d->d_name, fs->host, &flen)) < 0)
+			continue;
+		if ((size_t)flen >= sizeof file) { /* not a name we make */
+			close(fd);
+			continue;
+		}
+		snprintf(file, sizeof file, "%.*s", (int)flen, d->d_name);
 		box_path(s, dst, agent, "new", file);
 		switch (move_noreplace(src, dst)) {
 		case 0:
@@ -129,6 +122,7 @@ recover_claims(struct spool *s, const char *agent)
 			unlink(src); /* already back in new/ */
 			break;
 		}
+		close(fd);
 	}
 	closedir(dir);
 }
@@ -381,6 +375,32 @@ fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
 	return decode_at(s, agent, path, it, m, e);
 }
 
+/* Rename new/<f> to its claim in cur/: 1 done, 0 another reader has
+ * it, -1 error. */
+static int
+move_claim(struct spool *s, const char *agent, const char *src,
+    const char *dst, const char *name, struct err *e)
+{
+	if (rename(src, dst) == 0)
+		return 1;
+	if (errno == ENOENT) {
+		/* Claimed by another reader, or cur/ went missing. */
+		if (access(src, F_OK) < 0)
+			return 0;
+		if (make_box(s, agent, e) < 0)
+			return -1;
+		if (rename(src, dst) == 0)
+			return 1;
+		if (errno == ENOENT)
+			return 0;
+	}
+	return err_sys(e, "cannot claim %s", name);
+}
+
+/* Claim it: take its lock (unless claim_nolock), then rename it into
+ * cur/ under this process's claim name; the lock is held until it is
+ * acknowledged or released, and tells a reader in another pid namespace
+ * that this claimer lives. */
 int
 fs_take(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct spool_claim *c, struct err *e)
@@ -388,41 +408,47 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 	struct fs *fs = s->impl;
 	char src[P], dst[P], file[ID_MAX_LEN + 200];
 	struct box *b;
+	int lock = -1, rc;
 
 	box_path(s, src, agent, "new", it->name);
 	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs->host,
 	    (long)getpid());
 	box_path(s, dst, agent, "cur", file);
-	if (rename(src, dst) < 0) {
-		if (errno == ENOENT) {
-			/* Claimed by another reader, or cur/ went missing. */
-			if (access(src, F_OK) < 0)
-				return 0;
-			if (make_box(s, agent, e) < 0)
-				return -1;
-			if (rename(src, dst) == 0)
-				goto claimed;
-			if (errno == ENOENT)
-				return 0;
-		}
+	if (!s->claim_nolock && (lock = claim_lock(src)) < 0) {
+		if (errno == ENOENT || errno == EWOULDBLOCK)
+			return 0; /* another reader has it */
 		return err_sys(e, "cannot claim %s", it->name);
 	}
-claimed:
+	if ((rc = move_claim(s, agent, src, dst, it->name, e)) <= 0)
+		goto out;
 	if ((b = box_of(s, agent))->n)
 		b->n--; /* one fewer in new/ for count_of() */
-	switch (decode_at(s, agent, dst, it, m, e)) {
-	case 0:
-		return 0;
-	case -1: /* back where it was, for a later try */
-		if (move_noreplace(dst, src) == 0)
-			box_of(s, agent)->n++;
-		return -1;
-	}
+	if ((rc = decode_at(s, agent, dst, it, m, e)) < 0 &&
+	    move_noreplace(dst, src) == 0)
+		b->n++; /* back where it was, for a later try */
+	if (rc <= 0)
+		goto out;
 	memset(c, 0, sizeof *c);
 	snprintf(c->agent, sizeof c->agent, "%s", agent);
 	snprintf(c->name, sizeof c->name, "%s", it->name);
 	c->path = xstrdup(dst);
+	c->lock = lock;
 	return 1;
+out:
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+/* A claim settled: its lock goes, after the file moved. */
+static void
+unlock(struct spool_claim *c)
+{
+	if (c->lock >= 0)
+		close(c->lock);
+	c->lock = -1;
+	free(c->path);
+	c->path = NULL;
 }
 
 int
@@ -438,8 +464,7 @@ fs_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
 	} else if (unlink(c->path) < 0 && errno != ENOENT) {
 		rc = err_sys(e, "cannot delete %s", c->path);
 	}
-	free(c->path);
-	c->path = NULL;
+	unlock(c);
 	return rc;
 }
 
@@ -457,137 +482,6 @@ fs_release(struct spool *s, struct spool_claim *c, struct err *e)
 		unlink(c->path);
 	if (rc < 0)
 		err_sys(e, "cannot return %s to the inbox", c->name);
-	free(c->path);
-	c->path = NULL;
+	unlock(c);
 	return rc < 0 ? -1 : 0;
-}
-
-/* Arm a watch on agent's new/, making the inbox if it went missing. */
-static int
-arm(struct spool *s, const char *agent, struct err *e)
-{
-	struct fs *fs = s->impl;
-	char path[P];
-	uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF |
-	    IN_MOVE_SELF | IN_ONLYDIR;
-
-	box_path(s, path, agent, "new", NULL);
-	fs->wd = inotify_add_watch(fs->ino, path, mask);
-	if (fs->wd < 0 && errno == ENOENT) {
-		agent_path(s, path, agent);
-		if (access(path, F_OK) < 0)
-			return err_set(e, BCH_PERM, "unknown agent \"%s\" — run "
-			    "bch init %s first", agent, agent);
-		if (make_box(s, agent, e) < 0)
-			return -1;
-		box_path(s, path, agent, "new", NULL);
-		fs->wd = inotify_add_watch(fs->ino, path, mask);
-	}
-	if (fs->wd < 0)
-		return err_sys(e, "cannot watch %s", path);
-	return 0;
-}
-
-int
-fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
-{
-	struct fs *fs = s->impl;
-	char ev[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-	struct pollfd pfd;
-	ssize_t n;
-	int rc;
-
-	if (fs->ino < 0) {
-		fs->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (fs->ino < 0)
-			return err_sys(e, "cannot start inotify");
-	}
-	if (fs->wd < 0)
-		return arm(s, agent, e) < 0 ? -1 : 1;
-	pfd.fd = fs->ino;
-	pfd.events = POLLIN;
-	rc = poll(&pfd, 1, timeout_ms);
-	if (rc < 0)
-		return errno == EINTR ? 0 : err_sys(e, "cannot wait for messages");
-	if (rc == 0)
-		return 0;
-	while ((n = read(fs->ino, ev, sizeof ev)) > 0) {
-		char *p = ev;
-		while (p < ev + n) {
-			struct inotify_event *ie = (struct inotify_event *)p;
-			if (ie->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
-				fs->wd = -1;
-			p += sizeof *ie + ie->len;
-		}
-	}
-	if (n < 0 && errno != EAGAIN && errno != EINTR)
-		return err_sys(e, "cannot read inotify events");
-	if (fs->wd < 0) {
-		/* The inbox went away: watch the new one (made if need be). */
-		if (arm(s, agent, e) < 0)
-			return -1;
-	}
-	return 1;
-}
-
-/* Read receipts: a message has been read by r once <id>.json has left
- * r's new/ (claimed, or claimed and deleted). */
-static int
-all_read(struct spool *s, const char *id, char **rcpt, size_t n, int *got)
-{
-	char path[P], file[ID_MAX_LEN + 8];
-	size_t i;
-	int all = 1;
-
-	snprintf(file, sizeof file, "%s.json", id);
-	for (i = 0; i < n; i++) {
-		box_path(s, path, rcpt[i], "new", file);
-		got[i] = access(path, F_OK) < 0 && errno == ENOENT;
-		all &= got[i];
-	}
-	return all;
-}
-
-int
-fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
-    int timeout_ms, int *got, struct err *e)
-{
-	char path[P];
-	struct timespec t0;
-	size_t i;
-	int ino, rc;
-
-	if (!id_valid(id))
-		return err_set(e, BCH_PERM, "invalid message id");
-	if (timeout_ms == 0 || all_read(s, id, rcpt, n, got))
-		return all_read(s, id, rcpt, n, got);
-	if ((ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0)
-		return err_sys(e, "cannot start inotify");
-	for (i = 0; i < n; i++) {
-		box_path(s, path, rcpt[i], "new", NULL);
-		if (inotify_add_watch(ino, path, IN_MOVED_FROM | IN_DELETE |
-		    IN_DELETE_SELF | IN_ONLYDIR) < 0 && errno != ENOENT) {
-			err_sys(e, "cannot watch %s", path);
-			close(ino);
-			return -1;
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	/* Armed: look again, then sleep until something leaves a new/. */
-	while (!(rc = all_read(s, id, rcpt, n, got))) {
-		char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-		struct pollfd p = { ino, POLLIN, 0 };
-		long left = timeout_ms;
-		if (timeout_ms > 0 && (left -= io_ms_since(&t0)) <= 0)
-			break;
-		if (poll(&p, 1, timeout_ms < 0 ? -1 : (int)left) < 0 &&
-		    errno != EINTR) {
-			rc = err_sys(e, "cannot wait for the reader");
-			break;
-		}
-		while (read(ino, ev, sizeof ev) > 0)
-			;
-	}
-	close(ino);
-	return rc;
 }

@@ -146,6 +146,57 @@ dead_pid() {
 	[ -f "$claim" ]
 }
 
+# in_pidns CMD...: run CMD in a new pid namespace (same host name), where
+# pids are not those of this one; skips where that cannot be done.
+in_pidns() {
+	unshare -p -f --mount-proc true 2>/dev/null ||
+		skip "cannot make a pid namespace (unshare -p needs root)"
+	unshare -p -f --mount-proc "$@"
+}
+
+@test "a live reader's claims are not taken back by a reader in another pid namespace" {
+	local_only "claim files of the local spool"
+	queue 1 1000
+	mkfifo pipe
+	# A reader blocked in write() with its claims taken, alive.
+	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
+	pid=$!
+	exec 6<pipe
+	claimed() { [ -n "$(ls "$CUR")" ]; }
+	blocked() { grep -q pipe_write "/proc/$pid/wchan"; }
+	wait_for 10 claimed
+	if [ "$(cat /proc/$$/wchan 2>/dev/null || echo 0)" != 0 ]; then
+		wait_for 10 blocked
+	fi
+	held=$(ls "$CUR" | wc -l)
+	# Its pid means nothing in the namespace: only the lock says it lives.
+	BACKCHANNEL_AGENT=bob in_pidns bch-drain --jsonl > ns.out 2> ns.err
+	! grep -q 'claimer died' ns.err
+	[ "$(ls "$CUR" | wc -l)" -eq "$held" ]
+	cat <&6 > host.out
+	wait "$pid"
+	exec 6<&-
+	# Each message printed once, by one of the two.
+	[ "$(complete_ids host.out ns.out | sort | uniq -d | wc -l)" -eq 0 ]
+	[ "$(complete_ids host.out ns.out | sort -u | wc -l)" -eq 1000 ]
+	[ -z "$(ls -A "$CUR")" ]
+}
+
+@test "a reader killed in another pid namespace has its claims returned" {
+	local_only "claim files of the local spool"
+	queue 1 1000
+	# Killed while blocked writing to a pipe nobody reads; its pid (a
+	# small one, in the namespace) may be alive out here.
+	BACKCHANNEL_AGENT=bob in_pidns sh -c 'mkfifo p2; bch-drain --jsonl > p2 &
+		exec 6<p2; while [ -z "$(ls "$0")" ]; do sleep 0.05; done
+		sleep 0.2; kill -9 $!' "$CUR"
+	[ -n "$(ls "$CUR")" ]
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1000 ]
+	[ -z "$(ls -A "$CUR")" ]
+}
+
 @test "a drain whose standard output is closed exits 111 and keeps every message" {
 	queue 1 5
 	for form in '' --json --jsonl --brief --hook; do
