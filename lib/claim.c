@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,12 +70,29 @@ claim_parse(const char *name, char *host, size_t hostsz, long *pid)
 	return c - name;
 }
 
+/* Raise the soft limit on descriptors to the hard one, once: a drain of
+ * many short messages holds a lock on each until its output is out. */
+static int
+more_files(void)
+{
+	static int done;
+	struct rlimit rl;
+
+	if (done++ || getrlimit(RLIMIT_NOFILE, &rl) < 0 ||
+	    rl.rlim_cur == rl.rlim_max)
+		return 0;
+	rl.rlim_cur = rl.rlim_max;
+	return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+}
+
 int
 claim_lock(const char *path)
 {
 	int fd, saved;
 
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == EMFILE && more_files())
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {

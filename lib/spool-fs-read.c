@@ -330,10 +330,11 @@ fs_scan(struct spool *s, const char *agent,
 	return walk(s, agent, 0, scan_one, &sc, e);
 }
 
-/* Decode the message at path: 1 done, 0 gone or not a message (set
- * aside), -1 it could not be read for now (e says why). */
+/* Decode the message at path (open as fd, unless fd is -1): 1 done, 0
+ * gone or not a message (set aside), -1 it could not be read for now
+ * (e says why). */
 static int
-decode_at(struct spool *s, const char *agent, const char *path,
+decode_at(struct spool *s, const char *agent, const char *path, int fd,
     const struct spool_item *it, struct msg *m, struct err *e)
 {
 	struct buf b = BUF_INIT;
@@ -346,7 +347,8 @@ decode_at(struct spool *s, const char *agent, const char *path,
 			set_aside(s, agent, path, it->name, bad.msg);
 		return rc < 0 ? 0 : 1;
 	}
-	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
+	if ((fd >= 0 ? io_readreg(fd, s->cfg->rlim.total + 1, &b) :
+	    io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b)) < 0) {
 		int saved = errno;
 		buf_free(&b);
 		if (saved == ENOENT)
@@ -372,7 +374,7 @@ fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
 	char path[P];
 
 	box_path(s, path, agent, "new", it->name);
-	return decode_at(s, agent, path, it, m, e);
+	return decode_at(s, agent, path, -1, it, m, e);
 }
 
 /* Rename new/<f> to its claim in cur/: 1 done, 0 another reader has
@@ -417,13 +419,16 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 	if (!s->claim_nolock && (lock = claim_lock(src)) < 0) {
 		if (errno == ENOENT || errno == EWOULDBLOCK)
 			return 0; /* another reader has it */
-		return err_sys(e, "cannot claim %s", it->name);
+		/* Out of descriptors (a drain holds many claims): claim
+		 * without the lock, to be judged by the pid alone. */
+		if (errno != EMFILE && errno != ENFILE)
+			return err_sys(e, "cannot claim %s", it->name);
 	}
 	if ((rc = move_claim(s, agent, src, dst, it->name, e)) <= 0)
 		goto out;
 	if ((b = box_of(s, agent))->n)
 		b->n--; /* one fewer in new/ for count_of() */
-	if ((rc = decode_at(s, agent, dst, it, m, e)) < 0 &&
+	if ((rc = decode_at(s, agent, dst, lock, it, m, e)) < 0 &&
 	    move_noreplace(dst, src) == 0)
 		b->n++; /* back where it was, for a later try */
 	if (rc <= 0)

@@ -484,6 +484,19 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 	assert_output --partial two
 }
 
+@test "a drain holding more claims than a low soft ulimit -n allows delivers them all" {
+	local_only "claim locks of the local spool"
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 2048 ] ||
+		skip "the hard limit on descriptors is under 2048"
+	for i in $(seq 1 1500); do echo '{"to":"@bob","body":"x"}'; done | bch-send >/dev/null
+	# Each claim holds its lock until its output is out: 1500 short
+	# messages make one block of output, over a soft limit of 64.
+	run --separate-stderr as bob bash -c 'ulimit -Sn 64 && exec bch-drain --brief'
+	assert_success
+	[ "${#lines[@]}" -eq 1500 ]
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "a file in new/ that is not named <id>.json is set aside, not delivered" {
 	local_only "on a relay, the relay reads the files and reports them"
 	echo '{"junk":1}' > "$BACKCHANNEL_HOME/spool/bob/new/notes.txt"
