@@ -33,7 +33,7 @@ struct doc {
 	struct check *c;
 	size_t n;
 	int failed;
-	char host[64];  /* this machine as claim names carry it */
+	char host[96];  /* this machine as claim names carry it */
 	char user[64];  /* for chown fixes */
 	char id_fix[600]; /* what fixes the identity, when it is broken */
 	struct ran ran[8];
