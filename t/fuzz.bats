@@ -20,7 +20,7 @@ local_setup() {
 @test "the fuzz targets build with clang, libFuzzer and the sanitizers" {
 	run make -C "$FUZZ"
 	assert_success
-	for t in json msg agent config scope http relay sse; do
+	for t in json msg agent config scope http relay sse pin; do
 		[ -x "$FUZZ/$t-fuzz" ]
 	done
 }
@@ -42,4 +42,5 @@ local_setup() {
 	assert_output --partial "fuzz: http #"
 	assert_output --partial "fuzz: relay #"
 	assert_output --partial "fuzz: sse #"
+	assert_output --partial "fuzz: pin #"
 }
