@@ -26,11 +26,10 @@ init_relay(struct cli *c, const char *name, int keep_default)
 {
 	struct agent_rec rec;
 	const char *token;
-	char *own = config_agent_token(&c->cfg, name), *room = c->cfg.token;
+	char *own = config_token_for(&c->cfg, name, c->cfg.url);
+	char *room = c->cfg.token;
 	int rc = -1;
 
-	if (!own && c->cfg.file_token && strcmp(name, c->cfg.file_agent) == 0)
-		own = xstrdup(c->cfg.file_token);
 	cli_open(c, 0);
 	if (own) {
 		/* Registered before: refresh with the name's own token. */
@@ -58,13 +57,10 @@ init_relay(struct cli *c, const char *name, int keep_default)
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
 		cli_fail(c);
 	}
-	if (keep_default) {
-		if (config_save_token(&c->cfg, name, token, &c->e) < 0)
-			cli_fail(c);
-	} else if (config_save(&c->cfg, name, c->cfg.url, token, c->cfg.pin,
-	    &c->e) < 0 || config_save_token(&c->cfg, name, token, &c->e) < 0) {
+	if ((!keep_default && config_save(&c->cfg, name, c->cfg.url, token,
+	    c->cfg.pin, &c->e) < 0) ||
+	    config_save_token(&c->cfg, name, token, c->cfg.url, &c->e) < 0)
 		cli_fail(c);
-	}
 	printf("initialised %s via %s\n", name, c->cfg.url);
 	agent_free(&rec);
 }

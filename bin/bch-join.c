@@ -42,18 +42,17 @@ read_invite(struct cli *c, const char *arg)
 	return b.p ? b.p : xstrdup("");
 }
 
-/* Register name with the name's own token if we have one (a second
- * join refreshes), else with the room token. The personal token. */
+/* Register name with the name's own token if we have one for this
+ * relay (a second join refreshes), else with the room token. A token
+ * kept for another relay is never sent: it is a password there. The
+ * personal token. */
 static char *
 enrol(struct cli *c, const struct invite *inv, const char *name)
 {
 	struct agent_rec rec;
-	char *own = config_agent_token(&c->cfg, name), *token;
+	char *own = config_token_for(&c->cfg, name, inv->url), *token;
 	int rc = -1;
 
-	if (!own && c->cfg.file_token && strcmp(name, c->cfg.file_agent) == 0 &&
-	    c->cfg.file_url && strcmp(c->cfg.file_url, inv->url) == 0)
-		own = xstrdup(c->cfg.file_token);
 	free(c->cfg.token);
 	c->cfg.token = NULL;
 	cli_open(c, 0);
@@ -104,7 +103,7 @@ save(struct cli *c, const struct invite *inv, const char *name,
 	}
 	if ((!keep_default && config_save(&c->cfg, name, inv->url, token,
 	    inv->pin, &c->e) < 0) ||
-	    config_save_token(&c->cfg, name, token, &c->e) < 0)
+	    config_save_token(&c->cfg, name, token, inv->url, &c->e) < 0)
 		cli_fail(c);
 }
 

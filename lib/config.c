@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -198,19 +199,64 @@ config_agent_token(const struct config *c, const char *agent)
 	return b.p;
 }
 
+/* tokens/.relay/<agent>: the relay url tokens/<agent> was given by, so
+ * that a token is never offered to another relay. A file of its own
+ * keeps tokens/<agent> the bare token that scripts read; the leading
+ * dot keeps it apart from every agent name. */
+static void
+relay_path(const struct config *c, const char *agent, char *path, size_t n)
+{
+	snprintf(path, n, "%s/tokens/.relay%s%s", c->home, agent ? "/" : "",
+	    agent ? agent : "");
+}
+
+char *
+config_token_for(const struct config *c, const char *agent, const char *url)
+{
+	char path[PATH_MAX + 100];
+	struct buf b = BUF_INIT;
+	int same = 0;
+
+	if (!url)
+		return NULL;
+	relay_path(c, agent, path, sizeof path);
+	if (io_readfile(AT_FDCWD, path, 4096, &b) == 0 && b.len) {
+		b.p[strcspn(b.p, "\r\n")] = 0;
+		same = strcmp(b.p, url) == 0;
+	}
+	buf_free(&b);
+	if (same)
+		return config_agent_token(c, agent);
+	if (c->file_token && c->file_url && strcmp(agent, c->file_agent) == 0 &&
+	    strcmp(c->file_url, url) == 0)
+		return xstrdup(c->file_token);
+	return NULL;
+}
+
 int
 config_save_token(const struct config *c, const char *agent,
-    const char *token, struct err *e)
+    const char *token, const char *url, struct err *e)
 {
 	char path[PATH_MAX + 100];
 	struct buf b = BUF_INIT;
 	int rc;
 
-	snprintf(path, sizeof path, "%s/tokens", c->home);
+	/* The old relay's name goes first: a failure half way leaves a
+	 * token kept for no relay, never one kept for the wrong one. */
+	relay_path(c, agent, path, sizeof path);
+	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR)
+		return err_sys(e, "cannot remove %s", path);
+	relay_path(c, NULL, path, sizeof path);
 	if (io_mkdirs(path, 0700) < 0)
 		return err_sys(e, "cannot create %s", path);
 	snprintf(path, sizeof path, "%s/tokens/%s", c->home, agent);
 	buf_printf(&b, "%s\n", token);
+	rc = io_replace(path, b.p, b.len, 1, e);
+	buf_free(&b);
+	if (rc < 0 || !url)
+		return rc;
+	relay_path(c, agent, path, sizeof path);
+	buf_printf(&b, "%s\n", url);
 	rc = io_replace(path, b.p, b.len, 1, e);
 	buf_free(&b);
 	return rc;

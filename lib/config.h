@@ -44,9 +44,17 @@ int config_save(const struct config *c, const char *agent, const char *url,
 /* The personal token kept for agent in tokens/<agent>, or NULL. */
 char *config_agent_token(const struct config *c, const char *agent);
 
-/* Keep agent's personal token in tokens/<agent>, 0600. */
+/* The personal token kept for agent on the relay at url: tokens/<agent>
+ * when it was saved for that url, else config.json's token when agent
+ * and url are config.json's; NULL when there is none. A token is a
+ * password for one relay: never hand one kept for another. */
+char *config_token_for(const struct config *c, const char *agent,
+    const char *url);
+
+/* Keep agent's personal token in tokens/<agent>, 0600, and the relay url
+ * it is for (NULL: none) beside it. */
 int config_save_token(const struct config *c, const char *agent,
-    const char *token, struct err *e);
+    const char *token, const char *url, struct err *e);
 
 void config_free(struct config *c);
 

@@ -258,3 +258,18 @@ wait_for() {
 		sleep 0.05
 	done
 }
+
+# fake_relay SCRIPT [ARGS...]: run the python3 stand-in relay SCRIPT in
+# the background (stopped by the teardown); it prints the port it listens
+# on first. Sets FAKE_URL. Skips the test when python3 is not installed.
+fake_relay() {
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	rm -f "$1.port" # not the last one's port
+	python3 "$@" >"$1.port" 2>"$1.err" &
+	bg_pid $!
+	wait_for 10 test -s "$1.port" || {
+		cat "$1.err" >&2
+		return 1
+	}
+	FAKE_URL="http://127.0.0.1:$(head -1 "$1.port")"
+}

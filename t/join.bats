@@ -142,3 +142,49 @@ subscribed carol to #ops"
 	assert_success
 	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$pin" ]
 }
+
+@test "a personal token kept for one relay is never sent to another" {
+	bch join "$INV" --as alice --no-hooks >/dev/null
+	BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks >/dev/null
+	alice=$(cat "$BACKCHANNEL_HOME/tokens/alice")
+	erin=$(cat "$BACKCHANNEL_HOME/tokens/erin")
+	[[ $alice =~ ^[0-9a-f]{64}$ ]] && [[ $erin =~ ^[0-9a-f]{64}$ ]]
+	# Relay B logs the token each request carries and takes none.
+	cat >b.py <<'PY'
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        with open("auth.log", "a") as f:
+            f.write(self.headers.get("Authorization", "") + "\n")
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"error":"invalid token"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+	fake_relay b.py
+	INV_B=$(bch invite --url "$FAKE_URL" --token room-b --channel dev)
+	run bch join "$INV_B" --as alice --no-hooks
+	assert_failure 100
+	run env BACKCHANNEL_AGENT=erin bch join "$INV_B" --as erin --no-hooks
+	assert_failure 100
+	run bch init alice --url "$FAKE_URL" --token room-b
+	assert_failure 100
+	# Only B's room token reached B; A's tokens still work on A.
+	run sort -u auth.log
+	assert_output 'Bearer room-b'
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/alice")" = "$alice" ]
+	run bch join "$INV" --as alice --no-hooks
+	assert_success
+	[ "$(jq -r .token "$BACKCHANNEL_HOME/config.json")" = "$alice" ]
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_success
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/erin")" = "$erin" ]
+}
