@@ -270,6 +270,28 @@ http_req_free(struct http_req *r)
 	r->body = NULL;
 }
 
+/* The headers of a response that only a response has, from the line
+ * [p, e): compared within it, as the head is not a C string. */
+static void
+resp_header(const char *p, const char *e, struct http_resp *r)
+{
+	const char *v, *ve;
+
+	if (e - p >= 13 && strncasecmp(p, "content-type:", 13) == 0) {
+		for (v = p + 13; v < e && *v == ' '; v++)
+			;
+		if (e - v >= 17 && strncasecmp(v, "text/event-stream", 17) == 0)
+			r->event_stream = 1;
+	} else if (e - p >= 9 && strncasecmp(p, "location:", 9) == 0) {
+		for (v = p + 9; v < e && (*v == ' ' || *v == '\t'); v++)
+			;
+		for (ve = e; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+			;
+		snprintf(r->location, sizeof r->location, "%.*s",
+		    (int)(ve - v), v);
+	}
+}
+
 long
 http_parse_response(const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
@@ -295,15 +317,7 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		if (!e || e == p || e[-1] != '\r')
 			return -1;
 		header(p, e - 1, &h, NULL, 0, NULL, 0);
-		/* Compared within the line: the head is not a C string. */
-		if (e - 1 - p >= 13 && strncasecmp(p, "content-type:", 13) == 0) {
-			const char *v = p + 13;
-			while (v < e - 1 && *v == ' ')
-				v++;
-			if (e - 1 - v >= 17 &&
-			    strncasecmp(v, "text/event-stream", 17) == 0)
-				r->event_stream = 1;
-		}
+		resp_header(p, e - 1, r);
 	}
 	if (h.bad || (h.chunked && h.clen >= 0))
 		return -1;

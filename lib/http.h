@@ -39,6 +39,7 @@ struct http_resp {
 	int keepalive;
 	int retry_after; /* seconds, or -1 */
 	int event_stream; /* Content-Type: text/event-stream (no body length) */
+	char location[512]; /* Location, cut to fit; "" when none */
 	char *body;
 	size_t body_len;
 };

@@ -125,8 +125,28 @@ request_build(struct hs *h, struct buf *q, const char *method,
 		buf_adds(q, "\r\n");
 }
 
+/* An answer no request of ours can have: an event stream (whose body
+ * never ends) or an interim 1xx (the real answer would follow). The
+ * link is in no state to reuse: closed, r freed, -1 with e filled. */
+static int
+answer_odd(struct spool *s, struct link *l, struct http_resp *r,
+    struct err *e)
+{
+	hs_link_close(l);
+	if (r->event_stream)
+		err_set(e, BCH_TEMP, "relay %s sent a malformed answer: an "
+		    "event stream where JSON was due — is it a backchannel "
+		    "relay?", s->cfg->url);
+	else
+		err_set(e, BCH_TEMP, "relay %s sent a malformed answer: an "
+		    "unasked-for %d", s->cfg->url, r->status);
+	http_resp_free(r);
+	return err_status(e, 502);
+}
+
 /* Read one answer off the link into r: 0; -1 with e filled for a
- * malformed one; 1 when the link broke before it came. */
+ * malformed one; 1 when the link broke before it came. Only a whole
+ * answer with a body comes back as 0: r->body is never NULL then. */
 static int
 answer_read(struct spool *s, struct link *l, struct http_resp *r,
     struct err *e)
@@ -138,6 +158,8 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r,
 		if (used > 0) {
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
+			if (r->event_stream || r->status < 200)
+				return answer_odd(s, l, r, e);
 			if (!r->keepalive)
 				hs_link_close(l);
 			return 0;
@@ -219,6 +241,58 @@ exchange(struct spool *s, const char *method, const char *path,
 	return rc;
 }
 
+/* A 3xx: the relay's url leads elsewhere. Where to, as the url to use
+ * instead when the answer names the route asked for. */
+static void
+redirect_err(struct spool *s, const char *path, const struct http_resp *r,
+    struct err *e)
+{
+	size_t n = strlen(r->location), pn = strlen(path);
+
+	if (!n) {
+		err_set(e, BCH_PERM, "the relay at %s answers %d, a redirect "
+		    "to nowhere — check the URL", s->cfg->url, r->status);
+		return;
+	}
+	if (n > pn && strcmp(r->location + n - pn, path) == 0)
+		n -= pn;
+	err_set(e, BCH_PERM, "the relay at %s redirects to %.*s — use that "
+	    "URL", s->cfg->url, (int)n, r->location);
+}
+
+/* A final answer that is not a 2xx, as an error: where a 3xx leads, or
+ * the relay's own words for a 4xx or 5xx. -1 with e filled; r freed. */
+static int
+answer_refused(struct spool *s, const char *path, struct http_resp *r,
+    struct err *e)
+{
+	struct json j;
+	const char *why;
+	char *msg = NULL;
+	int i;
+
+	if (r->status < 400) {
+		redirect_err(s, path, r, e);
+		err_status(e, r->status);
+		http_resp_free(r);
+		return -1;
+	}
+	if (json_parse(&j, r->body, r->body_len, 4, &why) == 0) {
+		i = json_get(&j, 0, "error");
+		if (i >= 0)
+			json_string(&j, i, 400, &msg, NULL);
+		json_free(&j);
+	}
+	/* The relay's words as they are: local and remote mode say the
+	 * same thing about the same mistake. */
+	err_set(e, r->status == 429 || r->status == 507 || r->status >= 500 ?
+	    BCH_TEMP : BCH_PERM, "%s", msg ? msg : http_reason(r->status));
+	err_status(e, r->status);
+	free(msg);
+	http_resp_free(r);
+	return -1;
+}
+
 /* A request with retries for what may pass; 4xx other than 429 are final
  * and come back as errors carrying the relay's message. */
 int
@@ -258,27 +332,8 @@ hs_call(struct spool *s, const char *method, const char *path,
 		usleep((useconds_t)delay * 1000);
 		delay *= 3;
 	}
-	if (r->status >= 400) {
-		struct json j;
-		const char *why;
-		char *msg = NULL;
-		int i;
-		if (json_parse(&j, r->body, r->body_len, 4, &why) == 0) {
-			i = json_get(&j, 0, "error");
-			if (i >= 0)
-				json_string(&j, i, 400, &msg, NULL);
-			json_free(&j);
-		}
-		/* The relay's words as they are: local and remote mode say
-		 * the same thing about the same mistake. */
-		err_set(e, r->status == 429 || r->status == 507 ||
-		    r->status >= 500 ? BCH_TEMP : BCH_PERM, "%s",
-		    msg ? msg : http_reason(r->status));
-		err_status(e, r->status);
-		free(msg);
-		http_resp_free(r);
-		return -1;
-	}
+	if (r->status < 200 || r->status >= 300)
+		return answer_refused(s, path, r, e);
 	return 0;
 }
 
@@ -286,6 +341,27 @@ const char *
 hs_token(struct spool *s)
 {
 	return s->cfg->token ? s->cfg->token : "";
+}
+
+/* The relay answered the request for the event stream with something
+ * else than the stream: -1 with e filled, r freed, the link closed. */
+static int
+events_refused(struct spool *s, const char *agent, struct http_resp *r,
+    struct err *e)
+{
+	struct hs *h = s->impl;
+	char path[NAME_MAX_LEN + 16];
+
+	if (r->status >= 300 && r->status < 400) {
+		snprintf(path, sizeof path, "/v1/events/%s", agent);
+		redirect_err(s, path, r, e);
+	} else {
+		err_set(e, r->status == 401 || r->status == 403 ? BCH_PERM :
+		    BCH_TEMP, "relay refused the event stream (%d)", r->status);
+	}
+	http_resp_free(r);
+	hs_link_close(&h->ev);
+	return -1;
 }
 
 /* Open the event stream; its head is read here, its events in wait. */
@@ -317,14 +393,8 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
 			l->in.p[l->in.len] = 0; /* events may have come with the head */
-			if (!ok) {
-				err_set(e, r.status == 401 || r.status == 403 ?
-				    BCH_PERM : BCH_TEMP, "relay refused the event "
-				    "stream (%d)", r.status);
-				http_resp_free(&r);
-				hs_link_close(l);
-				return -1;
-			}
+			if (!ok)
+				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);
 			return 0;
 		}

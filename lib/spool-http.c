@@ -220,17 +220,21 @@ http_send(struct spool *s, struct msg *m, struct err *e)
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
-	rc = take_recipients(s, &r);
-	if (msg_decode(r.body, r.body_len, 0, &s->cfg->rlim, &got, e) == 0) {
-		snprintf(m->id, sizeof m->id, "%s", got.id);
-		snprintf(m->ts, sizeof m->ts, "%s", got.ts);
-		free(m->to);
-		m->to = xstrdup(got.to);
-		msg_free(&got);
-	} else {
-		free(m->to);
-		m->to = xstrdup(to);
+	/* The answer is the stored message: anything else (a proxy's page,
+	 * a stranger's "ok") is no sign that it was stored. */
+	if (msg_decode(r.body, r.body_len, 0, &s->cfg->rlim, &got, NULL) < 0) {
+		http_resp_free(&r);
+		err_set(e, BCH_TEMP, "relay %s answered the send with something "
+		    "other than the stored message — it may not have been "
+		    "stored; is it a backchannel relay?", s->cfg->url);
+		return err_status(e, 502);
 	}
+	rc = take_recipients(s, &r);
+	snprintf(m->id, sizeof m->id, "%s", got.id);
+	snprintf(m->ts, sizeof m->ts, "%s", got.ts);
+	free(m->to);
+	m->to = xstrdup(got.to);
+	msg_free(&got);
 	http_resp_free(&r);
 	return rc;
 }

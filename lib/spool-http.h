@@ -39,9 +39,11 @@ void hs_link_close(struct link *l);
  * the keep-alive link; with retry, a failure that may pass (no
  * connection, a reset, a 5xx, a 429) is tried again after a growing
  * pause. Without a token only /v1/register is sent. 0 with r filled, its
- * status below 400, for the caller to free (http_resp_free); or -1 with
- * e (which may be NULL) filled and e->status set: a 4xx other than 429
- * is BCH_PERM with the relay's own message. */
+ * status a 2xx and r->body not NULL, for the caller to free
+ * (http_resp_free); or -1 with e (which may be NULL) filled and
+ * e->status set: a 4xx other than 429 is BCH_PERM with the relay's own
+ * message, a 3xx BCH_PERM naming where it leads, and an event stream or
+ * a 1xx a malformed answer (BCH_TEMP, 502). */
 int hs_call(struct spool *s, const char *method, const char *path,
     const char *token, const struct buf *body, struct http_resp *r, int retry,
     struct err *e);

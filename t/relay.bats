@@ -1146,6 +1146,69 @@ PY
 	refute_output --partial "in progress"
 }
 
+# odd_relay MODE: a stand-in relay that answers every request the one
+# way MODE says (see the script); it logs each request's method, path
+# and Host to requests.log. Sets FAKE_URL, and the client's environment.
+odd_relay() {
+	cat >odd.py <<'PY'
+import http.server, sys
+mode = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        with open("requests.log", "a") as f:
+            f.write("%s %s %s\n" % (self.command, self.path, self.headers.get("Host")))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if mode == "redirect":
+            self.send_response(301)
+            self.send_header("Location", "https://relay.example" + self.path)
+            self.send_header("Content-Length", "0")
+        elif mode == "stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "11")
+        self.end_headers()
+        self.wfile.write(b": keepalive\n\n" if mode == "stream" else
+                         b'{"ok":true}' if mode == "ok" else b"")
+    do_GET = do_POST = answer
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+	fake_relay odd.py "$1"
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+}
+
+@test "a relay url that redirects: 100 and where it leads, never \"sent\"" {
+	odd_relay redirect
+	run -100 bch send @bob hi
+	assert_output "bch-send: the relay at $FAKE_URL redirects to https://relay.example — use that URL"
+	run -100 bch sub '#proj'
+	assert_output "bch-sub: the relay at $FAKE_URL redirects to https://relay.example — use that URL"
+}
+
+@test "an event stream where JSON was due: send fails and says so" {
+	odd_relay stream
+	run -111 bch send @bob hi
+	assert_output "bch-send: relay $FAKE_URL sent a malformed answer: an event stream where JSON was due — is it a backchannel relay?"
+}
+
+@test "an event stream where JSON was due: sub fails and says so, no crash" {
+	odd_relay stream
+	run -111 bch sub '#proj'
+	assert_output "bch-sub: relay $FAKE_URL sent a malformed answer: an event stream where JSON was due — is it a backchannel relay?"
+}
+
+@test "a send answered with something other than the stored message is not sent" {
+	odd_relay ok
+	run -111 bch send @bob hi
+	assert_output "bch-send: relay $FAKE_URL answered the send with something other than the stored message — it may not have been stored; is it a backchannel relay?"
+}
+
 @test "the client exits 111 when the relay is not running" {
 	relayd
 	reg alice
