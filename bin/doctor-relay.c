@@ -171,6 +171,7 @@ health(struct doc *d, const struct url *u, struct health *h)
 	struct buf req = BUF_INIT, in = BUF_INIT;
 	struct http_resp r;
 	struct err e;
+	char host[URL_AUTHORITY_MAX];
 	long used = 0;
 	int fd, rc = -1;
 
@@ -184,9 +185,10 @@ health(struct doc *d, const struct url *u, struct health *h)
 		close(fd);
 		return -1;
 	}
+	url_authority(u, host, sizeof host);
 	buf_printf(&req, "GET %s/v1/health HTTP/1.1\r\nHost: %s\r\n"
 	    "User-Agent: backchannel-doctor\r\nConnection: close\r\n\r\n",
-	    u->prefix, u->host);
+	    u->prefix, host);
 	if ((tls ? tls_client_write(tls, fd, req.p, req.len) :
 	    io_writeall(fd, req.p, req.len)) < 0 ||
 	    read_answer(tls, fd, &in, &r, &used) < 0) {

@@ -109,13 +109,23 @@ link_read(struct link *l, void *p, size_t n)
 	return r;
 }
 
+/* The Host header: see url_authority(). */
+static void
+host_put(struct buf *q, const struct url *u)
+{
+	char host[URL_AUTHORITY_MAX];
+
+	url_authority(u, host, sizeof host);
+	buf_printf(q, "Host: %s\r\n", host);
+}
+
 static void
 request_build(struct hs *h, struct buf *q, const char *method,
     const char *path, const char *token, const struct buf *body)
 {
-	buf_printf(q, "%s %s%s HTTP/1.1\r\nHost: %s\r\n"
-	    "User-Agent: backchannel\r\nAccept: application/json\r\n",
-	    method, h->url.prefix, path, h->url.host);
+	buf_printf(q, "%s %s%s HTTP/1.1\r\n", method, h->url.prefix, path);
+	host_put(q, &h->url);
+	buf_adds(q, "User-Agent: backchannel\r\nAccept: application/json\r\n");
 	if (token && *token)
 		buf_printf(q, "Authorization: Bearer %s\r\n", token);
 	if (body)
@@ -375,9 +385,11 @@ events_open(struct spool *s, const char *agent, struct err *e)
 
 	if (link_open(s, l, e) < 0)
 		return -1;
-	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\nHost: %s\r\n"
-	    "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n",
-	    h->url.prefix, agent, h->url.host, hs_token(s));
+	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\n", h->url.prefix,
+	    agent);
+	host_put(&q, &h->url);
+	buf_printf(&q, "Accept: text/event-stream\r\nAuthorization: Bearer "
+	    "%s\r\n", hs_token(s));
 	if (h->last_id[0])
 		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
 	buf_adds(&q, "\r\n");

@@ -54,3 +54,13 @@ bad:
 	return err_set(e, BCH_PERM, "bad relay URL \"%.200s\" — use "
 	    "http(s)://host[:port]", s);
 }
+
+void
+url_authority(const struct url *u, char *out, size_t n)
+{
+	int v6 = strchr(u->host, ':') != NULL;
+	int dflt = strcmp(u->port, u->https ? "443" : "80") == 0;
+
+	snprintf(out, n, "%s%s%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "",
+	    dflt ? "" : ":", dflt ? "" : u->port);
+}

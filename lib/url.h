@@ -2,6 +2,8 @@
 #ifndef BCH_URL_H
 #define BCH_URL_H
 
+#include <stddef.h>
+
 #include "err.h"
 
 struct url {
@@ -15,5 +17,11 @@ struct url {
  * line, BCH_PERM. Only the form is checked; the port is not range checked
  * and a port of more than 7 digits is cut to its first 7, as before. */
 int url_parse(struct url *u, const char *s, struct err *e);
+
+/* What a request to u says in its Host header (RFC 9110 7.2), into
+ * out: the port unless it is the scheme's own, an IPv6 literal in
+ * brackets. A relay behind a virtual host or a proxy routes by it. */
+#define URL_AUTHORITY_MAX (sizeof ((struct url *)0)->host + 10)
+void url_authority(const struct url *u, char *out, size_t n);
 
 #endif

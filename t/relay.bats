@@ -1146,40 +1146,46 @@ PY
 	refute_output --partial "in progress"
 }
 
-# odd_relay MODE: a stand-in relay that answers every request the one
-# way MODE says (see the script); it logs each request's method, path
+# odd_relay MODE [ADDRESS]: a stand-in relay on ADDRESS (127.0.0.1) that
+# answers every request the one way MODE says: "redirect" a 301 to
+# https://relay.example, "stream" an event stream (but an empty inbox to
+# GET /v1/inbox/), "ok" {"ok":true}. It logs each request's method, path
 # and Host to requests.log. Sets FAKE_URL, and the client's environment.
 odd_relay() {
 	cat >odd.py <<'PY'
-import http.server, sys
+import http.server, socket, sys
 mode = sys.argv[1]
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self):
         with open("requests.log", "a") as f:
             f.write("%s %s %s\n" % (self.command, self.path, self.headers.get("Host")))
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"[]" if "/v1/inbox/" in self.path else b'{"ok":true}'
         if mode == "redirect":
             self.send_response(301)
             self.send_header("Location", "https://relay.example" + self.path)
-            self.send_header("Content-Length", "0")
-        elif mode == "stream":
+            body = b""
+        elif mode == "stream" and body != b"[]":
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b": keepalive\n\n")
+            return
         else:
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "11")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b": keepalive\n\n" if mode == "stream" else
-                         b'{"ok":true}' if mode == "ok" else b"")
+        self.wfile.write(body)
     do_GET = do_POST = answer
     def log_message(self, *a):
         pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+s = S((sys.argv[2], 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 PY
-	fake_relay odd.py "$1"
+	fake_relay odd.py "$1" "${2:-127.0.0.1}"
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
 }
 
@@ -1207,6 +1213,24 @@ PY
 	odd_relay ok
 	run -111 bch send @bob hi
 	assert_output "bch-send: relay $FAKE_URL answered the send with something other than the stored message — it may not have been stored; is it a backchannel relay?"
+}
+
+@test "the Host header names the relay's port, and brackets an IPv6 address" {
+	odd_relay redirect
+	port=${FAKE_URL##*:}
+	run bch send @bob hi
+	run cat requests.log
+	assert_output "POST /v1/send 127.0.0.1:$port"
+	rm requests.log
+	odd_relay stream ::1
+	port=$(head -1 odd.py.port)
+	BACKCHANNEL_URL="http://[::1]:$port/bch" bch-watch >watch.out 2>&1 &
+	bg_pid $!
+	wait_for 10 grep -q events requests.log
+	wait_for 10 grep -q inbox requests.log
+	run sort -u requests.log
+	assert_output "GET /bch/v1/events/alice [::1]:$port
+GET /bch/v1/inbox/alice [::1]:$port"
 }
 
 @test "the client exits 111 when the relay is not running" {
