@@ -27,6 +27,7 @@ hs_link_close(struct link *l)
 	tls_client_free(l->tls);
 	l->tls = NULL;
 	l->fd = -1;
+	l->skip = 0;
 	buf_reset(&l->in);
 }
 
@@ -425,6 +426,30 @@ broken:
 	return -1;
 }
 
+#define EVENT_MAX (1 << 20)
+
+/* Drop what is read of an event over EVENT_MAX up to the blank line that
+ * ends it: 1 when that end is in, 0 when more is to come. A last '\n'
+ * is kept, for the one that may start the next read. */
+static int
+event_skip(struct link *l)
+{
+	char *end = memmem(l->in.p, l->in.len, "\n\n", 2);
+
+	if (!end) {
+		int nl = l->in.len && l->in.p[l->in.len - 1] == '\n';
+		buf_reset(&l->in);
+		if (nl)
+			buf_addc(&l->in, '\n');
+		return 0;
+	}
+	end += 2;
+	l->in.len -= (size_t)(end - l->in.p);
+	memmove(l->in.p, end, l->in.len + 1);
+	l->skip = 0;
+	return 1;
+}
+
 /* Take whole events off the front of the stream; 1 if any was a message. */
 static int
 events_consume(struct hs *h)
@@ -433,6 +458,8 @@ events_consume(struct hs *h)
 	int got = 0;
 	char *end;
 
+	if (l->skip && !event_skip(l))
+		return 0;
 	/* Lines are measured, not NUL-terminated: a stream may hold any
 	 * byte, and an id is taken only from a whole, clean "id:" line. */
 	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
@@ -456,8 +483,14 @@ events_consume(struct hs *h)
 		l->in.len -= (size_t)(end - l->in.p);
 		memmove(l->in.p, end, l->in.len + 1);
 	}
-	if (l->in.len > 1 << 20)
-		buf_reset(&l->in); /* a runaway event: drop it, relist anyway */
+	if (l->in.len > EVENT_MAX) {
+		/* A runaway event: no message is read from it, but one may
+		 * be behind it, so the caller lists the inbox, and what is
+		 * left of the event is dropped as it comes. */
+		l->skip = 1;
+		event_skip(l);
+		return 1;
+	}
 	return got;
 }
 

@@ -20,6 +20,7 @@ struct link {
 	int fd;
 	struct tls_client *tls;
 	struct buf in;
+	int skip; /* in an event over the limit: dropping it to its end */
 };
 
 /* An open spool over HTTP, s->impl: a link for requests, one for the

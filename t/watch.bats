@@ -371,3 +371,51 @@ no_byte_ff() {
 	no_byte_ff w.out w.err
 	kill -0 "$wpid"
 }
+
+# sse_relay MODE: a stand-in relay for alice whose inbox is empty on the
+# first look and holds one message ("behind the big one") after; its
+# event stream sends, per MODE, "big" the start of an event over the
+# client's 1 MiB limit, then nothing more. Sets the client's environment to use it.
+sse_relay() {
+	cat >sse.py <<'PY'
+import http.server, sys, time
+mode, looks = sys.argv[1], [0]
+MSG = (b'[{"id":"c0000001-0000-4000-8000-000000000001","from":"bob",'
+       b'"to":"@alice","body":"behind the big one","priority":"normal",'
+       b'"ts":"2026-06-12T12:00:01.000Z"}]')
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        if "/v1/events/" in self.path:
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            if mode == "big":
+                self.wfile.write(b"data: " + b"x" * (1100 * 1024))
+                self.wfile.flush()
+            time.sleep(3600)
+            return
+        body = MSG if looks[0] else b"[]"
+        looks[0] += 1
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+s.daemon_threads = True
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+	fake_relay sse.py "$1"
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t
+}
+
+@test "an event over the size limit is dropped, and the inbox listed for what it was" {
+	sse_relay big
+	watcher w alice --peek
+	wait_for 10 grep -q 'behind the big one' w.out
+	run cat w.err
+	assert_output ''
+}
