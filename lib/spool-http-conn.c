@@ -4,6 +4,8 @@
  * spool_wait() reads (the design rationale is in spool-http.c). */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,10 @@
 #include "tls.h"
 
 #define TIMEOUT_MS 15000
+/* The relay sends a keepalive comment every 25 s: a stream that says
+ * nothing for three of them is dead (a NAT that forgot it, a laptop that
+ * slept), though no error will ever come to say so. */
+#define SILENCE_MS 75000
 
 void
 hs_link_close(struct link *l)
@@ -29,6 +35,28 @@ hs_link_close(struct link *l)
 	l->fd = -1;
 	l->skip = 0;
 	buf_reset(&l->in);
+}
+
+/* TCP keepalive, probing after a minute idle rather than the system's
+ * two hours: a link whose peer vanished then fails instead of waiting.
+ * Best effort: without it the stream's silence limit still applies. */
+static void
+keepalive_on(int fd)
+{
+	int on = 1;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+		return;
+#ifdef TCP_KEEPIDLE
+	{
+		int idle = 60, intvl = 15, cnt = 4;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+		    sizeof idle) < 0 || setsockopt(fd, IPPROTO_TCP,
+		    TCP_KEEPINTVL, &intvl, sizeof intvl) < 0)
+			return;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+	}
+#endif
 }
 
 static int
@@ -54,6 +82,7 @@ link_open(struct spool *s, struct link *l, struct err *e)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		keepalive_on(fd);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		if (errno == EINTR) {
@@ -409,6 +438,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			if (!ok)
 				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);
+			clock_gettime(CLOCK_MONOTONIC, &h->heard);
 			return 0;
 		}
 		if (used < 0)
@@ -494,6 +524,19 @@ events_consume(struct hs *h)
 	return got;
 }
 
+/* How long to poll the stream: the caller's timeout, cut short to when
+ * the stream will have been silent too long (*silent then set). */
+static int
+poll_ms(const struct hs *h, int timeout_ms, int *silent)
+{
+	long left = SILENCE_MS - io_ms_since(&h->heard);
+
+	if (left < 0)
+		left = 0;
+	*silent = timeout_ms < 0 || left < timeout_ms;
+	return *silent ? (int)left : timeout_ms;
+}
+
 int
 hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 {
@@ -501,7 +544,7 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	struct link *l = &h->ev;
 	struct pollfd p;
 	struct err local;
-	int rc;
+	int rc, silent;
 
 	if (!e)
 		e = &local;
@@ -523,11 +566,17 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		if (!(l->tls && tls_client_pending(l->tls))) {
 			p.fd = l->fd;
 			p.events = POLLIN;
-			rc = poll(&p, 1, timeout_ms);
+			rc = poll(&p, 1, poll_ms(h, timeout_ms, &silent));
 			if (rc < 0)
 				return errno == EINTR ? 0 : err_sys(e, "poll");
-			if (rc == 0)
+			if (rc == 0 && !silent)
 				return 0;
+			if (rc == 0) {
+				/* Dead: open it again (with Last-Event-ID),
+				 * and list for what the silence hid. */
+				hs_link_close(l);
+				return 1;
+			}
 		}
 		buf_grow(&l->in, 16384);
 		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
@@ -539,5 +588,6 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		}
 		l->in.len += (size_t)n;
 		l->in.p[l->in.len] = 0;
+		clock_gettime(CLOCK_MONOTONIC, &h->heard);
 	}
 }

@@ -5,6 +5,7 @@
 #define BCH_SPOOL_HTTP_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "buf.h"
 #include "err.h"
@@ -29,6 +30,7 @@ struct hs {
 	struct url url;
 	struct link req, ev;
 	char last_id[ID_MAX_LEN + 1];
+	struct timespec heard; /* when the event stream last said anything */
 };
 
 /* The transport, in spool-http-conn.c. */
@@ -55,7 +57,8 @@ const char *hs_token(struct spool *s);
 /* spool_wait() on the relay's event stream (spool.h says what it
  * promises). A call with no stream open opens one and returns 1, so the
  * caller lists; a lost stream, or a relay away (after a pause of up to
- * 2 s), also returns 1, and the next call opens the stream again. */
+ * 2 s), also returns 1, and the next call opens the stream again. A
+ * stream silent for 75 s, keepalives included, is taken for lost. */
 int hs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 

@@ -375,7 +375,7 @@ no_byte_ff() {
 # sse_relay MODE: a stand-in relay for alice whose inbox is empty on the
 # first look and holds one message ("behind the big one") after; its
 # event stream sends, per MODE, "big" the start of an event over the
-# client's 1 MiB limit, then nothing more. Sets the client's environment to use it.
+# client's 1 MiB limit, then nothing more; "silent" nothing at all. Sets the client's environment to use it.
 sse_relay() {
 	cat >sse.py <<'PY'
 import http.server, sys, time
@@ -418,4 +418,15 @@ PY
 	wait_for 10 grep -q 'behind the big one' w.out
 	run cat w.err
 	assert_output ''
+}
+
+# The stream's 75 s silence limit is not tested here: it would take 75 s.
+@test "the links to the relay have TCP keepalive on, so a vanished peer fails" {
+	command -v ss >/dev/null || skip "ss is needed to see a socket's timers"
+	sse_relay silent
+	watcher w alice --peek
+	run ss -tnoH state established "( dport = :${FAKE_URL##*:} )"
+	assert_success
+	[ "${#lines[@]}" -ge 1 ]
+	[ "$(grep -c 'timer:(keepalive,' <<<"$output")" = "${#lines[@]}" ]
 }
