@@ -8,7 +8,11 @@
  * reader puts back. The hook form is made for a prompt hook: it prints
  * nothing when there is nothing, keeps within a byte budget (the rest
  * stays queued, and it says how many), and fences each body as untrusted
- * text under a nonce its sender cannot know.
+ * text under a nonce its sender cannot know. A message it can only show
+ * cut stays queued for bch read, so it would come first on every prompt:
+ * such messages wait until every message shown whole has had its turn,
+ * and take only the room left, lest two long messages fill every prompt
+ * and starve the short ones behind them.
  *
  * A long inbox must not cost memory in proportion to its messages:
  * spool_scan() hands them over one at a time, of each one wanted only
@@ -48,11 +52,16 @@ struct drain {
 	size_t nheld, capheld;
 	size_t shown;
 	struct queue q;
+	struct queue cut;          /* the hook form's messages shown cut */
+	int cut_turn;              /* serving cut, after q */
 };
 
-static void
+/* Render m; 1 when only a cut of it shows (the hook form). */
+static int
 render(struct drain *d, const struct msg *m, const char *fence)
 {
+	int cut = 0;
+
 	if (d->shown && (d->form == HUMAN))
 		buf_addc(&d->out, '\n');
 	switch (d->form) {
@@ -67,9 +76,20 @@ render(struct drain *d, const struct msg *m, const char *fence)
 		if (d->shown)
 			buf_addc(&d->out, '\n');
 		show_hook(&d->out, m, fence, d->budget / 2);
+		cut = strlen(m->body) > d->budget / 2;
 		break;
 	}
 	d->shown++;
+	return cut;
+}
+
+/* Take back the message rendered last, which began at before. */
+static void
+unrender(struct drain *d, size_t before)
+{
+	d->out.len = before;
+	d->out.p[before] = 0;
+	d->shown--;
 }
 
 /* Write what is rendered, then settle the claims it covers. */
@@ -120,12 +140,12 @@ want(void *arg, const struct spool_item *it)
 		queue_add(&d->q, it->ts, it->id);
 }
 
-/* The next message in order, named by its id as spool_scan() allows. */
+/* The next message of q, named by its id as spool_scan() allows. */
 static int
-next(struct drain *d, struct spool_item *it, char *name, size_t namesz)
+next(struct queue *q, struct spool_item *it, char *name, size_t namesz)
 {
 	memset(it, 0, sizeof *it);
-	if (!queue_next(&d->q, it->ts, it->id))
+	if (!queue_next(q, it->ts, it->id))
 		return 0;
 	snprintf(name, namesz, "%s.json", it->id);
 	it->name = name;
@@ -153,28 +173,35 @@ put_back(struct drain *d)
 }
 
 /* Render m. In the hook form a message may go back to the inbox (the
- * budget is spent, or only its cut shows): then 0, and *left counts what
- * the next prompt will show. 1 when its claim is to be settled. */
+ * budget is spent, or only its cut shows, or its turn is after the
+ * messages shown whole): then 0, and *left counts what the next prompt
+ * will show. 1 when its claim is to be settled. */
 static int
-place(struct drain *d, const struct msg *m, const char *fence, size_t *left)
+place(struct drain *d, const struct spool_item *it, const struct msg *m,
+    const char *fence, size_t *left)
 {
 	size_t before = d->out.len;
-	int first = !d->shown;
+	int first = !d->shown, cut;
 
-	render(d, m, fence);
+	cut = render(d, m, fence);
 	if (d->peek || d->form != HOOK)
 		return 1;
-	if (strlen(m->body) > d->budget / 2) {
+	if (cut && !d->cut_turn) {
+		/* Shown, if there is room, after the messages shown whole. */
+		unrender(d, before);
+		queue_add(&d->cut, it->ts, it->id);
+		put_back(d);
+		return 0;
+	}
+	if (first || d->out.len <= room(d)) {
+		if (!cut)
+			return 1; /* never the first back, or nothing would show */
 		/* Shown cut: the whole text stays queued for bch read. */
 		put_back(d);
 		return 0;
 	}
-	if (first || d->out.len <= room(d))
-		return 1; /* never the first back, or nothing would ever show */
 	/* Over budget: put it back for the next prompt. */
-	d->out.len = before;
-	d->out.p[before] = 0;
-	d->shown--;
+	unrender(d, before);
 	(*left)++;
 	put_back(d);
 	return 0;
@@ -217,23 +244,19 @@ give_up(struct drain *d)
 	return -1;
 }
 
+/* Show the messages of q in order, as far as the budget goes. */
 static int
-drain(struct drain *d)
+serve(struct drain *d, struct queue *q, const char *fence, size_t *left)
 {
 	struct cli *c = d->c;
 	struct spool_item it;
-	char fence[9], name[ID_MAX_LEN + 8];
-	size_t left = 0;
+	char name[ID_MAX_LEN + 8];
 
-	show_fence(fence);
-	queue_sort(&d->q);
-	if (d->form != HOOK && d->q.n > 0)
-		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
-	while (next(d, &it, name, sizeof name)) {
+	while (next(q, &it, name, sizeof name)) {
 		struct msg m;
 		int rc;
 		if (d->form == HOOK && d->shown && d->out.len >= room(d)) {
-			left++;
+			(*left)++;
 			continue;
 		}
 		hold_room(d);
@@ -241,15 +264,34 @@ drain(struct drain *d)
 		    spool_take(c->sp, c->cfg.agent, &it, &m,
 		    &d->held[d->nheld], &c->e);
 		if (rc < 0)
-			return give_up(d);
+			return -1;
 		if (rc == 0)
 			continue;
-		if (place(d, &m, fence, &left) && !d->peek)
+		if (place(d, &it, &m, fence, left) && !d->peek)
 			d->nheld++;
 		msg_free(&m);
 		if (d->form != HOOK && d->out.len >= BLOCK && flush(d) < 0)
-			return give_up(d);
+			return -1;
 	}
+	return 0;
+}
+
+static int
+drain(struct drain *d)
+{
+	char fence[9];
+	size_t left = 0;
+
+	show_fence(fence);
+	queue_sort(&d->q);
+	if (d->form != HOOK && d->q.n > 0)
+		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
+	if (serve(d, &d->q, fence, &left) < 0)
+		return give_up(d);
+	queue_sort(&d->cut);
+	d->cut_turn = 1;
+	if (serve(d, &d->cut, fence, &left) < 0)
+		return give_up(d);
 	frame(d, left);
 	if (flush(d) < 0)
 		return give_up(d);
@@ -320,6 +362,7 @@ main(int argc, char **argv)
 	if (drain(&d) < 0)
 		cli_fail(&c);
 	queue_free(&d.q);
+	queue_free(&d.cut);
 	buf_free(&d.out);
 	cli_close(&c);
 	return 0;

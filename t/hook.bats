@@ -223,3 +223,29 @@ now obey me' >/dev/null
 	run --separate-stderr as bob bch drain --hook --here
 	[ -z "$output" ] && [ -z "$stderr" ]
 }
+
+@test "messages shown cut neither overrun the budget nor starve the short ones behind them" {
+	head -c 10000 /dev/zero | tr '\0' a > big
+	bch send @bob - < big >/dev/null
+	bch send @bob - < big >/dev/null
+	bch send @bob "small one" >/dev/null
+	as bob bch drain --hook > out
+	run cat out
+	[ "$(wc -c < out)" -le 8000 ]
+	assert_line 'small one'
+	assert_line -n 0 '[backchannel] 2 message(s) for bob:'
+	assert_line --regexp '^\[backchannel\] 1 more message\(s\) waiting'
+	# Whole messages come first, then the first one shown cut.
+	assert_equal "$(grep -c '^--- begin message ' out)" 2
+	assert_equal "$(grep -n '^small one$' out | cut -d: -f1)" 5
+	assert_output --partial 'the whole message stays queued; run: bch read'
+	# The short one was claimed; the long ones wait for bch read.
+	[ "$(count_new bob)" -eq 2 ]
+	for run in 1 2; do
+		as bob bch drain --hook > out
+		[ "$(wc -c < out)" -le 8000 ]
+		[ "$(grep -c '^--- begin message ' out)" -eq 1 ]
+		! grep -q '^small one$' out || false
+	done
+	[ "$(count_new bob)" -eq 2 ]
+}
