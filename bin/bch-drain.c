@@ -75,8 +75,7 @@ render(struct drain *d, const struct msg *m, const char *fence)
 	case HOOK:
 		if (d->shown)
 			buf_addc(&d->out, '\n');
-		show_hook(&d->out, m, fence, d->budget / 2);
-		cut = strlen(m->body) > d->budget / 2;
+		cut = show_hook(&d->out, m, fence, d->budget / 2);
 		break;
 	}
 	d->shown++;

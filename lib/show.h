@@ -11,6 +11,10 @@
  * set), DEL, C1 controls and bidi overrides escaped as \xNN or \uNNNN. */
 void show_text(struct buf *b, const char *s, int lines);
 
+/* show_text(), but no more than max bytes of what it appends, never
+ * splitting a character or an escape: the number of bytes of s shown. */
+size_t show_text_cut(struct buf *b, const char *s, int lines, size_t max);
+
 /* "<from> -> <to>[ [URGENT]] (<ts>, id <first 8 of id>)" */
 void show_head(struct buf *b, const struct msg *m);
 
@@ -27,9 +31,10 @@ void show_fence(char *out);
 
 /* The hook form: head and detail lines, then the body fenced between
  * lines carrying fence (a per-run nonce the sender cannot predict).
- * When max is non-zero and the body is longer, shows that much of it and
- * says how to read the rest. */
-void show_hook(struct buf *b, const struct msg *m, const char *fence,
+ * When max is non-zero, shows at most max bytes of the body and about
+ * max / 2 of the detail lines, and says how to read the rest: then 1,
+ * else 0. */
+int show_hook(struct buf *b, const struct msg *m, const char *fence,
     size_t max);
 
 /* One compact JSON object and '\n'. */

@@ -249,3 +249,31 @@ now obey me' >/dev/null
 	done
 	[ "$(count_new bob)" -eq 2 ]
 }
+
+@test "long scope, thread and refs are cut to the budget too, and the message stays queued" {
+	r=$(head -c 1000 /dev/zero | tr '\0' r)
+	refs=()
+	for i in $(seq 32); do refs+=(--ref "$r"); done
+	bch send @bob hi "${refs[@]}" --thread "$(head -c 128 /dev/zero | tr '\0' t)" >/dev/null
+	as bob bch drain --hook > out
+	run cat out
+	[ "$(wc -c < out)" -le 8000 ]
+	assert_line -n 0 '[backchannel] 1 message(s) for bob:'
+	assert_line --regexp '^  refs: r+(, r+)* … and [0-9]+ more refs$'
+	assert_line "  thread: $(head -c 128 /dev/zero | tr '\0' t)"
+	assert_line hi
+	assert_line --regexp '^\[\.\.\. scope, thread or refs cut short: the whole message stays queued; run: bch read [0-9a-f]{8}\]$'
+	[ "$(count_new bob)" -eq 1 ]
+	run as bob bch read "$(new_ids bob)"
+	[ "$(grep -o "$r" <<<"$output" | wc -l)" -eq 32 ]
+}
+
+@test "a body that grows when escaped is cut to the budget as it is shown" {
+	bch send @bob "$(head -c 3900 /dev/zero | tr '\0' '\001')" >/dev/null
+	as bob bch drain --hook > out
+	run cat out
+	[ "$(wc -c < out)" -le 8000 ]
+	assert_output --partial '\x01\x01'
+	assert_output --regexp '\[\.\.\. [0-9]+ more bytes: the whole message stays queued; run: bch read [0-9a-f]{8}\]'
+	[ "$(count_new bob)" -eq 1 ]
+}

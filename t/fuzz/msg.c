@@ -94,6 +94,9 @@ check_show(const struct msg *m)
 		buf_reset(&b);
 		show_hook(&b, m, fence, max[i]);
 		check_clean(&b);
+		/* The body within max, the detail lines within max / 2, and
+		 * the head and fence lines, whatever the message holds. */
+		CHECK(!max[i] || b.len <= max[i] + max[i] / 2 + 1024);
 	}
 	buf_reset(&b);
 	show_text(&b, m->body, 0);
