@@ -141,6 +141,13 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 				    c->cfg.lim.body);
 			return -1;
 		}
+		/* Read as bytes but kept as a C string: a NUL would end it. */
+		if (body.len && memchr(body.p, 0, body.len)) {
+			buf_free(&body);
+			return err_set(&c->e, BCH_PERM, "the body on standard "
+			    "input holds NUL — a body must be a string "
+			    "without NUL");
+		}
 	}
 	memset(&m, 0, sizeof m);
 	m.from = xstrdup(c->cfg.agent);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
 load helper
+bats_require_minimum_version 1.5.0
 
 local_setup() { agents alice bob; }
 
@@ -97,6 +98,15 @@ local_setup() { agents alice bob; }
 	printf 'line one\nline two\n' | bch send @bob -
 	run as bob bch drain --jsonl
 	assert_output --partial '"body":"line one\nline two\n"'
+}
+
+@test "send - refuses a body holding NUL, rather than sending the part before it" {
+	printf 'hello\0secret' > nul.txt
+	run --separate-stderr bch send @bob - < nul.txt
+	assert_failure 100
+	[ -z "$output" ]
+	assert_equal "$stderr" 'bch-send: the body on standard input holds NUL — a body must be a string without NUL'
+	[ "$(count_new bob)" -eq 0 ]
 }
 
 @test "flags may come before or after the words" {
