@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "io.h"
 #include "show.h"
 
 static const char usage[] =
@@ -19,6 +20,9 @@ static const char usage[] =
     "bch-claim < ids";
 
 enum form { HUMAN, JSON, JSONL };
+
+/* A line of standard input longer than this is not an id. */
+#define LINE_MAX_LEN 256
 
 struct claim {
 	struct cli *c;
@@ -102,6 +106,44 @@ claim_one(struct claim *k, const char *p)
 	return 0;
 }
 
+/* Claim the ids on standard input, one a line. A line too long to be
+ * an id is refused whole: read in pieces, its tail could name a message
+ * nobody meant. The worst status. */
+static int
+claim_stdin(struct claim *k)
+{
+	struct buf line = BUF_INIT;
+	long lineno = 0;
+	int rc, worst = 0, toolong;
+
+	while ((rc = io_readline(stdin, &line, LINE_MAX_LEN, &toolong)) > 0) {
+		lineno++;
+		if (toolong) {
+			fprintf(stderr, "%s: line %ld: over the limit of %d bytes "
+			    "— skipped\n", k->c->prog, lineno, LINE_MAX_LEN);
+			worst = BCH_PERM;
+			continue;
+		}
+		if (!line.len)
+			continue;
+		if (memchr(line.p, 0, line.len)) {
+			fprintf(stderr, "%s: line %ld: holds NUL — skipped\n",
+			    k->c->prog, lineno);
+			worst = BCH_PERM;
+			continue;
+		}
+		line.p[strcspn(line.p, "\r")] = 0;
+		if (line.p[0] && (rc = claim_one(k, line.p)) > worst)
+			worst = rc;
+	}
+	buf_free(&line);
+	if (rc < 0) {
+		err_sys(&k->c->e, "cannot read standard input");
+		cli_fail(k->c);
+	}
+	return worst;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -139,13 +181,8 @@ main(int argc, char **argv)
 		for (i = optind; i < argc; i++)
 			if ((rc = claim_one(&k, argv[i])) > worst)
 				worst = rc;
-	} else {
-		char line[256];
-		while (fgets(line, sizeof line, stdin)) {
-			line[strcspn(line, "\r\n")] = 0;
-			if (line[0] && (rc = claim_one(&k, line)) > worst)
-				worst = rc;
-		}
+	} else if ((rc = claim_stdin(&k)) > worst) {
+		worst = rc;
 	}
 	if (k.form == JSON) {
 		buf_adds(&tail, k.shown ? "\n]\n" : "[]\n");

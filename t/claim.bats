@@ -102,6 +102,20 @@ body A"
 	unread "$B"
 }
 
+@test "an over-long line on standard input is refused whole; its tail claims nothing" {
+	long=$(head -c 255 /dev/zero | tr '\0' x)
+	tc=$(ts_of "$C")
+	run --separate-stderr as bob bch-claim <<<"${long}ffff
+$(head -c 300 /dev/zero | tr '\0' y)$A
+$C"
+	assert_failure 100
+	assert_output "alice -> @bob ($tc, id ffff0000)
+body C"
+	assert_equal "$stderr" "bch-claim: line 1: over the limit of 256 bytes — skipped
+bch-claim: line 2: over the limit of 256 bytes — skipped"
+	unread "$A" "$B"
+}
+
 @test "read --jsonl prints each claimed message as stored, one per line" {
 	want=$(new_json bob "$C" && new_json bob "$A")
 	run as bob bch read --jsonl "$C" "$A"
