@@ -42,15 +42,15 @@ unclaim(struct call *k)
 			fprintf(stderr, "%s: %s\n", k->c->prog, e.msg);
 }
 
-/* Index of the one unread item whose id is p or starts with p; -1 none,
- * -2 several. */
+/* Index of the one unread item whose id is p or starts with p; -1 none
+ * (an empty p names nothing, as in bch-claim), -2 several. */
 static long
 find_id(const struct spool_item *it, size_t n, const char *p)
 {
 	size_t i, len = strlen(p);
 	long hit = -1;
 
-	for (i = 0; i < n && len <= ID_MAX_LEN; i++) {
+	for (i = 0; i < n && len > 0 && len <= ID_MAX_LEN; i++) {
 		if (strncmp(it[i].id, p, len) != 0)
 			continue;
 		if (strlen(it[i].id) == len)

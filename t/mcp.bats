@@ -356,6 +356,15 @@ lines_are() {
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+@test "bch_read of an empty id is a tool error and claims nothing" {
+	bch send @bob one --scope acme/api
+	rpc --as bob "$(call 1 bch_read '{"id":""}')"
+	is 0 result.isError true
+	[[ $(jv 0 result.content.0.text) == *'no unread message "" — bch_peek lists the unread ones'* ]]
+	is 0 result.structuredContent '<absent>'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "bch_agents and bch_channels list the room" {
 	as bob bch sub '#dev' >/dev/null
 	rpc "$(call 1 bch_agents)" "$(call 2 bch_channels)"
