@@ -93,6 +93,7 @@ recover_claims(struct spool *s, const char *agent)
 {
 	struct fs *fs = s->impl;
 	char path[P], src[P], dst[P], file[ID_MAX_LEN + 16];
+	char shown[4 * sizeof file + 1];
 	struct dirent *d;
 	ssize_t flen;
 	DIR *dir;
@@ -115,8 +116,9 @@ recover_claims(struct spool *s, const char *agent)
 		box_path(s, dst, agent, "new", file);
 		switch (move_noreplace(src, dst)) {
 		case 0:
+			show_name(shown, sizeof shown, file);
 			fs_warn(s, "returned %s to %s's inbox: its claimer died",
-			    file, agent);
+			    shown, agent);
 			break;
 		case 1:
 			unlink(src); /* already back in new/ */

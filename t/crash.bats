@@ -112,6 +112,19 @@ dead_pid() {
 	[ "$(wc -l < out)" -eq 1 ] && grep -q '"body":"orphaned"' out
 }
 
+@test "the returned claim's name is escaped on stderr: no raw escape, no forged line" {
+	local_only "claim files of the local spool"
+	name=$'x\e[31mRED\n fake: line.json'
+	printf 'planted' > "$CUR/$name.claim.$(claim_host).$(dead_pid)"
+	run --separate-stderr as bob bch inbox
+	assert_success
+	printf '%s\n' "$stderr" > err
+	grep -qF "returned x\x1b[31mRED\x0a fake: line.json to bob's inbox: its claimer died" err
+	! LC_ALL=C grep -aq $'\e' err || false
+	! grep -q '^fake:' err || false
+	! grep -v '^bch-drain: ' err || false
+}
+
 @test "a claim held by a live process is left alone until it dies" {
 	local_only "claim files of the local spool"
 	bch send @bob held >/dev/null
