@@ -16,9 +16,9 @@
  * without SA_RESTART so that they interrupt the wait; a signal landing
  * between the flag check and poll() would otherwise go unnoticed until
  * the next message, so the handler also sets alarm(1) as a backstop.
- * JSON escapes only C0 controls, so C1 controls and bidi overrides in a
- * message are written as \u escapes too: the same string to any JSON
- * reader, inert on a terminal. */
+ * JSON escapes only C0 controls, so C1 controls, bidi marks and the
+ * invisible code points show_text() hides are written as \u escapes
+ * too: the same string to any JSON reader, inert on a terminal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -149,37 +149,10 @@ wanted(const struct watch *w, const struct spool_item *it)
 	return scope_match(it->scope, w->match);
 }
 
-/* The code point of the UTF-8 sequence at s if it is one a terminal or
- * a reader could be fooled by (C1 controls, bidi and invisible format
- * marks, as show_text hides them), with its length in *k; else 0. */
-static unsigned long
-hidden_at(const unsigned char *s, size_t n, int *k)
-{
-	unsigned long cp;
-
-	*k = 0;
-	if (n >= 2 && s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
-		*k = 2;
-		return s[1];
-	}
-	if (n >= 2 && s[0] == 0xd8 && s[1] == 0x9c) {
-		*k = 2;
-		return 0x061c;
-	}
-	if (n < 3 || (s[0] != 0xe2 && s[0] != 0xef))
-		return 0;
-	cp = ((s[0] & 0x0fUL) << 12) | ((s[1] & 0x3fUL) << 6) | (s[2] & 0x3f);
-	if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
-	    (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff) {
-		*k = 3;
-		return cp;
-	}
-	return 0;
-}
-
-/* A JSON line with those code points written as \uXXXX escapes: the
- * same string to any JSON reader, but inert on a terminal (JSON itself
- * escapes only the C0 controls). They can only occur inside strings. */
+/* A JSON line with the code points show_text() hides written as \uXXXX
+ * escapes (a surrogate pair past U+FFFF): the same string to any JSON
+ * reader, but inert on a terminal (JSON itself escapes only the C0
+ * controls). They can only occur inside strings. */
 static void
 add_jsonl(struct buf *out, const struct msg *m)
 {
@@ -192,13 +165,18 @@ add_jsonl(struct buf *out, const struct msg *m)
 	while (i < raw.len) {
 		int k;
 		unsigned long cp = s[i] < 0x80 ? 0 :
-		    hidden_at(s + i, raw.len - i, &k);
+		    show_hidden_at(s + i, raw.len - i, &k);
 		if (!cp) {
 			i++;
 			continue;
 		}
 		buf_add(out, s + run, i - run);
-		buf_printf(out, "\\u%04lx", cp);
+		if (cp > 0xffff)
+			buf_printf(out, "\\u%04lx\\u%04lx",
+			    0xd800 + ((cp - 0x10000) >> 10),
+			    0xdc00 + ((cp - 0x10000) & 0x3ff));
+		else
+			buf_printf(out, "\\u%04lx", cp);
 		i += (size_t)k;
 		run = i;
 	}

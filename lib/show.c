@@ -7,13 +7,17 @@
 #include "json.h"
 #include "show.h"
 
-/* Code points a terminal or a reader could be fooled by. */
+/* Code points a terminal or a reader could be fooled by: C1 controls,
+ * bidi marks, and what shows nothing at all (zero-width characters, line
+ * and paragraph separators, tag characters, which can spell out text no
+ * human reader sees). */
 static int
 hidden_cp(unsigned long cp)
 {
-	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
-	    (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
-	    cp == 0x061c || cp == 0xfeff;
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c ||
+	    (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+	    (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x2069) ||
+	    cp == 0xfeff || (cp >= 0xe0000 && cp <= 0xe007f);
 }
 
 static unsigned long
@@ -39,6 +43,20 @@ plain(const unsigned char *s, int k, unsigned long cp, int lines)
 	return k > 1 && !hidden_cp(cp);
 }
 
+unsigned long
+show_hidden_at(const unsigned char *s, size_t n, int *k)
+{
+	unsigned long cp;
+
+	*k = s[0] < 0x80 ? 1 : utf8_seqlen(s, n);
+	cp = *k > 1 ? decode_cp(s, *k) : 0;
+	if (!hidden_cp(cp)) {
+		*k = 0;
+		return 0;
+	}
+	return cp;
+}
+
 size_t
 show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 {
@@ -57,6 +75,7 @@ show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 			continue;
 		}
 		w = k <= 1 ? snprintf(esc, sizeof esc, "\\x%02x", s[i]) :
+		    cp > 0xffff ? snprintf(esc, sizeof esc, "\\U%08lx", cp) :
 		    snprintf(esc, sizeof esc, "\\u%04lx", cp);
 		if ((size_t)w > max - used)
 			break;

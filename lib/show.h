@@ -8,8 +8,14 @@
 #include "msg.h"
 
 /* Append s with control characters (but newline and tab when lines is
- * set), DEL, C1 controls and bidi overrides escaped as \xNN or \uNNNN. */
+ * set) and DEL escaped as \xNN; C1 controls, bidi marks, zero-width
+ * characters, line and paragraph separators as \uNNNN; tag characters
+ * as \UNNNNNNNN. */
 void show_text(struct buf *b, const char *s, int lines);
+
+/* If the UTF-8 sequence at s (n bytes left) is a code point show_text()
+ * escapes as \u or \U, that code point, with its length in *k; else 0. */
+unsigned long show_hidden_at(const unsigned char *s, size_t n, int *k);
 
 /* show_text(), but no more than max bytes of what it appends, never
  * splitting a character or an escape: the number of bytes of s shown. */

@@ -188,6 +188,54 @@ corrupt_count() { find "$BAD" -type f -printf x 2>/dev/null | wc -c; }
 	[ "$(count_new bob)" -eq 0 ]
 }
 
+# INVISIBLE: code points that show nothing at all, as UTF-8 for printf:
+# zero-width characters, word joiner and invisible operators, the byte
+# order mark, line and paragraph separators, tag characters (which can
+# spell out instructions no human reader sees). SHOWN: how every text form
+# must show each.
+INVISIBLE=('\xe2\x80\x8b' '\xe2\x80\x8c' '\xe2\x80\x8d' '\xe2\x81\xa0' '\xe2\x81\xa1'
+	'\xe2\x81\xa2' '\xe2\x81\xa3' '\xe2\x81\xa4' '\xef\xbb\xbf' '\xe2\x80\xa8' '\xe2\x80\xa9'
+	'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf')
+SHOWN=('\u200b' '\u200c' '\u200d' '\u2060' '\u2061' '\u2062' '\u2063' '\u2064' '\ufeff'
+	'\u2028' '\u2029' '\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f')
+
+# invisible_body: each invisible code point between a letter and a digit.
+invisible_body() {
+	local i
+	for i in "${!INVISIBLE[@]}"; do printf "a${INVISIBLE[$i]}$i; "; done
+}
+
+# shows_invisible FILE: every invisible code point of invisible_body is
+# there escaped, and none raw.
+shows_invisible() {
+	local i
+	for i in "${!SHOWN[@]}"; do
+		grep -qF -- "a${SHOWN[$i]}$i;" "$1" || { echo "$1 lacks a${SHOWN[$i]}$i;"; return 1; }
+	done
+	if LC_ALL=C grep -aqE $'\xe2\x80[\x8b-\x8d\xa8\xa9]|\xe2\x81[\xa0-\xa4]|\xef\xbb\xbf|\xf3\xa0[\x80\x81]' "$1"; then
+		echo "raw invisible code point in $1"
+		return 1
+	fi
+}
+
+@test "zero-width, separator and tag characters are escaped in every text form" {
+	invisible_body > body.txt
+	for form in human --brief --hook inbox read; do
+		bch send @bob - < body.txt >/dev/null
+		bch send @bob 'invisible details' --thread "$(invisible_body)" >/dev/null
+		case $form in
+		human) as bob bch drain > out ;;
+		inbox) as bob bch inbox > out ;;
+		read) as bob bch read $(new_ids bob) > out ;;
+		*) as bob bch drain "$form" > out ;;
+		esac
+		shows_invisible out || { echo "form $form:"; cat out; false; }
+		terminal_safe out
+		if [ "$form" = inbox ]; then as bob bch drain >/dev/null; fi
+		[ "$(count_new bob)" -eq 0 ]
+	done
+}
+
 @test "hostile bodies come out of every JSON form with control characters escaped, exactly" {
 	for form in --json --jsonl; do
 		send_hostile

@@ -341,6 +341,36 @@ no_byte_ff() {
 	grep -qF '\u202eevil' b.out
 }
 
+@test "zero-width, separator and tag characters come out of watch escaped" {
+	raw=('\xe2\x80\x8b' '\xe2\x80\x8c' '\xe2\x80\x8d' '\xe2\x81\xa0' '\xe2\x81\xa1'
+		'\xe2\x81\xa2' '\xe2\x81\xa3' '\xe2\x81\xa4' '\xef\xbb\xbf' '\xe2\x80\xa8' '\xe2\x80\xa9'
+		'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf')
+	brief=('\u200b' '\u200c' '\u200d' '\u2060' '\u2061' '\u2062' '\u2063' '\u2064' '\ufeff'
+		'\u2028' '\u2029' '\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f')
+	# JSON has no escape past U+FFFF but a surrogate pair.
+	json=("${brief[@]:0:11}" '\udb40\udc00' '\udb40\udc01' '\udb40\udc41' '\udb40\udc7f')
+	body='' shown='' want=''
+	for i in "${!raw[@]}"; do
+		body+=$(printf "a${raw[$i]}$i;")
+		shown+="a${brief[$i]}$i;"
+		want+="a${json[$i]}$i;"
+	done
+	send_seq @bob "$body"
+	watcher b bob --peek --brief
+	wait_for 5 lines b.out 1
+	watcher j bob
+	wait_for 5 lines j.out 1
+	grep -qF ": $shown" b.out
+	grep -qF "\"body\":\"$want\"" j.out
+	for f in b.out j.out; do
+		! LC_ALL=C grep -aqE $'\xe2\x80[\x8b-\x8d\xa8\xa9]|\xe2\x81[\xa0-\xa4]|\xef\xbb\xbf|\xf3\xa0[\x80\x81]' "$f" || false
+	done
+	# The escapes stand for the very text sent.
+	if command -v python3 >/dev/null; then
+		[ "$(python3 -c 'import json, sys; sys.stdout.buffer.write(json.loads(open(sys.argv[1]).readline())["body"].encode())' j.out)" = "$body" ]
+	fi
+}
+
 @test "a 64 KiB body comes through whole" {
 	head -c 65536 /dev/zero | tr '\0' x >big.txt
 	send_seq @bob - <big.txt

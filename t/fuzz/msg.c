@@ -71,6 +71,9 @@ check_clean(const struct buf *b)
 		    cp != 0x200f && cp != 0x061c && cp != 0xfeff);
 		CHECK(!(cp >= 0x202a && cp <= 0x202e));
 		CHECK(!(cp >= 0x2066 && cp <= 0x2069));
+		CHECK(!(cp >= 0x200b && cp <= 0x200d) && cp != 0x2028 &&
+		    cp != 0x2029 && !(cp >= 0x2060 && cp <= 0x2064));
+		CHECK(!(cp >= 0xe0000 && cp <= 0xe007f));
 		i += (size_t)k;
 	}
 }
