@@ -150,6 +150,8 @@ load_relay(struct config *c)
 	}
 }
 
+static char *kept_token(const struct config *c, const char *agent);
+
 int
 config_load(struct config *c, struct err *e)
 {
@@ -178,7 +180,7 @@ config_load(struct config *c, struct err *e)
 	if (v && *v)
 		c->token = xstrdup(v);
 	else if (c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
-		c->token = config_agent_token(c, c->agent);
+		c->token = kept_token(c, c->agent);
 	else if (c->file_token)
 		c->token = xstrdup(c->file_token);
 	return 0;
@@ -208,6 +210,25 @@ relay_path(const struct config *c, const char *agent, char *path, size_t n)
 {
 	snprintf(path, n, "%s/tokens/.relay%s%s", c->home, agent ? "/" : "",
 	    agent ? agent : "");
+}
+
+/* tokens/<agent> for the relay in use, unless tokens/.relay/<agent> says
+ * another relay gave it (one kept before relays were noted is offered
+ * as before). */
+static char *
+kept_token(const struct config *c, const char *agent)
+{
+	char path[PATH_MAX + 100];
+	struct buf b = BUF_INIT;
+	int other = 0;
+
+	relay_path(c, agent, path, sizeof path);
+	if (c->url && io_readfile(AT_FDCWD, path, 4096, &b) == 0 && b.len) {
+		b.p[strcspn(b.p, "\r\n")] = 0;
+		other = strcmp(b.p, c->url) != 0;
+	}
+	buf_free(&b);
+	return other ? NULL : config_agent_token(c, agent);
 }
 
 char *

@@ -177,6 +177,9 @@ PY
 	assert_failure 100
 	run bch init alice --url "$FAKE_URL" --token room-b
 	assert_failure 100
+	# Nor does any other command, pointed at B, offer erin's A token.
+	run env BACKCHANNEL_AGENT=erin BACKCHANNEL_URL="$FAKE_URL" bch send @alice hi
+	assert_failure
 	# Only B's room token reached B; A's tokens still work on A.
 	run sort -u auth.log
 	assert_output 'Bearer room-b'
