@@ -439,6 +439,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);
 			clock_gettime(CLOCK_MONOTONIC, &h->heard);
+			h->opened = h->heard;
 			return 0;
 		}
 		if (used < 0)
@@ -549,6 +550,9 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	if (!e)
 		e = &local;
 	if (l->fd < 0) {
+		if (h->pause_ms) /* the last stream ended at once: no spin */
+			poll(NULL, 0, timeout_ms >= 0 && timeout_ms < h->pause_ms ?
+			    timeout_ms : h->pause_ms);
 		if (events_open(s, agent, e) < 0) {
 			if (e && e->code == BCH_PERM)
 				return -1;
@@ -584,6 +588,9 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 			if (n < 0 && errno == EINTR)
 				return 0;
 			hs_link_close(l); /* reconnect on the next call, then relist */
+			h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
+			    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) :
+			    250;
 			return 1;
 		}
 		l->in.len += (size_t)n;

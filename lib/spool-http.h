@@ -31,6 +31,8 @@ struct hs {
 	struct link req, ev;
 	char last_id[ID_MAX_LEN + 1];
 	struct timespec heard; /* when the event stream last said anything */
+	struct timespec opened; /* when it was last opened */
+	int pause_ms; /* before it is opened again, as the last ended at once */
 };
 
 /* The transport, in spool-http-conn.c. */

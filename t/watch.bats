@@ -405,7 +405,9 @@ no_byte_ff() {
 # sse_relay MODE: a stand-in relay for alice whose inbox is empty on the
 # first look and holds one message ("behind the big one") after; its
 # event stream sends, per MODE, "big" the start of an event over the
-# client's 1 MiB limit, then nothing more; "silent" nothing at all. Sets the client's environment to use it.
+# client's 1 MiB limit, then nothing more; "silent" nothing at all;
+# "close" ends the stream at once, noting each open in ./opens. Sets
+# the client's environment to use it.
 sse_relay() {
 	cat >sse.py <<'PY'
 import http.server, sys, time
@@ -420,6 +422,11 @@ class H(http.server.BaseHTTPRequestHandler):
         if "/v1/events/" in self.path:
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
+            if mode == "close":
+                with open("opens", "a") as f:
+                    f.write("open\n")
+                self.close_connection = True
+                return
             if mode == "big":
                 self.wfile.write(b"data: " + b"x" * (1100 * 1024))
                 self.wfile.flush()
@@ -448,6 +455,15 @@ PY
 	wait_for 10 grep -q 'behind the big one' w.out
 	run cat w.err
 	assert_output ''
+}
+
+@test "a relay that ends each event stream at once is not asked again in a tight loop" {
+	sse_relay close
+	watcher w alice --peek
+	sleep 3
+	# Opened again after 0.25, 0.5, 1, 2 s: not thousands of times.
+	[ "$(wc -l < opens)" -ge 2 ]
+	[ "$(wc -l < opens)" -le 8 ]
 }
 
 # The stream's 75 s silence limit is not tested here: it would take 75 s.
