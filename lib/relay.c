@@ -226,9 +226,12 @@ put_agent(struct buf *b, const struct agent_rec *a, const char *token)
 	}
 }
 
-/* A refresh: the name's own token, no new token. */
+/* A refresh: the name's own token, no new token (token, when the
+ * caller registered under a token it chose: a retry, answered as the
+ * first attempt was). */
 static void
-register_refresh(struct relay *r, const char *name, struct relay_answer *a)
+register_refresh(struct relay *r, const char *name, const char *token,
+    struct relay_answer *a)
 {
 	struct agent_rec rec;
 	struct err e;
@@ -239,7 +242,7 @@ register_refresh(struct relay *r, const char *name, struct relay_answer *a)
 		return relay_fail(a, 500, "cannot update the agent record");
 	}
 	a->status = 200;
-	put_agent(&a->body, &rec, NULL);
+	put_agent(&a->body, &rec, token);
 	agent_free(&rec);
 }
 
@@ -268,15 +271,19 @@ name_free(struct relay *r, const char *name, struct relay_answer *a)
 	return !taken;
 }
 
-/* A new name: a new personal token, answered once and kept as its hash. */
+/* A new name: a new personal token (the one the caller chose, else
+ * one of ours), answered once and kept as its hash. */
 static void
-register_new(struct relay *r, const char *name, struct relay_answer *a)
+register_new(struct relay *r, const char *name, const char *mine,
+    struct relay_answer *a)
 {
 	struct agent_rec rec;
 	struct err e;
 	char token[65], hash[65];
 
-	if (hash_random_hex(token, 32) < 0)
+	if (mine)
+		snprintf(token, sizeof token, "%s", mine);
+	else if (hash_random_hex(token, 32) < 0)
 		return relay_fail(a, 503,
 		    "no randomness for a token, try again");
 	hash_sha256_hex(token, 64, hash);
@@ -291,6 +298,39 @@ register_new(struct relay *r, const char *name, struct relay_answer *a)
 	agent_free(&rec);
 }
 
+/* Is s a token as the relay makes them: 64 lowercase hex digits? */
+static int
+token_form(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[64] == 0;
+}
+
+/* The room token with a "token" the caller chose (ext): a retry of a
+ * registration whose answer was lost finds that token already the
+ * name's, and is answered as the first attempt was; any other owner of
+ * it is a 409. The name, if free, is registered under it. */
+static void
+register_chosen(struct relay *r, const char *name, const char *mine,
+    struct relay_answer *a)
+{
+	struct err te;
+	struct relay_token *t = tok_find(r, mine, &te);
+
+	if (te.code)
+		relay_fail_err(a, &te);
+	else if (t && strcmp(t->agent, name) == 0)
+		register_refresh(r, name, mine, a);
+	else if (t)
+		relay_fail(a, 409, "that token is taken — choose another");
+	else if (name_free(r, name, a))
+		register_new(r, name, mine, a);
+}
+
 /* POST /v1/register: the room token registers a free name, a name's own
  * token refreshes its record. The checks go in this order so that an
  * answer says no more than the caller's token entitles it to. */
@@ -301,8 +341,9 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 	struct err te;
 	struct relay_token *own = tok_find(r, bearer, &te);
 	char bearer_hash[65];
-	int bad = 0, room;
+	int bad = 0, badtok = 0, room;
 	char *name = relay_field(q, "name", NAME_MAX_LEN + 8, &bad);
+	char *mine = relay_field(q, "token", 80, &badtok);
 
 	hash_sha256_hex(bearer, strlen(bearer), bearer_hash);
 	room = hash_equal(bearer_hash, r->room_hash, 64);
@@ -314,13 +355,19 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 	else if (bad || !name || !name_valid(name))
 		relay_fail(a, 400, "invalid name — letters, digits, '.', '_' "
 		    "and '-', at most 64");
+	else if (badtok || (mine && !token_form(mine)))
+		relay_fail(a, 400, "invalid token field — 64 lowercase hex "
+		    "digits");
 	else if (own && strcmp(own->agent, name) == 0)
-		register_refresh(r, name, a);
+		register_refresh(r, name, NULL, a);
 	else if (!room)
 		relay_fail(a, 403, "this token belongs to another agent");
+	else if (mine)
+		register_chosen(r, name, mine, a);
 	else if (name_free(r, name, a))
-		register_new(r, name, a);
+		register_new(r, name, NULL, a);
 	free(name);
+	free(mine);
 }
 
 static void

@@ -214,6 +214,73 @@ stream() {
 	[ "$(count_new alice)" -eq 0 ]
 }
 
+@test "a registration whose answer is lost is tried again, and the retry gets the name" {
+	relayd
+	# A proxy that hands the first request to the relay, lets it act,
+	# and drops the answer; later connections pass both ways.
+	cat >lossy.py <<'PY'
+import socket, sys, threading, select
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+first = True
+def pump(a, b):
+    while True:
+        for x in select.select([a, b], [], [])[0]:
+            d = x.recv(65536)
+            if not d:
+                a.close(); b.close(); return
+            (b if x is a else a).sendall(d)
+while True:
+    c, _ = s.accept()
+    t = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    if first:
+        first = False
+        req = c.recv(65536)
+        while b"\r\n\r\n" not in req:
+            req += c.recv(65536)
+        t.sendall(req)
+        sys.stderr.write("dropped: %r\n" % t.recv(65536)[:40])
+        sys.stderr.flush()
+        c.close(); t.close()
+        continue
+    threading.Thread(target=pump, args=(c, t), daemon=True).start()
+PY
+	fake_relay lossy.py "$PORT"
+	run bch init dave --url "$FAKE_URL" --token "$ROOM"
+	assert_success
+	grep -q "dropped: b'HTTP/1.1 201" lossy.py.err
+	# The token it kept is dave's on the relay itself.
+	run env BACKCHANNEL_URL="$URL" bch inbox
+	assert_success
+	assert_output 'inbox empty'
+}
+
+@test "register with a token of the caller's choosing: kept as its hash; malformed or taken is refused" {
+	relayd
+	mine=$(printf '%064d' 7)
+	req POST /v1/register "$ROOM" "{\"name\":\"erin\",\"token\":\"$mine\"}"
+	expect 201
+	grep -q "\"token\": \"$mine\"" <<<"$BODY"
+	grep -q "\"tokenHash\": \"$(printf %s "$mine" | sha256sum | cut -c1-64)\"" \
+		"$BACKCHANNEL_HOME/agents/erin.json"
+	# The same again (a retry): 200, the same token.
+	req POST /v1/register "$ROOM" "{\"name\":\"erin\",\"token\":\"$mine\"}"
+	expect 200
+	grep -q "\"token\": \"$mine\"" <<<"$BODY"
+	# Another name cannot take that token; erin cannot be taken with another.
+	req POST /v1/register "$ROOM" "{\"name\":\"frank\",\"token\":\"$mine\"}"
+	expect 409
+	req POST /v1/register "$ROOM" "{\"name\":\"erin\",\"token\":\"$(printf '%064d' 8)\"}"
+	expect 409
+	req POST /v1/register "$ROOM" '{"name":"gina","token":"ABC"}'
+	expect 400
+	[ ! -e "$BACKCHANNEL_HOME/agents/frank.json" ] && [ ! -e "$BACKCHANNEL_HOME/agents/gina.json" ]
+	req GET /v1/inbox/erin "$mine"
+	expect 200
+}
+
 @test "tokenHash is the sha256 hex of the token and never leaves the relay" {
 	relayd
 	reg alice
