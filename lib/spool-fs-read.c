@@ -68,6 +68,7 @@ set_aside(struct spool *s, const char *agent, const char *path,
     const char *name, const char *why)
 {
 	char dir[P], dst[P], shown[300];
+	int n, rc;
 
 	box_path(s, dir, agent, "corrupt", NULL);
 	show_name(shown, sizeof shown, name);
@@ -76,9 +77,14 @@ set_aside(struct spool *s, const char *agent, const char *path,
 		    "create %s: %s", shown, agent, why, dir, strerror(errno));
 		return;
 	}
+	/* Never over another one set aside under the name in the same
+	 * second: .<time>, then .<time>.1 and on. */
 	snprintf(dst, sizeof dst, "%s/%.200s.%ld", dir, name, (long)time(NULL));
-	if (rename(path, dst) < 0) {
-		if (errno != ENOENT)
+	for (n = 1; (rc = move_noreplace(path, dst)) == 1 && n < 100; n++)
+		snprintf(dst, sizeof dst, "%s/%.200s.%ld.%d", dir, name,
+		    (long)time(NULL), n);
+	if (rc != 0) {
+		if (rc == 1 || errno != ENOENT)
 			fs_warn(s, "corrupt message %s in %s's inbox (%s), and cannot "
 			    "move it aside: %s", shown, agent, why,
 			    strerror(errno));

@@ -464,6 +464,18 @@ alice -> @bob (2026-06-12T12:00:02.000Z, id 22222222): after"
 	[ -z "$stderr" ]
 }
 
+@test "a name set aside twice in one second keeps both files in corrupt/" {
+	local_only "on a relay, the relay reads the files and reports them"
+	bad="$BACKCHANNEL_HOME/spool/bob/new/c0000001-0000-4000-8000-000000000001.json"
+	echo '{"broken' >"$bad"
+	as bob bch inbox >/dev/null 2>&1
+	echo '{"broken again' >"$bad"
+	as bob bch inbox >/dev/null 2>&1
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/corrupt" | wc -l)" -eq 2 ]
+	grep -q 'broken again' "$BACKCHANNEL_HOME"/spool/bob/corrupt/*
+	grep -q 'broken$' "$BACKCHANNEL_HOME"/spool/bob/corrupt/*
+}
+
 @test "a reader out of descriptors fails with 111 and sets nothing aside" {
 	local_only "on a relay, the relay reads the files"
 	bch send @bob one >/dev/null
