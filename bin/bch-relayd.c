@@ -345,7 +345,7 @@ run(struct relayd *d)
 /* What the command line asks for. */
 struct opts {
 	const char *listen, *tok, *tokfile, *cert, *key, *spool, *pwfile;
-	int port, notify;
+	int port, notify, maxconns_asked;
 	double rate;
 };
 
@@ -398,6 +398,7 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 		case 'm':
 			d->maxconns = (size_t)cli_num(c, usage, "--max-conns",
 			    optarg, 1, 10000000);
+			o->maxconns_asked = 1;
 			break;
 		case 'd': o->notify = cli_num(c, usage, "-d", optarg, 0, 1 << 20); break;
 		case 'S': o->spool = optarg; break;
@@ -420,7 +421,7 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 #define FD_RESERVE 64
 
 static void
-fit_descriptors(struct relayd *d)
+fit_descriptors(struct relayd *d, int asked)
 {
 	struct rlimit rl;
 	rlim_t want = (rlim_t)d->maxconns + FD_RESERVE;
@@ -436,9 +437,10 @@ fit_descriptors(struct relayd *d)
 		return;
 	d->maxconns = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE
 	                                           : rl.rlim_cur / 2;
-	fprintf(stderr, "bch-relayd: serving at most %zu connections at once, "
-	    "as ulimit -n is %llu\n", d->maxconns,
-	    (unsigned long long)rl.rlim_cur);
+	if (asked) /* the default is cut without a word */
+		fprintf(stderr, "bch-relayd: serving at most %zu connections "
+		    "at once, as ulimit -n is %llu\n", d->maxconns,
+		    (unsigned long long)rl.rlim_cur);
 }
 
 /* Open the spool and the room, load the certificate, listen, and make the
@@ -449,7 +451,7 @@ start(struct relayd *d, const struct opts *o)
 	struct sigaction sa;
 	char room[4096];
 
-	fit_descriptors(d);
+	fit_descriptors(d, o->maxconns_asked);
 	free(d->c.cfg.url);
 	d->c.cfg.url = NULL; /* the relay serves its own spool */
 	room_token(d, o->tok, o->tokfile, room, sizeof room);

@@ -123,12 +123,39 @@ load_home(struct config *c, struct err *e)
 }
 
 /* The relay and how to trust it: the environment over config.json. */
+static void relay_path(const struct config *c, const char *agent, char *path,
+    size_t n);
+
+/* The relay url tokens/.relay/<agent> names, or NULL. */
+static char *
+token_relay(const struct config *c, const char *agent)
+{
+	char path[PATH_MAX + 100];
+	struct buf b = BUF_INIT;
+
+	relay_path(c, agent, path, sizeof path);
+	if (io_readfile(AT_FDCWD, path, 4096, &b) < 0 || !b.len) {
+		buf_free(&b);
+		return NULL;
+	}
+	b.p[strcspn(b.p, "\r\n")] = 0;
+	return b.p;
+}
+
 static void
 load_relay(struct config *c)
 {
 	const char *v = getenv("BACKCHANNEL_URL");
+	char *own = NULL;
 
-	c->url = xstrdup(v && *v ? v : c->file_url ? c->file_url : "");
+	/* An identity other than config.json's uses the relay that gave
+	 * its token, not config.json's: that relay's operator must never
+	 * see it. BACKCHANNEL_URL, set on purpose, wins. */
+	if (!(v && *v) && c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
+		own = token_relay(c, c->agent);
+	c->url = xstrdup(v && *v ? v : own ? own : c->file_url ? c->file_url :
+	    "");
+	free(own);
 	if (c->pin && (!c->file_url || strcmp(c->url, c->file_url) != 0)) {
 		/* config.json's pin belongs to config.json's relay only. */
 		free(c->pin);
@@ -149,8 +176,6 @@ load_relay(struct config *c)
 		c->cafile = xstrdup(v);
 	}
 }
-
-static char *kept_token(const struct config *c, const char *agent);
 
 int
 config_load(struct config *c, struct err *e)
@@ -180,7 +205,7 @@ config_load(struct config *c, struct err *e)
 	if (v && *v)
 		c->token = xstrdup(v);
 	else if (c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
-		c->token = kept_token(c, c->agent);
+		c->token = config_agent_token(c, c->agent);
 	else if (c->file_token)
 		c->token = xstrdup(c->file_token);
 	return 0;
@@ -212,40 +237,17 @@ relay_path(const struct config *c, const char *agent, char *path, size_t n)
 	    agent ? agent : "");
 }
 
-/* tokens/<agent> for the relay in use, unless tokens/.relay/<agent> says
- * another relay gave it (one kept before relays were noted is offered
- * as before). */
-static char *
-kept_token(const struct config *c, const char *agent)
-{
-	char path[PATH_MAX + 100];
-	struct buf b = BUF_INIT;
-	int other = 0;
-
-	relay_path(c, agent, path, sizeof path);
-	if (c->url && io_readfile(AT_FDCWD, path, 4096, &b) == 0 && b.len) {
-		b.p[strcspn(b.p, "\r\n")] = 0;
-		other = strcmp(b.p, c->url) != 0;
-	}
-	buf_free(&b);
-	return other ? NULL : config_agent_token(c, agent);
-}
-
 char *
 config_token_for(const struct config *c, const char *agent, const char *url)
 {
-	char path[PATH_MAX + 100];
-	struct buf b = BUF_INIT;
-	int same = 0;
+	char *kept;
+	int same;
 
 	if (!url)
 		return NULL;
-	relay_path(c, agent, path, sizeof path);
-	if (io_readfile(AT_FDCWD, path, 4096, &b) == 0 && b.len) {
-		b.p[strcspn(b.p, "\r\n")] = 0;
-		same = strcmp(b.p, url) == 0;
-	}
-	buf_free(&b);
+	kept = token_relay(c, agent);
+	same = kept && strcmp(kept, url) == 0;
+	free(kept);
 	if (same)
 		return config_agent_token(c, agent);
 	if (c->file_token && c->file_url && strcmp(agent, c->file_agent) == 0 &&

@@ -177,9 +177,13 @@ PY
 	assert_failure 100
 	run bch init alice --url "$FAKE_URL" --token room-b
 	assert_failure 100
-	# Nor does any other command, pointed at B, offer erin's A token.
-	run env BACKCHANNEL_AGENT=erin BACKCHANNEL_URL="$FAKE_URL" bch send @alice hi
-	assert_failure
+	# With config.json naming B, a command as erin goes to erin's relay.
+	jq --arg u "$FAKE_URL" '.url = $u' "$BACKCHANNEL_HOME/config.json" >c.json
+	cp c.json "$BACKCHANNEL_HOME/config.json"
+	run env BACKCHANNEL_AGENT=erin bch send @alice 'to erin'"'"'s relay'
+	assert_success
+	jq --arg u "$RELAY" '.url = $u' "$BACKCHANNEL_HOME/config.json" >c.json
+	cp c.json "$BACKCHANNEL_HOME/config.json"
 	# Only B's room token reached B; A's tokens still work on A.
 	run sort -u auth.log
 	assert_output 'Bearer room-b'

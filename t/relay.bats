@@ -849,7 +849,7 @@ PY
 @test "under a low ulimit -n the relay serves fewer connections and keeps descriptors to read inboxes" {
 	: >"$LOG"
 	(ulimit -n 100 && exec bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
-		--token "$ROOM") 2>"$LOG" &
+		--token "$ROOM" --max-conns 1000) 2>"$LOG" &
 	BCH_RELAY_PID=$!
 	PORT=$(relay_port "$LOG")
 	URL=http://127.0.0.1:$PORT
