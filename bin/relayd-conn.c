@@ -17,6 +17,9 @@
 #include "tls.h"
 
 #define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
+#define MAX_IN (512 * 1024) /* input taken in one go */
+#define SSE_IN_MAX 4096    /* an SSE client has nothing to say: more is
+                            * not a client */
 
 static void
 ep_set(struct relayd *d, struct conn *k, int op)
@@ -92,10 +95,12 @@ conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 	pending_add(d, k);
 }
 
-/* Read what there is; -1 when the peer is gone. */
+/* Read what there is, up to MAX_IN at a time; -1 when the peer is gone. */
 static int
 conn_read(struct conn *k)
 {
+	if (k->q && k->in.len >= MAX_IN)
+		return 0; /* held behind its send, answered this round */
 	for (;;) {
 		ssize_t n;
 		buf_grow(&k->in, 16384);
@@ -103,7 +108,7 @@ conn_read(struct conn *k)
 		n = read(k->fd, k->in.p + k->in.len, room);
 		if (n > 0) {
 			k->in.len += (size_t)n;
-			if (k->in.len > 512 * 1024 || (size_t)n < room)
+			if (k->in.len > MAX_IN || (size_t)n < room)
 				return 0; /* parse refuses the first; the loop
 				           * wakes us again for more */
 			continue;
@@ -114,6 +119,25 @@ conn_read(struct conn *k)
 			continue;
 		return errno == EAGAIN ? 0 : -1;
 	}
+}
+
+/* Input no request will be parsed from is not kept, as epoll wakes the
+ * loop for more as long as the client sends: a closing connection's is
+ * dropped (read, so that closing sends no reset ahead of the answers),
+ * and an SSE client that says more than a little is closed. -1 when k
+ * was closed. */
+static int
+drop_unheard(struct relayd *d, struct conn *k)
+{
+	if (k->sse && k->in.len > SSE_IN_MAX) {
+		fprintf(stderr, "relay %s %s - closed: %zu bytes sent on an "
+		    "event stream\n", k->peer, k->agent, k->in.len);
+		conn_close(d, k);
+		return -1;
+	}
+	if ((k->sse || k->closing) && k->in.cap)
+		buf_free(&k->in);
+	return 0;
 }
 
 /* Write what is owed; -1 when the peer is gone. */
@@ -159,6 +183,8 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	 * to go out): answer those too, as no event would come for them.
 	 * What else the client sent is still in the socket, and the loop
 	 * comes back for it. */
+	if (k->q && k->in.len >= MAX_IN)
+		readable = 0; /* held behind its send, answered this round */
 	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
 	    &k->out_off, &ww);
 	while (!gone && !k->sse && !k->closing && k->in.len) {
@@ -174,8 +200,8 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		buf_reset(&k->out);
 		k->out_off = 0;
 	}
-	if (k->sse && k->in.cap)
-		buf_free(&k->in); /* idle streams hold no input buffer */
+	if (drop_unheard(d, k) < 0)
+		return;
 	pending_del(k); /* pumped all it could */
 	if (gone < 0 && k->q)
 		k->closing = 1; /* its send is answered first */
@@ -262,6 +288,8 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 		int gone = conn_read(k);
 		if (!k->sse && k->in.len)
 			process_requests(d, k);
+		if (drop_unheard(d, k) < 0)
+			return;
 		/* A client that sent and half-closed still gets its answer,
 		 * a queued send's too. */
 		if (gone < 0 && !k->out.len && !k->q) {

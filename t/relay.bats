@@ -807,6 +807,110 @@ PY
 	[ "$(count_new bob)" -eq 200 ]
 }
 
+# rss_kb: the relay's resident memory, in KiB.
+rss_kb() {
+	awk '$1 == "VmRSS:" { print $2 }' "/proc/$BCH_RELAY_PID/status"
+}
+
+# closing_flood [CAFILE]: a client that pipelines 30,000 requests, the
+# last with Connection: close, reads none of the answers (so some wait in
+# the relay), then sends 24 MiB of junk; over TLS with CAFILE. Once the
+# relay has read all of it from the socket, and with the connection
+# still open, prints the relay's VmRSS in KiB (or why it could not).
+closing_flood() {
+	timeout 60 python3 -c '
+import socket, ssl, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+me = s.getsockname()[1]
+if len(sys.argv) > 3:
+    ctx = ssl.create_default_context(cafile=sys.argv[3])
+    s = ctx.wrap_socket(s, server_hostname="localhost")
+def unread():  # bytes waiting in the relay end of the socket
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        f = line.split()
+        if f[1].endswith(":%04X" % port) and f[2].endswith(":%04X" % me):
+            return int(f[4].split(":")[1], 16)
+    sys.exit("the relay closed the connection")
+req = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+for i in range(60):
+    s.sendall(req * 500)
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+s.settimeout(10)
+try:
+    for i in range(24 * 16):
+        s.sendall(b"Z" * 65536)
+except OSError as e:
+    sys.exit("the relay stopped taking the junk: %s" % e)
+for i in range(200):
+    if unread() == 0:
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("the relay left the junk unread")
+time.sleep(0.2)
+print([l.split()[1] for l in open("/proc/%s/status" % pid) if l.startswith("VmRSS:")][0])
+' "$PORT" "$BCH_RELAY_PID" "$@"
+}
+
+@test "input sent after Connection: close is dropped while the answers wait, not kept" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	base=$(rss_kb)
+	run closing_flood
+	assert_success
+	echo "VmRSS ${base} kB before, ${output} kB after"
+	[ "$output" -lt $((base + 12 * 1024)) ]
+	alive
+}
+
+@test "TLS: input sent after Connection: close is dropped while the answers wait, not kept" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	base=$(rss_kb)
+	run closing_flood "$CERT"
+	assert_success
+	echo "VmRSS ${base} kB before, ${output} kB after"
+	[ "$output" -lt $((base + 12 * 1024)) ]
+	run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+}
+
+@test "SSE: a client that sends on its event stream is closed, its input not kept" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	base=$(rss_kb)
+	run timeout 30 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/events/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+          + sys.argv[2].encode() + b"\r\n\r\n")
+got = b""
+while b"retry:" not in got:
+    got += s.recv(4096)
+s.settimeout(5)
+try:
+    for i in range(16 * 16):
+        s.sendall(b"A" * 65536)
+    while s.recv(4096):
+        pass
+    print("closed")
+except socket.timeout:
+    print("still open after 16 MiB")
+except OSError:
+    print("closed")
+' "$PORT" "$B"
+	assert_output 'closed'
+	rss=$(rss_kb)
+	echo "VmRSS ${base} kB before, ${rss} kB after"
+	[ "$rss" -lt $((base + 8 * 1024)) ]
+	grep -q 'sent on an event stream' "$LOG"
+	alive
+}
+
 @test "a few hundred connections opened and dropped, then the relay still answers" {
 	relayd
 	alice_bob
