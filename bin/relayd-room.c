@@ -11,17 +11,34 @@
 #include "io.h"
 #include "relayd.h"
 
+#define ROOM_TOKEN_MIN 16
+
+/* A room token shorter than ROOM_TOKEN_MIN (an empty --token from an
+ * unset variable, say) would let anyone register: refuse to start. */
+static void
+check_length(struct relayd *d, const char *tok, const char *from)
+{
+	if (strlen(tok) >= ROOM_TOKEN_MIN)
+		return;
+	err_set(&d->c.e, BCH_PERM, "room token %s is too short — use at least "
+	    "%d characters", from, ROOM_TOKEN_MIN);
+	cli_fail(&d->c);
+}
+
 /* The room token: --token, --token-file, BACKCHANNEL_ROOM_TOKEN, else
- * the one kept in <home>/room-token (made on first start). */
+ * the one kept in <home>/room-token (made on first start); each at
+ * least ROOM_TOKEN_MIN characters. */
 void
 room_token(struct relayd *d, const char *tok, const char *file, char *out,
     size_t outsz)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX + 16], from[PATH_MAX + 24];
 	struct buf b = BUF_INIT;
 	const char *env = getenv("BACKCHANNEL_ROOM_TOKEN");
 
 	if (tok || (!file && env && *env)) {
+		check_length(d, tok ? tok : env,
+		    tok ? "from --token" : "in BACKCHANNEL_ROOM_TOKEN");
 		snprintf(out, outsz, "%s", tok ? tok : env);
 		return;
 	}
@@ -47,11 +64,8 @@ room_token(struct relayd *d, const char *tok, const char *file, char *out,
 		cli_fail(&d->c);
 	}
 	b.p[strcspn(b.p, "\r\n")] = 0;
-	if (strlen(b.p) < 16) {
-		err_set(&d->c.e, BCH_PERM, "room token in %s is too short — use "
-		    "at least 16 characters", file);
-		cli_fail(&d->c);
-	}
+	snprintf(from, sizeof from, "in %s", file);
+	check_length(d, b.p, from);
 	snprintf(out, outsz, "%s", b.p);
 	buf_free(&b);
 }

@@ -455,12 +455,12 @@ snapshot() {
 		-addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
 	stop_relay
 	mkdir -p relay
-	bch-relayd --home relay --port 0 --token room --cert cert.pem --key key.pem 2>tls.log &
+	bch-relayd --home relay --port 0 --token room-token-for-tls-0123 --cert cert.pem --key key.pem 2>tls.log &
 	BCH_RELAY_PID=$!
 	port=$(relay_port tls.log)
 	pin=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' tls.log)
 	export BACKCHANNEL_URL=https://127.0.0.1:$port
-	bch init alice --token room --pin "$pin" >/dev/null
+	bch init alice --token room-token-for-tls-0123 --pin "$pin" >/dev/null
 	run doctor
 	assert_line 'ok    relay TLS: verified by the pinned key'
 	assert_line 'ok    relay token: accepted for alice'

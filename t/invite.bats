@@ -78,7 +78,7 @@ mkinvite() {
 	assert_success
 	pin=$(decode "$output" | jq -r .pin)
 	[[ $pin =~ ^[0-9a-f]{64}$ ]]
-	bch-relayd --home relay --port 0 --token t --cert cert.pem --key key.pem 2>relayd.log &
+	bch-relayd --home relay --port 0 --token room-token-0123456789 --cert cert.pem --key key.pem 2>relayd.log &
 	pid=$!
 	wait_for 10 grep -q 'listening on' relayd.log
 	kill "$pid"

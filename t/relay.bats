@@ -1281,6 +1281,23 @@ logged() {
 	assert_output --partial 'too short'
 }
 
+@test "an empty or short --token or BACKCHANNEL_ROOM_TOKEN is refused: exit 100, nothing served" {
+	run -100 timeout 10 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token ''
+	assert_output --partial 'room token from --token is too short'
+	[ "${#lines[@]}" -le 2 ]
+	refute_output --partial 'listening on'
+	run -100 timeout 10 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token 123456789012345
+	assert_output --partial 'room token from --token is too short'
+	run -100 env BACKCHANNEL_ROOM_TOKEN=short timeout 10 bch-relayd --home "$BACKCHANNEL_HOME" --port 0
+	assert_output --partial 'room token in BACKCHANNEL_ROOM_TOKEN is too short'
+	# 16 characters are enough.
+	relayd --token 1234567890123456
+	ROOM=1234567890123456
+	reg alice
+	req POST /v1/register '' '{"name":"mallory"}'
+	expect 401
+}
+
 @test "bch-relayd refuses a port, rate or descriptor that is not a number, before it starts" {
 	for bad in "--port abc" "--port 70000" "--port 80x" "--port +80" "--rate fast" "--rate 0" "--max-conns 0" "-d fd"; do
 		# shellcheck disable=SC2086
