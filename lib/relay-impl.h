@@ -25,8 +25,15 @@ void relay_fail_err(struct relay_answer *a, const struct err *e);
 char *relay_field(const struct http_req *q, const char *key, size_t max,
     int *bad);
 
-/* An integer field of the body, true as 1; 0 if absent or not a number. */
-long long relay_int_field(const struct http_req *q, const char *key);
+/* A boolean field of the body: 1 true, 0 false or absent, -1 anything
+ * else. */
+int relay_bool_field(const struct http_req *q, const char *key);
+
+/* An integer field of the body, from min to max, into *out: 1 there, 0
+ * absent (*out untouched), -1 anything else (a fraction, an exponent, a
+ * string, out of range). */
+int relay_int_field(const struct http_req *q, const char *key, long long min,
+    long long max, long long *out);
 
 /* The mail side's state in r (the ring of recent sends, the leases):
  * made empty; and freed, each lease this relay holds returned first. */

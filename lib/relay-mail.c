@@ -7,6 +7,7 @@
  * answer again instead of a second message, a receipt knows whom to ask
  * about, and the event loop knows which streams already had the event;
  * a hash chain over the ring finds a send by id without a scan. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +301,58 @@ lease_drop(struct relay *r, struct relay_lease *l)
 	*l = r->leases[--r->nleases];
 }
 
+/* A take's fields: its id (to free), a lease in seconds (0 for none) and
+ * keep. 0, or -1 with a answered 400: a take asked for with a lease or
+ * keep it cannot have must not delete the message. */
+static int
+take_fields(const struct http_req *q, char **id, long long *lease, int *keep,
+    struct relay_answer *a)
+{
+	int bad = 0;
+
+	*lease = 0;
+	*id = relay_field(q, "id", ID_MAX_LEN, &bad);
+	if (bad || !*id || !id_valid(*id)) {
+		relay_fail(a, 400, "missing or invalid id");
+	} else if (relay_int_field(q, "lease", 1, INT_MAX, lease) < 0) {
+		relay_fail(a, 400, "lease must be a whole number of seconds, "
+		    "1 or more");
+	} else if ((*keep = relay_bool_field(q, "keep")) < 0) {
+		relay_fail(a, 400, "keep must be true or false");
+	} else {
+		return 0;
+	}
+	free(*id);
+	*id = NULL;
+	return -1;
+}
+
+/* Settle a message just taken: hold it for lease seconds, or delete it
+ * (kept in cur/ with keep). */
+static void
+take_settle(struct relay *r, struct spool_claim *c, const char *id,
+    long long lease, int keep, struct relay_answer *a)
+{
+	struct err e;
+
+	if (lease > r->lease_max)
+		lease = r->lease_max;
+	if (lease > 0 && r->sp->shared) { /* any relay can settle it */
+		if (r->sp->shared->lease(r->sp, c, (int)lease, &e) < 0)
+			relay_fail_err(a, &e);
+	} else if (lease > 0) {
+		struct relay_lease *l;
+		r->leases = xrealloc(r->leases,
+		    (r->nleases + 1) * sizeof *r->leases);
+		l = &r->leases[r->nleases++];
+		l->claim = *c;
+		snprintf(l->id, sizeof l->id, "%s", id);
+		l->expires = time(NULL) + (time_t)lease;
+	} else if (spool_ack(r->sp, c, keep, &e) < 0) {
+		relay_fail_err(a, &e);
+	}
+}
+
 static void
 route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
 {
@@ -308,16 +361,12 @@ route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	struct msg m;
 	struct err e;
 	char name[ID_MAX_LEN + 8];
-	int bad = 0, rc;
-	char *id = relay_field(q, "id", ID_MAX_LEN, &bad);
-	long long keep = relay_int_field(q, "keep");
-	long long lease = relay_int_field(q, "lease");
+	char *id;
+	long long lease;
+	int keep, rc;
 
-	if (bad || !id || !id_valid(id)) {
-		free(id);
-		relay_fail(a, 400, "missing or invalid id");
+	if (take_fields(q, &id, &lease, &keep, a) < 0)
 		return;
-	}
 	memset(&it, 0, sizeof it);
 	snprintf(name, sizeof name, "%s.json", id);
 	snprintf(it.id, sizeof it.id, "%s", id);
@@ -336,23 +385,7 @@ route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	buf_adds(&a->body, "{\"message\":");
 	msg_encode(&m, &a->body);
 	buf_addc(&a->body, '}');
-	if (lease > 0 && r->sp->shared) { /* any relay can settle it */
-		if (r->sp->shared->lease(r->sp, &c, lease > r->lease_max ?
-		    r->lease_max : (int)lease, &e) < 0)
-			relay_fail_err(a, &e);
-	} else if (lease > 0) {
-		struct relay_lease *l;
-		if (lease > r->lease_max)
-			lease = r->lease_max;
-		r->leases = xrealloc(r->leases,
-		    (r->nleases + 1) * sizeof *r->leases);
-		l = &r->leases[r->nleases++];
-		l->claim = c;
-		snprintf(l->id, sizeof l->id, "%s", it.id);
-		l->expires = time(NULL) + (time_t)lease;
-	} else if (spool_ack(r->sp, &c, keep != 0, &e) < 0) {
-		relay_fail_err(a, &e);
-	}
+	take_settle(r, &c, it.id, lease, keep, a);
 	msg_free(&m);
 }
 
@@ -365,11 +398,15 @@ route_settle(struct relay *r, const struct http_req *q, int ack,
 	struct err e;
 	int bad = 0, rc;
 	char *id = relay_field(q, "id", ID_MAX_LEN, &bad);
-	long long keep = relay_int_field(q, "keep");
+	int keep = relay_bool_field(q, "keep");
 
+	if (keep < 0) {
+		free(id);
+		return relay_fail(a, 400, "keep must be true or false");
+	}
 	if (r->sp->shared) {
 		rc = id ? r->sp->shared->settle(r->sp, a->agent, id, ack,
-		    keep != 0, &e) : 0;
+		    keep, &e) : 0;
 		free(id);
 		if (rc < 0)
 			return relay_fail_err(a, &e);
@@ -387,7 +424,7 @@ route_settle(struct relay *r, const struct http_req *q, int ack,
 		    "no lease on that id — it expired or was never taken");
 		return;
 	}
-	rc = ack ? spool_ack(r->sp, &l->claim, keep != 0, &e) :
+	rc = ack ? spool_ack(r->sp, &l->claim, keep, &e) :
 	    spool_release(r->sp, &l->claim, &e);
 	lease_drop(r, l);
 	if (rc < 0) {

@@ -195,23 +195,41 @@ relay_field(const struct http_req *q, const char *key, size_t max, int *bad)
 	return s;
 }
 
-long long
-relay_int_field(const struct http_req *q, const char *key)
+int
+relay_bool_field(const struct http_req *q, const char *key)
 {
 	struct json j;
 	const char *why;
-	long long v = 0;
-	int i;
+	int i, v = 0;
 
 	if (json_parse(&j, q->body, q->body_len, 16, &why) < 0)
-		return 0;
+		return 0; /* relay_field() says the body is bad */
 	i = json_get(&j, 0, key);
-	if (i >= 0 && json_is(&j, i, "true"))
-		v = 1;
-	else if (i >= 0 && json_int(&j, i, &v) < 0)
-		v = 0;
+	if (i >= 0)
+		v = json_is(&j, i, "true") ? 1 : json_is(&j, i, "false") ? 0 : -1;
 	json_free(&j);
 	return v;
+}
+
+int
+relay_int_field(const struct http_req *q, const char *key, long long min,
+    long long max, long long *out)
+{
+	struct json j;
+	const char *why;
+	long long v;
+	int i, rc = 0;
+
+	if (json_parse(&j, q->body, q->body_len, 16, &why) < 0)
+		return 0; /* relay_field() says the body is bad */
+	i = json_get(&j, 0, key);
+	if (i >= 0) {
+		rc = json_int(&j, i, &v) < 0 || v < min || v > max ? -1 : 1;
+		if (rc > 0)
+			*out = v;
+	}
+	json_free(&j);
+	return rc;
 }
 
 static void

@@ -553,6 +553,30 @@ PY
 	[[ $BODY == *'short lease'* ]]
 }
 
+@test "a take whose lease or keep is malformed is 400 and takes nothing" {
+	relayd
+	alice_bob
+	send "$A" @bob 'claim me safely'
+	for field in '"lease":30.5' '"lease":"60"' '"lease":1e2' \
+		'"lease":99999999999999999999' '"lease":0' '"lease":-5' \
+		'"lease":null' '"keep":"yes"' '"keep":1'; do
+		req POST /v1/take "$B" "{\"id\":\"$ID\",$field}"
+		expect 400 || { echo "for $field"; return 1; }
+		is_error
+		[ "$(count_new bob)" -eq 1 ] || { echo "$field took the message"; return 1; }
+	done
+	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/ack "$B" "{\"id\":\"$ID\",\"keep\":\"no\"}"
+	expect 400
+	# A well-formed leased take still holds it.
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":60,\"keep\":false}"
+	expect 200
+	[[ $BODY == *'claim me safely'* ]]
+	[ -n "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
+	req POST /v1/ack "$B" "{\"id\":\"$ID\",\"keep\":true}"
+	expect 200
+}
+
 @test "idempotent send: the same client id twice stores one message" {
 	relayd
 	alice_bob
