@@ -3,9 +3,12 @@
  * and claims in spool-fs-read.c; what they share is in spool-fs.h.
  *
  * Design rationale. A message is written once into the first recipient's
- * tmp/ and published into each recipient's new/ by renameat2(NOREPLACE)
- * or link(), so a file already in new/ is never replaced, and a channel
- * of n members costs one write and n links. Files in new/ are immutable
+ * tmp/ and published into each recipient's new/ by link() (a copy moved
+ * in with renameat2(NOREPLACE) where a link cannot be made), so a file
+ * already in new/ is never replaced, and a channel of n members costs
+ * one write and n links. Every new/ is looked at first: a message under
+ * the same id from another sender refuses the send before anything is
+ * stored or pushed. Files in new/ are immutable
  * from then on, which is why a listing may keep the bytes it read and a
  * claim need not read them again. */
 #include <dirent.h>
@@ -320,12 +323,12 @@ write_tmp(struct spool *s, const char *r, const char *file,
 	return rc;
 }
 
-/* An id already in new/: the same sender sending it again (a retry) is
- * stored once; another sender's message under that id is refused, never
- * lost behind a success. 0 same sender, -1 with e filled. */
+/* Whose is the message in new/ at dst? An id already there from the same
+ * sender is a retry, stored once; another sender's message under that
+ * id is refused, never lost behind a success. 1 the same sender's, 0
+ * none there, -1 with e filled (409 for another sender's). */
 static int
-same_sender(struct spool *s, const char *dst, const char *from,
-    struct err *e)
+id_owner(struct spool *s, const char *dst, const char *from, struct err *e)
 {
 	struct buf old = BUF_INIT;
 	struct msg m;
@@ -341,67 +344,103 @@ same_sender(struct spool *s, const char *dst, const char *from,
 	}
 	buf_free(&old);
 	if (same)
-		return 0;
+		return 1;
 	err_set(e, BCH_PERM, "message id already used by another message — "
 	    "send with a new id");
 	return err_status(e, 409);
 }
 
+/* The recipients still to be given the message: those whose new/ does
+ * not hold it already (from a send this one retries), into todo. -1 with
+ * e filled if a box is unsafe, or another sender's message has that id
+ * in any of them: then nothing is stored, linked or pushed. */
+static int
+to_deliver(struct spool *s, char **r, size_t n, const char *file,
+    const char *from, char **todo, size_t *ntodo, struct err *e)
+{
+	char dst[P];
+	size_t i;
+	int rc;
+
+	*ntodo = 0;
+	for (i = 0; i < n; i++) {
+		if (box_checked(s, r[i], e) < 0)
+			return -1;
+		box_path(s, dst, r[i], "new", file);
+		if ((rc = id_owner(s, dst, from, e)) < 0)
+			return -1;
+		if (rc == 0)
+			todo[(*ntodo)++] = r[i];
+	}
+	return 0;
+}
+
+/* Link tmp into r's new/ as file (a copy when a link cannot be made): 1
+ * linked, 0 the same sender's copy is there already, -1 with e filled. */
+static int
+link_one(struct spool *s, const char *r, const char *tmp, const char *file,
+    const struct msg *m, const struct buf *b, struct err *e)
+{
+	char dst[P], tmp2[P];
+	int rc;
+
+	box_path(s, dst, r, "new", file);
+	if (link(tmp, dst) == 0)
+		return 1;
+	if (errno == EEXIST) /* there since to_deliver() looked */
+		return id_owner(s, dst, m->from, e) < 0 ? -1 : 0;
+	/* Another file system, or a box gone missing. */
+	if (write_tmp(s, r, file, b, tmp2, e) < 0)
+		return -1;
+	rc = move_noreplace(tmp2, dst);
+	if (rc == 1) { /* there since, as above */
+		unlink(tmp2);
+		return id_owner(s, dst, m->from, e) < 0 ? -1 : 0;
+	}
+	if (rc < 0)
+		return err_sys(e, "cannot deliver to %s", r);
+	return 1;
+}
+
+/* Write the message once and link it into each recipient's new/ that
+ * lacks it. The relay's streams are told (s->stored) only once nothing
+ * stands in the way: no other message under its id, the file written.
+ * A failure part way takes back the links made, so that a sender told
+ * to retry does not leave some recipients holding it. */
 static int
 publish(struct spool *s, char **r, size_t n, const struct msg *m,
     const struct buf *b, struct err *e)
 {
-	char tmp[P], dst[P], tmp2[P], file[ID_MAX_LEN + 8];
-	size_t i;
-	int rc;
+	char tmp[P], dst[P], file[ID_MAX_LEN + 8];
+	char **todo = xcalloc(n + 1, sizeof *todo);
+	char *made = xcalloc(n + 1, 1);
+	size_t i, ntodo;
+	int rc = -1;
 
 	snprintf(file, sizeof file, "%s.json", m->id);
-	for (i = 0; i < n; i++)
-		if (box_checked(s, r[i], e) < 0)
-			return -1;
-	if (write_tmp(s, r[0], file, b, tmp, e) < 0)
-		return -1;
-	if (s->stored)
-		s->stored(s->stored_arg, m->id, r, n, b->p, b->len - 1);
-	for (i = n; i-- > 0;) {
-		box_path(s, dst, r[i], "new", file);
-		if (i == 0) {
-			rc = move_noreplace(tmp, dst);
-			if (rc == 1) {
-				unlink(tmp); /* that id was delivered already */
-				if (same_sender(s, dst, m->from, e) < 0)
-					return -1;
-				rc = 0;
-			}
-		} else if ((rc = link(tmp, dst)) < 0 && errno == EEXIST) {
-			if (same_sender(s, dst, m->from, e) < 0) {
-				unlink(tmp);
-				return -1;
-			}
-			rc = 0;
-		} else if (rc < 0) {
-			/* Another file system, or a box gone missing. */
-			if (write_tmp(s, r[i], file, b, tmp2, e) < 0) {
-				unlink(tmp);
-				return -1;
-			}
-			rc = move_noreplace(tmp2, dst);
-			if (rc == 1) { /* delivered already, as above */
-				unlink(tmp2);
-				if (same_sender(s, dst, m->from, e) < 0) {
-					unlink(tmp);
-					return -1;
-				}
-				rc = 0;
-			}
-		}
-		if (rc < 0) {
-			err_sys(e, "cannot deliver to %s", r[i]);
-			unlink(tmp);
-			return -1;
-		}
+	if (to_deliver(s, r, n, file, m->from, todo, &ntodo, e) < 0 ||
+	    (ntodo && write_tmp(s, todo[0], file, b, tmp, e) < 0))
+		goto out;
+	if (ntodo && s->stored)
+		s->stored(s->stored_arg, m->id, todo, ntodo, b->p, b->len - 1);
+	for (i = 0; i < ntodo; i++) {
+		int k = link_one(s, todo[i], tmp, file, m, b, e);
+		if (k < 0)
+			break;
+		made[i] = (char)k;
 	}
-	return 0;
+	if (ntodo)
+		unlink(tmp);
+	rc = i < ntodo ? -1 : 0;
+	while (rc < 0 && i-- > 0)
+		if (made[i]) {
+			box_path(s, dst, todo[i], "new", file);
+			unlink(dst);
+		}
+out:
+	free(todo);
+	free(made);
+	return rc;
 }
 
 /* One more message in name's new/, whose directory is now to be synced. */

@@ -598,6 +598,78 @@ PY
 
 # --- HTTP/1.1 framing -------------------------------------------------------
 
+@test "a send under another sender's message id is 409, and no stream or inbox gets it" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	reg dave
+	D=$TOK
+	for t in "$B" "$C"; do
+		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
+		expect 200
+	done
+	id=$(uuid)
+	send "$D" @bob 'the real one' "\"id\":\"$id\""
+	expect 200
+	stream "$B" bob sse.bob
+	stream "$C" carol sse.carol
+	wait_for 5 grep -q 'the real one' sse.bob
+	# alice takes dave's id, to bob and to the channel bob is on.
+	send "$A" @bob forged "\"id\":\"$id\""
+	expect 409
+	is_error
+	send "$A" '#dev' 'forged too' "\"id\":\"$id\""
+	expect 409
+	is_error
+	# A send after them reaches both streams: anything before it would
+	# have too.
+	send "$A" '#dev' after
+	expect 200
+	wait_for 5 grep -q '"body":"after"' sse.bob
+	wait_for 5 grep -q '"body":"after"' sse.carol
+	! grep -q forged sse.bob sse.carol || false
+	[ "$(grep -c '^data: ' sse.bob)" -eq 2 ]
+	[ "$(grep -c '^data: ' sse.carol)" -eq 1 ]
+	# The inboxes hold dave's message and the one after, nothing forged.
+	[ "$(count_new bob)" -eq 2 ]
+	[ "$(count_new carol)" -eq 1 ]
+	grep -q 'the real one' "$BACKCHANNEL_HOME/spool/bob/new/$id.json"
+	[ ! -e "$BACKCHANNEL_HOME/spool/carol/new/$id.json" ]
+	[ -z "$(find "$BACKCHANNEL_HOME/spool/bob/tmp" "$BACKCHANNEL_HOME/spool/carol/tmp" -type f)" ]
+	# The same sender's retry is still one message, pushed once.
+	send "$D" @bob 'the real one' "\"id\":\"$id\""
+	expect 200
+	[ "$(count_new bob)" -eq 2 ]
+}
+
+@test "a channel send retried with its id after a restart reaches the members that lack it, once" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	for t in "$B" "$C"; do
+		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
+		expect 200
+	done
+	id=$(uuid)
+	send "$A" '#dev' 'to all' "\"id\":\"$id\""
+	expect 200
+	# carol read hers; the relay restarts and forgets the send.
+	req POST /v1/take "$C" "{\"id\":\"$id\"}"
+	expect 200
+	stop_relay
+	relayd
+	stream "$B" bob sse.bob
+	wait_for 5 grep -q '"body":"to all"' sse.bob
+	send "$A" '#dev' 'to all' "\"id\":\"$id\""
+	expect 200
+	send "$A" @bob after
+	wait_for 5 grep -q '"body":"after"' sse.bob
+	[ "$(grep -c '"body":"to all"' sse.bob)" -eq 1 ]
+	[ "$(count_new bob)" -eq 2 ]
+}
+
 @test "keep-alive: several requests on one connection" {
 	relayd
 	reg alice
