@@ -46,6 +46,7 @@ static const char usage[] =
 
 #define IDLE_TIMEOUT 60    /* keep-alive connection with nothing to do */
 #define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */
+#define WRITE_TIMEOUT 30   /* answers owed and none of them read */
 #define KEEPALIVE_EVERY 25 /* SSE comment */
 
 static volatile sig_atomic_t *stop_flag;
@@ -263,7 +264,13 @@ tick(struct relayd *d)
 				tls_conn_rest(k->tls); /* quiet for a second */
 			continue;
 		}
-		if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
+		if (k->out.len && now - k->out_at > WRITE_TIMEOUT) {
+			/* It holds a slot and up to MAX_OUT: let it go. */
+			fprintf(stderr, "relay %s %s - closed: answers unread for "
+			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
+			    WRITE_TIMEOUT);
+			conn_close(d, k);
+		} else if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
 		    (!k->in.len && !k->out.len && now - k->since > IDLE_TIMEOUT))
 			conn_close(d, k);
 		else if (k->tls && !k->in.len && !k->out.len)

@@ -91,6 +91,8 @@ conn_close(struct relayd *d, struct conn *k)
 void
 conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 {
+	if (!k->out.len)
+		k->out_at = time(NULL);
 	buf_add(&k->out, p, n);
 	pending_add(d, k);
 }
@@ -160,7 +162,7 @@ conn_write(struct relayd *d, struct conn *k)
 			return -1;
 		}
 		k->out_off += (size_t)n;
-		k->last_tx = time(NULL);
+		k->last_tx = k->out_at = time(NULL);
 	}
 	buf_reset(&k->out);
 	k->out_off = 0;
@@ -176,6 +178,7 @@ static void
 on_tls(struct relayd *d, struct conn *k, int readable)
 {
 	int ww, gone, want;
+	size_t off0 = k->out_off;
 
 	/* Take in what came (requests, as far as they came), answer, and
 	 * pump the answers out. Pumping can hand over more requests the
@@ -196,6 +199,8 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		if (k->in.len == left)
 			break;
 	}
+	if (k->out_off > off0)
+		k->out_at = time(NULL); /* some went out */
 	if (k->out_off == k->out.len) {
 		buf_reset(&k->out);
 		k->out_off = 0;

@@ -28,6 +28,7 @@ struct conn {
 	size_t out_off;
 	time_t since;   /* start of the current request, or of idleness */
 	time_t last_tx; /* SSE: last write */
+	time_t out_at;  /* output owed since, or last written: its deadline */
 	int sse;
 	int closing; /* close once out is flushed */
 	int want_out;

@@ -821,6 +821,33 @@ PY
 	alive
 }
 
+@test "a client that sends requests and reads none of the answers is closed after 30 s" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	base=$(nfds)
+	# 30,000 pipelined requests: more answers than the sockets hold, so
+	# some wait in the relay, under its 4 MiB cut.
+	python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" * 30000)
+open("sent", "w").close()
+time.sleep(120)
+' "$PORT" &
+	bg_pid $!
+	wait_for 10 test -e sent
+	start=$SECONDS
+	[ "$(nfds)" -gt "$base" ]
+	wait_for 50 nfds_le "$base"
+	took=$((SECONDS - start))
+	echo "closed after $took s"
+	[ "$took" -ge 25 ]
+	grep -q 'closed: answers unread for 30 seconds' "$LOG"
+	alive
+}
+
 @test "clients that disconnect mid-request or mid-body do no harm" {
 	relayd
 	alice_bob
