@@ -109,6 +109,8 @@ conn_read(struct conn *k)
 		size_t room = k->in.cap - k->in.len - 1;
 		n = read(k->fd, k->in.p + k->in.len, room);
 		if (n > 0) {
+			if (!k->in.len)
+				k->since = time(NULL); /* a request begins */
 			k->in.len += (size_t)n;
 			if (k->in.len > MAX_IN || (size_t)n < room)
 				return 0; /* parse refuses the first; the loop
@@ -178,7 +180,7 @@ static void
 on_tls(struct relayd *d, struct conn *k, int readable)
 {
 	int ww, gone, want;
-	size_t off0 = k->out_off;
+	size_t off0 = k->out_off, in0;
 
 	/* Take in what came (requests, as far as they came), answer, and
 	 * pump the answers out. Pumping can hand over more requests the
@@ -188,8 +190,11 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	 * comes back for it. */
 	if (k->q && k->in.len >= MAX_IN)
 		readable = 0; /* held behind its send, answered this round */
+	in0 = k->in.len;
 	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
 	    &k->out_off, &ww);
+	if (!in0 && k->in.len)
+		k->since = time(NULL); /* a request begins */
 	while (!gone && !k->sse && !k->closing && k->in.len) {
 		size_t left;
 		process_requests(d, k);

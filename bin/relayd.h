@@ -26,7 +26,8 @@ struct conn {
 	char peer[64];
 	struct buf in, out;
 	size_t out_off;
-	time_t since;   /* start of the current request, or of idleness */
+	time_t since;   /* first byte of the current request, or start of
+	                 * idleness */
 	time_t last_tx; /* SSE: last write */
 	time_t out_at;  /* output owed since, or last written: its deadline */
 	int sse;

@@ -848,6 +848,24 @@ time.sleep(120)
 	alive
 }
 
+@test "a keep-alive connection idle for 12 s is answered a request that comes in two parts" {
+	relayd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' >&"$fd"
+	read_resp "$fd"
+	[ "$RESP_STATUS" = 200 ]
+	# Idle past the request timeout (10 s), then a request whose head
+	# comes in two parts, across a tick of the relay.
+	sleep 12
+	printf 'GET /v1/health HTTP/1.1\r\n' >&"$fd"
+	sleep 1.5
+	printf 'Host: x\r\n\r\n' >&"$fd" || true
+	read_resp "$fd" || { echo "closed unanswered"; return 1; }
+	[ "$RESP_STATUS" = 200 ]
+	[ "$RESP_BODY" = '{"ok":true,"service":"backchannel-relay"}'$'\n' ]
+	exec {fd}>&-
+}
+
 @test "clients that disconnect mid-request or mid-body do no harm" {
 	relayd
 	alice_bob
