@@ -39,14 +39,20 @@ head_end(const char *b, size_t n)
 }
 
 /* Decode a chunked body at b[0..n). Returns bytes used, 0 for more, -1
- * for malformed or over max (*status 400 or 413). */
+ * for malformed or over max (*status 400 or 413). The raw body is held
+ * to 2 * max + 64 KiB too: chunk extensions (ignored, up to 256 bytes a
+ * chunk) would let a body of max bytes fill hundreds of times that. */
 static long
 dechunk(const char *b, size_t n, size_t max, struct buf *out, int *status)
 {
-	size_t i = 0;
+	size_t i = 0, raw_max = 2 * max + 64 * 1024;
 
 	for (;;) {
 		size_t size = 0, digits = 0, k;
+		if (i > raw_max) {
+			*status = 413;
+			return -1;
+		}
 		while (i < n && isxdigit((unsigned char)b[i])) {
 			int c = tolower((unsigned char)b[i]);
 			if (++digits > 8)

@@ -736,6 +736,40 @@ PY
 	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
 }
 
+@test "a chunked body padded with chunk extensions is 413 past twice the limit, and nothing is stored" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	# 2 kB of JSON in one-byte chunks, each with a 250-byte extension:
+	# some 520 kB on the wire for a body well under the limit.
+	python3 -c '
+import sys
+body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 2000 + b"\"}"
+head = ("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n" % sys.argv[1]).encode()
+ext = b";" + b"e" * 250
+sys.stdout.buffer.write(head + b"".join(b"1" + ext + b"\r\n" + body[i:i + 1] + b"\r\n"
+                                        for i in range(len(body))) + b"0\r\n\r\n")
+' "$A" >padded.req
+	[ "$(wc -c <padded.req)" -gt 500000 ]
+	run raw padded.req
+	[ "$(printf '%s\n' "$output" | status_lines)" = '413 ' ]
+	assert_output --partial '"error":"request over the limit'
+	[ "$(count_new bob)" -eq 0 ]
+	# The same body in one chunk is sent.
+	python3 -c '
+import sys
+body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 2000 + b"\"}"
+sys.stdout.buffer.write(("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x;e=1\r\n"
+    % (sys.argv[1], len(body))).encode() + body + b"\r\n0\r\n\r\n")
+' "$A" >plain.req
+	run raw plain.req
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "a flood of 100 headers is 431" {
 	relayd
 	{
