@@ -184,7 +184,6 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		    "X-Accel-Buffering: no\r\n\r\nretry: 3000\n\n");
 		if (!d->c.sp->shared)
 			watch_agent(d, a.agent);
-		relay_sse_backlog(&d->r, a.agent, &out);
 		k->sse = 1;
 		k->rest_now = 1;
 		k->same = *sse_bucket(d, k->agent);
@@ -193,6 +192,7 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		logline(k->peer, k->agent, q->method, q->path, a.status,
 		    (long)out.len);
 		conn_send(d, k, out.p, out.len);
+		backlog_start(d, k, a.agent);
 	} else {
 		respond(d, k, &a, q->keepalive, q->method, q->path);
 	}

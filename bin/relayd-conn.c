@@ -18,6 +18,7 @@
 
 #define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
 #define MAX_IN (512 * 1024) /* input taken in one go */
+#define SLICE (256 * 1024) /* backlog put out at a time */
 #define SSE_IN_MAX 4096    /* an SSE client has nothing to say: more is
                             * not a client */
 
@@ -56,6 +57,54 @@ pending_del(struct conn *k)
 	k->pprev = NULL;
 }
 
+static void
+backlog_free(struct conn *k)
+{
+	while (k->ibl < k->nbl)
+		free(k->bl[k->ibl++]);
+	free(k->bl);
+	k->bl = NULL;
+	buf_free(&k->later);
+}
+
+void
+backlog_start(struct relayd *d, struct conn *k, const char *agent)
+{
+	struct spool_item *it;
+	size_t n, i;
+
+	if (spool_list(d->c.sp, agent, &it, &n, NULL) < 0 || !n)
+		return; /* a stream with no backlog: it reconnects for one */
+	k->bl = xcalloc(n, sizeof *k->bl);
+	for (i = 0; i < n; i++)
+		k->bl[i] = xstrdup(it[i].name);
+	k->nbl = n;
+	k->ibl = 0;
+	spool_items_free(it, n);
+}
+
+/* The next slice of k's backlog into its (drained) output; once the
+ * last is in, what arrived meanwhile follows it. */
+static void
+backlog_fill(struct relayd *d, struct conn *k)
+{
+	while (k->ibl < k->nbl && k->out.len - k->out_off < SLICE) {
+		relay_sse_event(&d->r, k->agent, k->bl[k->ibl], &k->out);
+		free(k->bl[k->ibl++]);
+	}
+	if (k->ibl < k->nbl)
+		return;
+	buf_add(&k->out, k->later.p, k->later.len);
+	backlog_free(k);
+}
+
+/* What k owes its client: past MAX_OUT it is cut. */
+static size_t
+owed(const struct conn *k)
+{
+	return k->out.len - k->out_off + k->later.len;
+}
+
 void
 conn_close(struct relayd *d, struct conn *k)
 {
@@ -79,6 +128,7 @@ conn_close(struct relayd *d, struct conn *k)
 	if (k->next)
 		k->next->prev = k->prev;
 	tls_conn_free(k->tls);
+	backlog_free(k);
 	buf_free(&k->in);
 	buf_free(&k->out);
 	free(k);
@@ -91,6 +141,10 @@ conn_close(struct relayd *d, struct conn *k)
 void
 conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 {
+	if (k->bl) { /* behind the backlog */
+		buf_add(&k->later, p, n);
+		return;
+	}
 	if (!k->out.len)
 		k->out_at = time(NULL);
 	buf_add(&k->out, p, n);
@@ -204,6 +258,13 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		if (k->in.len == left)
 			break;
 	}
+	while (!gone && k->bl && k->out_off == k->out.len && !ww) {
+		buf_reset(&k->out);
+		k->out_off = 0;
+		backlog_fill(d, k);
+		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
+		    &k->out_off, &ww);
+	}
 	if (k->out_off > off0)
 		k->out_at = time(NULL); /* some went out */
 	if (k->out_off == k->out.len) {
@@ -216,7 +277,7 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	if (gone < 0 && k->q)
 		k->closing = 1; /* its send is answered first */
 	else if (gone < 0 || (k->closing && !k->out.len && !ww) ||
-	    k->out.len - k->out_off > MAX_OUT) {
+	    owed(k) > MAX_OUT) {
 		conn_close(d, k);
 		return;
 	}
@@ -243,8 +304,17 @@ conn_flush(struct relayd *d, struct conn *k)
 		on_tls(d, k, 0);
 		return;
 	}
-	if (conn_write(d, k) < 0 || (k->closing && !k->out.len) ||
-	    k->out.len - k->out_off > MAX_OUT)
+	do {
+		if (conn_write(d, k) < 0) {
+			conn_close(d, k);
+			return;
+		}
+		if (k->bl && !k->out.len)
+			backlog_fill(d, k); /* drained: the next slice */
+		else
+			break;
+	} while (k->out.len);
+	if ((k->closing && !k->out.len) || owed(k) > MAX_OUT)
 		conn_close(d, k);
 }
 
@@ -283,7 +353,8 @@ flush_streams(struct relayd *d)
 		} else if (conn_write(d, k) < 0 || k->out.len) {
 			continue;
 		}
-		pending_del(k);
+		if (!k->bl) /* else flush_pending() puts out the next slice */
+			pending_del(k);
 	}
 }
 

@@ -40,6 +40,9 @@ struct conn {
 	struct conn *same; /* next SSE reader in its agent's bucket */
 	struct conn *pnext, **pprev; /* on the list of output to flush */
 	struct queued *q; /* its send, queued: no request after it till then */
+	char **bl;        /* SSE: the backlog's files still to send */
+	size_t nbl, ibl;  /* how many, and the next one */
+	struct buf later; /* SSE: what arrived while the backlog goes out */
 };
 
 /* A send queued on a shared spool (relay_send_done), to answer to k. */
@@ -101,6 +104,10 @@ void settle_sends(struct relayd *d);
 void process_requests(struct relayd *d, struct conn *k);
 
 /* relayd-conn.c, the connections. */
+
+/* Start k's backlog: agent's unread messages, sent a slice at a time as
+ * the stream drains, ahead of what arrives meanwhile. */
+void backlog_start(struct relayd *d, struct conn *k, const char *agent);
 
 /* Queue n bytes for k; they go out in flush_pending(). */
 void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);

@@ -82,7 +82,8 @@ void relay_answered(struct relay *r, struct relay_answer *a);
 void relay_send_done(struct relay *r, struct msg *m, const char *agent,
     struct relay_answer *a);
 
-/* Messages waiting for agent as SSE events ("id:", "data:", blank). */
+/* Messages waiting for agent as SSE events ("id:", "data:", blank), all
+ * at once (bch-relayd sends a stream's backlog a slice at a time). */
 void relay_sse_backlog(struct relay *r, const char *agent, struct buf *out);
 
 /* One SSE event for the file name in agent's new/, if it is still there. */

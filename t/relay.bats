@@ -1204,6 +1204,63 @@ except OSError:
 	[ "$(count_new bob)" -eq 3 ]
 }
 
+@test "SSE: a backlog of 13 MB reaches a reader whole, before a live message, on every connect" {
+	relayd
+	alice_bob
+	# 220 messages of 60 KiB wait for bob, written on the relay host.
+	big=$(head -c 61440 /dev/zero | tr '\0' x)
+	for i in $(seq 1 220); do
+		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
+	done >sends.jsonl
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send <sends.jsonl >/dev/null
+	)
+	[ "$(count_new bob)" -eq 220 ]
+	for n in 1 2; do
+		curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >"sse.$n" 2>/dev/null &
+		p=$!
+		bg_pid $p
+		wait_for 20 eval '[ "$(grep -c "^data: " sse.'"$n"')" -ge 220 ]'
+		send "$A" @bob "live $n"
+		expect 200
+		wait_for 5 grep -q "\"body\":\"live $n\"" "sse.$n"
+		# Whole, in order, and the stream still open.
+		[ "$(grep -c '^data: ' "sse.$n")" -eq $((220 + n)) ]
+		grep '^data: ' "sse.$n" | tail -1 | grep -q "\"body\":\"live $n\""
+		kill -0 "$p"
+		kill "$p"
+	done
+	# A reader that pauses early in the backlog: a message that arrives
+	# meanwhile comes after the whole backlog, not in the middle of it.
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	timeout 60 python3 -c '
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/events/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+          + sys.argv[2].encode() + b"\r\n\r\n")
+got = b""
+while len(got) < 300000:
+    got += s.recv(65536)
+open("paused", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.1)
+while b"live slow" not in got:
+    got += s.recv(65536)
+before = got.split(b"live slow")[0]
+print(before.count(b"\ndata: "))
+' "$PORT" "$B" >slow.out &
+	bg_pid $!
+	wait_for 10 test -e paused
+	send "$A" @bob 'live slow'
+	expect 200
+	touch go
+	wait_for 30 test -s slow.out
+	# The 222 unread (live 1 and 2 too), then the data line of the live one.
+	[ "$(cat slow.out)" -eq 223 ]
+	alive
+}
+
 @test "SSE: a reconnect with Last-Event-ID gets every message still unread" {
 	relayd
 	alice_bob
@@ -1745,6 +1802,30 @@ spki_pin() {
 		wait_for 5 grep -q "\"body\":\"live tls $i\"" sse.out
 	done
 	[ "$(grep -c '^data: ' sse.out)" -eq 4 ]
+}
+
+@test "TLS: a backlog of 13 MB reaches a reader whole" {
+	tls_relay ec
+	U=https://localhost:$PORT
+	for n in alice bob; do
+		curl -s --cacert "$CERT" -H "Authorization: Bearer $ROOM" -d "{\"name\":\"$n\"}" \
+			"$U/v1/register" | sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p' >"$n.tok"
+	done
+	[ "$(wc -c <bob.tok)" -eq 65 ]
+	big=$(head -c 61440 /dev/zero | tr '\0' x)
+	for i in $(seq 1 220); do
+		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
+	done >sends.jsonl
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send <sends.jsonl >/dev/null
+	)
+	curl -sN --cacert "$CERT" -H "Authorization: Bearer $(cat bob.tok)" "$U/v1/events/bob" >sse.out 2>/dev/null &
+	p=$!
+	bg_pid $p
+	wait_for 20 eval '[ "$(grep -c "^data: " sse.out)" -ge 220 ]'
+	[ "$(grep -c '^data: ' sse.out)" -eq 220 ]
+	kill -0 "$p"
 }
 
 @test "TLS: a keep-alive connection idle for seconds is served again, pipelining too" {
