@@ -71,3 +71,14 @@ hash_random_hex(char *out, size_t nbytes)
 	hex(r, nbytes, out);
 	return 0;
 }
+
+int
+hash_hex64(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[64] == 0;
+}

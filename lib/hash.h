@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 
+/* Is s 64 lowercase hex digits, as a SHA-256 or a token is written? */
+int hash_hex64(const char *s);
+
 /* Lowercase hex SHA-256 of p[0..n) into out[65]. */
 void hash_sha256_hex(const void *p, size_t n, char out[65]);
 

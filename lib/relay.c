@@ -316,18 +316,6 @@ register_new(struct relay *r, const char *name, const char *mine,
 	agent_free(&rec);
 }
 
-/* Is s a token as the relay makes them: 64 lowercase hex digits? */
-static int
-token_form(const char *s)
-{
-	size_t i;
-
-	for (i = 0; i < 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return s[64] == 0;
-}
-
 /* The room token with a "token" the caller chose (ext): a retry of a
  * registration whose answer was lost finds that token already the
  * name's, and is answered as the first attempt was; any other owner of
@@ -373,7 +361,7 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 	else if (bad || !name || !name_valid(name))
 		relay_fail(a, 400, "invalid name — letters, digits, '.', '_' "
 		    "and '-', at most 64");
-	else if (badtok || (mine && !token_form(mine)))
+	else if (badtok || (mine && !hash_hex64(mine)))
 		relay_fail(a, 400, "invalid token field — 64 lowercase hex "
 		    "digits");
 	else if (own && strcmp(own->agent, name) == 0)

@@ -159,6 +159,24 @@ dead_pid() {
 	[ -f "$claim" ]
 }
 
+# blocked_drain: queue 1000 messages and start bob's drain (pid in $pid)
+# writing them into ./pipe, whose read end is fd 6 and read by nobody;
+# return once it has claimed and, where the kernel shows it, sits in
+# write().
+blocked_drain() {
+	queue 1 1000
+	mkfifo pipe
+	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
+	pid=$!
+	exec 6<pipe
+	claimed() { [ "$(count_new bob)" -lt 1000 ]; }
+	blocked() { grep -q pipe_write "/proc/$pid/wchan"; }
+	wait_for 10 claimed
+	if [ "$(cat /proc/$$/wchan 2>/dev/null || echo 0)" != 0 ]; then
+		wait_for 10 blocked
+	fi
+}
+
 # in_pidns CMD...: run CMD in a new pid namespace (same host name), where
 # pids are not those of this one; skips where that cannot be done.
 in_pidns() {
@@ -169,18 +187,8 @@ in_pidns() {
 
 @test "a live reader's claims are not taken back by a reader in another pid namespace" {
 	local_only "claim files of the local spool"
-	queue 1 1000
-	mkfifo pipe
 	# A reader blocked in write() with its claims taken, alive.
-	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
-	pid=$!
-	exec 6<pipe
-	claimed() { [ -n "$(ls "$CUR")" ]; }
-	blocked() { grep -q pipe_write "/proc/$pid/wchan"; }
-	wait_for 10 claimed
-	if [ "$(cat /proc/$$/wchan 2>/dev/null || echo 0)" != 0 ]; then
-		wait_for 10 blocked
-	fi
+	blocked_drain
 	held=$(ls "$CUR" | wc -l)
 	# Its pid means nothing in the namespace: only the lock says it lives.
 	BACKCHANNEL_AGENT=bob in_pidns bch-drain --jsonl > ns.out 2> ns.err
@@ -282,19 +290,8 @@ in_pidns() {
 
 @test "a drain killed while blocked writing to a full pipe loses nothing" {
 	local_only "claim files of the local spool"
-	queue 1 1000
-	mkfifo pipe
 	# Nobody reads: the drain blocks in write() with its claims taken.
-	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
-	pid=$!
-	exec 6<pipe
-	claimed() { [ "$(count_new bob)" -lt 1000 ]; }
-	blocked() { grep -q pipe_write "/proc/$pid/wchan"; }
-	wait_for 10 claimed
-	# Where the kernel shows it, wait until the drain sits in write().
-	if [ "$(cat /proc/$$/wchan 2>/dev/null || echo 0)" != 0 ]; then
-		wait_for 10 blocked
-	fi
+	blocked_drain
 	kill -9 "$pid"
 	wait "$pid" || true
 	exec 6<&-

@@ -472,22 +472,16 @@ snapshot() {
 @test "a relay whose clock is 10 minutes off: warn, not FAIL" {
 	command -v python3 >/dev/null || skip "needs python3 for a stand-in relay"
 	cat >fake.py <<'EOF'
-import http.server, sys, time, email.utils
-class H(http.server.BaseHTTPRequestHandler):
+import time, email.utils, fakehttp
+class H(fakehttp.Handler):
     def date_time_string(self, timestamp=None):
         return email.utils.formatdate(time.time() - 600, usegmt=True)
     def do_GET(self):
-        body = b'{"ok":true,"service":"backchannel-relay"}' if self.path == "/v1/health" else b'{"error":"no"}'
-        self.send_response(200 if self.path == "/v1/health" else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
+        if self.path == "/v1/health":
+            self.answer(200, b'{"ok":true,"service":"backchannel-relay"}')
+        else:
+            self.answer(401, b'{"error":"no"}')
+fakehttp.serve(H)
 EOF
 	python3 fake.py >fake.port &
 	FAKE_PID=$!

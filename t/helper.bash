@@ -4,6 +4,8 @@ bats_load_library bats-assert 2>/dev/null || load /usr/lib/bats/bats-assert/load
 
 T_ROOT="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 export PATH="$T_ROOT/bin:$PATH"
+# Stand-in relays written in python3 import t/fakehttp.py.
+export PYTHONPATH="$T_ROOT/t${PYTHONPATH:+:$PYTHONPATH}"
 # make check-valgrind puts wrappers that run each program under memcheck
 # in front of bin/.
 [ -z "${BCH_VALGRIND_BIN:-}" ] || export PATH="$BCH_VALGRIND_BIN:$PATH"

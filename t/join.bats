@@ -151,23 +151,14 @@ subscribed carol to #ops"
 	[[ $alice =~ ^[0-9a-f]{64}$ ]] && [[ $erin =~ ^[0-9a-f]{64}$ ]]
 	# Relay B logs the token each request carries and takes none.
 	cat >b.py <<'PY'
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
+import fakehttp
+class H(fakehttp.Handler):
     def do_POST(self):
         with open("auth.log", "a") as f:
             f.write(self.headers.get("Authorization", "") + "\n")
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = b'{"error":"invalid token"}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
+        self.answer(401, b'{"error":"invalid token"}')
+fakehttp.serve(H)
 PY
 	fake_relay b.py
 	INV_B=$(bch invite --url "$FAKE_URL" --token room-b --channel dev)

@@ -25,6 +25,32 @@ relayd() {
 	URL=http://127.0.0.1:$PORT
 }
 
+# relayd_under ULIMIT-OPTION... -- OPTION...: relayd, run under ulimit.
+relayd_under() {
+	local lim=()
+	while [ "$1" != -- ]; do
+		lim+=("$1")
+		shift
+	done
+	shift
+	: >"$LOG"
+	(ulimit "${lim[@]}" && exec bch-relayd --home "$BACKCHANNEL_HOME" \
+		--port 0 --token "$ROOM" "$@") 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	PORT=$(relay_port "$LOG") || return 1
+	URL=http://127.0.0.1:$PORT
+}
+
+# hold N: open N connections to the relay; their descriptors in fds.
+hold() {
+	local i fd
+	fds=()
+	for i in $(seq 1 "$1"); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+}
+
 # req METHOD PATH [TOKEN [BODY]]: one request with curl; sets STATUS, BODY
 # and HEADERS (the response head, CRLF stripped).
 req() {
@@ -70,6 +96,18 @@ alice_bob() {
 	A=$TOK
 	reg bob
 	B=$TOK
+}
+
+# bob_carol_on_dev: register carol (her token in C) and subscribe bob
+# and carol to #dev.
+bob_carol_on_dev() {
+	local t
+	reg carol
+	C=$TOK
+	for t in "$B" "$C"; do
+		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
+		expect 200
+	done
 }
 
 # send TOKEN TO BODY [EXTRA-JSON]: POST /v1/send; the stored id in ID.
@@ -601,14 +639,9 @@ PY
 @test "a send under another sender's message id is 409, and no stream or inbox gets it" {
 	relayd
 	alice_bob
-	reg carol
-	C=$TOK
+	bob_carol_on_dev
 	reg dave
 	D=$TOK
-	for t in "$B" "$C"; do
-		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
-		expect 200
-	done
 	id=$(uuid)
 	send "$D" @bob 'the real one' "\"id\":\"$id\""
 	expect 200
@@ -646,12 +679,7 @@ PY
 @test "a channel send retried with its id after a restart reaches the members that lack it, once" {
 	relayd
 	alice_bob
-	reg carol
-	C=$TOK
-	for t in "$B" "$C"; do
-		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
-		expect 200
-	done
+	bob_carol_on_dev
 	id=$(uuid)
 	send "$A" '#dev' 'to all' "\"id\":\"$id\""
 	expect 200
@@ -954,12 +982,7 @@ time.sleep(120)
 @test "SSE: a stream that stops reading is cut 4 MiB behind; the others get every message" {
 	relayd
 	alice_bob
-	reg carol
-	C=$TOK
-	for t in "$B" "$C"; do
-		req POST /v1/subscribe "$t" '{"channel":"#dev"}'
-		expect 200
-	done
+	bob_carol_on_dev
 	# bob's stream reads its head and then nothing: the socket fills.
 	exec {stall}<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'GET /v1/events/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n' "$B" >&"$stall"
@@ -1114,11 +1137,7 @@ except OSError:
 
 @test "--max-conns sheds connections over the limit and keeps serving" {
 	relayd --max-conns 20
-	fds=()
-	for i in $(seq 1 40); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
+	hold 40
 	for fd in "${fds[@]:0:20}"; do exec {fd}>&-; done
 	wait_for 5 alive
 	for fd in "${fds[@]:20}"; do exec {fd}>&-; done
@@ -1126,20 +1145,11 @@ except OSError:
 }
 
 @test "under a low ulimit -n the relay serves fewer connections and keeps descriptors to read inboxes" {
-	: >"$LOG"
-	(ulimit -n 100 && exec bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
-		--token "$ROOM" --max-conns 1000) 2>"$LOG" &
-	BCH_RELAY_PID=$!
-	PORT=$(relay_port "$LOG")
-	URL=http://127.0.0.1:$PORT
+	relayd_under -n 100 -- --max-conns 1000
 	grep -q 'serving at most 50 connections at once, as ulimit -n is 100' "$LOG"
 	alice_bob
 	for m in m1 m2 m3; do send "$A" @bob $m; expect 200; done
-	fds=()
-	for i in $(seq 1 120); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
+	hold 120
 	# Those over the limit are closed; the 50 served hold their places.
 	run curl -s "$URL/v1/inbox/bob" -H "Authorization: Bearer $B"
 	# closed unanswered: an empty reply, or a reset if the request was in
@@ -1154,21 +1164,12 @@ except OSError:
 }
 
 @test "a soft ulimit -n under --max-conns is raised, not a cap" {
-	: >"$LOG"
-	(ulimit -Sn 100 && exec bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
-		--token "$ROOM" --max-conns 500) 2>"$LOG" &
-	BCH_RELAY_PID=$!
-	PORT=$(relay_port "$LOG")
-	URL=http://127.0.0.1:$PORT
+	relayd_under -Sn 100 -- --max-conns 500
 	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 564 ] ||
 		skip "the hard limit is under 564"
 	! grep -q 'serving at most' "$LOG"
 	grep -q '^Max open files *564 ' "/proc/$BCH_RELAY_PID/limits"
-	fds=()
-	for i in $(seq 1 200); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
+	hold 200
 	alive
 	[ "$(nfds)" -gt 200 ]
 	for fd in "${fds[@]}"; do exec {fd}>&-; done
@@ -1204,10 +1205,10 @@ except OSError:
 	[ "$(count_new bob)" -eq 3 ]
 }
 
-@test "SSE: a backlog of 13 MB reaches a reader whole, before a live message, on every connect" {
-	relayd
-	alice_bob
-	# 220 messages of 60 KiB wait for bob, written on the relay host.
+# big_backlog: 220 messages of 60 KiB from alice wait for bob, written
+# on the relay host (13 MB, over the 4 MiB a stream may owe).
+big_backlog() {
+	local big i
 	big=$(head -c 61440 /dev/zero | tr '\0' x)
 	for i in $(seq 1 220); do
 		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
@@ -1216,6 +1217,12 @@ except OSError:
 		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
 		BACKCHANNEL_AGENT=alice bch-send <sends.jsonl >/dev/null
 	)
+}
+
+@test "SSE: a backlog of 13 MB reaches a reader whole, before a live message, on every connect" {
+	relayd
+	alice_bob
+	big_backlog
 	[ "$(count_new bob)" -eq 220 ]
 	for n in 1 2; do
 		curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >"sse.$n" 2>/dev/null &
@@ -1573,10 +1580,10 @@ PY
 # and Host to requests.log. Sets FAKE_URL, and the client's environment.
 odd_relay() {
 	cat >odd.py <<'PY'
-import http.server, socket, sys
+import sys, fakehttp
 mode = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
-    def answer(self):
+class H(fakehttp.Handler):
+    def odd(self):
         with open("requests.log", "a") as f:
             f.write("%s %s %s\n" % (self.command, self.path, self.headers.get("Host")))
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -1596,14 +1603,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-    do_GET = do_POST = answer
-    def log_message(self, *a):
-        pass
-class S(http.server.HTTPServer):
-    address_family = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
-s = S((sys.argv[2], 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
+    do_GET = do_POST = odd
+fakehttp.serve(H, sys.argv[2])
 PY
 	fake_relay odd.py "$1" "${2:-127.0.0.1}"
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
@@ -1812,14 +1813,7 @@ spki_pin() {
 			"$U/v1/register" | sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p' >"$n.tok"
 	done
 	[ "$(wc -c <bob.tok)" -eq 65 ]
-	big=$(head -c 61440 /dev/zero | tr '\0' x)
-	for i in $(seq 1 220); do
-		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
-	done >sends.jsonl
-	(
-		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
-		BACKCHANNEL_AGENT=alice bch-send <sends.jsonl >/dev/null
-	)
+	big_backlog
 	curl -sN --cacert "$CERT" -H "Authorization: Bearer $(cat bob.tok)" "$U/v1/events/bob" >sse.out 2>/dev/null &
 	p=$!
 	bg_pid $p

@@ -80,16 +80,11 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 	local_only "starts a relay of its own"
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
 	cat > fake.py <<'PY'
-import http.server, json, sys
-class H(http.server.BaseHTTPRequestHandler):
+import json, fakehttp
+class H(fakehttp.Handler):
     protocol_version = "HTTP/1.1"
     def reply(self, code, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
+        self.answer(code, json.dumps(obj).encode())
     def do_POST(self):
         n = int(self.headers.get("Content-Length", 0))
         req = json.loads(self.rfile.read(n))
@@ -97,11 +92,7 @@ class H(http.server.BaseHTTPRequestHandler):
                          "priority": "normal", "ts": "2026-01-01T00:00:00.000Z"})
     def do_GET(self):
         self.reply(404, {"error": "no such route"})
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_port, flush=True)
-s.serve_forever()
+fakehttp.serve(H)
 PY
 	python3 fake.py > port &
 	pid=$!

@@ -410,16 +410,16 @@ no_byte_ff() {
 # the client's environment to use it.
 sse_relay() {
 	cat >sse.py <<'PY'
-import http.server, sys, time
+import sys, time, fakehttp
 mode, looks = sys.argv[1], [0]
 MSG = (b'[{"id":"c0000001-0000-4000-8000-000000000001","from":"bob",'
        b'"to":"@alice","body":"behind the big one","priority":"normal",'
        b'"ts":"2026-06-12T12:00:01.000Z"}]')
-class H(http.server.BaseHTTPRequestHandler):
+class H(fakehttp.Handler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        self.send_response(200)
         if "/v1/events/" in self.path:
+            self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             if mode == "close":
@@ -432,18 +432,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
             time.sleep(3600)
             return
-        body = MSG if looks[0] else b"[]"
+        self.answer(200, MSG if looks[0] else b"[]")
         looks[0] += 1
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-s.daemon_threads = True
-print(s.server_address[1], flush=True)
-s.serve_forever()
+fakehttp.serve(H, threads=True)
 PY
 	fake_relay sse.py "$1"
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t

@@ -1,0 +1,38 @@
+"""fakehttp: what the suite's stand-in relays share. t/helper.bash puts
+t/ on PYTHONPATH, so a test's script can say:
+
+    import fakehttp
+    class H(fakehttp.Handler):
+        def do_GET(self):
+            self.answer(200, b"[]")
+    fakehttp.serve(H)    # prints the port it listens on, then serves
+"""
+import http.server
+import socket
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def answer(self, status, body, ctype="application/json", headers=()):
+        self.send_response(status)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def serve(handler, host="127.0.0.1", threads=False):
+    base = http.server.ThreadingHTTPServer if threads else http.server.HTTPServer
+
+    class Server(base):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    s = Server((host, 0), handler)
+    print(s.server_address[1], flush=True)
+    s.serve_forever()
