@@ -30,6 +30,7 @@ struct msg {
 	char **refs;
 	size_t nrefs;
 	int urgent;
+	int id_made; /* spool_prepare() made the id: no other message has it */
 };
 
 /* The default limits of PROTOCOL.md 1. */

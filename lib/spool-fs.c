@@ -353,21 +353,22 @@ id_owner(struct spool *s, const char *dst, const char *from, struct err *e)
 /* The recipients still to be given the message: those whose new/ does
  * not hold it already (from a send this one retries), into todo. -1 with
  * e filled if a box is unsafe, or another sender's message has that id
- * in any of them: then nothing is stored, linked or pushed. */
+ * in any of them: then nothing is stored, linked or pushed. An id made
+ * here is no other message's: no inbox is looked at for it. */
 static int
 to_deliver(struct spool *s, char **r, size_t n, const char *file,
-    const char *from, char **todo, size_t *ntodo, struct err *e)
+    const struct msg *m, char **todo, size_t *ntodo, struct err *e)
 {
 	char dst[P];
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	*ntodo = 0;
 	for (i = 0; i < n; i++) {
 		if (box_checked(s, r[i], e) < 0)
 			return -1;
 		box_path(s, dst, r[i], "new", file);
-		if ((rc = id_owner(s, dst, from, e)) < 0)
+		if (!m->id_made && (rc = id_owner(s, dst, m->from, e)) < 0)
 			return -1;
 		if (rc == 0)
 			todo[(*ntodo)++] = r[i];
@@ -402,6 +403,23 @@ link_one(struct spool *s, const char *r, const char *tmp, const char *file,
 	return 1;
 }
 
+/* Last, the written file itself goes into the first recipient's new/ (a
+ * rename, where the others got links): 0, or -1 with e filled. */
+static int
+move_first(struct spool *s, const char *r, const char *tmp, const char *file,
+    const struct msg *m, struct err *e)
+{
+	char dst[P];
+	int rc;
+
+	box_path(s, dst, r, "new", file);
+	if ((rc = move_noreplace(tmp, dst)) == 1) { /* there since, as above */
+		unlink(tmp);
+		return id_owner(s, dst, m->from, e) < 0 ? -1 : 0;
+	}
+	return rc < 0 ? err_sys(e, "cannot deliver to %s", r) : 0;
+}
+
 /* Write the message once and link it into each recipient's new/ that
  * lacks it. The relay's streams are told (s->stored) only once nothing
  * stands in the way: no other message under its id, the file written.
@@ -418,21 +436,22 @@ publish(struct spool *s, char **r, size_t n, const struct msg *m,
 	int rc = -1;
 
 	snprintf(file, sizeof file, "%s.json", m->id);
-	if (to_deliver(s, r, n, file, m->from, todo, &ntodo, e) < 0 ||
+	if (to_deliver(s, r, n, file, m, todo, &ntodo, e) < 0 ||
 	    (ntodo && write_tmp(s, todo[0], file, b, tmp, e) < 0))
 		goto out;
 	if (ntodo && s->stored)
 		s->stored(s->stored_arg, m->id, todo, ntodo, b->p, b->len - 1);
-	for (i = 0; i < ntodo; i++) {
+	for (i = 1; i < ntodo; i++) {
 		int k = link_one(s, todo[i], tmp, file, m, b, e);
 		if (k < 0)
 			break;
 		made[i] = (char)k;
 	}
-	if (ntodo)
+	rc = ntodo && (i < ntodo || move_first(s, todo[0], tmp, file, m, e) < 0)
+	    ? -1 : 0;
+	if (rc < 0)
 		unlink(tmp);
-	rc = i < ntodo ? -1 : 0;
-	while (rc < 0 && i-- > 0)
+	while (rc < 0 && i-- > 1)
 		if (made[i]) {
 			box_path(s, dst, todo[i], "new", file);
 			unlink(dst);

@@ -139,8 +139,11 @@ spool_prepare(struct spool *s, struct msg *m, struct err *e)
 		return -1;
 	free(m->to);
 	m->to = xstrdup(to);
-	if (!m->id[0] && uuid_v4(m->id) < 0)
-		return err_sys(e, "cannot get random bytes for an id");
+	if (!m->id[0]) {
+		if (uuid_v4(m->id) < 0)
+			return err_sys(e, "cannot get random bytes for an id");
+		m->id_made = 1;
+	}
 	if (!id_valid(m->id))
 		return err_set(e, BCH_PERM, "invalid message id");
 	ts_now(m->ts);
