@@ -471,7 +471,6 @@ start(struct relayd *d, const struct opts *o)
 	if (!d->c.sp->shared) { /* a shared spool's arrive by pub/sub */
 		d->c.sp->stored = push_stored;
 		d->c.sp->stored_arg = d;
-		d->c.sp->claim_nolock = 1; /* a lease would hold a descriptor */
 	}
 	if (io_mkdirs(d->c.cfg.home, 0700) < 0) {
 		err_sys(&d->c.e, "cannot create %s", d->c.cfg.home);

@@ -110,11 +110,11 @@ static int
 check_claim(struct doc *d, struct tally *t, const char *agent,
     const char *path, const char *name)
 {
-	char dst[P];
+	char dst[P], locks[P];
 	ssize_t flen;
-	int fd;
 
-	switch (fd = claim_judge(path, name, d->host, &flen)) {
+	snprintf(locks, sizeof locks, "%s/claimers", d->cfg.home);
+	switch (claim_judge(path, name, d->host, locks, &flen)) {
 	case CLAIM_NOT:
 		return 0;
 	case CLAIM_FOREIGN:
@@ -135,7 +135,6 @@ check_claim(struct doc *d, struct tally *t, const char *agent,
 			    "cannot return %s: %s", name, strerror(errno));
 		}
 	}
-	close(fd);
 	return 1;
 }
 

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,51 +69,68 @@ claim_parse(const char *name, char *host, size_t hostsz, long *pid)
 	return c - name;
 }
 
-/* Raise the soft limit on descriptors to the hard one, once: a drain of
- * many short messages holds a lock on each until its output is out. */
-static int
-more_files(void)
-{
-	static int done;
-	struct rlimit rl;
+static int held = -1;       /* this process's claimer lock */
+static pid_t held_by;        /* the process that made it (not a fork) */
+static char held_path[4200];
 
-	if (done++ || getrlimit(RLIMIT_NOFILE, &rl) < 0 ||
-	    rl.rlim_cur == rl.rlim_max)
-		return 0;
-	rl.rlim_cur = rl.rlim_max;
-	return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+static void
+unhold(void)
+{
+	if (held >= 0 && held_by == getpid()) {
+		unlink(held_path);
+		close(held);
+		held = -1;
+	}
 }
 
 int
-claim_lock(const char *path)
+claim_hold(const char *dir, const char *host)
 {
-	int fd, saved;
+	static int registered;
+	int fd;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0 && errno == EMFILE && more_files())
-		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (held >= 0 && held_by == getpid())
+		return 0;
+	if (held >= 0) /* a fork's copy: its parent's lock, not its own */
+		close(held);
+	held = -1;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -1;
+	snprintf(held_path, sizeof held_path, "%s/%s.%ld", dir, host,
+	    (long)getpid());
+	fd = open(held_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EINTR)
-			continue;
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
 	}
-	return fd;
+	held = fd;
+	held_by = getpid();
+	if (!registered++)
+		atexit(unhold);
+	return 0;
+}
+
+/* Is the claim at path older than CLAIM_STALE? */
+static int
+stale(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && time(NULL) - st.st_ctime > CLAIM_STALE;
 }
 
 int
 claim_judge(const char *path, const char *name, const char *ours,
-    ssize_t *flen)
+    const char *dir, ssize_t *flen)
 {
-	char host[256];
-	struct stat st;
+	char host[256], lock[4200];
 	size_t m;
 	long pid;
-	int fd;
+	int fd, free_;
 
 	if ((*flen = claim_parse(name, host, sizeof host, &pid)) < 0)
 		return CLAIM_NOT;
@@ -123,11 +139,13 @@ claim_judge(const char *path, const char *name, const char *ours,
 		return CLAIM_FOREIGN;
 	if (strcmp(host, ours) == 0 && pid == (long)getpid())
 		return CLAIM_LIVE;
-	if ((fd = claim_lock(path)) < 0)
-		return errno == EWOULDBLOCK ? CLAIM_LIVE : CLAIM_NOT;
-	if (strcmp(host, ours) != 0 || !io_pid_alive((pid_t)pid) ||
-	    (fstat(fd, &st) == 0 && time(NULL) - st.st_ctime > CLAIM_STALE))
-		return fd;
-	close(fd);
-	return CLAIM_LIVE;
+	snprintf(lock, sizeof lock, "%s/%s.%ld", dir, host, pid);
+	if ((fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		free_ = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		close(fd);
+		return free_ ? CLAIM_GONE : CLAIM_LIVE;
+	}
+	if (strcmp(host, ours) == 0 && !io_pid_alive((pid_t)pid))
+		return CLAIM_GONE;
+	return stale(path) ? CLAIM_GONE : CLAIM_LIVE;
 }

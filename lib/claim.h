@@ -16,26 +16,25 @@ void claim_host(char *out, size_t outsz);
  * (> 0). Returns the length of <file>, or -1 if name is not a claim. */
 ssize_t claim_parse(const char *name, char *host, size_t hostsz, long *pid);
 
-/* Open the file at path and take its claim lock (flock, exclusive,
- * without waiting): a claimer holds it from before its rename into cur/
- * until it acks or releases. The descriptor, or -1 with errno
- * (EWOULDBLOCK: another process holds it; ENOENT: gone). */
-int claim_lock(const char *path);
+/* The claimer lock: dir/<host>.<pid> (dir is <home>/claimers), made at
+ * a process's first claim and held (flock, exclusive) until it exits,
+ * when it is removed. A claim's process is alive exactly while its lock
+ * is held, in any pid namespace of the machine, where a pid says
+ * nothing. 0, or -1 with errno (the claim is then judged by its pid). */
+int claim_hold(const char *dir, const char *host);
 
 /* Judge the claim at path, named name, for a reader whose claim_host()
- * is ours: CLAIM_NOT (not a claim, or gone), CLAIM_FOREIGN (another
- * machine's, not judged here), CLAIM_LIVE (its claimer lives), or, for
- * a claim whose claimer is gone, a descriptor holding its lock, to close
- * once it is back in new/; *flen is then the length of <file>.
- * A claim's lock is held while its claimer lives. One of this pid
- * namespace is gone when its lock is free and its pid is not alive, or
- * it is older than CLAIM_STALE (the relay takes no locks, and its leases
- * are shorter; an old claimer's pid may have been reused). One of
- * another pid namespace of this machine, where pids say nothing, is gone
- * when its lock is free. */
-enum { CLAIM_NOT = -1, CLAIM_FOREIGN = -2, CLAIM_LIVE = -3 };
+ * is ours, with claimer locks in dir: CLAIM_NOT (not a claim),
+ * CLAIM_FOREIGN (another machine's, not judged here), CLAIM_LIVE (its
+ * claimer lives) or CLAIM_GONE (return it to new/; *flen is the length
+ * of <file>). A claimer whose lock file is there lives while it holds
+ * it. One without (the relay before this lock, an older bch) is judged
+ * by its pid in this pid namespace, and in any namespace is taken for
+ * gone once its claim is older than CLAIM_STALE (past the longest
+ * lease). */
+enum { CLAIM_NOT = -1, CLAIM_FOREIGN = -2, CLAIM_LIVE = -3, CLAIM_GONE = 0 };
 #define CLAIM_STALE (2 * 3600)
 int claim_judge(const char *path, const char *name, const char *ours,
-    ssize_t *flen);
+    const char *dir, ssize_t *flen);
 
 #endif

@@ -55,7 +55,9 @@ io_readfd(int fd, size_t max, struct buf *b)
 	return 0;
 }
 
-int
+/* io_readfile() of a file open as fd: EINVAL if it is not a regular
+ * file. */
+static int
 io_readreg(int fd, size_t max, struct buf *b)
 {
 	struct stat st;

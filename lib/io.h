@@ -18,10 +18,6 @@ int io_writeall(int fd, const void *p, size_t n);
  * errno (EFBIG when over max, ELOOP for a symlink). */
 int io_readfile(int dirfd, const char *path, size_t max, struct buf *b);
 
-/* io_readfile() of a file already open as fd (left open): EINVAL if it
- * is not a regular file. */
-int io_readreg(int fd, size_t max, struct buf *b);
-
 /* Read everything from fd into b, at most max bytes (EFBIG past it). */
 int io_readfd(int fd, size_t max, struct buf *b);
 

@@ -4,10 +4,10 @@
  *
  * Design rationale. A claim renames new/<f> to
  * cur/<f>.claim.<host>.<pid>: the rename is the lock, and a claim whose
- * process died is found by the next reader and put back. The claimer
- * also holds a flock on the file from before the rename until it is
- * done (claim.h), so that a reader that cannot see its process (another
- * pid namespace) does not take it for dead. Files in new/ are never
+ * process died is found by the next reader and put back. A claimer also
+ * holds a lock of its own, <home>/claimers/<host>.<pid>, while it lives
+ * (claim.h), so that a reader that cannot see its process (another pid
+ * namespace) does not take it for dead. Files in new/ are never
  * replaced (spool-fs.c), so a listing may keep the bytes it read and a
  * claim need not read them again. */
 #include <dirent.h>
@@ -94,17 +94,25 @@ set_aside(struct spool *s, const char *agent, const char *path,
 	    "spool/%s/corrupt/", shown, agent, why, agent);
 }
 
+/* Where claimers keep their locks (claim.h): <home>/claimers. */
+static void
+claimers_dir(struct spool *s, char out[P])
+{
+	snprintf(out, P, "%s/claimers", s->cfg->home);
+}
+
 static void
 recover_claims(struct spool *s, const char *agent)
 {
 	struct fs *fs = s->impl;
 	char path[P], src[P], dst[P], file[ID_MAX_LEN + 16];
 	char shown[4 * sizeof file + 1];
+	char locks[P];
 	struct dirent *d;
 	ssize_t flen;
 	DIR *dir;
-	int fd;
 
+	claimers_dir(s, locks);
 	box_path(s, path, agent, "cur", NULL);
 	if (!(dir = opendir(path)))
 		return;
@@ -112,12 +120,9 @@ recover_claims(struct spool *s, const char *agent)
 		if (!strstr(d->d_name, ".claim."))
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
-		if ((fd = claim_judge(src, d->d_name, fs->host, &flen)) < 0)
+		if (claim_judge(src, d->d_name, fs->host, locks, &flen) !=
+		    CLAIM_GONE || (size_t)flen >= sizeof file)
 			continue;
-		if ((size_t)flen >= sizeof file) { /* not a name we make */
-			close(fd);
-			continue;
-		}
 		snprintf(file, sizeof file, "%.*s", (int)flen, d->d_name);
 		box_path(s, dst, agent, "new", file);
 		switch (move_noreplace(src, dst)) {
@@ -130,7 +135,6 @@ recover_claims(struct spool *s, const char *agent)
 			unlink(src); /* already back in new/ */
 			break;
 		}
-		close(fd);
 	}
 	closedir(dir);
 }
@@ -338,11 +342,10 @@ fs_scan(struct spool *s, const char *agent,
 	return walk(s, agent, 0, scan_one, &sc, e);
 }
 
-/* Decode the message at path (open as fd, unless fd is -1): 1 done, 0
- * gone or not a message (set aside), -1 it could not be read for now
- * (e says why). */
+/* Decode the message at path: 1 done, 0 gone or not a message (set
+ * aside), -1 it could not be read for now (e says why). */
 static int
-decode_at(struct spool *s, const char *agent, const char *path, int fd,
+decode_at(struct spool *s, const char *agent, const char *path,
     const struct spool_item *it, struct msg *m, struct err *e)
 {
 	struct buf b = BUF_INIT;
@@ -355,8 +358,7 @@ decode_at(struct spool *s, const char *agent, const char *path, int fd,
 			set_aside(s, agent, path, it->name, bad.msg);
 		return rc < 0 ? 0 : 1;
 	}
-	if ((fd >= 0 ? io_readreg(fd, s->cfg->rlim.total + 1, &b) :
-	    io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b)) < 0) {
+	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
 		int saved = errno;
 		buf_free(&b);
 		if (saved == ENOENT)
@@ -382,7 +384,7 @@ fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
 	char path[P];
 
 	box_path(s, path, agent, "new", it->name);
-	return decode_at(s, agent, path, -1, it, m, e);
+	return decode_at(s, agent, path, it, m, e);
 }
 
 /* Rename new/<f> to its claim in cur/: 1 done, 0 another reader has
@@ -407,59 +409,44 @@ move_claim(struct spool *s, const char *agent, const char *src,
 	return err_sys(e, "cannot claim %s", name);
 }
 
-/* Claim it: take its lock (unless claim_nolock), then rename it into
- * cur/ under this process's claim name; the lock is held until it is
- * acknowledged or released, and tells a reader in another pid namespace
- * that this claimer lives. */
+/* Claim it: rename it into cur/ under this process's claim name, once
+ * the process holds its claimer lock (claim.h), which tells a reader in
+ * another pid namespace that it lives. */
 int
 fs_take(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct spool_claim *c, struct err *e)
 {
 	struct fs *fs = s->impl;
-	char src[P], dst[P], file[ID_MAX_LEN + 200];
+	char src[P], dst[P], locks[P], file[ID_MAX_LEN + 200];
 	struct box *b;
-	int lock = -1, rc;
+	int rc;
 
 	box_path(s, src, agent, "new", it->name);
 	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs->host,
 	    (long)getpid());
 	box_path(s, dst, agent, "cur", file);
-	if (!s->claim_nolock && (lock = claim_lock(src)) < 0) {
-		if (errno == ENOENT || errno == EWOULDBLOCK)
-			return 0; /* another reader has it */
-		/* Out of descriptors (a drain holds many claims): claim
-		 * without the lock, to be judged by the pid alone. */
-		if (errno != EMFILE && errno != ENFILE)
-			return err_sys(e, "cannot claim %s", it->name);
-	}
+	claimers_dir(s, locks);
+	claim_hold(locks, fs->host); /* without it, judged by the pid */
 	if ((rc = move_claim(s, agent, src, dst, it->name, e)) <= 0)
-		goto out;
+		return rc;
 	if ((b = box_of(s, agent))->n)
 		b->n--; /* one fewer in new/ for count_of() */
-	if ((rc = decode_at(s, agent, dst, lock, it, m, e)) < 0 &&
+	if ((rc = decode_at(s, agent, dst, it, m, e)) < 0 &&
 	    move_noreplace(dst, src) == 0)
 		b->n++; /* back where it was, for a later try */
 	if (rc <= 0)
-		goto out;
+		return rc;
 	memset(c, 0, sizeof *c);
 	snprintf(c->agent, sizeof c->agent, "%s", agent);
 	snprintf(c->name, sizeof c->name, "%s", it->name);
 	c->path = xstrdup(dst);
-	c->lock = lock;
 	return 1;
-out:
-	if (lock >= 0)
-		close(lock);
-	return rc;
 }
 
-/* A claim settled: its lock goes, after the file moved. */
+/* A claim settled. */
 static void
-unlock(struct spool_claim *c)
+settled(struct spool_claim *c)
 {
-	if (c->lock >= 0)
-		close(c->lock);
-	c->lock = -1;
 	free(c->path);
 	c->path = NULL;
 }
@@ -477,7 +464,7 @@ fs_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
 	} else if (unlink(c->path) < 0 && errno != ENOENT) {
 		rc = err_sys(e, "cannot delete %s", c->path);
 	}
-	unlock(c);
+	settled(c);
 	return rc;
 }
 
@@ -495,6 +482,6 @@ fs_release(struct spool *s, struct spool_claim *c, struct err *e)
 		unlink(c->path);
 	if (rc < 0)
 		err_sys(e, "cannot return %s to the inbox", c->name);
-	unlock(c);
+	settled(c);
 	return rc < 0 ? -1 : 0;
 }

@@ -35,7 +35,6 @@ struct spool_claim {
 	char agent[NAME_MAX_LEN + 1];
 	char name[ID_MAX_LEN + 16]; /* file name it had in new/ */
 	char *path;                 /* where the claim sits now */
-	int lock;                   /* its claim lock (claim.h), or -1 */
 };
 
 struct spool;
@@ -124,8 +123,6 @@ struct spool {
 	const char *prog; /* for warnings on stderr */
 	int batch;        /* defer directory syncs to spool_sync() */
 	size_t keep_raw;  /* bytes of listed messages to keep in memory */
-	int claim_nolock; /* claims take no lock: the relay, whose leases
-	                   * would each hold a descriptor (claim.h) */
 	char **rcpt;      /* who the last spool_send delivered to */
 	size_t nrcpt;
 	/* Optional: told of each message spool_send stores on the files,

@@ -19,12 +19,13 @@ claim_host() { printf %s "$(uname -n)" | tr -c 'A-Za-z0-9_-' '_'; }
 
 msgid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 
-# queue FROM TO: alice sends bob messages FROM..TO, with known ids, each
-# body padded to one length so every JSON line is the same size.
+# queue FROM TO [TARGET]: alice sends TARGET (@bob) messages FROM..TO,
+# with known ids, each body padded to one length so every JSON line is
+# the same size.
 queue() {
 	local i
 	for ((i = $1; i <= $2; i++)); do
-		printf '{"to":"@bob","body":"message %06d of the crash test, padded to a fixed length","id":"00000000-0000-4000-8000-%012d"}\n' "$i" "$i"
+		printf '{"to":"%s","body":"message %06d of the crash test, padded to a fixed length","id":"00000000-0000-4000-8000-%012d"}\n' "${3:-@bob}" "$i" "$i"
 	done | bch-send >/dev/null
 }
 
@@ -159,12 +160,12 @@ dead_pid() {
 	[ -f "$claim" ]
 }
 
-# blocked_drain: queue 1000 messages and start bob's drain (pid in $pid)
-# writing them into ./pipe, whose read end is fd 6 and read by nobody;
-# return once it has claimed and, where the kernel shows it, sits in
-# write().
+# blocked_drain [TARGET]: queue 1000 messages to TARGET (@bob) and start
+# bob's drain (pid in $pid) writing them into ./pipe, whose read end is
+# fd 6 and read by nobody; return once it has claimed and, where the
+# kernel shows it, sits in write().
 blocked_drain() {
-	queue 1 1000
+	queue 1 1000 "${1:-@bob}"
 	mkfifo pipe
 	BACKCHANNEL_AGENT=bob bch-drain --jsonl > pipe 2>/dev/null &
 	pid=$!
@@ -201,6 +202,23 @@ in_pidns() {
 	[ "$(complete_ids host.out ns.out | sort | uniq -d | wc -l)" -eq 0 ]
 	[ "$(complete_ids host.out ns.out | sort -u | wc -l)" -eq 1000 ]
 	[ -z "$(ls -A "$CUR")" ]
+}
+
+@test "a member holding claims on channel messages holds them from no other member" {
+	local_only "claim files of the local spool"
+	BACKCHANNEL_AGENT=carol bch init carol >/dev/null
+	as bob bch sub '#dev' >/dev/null
+	as carol bch sub '#dev' >/dev/null
+	# One file, linked into both inboxes; bob's drain sits on his claims.
+	blocked_drain '#dev'
+	[ -n "$(ls "$CUR")" ]
+	run --separate-stderr as carol bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1000 ]
+	cat <&6 >/dev/null
+	wait "$pid"
+	exec 6<&-
+	[ "$(count_new bob)" -eq 0 ] && [ -z "$(ls -A "$CUR")" ]
 }
 
 @test "a reader killed in another pid namespace has its claims returned" {
