@@ -193,8 +193,8 @@ drop_unheard(struct relayd *d, struct conn *k)
 		conn_close(d, k);
 		return -1;
 	}
-	if ((k->sse || k->closing) && k->in.cap)
-		buf_free(&k->in);
+	if (k->sse || k->closing)
+		buf_reset(&k->in); /* kept for the next read: no churn */
 	return 0;
 }
 

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "claim.h"
 #include "hash.h"
 #include "http.h"
 #include "io.h"
@@ -974,8 +975,19 @@ nothing_ok(const char *dir, const char *name)
 static int
 home_ok(const char *dir, const char *name)
 {
-	return (strcmp(name, "agents") == 0 || strcmp(name, "spool") == 0) &&
-	    is_dir(dir, name);
+	return (strcmp(name, "agents") == 0 || strcmp(name, "spool") == 0 ||
+	    strcmp(name, "claimers") == 0) && is_dir(dir, name);
+}
+
+/* The relay's claimer lock, "<host>.<pid>" (claim.h), and no other. */
+static int
+claimers_ok(const char *dir, const char *name)
+{
+	char host[256], want[300];
+
+	claim_host(host, sizeof host);
+	snprintf(want, sizeof want, "%s.%ld", host, (long)getpid());
+	return is_file(dir, name) && strcmp(name, want) == 0;
 }
 
 /* "<stem>.json" with a valid stem. */
@@ -1067,6 +1079,9 @@ check_tree(void)
 	check_entries(p, agents_ok);
 	pathf(p, "%s/spool", home);
 	check_entries(p, spool_ok);
+	pathf(p, "%s/claimers", home);
+	if (access(p, F_OK) == 0)
+		check_entries(p, claimers_ok);
 }
 
 int
