@@ -94,11 +94,14 @@ claim_hold(const char *dir, const char *host)
 	if (held >= 0) /* a fork's copy: its parent's lock, not its own */
 		close(held);
 	held = -1;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -1;
 	snprintf(held_path, sizeof held_path, "%s/%s.%ld", dir, host,
 	    (long)getpid());
+	/* The directory is made once: opening first saves a mkdir a run. */
 	fd = open(held_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT &&
+	    (mkdir(dir, 0700) == 0 || errno == EEXIST))
+		fd = open(held_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
 	if (fd < 0)
 		return -1;
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -122,18 +122,12 @@ load_home(struct config *c, struct err *e)
 	return 0;
 }
 
-/* The relay and how to trust it: the environment over config.json. */
-static void relay_path(const struct config *c, const char *agent, char *path,
-    size_t n);
-
-/* The relay url tokens/.relay/<agent> names, or NULL. */
+/* The first line of the file at path, or NULL. */
 static char *
-token_relay(const struct config *c, const char *agent)
+first_line(const char *path)
 {
-	char path[PATH_MAX + 100];
 	struct buf b = BUF_INIT;
 
-	relay_path(c, agent, path, sizeof path);
 	if (io_readfile(AT_FDCWD, path, 4096, &b) < 0 || !b.len) {
 		buf_free(&b);
 		return NULL;
@@ -142,20 +136,38 @@ token_relay(const struct config *c, const char *agent)
 	return b.p;
 }
 
+/* tokens/.relay/<agent>: the relay url tokens/<agent> was given by, so
+ * that a token is never offered to another relay. A file of its own
+ * keeps tokens/<agent> the bare token that scripts read; the leading
+ * dot keeps it apart from every agent name. */
 static void
-load_relay(struct config *c)
+relay_path(const struct config *c, const char *agent, char *path, size_t n)
+{
+	snprintf(path, n, "%s/tokens/.relay%s%s", c->home, agent ? "/" : "",
+	    agent ? agent : "");
+}
+
+/* The relay url tokens/.relay/<agent> names, or NULL. */
+static char *
+token_relay(const struct config *c, const char *agent)
+{
+	char path[PATH_MAX + 100];
+
+	relay_path(c, agent, path, sizeof path);
+	return first_line(path);
+}
+
+/* The relay and how to trust it: the environment over config.json, and
+ * over both, for an identity other than config.json's, the relay that
+ * gave its token (own): that token is never shown to another relay's
+ * operator. BACKCHANNEL_URL, set on purpose, wins. */
+static void
+load_relay(struct config *c, const char *own)
 {
 	const char *v = getenv("BACKCHANNEL_URL");
-	char *own = NULL;
 
-	/* An identity other than config.json's uses the relay that gave
-	 * its token, not config.json's: that relay's operator must never
-	 * see it. BACKCHANNEL_URL, set on purpose, wins. */
-	if (!(v && *v) && c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
-		own = token_relay(c, c->agent);
 	c->url = xstrdup(v && *v ? v : own ? own : c->file_url ? c->file_url :
 	    "");
-	free(own);
 	if (c->pin && (!c->file_url || strcmp(c->url, c->file_url) != 0)) {
 		/* config.json's pin belongs to config.json's relay only. */
 		free(c->pin);
@@ -181,6 +193,8 @@ int
 config_load(struct config *c, struct err *e)
 {
 	const char *v;
+	char *tok, *own;
+	int other;
 
 	memset(c, 0, sizeof *c);
 	load_limits(c);
@@ -200,14 +214,22 @@ config_load(struct config *c, struct err *e)
 	} else {
 		snprintf(c->agent, sizeof c->agent, "%s", c->file_agent);
 	}
-	load_relay(c);
+	/* Another identity's relay is read only when it has a token: a
+	 * local one (the prompt hook's) costs no more than it did. */
+	other = c->agent[0] && strcmp(c->agent, c->file_agent) != 0;
+	tok = other ? config_agent_token(c, c->agent) : NULL;
+	own = tok ? token_relay(c, c->agent) : NULL;
+	load_relay(c, own);
+	free(own);
 	v = getenv("BACKCHANNEL_TOKEN");
-	if (v && *v)
+	if (v && *v) {
+		free(tok);
 		c->token = xstrdup(v);
-	else if (c->agent[0] && strcmp(c->agent, c->file_agent) != 0)
-		c->token = config_agent_token(c, c->agent);
-	else if (c->file_token)
+	} else if (other) {
+		c->token = tok;
+	} else if (c->file_token) {
 		c->token = xstrdup(c->file_token);
+	}
 	return 0;
 }
 
@@ -215,26 +237,9 @@ char *
 config_agent_token(const struct config *c, const char *agent)
 {
 	char path[PATH_MAX + 100];
-	struct buf b = BUF_INIT;
 
 	snprintf(path, sizeof path, "%s/tokens/%s", c->home, agent);
-	if (io_readfile(AT_FDCWD, path, 4096, &b) < 0 || !b.len) {
-		buf_free(&b);
-		return NULL;
-	}
-	b.p[strcspn(b.p, "\r\n")] = 0;
-	return b.p;
-}
-
-/* tokens/.relay/<agent>: the relay url tokens/<agent> was given by, so
- * that a token is never offered to another relay. A file of its own
- * keeps tokens/<agent> the bare token that scripts read; the leading
- * dot keeps it apart from every agent name. */
-static void
-relay_path(const struct config *c, const char *agent, char *path, size_t n)
-{
-	snprintf(path, n, "%s/tokens/.relay%s%s", c->home, agent ? "/" : "",
-	    agent ? agent : "");
+	return first_line(path);
 }
 
 char *

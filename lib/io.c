@@ -55,42 +55,38 @@ io_readfd(int fd, size_t max, struct buf *b)
 	return 0;
 }
 
-/* io_readfile() of a file open as fd: EINVAL if it is not a regular
- * file. */
-static int
-io_readreg(int fd, size_t max, struct buf *b)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return -1;
-	if (!S_ISREG(st.st_mode)) {
-		errno = EINVAL;
-		return -1;
-	}
-	if ((size_t)st.st_size > max) {
-		errno = EFBIG;
-		return -1;
-	}
-	/* Room for the whole file and one byte more, so that a file of the
-	 * size fstat gave is read without growing the buffer. */
-	buf_grow(b, (size_t)st.st_size + 1);
-	return io_readfd(fd, max, b);
-}
-
 int
 io_readfile(int dirfd, const char *path, size_t max, struct buf *b)
 {
+	struct stat st;
 	int fd, rc, saved;
 
 	fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -1;
-	rc = io_readreg(fd, max, b);
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if ((size_t)st.st_size > max) {
+		errno = EFBIG;
+		goto fail;
+	}
+	/* Room for the whole file and one byte more, so that a file of the
+	 * size fstat gave is read without growing the buffer. */
+	buf_grow(b, (size_t)st.st_size + 1);
+	rc = io_readfd(fd, max, b);
 	saved = errno;
 	close(fd);
 	errno = saved;
 	return rc;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
 }
 
 int

@@ -94,6 +94,43 @@ set_aside(struct spool *s, const char *agent, const char *path,
 	    "spool/%s/corrupt/", shown, agent, why, agent);
 }
 
+/* Read the file at path (named name in agent's box) into b: 1 read; 0
+ * gone, or set aside as never a message; -1 not readable for now (e
+ * says why), the file left where it is. */
+static int
+read_file(struct spool *s, const char *agent, const char *path,
+    const char *name, struct buf *b, struct err *e)
+{
+	int saved;
+
+	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, b) == 0)
+		return 1;
+	saved = errno;
+	buf_free(b);
+	if (saved == ENOENT)
+		return 0; /* another reader claimed it */
+	if (!file_bad(saved)) {
+		errno = saved;
+		return err_sys(e, "cannot read %s", path);
+	}
+	set_aside(s, agent, path, name, strerror(saved));
+	return 0;
+}
+
+/* Decode the bytes of the file at path into m: 1, or 0 with the file set
+ * aside as not a message. */
+static int
+decoded(struct spool *s, const char *agent, const char *path,
+    const char *name, const struct buf *b, struct msg *m)
+{
+	struct err bad;
+
+	if (msg_decode(b->p, b->len, 0, &s->cfg->rlim, m, &bad) == 0)
+		return 1;
+	set_aside(s, agent, path, name, bad.msg);
+	return 0;
+}
+
 /* Where claimers keep their locks (claim.h): <home>/claimers. */
 static void
 claimers_dir(struct spool *s, char out[P])
@@ -185,7 +222,7 @@ list_one(struct spool *s, const char *agent, const char *name,
 	char path[P];
 	struct buf b = BUF_INIT;
 	struct msg m;
-	struct err bad;
+	int rc;
 
 	memset(it, 0, sizeof *it);
 	box_path(s, path, agent, "new", name);
@@ -194,20 +231,9 @@ list_one(struct spool *s, const char *agent, const char *name,
 			set_aside(s, agent, path, name, "not a message file name");
 		return 0;
 	}
-	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
-		int saved = errno;
-		buf_free(&b);
-		if (saved == ENOENT)
-			return 0; /* another reader claimed it */
-		if (!file_bad(saved)) {
-			errno = saved;
-			return err_sys(e, "cannot read %s", path);
-		}
-		set_aside(s, agent, path, name, strerror(saved));
-		return 0;
-	}
-	if (msg_decode(b.p, b.len, 0, &s->cfg->rlim, &m, &bad) < 0) {
-		set_aside(s, agent, path, name, bad.msg);
+	if ((rc = read_file(s, agent, path, name, &b, e)) <= 0)
+		return rc;
+	if (!decoded(s, agent, path, name, &b, &m)) {
 		buf_free(&b);
 		return 0;
 	}
@@ -349,32 +375,18 @@ decode_at(struct spool *s, const char *agent, const char *path,
     const struct spool_item *it, struct msg *m, struct err *e)
 {
 	struct buf b = BUF_INIT;
-	struct err bad;
 	int rc;
 
 	if (it->raw) {
-		rc = msg_decode(it->raw, it->rawlen, 0, &s->cfg->rlim, m, &bad);
-		if (rc < 0)
-			set_aside(s, agent, path, it->name, bad.msg);
-		return rc < 0 ? 0 : 1;
+		b.p = it->raw; /* the listing's bytes, still its to free */
+		b.len = it->rawlen;
+		return decoded(s, agent, path, it->name, &b, m);
 	}
-	if (io_readfile(AT_FDCWD, path, s->cfg->rlim.total + 1, &b) < 0) {
-		int saved = errno;
-		buf_free(&b);
-		if (saved == ENOENT)
-			return 0;
-		if (!file_bad(saved)) {
-			errno = saved;
-			return err_sys(e, "cannot read %s", path);
-		}
-		set_aside(s, agent, path, it->name, strerror(saved));
-		return 0;
-	}
-	rc = msg_decode(b.p, b.len, 0, &s->cfg->rlim, m, &bad);
-	if (rc < 0)
-		set_aside(s, agent, path, it->name, bad.msg);
+	if ((rc = read_file(s, agent, path, it->name, &b, e)) <= 0)
+		return rc;
+	rc = decoded(s, agent, path, it->name, &b, m);
 	buf_free(&b);
-	return rc < 0 ? 0 : 1;
+	return rc;
 }
 
 int

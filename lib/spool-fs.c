@@ -376,6 +376,22 @@ to_deliver(struct spool *s, char **r, size_t n, const char *file,
 	return 0;
 }
 
+/* Move src to dst, r's new/<file>, never over a file there: 1 moved; 0
+ * the same sender's copy was there since to_deliver() looked (src
+ * removed); -1 with e filled. */
+static int
+move_in(struct spool *s, const char *r, const char *src, const char *dst,
+    const char *from, struct err *e)
+{
+	int rc = move_noreplace(src, dst);
+
+	if (rc == 1) {
+		unlink(src);
+		return id_owner(s, dst, from, e) < 0 ? -1 : 0;
+	}
+	return rc < 0 ? err_sys(e, "cannot deliver to %s", r) : 1;
+}
+
 /* Link tmp into r's new/ as file (a copy when a link cannot be made): 1
  * linked, 0 the same sender's copy is there already, -1 with e filled. */
 static int
@@ -383,7 +399,6 @@ link_one(struct spool *s, const char *r, const char *tmp, const char *file,
     const struct msg *m, const struct buf *b, struct err *e)
 {
 	char dst[P], tmp2[P];
-	int rc;
 
 	box_path(s, dst, r, "new", file);
 	if (link(tmp, dst) == 0)
@@ -393,31 +408,7 @@ link_one(struct spool *s, const char *r, const char *tmp, const char *file,
 	/* Another file system, or a box gone missing. */
 	if (write_tmp(s, r, file, b, tmp2, e) < 0)
 		return -1;
-	rc = move_noreplace(tmp2, dst);
-	if (rc == 1) { /* there since, as above */
-		unlink(tmp2);
-		return id_owner(s, dst, m->from, e) < 0 ? -1 : 0;
-	}
-	if (rc < 0)
-		return err_sys(e, "cannot deliver to %s", r);
-	return 1;
-}
-
-/* Last, the written file itself goes into the first recipient's new/ (a
- * rename, where the others got links): 0, or -1 with e filled. */
-static int
-move_first(struct spool *s, const char *r, const char *tmp, const char *file,
-    const struct msg *m, struct err *e)
-{
-	char dst[P];
-	int rc;
-
-	box_path(s, dst, r, "new", file);
-	if ((rc = move_noreplace(tmp, dst)) == 1) { /* there since, as above */
-		unlink(tmp);
-		return id_owner(s, dst, m->from, e) < 0 ? -1 : 0;
-	}
-	return rc < 0 ? err_sys(e, "cannot deliver to %s", r) : 0;
+	return move_in(s, r, tmp2, dst, m->from, e);
 }
 
 /* Write the message once and link it into each recipient's new/ that
@@ -447,8 +438,11 @@ publish(struct spool *s, char **r, size_t n, const struct msg *m,
 			break;
 		made[i] = (char)k;
 	}
-	rc = ntodo && (i < ntodo || move_first(s, todo[0], tmp, file, m, e) < 0)
-	    ? -1 : 0;
+	rc = i < ntodo ? -1 : 0;
+	if (ntodo && !rc) { /* last, the written file itself: a rename */
+		box_path(s, dst, todo[0], "new", file);
+		rc = move_in(s, todo[0], tmp, dst, m->from, e) < 0 ? -1 : 0;
+	}
 	if (rc < 0)
 		unlink(tmp);
 	while (rc < 0 && i-- > 1)

@@ -149,6 +149,43 @@ dead_pid() {
 	[ -z "$(ls -A "$CUR")" ]
 }
 
+@test "a reader that cannot make its claimer lock still delivers, and its claims are judged by pid" {
+	local_only "claim files of the local spool"
+	: >"$BACKCHANNEL_HOME/claimers" # a file where the directory goes
+	queue 1 3
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	# A claim whose claimer had no lock, and is dead: returned.
+	queue 4 4
+	f=$(ls "$NEW")
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$(dead_pid)"
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1 ]
+	[ -z "$(ls -A "$CUR")" ] && [ -f "$BACKCHANNEL_HOME/claimers" ]
+}
+
+@test "a claimer's lock is removed when it exits, and a lock left by a dead one frees its claims" {
+	local_only "claim files of the local spool"
+	queue 1 2
+	as bob bch drain --jsonl >/dev/null
+	[ -d "$BACKCHANNEL_HOME/claimers" ] && [ -z "$(ls -A "$BACKCHANNEL_HOME/claimers")" ]
+	# A lock file nobody holds (its claimer was killed), beside a claim
+	# whose pid is alive: the lock says it is gone.
+	sleep 120 </dev/null >/dev/null 2>&1 3>&- &
+	live=$!
+	bg_pid "$live"
+	queue 3 3
+	f=$(ls "$NEW")
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$live"
+	: >"$BACKCHANNEL_HOME/claimers/$(claim_host).$live"
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1 ]
+	[ -z "$(ls -A "$CUR")" ]
+}
+
 @test "a claim from another host is not judged by a local pid" {
 	local_only "claim files of the local spool"
 	bch send @bob elsewhere >/dev/null
