@@ -131,6 +131,16 @@ decoded(struct spool *s, const char *agent, const char *path,
 	return 0;
 }
 
+/* This machine as claim names carry it, found on first use: a listing
+ * with no claim to judge (the prompt hook's, most of all) never asks. */
+static const char *
+host_of(struct fs *fs)
+{
+	if (!fs->host[0])
+		claim_host(fs->host, sizeof fs->host);
+	return fs->host;
+}
+
 /* Where claimers keep their locks (claim.h): <home>/claimers. */
 static void
 claimers_dir(struct spool *s, char out[P])
@@ -157,7 +167,7 @@ recover_claims(struct spool *s, const char *agent)
 		if (!strstr(d->d_name, ".claim."))
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
-		if (claim_judge(src, d->d_name, fs->host, locks, &flen) !=
+		if (claim_judge(src, d->d_name, host_of(fs), locks, &flen) !=
 		    CLAIM_GONE || (size_t)flen >= sizeof file)
 			continue;
 		snprintf(file, sizeof file, "%.*s", (int)flen, d->d_name);
@@ -434,7 +444,7 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 	int rc;
 
 	box_path(s, src, agent, "new", it->name);
-	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs->host,
+	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, host_of(fs),
 	    (long)getpid());
 	box_path(s, dst, agent, "cur", file);
 	claimers_dir(s, locks);

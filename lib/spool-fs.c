@@ -588,6 +588,5 @@ spool_fs_open(struct config *c, const char *prog, struct err *e)
 	s->impl = fs;
 	s->keep_raw = 256 * 1024;
 	fs->ino = fs->wd = -1;
-	claim_host(fs->host, sizeof fs->host);
 	return s;
 }

@@ -37,7 +37,7 @@ struct box {
 };
 
 struct fs {
-	char host[96]; /* claim_host(): a host name and a -pidns- suffix */
+	char host[96]; /* claim_host(), made on first use: see host_of() */
 	int ino; /* inotify descriptor, -1 until spool_wait() */
 	int wd;  /* watch on the inbox's new/, -1 when not armed */
 	struct box **boxes; /* hash table by name */
