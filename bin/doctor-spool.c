@@ -390,6 +390,26 @@ report_tally(struct doc *d, const struct tally *t)
 		    t->foreign);
 }
 
+/* The lock files of readers that died (claim.h), removed by --fix once
+ * their claims are back in new/. */
+static void
+report_locks(struct doc *d, const struct tally *t)
+{
+	char dir[P];
+	size_t n;
+	int fix = d->fix && !t->fix_failed;
+
+	snprintf(dir, sizeof dir, "%s/claimers", d->cfg.home);
+	if (!(n = claim_sweep(dir, d->host, fix)))
+		return;
+	if (fix)
+		add(d, OK, "claimer locks", NULL, "removed %zu left by readers "
+		    "that died", n);
+	else
+		add(d, WARN, "claimer locks", "bch doctor --fix", "%zu left by "
+		    "readers that died (empty files in %s)", n, dir);
+}
+
 void
 check_spool(struct doc *d)
 {
@@ -422,6 +442,7 @@ check_spool(struct doc *d)
 		check_box(d, &t, boxes[i], has(recs, nrec, boxes[i]));
 	check_tokens(d, &t);
 	report_tally(d, &t);
+	report_locks(d, &t);
 	buf_free(&t.stale_by);
 	for (i = 0; i < nrec; i++)
 		free(recs[i]);

@@ -1,6 +1,7 @@
 /* claim: the name of a claim in cur/, written by spool-fs and read back
  * by spool-fs (to return a dead reader's claims) and bch-doctor, and the
  * lock a claimer holds on it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -83,6 +84,56 @@ unhold(void)
 	}
 }
 
+/* Lock fd, waiting up to about 100 ms for a judge or a sweep that holds
+ * it for a moment; never for good, in case another process holds it
+ * under the same name (a pid namespace without /proc to tell it). */
+static int
+wait_lock(int fd)
+{
+	struct timespec ms = { 0, 1000000 };
+	int i;
+
+	for (i = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; i++) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) || i >= 100)
+			return -1;
+		if (errno == EWOULDBLOCK)
+			nanosleep(&ms, NULL);
+	}
+	return 0;
+}
+
+/* Open and lock path: a judge or a sweep may hold the lock for a moment
+ * (claim_judge, claim_sweep), and a sweep removes the file of a lock it
+ * took, so the lock is waited for and then must be on the file still at
+ * path. The fd, or -1. */
+static int
+lock_at(const char *dir, const char *path)
+{
+	struct stat a, b;
+	int fd, tries;
+
+	for (tries = 0; tries < 10; tries++) {
+		fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		/* The directory is made once: opening first saves a mkdir. */
+		if (fd < 0 && errno == ENOENT &&
+		    (mkdir(dir, 0700) == 0 || errno == EEXIST))
+			fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW |
+			    O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -1;
+		if (wait_lock(fd) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			return fd;
+		close(fd); /* swept while we waited: make it again */
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
 int
 claim_hold(const char *dir, const char *host)
 {
@@ -96,20 +147,8 @@ claim_hold(const char *dir, const char *host)
 	held = -1;
 	snprintf(held_path, sizeof held_path, "%s/%s.%ld", dir, host,
 	    (long)getpid());
-	/* The directory is made once: opening first saves a mkdir a run. */
-	fd = open(held_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == ENOENT &&
-	    (mkdir(dir, 0700) == 0 || errno == EEXIST))
-		fd = open(held_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-		    0600);
-	if (fd < 0)
+	if ((fd = lock_at(dir, held_path)) < 0)
 		return -1;
-	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EINTR) {
-			close(fd);
-			return -1;
-		}
-	}
 	held = fd;
 	held_by = getpid();
 	if (!registered++)
@@ -151,4 +190,36 @@ claim_judge(const char *path, const char *name, const char *ours,
 	if (strcmp(host, ours) == 0 && !io_pid_alive((pid_t)pid))
 		return CLAIM_GONE;
 	return stale(path) ? CLAIM_GONE : CLAIM_LIVE;
+}
+
+size_t
+claim_sweep(const char *dir, const char *ours, int fix)
+{
+	char host[256], path[4200];
+	struct dirent *de;
+	size_t n = 0, m = machine_len(ours);
+	const char *dot;
+	DIR *dd;
+	int fd;
+
+	if (!(dd = opendir(dir)))
+		return 0;
+	while ((de = readdir(dd))) {
+		if (de->d_name[0] == '.' || !(dot = strrchr(de->d_name, '.')) ||
+		    (size_t)(dot - de->d_name) >= sizeof host)
+			continue;
+		snprintf(host, sizeof host, "%.*s", (int)(dot - de->d_name),
+		    de->d_name);
+		if (machine_len(host) != m || memcmp(host, ours, m) != 0)
+			continue; /* another machine's: not judged here */
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if ((fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    (!fix || unlink(path) == 0))
+			n++; /* removed while locked: see lock_at() */
+		close(fd);
+	}
+	closedir(dd);
+	return n;
 }

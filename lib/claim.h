@@ -37,4 +37,11 @@ enum { CLAIM_NOT = -1, CLAIM_FOREIGN = -2, CLAIM_LIVE = -3, CLAIM_GONE = 0 };
 int claim_judge(const char *path, const char *name, const char *ours,
     const char *dir, ssize_t *flen);
 
+/* The lock files in dir of this machine's claimers that are gone (their
+ * lock free), removed when fix is set: each is left by a claimer that
+ * did not exit normally. Remove them only once the claims naming them
+ * are returned, as a claim whose lock file is missing is judged by its
+ * pid, which may be another process's by now. Returns their number. */
+size_t claim_sweep(const char *dir, const char *ours, int fix);
+
 #endif

@@ -329,6 +329,41 @@ snapshot() {
 	[ "$(count_new bob)" -eq 0 ]
 }
 
+@test "lock files of readers that died: a warning, and --fix removes them once their claims are back" {
+	local_only "claim files of the local spool"
+	agents alice bob
+	L="$H/claimers"
+	mkdir -p "$L"
+	# A reader killed with SIGKILL leaves its lock file, free, and its
+	# claim; a live reader holds its lock; another machine's is not ours.
+	dead=$(dead_pid)
+	bch send @bob 'your turn' >/dev/null
+	F=$(ls "$H/spool/bob/new")
+	mv "$H/spool/bob/new/$F" "$H/spool/bob/cur/$F.claim.$(claim_host).$dead"
+	: >"$L/$(claim_host).$dead"
+	: >"$L/$(claim_host).999999"
+	: >"$L/other-host.$dead"
+	sleep 60 </dev/null >/dev/null 2>&1 &
+	live=$!
+	flock "$L/$(claim_host).$live" sleep 60 </dev/null >/dev/null 2>&1 &
+	holder=$!
+	wait_for 5 test -e "$L/$(claim_host).$live"
+	sleep 0.2
+	run -1 doctor
+	assert_line "warn  claimer locks: 2 left by readers that died (empty files in $L)"
+	assert_line '      fix: bch doctor --fix'
+	[ "$(ls "$L" | wc -l)" -eq 4 ]
+	run -0 doctor --fix
+	assert_line 'ok    stale claims: returned 1 message(s) to new/ (bob 1)'
+	assert_line 'ok    claimer locks: removed 2 left by readers that died'
+	[ "$(ls "$L" | sort)" = "$(printf '%s\n' "$(claim_host).$live" other-host."$dead" | sort)" ]
+	run doctor
+	refute_output --partial 'claimer locks'
+	kill "$holder" "$live"
+	run -0 as bob bch drain
+	assert_output --partial 'your turn'
+}
+
 @test "--fix returns the stale claim to new/ and repairs nothing else" {
 	local_only "claim files of the local spool"
 	agents alice bob
