@@ -534,11 +534,11 @@ main(int argc, char **argv)
 		    "usage: %s\n", argv[optind], usage);
 		return BCH_USAGE;
 	}
-	/* Only the limits matter here: no spool is touched, so a missing
-	 * HOME or config is no reason to refuse. */
-	if (config_load(&cfg, &e) < 0)
-		limits_default(&cfg.lim);
-	n.lim = cfg.lim;
+	/* Only the limits matter here, set before anything can fail: no
+	 * spool is touched, so a missing HOME or config is no reason to
+	 * refuse. A reader's: what any writer may have sent. */
+	(void)config_load(&cfg, &e);
+	n.lim = cfg.rlim;
 	config_free(&cfg);
 	catch(SIGTERM, on_stop);
 	catch(SIGINT, on_stop);

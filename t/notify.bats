@@ -209,7 +209,7 @@ send_seq() {
 		echo '{"to":"@bob","body":"no id"}'
 		echo
 		printf '{"id":"x","body":"'
-		head -c 200000 /dev/zero | tr '\0' a
+		head -c 1200000 /dev/zero | tr '\0' a
 		printf '"}\n'
 		tail -n 1 ok.jsonl
 		printf '{"half":'
@@ -226,6 +226,21 @@ send_seq() {
 	# Only the good lines were passed on.
 	bch-notify -t <in.jsonl >teed 2>/dev/null || [ $? -eq 100 ]
 	[ "$(cat teed)" = "$(cat ok.jsonl)" ]
+}
+
+@test "a body over this sender's limit but within a reader's is notified" {
+	# Another writer raised its limit: the reader takes the message, so
+	# its notification must not be dropped by the writer's default limit.
+	BACKCHANNEL_MAX_BODY=200000 bch send @bob --urgent \
+		"$(printf 'deploy broke prod; %.0s' $(seq 5000))" >/dev/null
+	inbox_of bob >in.jsonl
+	[ "$(wc -c <in.jsonl)" -gt 95000 ]
+	run bch-notify <in.jsonl
+	assert_success
+	calls_are 1
+	argv_of 1
+	[ "${ARGV[1]}" = critical ]
+	[[ ${ARGV[6]} == 'deploy broke prod; deploy broke prod;'* ]]
 }
 
 @test "bad usage exits 2" {
