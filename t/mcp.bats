@@ -737,6 +737,39 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "bch_send whose wait fails still says it was sent, so the agent does not send it again" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	# A relay that stores sends and has no read receipts.
+	cat > fake.py <<'PY'
+import json, fakehttp
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def reply(self, code, obj):
+        self.answer(code, json.dumps(obj).encode())
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        req = json.loads(self.rfile.read(n))
+        self.reply(200, {"id": req["id"], "from": "alice", "to": req["to"], "body": req["body"],
+                         "priority": "normal", "ts": "2026-01-01T00:00:00.000Z"})
+    def do_GET(self):
+        self.reply(404, {"error": "no such route"})
+fakehttp.serve(H)
+PY
+	python3 fake.py > port &
+	pid=$!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+	rpc "$(init)" "$(call 1 bch_send '{"target":"@bob","body":"hand-off","wait_seconds":5}')"
+	kill "$pid"
+	assert_success
+	is 1 result.isError "<absent>"
+	is 1 result.structuredContent.message.body hand-off
+	is 1 result.structuredContent.wait_error "this relay does not support --wait (it has no read receipts)"
+	[[ $(jv 1 result.content.0.text) == 'sent '*' to @bob (1 recipient)'* ]]
+	[[ $(jv 1 result.content.0.text) == *'could not wait for read receipts: this relay does not support'* ]]
+}
+
 @test "wait_seconds must be a whole number from 0 to 3600" {
 	rpc "$(init 2025-06-18)" "$(call 1 bch_send '{"target":"@bob","body":"x","wait_seconds":"soon"}')"
 	is 1 error.code -32602
