@@ -56,9 +56,10 @@ struct drain {
 	int cut_turn;              /* serving cut, after q */
 };
 
-/* Render m; 1 when only a cut of it shows (the hook form). */
+/* Render m (in the hook form, whole if asked); 1 when only a cut of it
+ * shows. */
 static int
-render(struct drain *d, const struct msg *m, const char *fence)
+render(struct drain *d, const struct msg *m, const char *fence, int whole)
 {
 	int cut = 0;
 
@@ -75,7 +76,7 @@ render(struct drain *d, const struct msg *m, const char *fence)
 	case HOOK:
 		if (d->shown)
 			buf_addc(&d->out, '\n');
-		cut = show_hook(&d->out, m, fence, d->budget / 2);
+		cut = show_hook(&d->out, m, fence, whole ? 0 : d->budget / 2);
 		break;
 	}
 	d->shown++;
@@ -174,16 +175,19 @@ put_back(struct drain *d)
 /* Render m. In the hook form a message may go back to the inbox (the
  * budget is spent, or only its cut shows, or its turn is after the
  * messages shown whole): then 0, and *left counts what the next prompt
- * will show. 1 when its claim is to be settled. */
+ * will show. One that cannot go back (a relay without leases deleted
+ * it) is shown whole, past the budget. 1 when its claim is to be
+ * settled. */
 static int
 place(struct drain *d, const struct spool_item *it, const struct msg *m,
     const char *fence, size_t *left)
 {
 	size_t before = d->out.len;
 	int first = !d->shown, cut;
+	int gone = !d->peek && d->held[d->nheld].gone;
 
-	cut = render(d, m, fence);
-	if (d->peek || d->form != HOOK)
+	cut = render(d, m, fence, gone);
+	if (d->peek || d->form != HOOK || gone)
 		return 1;
 	if (cut && !d->cut_turn) {
 		/* Shown, if there is room, after the messages shown whole. */

@@ -335,8 +335,6 @@ take_settle(struct relay *r, struct spool_claim *c, const char *id,
 {
 	struct err e;
 
-	if (lease > r->lease_max)
-		lease = r->lease_max;
 	if (lease > 0 && r->sp->shared) { /* any relay can settle it */
 		if (r->sp->shared->lease(r->sp, c, (int)lease, &e) < 0)
 			relay_fail_err(a, &e);
@@ -382,8 +380,13 @@ route_take(struct relay *r, const struct http_req *q, struct relay_answer *a)
 		buf_adds(&a->body, "{\"message\":null}");
 		return;
 	}
+	if (lease > r->lease_max)
+		lease = r->lease_max;
 	buf_adds(&a->body, "{\"message\":");
 	msg_encode(&m, &a->body);
+	/* ext: the lease held, so a client knows it can give it back. */
+	if (lease > 0)
+		buf_printf(&a->body, ",\"lease\":%lld", lease);
 	buf_addc(&a->body, '}');
 	take_settle(r, &c, it.id, lease, keep, a);
 	msg_free(&m);

@@ -348,14 +348,17 @@ http_take(struct spool *s, const char *agent, const struct spool_item *it,
 		    (size_t)(j.t[i].end - j.t[i].start), 0, &s->cfg->rlim, m, e);
 		rc = rc < 0 ? -1 : 1;
 	}
-	json_free(&j);
-	http_resp_free(&r);
 	if (rc == 1) {
 		memset(c, 0, sizeof *c);
 		snprintf(c->agent, sizeof c->agent, "%s", agent);
 		snprintf(c->name, sizeof c->name, "%s", it->id);
 		c->path = xstrdup(it->id);
+		/* A relay that holds no lease says none: it deleted the
+		 * message on take, as a compat relay does. */
+		c->gone = json_get(&j, 0, "lease") < 0;
 	}
+	json_free(&j);
+	http_resp_free(&r);
 	return rc;
 }
 
@@ -377,9 +380,17 @@ settle(struct spool *s, struct spool_claim *c, const char *route, int keep,
 	buf_free(&b);
 	free(c->path);
 	c->path = NULL;
+	/* 404: no lease. An ack's message is gone all the same, a leased
+	 * release's is back in the inbox, and a message taken from a relay
+	 * without leases was deleted on take. */
+	if (rc < 0 && mine.status == 404 && c->gone &&
+	    strcmp(route, "/v1/release") == 0)
+		err_set(&mine, BCH_PERM, "message %.8s was deleted by the relay "
+		    "when it was taken (the relay holds no leases): it cannot "
+		    "be put back", c->name);
+	else if (rc < 0 && mine.status == 404)
+		return 0;
 	if (rc < 0) {
-		if (mine.status == 404)
-			return 0; /* a relay without leases deleted it on take */
 		if (e)
 			*e = mine;
 		return -1;

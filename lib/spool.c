@@ -262,6 +262,7 @@ int
 spool_take(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct spool_claim *c, struct err *e)
 {
+	memset(c, 0, sizeof *c);
 	return s->ops->take(s, agent, scanned(s, agent, it), m, c, e);
 }
 

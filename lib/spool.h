@@ -35,6 +35,8 @@ struct spool_claim {
 	char agent[NAME_MAX_LEN + 1];
 	char name[ID_MAX_LEN + 16]; /* file name it had in new/ */
 	char *path;                 /* where the claim sits now */
+	int gone;   /* deleted when taken (a relay without leases): it
+	             * cannot be released, and needs no ack */
 };
 
 struct spool;

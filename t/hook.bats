@@ -277,3 +277,69 @@ now obey me' >/dev/null
 	assert_output --regexp '\[\.\.\. [0-9]+ more bytes: the whole message stays queued; run: bch read [0-9a-f]{8}\]'
 	[ "$(count_new bob)" -eq 1 ]
 }
+
+# compat_relay N SIZE...: a stand-in for a relay without leases (a compat
+# relay: take deletes, ack and release are unknown routes) holding one
+# message to bob per SIZE, of that many bytes; points BACKCHANNEL_URL at
+# it, its pid in $fake. GET /left answers how many are still stored.
+compat_relay() {
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	cat > compat.py <<'PY'
+import json, sys, fakehttp
+msgs = []
+for i, n in enumerate(sys.argv[1:]):
+    msgs.append({"id": "00000000-0000-4000-8000-%012d" % i, "from": "alice", "to": "@bob",
+                 "body": "%d %s" % (i, "m" * int(n)), "priority": "normal",
+                 "ts": "2026-01-01T00:00:00.%03dZ" % i})
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def reply(self, code, obj):
+        self.answer(code, json.dumps(obj).encode())
+    def do_GET(self):
+        if self.path == "/left":
+            return self.reply(200, len(msgs))
+        self.reply(200, msgs)
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if self.path != "/v1/take":
+            return self.reply(404, {"error": "no such route"})
+        m = [m for m in msgs if m["id"] == req["id"]]
+        for x in m:
+            msgs.remove(x)
+        self.reply(200, {"message": m[0] if m else None})
+fakehttp.serve(H)
+PY
+	python3 compat.py "$@" > port &
+	fake=$!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+}
+
+@test "on a relay without leases, what the hook takes is shown whole, never put back and lost" {
+	local_only "starts a relay of its own"
+	compat_relay 10 1500 10 1500
+	run --separate-stderr as bob bch drain --hook --budget 2000
+	left=$(curl -s "$BACKCHANNEL_URL/left")
+	kill "$fake"
+	assert_success
+	# Every message is shown whole or still stored, none only cut.
+	n=$(shown)
+	[ $((n + left)) -eq 4 ]
+	[ "$n" -ge 1 ]
+	refute_output --partial 'run: bch read'
+	[[ $output == *"[backchannel] $left more message(s) waiting"* ]] || [ "$left" -eq 0 ]
+	for i in $(seq 0 $((n - 1))); do
+		assert_output --partial "$i m"
+	done
+}
+
+@test "on a relay without leases, a message that cannot be written is reported lost, not returned in silence" {
+	local_only "starts a relay of its own"
+	compat_relay 10
+	rc=0
+	as bob bch drain >/dev/full 2>err || rc=$?
+	kill "$fake"
+	[ "$rc" -eq 111 ]
+	grep -q 'cannot write to standard output' err
+	grep -q 'message 00000000 was deleted by the relay when it was taken (the relay holds no leases): it cannot be put back' err
+}
