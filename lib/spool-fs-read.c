@@ -148,6 +148,49 @@ claimers_dir(struct spool *s, char out[P])
 	snprintf(out, P, "%s/claimers", s->cfg->home);
 }
 
+/* Do the messages at a and b come from one sender? One id from one
+ * sender is one message (a retried send), from two it is not. */
+static int
+same_sender(struct spool *s, const char *a, const char *b)
+{
+	struct buf x = BUF_INIT, y = BUF_INIT;
+	struct msg m, n;
+	size_t max = s->cfg->rlim.total;
+	int same = 0;
+
+	if (io_readfile(AT_FDCWD, a, max, &x) == 0 &&
+	    io_readfile(AT_FDCWD, b, max, &y) == 0 &&
+	    msg_decode(x.p, x.len, 0, &s->cfg->rlim, &m, NULL) == 0) {
+		if (msg_decode(y.p, y.len, 0, &s->cfg->rlim, &n, NULL) == 0) {
+			same = strcmp(m.from, n.from) == 0;
+			msg_free(&n);
+		}
+		msg_free(&m);
+	}
+	buf_free(&x);
+	buf_free(&y);
+	return same;
+}
+
+/* Return the claim at src (of agent's file) to dst in new/: 0 done, 1
+ * a file was there already, -1 error. That file is the same message
+ * come again (its sender's retry), and the claim goes; or another
+ * sender's under its id, come while it was claimed, and the claim is
+ * set aside, not deleted. */
+static int
+unclaim(struct spool *s, const char *agent, const char *src,
+    const char *dst, const char *file)
+{
+	int rc = move_noreplace(src, dst);
+
+	if (rc == 1 && same_sender(s, src, dst))
+		unlink(src);
+	else if (rc == 1)
+		set_aside(s, agent, src, file, "another message came under "
+		    "its id while it was claimed");
+	return rc;
+}
+
 static void
 recover_claims(struct spool *s, const char *agent)
 {
@@ -172,15 +215,10 @@ recover_claims(struct spool *s, const char *agent)
 			continue;
 		snprintf(file, sizeof file, "%.*s", (int)flen, d->d_name);
 		box_path(s, dst, agent, "new", file);
-		switch (move_noreplace(src, dst)) {
-		case 0:
+		if (unclaim(s, agent, src, dst, file) == 0) {
 			show_name(shown, sizeof shown, file);
 			fs_warn(s, "returned %s to %s's inbox: its claimer died",
 			    shown, agent);
-			break;
-		case 1:
-			unlink(src); /* already back in new/ */
-			break;
 		}
 	}
 	closedir(dir);
@@ -497,11 +535,9 @@ fs_release(struct spool *s, struct spool_claim *c, struct err *e)
 	int rc;
 
 	box_path(s, dst, c->agent, "new", c->name);
-	rc = move_noreplace(c->path, dst);
+	rc = unclaim(s, c->agent, c->path, dst, c->name);
 	if (rc == 0)
 		box_of(s, c->agent)->n++; /* back in new/ */
-	if (rc == 1)
-		unlink(c->path);
 	if (rc < 0)
 		err_sys(e, "cannot return %s to the inbox", c->name);
 	settled(c);

@@ -412,3 +412,34 @@ in_pidns() {
 	run as bob bch drain --jsonl
 	[ "${#lines[@]}" -eq 3 ]
 }
+
+@test "a claim whose id another sender took meanwhile is set aside on return, not deleted" {
+	local_only "claim files of the local spool"
+	BACKCHANNEL_AGENT=carol bch init carol >/dev/null
+	queue 1 1
+	f=$(ls "$NEW")
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$(dead_pid)"
+	# Carol sends bob a message under the claimed message's id.
+	printf '{"to":"@bob","body":"carol under that id","id":"%s"}\n' "$(msgid 1)" |
+		as carol bch-send >/dev/null
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	assert_output --partial '"body":"carol under that id"'
+	[[ $stderr == *"another message came under its id while it was claimed"* ]]
+	# Alice's message is kept, in corrupt/, and nothing is left in cur/.
+	grep -q 'message 000001 of the crash test' "$BACKCHANNEL_HOME"/spool/bob/corrupt/*
+	[ -z "$(ls -A "$CUR")" ]
+}
+
+@test "a claim whose sender sent it again meanwhile goes, and the message is read once" {
+	local_only "claim files of the local spool"
+	queue 1 1
+	f=$(ls "$NEW")
+	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$(dead_pid)"
+	queue 1 1 # alice's retry, under the same id
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 1 ]
+	[ -z "$(ls -A "$CUR")" ]
+	[ ! -d "$BACKCHANNEL_HOME/spool/bob/corrupt" ] || [ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/corrupt")" ]
+}
