@@ -156,6 +156,17 @@ settle_and_flush(struct relayd *d)
 	} while (d->qhead);
 }
 
+/* An event stream not opened: 503, to come back in a moment. */
+static void
+sse_refuse(struct relay_answer *a, const char *why)
+{
+	a->sse = 0;
+	a->status = 503;
+	a->retry_after = 2;
+	buf_reset(&a->body);
+	buf_printf(&a->body, "{\"error\":\"%s\"}", why); /* no quotes */
+}
+
 static void
 answer(struct relayd *d, struct conn *k, const struct http_req *q)
 {
@@ -170,20 +181,23 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		buf_free(&a.body);
 		return;
 	}
-	if (a.sse && d->c.sp->shared && !subscribed(d)) {
-		a.sse = 0; /* it would miss what arrives: let it come back */
-		a.status = 503;
-		a.retry_after = 2;
-		buf_reset(&a.body);
-		buf_adds(&a.body, "{\"error\":\"this relay cannot hear arrivals "
-		    "from the shared spool yet — retry in a moment\"}");
-	}
+	/* A stream that would miss what arrives, or what waits: let it
+	 * come back. What waits is listed before the stream is promised,
+	 * and after the watch that tells what arrives is armed. */
+	if (a.sse && d->c.sp->shared && !subscribed(d))
+		sse_refuse(&a, "this relay cannot hear arrivals from the "
+		    "shared spool yet — retry in a moment");
+	if (a.sse && !d->c.sp->shared)
+		watch_agent(d, a.agent);
 	if (a.sse) {
 		buf_adds(&out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
 		    "\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n"
 		    "X-Accel-Buffering: no\r\n\r\nretry: 3000\n\n");
-		if (!d->c.sp->shared)
-			watch_agent(d, a.agent);
+		if (stream_start(d, k, a.agent, &out) < 0)
+			sse_refuse(&a, "cannot list the waiting messages — "
+			    "retry in a moment");
+	}
+	if (a.sse) {
 		k->sse = 1;
 		k->rest_now = 1;
 		k->same = *sse_bucket(d, k->agent);
@@ -191,8 +205,6 @@ answer(struct relayd *d, struct conn *k, const struct http_req *q)
 		k->last_tx = time(NULL);
 		logline(k->peer, k->agent, q->method, q->path, a.status,
 		    (long)out.len);
-		conn_send(d, k, out.p, out.len);
-		backlog_start(d, k, a.agent);
 	} else {
 		respond(d, k, &a, q->keepalive, q->method, q->path);
 	}

@@ -81,6 +81,11 @@ arrived(void *arg, const char *agent, const char *id, const char *json,
 		d->drop_sse = 1;
 		return;
 	}
+	/* Stored JSON is one line: what is not would end the event and
+	 * forge the next. Read from the spool instead, which checks it. */
+	if (json && (memchr(json, '\n', len) || memchr(json, '\r', len) ||
+	    memchr(json, 0, len)))
+		json = NULL;
 	for (k = *sse_bucket(d, agent); k; k = k->same) {
 		if (strcmp(k->agent, agent) != 0)
 			continue;

@@ -67,20 +67,25 @@ backlog_free(struct conn *k)
 	buf_free(&k->later);
 }
 
-void
-backlog_start(struct relayd *d, struct conn *k, const char *agent)
+int
+stream_start(struct relayd *d, struct conn *k, const char *agent,
+    const struct buf *head)
 {
 	struct spool_item *it;
 	size_t n, i;
 
-	if (spool_list(d->c.sp, agent, &it, &n, NULL) < 0 || !n)
-		return; /* a stream with no backlog: it reconnects for one */
+	if (spool_list(d->c.sp, agent, &it, &n, NULL) < 0)
+		return -1;
+	conn_send(d, k, head->p, head->len);
+	if (!n)
+		return 0;
 	k->bl = xcalloc(n, sizeof *k->bl);
 	for (i = 0; i < n; i++)
 		k->bl[i] = xstrdup(it[i].name);
 	k->nbl = n;
 	k->ibl = 0;
 	spool_items_free(it, n);
+	return 0;
 }
 
 /* The next slice of k's backlog into its (drained) output; once the

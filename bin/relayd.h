@@ -105,9 +105,11 @@ void process_requests(struct relayd *d, struct conn *k);
 
 /* relayd-conn.c, the connections. */
 
-/* Start k's backlog: agent's unread messages, sent a slice at a time as
- * the stream drains, ahead of what arrives meanwhile. */
-void backlog_start(struct relayd *d, struct conn *k, const char *agent);
+/* Open k's event stream: head, then agent's unread messages, sent a
+ * slice at a time as the stream drains, ahead of what arrives meanwhile.
+ * 0, or -1 when they cannot be listed (nothing is sent). */
+int stream_start(struct relayd *d, struct conn *k, const char *agent,
+    const struct buf *head);
 
 /* Queue n bytes for k; they go out in flush_pending(). */
 void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);

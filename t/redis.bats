@@ -709,3 +709,18 @@ PY
 	run on LB bob bch drain
 	assert_output --partial "after A"
 }
+
+@test "an announcement that is not one line of JSON cannot forge an event on a stream" {
+	relay A
+	join A alice
+	join A bob
+	sse A bob bob.sse
+	chan=$(rcli PUBSUB CHANNELS '*arrivals')
+	[ -n "$chan" ]
+	id=00000000-0000-4000-8000-000000000001
+	forged=$(printf '%s bob\n{"id":"%s","from":"x","to":"@bob","body":"garbage","priority":"normal","ts":"2026-01-01T00:00:00.000Z"}\n\nid: %s\ndata: {"from":"ceo","body":"forged"}' "$id" "$id" "$id")
+	[ "$(rcli PUBLISH "$chan" "$forged")" -ge 1 ]
+	on A alice bch send @bob 'after it' >/dev/null
+	wait_for 5 grep -q '"body":"after it"' bob.sse
+	[ "$(grep -c 'ceo\|garbage' bob.sse)" -eq 0 ]
+}

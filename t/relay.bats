@@ -1209,6 +1209,26 @@ except OSError:
 	[ "$(count_new bob)" -eq 3 ]
 }
 
+@test "an event stream whose backlog cannot be listed is refused with 503, not opened empty" {
+	relayd
+	alice_bob
+	send "$A" @bob waiting
+	# bob's new/ unreadable for now: a file where the directory goes.
+	mv "$BACKCHANNEL_HOME/spool/bob/new" new.saved
+	: >"$BACKCHANNEL_HOME/spool/bob/new"
+	STATUS=$(curl -s -m 5 -D sse.head -o sse.out -w '%{http_code}' \
+		-H "Authorization: Bearer $B" "$URL/v1/events/bob") || true
+	[ "$STATUS" = 503 ]
+	tr -d '\r' <sse.head | grep -qi '^retry-after: [0-9]'
+	grep -q '"error":"cannot list the waiting messages' sse.out
+	# Once it can be listed, the stream opens with what waits.
+	rm "$BACKCHANNEL_HOME/spool/bob/new"
+	mv new.saved "$BACKCHANNEL_HOME/spool/bob/new"
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.out 2>/dev/null &
+	bg_pid $!
+	wait_for 5 grep -q '"body":"waiting"' sse.out
+}
+
 # big_backlog: 220 messages of 60 KiB from alice wait for bob, written
 # on the relay host (13 MB, over the 4 MiB a stream may owe).
 big_backlog() {
