@@ -247,6 +247,23 @@ give_up(struct drain *d)
 	return -1;
 }
 
+/* The hook form's failure part-way, after some messages were taken:
+ * they are shown (exit 0, or a harness would not show them) and the
+ * rest wait for the next prompt. */
+static int
+hook_partial(struct drain *d, size_t left)
+{
+	if (!d->shown)
+		return give_up(d);
+	fprintf(stderr, "%s: %s — showing the %zu message(s) taken; the rest "
+	    "wait\n", d->c->prog, d->c->e.msg, d->shown);
+	frame(d, left);
+	if (flush(d) < 0)
+		return give_up(d);
+	free(d->held);
+	return 0;
+}
+
 /* Show the messages of q in order, as far as the budget goes. */
 static int
 serve(struct drain *d, struct queue *q, const char *fence, size_t *left)
@@ -290,11 +307,11 @@ drain(struct drain *d)
 	if (d->form != HOOK && d->q.n > 0)
 		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
 	if (serve(d, &d->q, fence, &left) < 0)
-		return give_up(d);
+		return d->form == HOOK ? hook_partial(d, left) : give_up(d);
 	queue_sort(&d->cut);
 	d->cut_turn = 1;
 	if (serve(d, &d->cut, fence, &left) < 0)
-		return give_up(d);
+		return d->form == HOOK ? hook_partial(d, left) : give_up(d);
 	frame(d, left);
 	if (flush(d) < 0)
 		return give_up(d);

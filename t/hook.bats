@@ -343,3 +343,47 @@ PY
 	grep -q 'cannot write to standard output' err
 	grep -q 'message 00000000 was deleted by the relay when it was taken (the relay holds no leases): it cannot be put back' err
 }
+
+@test "a take that fails part-way: the hook shows what it took, exits 0, and the rest wait" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	# A relay with leases whose second take fails for now.
+	cat > flaky.py <<'PY'
+import json, fakehttp
+msgs = [{"id": "00000000-0000-4000-8000-%012d" % i, "from": "alice", "to": "@bob",
+         "body": "message %d" % i, "priority": "normal",
+         "ts": "2026-01-01T00:00:00.%03dZ" % i} for i in range(3)]
+takes, acked = [0], []
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def reply(self, code, obj):
+        self.answer(code, json.dumps(obj).encode())
+    def do_GET(self):
+        self.reply(200, acked if self.path == "/acked" else msgs)
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if self.path == "/v1/take":
+            takes[0] += 1
+            if takes[0] == 2:
+                return self.reply(503, {"error": "busy"})
+            m = [m for m in msgs if m["id"] == req["id"]]
+            return self.reply(200, {"message": m[0] if m else None, "lease": 60})
+        if self.path == "/v1/ack":
+            acked.append(req["id"])
+            msgs[:] = [m for m in msgs if m["id"] != req["id"]]
+        self.reply(200, {"ok": True})
+fakehttp.serve(H)
+PY
+	python3 flaky.py > port &
+	fake=$!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+	run --separate-stderr as bob bch drain --hook
+	acked=$(curl -s "$BACKCHANNEL_URL/acked")
+	kill "$fake"
+	assert_success
+	assert_output --partial '[backchannel] 1 message(s) for bob:'
+	assert_output --partial 'message 0'
+	[[ $stderr == *'showing the 1 message(s) taken; the rest wait'* ]]
+	[ "$acked" = '["00000000-0000-4000-8000-000000000000"]' ]
+}
