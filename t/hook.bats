@@ -387,3 +387,40 @@ PY
 	[[ $stderr == *'showing the 1 message(s) taken; the rest wait'* ]]
 	[ "$acked" = '["00000000-0000-4000-8000-000000000000"]' ]
 }
+
+@test "a relay's answer in many small chunks, over many reads, is read whole" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	cat > chunky.py <<'PY'
+import json, time, fakehttp
+msgs = [{"id": "00000000-0000-4000-8000-%012d" % i, "from": "alice", "to": "@bob",
+         "body": "message %d %s" % (i, "x" * 200), "priority": "normal",
+         "ts": "2026-01-01T00:00:%02d.%03dZ" % (i // 1000, i % 1000)} for i in range(2000)]
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps(msgs).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(body), 300):
+            c = body[i:i + 300]
+            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(c), c))
+            if i % 30000 == 0:
+                self.wfile.flush()
+                time.sleep(0.001)
+        self.wfile.write(b"0\r\n\r\n")
+fakehttp.serve(H)
+PY
+	python3 chunky.py > port &
+	fake=$!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+	run --separate-stderr as bob bch inbox --brief
+	kill "$fake"
+	assert_success
+	[ "${#lines[@]}" -eq 2000 ]
+	[[ ${lines[0]} == *': message 0 xxx'* ]]
+	[[ ${lines[1999]} == *': message 1999 xxx'* ]]
+}
