@@ -481,6 +481,22 @@ event_skip(struct link *l)
 	return 1;
 }
 
+/* Lines may end in CRLF as well as LF: the CRs go (JSON holds none). */
+static void
+strip_cr(struct buf *b)
+{
+	char *r = memchr(b->p, '\r', b->len), *w;
+	size_t i;
+
+	if (!r)
+		return;
+	for (w = r, i = (size_t)(r - b->p); i < b->len; i++)
+		if (b->p[i] != '\r')
+			*w++ = b->p[i];
+	b->len = (size_t)(w - b->p);
+	b->p[b->len] = 0;
+}
+
 /* Take whole events off the front of the stream; 1 if any was a message. */
 static int
 events_consume(struct hs *h)
@@ -489,6 +505,8 @@ events_consume(struct hs *h)
 	int got = 0;
 	char *end;
 
+	if (l->in.len)
+		strip_cr(&l->in);
 	if (l->skip && !event_skip(l))
 		return 0;
 	/* Lines are measured, not NUL-terminated: a stream may hold any

@@ -467,3 +467,39 @@ PY
 	[ "${#lines[@]}" -ge 1 ]
 	[ "$(grep -c 'timer:(keepalive,' <<<"$output")" = "${#lines[@]}" ]
 }
+
+@test "an event stream whose lines end in CRLF wakes the watcher" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	# A relay that sends its events with CRLF line ends, as SSE allows;
+	# its inbox holds the message only once the event is sent.
+	cat > crlf.py <<'PY'
+import json, time, fakehttp
+m = {"id": "00000000-0000-4000-8000-000000000001", "from": "alice", "to": "@bob",
+     "body": "over CRLF", "priority": "normal", "ts": "2026-01-01T00:00:00.000Z"}
+sent = []
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if not self.path.startswith("/v1/events/"):
+            return self.answer(200, json.dumps(sent).encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b"retry: 3000\r\n\r\n")
+        self.wfile.flush()
+        time.sleep(1)
+        sent.append(m)
+        self.wfile.write(b"id: %s\r\ndata: %s\r\n\r\n" % (m["id"].encode(), json.dumps(m).encode()))
+        self.wfile.flush()
+        time.sleep(10)
+fakehttp.serve(H, threads=True)
+PY
+	python3 crlf.py > port &
+	bg_pid $!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+	BACKCHANNEL_AGENT=bob timeout 10 bch watch --peek > out 2>err &
+	bg_pid $!
+	wait_for 8 grep -q 'over CRLF' out
+}
