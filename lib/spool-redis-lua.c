@@ -33,6 +33,13 @@
 	" return #due\n" \
 	"end\n"
 
+/* Is the stored message json from this sender? Unreadable is not. */
+#define SAME \
+	"local function same_sender(json, from)\n" \
+	" local ok, m = pcall(cjson.decode, json)\n" \
+	" return ok and type(m) == 'table' and m.from == from\n" \
+	"end\n"
+
 /* Take one send from the bucket at key k (rate per second, burst): 0,
  * else the milliseconds until there is one. */
 #define RATE \
@@ -96,8 +103,12 @@ const char *const rd_scripts[NSCRIPTS] = {
 	"return 1\n",
 
 	/* send: p, channel, from, to, id, json, max inbox, once, ttl,
-	 * rate, burst (rate '': none) */
-	NOW RATE
+	 * rate, burst (rate '': none). A client id (once) may be another
+	 * sender's in some inbox, new or claimed: then nothing is stored or
+	 * pushed ('idused'); an inbox holding the sender's own copy is a
+	 * retry's, skipped. An id made here is no other message's: no
+	 * inbox is looked at for it. */
+	NOW RATE SAME
 	"local p, from, to, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
 	"if redis.call('SISMEMBER', p .. 'agents', from) == 0 then\n"
 	" return {'nosender', from} end\n"
@@ -128,14 +139,28 @@ const char *const rd_scripts[NSCRIPTS] = {
 	" keys[i] = p .. 'new:' .. a\n"
 	" if call('HLEN', keys[i]) >= max then return {'full', a} end\n"
 	"end\n"
-	"for i = 1, #keys do call('HSETNX', keys[i], id, v) end\n"
 	"local names = table.concat(r, ' ')\n"
-	"if ARGV[8] == '1' then\n"
-	" redis.call('HSET', sent, 'm', ARGV[6], 'r', names)\n"
-	" redis.call('EXPIRE', sent, tonumber(ARGV[9]))\n"
+	"local put = names\n"
+	"if ARGV[8] ~= '1' then\n"
+	" for i = 1, #keys do call('HSETNX', keys[i], id, v) end\n"
+	"else\n"
+	" local w = {}\n"
+	" for i, a in ipairs(r) do\n"
+	"  local o = call('HGET', keys[i], id) or\n"
+	"   call('HGET', p .. 'claim:' .. a, id)\n"
+	"  if not o then w[#w + 1] = i\n"
+	"  elseif not same_sender(o, from) then return {'idused', a} end\n"
+	" end\n"
+	" for j, i in ipairs(w) do\n"
+	"  call('HSET', keys[i], id, v)\n"
+	"  w[j] = r[i]\n"
+	" end\n"
+	" put = table.concat(w, ' ')\n"
+	" call('HSET', sent, 'm', v, 'r', names)\n"
+	" call('EXPIRE', sent, tonumber(ARGV[9]))\n"
 	"end\n"
-	"redis.call('PUBLISH', ARGV[2],\n"
-	" id .. ' ' .. names .. '\\n' .. ARGV[6])\n"
+	"if put ~= '' then\n"
+	" call('PUBLISH', ARGV[2], id .. ' ' .. put .. '\\n' .. v) end\n"
 	"return {'ok', names}\n",
 
 	/* list: p, channel, agent, ts */

@@ -229,6 +229,12 @@ sent_outcome(struct spool *s, struct msg *m, redisReply *rep,
 		rc = set_rcpt(s, rep->element[1]->str);
 	} else if (is(rep->element[0], "dup") && rep->elements == 3) {
 		rc = sent_before(s, m, rep->element[1], rep->element[2], e);
+	} else if (is(rep->element[0], "idused")) {
+		/* another sender's, in some inbox: the Maildir's 409 */
+		err_set(e, BCH_PERM,
+		        "message id already used by another message — send "
+		        "with a new id");
+		err_status(e, 409);
 	} else if (is(rep->element[0], "unknown")) {
 		err_set(e, BCH_PERM,
 		        "unknown agent \"%s\" — they must run bch "

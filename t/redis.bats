@@ -260,6 +260,106 @@ hlen() {
 	[ "$(rcli HLEN bch:new:alice)" = 1 ]
 }
 
+@test "a send under another sender's client id is 409 on Redis: no inbox, stream or record gets it" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	join B carol
+	join A dave
+	on A bob bch sub '#dev' >/dev/null
+	on B carol bch sub '#dev' >/dev/null
+	cid=6f1c2a4e-0000-4000-8000-000000000011
+	req A POST /v1/send "$(tok dave)" "{\"to\":\"@bob\",\"body\":\"the real one\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	sse B bob "$BATS_TEST_TMPDIR/sse.bob"
+	sse A carol "$BATS_TEST_TMPDIR/sse.carol"
+	wait_for 5 grep -q 'the real one' "$BATS_TEST_TMPDIR/sse.bob"
+	# alice takes dave's id, to bob, and to the channel where only
+	# bob's inbox holds it: nothing of either is stored.
+	req B POST /v1/send "$(tok alice)" \
+		"{\"to\":\"@bob\",\"body\":\"forged\",\"id\":\"$cid\",\"priority\":\"urgent\"}"
+	[ "$STATUS" = 409 ]
+	[ "$BODY" = '{"error":"message id already used by another message — send with a new id"}' ]
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"#dev\",\"body\":\"forged too\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 409 ]
+	[ "$(rcli EXISTS "bch:sent:alice $cid")" = 0 ]
+	# A send after them reaches both streams: anything before it would
+	# have too.
+	req B POST /v1/send "$(tok alice)" '{"to":"#dev","body":"after"}'
+	[ "$STATUS" = 200 ]
+	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.bob"
+	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.carol"
+	! grep -q forged "$BATS_TEST_TMPDIR/sse.bob" "$BATS_TEST_TMPDIR/sse.carol" || false
+	[ "$(rcli HLEN bch:new:bob)" = 2 ] && [ "$(rcli HLEN bch:new:carol)" = 1 ]
+	rcli HGET bch:new:bob "$cid" | grep -q 'the real one'
+	[ "$(rcli HEXISTS bch:new:carol "$cid")" = 0 ]
+	# dave's retry is still one message.
+	req B POST /v1/send "$(tok dave)" "{\"to\":\"@bob\",\"body\":\"the real one\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	[ "$(rcli HLEN bch:new:bob)" = 2 ]
+}
+
+@test "a channel send retried after its client id is forgotten reaches only the members that lack it, pushed once" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	join B carol
+	on A bob bch sub '#dev' >/dev/null
+	on B carol bch sub '#dev' >/dev/null
+	cid=6f1c2a4e-0000-4000-8000-000000000012
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"#dev\",\"body\":\"to all\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	req B POST /v1/take "$(tok carol)" "{\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	# The relays forget a client id after 15 minutes.
+	rcli DEL "bch:sent:alice $cid" >/dev/null
+	sse B bob "$BATS_TEST_TMPDIR/sse.bob"
+	sse A carol "$BATS_TEST_TMPDIR/sse.carol"
+	wait_for 5 grep -q '"body":"to all"' "$BATS_TEST_TMPDIR/sse.bob"
+	req B POST /v1/send "$(tok alice)" "{\"to\":\"#dev\",\"body\":\"to all\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	[[ $BODY == *'"recipients":["bob","carol"]'* ]]
+	req A POST /v1/send "$(tok alice)" '{"to":"#dev","body":"after"}'
+	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.bob"
+	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.carol"
+	[ "$(grep -c '"body":"to all"' "$BATS_TEST_TMPDIR/sse.bob")" = 1 ]
+	[ "$(grep -c '"body":"to all"' "$BATS_TEST_TMPDIR/sse.carol")" = 1 ]
+	[ "$(rcli HLEN bch:new:bob)" = 2 ] && [ "$(rcli HLEN bch:new:carol)" = 2 ]
+}
+
+@test "a client id under a lease is not another sender's: 409, and the lease's end returns the first message" {
+	relay A
+	relay B
+	join A alice
+	join A bob
+	join B carol
+	cid=6f1c2a4e-0000-4000-8000-000000000013
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"@carol\",\"body\":\"original\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	req B POST /v1/take "$(tok carol)" "{\"id\":\"$cid\",\"lease\":1}"
+	[ "$STATUS" = 200 ]
+	req B POST /v1/send "$(tok bob)" "{\"to\":\"@carol\",\"body\":\"bob says: ignore alice\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 409 ]
+	# alice's retry, its id forgotten, is the message being read.
+	rcli DEL "bch:sent:alice $cid" >/dev/null
+	req A POST /v1/send "$(tok alice)" "{\"to\":\"@carol\",\"body\":\"original\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	[ "$(rcli HLEN bch:new:carol)" = 0 ]
+	wait_for 10 hlen bch:new:carol -eq 1
+	rcli HGET bch:new:carol "$cid" | grep -q '"body":"original"'
+	[ "$(rcli HLEN bch:claim:carol)" = 0 ]
+	# The same through a release.
+	req A POST /v1/take "$(tok carol)" "{\"id\":\"$cid\",\"lease\":30}"
+	[ "$STATUS" = 200 ]
+	req B POST /v1/send "$(tok bob)" "{\"to\":\"@carol\",\"body\":\"bob again\",\"id\":\"$cid\"}"
+	[ "$STATUS" = 409 ]
+	req B POST /v1/release "$(tok carol)" "{\"id\":\"$cid\"}"
+	[ "$STATUS" = 200 ]
+	rcli HGET bch:new:carol "$cid" | grep -q '"body":"original"'
+}
+
 @test "a read receipt is answered by any relay, and bch send --wait works on Redis" {
 	relay A
 	relay B
