@@ -298,6 +298,7 @@ register_new(struct relay *r, const char *name, const char *mine,
 	struct agent_rec rec;
 	struct err e;
 	char token[65], hash[65];
+	int rc;
 
 	if (mine)
 		snprintf(token, sizeof token, "%s", mine);
@@ -305,13 +306,13 @@ register_new(struct relay *r, const char *name, const char *mine,
 		return relay_fail(a, 503,
 		    "no randomness for a token, try again");
 	hash_sha256_hex(token, 64, hash);
-	if (spool_register_token(r->sp, name, hash, &rec, &e) < 0) {
+	if ((rc = spool_register_token(r->sp, name, hash, &rec, &e)) < 0) {
 		if (r->sp->shared) /* 409 when another relay was first */
 			return relay_fail_err(a, &e);
 		return relay_fail(a, 503, "cannot write the agent record");
 	}
 	tok_put(r, hash, name);
-	a->status = 201;
+	a->status = rc == 1 ? 200 : 201; /* 1: a retry, through another relay */
 	put_agent(&a->body, &rec, token);
 	agent_free(&rec);
 }
@@ -319,7 +320,10 @@ register_new(struct relay *r, const char *name, const char *mine,
 /* The room token with a "token" the caller chose (ext): a retry of a
  * registration whose answer was lost finds that token already the
  * name's, and is answered as the first attempt was; any other owner of
- * it is a 409. The name, if free, is registered under it. */
+ * it is a 409. The name, if free, is registered under it. On a shared
+ * spool another relay may be registering the same at this moment: the
+ * spool checks name and token with the write, in one step, and what
+ * was looked at here may be stale by then. */
 static void
 register_chosen(struct relay *r, const char *name, const char *mine,
     struct relay_answer *a)
@@ -333,7 +337,7 @@ register_chosen(struct relay *r, const char *name, const char *mine,
 		register_refresh(r, name, mine, a);
 	else if (t)
 		relay_fail(a, 409, "that token is taken — choose another");
-	else if (name_free(r, name, a))
+	else if (r->sp->shared || name_free(r, name, a))
 		register_new(r, name, mine, a);
 }
 

@@ -58,11 +58,21 @@
 	"end\n"
 
 const char *const rd_scripts[NSCRIPTS] = {
-	/* reg: p, name, ts, tokenHash or "" */
+	/* reg: p, name, ts, tokenHash or "". A token is one name's: taken
+	 * by another, 'tokentaken'; the name's own already (a retry through
+	 * any relay), 'again', a refresh; a name taken otherwise, 'taken'. */
 	"local p, n, ts, th = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
 	"local k = p .. 'agent:' .. n\n"
 	"local exists = redis.call('EXISTS', k) == 1\n"
-	"if th ~= '' and exists then return {'taken'} end\n"
+	"local how = 'ok'\n"
+	"if th ~= '' then\n"
+	" local owner = redis.call('HGET', p .. 'tokens', th)\n"
+	" if owner and owner ~= n then return {'tokentaken'} end\n"
+	" if exists and (not owner or\n"
+	"  redis.call('HGET', k, 'tokenHash') ~= th) then\n"
+	"  return {'taken'} end\n"
+	" if exists then how, th = 'again', '' end\n"
+	"end\n"
 	"if not exists then\n"
 	" redis.call('HSET', k, 'createdAt', ts)\n"
 	" redis.call('SADD', p .. 'agents', n)\n"
@@ -74,7 +84,7 @@ const char *const rd_scripts[NSCRIPTS] = {
 	"end\n"
 	"local v = redis.call('HMGET', k, 'createdAt', 'lastSeen',\n"
 	" 'tokenHash')\n"
-	"local out = {'ok', v[1] or '', v[2] or '', v[3] or ''}\n"
+	"local out = {how, v[1] or '', v[2] or '', v[3] or ''}\n"
 	"local subs = redis.call('LRANGE', p .. 'subs:' .. n, 0, -1)\n"
 	"for _, c in ipairs(subs) do\n"
 	" out[#out + 1] = c end\n"

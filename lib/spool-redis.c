@@ -87,6 +87,7 @@ rd_reg(struct spool *s, const char *name, const char *token_hash,
 	char ts[40];
 	const char *a[3] = {name, ts, token_hash ? token_hash : ""};
 	redisReply *rep;
+	int again;
 
 	ts_now(ts);
 	if (!(rep = rd_script(r, e, S_REG, 3, a, NULL)))
@@ -100,13 +101,19 @@ rd_reg(struct spool *s, const char *name, const char *token_hash,
 		        "or use that name's own token");
 		return err_status(e, 409);
 	}
+	if (is(rep->element[0], "tokentaken")) {
+		freeReplyObject(rep);
+		err_set(e, BCH_PERM, "that token is taken — choose another");
+		return err_status(e, 409);
+	}
 	if (rep->elements < 4)
 		return rd_bad_reply(r, e, rep);
+	again = is(rep->element[0], "again");
 	if (out)
 		fill_agent(out, name, rep->element + 1, rep->element + 4,
 		           rep->elements - 4);
 	freeReplyObject(rep);
-	return 0;
+	return again;
 }
 
 static int

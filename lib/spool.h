@@ -150,7 +150,10 @@ void spool_close(struct spool *s);
 int spool_register(struct spool *s, const char *name, struct agent_rec *out,
     struct err *e);
 
-/* The same, setting the record's tokenHash (a relay registering). */
+/* The same, setting the record's tokenHash (a relay registering). On a
+ * shared spool, checked with the write in one step: 409 in e if another
+ * name has that tokenHash, or name exists with another; 1 (the record
+ * refreshed) if name has it already, a retry through any relay. */
 int spool_register_token(struct spool *s, const char *name,
     const char *token_hash, struct agent_rec *out, struct err *e);
 

@@ -739,6 +739,59 @@ PY
 	[ "$(rcli HLEN bch:tokens)" = 2 ]
 }
 
+# reg_at NAME AGENT TOKEN: register AGENT through relay NAME with the
+# room token and the chosen TOKEN; prints the status.
+reg_at() {
+	local url
+	eval "url=\$${1}_URL"
+	curl -s -o "$BATS_TEST_TMPDIR/reg.$1" -w '%{http_code}' -X POST -H 'Expect:' \
+		-H "Authorization: Bearer $ROOM" -H 'Content-Type: application/json' \
+		--data-binary "{\"name\":\"$2\",\"token\":\"$3\"}" "$url/v1/register"
+}
+
+@test "a chosen token registered through two relays at once is one name's; the same again is a refresh" {
+	relay A
+	relay B
+	local i t h pa pb got
+	for i in $(seq 1 30); do
+		# Two names, one token: one of them gets it.
+		t=$(printf '%064d' "$i")
+		h=$(printf %s "$t" | sha256sum | cut -c1-64)
+		reg_at A "ya$i" "$t" >"$BATS_TEST_TMPDIR/st.a" &
+		pa=$!
+		reg_at B "yb$i" "$t" >"$BATS_TEST_TMPDIR/st.b" &
+		pb=$!
+		wait "$pa" "$pb"
+		got="$(cat "$BATS_TEST_TMPDIR/st.a") $(cat "$BATS_TEST_TMPDIR/st.b")"
+		case $got in
+		"201 409") [ "$(rcli HGET bch:tokens "$h")" = "ya$i" ] &&
+			[ "$(rcli EXISTS "bch:agent:yb$i")" = 0 ] ;;
+		"409 201") [ "$(rcli HGET bch:tokens "$h")" = "yb$i" ] &&
+			[ "$(rcli EXISTS "bch:agent:ya$i")" = 0 ] ;;
+		*)
+			echo "two names, one token: $got"
+			false
+			;;
+		esac
+		# One name and its token through both (a retry of a lost
+		# answer): registered once, the other a refresh.
+		t=$(printf 'b%063d' "$i")
+		reg_at A "yc$i" "$t" >"$BATS_TEST_TMPDIR/st.a" &
+		pa=$!
+		reg_at B "yc$i" "$t" >"$BATS_TEST_TMPDIR/st.b" &
+		pb=$!
+		wait "$pa" "$pb"
+		got="$(cat "$BATS_TEST_TMPDIR/st.a") $(cat "$BATS_TEST_TMPDIR/st.b")"
+		[ "$got" = "201 200" ] || [ "$got" = "200 201" ] || {
+			echo "one name, one token: $got"
+			false
+		}
+		grep -q "\"token\": \"$t\"" "$BATS_TEST_TMPDIR/reg.A"
+		grep -q "\"token\": \"$t\"" "$BATS_TEST_TMPDIR/reg.B"
+	done
+	[ "$(rcli HLEN bch:tokens)" = 60 ]
+}
+
 @test "the Redis password comes from a file or the environment, never argv" {
 	sh "$T_ROOT/t/redis-server" stop "$RDIR"
 	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --requirepass s3cret-pw)
