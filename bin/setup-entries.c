@@ -154,17 +154,18 @@ setup_codex_toml(struct setup *s, struct buf *doc, const struct buf *orig,
 {
 	static const char *const table[] = { "mcp_servers", "backchannel",
 		NULL };
-	struct buf block = BUF_INIT;
+	static const char *const keys[] = { "command", "args", NULL };
+	const char *vals[] = { NULL, "[\"mcp\"]", NULL };
+	struct buf cmd = BUF_INIT;
 	int rc;
 
 	(void)orig;
 	if (s->remove)
-		return edit_toml_del(doc, table, e);
-	buf_adds(&block, "[mcp_servers.backchannel]\ncommand = ");
-	toml_string(&block, s->bch);
-	buf_adds(&block, "\nargs = [\"mcp\"]\n");
-	rc = edit_toml_set(doc, table, block.p, e);
-	buf_free(&block);
+		return edit_toml_del(doc, table, keys, e);
+	toml_string(&cmd, s->bch);
+	vals[0] = cmd.p;
+	rc = edit_toml_set(doc, table, keys, vals, e);
+	buf_free(&cmd);
 	return rc;
 }
 

@@ -90,16 +90,24 @@ int edit_json_del_items(struct buf *doc, const char *const *path,
 int edit_json_has(const char *doc, size_t len, const char *const *path);
 
 /* TOML. table names a table by its dotted key parts ({"mcp_servers",
- * "backchannel", NULL}); block is its whole text, header line first,
- * ending in a newline. The table runs from its header to the next
- * header, less the blank and comment lines before that one. */
+ * "backchannel", NULL}, bare keys); keys and vals are NULL-terminated
+ * lists of the keys (bare) that are ours in it and their values (TOML,
+ * one line each). The table runs from its header to the next header,
+ * less the blank and comment lines before that one. Both return 1 when
+ * doc changed, 0 when it did not, -1 with e filled. */
 
-/* Replace the table with block, or append block if there is none. */
+/* Make the table hold keys = vals: each replaces that key's line, or
+ * goes after the table's last line; the table's other keys stay. No
+ * table: append it, after a blank line. -1 when the file defines the
+ * table otherwise (dotted keys, an inline table or a value of a table
+ * above it, an array of tables), where a header would be invalid. */
 int edit_toml_set(struct buf *doc, const char *const *table,
-    const char *block, struct err *e);
+    const char *const *keys, const char *const *vals, struct err *e);
 
-/* Take the table out, with the blank line that set put before it. */
-int edit_toml_del(struct buf *doc, const char *const *table, struct err *e);
+/* Take keys out of the table; the whole table goes, with the blank line
+ * that set put before it, when nothing else is in it. */
+int edit_toml_del(struct buf *doc, const char *const *table,
+    const char *const *keys, struct err *e);
 
 /* Markdown: a section from a line `begin` to a line `end` (markers
  * included, in block). Same contract as the TOML pair. -1 when a begin

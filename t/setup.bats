@@ -388,6 +388,86 @@ args = [\"mcp\"]
 command = \"z\""
 }
 
+# toml_ok FILE: FILE is valid TOML, as Python reads it.
+toml_ok() {
+	python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$1"
+}
+
+@test "the user's keys in our Codex table are kept by setup and by --remove" {
+	mkdir -p "$HOME/.codex"
+	c="$HOME/.codex/config.toml"
+	printf '[mcp_servers.backchannel]\ncommand = "bch"\nargs = [\n  "mcp",\n]\nenv = { BACKCHANNEL_AGENT = "me-codex" }\n\n[other]\nx = 1\n' >"$c"
+	run bch setup
+	assert_success
+	assert_equal "$(cat "$c")" "[mcp_servers.backchannel]
+command = \"$BCH\"
+args = [\"mcp\"]
+env = { BACKCHANNEL_AGENT = \"me-codex\" }
+
+[other]
+x = 1"
+	run bch setup
+	assert_output --partial "codex: $c: the MCP server [mcp_servers.backchannel] already there"
+	bch setup --remove >/dev/null
+	assert_equal "$(cat "$c")" '[mcp_servers.backchannel]
+env = { BACKCHANNEL_AGENT = "me-codex" }
+
+[other]
+x = 1'
+	# Added after setup, at the end of the file: kept the same way.
+	printf 'x = 1\n' >"$c"
+	bch setup >/dev/null
+	printf 'startup_timeout_sec = 30' >>"$c"
+	bch setup >/dev/null
+	toml_ok "$c"
+	bch setup --remove >/dev/null
+	assert_equal "$(cat "$c")" 'x = 1
+
+[mcp_servers.backchannel]
+startup_timeout_sec = 30'
+}
+
+@test "a Codex table defined by dotted keys or inline is left untouched, with one line and 100" {
+	mkdir -p "$HOME/.codex" "$HOME/.claude"
+	c="$HOME/.codex/config.toml"
+	for t in '[mcp_servers]\nbackchannel = { command = "bch", args = ["mcp"] }\n' \
+		'model = "o3"\nmcp_servers.backchannel.command = "bch"\n' \
+		'[mcp_servers]\nbackchannel.command = "bch"\nbackchannel.args = ["mcp"]\n' \
+		'mcp_servers = { other = { command = "x" } }\n' \
+		'[[mcp_servers]]\ncommand = "x"\n'; do
+		printf "$t" >"$c"
+		cp "$c" before.toml
+		toml_ok "$c"
+		run --separate-stderr bch setup
+		assert_failure 100
+		[[ $stderr == "bch-setup: $c: mcp_servers.backchannel is defined there by dotted keys or an inline table"*" — left it untouched; fix it and run bch setup again" ]]
+		cmp "$c" before.toml
+		[ ! -e "$c.bak-backchannel" ]
+		# The other files are still done.
+		[ "$(jq -r .mcpServers.backchannel.command "$HOME/.claude.json")" = "$BCH" ]
+		run bch setup --remove
+		cmp "$c" before.toml
+	done
+}
+
+@test "Codex tables beside ours, dotted or inline, get ours appended as valid TOML" {
+	mkdir -p "$HOME/.codex"
+	c="$HOME/.codex/config.toml"
+	for t in 'mcp_servers.other.command = "x"\n' \
+		'[mcp_servers]\nother = { command = "x" }\n' \
+		'[mcp_servers.backchannel.env]\nFOO = "1"\n'; do
+		printf "$t" >"$c"
+		cp "$c" before.toml
+		run bch setup
+		assert_success
+		toml_ok "$c"
+		assert_equal "$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["mcp_servers"]["backchannel"]["command"])' "$c")" "$BCH"
+		bch setup --remove >/dev/null
+		cmp "$c" before.toml
+		rm "$c.bak-backchannel"
+	done
+}
+
 @test "a symlinked file is edited where it lives" {
 	fixtures
 	mkdir dotfiles
