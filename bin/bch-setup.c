@@ -126,13 +126,14 @@ edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
 		edit_close(&f);
 		return;
 	}
+	s->what[0] = 0;
 	if (fn(s, &f.text, f.has_backup ? &f.orig : NULL, &e) < 0 ||
 	    (rc = edit_commit(&f, s->dry, &e)) < 0) {
 		fail_file(s, path, &e);
 		edit_close(&f);
 		return;
 	}
-	report(s, who, &f, rc, what);
+	report(s, who, &f, rc, s->what[0] ? s->what : what);
 	edit_close(&f);
 }
 

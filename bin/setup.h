@@ -25,6 +25,8 @@ struct setup {
 	int nohooks, wakeup;
 	const char *kind, *svdir; /* --service, --sv */
 	int status;           /* worst exit status so far */
+	char what[64];        /* what an entry function changed, when it is
+	                         less than the caller says: "the X hook" */
 	struct err e;
 };
 

@@ -412,32 +412,41 @@ reach(struct buf *doc, const struct json *j, const char *const *path, int d,
 	return 0;
 }
 
+/* Is value token i the compact JSON value, white space aside? */
+static int
+equal(const struct json *j, int i, const char *value)
+{
+	struct buf have = BUF_INIT, want = BUF_INIT;
+	struct json w;
+	const char *why;
+	int same;
+
+	compact(j, i, &have);
+	if (json_parse(&w, value, strlen(value), DEPTH, &why) < 0)
+		abort(); /* ours: always valid */
+	compact(&w, 0, &want);
+	json_free(&w);
+	same = have.len == want.len && memcmp(have.p, want.p, have.len) == 0;
+	buf_free(&have);
+	buf_free(&want);
+	return same;
+}
+
 int
 edit_json_set(struct buf *doc, const char *const *path, const char *value,
     struct err *e)
 {
 	struct json j;
-	struct buf have = BUF_INIT, want = BUF_INIT;
-	int d = depth_of(path), v, rc;
-	const char *why;
+	int v, rc;
 
 	if (parse(doc, &j, 1, e) < 0)
 		return -1;
-	rc = reach(doc, &j, path, d, value, &v, e);
-	if (rc == 0) {
-		struct json w;
-		compact(&j, v, &have);
-		if (json_parse(&w, value, strlen(value), DEPTH, &why) < 0)
-			abort();
-		compact(&w, 0, &want);
-		json_free(&w);
-		rc = have.len != want.len || memcmp(have.p, want.p, have.len);
-		if (rc)
-			put_value(doc, &j, v, value);
+	rc = reach(doc, &j, path, depth_of(path), value, &v, e);
+	if (rc == 0 && !equal(&j, v, value)) {
+		put_value(doc, &j, v, value);
+		rc = 1;
 	}
 	json_free(&j);
-	buf_free(&have);
-	buf_free(&want);
 	return rc;
 }
 
@@ -494,6 +503,35 @@ edit_json_has(const char *doc, size_t len, const char *const *path)
 	return v >= 0;
 }
 
+/* The container that holds token tok, as an item or a member's value,
+ * and tok's place in it: 0, or -1 when tok is the top or a key. */
+static int
+owner(const struct json *j, int tok, int *c, int *k)
+{
+	int at = 0;
+
+	while (at != tok && (j->t[at].type == JSON_OBJECT ||
+	    j->t[at].type == JSON_ARRAY)) {
+		struct kid *ks;
+		int n = kids(j, at, &ks), i, next = -1;
+		for (i = 0; i < n && next < 0; i++) {
+			if (ks[i].last == tok) {
+				*c = at;
+				*k = i;
+				free(ks);
+				return 0;
+			}
+			if (tok > ks[i].last && tok < json_next(j, ks[i].last))
+				next = ks[i].last;
+		}
+		free(ks);
+		if (next < 0)
+			return -1;
+		at = next;
+	}
+	return -1;
+}
+
 /* Take out the containers at path[0..d), d, d-1, ..., that are empty and
  * did not exist in orig. */
 static int
@@ -505,7 +543,7 @@ prune(struct buf *doc, const char *const *path, int d, const char *orig,
 
 	for (; d >= 1 && d <= DEPTH; d--) {
 		struct json j;
-		int v, have, at, key;
+		int v, have, at, c, key;
 		for (k = 0; k < d; k++)
 			sub[k] = path[k];
 		sub[d] = NULL;
@@ -515,83 +553,54 @@ prune(struct buf *doc, const char *const *path, int d, const char *orig,
 			return -1;
 		v = walk(&j, path, d, &have, &at);
 		if (v < 0 || (j.t[v].type != JSON_OBJECT &&
-		    j.t[v].type != JSON_ARRAY) || j.t[v].size != 0) {
+		    j.t[v].type != JSON_ARRAY) || j.t[v].size != 0 ||
+		    owner(&j, v, &c, &key) < 0) {
 			json_free(&j);
 			return 0;
 		}
-		/* the member path[d-1] of object at */
-		{
-			struct kid *ks;
-			int n = kids(&j, at, &ks);
-			for (key = 0; key < n; key++)
-				if (ks[key].last == v)
-					break;
-			free(ks);
-		}
-		del_kid(doc, &j, at, key);
+		del_kid(doc, &j, c, key);
 		json_free(&j);
 	}
 	return 0;
 }
 
 int
-edit_json_del(struct buf *doc, const char *const *path, const char *orig,
-    size_t origlen, struct err *e)
+edit_json_fix(struct buf *doc, const char *const *path, edit_fix_fn fn,
+    void *arg, const char *orig, size_t origlen, struct err *e)
 {
-	struct json j;
-	struct kid *ks;
-	int d = depth_of(path), v, have, at, n, k, rc;
-
-	if ((rc = parse(doc, &j, 0, e)) <= 0)
-		return rc;
-	v = walk(&j, path, d, &have, &at);
-	if (v < 0) {
-		json_free(&j);
-		return 0;
-	}
-	n = kids(&j, at, &ks);
-	for (k = 0; k < n && ks[k].last != v; k++)
-		;
-	free(ks);
-	del_kid(doc, &j, at, k);
-	json_free(&j);
-	if (prune(doc, path, d - 1, orig, origlen, e) < 0)
-		return -1;
-	return 1;
-}
-
-int
-edit_json_del_items(struct buf *doc, const char *const *path,
-    edit_item_fn kind, void *arg, const char *orig, size_t origlen,
-    struct err *e)
-{
-	int d = depth_of(path), changed = 0, rc;
+	int d = depth_of(path), changed = 0, k = 0, budget = -1, rc;
 
 	for (;;) {
 		struct json j;
-		struct kid *ks;
-		int v, have, at, n, k;
+		struct kid *ks = NULL;
+		struct edit_change c = { -1, NULL };
+		int v, have, at, n = 0, pc, pk;
 		if ((rc = parse(doc, &j, 0, e)) <= 0)
 			return rc < 0 ? -1 : changed;
+		if (budget < 0)
+			budget = j.n; /* each change is progress; this is a bound */
 		v = walk(&j, path, d, &have, &at);
-		if (v < 0 || j.t[v].type != JSON_ARRAY) {
-			json_free(&j);
-			break;
-		}
-		n = kids(&j, v, &ks);
-		for (k = 0; k < n; k++) {
-			int r = kind(&j, ks[k].first, arg);
-			if (r == EDIT_OURS || r == EDIT_OURS_OLD)
-				break;
-		}
+		if (v >= 0 && (j.t[v].type == JSON_OBJECT ||
+		    j.t[v].type == JSON_ARRAY))
+			n = kids(&j, v, &ks);
+		if (k < n && budget-- > 0)
+			fn(&j, ks[k].last, arg, &c);
 		free(ks);
-		if (k == n) {
+		if (k >= n || budget < 0) {
 			json_free(&j);
 			break;
 		}
-		del_kid(doc, &j, v, k);
+		if (c.tok < 0 || owner(&j, c.tok, &pc, &pk) < 0 ||
+		    (c.value && equal(&j, c.tok, c.value))) {
+			k++; /* nothing (more) to change in this one */
+		} else {
+			if (c.value)
+				put_value(doc, &j, c.tok, c.value);
+			else
+				del_kid(doc, &j, pc, pk);
+			changed = 1;
+		}
 		json_free(&j);
-		changed = 1;
 	}
 	if (changed && prune(doc, path, d, orig, origlen, e) < 0)
 		return -1;

@@ -60,11 +60,6 @@ void edit_close(struct edit_file *f);
 int edit_json_set(struct buf *doc, const char *const *path, const char *value,
     struct err *e);
 
-/* Delete the member at path. Objects on the path that this leaves empty
- * go too, unless they exist in orig (the file before setup; NULL: none). */
-int edit_json_del(struct buf *doc, const char *const *path, const char *orig,
-    size_t origlen, struct err *e);
-
 /* How an array item relates to the item we want (the callback's answer). */
 enum {
 	EDIT_OTHER,    /* not ours */
@@ -80,11 +75,24 @@ typedef int (*edit_item_fn)(const struct json *j, int item, void *arg);
 int edit_json_add_item(struct buf *doc, const char *const *path,
     const char *item, edit_item_fn kind, void *arg, struct err *e);
 
-/* Delete the items of the array at path that are EDIT_OURS or
- * EDIT_OURS_OLD; containers left empty go as with edit_json_del. */
-int edit_json_del_items(struct buf *doc, const char *const *path,
-    edit_item_fn kind, void *arg, const char *orig, size_t origlen,
-    struct err *e);
+/* What an edit_json_fix callback asks for in one child: token tok
+ * (the child or a value inside it) changed to value (compact JSON), or
+ * with value NULL taken out of the array or object that holds it. */
+struct edit_change {
+	int tok; /* -1: nothing to change */
+	const char *value;
+};
+typedef void (*edit_fix_fn)(const struct json *j, int kid, void *arg,
+    struct edit_change *c);
+
+/* Go through the children of the array or object at path (an object's:
+ * each member's value, its key the token before), asking fn for a change
+ * and making it, then asking about the same child again (or the next,
+ * when it is gone or fn asks for nothing that is not so already). Objects
+ * and arrays this leaves empty go, from path up, unless they exist in
+ * orig (the file before setup; NULL: none). */
+int edit_json_fix(struct buf *doc, const char *const *path, edit_fix_fn fn,
+    void *arg, const char *orig, size_t origlen, struct err *e);
 
 /* Does doc's value at path exist? (doc invalid: no.) */
 int edit_json_has(const char *doc, size_t len, const char *const *path);

@@ -362,6 +362,82 @@ $HOOK"
 /x/bch-drainer --hook --here"
 }
 
+@test "our hook in a group beside the user's: --remove takes out ours and keeps theirs" {
+	mkdir -p "$HOME/.claude"
+	s="$HOME/.claude/settings.json"
+	bch setup >/dev/null
+	# As Claude Code's /hooks may: the user's hook in the same group.
+	jq '.hooks.UserPromptSubmit[0].hooks += [{"type":"command","command":"echo mine"}]' "$s" >x.json
+	cat x.json >"$s"
+	run bch setup
+	assert_line "claude: $s: the UserPromptSubmit and SessionStart hooks already there"
+	run bch setup --remove
+	assert_success
+	assert_line "claude: $s: removed the UserPromptSubmit and SessionStart hooks"
+	! grep -q 'bch-drain' "$s" || false
+	assert_equal "$(jq -c .hooks "$s")" '{"UserPromptSubmit":[{"hooks":[{"type":"command","command":"echo mine"}]}]}'
+	run bch setup --remove
+	assert_line "claude: $s: nothing of setup's to remove"
+}
+
+@test "setup and --remove name only the hooks they changed" {
+	mkdir -p "$HOME/.claude"
+	s="$HOME/.claude/settings.json"
+	bch setup >/dev/null
+	jq '.hooks.SessionStart = []' "$s" >x.json && cat x.json >"$s"
+	run bch setup --dry-run
+	assert_output --partial "claude: $s: would add the SessionStart hook (the file"
+	run bch setup --remove
+	assert_line "claude: $s: removed the UserPromptSubmit hook"
+	assert_equal "$(jq -c .hooks "$s")" '{"SessionStart":[]}'
+}
+
+@test "an older hook beside the user's, or with their timeout, is updated in place and removed alone" {
+	mkdir -p "$HOME/.claude"
+	s="$HOME/.claude/settings.json"
+	printf '%s\n' '{"hooks":{' \
+		'"UserPromptSubmit":[{"hooks":[{"type":"command","command":"date"},{"type":"command","command":"/old/bin/bch drain --hook --here"}]}],' \
+		'"SessionStart":[{"matcher":"startup","hooks":[{"type":"command","command":"/old/bin/bch-drain --hook --here","timeout":30}]}]}}' \
+		>"$s"
+	bch setup >/dev/null
+	assert_equal "$(jq -c .hooks "$s")" \
+		"{\"UserPromptSubmit\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"date\"},{\"type\":\"command\",\"command\":\"$HOOK\"}]}],\"SessionStart\":[{\"matcher\":\"startup\",\"hooks\":[{\"type\":\"command\",\"command\":\"$HOOK\",\"timeout\":30}]}]}"
+	run bch setup
+	assert_line "claude: $s: the UserPromptSubmit and SessionStart hooks already there"
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -c .hooks "$s")" '{"UserPromptSubmit":[{"hooks":[{"type":"command","command":"date"}]}],"SessionStart":[]}'
+}
+
+@test "the user's own members of our MCP entry are kept by setup and by --remove" {
+	mkdir -p "$HOME/.claude" "$HOME/.gemini"
+	c="$HOME/.claude.json" g="$HOME/.gemini/settings.json"
+	printf '%s\n' '{"mcpServers": {"backchannel": {"command":"bch","args":["mcp"],"env":{"BACKCHANNEL_AGENT":"me-claude"}}}}' >"$c"
+	printf '{\n  "mcpServers": {\n    "backchannel": {\n      "command": "bch",\n      "args": ["mcp"],\n      "trust": true\n    }\n  }\n}\n' >"$g"
+	run bch setup
+	assert_success
+	assert_equal "$(jq -c .mcpServers "$c")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\"],\"env\":{\"BACKCHANNEL_AGENT\":\"me-claude\"},\"type\":\"stdio\"}}"
+	assert_equal "$(jq -c .mcpServers "$g")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\"],\"trust\":true}}"
+	run bch setup
+	assert_line "claude: $c: the MCP server mcpServers.backchannel already there"
+	assert_line "gemini: $g: the MCP server mcpServers.backchannel already there"
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -c .mcpServers "$c")" '{"backchannel":{"env":{"BACKCHANNEL_AGENT":"me-claude"}}}'
+	assert_equal "$(jq -c .mcpServers "$g")" '{"backchannel":{"trust":true}}'
+	# Added after setup: kept the same way; with nothing of the user's
+	# left, the entry goes whole.
+	printf '{"mcpServers":{}}\n' >"$c"
+	bch setup >/dev/null
+	jq -c '.mcpServers.backchannel.env = {"A":"1"}' "$c" >x.json && cat x.json >"$c"
+	bch setup >/dev/null
+	assert_equal "$(jq -c .mcpServers.backchannel.env "$c")" '{"A":"1"}'
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -c . "$c")" '{"mcpServers":{"backchannel":{"env":{"A":"1"}}}}'
+	jq -c 'del(.mcpServers.backchannel.env)' "$c" >x.json && cat x.json >"$c"
+	bch setup >/dev/null
+	bch setup --remove >/dev/null
+	assert_equal "$(jq -c . "$c")" '{"mcpServers":{}}'
+}
+
 @test "without bch-drain beside bch or on PATH: one line says so, nothing is written" {
 	mkdir -p "$HOME/.claude" lone
 	cp "$T_ROOT"/bin/bch "$T_ROOT"/bin/bch-setup lone/
