@@ -96,14 +96,17 @@ struct style {
 	char unit[17]; /* one level of indentation */
 	char colon[5]; /* between a key and its value */
 	const char *sep; /* between members on one line: "," or ", " */
+	const char *eol; /* the file's line end: "\n" or "\r\n" */
 };
 
 static void
 style_of(const char *s, const struct json *j, int obj, struct style *st)
 {
+	const char *nl1 = memchr(s, '\n', j->len);
 	int o, key;
 
 	st->pretty = 1;
+	st->eol = nl1 && nl1 > s && nl1[-1] == '\r' ? "\r\n" : "\n";
 	strcpy(st->unit, "  ");
 	strcpy(st->colon, ": ");
 	if (j->t[0].size > 0) {
@@ -170,7 +173,7 @@ render(struct buf *o, const struct json *v, int i, const char *ind,
 		if (k)
 			buf_adds(o, st->pretty ? "," : st->sep);
 		if (st->pretty) {
-			buf_addc(o, '\n');
+			buf_adds(o, st->eol);
 			buf_adds(o, in.p);
 		}
 		if (obj) {
@@ -180,7 +183,7 @@ render(struct buf *o, const struct json *v, int i, const char *ind,
 		i = render(o, v, i, in.p, st);
 	}
 	if (st->pretty) {
-		buf_addc(o, '\n');
+		buf_adds(o, st->eol);
 		buf_adds(o, ind);
 	}
 	buf_addc(o, obj ? '}' : ']');
@@ -222,7 +225,8 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 		cut = (size_t)j->t[c].end - 1;
 		line_indent(doc->p, at - 1, &ind);
 		if (st.pretty) {
-			buf_printf(&ins, "\n%s%s", ind.p ? ind.p : "", st.unit);
+			buf_printf(&ins, "%s%s%s", st.eol, ind.p ? ind.p : "",
+			    st.unit);
 			buf_adds(&ind, st.unit);
 		}
 	} else {
@@ -252,7 +256,7 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
 	if (n == 0 && st.pretty) {
 		line_indent(doc->p, (size_t)j->t[c].start, &ind);
-		buf_printf(&ins, "\n%s", ind.p ? ind.p : "");
+		buf_printf(&ins, "%s%s", st.eol, ind.p ? ind.p : "");
 	}
 	text_splice(doc, at, cut, ins.p, ins.len);
 	json_free(&v);

@@ -131,9 +131,25 @@ parent_dirs(const char *path, struct err *e)
 	return 0;
 }
 
+/* Is s[0..n) only white space? */
+static int
+blank(const char *s, size_t n)
+{
+	while (n > 0 && s[n - 1] && strchr(" \t\r\n", s[n - 1]))
+		n--;
+	return n == 0;
+}
+
 int
 edit_commit(struct edit_file *f, int dry, struct err *e)
 {
+	/* A JSON file that was only white space reads as {}: left empty
+	 * again, it goes back to what it was. */
+	if (f->kind == EDIT_JSON && f->has_backup && text_empty(f) &&
+	    blank(f->orig.p, f->orig.len)) {
+		buf_reset(&f->text);
+		buf_add(&f->text, f->orig.p ? f->orig.p : "", f->orig.len);
+	}
 	if (f->text.len == f->old.len &&
 	    (f->old.len == 0 || memcmp(f->text.p, f->old.p, f->old.len) == 0))
 		return EDIT_SAME;

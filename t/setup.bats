@@ -238,6 +238,28 @@ args = [\"mcp\"]"
 	grep -q '^Always run the tests.$' "$HOME/.codex/AGENTS.md"
 }
 
+@test "a settings.json of only white space comes back as it was after --remove" {
+	mkdir -p "$HOME/.claude"
+	printf '\n  \n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.claude/settings.json" before.json
+	bch setup >/dev/null
+	jq -e .hooks.SessionStart "$HOME/.claude/settings.json" >/dev/null
+	bch setup --remove >/dev/null
+	cmp "$HOME/.claude/settings.json" before.json
+}
+
+@test "lines added to a JSON file with CRLF line ends end in CRLF too" {
+	mkdir -p "$HOME/.claude"
+	printf '{\r\n  "model": "opus",\r\n  "hooks": {}\r\n}\r\n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.claude/settings.json" before.json
+	bch setup >/dev/null
+	jq -e .hooks.SessionStart "$HOME/.claude/settings.json" >/dev/null
+	[ "$(tr -d '\r' <"$HOME/.claude/settings.json" | wc -l)" -gt 10 ]
+	! grep -q "$(printf '[^\r]$')" "$HOME/.claude/settings.json" || false
+	bch setup --remove >/dev/null
+	cmp "$HOME/.claude/settings.json" before.json
+}
+
 @test "file modes are kept" {
 	fixtures
 	bch setup >/dev/null
