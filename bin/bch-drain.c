@@ -234,12 +234,15 @@ frame(struct drain *d, size_t left)
 	}
 }
 
-/* A failure part-way: write what is rendered, return every claim. */
+/* A failure part-way: write what is rendered (a JSON array closed, so
+ * that what was shown parses), return every claim. */
 static int
 give_up(struct drain *d)
 {
 	size_t i;
 
+	if (d->form == JSON && d->shown)
+		frame(d, 0);
 	flush(d);
 	for (i = 0; i < d->nheld; i++)
 		spool_release(d->c->sp, &d->held[i], NULL);

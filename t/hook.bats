@@ -344,10 +344,11 @@ PY
 	grep -q 'message 00000000 was deleted by the relay when it was taken (the relay holds no leases): it cannot be put back' err
 }
 
-@test "a take that fails part-way: the hook shows what it took, exits 0, and the rest wait" {
-	local_only "starts a relay of its own"
+# flaky_relay: a stand-in relay with leases holding three messages to bob,
+# whose second take fails for now (503); GET /acked lists what was acked.
+# Points BACKCHANNEL_URL at it.
+flaky_relay() {
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
-	# A relay with leases whose second take fails for now.
 	cat > flaky.py <<'PY'
 import json, fakehttp
 msgs = [{"id": "00000000-0000-4000-8000-%012d" % i, "from": "alice", "to": "@bob",
@@ -375,12 +376,16 @@ class H(fakehttp.Handler):
 fakehttp.serve(H)
 PY
 	python3 flaky.py > port &
-	fake=$!
+	bg_pid $!
 	wait_for 10 test -s port
 	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+}
+
+@test "a take that fails part-way: the hook shows what it took, exits 0, and the rest wait" {
+	local_only "starts a relay of its own"
+	flaky_relay
 	run --separate-stderr as bob bch drain --hook
 	acked=$(curl -s "$BACKCHANNEL_URL/acked")
-	kill "$fake"
 	assert_success
 	assert_output --partial '[backchannel] 1 message(s) for bob:'
 	assert_output --partial 'message 0'
@@ -388,39 +393,11 @@ PY
 	[ "$acked" = '["00000000-0000-4000-8000-000000000000"]' ]
 }
 
-@test "a relay's answer in many small chunks, over many reads, is read whole" {
+@test "a take that fails part-way: --json still writes a whole array of what it took" {
 	local_only "starts a relay of its own"
-	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
-	cat > chunky.py <<'PY'
-import json, time, fakehttp
-msgs = [{"id": "00000000-0000-4000-8000-%012d" % i, "from": "alice", "to": "@bob",
-         "body": "message %d %s" % (i, "x" * 200), "priority": "normal",
-         "ts": "2026-01-01T00:00:%02d.%03dZ" % (i // 1000, i % 1000)} for i in range(2000)]
-class H(fakehttp.Handler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = json.dumps(msgs).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for i in range(0, len(body), 300):
-            c = body[i:i + 300]
-            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(c), c))
-            if i % 30000 == 0:
-                self.wfile.flush()
-                time.sleep(0.001)
-        self.wfile.write(b"0\r\n\r\n")
-fakehttp.serve(H)
-PY
-	python3 chunky.py > port &
-	fake=$!
-	wait_for 10 test -s port
-	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
-	run --separate-stderr as bob bch inbox --brief
-	kill "$fake"
-	assert_success
-	[ "${#lines[@]}" -eq 2000 ]
-	[[ ${lines[0]} == *': message 0 xxx'* ]]
-	[[ ${lines[1999]} == *': message 1999 xxx'* ]]
+	flaky_relay
+	run --separate-stderr as bob bch drain --json
+	assert_failure 111
+	[ "$(printf '%s' "$output" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ]
+	assert_output --partial '"body":"message 0"'
 }
