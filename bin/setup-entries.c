@@ -222,7 +222,7 @@ mcp_json(struct setup *s, struct buf *doc, const struct buf *orig,
 	json_put_string(&cmd, s->bch, strlen(s->bch));
 	vals[0] = v.p;
 	vals[1] = cmd.p;
-	vals[2] = "[\"mcp\"]";
+	vals[2] = "[\"mcp\",\"--here\"]";
 	if (!edit_json_has(doc->p, doc->len, path)) {
 		/* New: the whole entry at once, our members in our order. */
 		buf_reset(&v);
@@ -230,7 +230,8 @@ mcp_json(struct setup *s, struct buf *doc, const struct buf *orig,
 			buf_printf(&v, "{\"type\":\"%s\",", type);
 		else
 			buf_addc(&v, '{');
-		buf_printf(&v, "\"command\":%s,\"args\":[\"mcp\"]}", cmd.p);
+		buf_printf(&v, "\"command\":%s,\"args\":[\"mcp\",\"--here\"]}",
+		    cmd.p);
 		rc = edit_json_set(doc, path, v.p, e);
 	} else {
 		/* The user's: only our members, the others kept (an env). */
@@ -283,7 +284,7 @@ setup_codex_toml(struct setup *s, struct buf *doc, const struct buf *orig,
 	static const char *const table[] = { "mcp_servers", "backchannel",
 		NULL };
 	static const char *const keys[] = { "command", "args", NULL };
-	const char *vals[] = { NULL, "[\"mcp\"]", NULL };
+	const char *vals[] = { NULL, "[\"mcp\", \"--here\"]", NULL };
 	struct buf cmd = BUF_INIT;
 	int rc;
 

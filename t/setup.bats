@@ -129,14 +129,14 @@ FILES=(.claude/settings.json .claude.json .codex/config.toml .codex/AGENTS.md .g
 	c="$HOME/.claude.json"
 	assert_equal "$(jq -c 'keys_unsorted' "$c")" '["numStartups","mcpServers","projects","userID"]'
 	assert_equal "$(jq -c '.mcpServers | keys_unsorted' "$c")" '["other","backchannel"]'
-	assert_equal "$(jq -c '.mcpServers.backchannel' "$c")" "{\"type\":\"stdio\",\"command\":\"$BCH\",\"args\":[\"mcp\"]}"
+	assert_equal "$(jq -c '.mcpServers.backchannel' "$c")" "{\"type\":\"stdio\",\"command\":\"$BCH\",\"args\":[\"mcp\",\"--here\"]}"
 	assert_equal "$(jq -c '.projects' "$c")" '{"/src/app":{"allowedTools":[],"mcpServers":{}}}'
 	t="$HOME/.codex/config.toml"
 	head -c "$(stat -c %s "$ORIG/.codex/config.toml")" "$t" | cmp - "$ORIG/.codex/config.toml"
 	assert_equal "$(tail -n 4 "$t")" "
 [mcp_servers.backchannel]
 command = \"$BCH\"
-args = [\"mcp\"]"
+args = [\"mcp\", \"--here\"]"
 	a="$HOME/.codex/AGENTS.md"
 	head -c "$(stat -c %s "$ORIG/.codex/AGENTS.md")" "$a" | cmp - "$ORIG/.codex/AGENTS.md"
 	grep -qx '<!-- backchannel:begin -->' "$a" && grep -qx '<!-- backchannel:end -->' "$a"
@@ -144,7 +144,7 @@ args = [\"mcp\"]"
 	g="$HOME/.gemini/settings.json"
 	assert_equal "$(jq -c 'keys_unsorted' "$g")" '["theme","mcpServers"]'
 	assert_equal "$(jq -c '.mcpServers | keys_unsorted' "$g")" '["git","backchannel"]'
-	assert_equal "$(jq -c '.mcpServers.backchannel' "$g")" "{\"command\":\"$BCH\",\"args\":[\"mcp\"]}"
+	assert_equal "$(jq -c '.mcpServers.backchannel' "$g")" "{\"command\":\"$BCH\",\"args\":[\"mcp\",\"--here\"]}"
 	# The new member follows the file's own indentation (tabs here).
 	grep -q "^		\"backchannel\": {$" "$g"
 	grep -qx '<!-- backchannel:begin -->' "$HOME/.gemini/GEMINI.md"
@@ -437,8 +437,8 @@ $HOOK"
 	printf '{\n  "mcpServers": {\n    "backchannel": {\n      "command": "bch",\n      "args": ["mcp"],\n      "trust": true\n    }\n  }\n}\n' >"$g"
 	run bch setup
 	assert_success
-	assert_equal "$(jq -c .mcpServers "$c")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\"],\"env\":{\"BACKCHANNEL_AGENT\":\"me-claude\"},\"type\":\"stdio\"}}"
-	assert_equal "$(jq -c .mcpServers "$g")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\"],\"trust\":true}}"
+	assert_equal "$(jq -c .mcpServers "$c")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\",\"--here\"],\"env\":{\"BACKCHANNEL_AGENT\":\"me-claude\"},\"type\":\"stdio\"}}"
+	assert_equal "$(jq -c .mcpServers "$g")" "{\"backchannel\":{\"command\":\"$BCH\",\"args\":[\"mcp\",\"--here\"],\"trust\":true}}"
 	run bch setup
 	assert_line "claude: $c: the MCP server mcpServers.backchannel already there"
 	assert_line "gemini: $g: the MCP server mcpServers.backchannel already there"
@@ -479,7 +479,7 @@ $HOOK"
 	assert_success
 	assert_equal "$(cat "$HOME/.codex/config.toml")" "[mcp_servers.backchannel]
 command = \"$BCH\"
-args = [\"mcp\"]
+args = [\"mcp\", \"--here\"]
 
 # next
 [mcp_servers.z]
@@ -499,7 +499,7 @@ toml_ok() {
 	assert_success
 	assert_equal "$(cat "$c")" "[mcp_servers.backchannel]
 command = \"$BCH\"
-args = [\"mcp\"]
+args = [\"mcp\", \"--here\"]
 env = { BACKCHANNEL_AGENT = \"me-codex\" }
 
 [other]
@@ -599,7 +599,7 @@ startup_timeout_sec = 30'
 	assert_success
 	assert_equal "$(cat "$HOME/.codex/config.toml")" "[mcp_servers.backchannel]
 command = \"$BCH\"
-args = [\"mcp\"]"
+args = [\"mcp\", \"--here\"]"
 	[ "$(stat -c %a "$HOME/.codex/config.toml")" = 600 ]
 	run bch setup --remove
 	assert_success
@@ -695,7 +695,7 @@ args = [\"mcp\"]"
 	wait_for 10 test -p "$BCH_S6_SCANDIR/.s6-svscan/control"
 	run bch setup --no-hooks --wake
 	assert_success
-	assert_output "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify (bch-watch --urgent-only | bch-notify); s6-svscan is starting it"
+	assert_output "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify (bch-watch --urgent-only --peek | bch-notify); s6-svscan is starting it"
 	[ "$(cat "$BCH_S6_SCANDIR/bch-notify/env/BACKCHANNEL_HOME")" = "$BACKCHANNEL_HOME" ]
 	wait_for 20 sh -c "s6-svstat '$BCH_S6_SCANDIR/bch-notify' | grep -q ready"
 	as alice bch send @bob "prod is down" --urgent >/dev/null
