@@ -380,6 +380,10 @@ env_one(struct doc *d, const char *name, const char *v)
 			add(d, OK, what, NULL, "%s", v);
 		return;
 	}
+	if (strcmp(key, "ROOM_TOKEN") == 0) {
+		add(d, OK, what, NULL, "set (read by bch-relayd only)");
+		return;
+	}
 	add(d, WARN, what, NULL, "not a variable backchannel knows — ignored "
 	    "(a typo?)");
 }

@@ -42,7 +42,7 @@ static const char usage[] =
     "bch-relayd [--listen addr] [--port 7117] [--token room-token | "
     "--token-file f] [--home dir] [--cert pem --key pem] [--rate n] "
     "[--spool redis://host:port/db | unix:///path] "
-    "[--redis-password-file f] [-d fd]";
+    "[--redis-password-file f] [--max-conns n] [-d fd]";
 
 #define IDLE_TIMEOUT 60    /* keep-alive connection with nothing to do */
 #define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */

@@ -30,7 +30,7 @@ check_fds(struct cli *c)
 			close(n); /* cannot happen: the lowest fd is free */
 		if (fd == 1) {
 			err_set(&c->e, BCH_TEMP, "standard output is closed — "
-			    "nothing was claimed");
+			    "nothing was done");
 			cli_fail(c);
 		}
 	}

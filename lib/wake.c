@@ -334,7 +334,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	}
 	if (w->dry) {
 		buf_printf(w->out, "wake: would install the s6 service %s "
-		    "(bch-watch --urgent-only | bch-notify)\n", target);
+		    "(bch-watch --urgent-only --peek | bch-notify)\n", target);
 		return 0;
 	}
 	snprintf(tmp, sizeof tmp, "%s/.bch-notify.setup.%ld", scandir,
@@ -353,7 +353,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	}
 	rc = wake_tool("s6-svscanctl", "-a", scandir, NULL, NULL, e);
 	buf_printf(w->out, "wake: installed the s6 service %s "
-	    "(bch-watch --urgent-only | bch-notify)%s\n", target,
+	    "(bch-watch --urgent-only --peek | bch-notify)%s\n", target,
 	    rc == 0 ? "; s6-svscan is starting it" : "");
 	if (rc != 0) {
 		fprintf(stderr, "bch-setup: no s6-svscan answered on %s — "

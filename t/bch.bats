@@ -63,7 +63,8 @@ verb() {
 		run --separate-stderr "$BCH" $h
 		assert_success
 		assert_line -n 0 'usage: bch <verb> [arguments]'
-		for v in init send inbox drain read sub unsub agents channels whoami help; do
+		for v in init send inbox drain read watch notify sub unsub agents channels whoami \
+			invite join setup doctor relay mcp help; do
 			assert_output --partial "$v"
 		done
 		[ -z "$stderr" ]

@@ -266,6 +266,10 @@ snapshot() {
 	run env BACKCHANNEL_TOKEN=s3cret bch doctor
 	assert_line --regexp '^(ok|warn)  +environment BACKCHANNEL_TOKEN: set'
 	refute_output --partial s3cret
+	# The relay's room token is known, and never shown either.
+	run env BACKCHANNEL_ROOM_TOKEN=r00mtoken-of-16chars bch doctor
+	assert_line 'ok    environment BACKCHANNEL_ROOM_TOKEN: set (read by bch-relayd only)'
+	refute_output --partial r00mtoken
 }
 
 # --- the spool -------------------------------------------------------------------
