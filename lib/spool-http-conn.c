@@ -481,7 +481,8 @@ event_skip(struct link *l)
 	return 1;
 }
 
-/* Lines may end in CRLF as well as LF: the CRs go (JSON holds none). */
+/* Lines may end in CRLF or CR as well as LF: make each end one LF. A CR
+ * last in b waits for the next read, which may bring its LF. */
 static void
 strip_cr(struct buf *b)
 {
@@ -490,9 +491,12 @@ strip_cr(struct buf *b)
 
 	if (!r)
 		return;
-	for (w = r, i = (size_t)(r - b->p); i < b->len; i++)
-		if (b->p[i] != '\r')
+	for (w = r, i = (size_t)(r - b->p); i < b->len; i++) {
+		if (b->p[i] != '\r' || i + 1 == b->len)
 			*w++ = b->p[i];
+		else if (b->p[i + 1] != '\n')
+			*w++ = '\n';
+	}
 	b->len = (size_t)(w - b->p);
 	b->p[b->len] = 0;
 }

@@ -248,9 +248,14 @@ check_request(const struct buf *b, const uint8_t *stream, size_t n,
 		CHECK(!q.last_event_id[0]);
 	} else if (q.last_event_id[0]) {
 		char line[sizeof q.last_event_id + 8];
+		size_t k;
 		CHECK(id_valid(q.last_event_id));
-		snprintf(line, sizeof line, "id: %s\n", q.last_event_id);
-		CHECK(memmem(stream, n, line, strlen(line)));
+		/* A whole line of the stream, ended by LF, CRLF or CR. */
+		k = (size_t)snprintf(line, sizeof line, "id: %s\n",
+		    q.last_event_id);
+		if (!memmem(stream, n, line, k))
+			line[k - 1] = '\r';
+		CHECK(memmem(stream, n, line, k));
 	}
 	http_req_free(&q);
 }
