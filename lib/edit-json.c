@@ -191,18 +191,6 @@ render(struct buf *o, const struct json *v, int i, const char *ind,
 	return i;
 }
 
-static void
-text_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
-{
-	struct buf out = BUF_INIT;
-
-	buf_add(&out, doc->p, start);
-	buf_add(&out, p, n);
-	buf_add(&out, doc->p + end, doc->len - end);
-	buf_free(doc);
-	*doc = out;
-}
-
 /* Append a child to container c: key (NULL in an array) and the compact
  * JSON value. */
 static void
@@ -258,7 +246,7 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 		line_indent(doc->p, (size_t)j->t[c].start, &ind);
 		buf_printf(&ins, "%s%s", st.eol, ind.p ? ind.p : "");
 	}
-	text_splice(doc, at, cut, ins.p, ins.len);
+	edit_splice(doc, at, cut, ins.p, ins.len);
 	json_free(&v);
 	buf_free(&ins);
 	buf_free(&ind);
@@ -273,13 +261,13 @@ del_kid(struct buf *doc, const struct json *j, int c, int k)
 	int n = kids(j, c, &ks);
 
 	if (n == 1)
-		text_splice(doc, (size_t)j->t[c].start + 1, (size_t)j->t[c].end - 1,
+		edit_splice(doc, (size_t)j->t[c].start + 1, (size_t)j->t[c].end - 1,
 		    "", 0);
 	else if (k == 0)
-		text_splice(doc, (size_t)tstart(j, ks[0].first),
+		edit_splice(doc, (size_t)tstart(j, ks[0].first),
 		    (size_t)tstart(j, ks[1].first), "", 0);
 	else
-		text_splice(doc, (size_t)tend(j, ks[k - 1].last),
+		edit_splice(doc, (size_t)tend(j, ks[k - 1].last),
 		    (size_t)tend(j, ks[k].last), "", 0);
 	free(ks);
 }
@@ -298,7 +286,7 @@ put_value(struct buf *doc, const struct json *j, int i, const char *value)
 		abort();
 	line_indent(doc->p, (size_t)tstart(j, i), &ind);
 	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
-	text_splice(doc, (size_t)tstart(j, i), (size_t)tend(j, i), ins.p, ins.len);
+	edit_splice(doc, (size_t)tstart(j, i), (size_t)tend(j, i), ins.p, ins.len);
 	json_free(&v);
 	buf_free(&ins);
 	buf_free(&ind);

@@ -12,19 +12,6 @@
 
 #include "edit.h"
 
-/* Replace doc[start..end) with the n bytes at p. */
-static void
-text_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
-{
-	struct buf out = BUF_INIT;
-
-	buf_add(&out, doc->p, start);
-	buf_add(&out, p, n);
-	buf_add(&out, doc->p + end, doc->len - end);
-	buf_free(doc);
-	*doc = out;
-}
-
 /* Append block, after one blank line when the text has any. */
 static void
 block_append(struct buf *doc, const char *block)
@@ -40,13 +27,13 @@ block_append(struct buf *doc, const char *block)
 static void
 block_delete(struct buf *doc, size_t start, size_t end)
 {
-	text_splice(doc, start, end, "", 0);
+	edit_splice(doc, start, end, "", 0);
 	if (start >= 2 && doc->p[start - 1] == '\n' &&
 	    doc->p[start - 2] == '\n' &&
 	    (start == doc->len || doc->p[start] == '\n'))
-		text_splice(doc, start - 1, start, "", 0);
+		edit_splice(doc, start - 1, start, "", 0);
 	else if (start == 0 && doc->len > 0 && doc->p[0] == '\n')
-		text_splice(doc, 0, 1, "", 0);
+		edit_splice(doc, 0, 1, "", 0);
 }
 
 static int
@@ -61,7 +48,7 @@ block_set(struct buf *doc, int found, size_t start, size_t end,
 	}
 	if (end - start == n && memcmp(doc->p + start, block, n) == 0)
 		return 0;
-	text_splice(doc, start, end, block, n);
+	edit_splice(doc, start, end, block, n);
 	return 1;
 }
 
@@ -372,12 +359,12 @@ toml_put(struct buf *doc, const char *const *table, const char *key,
 		if (b - a == line.len && memcmp(doc->p + a, line.p, b - a) == 0)
 			rc = 0;
 		else
-			text_splice(doc, a, b, line.p, line.len);
+			edit_splice(doc, a, b, line.p, line.len);
 	} else {
 		int nl = w.end > 0 && doc->p[w.end - 1] != '\n';
 		buf_reset(&line);
 		buf_printf(&line, "%s%s = %s\n", nl ? "\n" : "", key, val);
-		text_splice(doc, w.end, w.end, line.p, line.len);
+		edit_splice(doc, w.end, w.end, line.p, line.len);
 	}
 	buf_free(&line);
 	return rc;
@@ -443,7 +430,7 @@ edit_toml_del(struct buf *doc, const char *const *table,
 	for (k = 0; keys[k]; k++) {
 		toml_find(doc->p, doc->len, table, NULL, keys[k], &w);
 		if (w.kfound) {
-			text_splice(doc, w.kstart, w.kend, "", 0);
+			edit_splice(doc, w.kstart, w.kend, "", 0);
 			rc = 1;
 		}
 	}

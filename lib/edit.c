@@ -178,3 +178,15 @@ edit_close(struct edit_file *f)
 	buf_free(&f->text);
 	buf_free(&f->orig);
 }
+
+void
+edit_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
+{
+	struct buf out = BUF_INIT;
+
+	buf_add(&out, doc->p, start);
+	buf_add(&out, p, n);
+	buf_add(&out, doc->p + end, doc->len - end);
+	buf_free(doc);
+	*doc = out;
+}

@@ -125,4 +125,8 @@ int edit_md_set(struct buf *doc, const char *begin, const char *end,
 int edit_md_del(struct buf *doc, const char *begin, const char *end,
     struct err *e);
 
+/* Replace doc[start..end) with the n bytes at p. */
+void edit_splice(struct buf *doc, size_t start, size_t end, const char *p,
+    size_t n);
+
 #endif

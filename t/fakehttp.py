@@ -8,6 +8,7 @@ t/ on PYTHONPATH, so a test's script can say:
     fakehttp.serve(H)    # prints the port it listens on, then serves
 """
 import http.server
+import json
 import socket
 
 
@@ -24,6 +25,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+
+class SendOnly(Handler):
+    """A relay that stores sends and has no other route (no receipts):
+    python3 -c 'import fakehttp; fakehttp.serve(fakehttp.SendOnly)'"""
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, code, obj):
+        self.answer(code, json.dumps(obj).encode())
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        req = json.loads(self.rfile.read(n))
+        self.reply(200, {"id": req["id"], "from": "alice", "to": req["to"],
+                         "body": req["body"], "priority": "normal",
+                         "ts": "2026-01-01T00:00:00.000Z"})
+
+    def do_GET(self):
+        self.reply(404, {"error": "no such route"})
 
 
 def serve(handler, host="127.0.0.1", threads=False):

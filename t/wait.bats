@@ -79,22 +79,7 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 @test "--wait against a relay that has no receipts says so instead of hanging" {
 	local_only "starts a relay of its own"
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
-	cat > fake.py <<'PY'
-import json, fakehttp
-class H(fakehttp.Handler):
-    protocol_version = "HTTP/1.1"
-    def reply(self, code, obj):
-        self.answer(code, json.dumps(obj).encode())
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        req = json.loads(self.rfile.read(n))
-        self.reply(200, {"id": req["id"], "from": "alice", "to": req["to"], "body": req["body"],
-                         "priority": "normal", "ts": "2026-01-01T00:00:00.000Z"})
-    def do_GET(self):
-        self.reply(404, {"error": "no such route"})
-fakehttp.serve(H)
-PY
-	python3 fake.py > port &
+	python3 -c 'import fakehttp; fakehttp.serve(fakehttp.SendOnly)' > port &
 	pid=$!
 	wait_for 10 test -s port
 	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
