@@ -26,10 +26,12 @@ init_relay(struct cli *c, const char *name, int keep_default)
 {
 	struct agent_rec rec;
 	const char *token;
-	char *own = config_token_for(&c->cfg, name, c->cfg.url);
-	char *room = c->cfg.token;
+	char *own, *room = c->cfg.token;
 	int rc = -1;
 
+	if (config_token_check(&c->cfg, name, c->cfg.url, c->cfg.pin, &own,
+	    &c->e) < 0)
+		cli_fail(c);
 	cli_open(c, 0);
 	if (own) {
 		/* Registered before: refresh with the name's own token. */
@@ -59,7 +61,8 @@ init_relay(struct cli *c, const char *name, int keep_default)
 	}
 	if ((!keep_default && config_save(&c->cfg, name, c->cfg.url, token,
 	    c->cfg.pin, &c->e) < 0) ||
-	    config_save_token(&c->cfg, name, token, c->cfg.url, &c->e) < 0)
+	    config_save_token(&c->cfg, name, token, c->cfg.url, c->cfg.pin,
+	    &c->e) < 0)
 		cli_fail(c);
 	printf("initialised %s via %s\n", name, c->cfg.url);
 	agent_free(&rec);

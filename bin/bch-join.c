@@ -44,15 +44,19 @@ read_invite(struct cli *c, const char *arg)
 
 /* Register name with the name's own token if we have one for this
  * relay (a second join refreshes), else with the room token. A token
- * kept for another relay is never sent: it is a password there. The
- * personal token. */
+ * kept for another relay, or for this one under another key pin, is
+ * never sent: it is a password there, and the pin is what tells this
+ * relay from an impostor at its address. The personal token. */
 static char *
 enrol(struct cli *c, const struct invite *inv, const char *name)
 {
 	struct agent_rec rec;
-	char *own = config_token_for(&c->cfg, name, inv->url), *token;
+	char *own, *token;
 	int rc = -1;
 
+	if (config_token_check(&c->cfg, name, inv->url, c->cfg.pin, &own,
+	    &c->e) < 0)
+		cli_fail(c);
 	free(c->cfg.token);
 	c->cfg.token = NULL;
 	cli_open(c, 0);
@@ -103,7 +107,8 @@ save(struct cli *c, const struct invite *inv, const char *name,
 	}
 	if ((!keep_default && config_save(&c->cfg, name, inv->url, token,
 	    inv->pin, &c->e) < 0) ||
-	    config_save_token(&c->cfg, name, token, inv->url, &c->e) < 0)
+	    config_save_token(&c->cfg, name, token, inv->url, c->cfg.pin,
+	    &c->e) < 0)
 		cli_fail(c);
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,8 +71,9 @@ load_file(struct config *c, struct err *e)
 	if (i >= 0 && j.t[i].type == JSON_STRING)
 		json_string(&j, i, 4096, &c->file_token, NULL);
 	i = json_get(&j, 0, "pin");
-	if (i >= 0 && j.t[i].type == JSON_STRING)
-		json_string(&j, i, 128, &c->pin, NULL);
+	if (i >= 0 && j.t[i].type == JSON_STRING &&
+	    json_string(&j, i, 128, &c->file_pin, NULL) == 0)
+		c->pin = xstrdup(c->file_pin);
 	i = json_get(&j, 0, "ca");
 	if (i >= 0 && j.t[i].type == JSON_STRING)
 		json_string(&j, i, 4096, &c->cafile, NULL);
@@ -137,9 +139,12 @@ first_line(const char *path)
 }
 
 /* tokens/.relay/<agent>: the relay url tokens/<agent> was given by, so
- * that a token is never offered to another relay. A file of its own
- * keeps tokens/<agent> the bare token that scripts read; the leading
- * dot keeps it apart from every agent name. */
+ * that a token is never offered to another relay, and on a second line
+ * the key pin that relay was trusted by (empty for none), so that it is
+ * never offered to another key either; a file from before pins were
+ * kept has no second line. A file of its own keeps tokens/<agent> the
+ * bare token that scripts read; the leading dot keeps it apart from
+ * every agent name. */
 static void
 relay_path(const struct config *c, const char *agent, char *path, size_t n)
 {
@@ -155,6 +160,36 @@ token_relay(const struct config *c, const char *agent)
 
 	relay_path(c, agent, path, sizeof path);
 	return first_line(path);
+}
+
+/* Where tokens/<agent> was issued: the url (NULL if not recorded) and
+ * the pin (NULL for none); *known is 0 when the file names no pin line. */
+struct origin {
+	char *url, *pin;
+	int known;
+};
+
+static void
+token_origin(const struct config *c, const char *agent, struct origin *o)
+{
+	char path[PATH_MAX + 100], *nl;
+	struct buf b = BUF_INIT;
+
+	memset(o, 0, sizeof *o);
+	relay_path(c, agent, path, sizeof path);
+	if (io_readfile(AT_FDCWD, path, 4096, &b) < 0 || !b.len) {
+		buf_free(&b);
+		return;
+	}
+	nl = strchr(b.p, '\n');
+	if (nl) {
+		*nl++ = 0;
+		o->known = *nl != 0;
+		nl[strcspn(nl, "\r\n")] = 0;
+		o->pin = *nl ? xstrdup(nl) : NULL;
+	}
+	b.p[strcspn(b.p, "\r")] = 0;
+	o->url = b.p;
 }
 
 /* The relay and how to trust it: the environment over config.json, and
@@ -242,28 +277,54 @@ config_agent_token(const struct config *c, const char *agent)
 	return first_line(path);
 }
 
-char *
-config_token_for(const struct config *c, const char *agent, const char *url)
+/* Two pins name the same key (or neither names one). */
+static int
+same_pin(const char *a, const char *b)
 {
-	char *kept;
-	int same;
+	return a && b ? strcasecmp(a, b) == 0 : a == b;
+}
 
+int
+config_token_check(const struct config *c, const char *agent,
+    const char *url, const char *pin, char **token, struct err *e)
+{
+	struct origin o;
+	const char *kept_pin = NULL;
+	int ok = 1;
+
+	*token = NULL;
 	if (!url)
-		return NULL;
-	kept = token_relay(c, agent);
-	same = kept && strcmp(kept, url) == 0;
-	free(kept);
-	if (same)
-		return config_agent_token(c, agent);
-	if (c->file_token && c->file_url && strcmp(agent, c->file_agent) == 0 &&
-	    strcmp(c->file_url, url) == 0)
-		return xstrdup(c->file_token);
-	return NULL;
+		return 0;
+	token_origin(c, agent, &o);
+	if (o.url && strcmp(o.url, url) == 0) {
+		*token = config_agent_token(c, agent);
+		/* A file from before pins were kept: config.json's word. */
+		kept_pin = o.known ? o.pin : c->file_url &&
+		    strcmp(c->file_url, url) == 0 ? c->file_pin : NULL;
+	} else if (c->file_token && c->file_url &&
+	    strcmp(agent, c->file_agent) == 0 &&
+	    strcmp(c->file_url, url) == 0) {
+		*token = xstrdup(c->file_token);
+		kept_pin = c->file_pin;
+	}
+	if (*token && !same_pin(kept_pin, pin)) {
+		free(*token);
+		*token = NULL;
+		ok = 0;
+	}
+	free(o.url);
+	free(o.pin);
+	if (!ok)
+		return err_set(e, BCH_PERM, "%s's token for %s was kept under "
+		    "another key pin — not sent (is this relay an impostor?); "
+		    "if its key really changed, ask its operator for the new "
+		    "pin", agent, url);
+	return 0;
 }
 
 int
 config_save_token(const struct config *c, const char *agent,
-    const char *token, const char *url, struct err *e)
+    const char *token, const char *url, const char *pin, struct err *e)
 {
 	char path[PATH_MAX + 100];
 	struct buf b = BUF_INIT;
@@ -284,7 +345,7 @@ config_save_token(const struct config *c, const char *agent,
 	if (rc < 0 || !url)
 		return rc;
 	relay_path(c, agent, path, sizeof path);
-	buf_printf(&b, "%s\n", url);
+	buf_printf(&b, "%s\n%s\n", url, pin ? pin : "");
 	rc = io_replace(path, b.p, b.len, 1, e);
 	buf_free(&b);
 	return rc;
@@ -354,8 +415,9 @@ config_free(struct config *c)
 	free(c->token);
 	free(c->file_url);
 	free(c->file_token);
+	free(c->file_pin);
 	free(c->pin);
 	free(c->cafile);
-	c->url = c->token = c->file_url = c->file_token = NULL;
+	c->url = c->token = c->file_url = c->file_token = c->file_pin = NULL;
 	c->pin = c->cafile = NULL;
 }

@@ -17,6 +17,7 @@ struct config {
 	char *token;                         /* personal token for the relay */
 	char *file_url;                      /* config.json's url */
 	char *file_token;                    /* config.json's token */
+	char *file_pin;                      /* config.json's pin */
 	char *pin;    /* sha256 of the relay's public key, hex (BACKCHANNEL_PIN) */
 	char *cafile; /* CA bundle for the relay (BACKCHANNEL_CA) */
 	int fsync;                           /* BACKCHANNEL_FSYNC, default 1 */
@@ -44,17 +45,20 @@ int config_save(const struct config *c, const char *agent, const char *url,
 /* The personal token kept for agent in tokens/<agent>, or NULL. */
 char *config_agent_token(const struct config *c, const char *agent);
 
-/* The personal token kept for agent on the relay at url: tokens/<agent>
- * when it was saved for that url, else config.json's token when agent
- * and url are config.json's; NULL when there is none. A token is a
- * password for one relay: never hand one kept for another. */
-char *config_token_for(const struct config *c, const char *agent,
-    const char *url);
+/* The personal token kept for agent on the relay at url, into *token
+ * (NULL when there is none): tokens/<agent> when it was saved for that
+ * url, else config.json's token when agent and url are config.json's.
+ * A token is a password for one relay, trusted as it was when the token
+ * was issued: -1 with e (BCH_PERM, one line) when the one kept was kept
+ * under another key pin than pin (NULL: none), and nothing is handed. */
+int config_token_check(const struct config *c, const char *agent,
+    const char *url, const char *pin, char **token, struct err *e);
 
-/* Keep agent's personal token in tokens/<agent>, 0600, and the relay url
- * it is for (NULL: none) beside it. */
+/* Keep agent's personal token in tokens/<agent>, 0600, and beside it
+ * the relay url it is for and the key pin (NULL: none) that relay was
+ * trusted by; url NULL: no relay. */
 int config_save_token(const struct config *c, const char *agent,
-    const char *token, const char *url, struct err *e);
+    const char *token, const char *url, const char *pin, struct err *e);
 
 void config_free(struct config *c);
 

@@ -186,3 +186,90 @@ PY
 	assert_success
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/erin")" = "$erin" ]
 }
+
+# --- trust: a personal token goes only where it was issued -------------
+
+# tls_cert NAME: a self-signed EC certificate for 127.0.0.1, NAME.crt
+# and NAME.key in the test's directory.
+tls_cert() {
+	command -v openssl >/dev/null || skip "openssl is not installed"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$BATS_TEST_TMPDIR/$1.key" -out "$BATS_TEST_TMPDIR/$1.crt" \
+		-days 2 -subj /CN=localhost \
+		-addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
+}
+
+# tls_relay NAME [PORT]: the test's relay again, over TLS with NAME.crt,
+# on PORT (else a free one); TLS_URL and TLS_PORT name it.
+tls_relay() {
+	stop_relay
+	: >"$BATS_TEST_TMPDIR/tls.log"
+	bch-relayd --home "$BATS_TEST_TMPDIR/relay" --port "${2:-0}" --token "$BCH_ROOM" \
+		--cert "$BATS_TEST_TMPDIR/$1.crt" --key "$BATS_TEST_TMPDIR/$1.key" \
+		2>"$BATS_TEST_TMPDIR/tls.log" &
+	BCH_RELAY_PID=$!
+	TLS_PORT=$(relay_port "$BATS_TEST_TMPDIR/tls.log") || return 1
+	TLS_URL=https://127.0.0.1:$TLS_PORT
+}
+
+# impostor NAME PORT: in the relay's place on PORT, a TLS server with
+# NAME.crt that logs the Authorization of each request to auth.log and
+# takes none.
+impostor() {
+	cat >imp.py <<'PY'
+import fakehttp, http.server, ssl, sys
+class H(fakehttp.Handler):
+    def do_POST(self):
+        with open("auth.log", "a") as f:
+            f.write(self.headers.get("Authorization", "") + "\n")
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(401, b'{"error":"invalid token"}')
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(sys.argv[3], flush=True)
+s.serve_forever()
+PY
+	: >auth.log
+	fake_relay imp.py "$BATS_TEST_TMPDIR/$1.crt" "$BATS_TEST_TMPDIR/$1.key" "$2"
+}
+
+@test "an invite with another pin for the same relay gets no personal token" {
+	tls_cert a
+	tls_cert b
+	tls_relay a
+	IA=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --cert a.crt)
+	run bch join "$IA" --as alice --no-hooks
+	assert_success
+	alice=$(cat "$BACKCHANNEL_HOME/tokens/alice")
+	stop_relay
+	impostor b "$TLS_PORT"
+	IB=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --cert b.crt)
+	before=$(cd "$BACKCHANNEL_HOME" && find . -type f -exec md5sum {} + | sort)
+	run bch join "$IB" --as alice --no-hooks
+	assert_failure 100
+	assert_output "bch-join: alice's token for $TLS_URL was kept under another key pin — not sent (is this relay an impostor?); if its key really changed, ask its operator for the new pin"
+	run grep -cF "$alice" auth.log
+	assert_output 0
+	assert_equal "$(cd "$BACKCHANNEL_HOME" && find . -type f -exec md5sum {} + | sort)" "$before"
+	run bch init alice --url "$TLS_URL" --token "$BCH_ROOM" --pin "$(openssl x509 -in b.crt -pubkey -noout |
+		openssl pkey -pubin -outform DER | sha256sum | cut -c1-64)"
+	assert_failure 100
+	assert_output --partial 'was kept under another key pin'
+	run grep -cF "$alice" auth.log
+	assert_output 0
+}
+
+@test "a pinned relay's invite joins again as an identity other than the default" {
+	tls_cert a
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	tls_relay a
+	IA=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --cert a.crt)
+	run env BACKCHANNEL_AGENT=erin bch join "$IA" --as erin --no-hooks
+	assert_success
+	erin=$(cat "$BACKCHANNEL_HOME/tokens/erin")
+	run env BACKCHANNEL_AGENT=erin bch join "$IA" --as erin --no-hooks
+	assert_success
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/erin")" = "$erin" ]
+}
