@@ -284,6 +284,34 @@ same_pin(const char *a, const char *b)
 	return a && b ? strcasecmp(a, b) == 0 : a == b;
 }
 
+/* 1, with e saying so, if a personal token of agent is kept for
+ * another relay than url (or for one not recorded), in tokens/<agent>
+ * or in config.json: registering here would replace it, and with it
+ * the name there, for good, as a relay keeps only its hash. */
+static int
+kept_elsewhere(const struct config *c, const char *agent, const char *url,
+    struct err *e)
+{
+	char file[PATH_MAX + 100], cfg[PATH_MAX + 40];
+	char *tok = config_agent_token(c, agent);
+	char *kept = tok ? token_relay(c, agent) : NULL;
+	int in_file = tok && (!kept || strcmp(kept, url) != 0);
+	int in_cfg = c->file_token && c->file_url && c->file_url[0] &&
+	    strcmp(agent, c->file_agent) == 0 && strcmp(c->file_url, url) != 0;
+
+	snprintf(file, sizeof file, "%s/tokens/%s", c->home, agent);
+	snprintf(cfg, sizeof cfg, "the token in %s/config.json", c->home);
+	if (in_file || in_cfg)
+		err_set(e, BCH_PERM, "%s already has a personal token for %s — "
+		    "use another name, or remove %s%s%s to give up %s there",
+		    agent, !in_file ? c->file_url : kept ? kept :
+		    "a relay not recorded", in_file ? file : "",
+		    in_file && in_cfg ? " and " : "", in_cfg ? cfg : "", agent);
+	free(tok);
+	free(kept);
+	return in_file || in_cfg;
+}
+
 int
 config_token_check(const struct config *c, const char *agent,
     const char *url, const char *pin, char **token, struct err *e)
@@ -295,6 +323,8 @@ config_token_check(const struct config *c, const char *agent,
 	*token = NULL;
 	if (!url)
 		return 0;
+	if (kept_elsewhere(c, agent, url, e))
+		return -1;
 	token_origin(c, agent, &o);
 	if (o.url && strcmp(o.url, url) == 0) {
 		*token = config_agent_token(c, agent);

@@ -50,7 +50,9 @@ char *config_agent_token(const struct config *c, const char *agent);
  * url, else config.json's token when agent and url are config.json's.
  * A token is a password for one relay, trusted as it was when the token
  * was issued: -1 with e (BCH_PERM, one line) when the one kept was kept
- * under another key pin than pin (NULL: none), and nothing is handed. */
+ * under another key pin than pin (NULL: none), or when agent has a token
+ * kept for another relay (registering here would replace it), and
+ * nothing is handed. */
 int config_token_check(const struct config *c, const char *agent,
     const char *url, const char *pin, char **token, struct err *e);
 

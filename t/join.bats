@@ -168,6 +168,8 @@ PY
 	assert_failure 100
 	run bch init alice --url "$FAKE_URL" --token room-b
 	assert_failure 100
+	run bch join "$INV_B" --as frank --no-hooks
+	assert_failure 100
 	# With config.json naming B, a command as erin goes to erin's relay.
 	jq --arg u "$FAKE_URL" '.url = $u' "$BACKCHANNEL_HOME/config.json" >c.json
 	cp c.json "$BACKCHANNEL_HOME/config.json"
@@ -272,4 +274,57 @@ PY
 	run env BACKCHANNEL_AGENT=erin bch join "$IA" --as erin --no-hooks
 	assert_success
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/erin")" = "$erin" ]
+}
+
+# other_relay: a second relay, B, with a room token of its own; sets
+# URL_B and ROOM_B.
+other_relay() {
+	ROOM_B=room-b-$RANDOM$RANDOM$RANDOM$RANDOM
+	bch-relayd --home "$BATS_TEST_TMPDIR/relay-b" --port 0 --token "$ROOM_B" \
+		2>"$BATS_TEST_TMPDIR/relay-b.log" &
+	bg_pid $!
+	URL_B=http://127.0.0.1:$(relay_port "$BATS_TEST_TMPDIR/relay-b.log") || return 1
+}
+
+# tree: what is in BACKCHANNEL_HOME, each file with its checksum.
+tree() {
+	(cd "$BACKCHANNEL_HOME" && find . -type f -exec md5sum {} + | sort)
+}
+
+@test "a name with a token kept for one relay does not join another under it" {
+	bch join "$INV" --as alice --no-hooks >/dev/null
+	alice=$(cat "$BACKCHANNEL_HOME/tokens/alice")
+	other_relay
+	IB=$(bch invite --url "$URL_B" --token "$ROOM_B" --channel dev)
+	before=$(tree)
+	run bch join "$IB" --as alice --no-hooks
+	assert_failure 100
+	assert_output "bch-join: alice already has a personal token for $RELAY — use another name, or remove $BACKCHANNEL_HOME/tokens/alice and the token in $BACKCHANNEL_HOME/config.json to give up alice there"
+	run bch init alice --url "$URL_B" --token "$ROOM_B"
+	assert_failure 100
+	assert_output --partial "alice already has a personal token for $RELAY"
+	assert_equal "$(tree)" "$before"
+	[ ! -e "$BATS_TEST_TMPDIR/relay-b/agents/alice.json" ]
+	# As another identity than the default, tokens/ alone holds it.
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_success
+	run env BACKCHANNEL_AGENT=erin bch join "$IB" --as erin --no-hooks
+	assert_failure 100
+	assert_output "bch-join: erin already has a personal token for $RELAY — use another name, or remove $BACKCHANNEL_HOME/tokens/erin to give up erin there"
+	# The same relay again refreshes; another name joins B.
+	run bch join "$INV" --as alice --no-hooks
+	assert_success
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/alice")" = "$alice" ]
+	run env BACKCHANNEL_AGENT=alice2 bch join "$IB" --as alice2 --no-hooks
+	assert_success
+	# Given up on purpose, the name joins B.
+	rm "$BACKCHANNEL_HOME/tokens/alice"
+	run bch join "$IB" --as alice --no-hooks
+	assert_failure 100
+	assert_output "bch-join: alice already has a personal token for $RELAY — use another name, or remove the token in $BACKCHANNEL_HOME/config.json to give up alice there"
+	jq 'del(.token)' "$BACKCHANNEL_HOME/config.json" >c.json
+	cp c.json "$BACKCHANNEL_HOME/config.json"
+	run bch join "$IB" --as alice --no-hooks
+	assert_success
+	[ "$(head -1 "$BACKCHANNEL_HOME/tokens/.relay/alice")" = "$URL_B" ]
 }
