@@ -20,6 +20,7 @@
 
 #include "agent.h"
 #include "cli.h"
+#include "hash.h"
 #include "install.h"
 #include "invite.h"
 #include "io.h"
@@ -42,49 +43,89 @@ read_invite(struct cli *c, const char *arg)
 	return b.p ? b.p : xstrdup("");
 }
 
+/* A new personal token for name, kept for this relay and pin before the
+ * relay hears of it: a save that fails then costs nothing, and a retry
+ * after a failure further on offers the same token, which the relay
+ * answers as a retry (200) instead of finding the name taken. */
+static char *
+choose_token(struct cli *c, const struct invite *inv, const char *name)
+{
+	char token[65];
+
+	if (hash_random_hex(token, 32) < 0) {
+		err_set(&c->e, BCH_TEMP, "no randomness for a token — try again");
+		cli_fail(c);
+	}
+	if (io_mkdirs(c->cfg.home, 0700) < 0) {
+		err_sys(&c->e, "cannot create %s", c->cfg.home);
+		cli_fail(c);
+	}
+	if (config_save_token(&c->cfg, name, token, inv->url, c->cfg.pin,
+	    &c->e) < 0) {
+		config_forget_token(&c->cfg, name, NULL); /* half kept */
+		cli_fail(c);
+	}
+	return xstrdup(token);
+}
+
+/* The relay refused to register name: a token chosen for it is no one's
+ * (kept, it would stand in the way of joining another relay as name). */
+static void
+refused(struct cli *c, const char *name, int fresh)
+{
+	struct err e;
+
+	if (fresh && c->e.code == BCH_PERM &&
+	    config_forget_token(&c->cfg, name, &e) < 0)
+		fprintf(stderr, "bch-join: %s\n", e.msg);
+	if (c->e.status == 409)
+		err_set(&c->e, BCH_PERM, "the name %s is taken on this relay — "
+		    "join with another --as name", name);
+	cli_fail(c);
+}
+
 /* Register name with the name's own token if we have one for this
- * relay (a second join refreshes), else with the room token. A token
- * kept for another relay, or for this one under another key pin, is
- * never sent: it is a password there, and the pin is what tells this
- * relay from an impostor at its address. The personal token. */
+ * relay (a second join refreshes), else with the room token, under the
+ * token kept for name or a new one kept first. A token kept for another
+ * relay, or for this one under another key pin, is never sent: it is a
+ * password there, and the pin is what tells this relay from an
+ * impostor at its address. The personal token. */
 static char *
 enrol(struct cli *c, const struct invite *inv, const char *name)
 {
 	struct agent_rec rec;
 	char *own, *token;
-	int rc = -1;
+	int fresh, rc = -1;
 
 	if (config_token_check(&c->cfg, name, inv->url, c->cfg.pin, &own,
 	    &c->e) < 0)
 		cli_fail(c);
+	fresh = !own;
+	if (fresh)
+		own = choose_token(c, inv, name);
 	free(c->cfg.token);
 	c->cfg.token = NULL;
 	cli_open(c, 0);
-	if (own) {
+	if (!fresh) {
 		c->cfg.token = own;
 		rc = spool_register(c->sp, name, &rec, &c->e);
 		c->cfg.token = NULL;
 		if (rc < 0 && c->e.status != 401 && c->e.status != 403)
 			cli_fail(c);
-		if (rc == 0) {
+		if (rc == 0) { /* a refresh: the token is the one we have */
 			free(rec.token);
-			rec.token = own;
-			own = NULL;
+			rec.token = xstrdup(own);
 		}
 	}
-	free(own);
 	if (rc < 0) {
 		c->cfg.token = inv->token;
+		c->cfg.chosen = own;
 		rc = spool_register(c->sp, name, &rec, &c->e);
-		c->cfg.token = NULL;
-		if (rc < 0) {
-			if (c->e.status == 409)
-				err_set(&c->e, BCH_PERM, "the name %s is taken on "
-				    "this relay — join with another --as name",
-				    name);
-			cli_fail(c);
-		}
+		c->cfg.token = c->cfg.chosen = NULL;
+		if (rc < 0)
+			refused(c, name, fresh);
 	}
+	free(own);
 	if (!rec.token || !*rec.token || strcmp(rec.token, inv->token) == 0) {
 		agent_free(&rec);
 		err_set(&c->e, BCH_PERM, "the relay answered without a personal "

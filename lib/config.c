@@ -382,6 +382,21 @@ config_save_token(const struct config *c, const char *agent,
 }
 
 int
+config_forget_token(const struct config *c, const char *agent,
+    struct err *e)
+{
+	char path[PATH_MAX + 100];
+
+	snprintf(path, sizeof path, "%s/tokens/%s", c->home, agent);
+	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR)
+		return err_sys(e, "cannot remove %s", path);
+	relay_path(c, agent, path, sizeof path);
+	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR)
+		return err_sys(e, "cannot remove %s", path);
+	return 0;
+}
+
+int
 config_load_repair(struct config *c, const char *prog, struct err *e)
 {
 	char path[PATH_MAX + 16], bad[PATH_MAX + 16];

@@ -15,6 +15,7 @@ struct config {
 	int agent_from_env;                  /* BACKCHANNEL_AGENT was set */
 	char *url;                           /* relay, or NULL for the local spool */
 	char *token;                         /* personal token for the relay */
+	char *chosen; /* token to register under (the caller's), or NULL */
 	char *file_url;                      /* config.json's url */
 	char *file_token;                    /* config.json's token */
 	char *file_pin;                      /* config.json's pin */
@@ -61,6 +62,11 @@ int config_token_check(const struct config *c, const char *agent,
  * trusted by; url NULL: no relay. */
 int config_save_token(const struct config *c, const char *agent,
     const char *token, const char *url, const char *pin, struct err *e);
+
+/* Remove tokens/<agent> and the relay it names: a token a registration
+ * was refused under. 0, or -1 with e filled. */
+int config_forget_token(const struct config *c, const char *agent,
+    struct err *e);
 
 void config_free(struct config *c);
 

@@ -54,8 +54,11 @@ http_reg(struct spool *s, const char *name, const char *token_hash,
 	/* A token of our choosing (ext): a retry after a lost answer then
 	 * finds the name registered under it and is answered 200, where it
 	 * would have found the name taken. A relay without the ext makes
-	 * its own, which the answer carries. */
-	if (hash_random_hex(mine, 32) == 0)
+	 * its own, which the answer carries. The caller's choice, when it
+	 * made one (and kept it first), else one made here. */
+	if (s->cfg->chosen && hash_hex64(s->cfg->chosen))
+		put_kv(&b, "token", s->cfg->chosen, 0);
+	else if (hash_random_hex(mine, 32) == 0)
 		put_kv(&b, "token", mine, 0);
 	buf_addc(&b, '}');
 	rc = hs_call(s, "POST", "/v1/register", hs_token(s), &b, &r, 1, e);

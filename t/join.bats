@@ -328,3 +328,86 @@ tree() {
 	assert_success
 	[ "$(head -1 "$BACKCHANNEL_HOME/tokens/.relay/alice")" = "$URL_B" ]
 }
+
+# --- the token is kept before the relay hears of it --------------------
+
+@test "a personal token that cannot be kept is never registered, and a retry gets the name" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	# tokens/ cannot take another file: a full disk, as far as join sees.
+	mv "$BACKCHANNEL_HOME/tokens" "$BACKCHANNEL_HOME/tokens.away"
+	echo 'not a directory' >"$BACKCHANNEL_HOME/tokens"
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_failure
+	assert_output --partial "$BACKCHANNEL_HOME/tokens"
+	[ "${#lines[@]}" -eq 1 ]
+	run bch agents
+	assert_success
+	refute_output --partial erin
+	rm "$BACKCHANNEL_HOME/tokens"
+	mv "$BACKCHANNEL_HOME/tokens.away" "$BACKCHANNEL_HOME/tokens"
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_success
+	assert_line -n 0 "joined acme as erin via $RELAY"
+	[[ $(cat "$BACKCHANNEL_HOME/tokens/erin") =~ ^[0-9a-f]{64}$ ]]
+}
+
+@test "a join whose answers were lost is retried under the token it kept, and gets the name" {
+	# A proxy in front of the relay: each request reaches the relay, and
+	# while the file drop exists its answer is lost on the way back.
+	cat >proxy.py <<'PY'
+import fakehttp, http.client, os, sys
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def fwd(self, method):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n) if n else None
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+        c.request(method, self.path, body, {"Authorization": self.headers.get("Authorization", ""),
+                                             "Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        if os.path.exists("drop"):
+            self.close_connection = True
+            return
+        self.answer(r.status, data)
+    def do_GET(self):
+        self.fwd("GET")
+    def do_POST(self):
+        self.fwd("POST")
+fakehttp.serve(H)
+PY
+	fake_relay proxy.py "${RELAY##*:}"
+	inv=$(bch invite --url "$FAKE_URL" --token "$BCH_ROOM" --channel dev)
+	touch drop
+	run bch join "$inv" --as alice --no-hooks
+	assert_failure 111
+	kept=$(cat "$BACKCHANNEL_HOME/tokens/alice")
+	[[ $kept =~ ^[0-9a-f]{64}$ ]]
+	[ "$(stat -c %a "$BACKCHANNEL_HOME/tokens/alice")" = 600 ]
+	[ "$(head -1 "$BACKCHANNEL_HOME/tokens/.relay/alice")" = "$FAKE_URL" ]
+	rm drop
+	run bch join "$inv" --as alice --no-hooks
+	assert_success
+	assert_line -n 0 "joined as alice via $FAKE_URL"
+	[ "$(jq -r .token "$BACKCHANNEL_HOME/config.json")" = "$kept" ]
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/alice")" = "$kept" ]
+}
+
+@test "a join the relay refuses keeps no token that would stand in the way" {
+	other_relay
+	IB=$(bch invite --url "$URL_B" --token "$ROOM_B")
+	bad=$(bch invite --url "$RELAY" --token wrong-room-token-0123456789)
+	run bch join "$bad" --as alice --no-hooks
+	assert_failure 100
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	run env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/other" bch join "$INV" --as bob --no-hooks
+	assert_success
+	run bch join "$INV" --as bob --no-hooks
+	assert_failure 100
+	assert_output 'bch-join: the name bob is taken on this relay — join with another --as name'
+	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
+	run bch join "$IB" --as alice --no-hooks
+	assert_success
+	run env BACKCHANNEL_AGENT=bob bch join "$IB" --as bob --no-hooks
+	assert_success
+}
