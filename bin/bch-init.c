@@ -140,6 +140,20 @@ override(char **field, const char *value)
 	*field = xstrdup(value);
 }
 
+/* --url naming another relay than the configured one, without --pin:
+ * the configured pin is that relay's, and would fail this one (or trust
+ * a key it never had), so it goes, as bch join drops it. A pin from
+ * BACKCHANNEL_PIN, set on purpose, stays. */
+static void
+other_relay(struct config *cfg, const char *url, const char *pin)
+{
+	if (!url || pin || (cfg->url && strcmp(cfg->url, url) == 0) ||
+	    getenv("BACKCHANNEL_PIN"))
+		return;
+	free(cfg->pin);
+	cfg->pin = NULL;
+}
+
 /* Register name in the local spool. */
 static void
 init_local(struct cli *c, const char *name, int keep_default)
@@ -183,6 +197,7 @@ main(int argc, char **argv)
 	}
 	keep_default = c.cfg.agent_from_env && c.cfg.file_agent[0] &&
 	    strcmp(c.cfg.file_agent, o.name) != 0;
+	other_relay(&c.cfg, o.url, o.pin);
 	override(&c.cfg.url, o.url);
 	override(&c.cfg.pin, o.pin);
 	override(&c.cfg.token, o.token);

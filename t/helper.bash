@@ -261,6 +261,16 @@ wait_for() {
 	done
 }
 
+# tls_cert NAME: a self-signed EC certificate for localhost and 127.0.0.1,
+# NAME.crt and NAME.key in the test's directory.
+tls_cert() {
+	command -v openssl >/dev/null || skip "openssl is not installed"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$BATS_TEST_TMPDIR/$1.key" -out "$BATS_TEST_TMPDIR/$1.crt" \
+		-days 2 -subj /CN=localhost \
+		-addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
+}
+
 # fake_relay SCRIPT [ARGS...]: run the python3 stand-in relay SCRIPT in
 # the background (stopped by the teardown); it prints the port it listens
 # on first. Sets FAKE_URL. Skips the test when python3 is not installed.

@@ -208,3 +208,36 @@ unprivileged() {
 	run bch whoami
 	assert_output 'alice via local spool'
 }
+
+# tls_relayd NAME ROOM: a relay over TLS with NAME.crt, its spool in
+# NAME/; NAME_PORT (upper case) its port, NAME_PIN its key pin.
+tls_relayd() {
+	local log=$BATS_TEST_TMPDIR/$1.log port
+	bch-relayd --home "$BATS_TEST_TMPDIR/$1" --port 0 --token "$2" \
+		--cert "$BATS_TEST_TMPDIR/$1.crt" --key "$BATS_TEST_TMPDIR/$1.key" 2>"$log" &
+	bg_pid $!
+	port=$(relay_port "$log") || return 1
+	printf -v "${1^^}_PORT" %s "$port"
+	printf -v "${1^^}_PIN" %s "$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$log")"
+}
+
+@test "init --url another relay without --pin does not use the old relay's pin" {
+	tls_cert a
+	tls_cert b
+	tls_relayd a room-a-0123456789abcdef
+	tls_relayd b room-b-0123456789abcdef
+	run bch init alice --url "https://127.0.0.1:$A_PORT" --token room-a-0123456789abcdef --pin "$A_PIN"
+	assert_success
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$A_PIN" ]
+	run env BACKCHANNEL_CA="$BATS_TEST_TMPDIR/b.crt" \
+		bch init bob --url "https://localhost:$B_PORT" --token room-b-0123456789abcdef
+	assert_success
+	assert_output "initialised bob via https://localhost:$B_PORT"
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = null ]
+	# The same relay again keeps its pin.
+	run bch init carol --url "https://127.0.0.1:$A_PORT" --token room-a-0123456789abcdef --pin "$A_PIN"
+	assert_success
+	run bch init carol --url "https://127.0.0.1:$A_PORT" --token room-a-0123456789abcdef
+	assert_success
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$A_PIN" ]
+}

@@ -191,16 +191,6 @@ PY
 
 # --- trust: a personal token goes only where it was issued -------------
 
-# tls_cert NAME: a self-signed EC certificate for 127.0.0.1, NAME.crt
-# and NAME.key in the test's directory.
-tls_cert() {
-	command -v openssl >/dev/null || skip "openssl is not installed"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$BATS_TEST_TMPDIR/$1.key" -out "$BATS_TEST_TMPDIR/$1.crt" \
-		-days 2 -subj /CN=localhost \
-		-addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
-}
-
 # tls_relay NAME [PORT]: the test's relay again, over TLS with NAME.crt,
 # on PORT (else a free one); TLS_URL and TLS_PORT name it.
 tls_relay() {
