@@ -263,8 +263,9 @@ static void
 check(struct cli *c, const struct invite *inv, const struct opts *o)
 {
 	if (!invite_url_valid(inv->url)) {
-		err_set(&c->e, BCH_PERM, "the relay url must start with http:// "
-		    "or https:// and name a host");
+		err_set(&c->e, BCH_PERM, "the relay url must be an http:// or "
+		    "https:// URL of a host, with a port from 1 to 65535 if any "
+		    "and no user:password@");
 		cli_fail(c);
 	}
 	if (!text_ok(inv->token, 1024, 0)) {

@@ -12,6 +12,7 @@
 #include "invite.h"
 #include "json.h"
 #include "msg.h"
+#include "url.h"
 
 /* Clear a secret; volatile so that the compiler keeps the stores. */
 static void
@@ -127,6 +128,7 @@ invite_encode(const struct invite *inv, struct buf *b)
 int
 invite_url_valid(const char *url)
 {
+	struct url u;
 	const char *host, *p;
 
 	if (strncmp(url, "https://", 8) == 0)
@@ -135,12 +137,15 @@ invite_url_valid(const char *url)
 		host = url + 7;
 	else
 		return 0;
-	if (!*host || *host == '/' || *host == ':')
-		return 0;
 	for (p = url; *p; p++)
 		if ((unsigned char)*p <= ' ' || *p == 0x7f)
 			return 0;
-	return strlen(url) <= 2048;
+	/* No user:password@: it is no host, and an invite is passed on. */
+	if (memchr(host, '@', strcspn(host, "/")))
+		return 0;
+	/* What the client will make of it, so that an invite bch-invite
+	 * makes is one bch join can use. */
+	return strlen(url) <= 2048 && url_parse(&u, url, NULL) == 0;
 }
 
 int
@@ -231,7 +236,7 @@ decode_json(const char *s, size_t n, struct invite *inv, struct err *e)
 	}
 	if (field(&j, i, 2048, &inv->url) < 0 || !invite_url_valid(inv->url)) {
 		err_set(e, BCH_PERM, "the invite's url is not an http:// or "
-		    "https:// URL — ask for a new invite");
+		    "https:// URL of a host and port — ask for a new invite");
 		goto out;
 	}
 	i = json_get(&j, 0, "token");

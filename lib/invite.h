@@ -39,7 +39,9 @@ int invite_decode(const char *s, struct invite *inv, struct err *e);
 
 void invite_free(struct invite *inv);
 
-/* Is url an http:// or https:// URL with a host and no white space? */
+/* Is url an http:// or https:// URL the client can use (url_parse: a
+ * host, a port from 1 to 65535), with no user:password@ and no white
+ * space? */
 int invite_url_valid(const char *url);
 
 /* Is pin 64 hex digits? */

@@ -6,6 +6,22 @@
 
 #include "url.h"
 
+/* The error for s, echoed without its user:password@, if any. */
+static int
+url_bad(const char *s, struct err *e)
+{
+	const char *auth = strstr(s, "://"), *at;
+
+	auth = auth ? auth + 3 : s;
+	at = memrchr(auth, '@', strcspn(auth, "/"));
+	if (at)
+		return err_set(e, BCH_PERM, "bad relay URL \"%.*s…%.200s\" — "
+		    "use http(s)://host[:port], with no user:password@",
+		    (int)(auth - s), s, at);
+	return err_set(e, BCH_PERM, "bad relay URL \"%.200s\" — use "
+	    "http(s)://host[:port]", s);
+}
+
 int
 url_parse(struct url *u, const char *s, struct err *e)
 {
@@ -23,6 +39,8 @@ url_parse(struct url *u, const char *s, struct err *e)
 	}
 	slash = strchr(p, '/');
 	n = slash ? (size_t)(slash - p) : strlen(p);
+	if (memchr(p, '@', n))
+		goto bad; /* user:password@ names no host */
 	if (n >= sizeof u->host)
 		goto bad; /* cut short, it would name another host or port */
 	snprintf(u->prefix, sizeof u->prefix, "%s", slash ? slash : "");
@@ -51,8 +69,7 @@ url_parse(struct url *u, const char *s, struct err *e)
 		goto bad;
 	return 0;
 bad:
-	return err_set(e, BCH_PERM, "bad relay URL \"%.200s\" — use "
-	    "http(s)://host[:port]", s);
+	return url_bad(s, e);
 }
 
 void

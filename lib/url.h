@@ -14,8 +14,8 @@ struct url {
 };
 
 /* Take s apart into u: 0, or -1 with e (if not NULL) saying why, as one
- * line, BCH_PERM. Only the form is checked; the port is not range checked
- * and a port of more than 7 digits is cut to its first 7, as before. */
+ * line, BCH_PERM, never echoing a user:password@ (refused: it names no
+ * host). A port must be 1 to 65535. */
 int url_parse(struct url *u, const char *s, struct err *e);
 
 /* What a request to u says in its Host header (RFC 9110 7.2), into

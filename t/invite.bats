@@ -183,3 +183,28 @@ mkinvite() {
 	assert_failure 111
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
 }
+
+@test "a relay url the client could not use is refused by invite and by join, without its user:password" {
+	for u in https://u:secret@relay.example https://secret@relay.example:7117/x \
+		http://relay.example:99999 http://relay.example:0 http://relay.example: \
+		'http://relay.example:12a' https://relay.example:123456; do
+		run bch invite --url "$u" --token t
+		assert_failure 100
+		assert_output --partial 'http:// or https:// URL of a host'
+		refute_output --partial secret
+		run --separate-stderr bch join "$(mkinvite "{\"url\":\"$u\",\"token\":\"t\"}")" --as carol --no-hooks
+		assert_failure 100
+		[[ $stderr == "bch-join: the invite's url is not an http:// or https:// URL"*" — ask for a new invite" ]] ||
+			{ echo "$u: $stderr"; return 1; }
+		[[ $stderr != *secret* ]]
+	done
+	for u in https://relay.example:7117/prefix http://127.0.0.1:65535 'http://[::1]:8080'; do
+		run bch invite --url "$u" --token t
+		assert_success
+	done
+	# Nor does the client echo one from BACKCHANNEL_URL.
+	run env BACKCHANNEL_URL=https://u:secret@relay.example BACKCHANNEL_AGENT=carol bch send @bob hi
+	assert_failure 100
+	assert_output 'bch-send: bad relay URL "https://…@relay.example" — use http(s)://host[:port], with no user:password@'
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
