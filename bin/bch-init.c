@@ -18,35 +18,57 @@ static const char usage[] =
     "bch-init <name> [--url relay-url --token room-token [--pin sha256]] | "
     "bch-init --whoami";
 
-/* Register on the relay with the room token (or the name's own token to
- * refresh) and keep the personal token it answers with: in config.json
- * for the machine's default identity, else in tokens/<name>. */
+/* The relay refused to register name: a token chosen for it is no one's
+ * (kept, it would stand in the way of registering name on another). */
 static void
-init_relay(struct cli *c, const char *name, int keep_default)
+refused(struct cli *c, const char *name, int fresh)
+{
+	struct err e;
+
+	if (fresh && c->e.code == BCH_PERM &&
+	    config_forget_token(&c->cfg, name, &e) < 0)
+		fprintf(stderr, "bch-init: %s\n", e.msg);
+	cli_fail(c);
+}
+
+/* Register on the relay with the room token (or the name's own token to
+ * refresh), under the token kept for name or a new one kept first (so
+ * that a failed save sends nothing and a retry offers the same token).
+ * The personal token. */
+static char *
+enrol(struct cli *c, const char *name)
 {
 	struct agent_rec rec;
-	const char *token;
-	char *own, *room = c->cfg.token;
-	int rc = -1;
+	char *own, *room = c->cfg.token, *token;
+	int fresh, rc = -1;
 
 	if (config_token_check(&c->cfg, name, c->cfg.url, c->cfg.pin, &own,
 	    &c->e) < 0)
 		cli_fail(c);
+	fresh = !own;
+	if (fresh && !(own = config_choose_token(&c->cfg, name, c->cfg.url,
+	    c->cfg.pin, &c->e)))
+		cli_fail(c);
 	cli_open(c, 0);
-	if (own) {
+	if (!fresh) {
 		/* Registered before: refresh with the name's own token. */
 		c->cfg.token = own;
 		rc = spool_register(c->sp, name, &rec, &c->e);
+		c->cfg.token = room;
 		if (rc < 0 && c->e.status != 401 && c->e.status != 403)
 			cli_fail(c);
-		c->cfg.token = room;
 		if (rc == 0) {
 			free(rec.token);
 			rec.token = xstrdup(own);
 		}
 	}
-	if (rc < 0 && spool_register(c->sp, name, &rec, &c->e) < 0)
-		cli_fail(c);
+	if (rc < 0) {
+		c->cfg.chosen = own;
+		rc = spool_register(c->sp, name, &rec, &c->e);
+		c->cfg.chosen = NULL;
+		if (rc < 0)
+			refused(c, name, fresh);
+	}
 	free(own);
 	if (!rec.token) {
 		/* Never keep the room token as if it were ours. */
@@ -55,6 +77,18 @@ init_relay(struct cli *c, const char *name, int keep_default)
 		cli_fail(c);
 	}
 	token = rec.token;
+	rec.token = NULL;
+	agent_free(&rec);
+	return token;
+}
+
+/* Register on the relay and keep the personal token: in config.json
+ * for the machine's default identity, and in tokens/<name>. */
+static void
+init_relay(struct cli *c, const char *name, int keep_default)
+{
+	char *token = enrol(c, name);
+
 	if (io_mkdirs(c->cfg.home, 0700) < 0) {
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
 		cli_fail(c);
@@ -65,7 +99,7 @@ init_relay(struct cli *c, const char *name, int keep_default)
 	    &c->e) < 0)
 		cli_fail(c);
 	printf("initialised %s via %s\n", name, c->cfg.url);
-	agent_free(&rec);
+	free(token);
 }
 
 static void

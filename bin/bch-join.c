@@ -20,7 +20,6 @@
 
 #include "agent.h"
 #include "cli.h"
-#include "hash.h"
 #include "install.h"
 #include "invite.h"
 #include "io.h"
@@ -41,31 +40,6 @@ read_invite(struct cli *c, const char *arg)
 		cli_fail(c);
 	}
 	return b.p ? b.p : xstrdup("");
-}
-
-/* A new personal token for name, kept for this relay and pin before the
- * relay hears of it: a save that fails then costs nothing, and a retry
- * after a failure further on offers the same token, which the relay
- * answers as a retry (200) instead of finding the name taken. */
-static char *
-choose_token(struct cli *c, const struct invite *inv, const char *name)
-{
-	char token[65];
-
-	if (hash_random_hex(token, 32) < 0) {
-		err_set(&c->e, BCH_TEMP, "no randomness for a token — try again");
-		cli_fail(c);
-	}
-	if (io_mkdirs(c->cfg.home, 0700) < 0) {
-		err_sys(&c->e, "cannot create %s", c->cfg.home);
-		cli_fail(c);
-	}
-	if (config_save_token(&c->cfg, name, token, inv->url, c->cfg.pin,
-	    &c->e) < 0) {
-		config_forget_token(&c->cfg, name, NULL); /* half kept */
-		cli_fail(c);
-	}
-	return xstrdup(token);
 }
 
 /* The relay refused to register name: a token chosen for it is no one's
@@ -101,8 +75,13 @@ enrol(struct cli *c, const struct invite *inv, const char *name)
 	    &c->e) < 0)
 		cli_fail(c);
 	fresh = !own;
-	if (fresh)
-		own = choose_token(c, inv, name);
+	/* Kept before the relay hears of it: a save that fails then costs
+	 * nothing, and a retry after a failure further on offers the same
+	 * token, which the relay answers as a retry (200) instead of
+	 * finding the name taken. */
+	if (fresh && !(own = config_choose_token(&c->cfg, name, inv->url,
+	    c->cfg.pin, &c->e)))
+		cli_fail(c);
 	free(c->cfg.token);
 	c->cfg.token = NULL;
 	cli_open(c, 0);

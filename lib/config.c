@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "hash.h"
 #include "io.h"
 #include "json.h"
 
@@ -379,6 +380,27 @@ config_save_token(const struct config *c, const char *agent,
 	rc = io_replace(path, b.p, b.len, 1, e);
 	buf_free(&b);
 	return rc;
+}
+
+char *
+config_choose_token(const struct config *c, const char *agent,
+    const char *url, const char *pin, struct err *e)
+{
+	char token[65];
+
+	if (hash_random_hex(token, 32) < 0) {
+		err_set(e, BCH_TEMP, "no randomness for a token — try again");
+		return NULL;
+	}
+	if (io_mkdirs(c->home, 0700) < 0) {
+		err_sys(e, "cannot create %s", c->home);
+		return NULL;
+	}
+	if (config_save_token(c, agent, token, url, pin, e) < 0) {
+		config_forget_token(c, agent, NULL); /* half kept */
+		return NULL;
+	}
+	return xstrdup(token);
 }
 
 int

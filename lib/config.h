@@ -63,6 +63,14 @@ int config_token_check(const struct config *c, const char *agent,
 int config_save_token(const struct config *c, const char *agent,
     const char *token, const char *url, const char *pin, struct err *e);
 
+/* A new personal token for agent, kept as config_save_token() keeps
+ * one, before any relay hears of it: a registration that follows
+ * offers it (config.chosen), so that a save that fails sends nothing
+ * and a retry offers the same token. The token, or NULL with e filled
+ * and nothing kept. */
+char *config_choose_token(const struct config *c, const char *agent,
+    const char *url, const char *pin, struct err *e);
+
 /* Remove tokens/<agent> and the relay it names: a token a registration
  * was refused under. 0, or -1 with e filled. */
 int config_forget_token(const struct config *c, const char *agent,

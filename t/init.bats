@@ -209,16 +209,21 @@ unprivileged() {
 	assert_output 'alice via local spool'
 }
 
-# tls_relayd NAME ROOM: a relay over TLS with NAME.crt, its spool in
-# NAME/; NAME_PORT (upper case) its port, NAME_PIN its key pin.
-tls_relayd() {
-	local log=$BATS_TEST_TMPDIR/$1.log port
-	bch-relayd --home "$BATS_TEST_TMPDIR/$1" --port 0 --token "$2" \
-		--cert "$BATS_TEST_TMPDIR/$1.crt" --key "$BATS_TEST_TMPDIR/$1.key" 2>"$log" &
+# relayd_named NAME ROOM [OPTION...]: a relay with its spool in NAME/;
+# NAME_PORT (upper case) its port, and over TLS NAME_PIN its key pin.
+relayd_named() {
+	local name=$1 room=$2 log=$BATS_TEST_TMPDIR/$1.log port
+	shift 2
+	bch-relayd --home "$BATS_TEST_TMPDIR/$name" --port 0 --token "$room" "$@" 2>"$log" &
 	bg_pid $!
 	port=$(relay_port "$log") || return 1
-	printf -v "${1^^}_PORT" %s "$port"
-	printf -v "${1^^}_PIN" %s "$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$log")"
+	printf -v "${name^^}_PORT" %s "$port"
+	printf -v "${name^^}_PIN" %s "$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$log")"
+}
+
+# tls_relayd NAME ROOM: relayd_named over TLS with NAME.crt.
+tls_relayd() {
+	relayd_named "$1" "$2" --cert "$BATS_TEST_TMPDIR/$1.crt" --key "$BATS_TEST_TMPDIR/$1.key"
 }
 
 @test "init --url another relay without --pin does not use the old relay's pin" {
@@ -240,4 +245,26 @@ tls_relayd() {
 	run bch init carol --url "https://127.0.0.1:$A_PORT" --token room-a-0123456789abcdef
 	assert_success
 	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$A_PIN" ]
+}
+
+@test "init keeps the personal token it chose before registering: a failed save sends nothing" {
+	relayd_named r room-r-0123456789abcdef
+	url=http://127.0.0.1:$R_PORT
+	bch init carol --url "$url" --token room-r-0123456789abcdef >/dev/null
+	# tokens/ cannot take another file: a full disk, as far as init sees.
+	mv "$BACKCHANNEL_HOME/tokens" "$BACKCHANNEL_HOME/tokens.away"
+	echo 'not a directory' >"$BACKCHANNEL_HOME/tokens"
+	run env BACKCHANNEL_AGENT=erin bch init erin --url "$url" --token room-r-0123456789abcdef
+	assert_failure
+	[ "${#lines[@]}" -eq 1 ]
+	[ ! -e "$BATS_TEST_TMPDIR/r/agents/erin.json" ]
+	rm "$BACKCHANNEL_HOME/tokens"
+	mv "$BACKCHANNEL_HOME/tokens.away" "$BACKCHANNEL_HOME/tokens"
+	run env BACKCHANNEL_AGENT=erin bch init erin --url "$url" --token room-r-0123456789abcdef
+	assert_success
+	assert_line -n 0 "initialised erin via $url"
+	# A refused registration keeps no token for the name.
+	run bch init dave --url "$url" --token wrong-room-0123456789
+	assert_failure 100
+	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/dave" ]
 }
