@@ -74,7 +74,7 @@ enrol(struct cli *c, const char *name)
 		/* Never keep the room token as if it were ours. */
 		err_set(&c->e, BCH_PERM, "the relay at %s answered without a "
 		    "personal token — is it a backchannel relay?", c->cfg.url);
-		cli_fail(c);
+		refused(c, name, fresh);
 	}
 	token = rec.token;
 	rec.token = NULL;

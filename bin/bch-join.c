@@ -109,7 +109,7 @@ enrol(struct cli *c, const struct invite *inv, const char *name)
 		agent_free(&rec);
 		err_set(&c->e, BCH_PERM, "the relay answered without a personal "
 		    "token — it is not a backchannel relay, or too old");
-		cli_fail(c);
+		refused(c, name, fresh);
 	}
 	token = rec.token;
 	rec.token = NULL;

@@ -396,6 +396,20 @@ PY
 	assert_failure 100
 	assert_output 'bch-join: the name bob is taken on this relay — join with another --as name'
 	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
+	# A server that answers with no personal token registered no one.
+	cat >notoken.py <<'PY'
+import fakehttp
+class H(fakehttp.Handler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(201, b'{"name":"alice","subscriptions":[],"createdAt":"2026-01-01T00:00:00.000Z","lastSeen":"2026-01-01T00:00:00.000Z"}')
+fakehttp.serve(H)
+PY
+	fake_relay notoken.py
+	run bch join "$(bch invite --url "$FAKE_URL" --token "$BCH_ROOM")" --as alice --no-hooks
+	assert_failure 100
+	assert_output --partial 'answered without a personal token'
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
 	run bch join "$IB" --as alice --no-hooks
 	assert_success
 	run env BACKCHANNEL_AGENT=bob bch join "$IB" --as bob --no-hooks
