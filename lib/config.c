@@ -228,8 +228,9 @@ load_relay(struct config *c, const char *own)
 int
 config_load(struct config *c, struct err *e)
 {
+	struct origin o;
 	const char *v;
-	char *tok, *own;
+	char *tok;
 	int other;
 
 	memset(c, 0, sizeof *c);
@@ -254,9 +255,20 @@ config_load(struct config *c, struct err *e)
 	 * local one (the prompt hook's) costs no more than it did. */
 	other = c->agent[0] && strcmp(c->agent, c->file_agent) != 0;
 	tok = other ? config_agent_token(c, c->agent) : NULL;
-	own = tok ? token_relay(c, c->agent) : NULL;
-	load_relay(c, own);
-	free(own);
+	memset(&o, 0, sizeof o);
+	if (tok)
+		token_origin(c, c->agent, &o);
+	load_relay(c, o.url);
+	/* Its relay is trusted by the pin its token was issued under. */
+	v = getenv("BACKCHANNEL_PIN");
+	if (o.pin && c->url && o.url && strcmp(c->url, o.url) == 0 &&
+	    !(v && *v)) {
+		free(c->pin);
+		c->pin = o.pin;
+		o.pin = NULL;
+	}
+	free(o.url);
+	free(o.pin);
 	v = getenv("BACKCHANNEL_TOKEN");
 	if (v && *v) {
 		free(tok);

@@ -264,6 +264,10 @@ PY
 	run env BACKCHANNEL_AGENT=erin bch join "$IA" --as erin --no-hooks
 	assert_success
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/erin")" = "$erin" ]
+	# Every command as erin trusts her relay by the pin she joined it by.
+	run env BACKCHANNEL_AGENT=erin bch agents
+	assert_success
+	assert_output --partial erin
 }
 
 # other_relay: a second relay, B, with a room token of its own; sets
