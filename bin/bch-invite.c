@@ -22,7 +22,6 @@ static const char usage[] =
     "bch-invite [--url relay-url] --token room-token [--channel #name]... "
     "[--room name] [--pin hex | --cert pem] [--out file] [--source git-url]";
 
-#define MAX_CHANNELS 64
 
 /* Printable ASCII or UTF-8, no control characters, at most max bytes. */
 static int
@@ -149,9 +148,9 @@ add_channel(struct cli *c, struct invite *inv, const char *arg)
 	for (i = 0; i < inv->nchannels; i++)
 		if (strcmp(inv->channels[i], ch) == 0)
 			return;
-	if (inv->nchannels == MAX_CHANNELS) {
+	if (inv->nchannels == INVITE_CHANNELS) {
 		err_set(&c->e, BCH_PERM, "too many channels (at most %d)",
-		    MAX_CHANNELS);
+		    INVITE_CHANNELS);
 		cli_fail(c);
 	}
 	inv->channels[inv->nchannels++] = xstrdup(ch);
@@ -294,7 +293,7 @@ main(int argc, char **argv)
 
 	cli_init(&c, "bch-invite");
 	memset(&inv, 0, sizeof inv);
-	inv.channels = xcalloc(MAX_CHANNELS, sizeof(char *));
+	inv.channels = xcalloc(INVITE_CHANNELS, sizeof(char *));
 	parse_opts(&c, &inv, &o, argc, argv);
 	inv.url = xstrdup(o.url ? o.url : c.cfg.url);
 	check(&c, &inv, &o);

@@ -23,6 +23,7 @@
 #include "install.h"
 #include "invite.h"
 #include "io.h"
+#include "show.h"
 
 static const char usage[] =
     "bch-join <invite | -> --as name [--no-hooks] [--wake]";
@@ -240,9 +241,13 @@ static void
 say_joined(const struct cli *c, const struct invite *inv, const char *name,
     int keep_default)
 {
-	if (inv->room)
-		printf("joined %s as %s via %s\n", inv->room, name, inv->url);
-	else
+	struct buf room = BUF_INIT;
+
+	if (inv->room) { /* another's text: shown with its hidden bytes */
+		show_text(&room, inv->room, 0);
+		printf("joined %s as %s via %s\n", room.p, name, inv->url);
+		buf_free(&room);
+	} else
 		printf("joined as %s via %s\n", name, inv->url);
 	if (keep_default)
 		printf("default identity stays %s (this one is used where "

@@ -198,6 +198,9 @@ decode_channels(const struct json *j, int a, struct invite *inv,
 	if (j->t[a].type != JSON_ARRAY)
 		return err_set(e, BCH_PERM, "the invite's channels are not a "
 		    "list — ask for a new invite");
+	if (j->t[a].size > INVITE_CHANNELS)
+		return err_set(e, BCH_PERM, "the invite names more than %d "
+		    "channels — ask for a new invite", INVITE_CHANNELS);
 	inv->channels = xcalloc((size_t)j->t[a].size + 1, sizeof(char *));
 	for (k = 0, i = a + 1; k < j->t[a].size; k++, i = json_next(j, i)) {
 		char *s = NULL, ch[NAME_MAX_LEN + 2];

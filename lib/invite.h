@@ -9,6 +9,7 @@
 
 #define INVITE_PREFIX "bch1-"
 #define INVITE_MAX 8192 /* bytes of an invite string we accept */
+#define INVITE_CHANNELS 64 /* channels an invite may name */
 
 struct invite {
 	char *url;      /* the relay, http:// or https:// */

@@ -156,6 +156,8 @@ mkinvite() {
 	expect "$(mkinvite '{"url":"http://h","token":"t","channels":["#../x"]}')" 'channel that is not a valid name'
 	expect "$(mkinvite '{"url":"http://h","token":"t","channels":"#dev"}')" 'channels are not a list'
 	expect "$(mkinvite '{"url":"http://h","token":"t","pin":"xyz"}')" 'pin is not 64 hex digits'
+	many=$(for i in $(seq 65); do printf '"#c%d",' "$i"; done)
+	expect "$(mkinvite "{\"url\":\"http://h\",\"token\":\"t\",\"channels\":[${many%,}]}")" 'names more than 64 channels'
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
 }
 

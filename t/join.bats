@@ -253,6 +253,15 @@ PY
 	assert_output 0
 }
 
+@test "an invite's room name is shown with its hidden and control characters escaped" {
+	inv=bch1-$(printf '{"url":"%s","token":"%s","room":"acme\\u202egnp.exe\\u009b2J"}' \
+		"$RELAY" "$BCH_ROOM" | base64 -w0 | tr '/+' '_-' | tr -d =)
+	run bch join "$inv" --as carol --no-hooks
+	assert_success
+	assert_line --regexp '^joined acme.*gnp\.exe.*2J as carol via '
+	[ "$(printf '%s' "$output" | LC_ALL=C grep -c $'\xe2\x80\xae\|\xc2\x9b')" -eq 0 ]
+}
+
 @test "a pinned relay's invite joins again as an identity other than the default" {
 	tls_cert a
 	bch join "$INV" --as carol --no-hooks >/dev/null
