@@ -366,6 +366,27 @@ msg_copy(struct msg *dst, const struct msg *src)
 		dst->refs[i] = xstrdup(src->refs[i]);
 }
 
+/* Make r sort after the id this process made last, so that messages
+ * of one millisecond, ordered by ts then id, keep the order they were
+ * sent in: a random id that would sort before it takes its first 32
+ * bits plus one instead, and keeps 90 random bits. */
+static void
+later_than(unsigned char r[16])
+{
+	static unsigned char last[16];
+	static int have;
+	int i;
+
+	if (have && memcmp(r, last, sizeof last) <= 0 &&
+	    memcmp(last, "\xff\xff\xff\xff", 4) != 0) {
+		memcpy(r, last, 4);
+		for (i = 3; i >= 0 && ++r[i] == 0; i--)
+			;
+	}
+	memcpy(last, r, sizeof last);
+	have = 1;
+}
+
 int
 uuid_v4(char out[37])
 {
@@ -385,6 +406,7 @@ uuid_v4(char out[37])
 	}
 	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
 	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+	later_than(r);
 	for (i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[w++] = '-';

@@ -68,7 +68,9 @@ void msg_free(struct msg *m);
 /* Copy of m with every string duplicated. */
 void msg_copy(struct msg *dst, const struct msg *src);
 
-/* Fresh UUID v4, lowercase, into out[37]. 0, or -1 (no randomness). */
+/* Fresh UUID v4, lowercase, into out[37], sorting after the one this
+ * process made before (so one sender's messages of one millisecond keep
+ * their order). 0, or -1 (no randomness). */
 int uuid_v4(char out[37]);
 
 /* Current UTC time as 2026-06-12T12:00:00.000Z into out[25]. */

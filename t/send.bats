@@ -316,3 +316,10 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	[ "$n" -eq 1 ]
 	[[ $body == *'"body":"kept"'* ]]
 }
+
+@test "a sender's messages of one millisecond come out in the order sent" {
+	for i in $(seq 200); do echo "{\"to\":\"@bob\",\"body\":\"$i\"}"; done | bch-send >/dev/null
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	[ "$(printf '%s\n' "$output" | sed 's/.*"body":"\([0-9]*\)".*/\1/' | tr '\n' ' ')" = "$(seq 200 | tr '\n' ' ')" ]
+}
