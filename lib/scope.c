@@ -48,6 +48,22 @@ scope_normalize(const char *in, char *out, size_t outsz)
 	strip_suffix_slashes(out);
 }
 
+/* Does m hold s as whole path segments: starting at its start or after
+ * a '/', ending at its end or before one? "acme/api" is in
+ * "github.com/acme/api", not in "github.com/acme/api-private" nor in
+ * "github.com/notacme/api", which are other repositories. */
+static int
+holds(const char *m, const char *s)
+{
+	size_t n = strlen(s);
+	const char *p;
+
+	for (p = m; (p = strstr(p, s)); p++)
+		if ((p == m || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+			return 1;
+	return 0;
+}
+
 int
 scope_match(const char *scope, const char *match)
 {
@@ -56,13 +72,19 @@ scope_match(const char *scope, const char *match)
 
 	if (!scope || !*scope)
 		return 1;
-	if (!match || !*match)
-		return 0;
 	s = xmalloc(strlen(scope) + 1);
-	m = xmalloc(strlen(match) + 1);
 	scope_normalize(scope, s, strlen(scope) + 1);
+	if (!*s) { /* "/", "https://": no repository named, so none left out */
+		free(s);
+		return 1;
+	}
+	if (!match || !*match) {
+		free(s);
+		return 0;
+	}
+	m = xmalloc(strlen(match) + 1);
 	scope_normalize(match, m, strlen(match) + 1);
-	ok = *s == 0 || strstr(m, s) != NULL;
+	ok = holds(m, s);
 	free(s);
 	free(m);
 	return ok;

@@ -3,7 +3,7 @@
 # Both sides are normalised (lowercase; strip a leading http:// or
 # https://, then a leading git@, a trailing .git and trailing slashes;
 # ':' becomes '/'), and a reader claims a message when its normalised
-# match contains the normalised scope.
+# match contains the normalised scope as whole path segments.
 load helper
 
 local_setup() { agents alice bob; }
@@ -70,6 +70,25 @@ refused() {
 
 @test "acme/api is not claimed by a match that holds only part of it" {
 	refused acme/api github.com/acme
+}
+
+@test "acme/api is not claimed by another repository whose name holds it" {
+	refused acme/api git@github.com:acme/api-private.git
+}
+
+@test "acme/api is not claimed by another owner whose name ends in acme" {
+	refused acme/api https://github.com/notacme/api
+}
+
+@test "a scope of a whole owner is claimed by each of its repositories" {
+	claimed github.com/acme git@github.com:acme/api.git
+}
+
+@test "a scope that names nothing once normalised is no scope at all" {
+	bch send @bob scoped --scope https:// >/dev/null
+	run as bob bch drain --brief
+	assert_success
+	assert_output --regexp '^alice -> @bob \(.*\): scoped$'
 }
 
 @test "a scope in capitals is claimed by a match in lower case" {
