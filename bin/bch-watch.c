@@ -8,6 +8,9 @@
  * missed. Each message is claimed, written with one write(2) (so a
  * reader sees whole lines the moment they exist), and deleted only after
  * the write succeeded; a failed write returns the claim to the inbox. A
+ * standard output left O_NONBLOCK (harnesses written in Node do that) is
+ * waited on with poll() when full: EAGAIN is no failure, and failing
+ * there would leave half a line in the reader's stream. A
  * reader that goes away is an ordinary end, not an error: on EPIPE the
  * claim goes back and we exit 0. When standard output is a pipe we also
  * ask for SIGIO, which Linux sends to the writer when the last reader
@@ -119,9 +122,10 @@ reader_gone(void)
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
 }
 
-/* Write b in full. On a signal that asks us to stop, give up only if
- * nothing of the line went out yet (a reader must never see half a
- * line). -1 with errno on failure. */
+/* Write b in full, waiting while a non-blocking stdout is full. On a
+ * signal that asks us to stop, give up only if nothing of the line went
+ * out yet (a reader must never see half a line). -1 with errno on
+ * failure. */
 static int
 put(const struct buf *b)
 {
@@ -129,6 +133,9 @@ put(const struct buf *b)
 
 	while (off < b->len) {
 		ssize_t n = write(1, b->p + off, b->len - off);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    io_wait_writable(1) == 0)
+			continue;
 		if (n < 0) {
 			if (errno == EINTR && !(stop && off == 0))
 				continue;

@@ -12,12 +12,31 @@
 #include "io.h"
 
 int
+io_wait_writable(int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLOUT };
+	int fl = fcntl(fd, F_GETFL);
+
+	/* A blocking descriptor says EAGAIN only when its SO_SNDTIMEO ran
+	 * out: that timeout is the caller's deadline, not ours to extend. */
+	if (fl < 0 || !(fl & O_NONBLOCK)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	/* POLLERR or POLLHUP also end the wait: the next write() says why. */
+	return poll(&pf, 1, -1) < 0 ? -1 : 0;
+}
+
+int
 io_writeall(int fd, const void *p, size_t n)
 {
 	const char *s = p;
 
 	while (n > 0) {
 		ssize_t w = write(fd, s, n);
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    (io_wait_writable(fd) == 0 || errno == EINTR))
+			continue;
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;

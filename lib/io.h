@@ -10,8 +10,15 @@
 #include "buf.h"
 #include "err.h"
 
-/* Write all n bytes, looping on short writes and EINTR. 0 or -1 (errno). */
+/* Write all n bytes, looping on short writes and EINTR, and waiting
+ * whenever a non-blocking fd is full (a harness may leave its pipe or
+ * terminal O_NONBLOCK). 0 or -1 (errno). */
 int io_writeall(int fd, const void *p, size_t n);
+
+/* After write() to fd said EAGAIN: wait until fd can take more. 0, or
+ * -1 with errno: EINTR when a signal came, EAGAIN when fd is blocking
+ * (its send timeout ran out; waiting longer is not ours to decide). */
+int io_wait_writable(int fd);
 
 /* Read a regular file opened O_NOFOLLOW (relative to dirfd unless
  * AT_FDCWD) into b, refusing anything over max bytes. 0, or -1 with

@@ -251,6 +251,26 @@ ts_id() {
 	[ "$(grep -c '"scope":"github.com/acme/web"' <<<"$output")" -eq 300 ]
 }
 
+@test "a drain onto a non-blocking standard output that fills up prints everything, once" {
+	for i in 1 2 3; do
+		head -c 50000 /dev/zero | tr '\0' "$i" | bch send @bob - >/dev/null
+	done
+	# The pipe fills long before the slow reader starts: a harness that
+	# left it O_NONBLOCK must not cost a message or cut one in half.
+	slow_drain() {
+		as bob nonblocking bch-drain --jsonl | { sleep 1; cat; } >d.out
+		return "${PIPESTATUS[0]}"
+	}
+	run slow_drain
+	assert_success
+	# Each body whole (its length, its digit), each message once, in order.
+	field body <d.out | awk '{ print length, substr($0, 1, 1) }' >got
+	run cat got
+	assert_output "$(printf '50000 %s\n' 1 2 3)"
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(cur_ids bob)" ]
+}
+
 @test "drain claims: a second drain finds the inbox empty" {
 	bch send @bob one >/dev/null
 	bch send @bob two >/dev/null

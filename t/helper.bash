@@ -251,6 +251,15 @@ cur_ids() {
 		sed -e 's/\.json$//' -e 's/\.json\.claim\..*/ claimed/' | LC_ALL=C sort
 }
 
+# nonblocking CMD...: exec CMD with its standard output set O_NONBLOCK,
+# as a harness written in Node often leaves a pipe or a terminal.
+nonblocking() {
+	python3 -c 'import fcntl, os, sys
+fl = fcntl.fcntl(1, fcntl.F_GETFL)
+fcntl.fcntl(1, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+}
+
 # wait_for SECONDS CMD...: retry CMD until it succeeds or time runs out.
 wait_for() {
 	local deadline=$((SECONDS + $1))

@@ -248,6 +248,34 @@ send_seq() {
 	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
 }
 
+# all_or_gone: w.out holds 3 lines, or the watcher $wpid has exited.
+all_or_gone() {
+	lines w.out 3 || gone "$wpid"
+}
+
+@test "a non-blocking standard output that fills up gets whole lines, each message once" {
+	for i in 1 2 3; do
+		head -c 50000 /dev/zero | tr '\0' "$i" | send_seq @bob -
+	done
+	mkfifo pipe
+	BACKCHANNEL_AGENT=bob nonblocking bch-watch >pipe 2>w.err 3>&- &
+	wpid=$!
+	bg_pid "$wpid"
+	# A slow reader: the pipe is full long before the first line is read.
+	{ sleep 1; exec cat; } <pipe >w.out &
+	bg_pid $!
+	wait_for 10 all_or_gone
+	run gone "$wpid"
+	assert_failure # still watching
+	[ ! -s w.err ]
+	# Each body whole (its length, its digit), each message once, in order.
+	bodies w.out | awk '{ print length, substr($0, 1, 1) }' >got
+	run cat got
+	assert_output "$(printf '50000 %s\n' 1 2 3)"
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(cur_ids bob)" ]
+}
+
 @test "a claim left by a killed watcher is printed by the next one" {
 	local_only "plants a claim file"
 	send_seq @bob orphan
