@@ -5,7 +5,9 @@
  * Design rationale. The loop is spool_wait() then spool_list(): the
  * first wait arms the inbox watch and returns at once, so messages that
  * were waiting are printed first and nothing that lands afterwards is
- * missed. Each message is claimed, written with one write(2) (so a
+ * missed (the wait also wakes to look again at claims other live
+ * readers hold: their claimer may die without a trace). Each message is
+ * claimed, written with one write(2) (so a
  * reader sees whole lines the moment they exist), and deleted only after
  * the write succeeded; a failed write returns the claim to the inbox. A
  * standard output left O_NONBLOCK (harnesses written in Node do that) is

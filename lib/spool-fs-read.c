@@ -191,27 +191,47 @@ unclaim(struct spool *s, const char *agent, const char *src,
 	return rc;
 }
 
-static void
-recover_claims(struct spool *s, const char *agent)
+/* Is the claim called name this process's own? tail (made on first
+ * use, "" until then) holds the end of our claims' names. */
+static int
+claim_ours(struct fs *fs, const char *name, char *tail, size_t tailsz)
+{
+	size_t n = strlen(name), k;
+
+	if (!tail[0])
+		snprintf(tail, tailsz, ".claim.%s.%ld", host_of(fs),
+		    (long)getpid());
+	k = strlen(tail);
+	return n >= k && strcmp(name + n - k, tail) == 0;
+}
+
+size_t
+fs_recover(struct spool *s, const char *agent)
 {
 	struct fs *fs = s->impl;
 	char path[P], src[P], dst[P], file[ID_MAX_LEN + 16];
 	char shown[4 * sizeof file + 1];
-	char locks[P];
+	char locks[P], ours[sizeof fs->host + 32] = "";
 	struct dirent *d;
 	ssize_t flen;
+	size_t back = 0, held = 0;
 	DIR *dir;
+	int j;
 
 	claimers_dir(s, locks);
 	box_path(s, path, agent, "cur", NULL);
+	box_of(s, agent)->held = 0;
 	if (!(dir = opendir(path)))
-		return;
+		return 0;
 	while ((d = readdir(dir))) {
 		if (!strstr(d->d_name, ".claim."))
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
-		if (claim_judge(src, d->d_name, host_of(fs), locks, &flen) !=
-		    CLAIM_GONE || (size_t)flen >= sizeof file)
+		j = claim_judge(src, d->d_name, host_of(fs), locks, &flen);
+		if (j == CLAIM_LIVE &&
+		    !claim_ours(fs, d->d_name, ours, sizeof ours))
+			held++;
+		if (j != CLAIM_GONE || (size_t)flen >= sizeof file)
 			continue;
 		snprintf(file, sizeof file, "%.*s", (int)flen, d->d_name);
 		box_path(s, dst, agent, "new", file);
@@ -219,9 +239,12 @@ recover_claims(struct spool *s, const char *agent)
 			show_name(shown, sizeof shown, file);
 			fs_warn(s, "returned %s to %s's inbox: its claimer died",
 			    shown, agent);
+			back++;
 		}
 	}
 	closedir(dir);
+	box_of(s, agent)->held = held;
+	return back;
 }
 
 /* Note that the agent is reading, at most once a minute. */
@@ -321,7 +344,7 @@ walk(struct spool *s, const char *agent, size_t keep,
 		return -1;
 	b = box_of(s, agent);
 	b->ok_at = time(NULL);
-	recover_claims(s, agent);
+	fs_recover(s, agent);
 	touch_seen(s, agent);
 	box_path(s, path, agent, "new", NULL);
 	if (!(dir = opendir(path))) {

@@ -1,6 +1,13 @@
 /* spool-fs-wait: waiting on the Maildir spool — for mail in an inbox
  * (inotify on its new/), and for a sent message to be read by each of
- * its recipients. */
+ * its recipients.
+ *
+ * Design rationale. A message comes back to new/ from a dead claimer's
+ * claim only when someone looks (spool-fs-read.c): a claimer killed
+ * with SIGKILL leaves no event behind. So while the last look found
+ * claims that other live readers hold, the wait for mail looks at cur/
+ * again every RECHECK_MS, and returns what died there; with no such
+ * claim it sleeps until an event, as an idle watch must. */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -15,6 +22,8 @@
 #include "io.h"
 #include "spool.h"
 #include "spool-fs.h"
+
+#define RECHECK_MS 2000 /* how often held claims are looked at again */
 
 /* Arm a watch on agent's new/, making the inbox if it went missing. */
 static int
@@ -42,12 +51,45 @@ arm(struct spool *s, const char *agent, struct err *e)
 	return 0;
 }
 
+/* Wait for an inotify event, looking at agent's held claims (if any)
+ * every RECHECK_MS meanwhile: 1 events to read (or a claim returned
+ * to new/, whose event is queued), 0 timed out or EINTR, -1 error. */
+static int
+await_event(struct spool *s, const char *agent, int timeout_ms,
+    struct err *e)
+{
+	struct fs *fs = s->impl;
+	struct pollfd pfd = { .fd = fs->ino, .events = POLLIN };
+	struct timespec t0;
+	long left = timeout_ms;
+	int rc, ms;
+
+	if (timeout_ms > 0)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		int recheck = box_of(s, agent)->held > 0 &&
+		    (left < 0 || left > RECHECK_MS);
+		ms = recheck ? RECHECK_MS : (int)left;
+		rc = poll(&pfd, 1, ms);
+		if (rc < 0)
+			return errno == EINTR ? 0 :
+			    err_sys(e, "cannot wait for messages");
+		if (rc > 0)
+			return 1;
+		if (!recheck)
+			return 0;
+		if (fs_recover(s, agent) > 0)
+			return 1;
+		if (timeout_ms > 0 && (left = timeout_ms - io_ms_since(&t0)) <= 0)
+			return 0;
+	}
+}
+
 int
 fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 {
 	struct fs *fs = s->impl;
 	char ev[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-	struct pollfd pfd;
 	ssize_t n;
 	int rc;
 
@@ -58,13 +100,8 @@ fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	}
 	if (fs->wd < 0)
 		return arm(s, agent, e) < 0 ? -1 : 1;
-	pfd.fd = fs->ino;
-	pfd.events = POLLIN;
-	rc = poll(&pfd, 1, timeout_ms);
-	if (rc < 0)
-		return errno == EINTR ? 0 : err_sys(e, "cannot wait for messages");
-	if (rc == 0)
-		return 0;
+	if ((rc = await_event(s, agent, timeout_ms, e)) <= 0)
+		return rc;
 	while ((n = read(fs->ino, ev, sizeof ev)) > 0) {
 		char *p = ev;
 		while (p < ev + n) {

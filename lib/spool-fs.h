@@ -33,6 +33,7 @@ struct box {
 	time_t rec_at; /* when the agent record was last seen there */
 	int spread;    /* 50..149: this inbox's share of a recheck period */
 	int dirty;     /* new/ has entries not yet synced */
+	size_t held;   /* claims in cur/ live readers held at the last look */
 	struct box *next; /* hash chain */
 };
 
@@ -127,6 +128,13 @@ int fs_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e);
 int fs_release(struct spool *s, struct spool_claim *c, struct err *e);
 int fs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
+
+/* Return the claims in agent's cur/ whose claimer died to new/, and
+ * count in box_of(agent)->held those that other live readers on this
+ * machine hold (not ours, not another machine's): claims that may yet
+ * come back with no message arriving, when their claimer dies. The
+ * number returned. */
+size_t fs_recover(struct spool *s, const char *agent);
 int fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
     int timeout_ms, int *got, struct err *e);
 

@@ -209,11 +209,14 @@ int spool_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e);
 /* The claimed message could not be handled: return it to the inbox. */
 int spool_release(struct spool *s, struct spool_claim *c, struct err *e);
 
-/* Wait until agent's inbox may have changed (a message arrived, or the
- * inbox was removed and made anew) or timeout_ms passed (-1: no limit).
- * The first call arms the watch and returns 1 at once, so a caller
- * lists after it and misses nothing. 1 changed, 0 timed out or
- * interrupted by a signal (EINTR), -1 error. */
+/* Wait until agent's inbox may have changed (a message arrived, one
+ * came back from a claimer that died, or the inbox was removed and made
+ * anew) or timeout_ms passed (-1: no limit). The first call arms the
+ * watch and returns 1 at once, so a caller lists after it and misses
+ * nothing. On the local spool, while the last listing found claims of
+ * other live readers, it looks at them every few seconds, as their
+ * claimer's death sends no event; with none it sleeps until an event.
+ * 1 changed, 0 timed out or interrupted by a signal (EINTR), -1 error. */
 int spool_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 

@@ -290,6 +290,38 @@ all_or_gone() {
 	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
 }
 
+@test "a message whose claimer is killed while the watch runs is printed within seconds" {
+	local_only "a relay returns it itself, when the claim's lease runs out"
+	[ -r /proc/self/status ] || skip "no /proc"
+	head -c 65536 /dev/zero | tr '\0' x >big.txt
+	send_seq @bob - <big.txt
+	id=$(new_ids bob)
+	# A reader that claims it and then blocks writing: its line is more
+	# than the pipe holds, and nobody reads the pipe.
+	mkfifo pipe
+	sleep 600 <>pipe &
+	bg_pid $!
+	BACKCHANNEL_AGENT=bob bch-claim "$id" >pipe 2>/dev/null &
+	cpid=$!
+	bg_pid "$cpid"
+	wait_for 5 eval '[ -n "$(cur_ids bob)" ]'
+	watcher w bob
+	[ ! -s w.out ]
+	# Killed with its claim in cur/: no message arrives, nothing wakes the
+	# watch but the look it takes at the claims other readers hold.
+	kill -9 "$cpid"
+	wait_for 10 lines w.out 1
+	[ "$(bodies w.out | tr -d '\n' | wc -c)" -eq 65536 ]
+	grep -q "returned $id.json to bob's inbox: its claimer died" w.err
+	[ -z "$(cur_ids bob)" ]
+	# With no claim left to look at, it sleeps until a message comes.
+	wait_for 5 sleeping "$wpid"
+	before=$(grep ctxt_switches "/proc/$wpid/status")
+	sleep 2.5 # a measurement, longer than its look at held claims
+	after=$(grep ctxt_switches "/proc/$wpid/status")
+	[ "$before" = "$after" ]
+}
+
 @test "an idle watcher does not wake up" {
 	[ -r /proc/self/status ] || skip "no /proc"
 	watcher w bob
