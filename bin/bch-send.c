@@ -256,6 +256,46 @@ send_stdin(struct cli *c, int wait)
 	return worst;
 }
 
+/* The seconds of --wait. Its value is optional, so "--wait 30" would
+ * leave 30 to the message and wait the default: a number right after a
+ * bare --wait is refused rather than guessed at. */
+static int
+wait_arg(struct cli *c, int argc, char **argv)
+{
+	const char *next = optind < argc ? argv[optind] : "";
+
+	if (optarg)
+		return (int)cli_num(c, usage, "--wait", optarg, 1, 86400);
+	if (*next && strspn(next, "0123456789") == strlen(next))
+		cli_usage(c, usage, "--wait %s is ambiguous — write --wait=%s "
+		    "to wait %s s, or quote the number into the message",
+		    next, next, next);
+	return 300;
+}
+
+/* Name the option getopt_long refused. optopt is 0 for an unknown long
+ * option, else the option's letter; argv[optind - 1] is the word last
+ * stepped over, which is that option only when it is a long one (for
+ * "-w5" it is whatever came before). */
+static void
+bad_option(struct cli *c, char **argv, const struct option *lopts)
+{
+	const char *w = argv[optind - 1], *opt = w;
+	char s[3] = { '-', (char)optopt, 0 };
+	size_t i, n;
+
+	if (optopt) {
+		opt = s;
+		n = strcspn(w, "=");
+		for (i = 0; lopts[i].name; i++)
+			if (lopts[i].val == optopt && strncmp(w, "--", 2) == 0 &&
+			    n > 2 && strncmp(lopts[i].name, w + 2, n - 2) == 0)
+				opt = w;
+	}
+	cli_usage(c, usage, "bad option %s (unknown, or missing its value)",
+	    opt);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -282,12 +322,9 @@ main(int argc, char **argv)
 		case 's': o.scope = optarg; break;
 		case 't': o.thread = optarg; break;
 		case 'r': o.refs[o.nrefs++] = optarg; break;
-		case 'w':
-			o.wait = optarg ? (int)cli_num(&c, usage, "--wait", optarg,
-			    1, 86400) : 300;
-			break;
+		case 'w': o.wait = wait_arg(&c, argc, argv); break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: bad_option(&c, argv, lopts);
 		}
 	}
 	cli_open(&c, 1);

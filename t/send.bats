@@ -116,6 +116,40 @@ local_setup() { agents alice bob; }
 	[ "$(grep -c '"priority":"urgent"' <<<"$output")" -eq 2 ]
 }
 
+@test "a number after a bare --wait is refused with 2, not sent as part of the message" {
+	# On a regression it would wait 300 s for bob.
+	run --separate-stderr timeout 10 bch send @bob deploy done --wait 30
+	assert_failure 2
+	assert_output ''
+	[[ ${stderr%%$'\n'*} == 'bch-send: --wait 30 is ambiguous — write --wait=30 '* ]]
+	[ "$(count_new bob)" -eq 0 ]
+	run --separate-stderr bch send --wait 7 @bob deploy done
+	assert_failure 2
+	[ "$(count_new bob)" -eq 0 ]
+	# Joined to the option, the seconds are taken and the message kept whole.
+	run bch send @bob --wait=1 'deploy done 30'
+	assert_failure 111
+	assert_line --regexp '^sent [0-9a-f]{8} to @bob$'
+	run as bob bch drain --jsonl
+	assert_output --partial '"body":"deploy done 30"'
+}
+
+@test "a bad option is named as typed, not by the word before it" {
+	run --separate-stderr bch send @bob hi -w5
+	assert_failure 2
+	[[ ${stderr%%$'\n'*} == 'bch-send: bad option -w '* ]]
+	run --separate-stderr bch send @bob hi --urgent -x
+	assert_failure 2
+	[[ ${stderr%%$'\n'*} == 'bch-send: bad option -x '* ]]
+	run --separate-stderr bch send @bob hi --scope
+	assert_failure 2
+	[[ ${stderr%%$'\n'*} == 'bch-send: bad option --scope '* ]]
+	run --separate-stderr bch send @bob hi --bogus
+	assert_failure 2
+	[[ ${stderr%%$'\n'*} == 'bch-send: bad option --bogus '* ]]
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "channel fan-out copies to every subscriber but the sender" {
 	agents alice bob carol dave
 	as bob bch sub '#dev' >/dev/null
