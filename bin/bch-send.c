@@ -9,6 +9,7 @@
  * durable, so a line on stdout is a promise; a batch ends when the input
  * pauses, at 4096 sends or after 100 ms. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,17 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 	return n < 0 ? -1 : 0;
 }
 
+/* The longest line of stdin taken as a request. JSON may spell any byte
+ * of a message as a six-byte \uXXXX escape, so a request for a message
+ * within the limit of an encoded message can be six times as long; the
+ * decoded message's own limits (body, then the encoded whole) decide
+ * after. Bounded, since the line is held whole before it is decoded. */
+static size_t
+line_max(const struct limits *l)
+{
+	return l->total > SIZE_MAX / 6 ? SIZE_MAX : 6 * l->total;
+}
+
 /* Send line lineno of stdin (toolong: it was cut at the limit), adding
  * its "sent" line to out, or saying on stderr why not and raising
  * *worst. 1 sent, else 0. */
@@ -179,17 +191,18 @@ static int
 send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
     int wait, struct buf *out, int *worst)
 {
+	struct limits lim = c->cfg.lim;
 	struct msg m;
 	struct err e;
 	int n, code = BCH_PERM;
 
+	lim.total = line_max(&c->cfg.lim);
 	if (toolong) {
 		fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
-		    "— skipped\n", c->prog, lineno, c->cfg.lim.total);
+		    "— skipped\n", c->prog, lineno, lim.total);
 	} else if (line->len == 0 || strspn(line->p, " \t\r") == line->len) {
 		return 0;
-	} else if (msg_decode(line->p, line->len, 1, &c->cfg.lim, &m,
-	    &e) < 0) {
+	} else if (msg_decode(line->p, line->len, 1, &lim, &m, &e) < 0) {
 		fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
 		    lineno, e.msg);
 	} else {
@@ -219,6 +232,7 @@ send_stdin(struct cli *c, int wait)
 	struct buf line = BUF_INIT, out = BUF_INIT;
 	struct io_lines in = { .fd = 0 };
 	struct timespec first; /* of the sends not yet acknowledged */
+	size_t max = line_max(&c->cfg.lim);
 	long lineno = 0;
 	int rc, toolong, worst = 0, pending = 0;
 
@@ -230,14 +244,14 @@ send_stdin(struct cli *c, int wait)
 		 * more than 100 ms (the sends may be slower than the input:
 		 * an fsync each). */
 		if (pending && (pending >= 4096 || io_ms_since(&first) >= 100 ||
-		    !io_lines_ready(&in, c->cfg.lim.total))) {
+		    !io_lines_ready(&in, max))) {
 			if (flush_sent(c, &out) < 0) {
 				rc = -2;
 				break;
 			}
 			pending = 0;
 		}
-		rc = io_lines_next(&in, &line, c->cfg.lim.total, &toolong);
+		rc = io_lines_next(&in, &line, max, &toolong);
 		if (rc != 1)
 			break;
 		if (send_line(c, &line, ++lineno, toolong, wait, &out,

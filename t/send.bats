@@ -283,14 +283,34 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	[ "$(count_new bob)" -eq 0 ]
 }
 
+@test "a stdin line is limited by the message it decodes to, not by its escapes" {
+	# 20,000 CJK characters: 60,000 bytes of body, 120,000 as \uXXXX.
+	esc=$(printf '\\u4e2d%.0s' {1..20000})
+	printf '{"to":"@bob","body":"%s"}\n' "$esc" > in.jsonl
+	[ "$(wc -c < in.jsonl)" -gt 98304 ]
+	run --separate-stderr bch-send < in.jsonl
+	assert_success
+	assert_output --regexp '^sent [0-9a-f]{8} to @bob$'
+	[ "$(new_json bob | LC_ALL=C tr -cd '\344' | wc -c)" -eq 20000 ]
+	# 22,000 of them are 66,000 bytes: over the body limit, as an argument is.
+	printf '{"to":"@bob","body":"%s%s"}\n{"to":"@bob","body":"after"}\n' \
+		"$esc" "${esc:0:12000}" > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_failure 100
+	assert_equal "$(grep -c 'sent' <<<"$output")" 1
+	[[ $stderr == 'bch-send: line 1: field "body" is over its limit of 65536 bytes'* ]]
+	[ "$(count_new bob)" -eq 2 ]
+}
+
 @test "an oversize stdin line is skipped without eating the next" {
-	{ printf '{"to":"@bob","body":"'; head -c 200000 /dev/zero | tr '\0' a; printf '"}\n'; echo '{"to":"@bob","body":"after"}'; } > in.jsonl
+	# Over six times the 96 KiB of an encoded message: no request is that long.
+	{ printf '{"to":"@bob","body":"'; head -c 600000 /dev/zero | tr '\0' a; printf '"}\n'; echo '{"to":"@bob","body":"after"}'; } > in.jsonl
 	run bch-send < in.jsonl
 	assert_failure 100
 	assert_line --partial 'line 1: over the limit'
 	[ "$(count_new bob)" -eq 1 ]
 	# The same as the last line, with no newline to end it.
-	{ echo '{"to":"@bob","body":"before"}'; printf '{"to":"@bob","body":"'; head -c 200000 /dev/zero | tr '\0' a; printf '"}'; } > in.jsonl
+	{ echo '{"to":"@bob","body":"before"}'; printf '{"to":"@bob","body":"'; head -c 600000 /dev/zero | tr '\0' a; printf '"}'; } > in.jsonl
 	run bch-send < in.jsonl
 	assert_failure 100
 	assert_line --partial 'line 2: over the limit'
