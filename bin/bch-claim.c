@@ -4,7 +4,10 @@
  * Design rationale. A message is deleted (or, with --keep, moved to
  * cur/) only after its text reached standard output, as in bch-drain.
  * A name that matches nothing or more than one message is reported and
- * the others still go through; the exit status is 100 if any failed. */
+ * the others still go through; the exit status is 100 if any failed.
+ * The inbox is listed once up front and again on each name it lacks:
+ * ids on standard input often come from bch-watch or bch-drain --peek
+ * as messages arrive, after the first listing. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +56,36 @@ find(const struct claim *k, const char *p)
 	return hit;
 }
 
+/* Replace the listing with a fresh one. Messages claimed in this run
+ * have left the inbox, so none is marked taken. */
+static void
+relist(struct claim *k)
+{
+	struct cli *c = k->c;
+
+	spool_items_free(k->items, k->n);
+	free(k->taken);
+	k->items = NULL;
+	k->n = 0;
+	if (spool_list(c->sp, c->cfg.agent, &k->items, &k->n, &c->e) < 0)
+		cli_fail(c);
+	k->taken = xcalloc(k->n + 1, 1);
+}
+
+/* find(), listing the inbox again when p names nothing in the listing
+ * held: its message may have arrived since. One listing per miss, so a
+ * stream of names that are really gone costs a listing each. */
+static long
+locate(struct claim *k, const char *p)
+{
+	long i = find(k, p);
+
+	if (i != -1)
+		return i;
+	relist(k);
+	return find(k, p);
+}
+
 static int
 claim_one(struct claim *k, const char *p)
 {
@@ -60,10 +93,10 @@ claim_one(struct claim *k, const char *p)
 	struct spool_claim sc;
 	struct buf out = BUF_INIT;
 	struct msg m;
-	long i = find(k, p);
+	long i = -1;
 	int rc;
 
-	if (!*p || strlen(p) > ID_MAX_LEN || i == -1) {
+	if (!*p || strlen(p) > ID_MAX_LEN || (i = locate(k, p)) == -1) {
 		fprintf(stderr, "%s: no unread message %.*s — see bch inbox\n",
 		    c->prog, ID_MAX_LEN, p);
 		return BCH_PERM;
@@ -174,9 +207,7 @@ main(int argc, char **argv)
 	if (optind == argc && isatty(0))
 		cli_usage(&c, usage, "missing message id");
 	cli_open(&c, 1);
-	if (spool_list(c.sp, c.cfg.agent, &k.items, &k.n, &c.e) < 0)
-		cli_fail(&c);
-	k.taken = xcalloc(k.n + 1, 1);
+	relist(&k);
 	if (optind < argc) {
 		for (i = optind; i < argc; i++)
 			if ((rc = claim_one(&k, argv[i])) > worst)

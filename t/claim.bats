@@ -146,3 +146,26 @@ bch-claim: line 2: over the limit of 256 bytes — skipped"
 	[ "${#lines[@]}" -eq 2 ]
 	unread "$B"
 }
+
+@test "an id on standard input for a message that arrived after bch-claim started is claimed" {
+	N=abcd3333-0000-4000-8000-000000000004
+	mkfifo ids
+	BACKCHANNEL_AGENT=bob bch-claim --jsonl <ids >got 2>err &
+	pid=$!
+	bg_pid "$pid"
+	exec 5>ids
+	# Once C is printed, bch-claim has listed the inbox, before N was sent.
+	echo "$C" >&5
+	wait_for 10 grep -q '"body":"body C"' got
+	echo "{\"to\":\"@bob\",\"body\":\"body N\",\"id\":\"$N\"}" | bch-send >/dev/null
+	# Named twice: the second finds it gone, as with operands.
+	printf '%s\n' "$N" "$N" >&5
+	exec 5>&-
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 100 ]
+	[ "$(grep -c . got)" -eq 2 ]
+	grep -q '"body":"body N"' got
+	assert_equal "$(cat err)" "bch-claim: no unread message $N — see bch inbox"
+	unread "$A" "$B"
+}
