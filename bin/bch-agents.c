@@ -93,7 +93,7 @@ main(int argc, char **argv)
 		case 'c': chans = 1; break;
 		case 'j': json = 1; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(&c, usage, argv, opts);
 		}
 	}
 	if (optind != argc)

@@ -201,7 +201,7 @@ main(int argc, char **argv)
 		case 'j': k.form = JSON; break;
 		case 'l': k.form = JSONL; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(&c, usage, argv, opts);
 		}
 	}
 	if (optind == argc && isatty(0))

@@ -358,7 +358,7 @@ parse_opts(struct drain *d, int argc, char **argv)
 			    512, BUDGET_MAX);
 			break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
-		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(c, usage, argv, opts);
 		}
 	}
 	if (optind != argc)

@@ -150,7 +150,7 @@ parse_opts(struct cli *c, struct opts *o, int argc, char **argv)
 		case 't': o->token = optarg; break;
 		case 'P': o->pin = optarg; break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
-		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(c, usage, argv, opts);
 		}
 	}
 	if (o->who) {

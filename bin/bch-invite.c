@@ -242,7 +242,7 @@ parse_opts(struct cli *c, struct invite *inv, struct opts *o, int argc,
 		case 'o': o->out = optarg; break;
 		case 's': o->source = optarg; break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
-		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(c, usage, argv, opts);
 		}
 	}
 	if (optind != argc)

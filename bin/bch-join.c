@@ -209,7 +209,7 @@ parse_opts(struct cli *c, struct opts *o, int argc, char **argv)
 		case 'N': o->nohooks = 1; break;
 		case 'w': o->wake = 1; break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
-		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(c, usage, argv, opts);
 		}
 	}
 	if (optind != argc - 1)

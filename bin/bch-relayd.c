@@ -423,7 +423,7 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 		case 'S': o->spool = optarg; break;
 		case 'P': o->pwfile = optarg; break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
-		default: cli_usage(c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(c, usage, argv, opts);
 		}
 	}
 	if (optind != argc)

@@ -287,29 +287,6 @@ wait_arg(struct cli *c, int argc, char **argv)
 	return 300;
 }
 
-/* Name the option getopt_long refused. optopt is 0 for an unknown long
- * option, else the option's letter; argv[optind - 1] is the word last
- * stepped over, which is that option only when it is a long one (for
- * "-w5" it is whatever came before). */
-static void
-bad_option(struct cli *c, char **argv, const struct option *lopts)
-{
-	const char *w = argv[optind - 1], *opt = w;
-	char s[3] = { '-', (char)optopt, 0 };
-	size_t i, n;
-
-	if (optopt) {
-		opt = s;
-		n = strcspn(w, "=");
-		for (i = 0; lopts[i].name; i++)
-			if (lopts[i].val == optopt && strncmp(w, "--", 2) == 0 &&
-			    n > 2 && strncmp(lopts[i].name, w + 2, n - 2) == 0)
-				opt = w;
-	}
-	cli_usage(c, usage, "bad option %s (unknown, or missing its value)",
-	    opt);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -338,7 +315,7 @@ main(int argc, char **argv)
 		case 'r': o.refs[o.nrefs++] = optarg; break;
 		case 'w': o.wait = wait_arg(&c, argc, argv); break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: bad_option(&c, argv, lopts);
+		default: cli_bad_option(&c, usage, argv, lopts);
 		}
 	}
 	cli_open(&c, 1);

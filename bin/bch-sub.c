@@ -25,7 +25,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'u': on = 0; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_usage(&c, usage, "bad option %s (unknown, or missing its value)", argv[optind - 1]);
+		default: cli_bad_option(&c, usage, argv, opts);
 		}
 	}
 	if (optind == argc)

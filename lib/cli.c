@@ -137,3 +137,27 @@ cli_close(struct cli *c)
 	spool_close(c->sp);
 	config_free(&c->cfg);
 }
+
+/* (cli.h) Name the option getopt_long refused. optopt is 0 for an unknown long
+ * option, else the option's letter; argv[optind - 1] is the word last
+ * stepped over, which is that option only when it is a long one (for
+ * "-w5" it is whatever came before). */
+void
+cli_bad_option(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts)
+{
+	const char *w = argv[optind - 1], *opt = w;
+	char s[3] = { '-', (char)optopt, 0 };
+	size_t i, n;
+
+	if (optopt) {
+		opt = s;
+		n = strcspn(w, "=");
+		for (i = 0; lopts[i].name; i++)
+			if (lopts[i].val == optopt && strncmp(w, "--", 2) == 0 &&
+			    n > 2 && strncmp(lopts[i].name, w + 2, n - 2) == 0)
+				opt = w;
+	}
+	cli_usage(c, usage, "bad option %s (unknown, or missing its value)",
+	    opt);
+}

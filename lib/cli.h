@@ -33,6 +33,13 @@ void cli_fail(struct cli *c) __attribute__((noreturn));
 void cli_usage(struct cli *c, const char *usage, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
+/* getopt_long refused an option: the usage error, naming the option as
+ * typed (a long one) or by its letter ("-w5" is -w, not the word before
+ * it). */
+struct option;
+void cli_bad_option(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts) __attribute__((noreturn));
+
 /* The value of option opt (its name, "--port") as a whole number from
  * min to max; anything else is a usage error. */
 long cli_num(struct cli *c, const char *usage, const char *opt,

@@ -129,3 +129,12 @@ verb() {
 	run env PATH="$stubs:/usr/bin:/bin" elsewhere/bch inbox
 	assert_output 'bch-drain [--peek]'
 }
+
+@test "every program names a refused option as typed, not by the word before it" {
+	for p in bch-agents bch-claim bch-drain bch-init bch-invite bch-join bch-relayd bch-send bch-sub; do
+		run --separate-stderr "$p" word -Z9
+		assert_failure 2
+		[[ ${stderr%%$'\n'*} == "$p: bad option -Z (unknown, or missing its value)" ]] ||
+			{ echo "$p: $stderr"; return 1; }
+	done
+}
