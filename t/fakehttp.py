@@ -46,6 +46,17 @@ class SendOnly(Handler):
         self.reply(404, {"error": "no such route"})
 
 
+class LogsAuth(Handler):
+    """A relay that takes no token: each request's Authorization is
+    appended to auth.log, and the answer is 401."""
+
+    def do_POST(self):
+        with open("auth.log", "a") as f:
+            f.write(self.headers.get("Authorization", "") + "\n")
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(401, b'{"error":"invalid token"}')
+
+
 def serve(handler, host="127.0.0.1", threads=False):
     base = http.server.ThreadingHTTPServer if threads else http.server.HTTPServer
 

@@ -150,16 +150,7 @@ subscribed carol to #ops"
 	erin=$(cat "$BACKCHANNEL_HOME/tokens/erin")
 	[[ $alice =~ ^[0-9a-f]{64}$ ]] && [[ $erin =~ ^[0-9a-f]{64}$ ]]
 	# Relay B logs the token each request carries and takes none.
-	cat >b.py <<'PY'
-import fakehttp
-class H(fakehttp.Handler):
-    def do_POST(self):
-        with open("auth.log", "a") as f:
-            f.write(self.headers.get("Authorization", "") + "\n")
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.answer(401, b'{"error":"invalid token"}')
-fakehttp.serve(H)
-PY
+	printf 'import fakehttp\nfakehttp.serve(fakehttp.LogsAuth)\n' >b.py
 	fake_relay b.py
 	INV_B=$(bch invite --url "$FAKE_URL" --token room-b --channel dev)
 	run bch join "$INV_B" --as alice --no-hooks
@@ -210,13 +201,7 @@ tls_relay() {
 impostor() {
 	cat >imp.py <<'PY'
 import fakehttp, http.server, ssl, sys
-class H(fakehttp.Handler):
-    def do_POST(self):
-        with open("auth.log", "a") as f:
-            f.write(self.headers.get("Authorization", "") + "\n")
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.answer(401, b'{"error":"invalid token"}')
-s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), H)
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[3])), fakehttp.LogsAuth)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 s.socket = ctx.wrap_socket(s.socket, server_side=True)
