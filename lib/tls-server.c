@@ -44,6 +44,104 @@ struct tls_conn {
 };
 
 
+/* Whether the public half pk, from the leaf certificate, is that of the
+ * private key: a pair that is not would start a relay whose every
+ * handshake fails. */
+static int
+ec_matches(const br_ec_private_key *sk, const br_x509_pkey *pk)
+{
+	unsigned char q[BR_EC_KBUF_PUB_MAX_SIZE];
+	br_ec_public_key pub;
+
+	if (pk->key_type != BR_KEYTYPE_EC || pk->key.ec.curve != sk->curve)
+		return 0;
+	if (!br_ec_compute_pub(br_ec_get_default(), &pub, q, sk))
+		return 0;
+	return pub.qlen == pk->key.ec.qlen &&
+	    memcmp(pub.q, pk->key.ec.q, pub.qlen) == 0;
+}
+
+#define RSA_MAX_BYTES (4096 / 8) /* BearSSL's largest modulus */
+
+/* The modulus is computed from p and q; the exponent is checked by a
+ * signature made with the private key and verified with the public one,
+ * as br_rsa_compute_pubexp gives 0 for ordinary keys in BearSSL 0.6. */
+static int
+rsa_matches(const br_rsa_private_key *sk, const br_x509_pkey *pk)
+{
+	static const unsigned char probe[32] = "backchannel: key matches cert";
+	br_rsa_compute_modulus modulus = br_rsa_compute_modulus_get_default();
+	br_rsa_pkcs1_sign sign = br_rsa_pkcs1_sign_get_default();
+	br_rsa_pkcs1_vrfy vrfy = br_rsa_pkcs1_vrfy_get_default();
+	unsigned char n[RSA_MAX_BYTES], sig[RSA_MAX_BYTES], out[sizeof probe];
+	br_rsa_public_key pub;
+	size_t len;
+
+	if (pk->key_type != BR_KEYTYPE_RSA)
+		return 0;
+	pub = pk->key.rsa;
+	for (; pub.nlen && !*pub.n; pub.n++, pub.nlen--) /* DER's leading 0 */
+		;
+	len = modulus(NULL, sk);
+	if (!len || len > sizeof n || len != pub.nlen ||
+	    modulus(n, sk) != len || memcmp(n, pub.n, len) != 0)
+		return 0;
+	if (!sign(NULL, probe, sizeof probe, sk, sig) ||
+	    !vrfy(sig, len, NULL, sizeof out, &pub, out))
+		return 0;
+	return memcmp(out, probe, sizeof out) == 0;
+}
+
+/* Decode the leaf of s->chain: the type of the key that signed it into
+ * s->issuer_type (ECDH_* suites need it) and whether it carries the
+ * public half of s->key. 0, or -1 with e filled. */
+static int
+check_leaf(struct tls_server *s, const char *certfile, const char *keyfile,
+    struct err *e)
+{
+	br_x509_decoder_context dc;
+	const br_x509_pkey *pk;
+
+	br_x509_decoder_init(&dc, NULL, NULL);
+	br_x509_decoder_push(&dc, s->chain[0].data, s->chain[0].data_len);
+	pk = br_x509_decoder_get_pkey(&dc);
+	if (!pk || br_x509_decoder_last_error(&dc) != 0) {
+		err_set(e, BCH_PERM, "%s holds no usable certificate", certfile);
+		return -1;
+	}
+	if (s->key_type == BR_KEYTYPE_EC ?
+	    !ec_matches(br_skey_decoder_get_ec(&s->key), pk) :
+	    !rsa_matches(br_skey_decoder_get_rsa(&s->key), pk)) {
+		err_set(e, BCH_PERM, "the key in %s does not match the "
+		    "certificate in %s", keyfile, certfile);
+		return -1;
+	}
+	/* Assume the issuer signs with the same kind of key as the leaf
+	 * when the certificate does not say. */
+	s->issuer_type = br_x509_decoder_get_signer_key_type(&dc);
+	if (!s->issuer_type)
+		s->issuer_type = (unsigned)s->key_type;
+	return 0;
+}
+
+/* Take the certificates of certs into s->chain, in their order. */
+static void
+take_chain(struct tls_server *s, struct pem_obj *certs, size_t nc)
+{
+	size_t i;
+
+	s->chain = xcalloc(nc, sizeof *s->chain);
+	for (i = 0; i < nc; i++) {
+		if (strcmp(certs[i].name, "CERTIFICATE") != 0 &&
+		    strcmp(certs[i].name, "X509 CERTIFICATE") != 0)
+			continue;
+		s->chain[s->nchain].data = certs[i].data;
+		s->chain[s->nchain].data_len = certs[i].len;
+		certs[i].data = NULL;
+		s->nchain++;
+	}
+}
+
 struct tls_server *
 tls_server_new(const char *certfile, const char *keyfile, char pin[65],
     struct err *e)
@@ -59,16 +157,7 @@ tls_server_new(const char *certfile, const char *keyfile, char pin[65],
 		return NULL;
 	}
 	s = xcalloc(1, sizeof *s);
-	s->chain = xcalloc(nc, sizeof *s->chain);
-	for (i = 0; i < nc; i++) {
-		if (strcmp(certs[i].name, "CERTIFICATE") != 0 &&
-		    strcmp(certs[i].name, "X509 CERTIFICATE") != 0)
-			continue;
-		s->chain[s->nchain].data = certs[i].data;
-		s->chain[s->nchain].data_len = certs[i].len;
-		certs[i].data = NULL;
-		s->nchain++;
-	}
+	take_chain(s, certs, nc);
 	tls_pem_free(certs, nc);
 	br_skey_decoder_init(&s->key);
 	for (i = 0; i < nk; i++)
@@ -90,15 +179,9 @@ tls_server_new(const char *certfile, const char *keyfile, char pin[65],
 		tls_server_free(s);
 		return NULL;
 	}
-	{
-		/* ECDH_* suites need the issuer's key type; assume it signs
-		 * with the same kind of key as the leaf. */
-		br_x509_decoder_context dc;
-		br_x509_decoder_init(&dc, NULL, NULL);
-		br_x509_decoder_push(&dc, s->chain[0].data, s->chain[0].data_len);
-		s->issuer_type = br_x509_decoder_get_signer_key_type(&dc);
-		if (!s->issuer_type)
-			s->issuer_type = (unsigned)s->key_type;
+	if (check_leaf(s, certfile, keyfile, e) < 0) {
+		tls_server_free(s);
+		return NULL;
 	}
 	return s;
 }

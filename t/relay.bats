@@ -1903,3 +1903,29 @@ print("answers:", *re.findall(r"HTTP/1.1 (\d+)", got.decode()))
 	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
 	assert_output --partial 'bad.pem'
 }
+
+# A key that is not the certificate's once started a relay that printed a
+# pin and then failed every handshake ("bad signature").
+@test "TLS: a key that does not match the certificate stops the relay with a clear error" {
+	command -v openssl >/dev/null || skip "openssl is not installed"
+	for k in 1 2; do
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout k$k -out c$k -days 1 -subj /CN=localhost 2>/dev/null
+	done
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout rk -out rc -days 1 \
+		-subj /CN=localhost 2>/dev/null
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout rk2 -out rc2 -days 1 \
+		-subj /CN=localhost 2>/dev/null
+	for pair in c1:k2 c1:rk rc:rk2 rc:k1; do
+		cert=${pair%:*} key=${pair#*:}
+		run -100 timeout 10 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
+			--token "$ROOM" --cert "$cert" --key "$key"
+		assert_output "bch-relayd: the key in $key does not match the certificate in $cert"
+	done
+	# The right pairs still start.
+	relayd --cert c1 --key k1
+	grep -q "key pin $(spki_pin c1)" "$LOG"
+	stop_relay
+	relayd --cert rc --key rk
+	grep -q "key pin $(spki_pin rc)" "$LOG"
+}
