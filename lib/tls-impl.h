@@ -1,10 +1,12 @@
 /* tls-impl: what the parts of the TLS module share — the objects of a
- * PEM file and the pin of a certificate. Private to tls.c (PEM, pins and
+ * PEM file, the pin of a certificate and the protocol policy. Private to tls.c (PEM, pins and
  * the client), which defines them, and tls-server.c (the relay's side). */
 #ifndef BCH_TLS_IMPL_H
 #define BCH_TLS_IMPL_H
 
 #include <stddef.h>
+
+#include <bearssl.h>
 
 #include "err.h"
 
@@ -25,5 +27,11 @@ void tls_pem_free(struct pem_obj *o, size_t n);
 /* The pin of a DER certificate's public key (hex sha256) into pin[65].
  * 0, or -1 when it does not decode. */
 int tls_pin_of_cert(const unsigned char *der, size_t len, char pin[65]);
+
+/* Limit an engine, the relay's or the client's, to TLS 1.2 with ECDHE
+ * and AEAD suites (AES-GCM, ChaCha20-Poly1305), for ECDSA and RSA
+ * certificates: forward secrecy, and no CBC nor TLS 1.0/1.1. Call after
+ * the engine's init, before its reset. */
+void tls_engine_modern(br_ssl_engine_context *eng);
 
 #endif

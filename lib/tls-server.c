@@ -217,6 +217,7 @@ tls_conn_new(struct tls_server *s)
 	else
 		br_ssl_server_init_full_ec(&t->sc, s->chain, s->nchain,
 		    s->issuer_type, br_skey_decoder_get_ec(&s->key));
+	tls_engine_modern(&t->sc.eng);
 	/* A renegotiation would be a handshake in the middle of a stream;
 	 * no client of ours asks for one. */
 	br_ssl_engine_add_flags(&t->sc.eng, BR_OPT_NO_RENEGOTIATION);

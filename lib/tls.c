@@ -362,6 +362,22 @@ sock_write(void *ctx, const unsigned char *p, size_t n)
 	}
 }
 
+void
+tls_engine_modern(br_ssl_engine_context *eng)
+{
+	static const uint16_t suites[] = {
+		BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	};
+
+	br_ssl_engine_set_versions(eng, BR_TLS12, BR_TLS12);
+	br_ssl_engine_set_suites(eng, suites, sizeof suites / sizeof *suites);
+}
+
 struct tls_client *
 tls_client_new(const char *host, const char *pin, const char *cafile,
     struct err *e)
@@ -385,6 +401,7 @@ tls_client_new(const char *host, const char *pin, const char *cafile,
 		}
 		br_ssl_client_init_full(&t->cc, &t->xc, t->ta, t->nta);
 	}
+	tls_engine_modern(&t->cc.eng);
 	br_ssl_engine_set_buffer(&t->cc.eng, t->iobuf, sizeof t->iobuf, 1);
 	if (!br_ssl_client_reset(&t->cc, host, 0)) {
 		err_set(e, BCH_TEMP, "TLS: cannot start a session");

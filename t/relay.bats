@@ -1779,6 +1779,42 @@ tls_round() {
 	tls_round
 }
 
+# s_client OPTION...: a handshake with the relay at PORT; the protocol
+# and cipher it settled on are in the output.
+s_client() {
+	openssl s_client -connect "127.0.0.1:$PORT" "$@" </dev/null 2>&1
+}
+
+# TLS 1.0 and 1.1, CBC suites and static RSA key exchange were all
+# negotiated; only TLS 1.2 with ECDHE and AES-GCM or ChaCha20 is left.
+# SECLEVEL=0 lets openssl itself offer TLS 1.0/1.1.
+@test "TLS: only TLS 1.2 with ECDHE and AEAD suites is negotiated, EC and RSA" {
+	local kind sig
+	for kind in ec rsa; do
+		tls_relay "$kind"
+		sig=ECDSA
+		[ "$kind" = ec ] || sig=RSA
+		run s_client -tls1_1 -cipher 'ALL:@SECLEVEL=0'
+		assert_failure
+		run s_client -tls1 -cipher 'ALL:@SECLEVEL=0'
+		assert_failure
+		run s_client -tls1_2 -cipher AES128-SHA
+		assert_failure
+		run s_client -tls1_2 -cipher "ECDHE-$sig-AES128-SHA"
+		assert_failure
+		run s_client -tls1_2 -cipher "ECDHE-$sig-AES128-SHA256"
+		assert_failure
+		run s_client -tls1_2
+		assert_success
+		assert_output --regexp "Cipher is ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)"
+		run s_client -tls1_2 -cipher "ECDHE-$sig-CHACHA20-POLY1305"
+		assert_success
+		run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+		assert_success
+		stop_relay
+	done
+}
+
 # spki_pin CERT: the sha256 hex of the certificate's public key DER, as
 # openssl gives it (curl's --pinnedpubkey, in hex).
 spki_pin() {
