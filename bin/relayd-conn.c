@@ -27,8 +27,11 @@ ep_set(struct relayd *d, struct conn *k, int op)
 {
 	struct epoll_event ev;
 
+	/* Past the peer's EOF, reading is over: a level-triggered
+	 * EPOLLIN would wake the loop every round till the answers drain. */
 	memset(&ev, 0, sizeof ev);
-	ev.events = EPOLLIN | EPOLLRDHUP | (k->want_out ? EPOLLOUT : 0);
+	ev.events = (k->eof ? 0 : EPOLLIN | EPOLLRDHUP) |
+	    (k->want_out ? EPOLLOUT : 0);
 	ev.data.ptr = k;
 	epoll_ctl(d->ep, op, k->fd, &ev);
 }
@@ -382,8 +385,11 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 			conn_close(d, k);
 			return;
 		}
-		if (gone < 0)
+		if (gone < 0) {
 			k->closing = 1;
+			k->eof = 1;
+			ep_set(d, k, EPOLL_CTL_MOD);
+		}
 	}
 	if (ev & EPOLLOUT)
 		conn_flush(d, k); /* else answers go out in flush_pending() */

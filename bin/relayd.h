@@ -32,6 +32,7 @@ struct conn {
 	time_t out_at;  /* output owed since, or last written: its deadline */
 	int sse;
 	int closing; /* close once out is flushed */
+	int eof;     /* the peer sends no more: no longer read */
 	int want_out;
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
 	char agent[NAME_MAX_LEN + 1];

@@ -910,6 +910,42 @@ time.sleep(120)
 	alive
 }
 
+@test "a client that half-closes and does not read yet costs no CPU, then gets every answer" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	# 20,000 pipelined requests (3 MB of answers, more than the sockets
+	# hold), then EOF: the answers wait in the relay while the client
+	# sleeps, and the EOF must not wake the relay every round meanwhile.
+	run timeout 30 python3 -c '
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+def ticks():
+    f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" * 20000)
+s.shutdown(socket.SHUT_WR)
+time.sleep(0.5)
+t0 = ticks()
+time.sleep(2)
+print("ticks", ticks() - t0)
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print("answers", got.count(b"HTTP/1.1 200 OK"))
+' "$PORT" "$BCH_RELAY_PID"
+	assert_success
+	echo "$output"
+	[ "${lines[0]#ticks }" -lt 50 ]
+	assert_line --index 1 'answers 20000'
+	alive
+}
+
 @test "a keep-alive connection idle for 12 s is answered a request that comes in two parts" {
 	relayd
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
