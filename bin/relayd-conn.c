@@ -237,11 +237,25 @@ conn_write(struct relayd *d, struct conn *k)
 	return 0;
 }
 
+/* One pump of k's engine; *ww: records wait for room. The peer's EOF
+ * ends reading (k->eof), not the session: what is owed still goes. */
+static int
+tls_pump(struct conn *k, int readable, int *ww)
+{
+	int fl, gone = tls_conn_pump(k->tls, k->fd, readable && !k->eof,
+	    &k->in, &k->out, &k->out_off, &fl);
+
+	*ww = !!(fl & TLS_WANT_WRITE);
+	if (fl & TLS_EOF)
+		k->eof = 1;
+	return gone;
+}
+
 /* The same over TLS: the engine sits between the socket and buffers. */
 static void
 on_tls(struct relayd *d, struct conn *k, int readable)
 {
-	int ww, gone, want;
+	int ww, gone, want, eof0 = k->eof;
 	size_t off0 = k->out_off, in0;
 
 	/* Take in what came (requests, as far as they came), answer, and
@@ -253,16 +267,14 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	if (k->q && k->in.len >= MAX_IN)
 		readable = 0; /* held behind its send, answered this round */
 	in0 = k->in.len;
-	gone = tls_conn_pump(k->tls, k->fd, readable, &k->in, &k->out,
-	    &k->out_off, &ww);
+	gone = tls_pump(k, readable, &ww);
 	if (!in0 && k->in.len)
 		k->since = time(NULL); /* a request begins */
 	while (!gone && !k->sse && !k->closing && k->in.len) {
 		size_t left;
 		process_requests(d, k);
 		left = k->in.len;
-		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
-		    &k->out_off, &ww);
+		gone = tls_pump(k, 0, &ww);
 		if (k->in.len == left)
 			break;
 	}
@@ -270,8 +282,7 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		buf_reset(&k->out);
 		k->out_off = 0;
 		backlog_fill(d, k);
-		gone = tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
-		    &k->out_off, &ww);
+		gone = tls_pump(k, 0, &ww);
 	}
 	if (k->out_off > off0)
 		k->out_at = time(NULL); /* some went out */
@@ -279,19 +290,22 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		buf_reset(&k->out);
 		k->out_off = 0;
 	}
+	if (k->eof)
+		k->closing = 1; /* a client that sent and half-closed still
+		                 * gets its answers */
 	if (drop_unheard(d, k) < 0)
 		return;
 	pending_del(k); /* pumped all it could */
 	if (gone < 0 && k->q)
 		k->closing = 1; /* its send is answered first */
-	else if (gone < 0 || (k->closing && !k->out.len && !ww) ||
+	else if (gone < 0 || (k->closing && !k->out.len && !ww && !k->q) ||
 	    owed(k) > MAX_OUT) {
 		conn_close(d, k);
 		return;
 	}
 	k->last_tx = time(NULL);
 	want = ww || k->out.len > 0;
-	if (want != k->want_out) {
+	if (want != k->want_out || k->eof != eof0) {
 		k->want_out = want;
 		ep_set(d, k, EPOLL_CTL_MOD);
 	}
@@ -344,7 +358,7 @@ void
 flush_streams(struct relayd *d)
 {
 	struct conn *k, *next;
-	int ww;
+	int fl;
 
 	for (k = d->pending; k; k = next) {
 		next = k->pnext;
@@ -352,7 +366,7 @@ flush_streams(struct relayd *d)
 			continue;
 		if (k->tls) {
 			if (tls_conn_pump(k->tls, k->fd, 0, &k->in, &k->out,
-			    &k->out_off, &ww) < 0 || ww ||
+			    &k->out_off, &fl) < 0 || (fl & TLS_WANT_WRITE) ||
 			    k->out_off < k->out.len)
 				continue;
 			buf_reset(&k->out);

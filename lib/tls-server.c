@@ -267,10 +267,12 @@ tls_conn_rest(struct tls_conn *t)
 	return 1;
 }
 
-/* Read what fd has into the stage: 1 bytes came (src, *n), 0 none now,
- * -1 the session is over. */
+/* Read what fd has into the stage: 1 bytes came (src, *n), 0 none now
+ * (TLS_EOF set in *flags when the peer closed its side: the records
+ * owed to it can still go), -1 the session is over. */
 static int
-fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n)
+fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n,
+    int *flags)
 {
 	ssize_t k;
 
@@ -281,17 +283,21 @@ fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n)
 			*n = (size_t)k;
 			return 1;
 		}
-		if (k == 0 || (errno != EAGAIN && errno != EINTR))
-			return -1;
+		if (k == 0) {
+			*flags |= TLS_EOF;
+			return 0;
+		}
 		if (errno == EAGAIN)
 			return 0;
+		if (errno != EINTR)
+			return -1;
 	}
 }
 
 /* Write what records the engine has: 1 some went, 0 the socket is full
- * (*want_write set), -1 the peer is gone. */
+ * (TLS_WANT_WRITE set in *flags), -1 the peer is gone. */
 static int
-send_records(br_ssl_engine_context *eng, int fd, int *want_write)
+send_records(br_ssl_engine_context *eng, int fd, int *flags)
 {
 	unsigned char *p;
 	size_t len;
@@ -305,7 +311,7 @@ send_records(br_ssl_engine_context *eng, int fd, int *want_write)
 	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
 		return -1;
-	*want_write = 1;
+	*flags |= TLS_WANT_WRITE;
 	return 0;
 }
 
@@ -326,17 +332,18 @@ send_app(br_ssl_engine_context *eng, const struct buf *out, size_t *off)
 
 /* Feed the engine records: what was read (*src, *nsrc) first, as far as
  * it takes them; the socket is read again once they are all in, and
- * only while *readable. 1 some went in, 0 none, -1 the peer is gone. */
+ * only while *readable (cleared at the peer's EOF). 1 some went in, 0
+ * none, -1 the peer is gone. */
 static int
 feed(struct tls_conn *t, int fd, int *readable, const unsigned char **src,
-    size_t *nsrc)
+    size_t *nsrc, int *flags)
 {
 	br_ssl_engine_context *eng = &t->sc.eng;
 	unsigned char *p;
 	size_t len;
 
 	if (!*nsrc && *readable) {
-		int f = fill(t, fd, src, nsrc);
+		int f = fill(t, fd, src, nsrc, flags);
 		if (f < 0)
 			return -1;
 		*readable = f;
@@ -372,14 +379,14 @@ keep_spill(struct tls_conn *t, const unsigned char *src, size_t nsrc)
 
 int
 tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
-    const struct buf *out, size_t *off, int *want_write)
+    const struct buf *out, size_t *off, int *flags)
 {
 	br_ssl_engine_context *eng = &t->sc.eng;
 	const unsigned char *src = t->spill;
 	size_t nsrc = t->nspill;
 	int progress = 1, rc = 0, r;
 
-	*want_write = 0;
+	*flags = 0;
 	while (progress) {
 		unsigned st = br_ssl_engine_current_state(eng);
 		progress = 0;
@@ -388,7 +395,7 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 			break;
 		}
 		if ((st & BR_SSL_SENDREC) &&
-		    (progress = send_records(eng, fd, want_write)) < 0) {
+		    (progress = send_records(eng, fd, flags)) < 0) {
 			rc = -1;
 			break;
 		}
@@ -405,7 +412,7 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 			progress = 1;
 		}
 		if (st & BR_SSL_RECVREC) {
-			if ((r = feed(t, fd, &readable, &src, &nsrc)) < 0) {
+			if ((r = feed(t, fd, &readable, &src, &nsrc, flags)) < 0) {
 				rc = -1;
 				break;
 			}

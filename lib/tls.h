@@ -28,6 +28,11 @@ void tls_conn_free(struct tls_conn *t);
  * record brings them back. 1 resting, 0 busy. */
 int tls_conn_rest(struct tls_conn *t);
 
+/* What tls_conn_pump() reports in *flags. */
+#define TLS_WANT_WRITE 1 /* records still wait for a writable socket */
+#define TLS_EOF 2        /* the peer closed its side: read no more, but
+                          * what is owed to it can still go */
+
 /* Move bytes between socket fd and the engine: plain out[*off..] is
  * encrypted and written to fd as far as the socket takes it; records
  * read earlier are decrypted into in as far as the engine takes them;
@@ -35,10 +40,10 @@ int tls_conn_rest(struct tls_conn *t);
  * many records, until some plain text came or fd has no more. Reads stop
  * there, as the loop (level-triggered) calls again for what is left: no
  * read a round that would only say EAGAIN. Bytes read but not yet taken
- * stay with t for the next call. *want_write tells whether records still
- * wait for a writable socket. 0, or -1 when the session is over. */
+ * stay with t for the next call. *flags says what happened (TLS_*). 0,
+ * or -1 when the session is over. */
 int tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
-    const struct buf *out, size_t *off, int *want_write);
+    const struct buf *out, size_t *off, int *flags);
 
 /* A client session to host over a connected blocking socket. pin (hex
  * sha256 of the public key) skips CA checks; else cafile (NULL: the

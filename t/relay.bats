@@ -1970,6 +1970,36 @@ print("answers:", *re.findall(r"HTTP/1.1 (\d+)", got.decode()))
 	assert_line --index 3 'answers: 200 200 200 401 200'
 }
 
+@test "TLS: a client that half-closes TCP without close_notify still gets every answer" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	# 20,000 pipelined requests (3 MB of answers, more than the sockets
+	# hold), then a FIN on the socket with the session left open: the
+	# relay sees EOF while it still owes records, as over plain HTTP.
+	run timeout 60 python3 -c '
+import os, socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", int(sys.argv[2])))
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n" * 20000)
+socket.socket(fileno=os.dup(s.fileno())).shutdown(socket.SHUT_WR)
+time.sleep(1) # not reading yet: the relay takes the EOF first
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print("answers", got.count(b"HTTP/1.1 200 OK"))
+' "$CERT" "$PORT"
+	assert_success
+	assert_output 'answers 20000'
+	run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+}
+
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
 	echo 'not pem' >bad.pem
 	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
