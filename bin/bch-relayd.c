@@ -276,14 +276,16 @@ tick(struct relayd *d)
 				tls_conn_rest(k->tls); /* quiet for a second */
 			continue;
 		}
-		if (k->out.len && now - k->out_at > WRITE_TIMEOUT) {
+		if ((k->out.len || k->want_out) &&
+		    now - k->out_at > WRITE_TIMEOUT) {
 			/* It holds a slot and up to MAX_OUT: let it go. */
 			fprintf(stderr, "relay %s %s - closed: answers unread for "
 			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
 			    WRITE_TIMEOUT);
 			conn_close(d, k);
 		} else if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
-		    (!k->in.len && !k->out.len && now - k->since > IDLE_TIMEOUT))
+		    (!k->in.len && !k->out.len && !k->want_out &&
+		    now - k->since > IDLE_TIMEOUT))
 			conn_close(d, k);
 		else if (k->tls && !k->in.len && !k->out.len)
 			tls_conn_rest(k->tls); /* a keep-alive between requests */
@@ -304,7 +306,7 @@ shutdown_relay(struct relayd *d)
 	close(d->lfd);
 	for (k = d->conns; k; k = next) {
 		next = k->next;
-		if (k->sse || !k->out.len)
+		if (k->sse || (!k->out.len && !k->want_out)) /* owes none */
 			conn_close(d, k);
 		else
 			k->closing = 1;

@@ -153,7 +153,7 @@ conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 		buf_add(&k->later, p, n);
 		return;
 	}
-	if (!k->out.len)
+	if (!k->out.len && !k->want_out) /* nothing owed till now */
 		k->out_at = time(NULL);
 	buf_add(&k->out, p, n);
 	pending_add(d, k);
@@ -238,7 +238,10 @@ conn_write(struct relayd *d, struct conn *k)
 }
 
 /* One pump of k's engine; *ww: records wait for room. The peer's EOF
- * ends reading (k->eof), not the session: what is owed still goes. */
+ * ends reading (k->eof), not the session: what is owed still goes.
+ * Records written count for the write deadline (k->out_at) as plain
+ * text does: up to 16 KiB of them can wait in the engine with k->out
+ * empty. */
 static int
 tls_pump(struct conn *k, int readable, int *ww)
 {
@@ -248,6 +251,8 @@ tls_pump(struct conn *k, int readable, int *ww)
 	*ww = !!(fl & TLS_WANT_WRITE);
 	if (fl & TLS_EOF)
 		k->eof = 1;
+	if (fl & TLS_SENT)
+		k->out_at = time(NULL);
 	return gone;
 }
 
@@ -256,7 +261,7 @@ static void
 on_tls(struct relayd *d, struct conn *k, int readable)
 {
 	int ww, gone, want, eof0 = k->eof;
-	size_t off0 = k->out_off, in0;
+	size_t in0;
 
 	/* Take in what came (requests, as far as they came), answer, and
 	 * pump the answers out. Pumping can hand over more requests the
@@ -284,8 +289,6 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		backlog_fill(d, k);
 		gone = tls_pump(k, 0, &ww);
 	}
-	if (k->out_off > off0)
-		k->out_at = time(NULL); /* some went out */
 	if (k->out_off == k->out.len) {
 		buf_reset(&k->out);
 		k->out_off = 0;

@@ -33,7 +33,8 @@ struct conn {
 	int sse;
 	int closing; /* close once out is flushed */
 	int eof;     /* the peer sends no more: no longer read */
-	int want_out;
+	int want_out; /* output waits for a writable socket: plain text,
+	               * or over TLS records in the engine */
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */

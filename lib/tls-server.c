@@ -294,7 +294,8 @@ fill(struct tls_conn *t, int fd, const unsigned char **src, size_t *n,
 	}
 }
 
-/* Write what records the engine has: 1 some went, 0 the socket is full
+/* Write what records the engine has: 1 some went (TLS_SENT), 0 the
+ * socket is full
  * (TLS_WANT_WRITE set in *flags), -1 the peer is gone. */
 static int
 send_records(br_ssl_engine_context *eng, int fd, int *flags)
@@ -307,6 +308,7 @@ send_records(br_ssl_engine_context *eng, int fd, int *flags)
 	n = write(fd, p, len);
 	if (n > 0) {
 		br_ssl_engine_sendrec_ack(eng, (size_t)n);
+		*flags |= TLS_SENT;
 		return 1;
 	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR)

@@ -32,6 +32,7 @@ int tls_conn_rest(struct tls_conn *t);
 #define TLS_WANT_WRITE 1 /* records still wait for a writable socket */
 #define TLS_EOF 2        /* the peer closed its side: read no more, but
                           * what is owed to it can still go */
+#define TLS_SENT 4       /* records were written */
 
 /* Move bytes between socket fd and the engine: plain out[*off..] is
  * encrypted and written to fd as far as the socket takes it; records

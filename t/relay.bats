@@ -2000,6 +2000,48 @@ print("answers", got.count(b"HTTP/1.1 200 OK"))
 	assert_output '{"ok":true,"service":"backchannel-relay"}'
 }
 
+# unread_tls CAFILE N [SIGNAL]: over TLS, pipeline N requests and read
+# none of the answers for a second (or until the relay has SIGNAL), then
+# read them all; prints how many came.
+unread_tls() {
+	timeout 90 python3 -c '
+import os, signal, socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", int(sys.argv[2])))
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n" * int(sys.argv[3]))
+time.sleep(1)
+if sys.argv[5]:
+    os.kill(int(sys.argv[4]), getattr(signal, sys.argv[5]))
+    time.sleep(1)
+got = b""
+while True:
+    try:
+        b = s.recv(65536)
+    except (ssl.SSLError, OSError) as e:
+        print("error", e)
+        break
+    if not b:
+        break
+    got += b
+print("answers", got.count(b"HTTP/1.1 200 OK"))
+' "$1" "$PORT" "$2" "$BCH_RELAY_PID" "${3:-}"
+}
+
+@test "TLS: SIGTERM flushes the answers still held in the engine for a client not reading" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	# 180 answers, some 27 KB: the socket takes part, the engine holds
+	# the rest as records while the relay's own buffer is empty.
+	run unread_tls "$CERT" 180 SIGTERM
+	assert_success
+	assert_line 'answers 180'
+	wait_for 10 gone "$BCH_RELAY_PID"
+	grep -q 'bch-relayd: stopped' "$LOG"
+}
+
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
 	echo 'not pem' >bad.pem
 	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
