@@ -283,10 +283,11 @@ tick(struct relayd *d)
 			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
 			    WRITE_TIMEOUT);
 			conn_close(d, k);
-		} else if ((k->in.len && now - k->since > REQUEST_TIMEOUT) ||
-		    (!k->in.len && !k->out.len && !k->want_out &&
-		    now - k->since > IDLE_TIMEOUT))
+		} else if (k->in.len && now - k->since > REQUEST_TIMEOUT)
 			conn_close(d, k);
+		else if (!k->in.len && !k->out.len && !k->want_out &&
+		    now - k->since > IDLE_TIMEOUT)
+			conn_end(d, k); /* a keep-alive's end: no cut */
 		else if (k->tls && !k->in.len && !k->out.len)
 			tls_conn_rest(k->tls); /* a keep-alive between requests */
 	}
@@ -306,7 +307,9 @@ shutdown_relay(struct relayd *d)
 	close(d->lfd);
 	for (k = d->conns; k; k = next) {
 		next = k->next;
-		if (k->sse || (!k->out.len && !k->want_out)) /* owes none */
+		if (k->tls)
+			conn_end(d, k); /* a close_notify after what it owes */
+		else if (k->sse || (!k->out.len && !k->want_out)) /* owes none */
 			conn_close(d, k);
 		else
 			k->closing = 1;

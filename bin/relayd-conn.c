@@ -143,6 +143,18 @@ conn_close(struct relayd *d, struct conn *k)
 	d->nconns--;
 }
 
+void
+conn_end(struct relayd *d, struct conn *k)
+{
+	if (k->sse) { /* a stream has no end to reach */
+		backlog_free(k);
+		buf_reset(&k->out);
+		k->out_off = 0;
+	}
+	k->closing = 1;
+	pending_add(d, k);
+}
+
 /* Queue bytes for k (through TLS when it has it); they go out when the
  * loop flushes, before it waits again, so a round of events costs one
  * write per connection and no epoll change unless the socket is full. */
@@ -301,10 +313,21 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	pending_del(k); /* pumped all it could */
 	if (gone < 0 && k->q)
 		k->closing = 1; /* its send is answered first */
-	else if (gone < 0 || (k->closing && !k->out.len && !ww && !k->q) ||
-	    owed(k) > MAX_OUT) {
+	else if (gone < 0 || owed(k) > MAX_OUT) {
 		conn_close(d, k);
 		return;
+	} else if (k->closing && !k->out.len && !ww && !k->q) {
+		/* Done: a close_notify, so the client can tell the end
+		 * from a cut; closed once it is out. */
+		if (!k->notified) {
+			k->notified = 1;
+			tls_conn_close(k->tls);
+			gone = tls_pump(k, 0, &ww);
+		}
+		if (gone < 0 || !ww) {
+			conn_close(d, k);
+			return;
+		}
 	}
 	k->last_tx = time(NULL);
 	want = ww || k->out.len > 0;

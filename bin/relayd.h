@@ -33,6 +33,7 @@ struct conn {
 	int sse;
 	int closing; /* close once out is flushed */
 	int eof;     /* the peer sends no more: no longer read */
+	int notified; /* TLS: close_notify queued, the session is over */
 	int want_out; /* output waits for a writable socket: plain text,
 	               * or over TLS records in the engine */
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
@@ -119,6 +120,10 @@ void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);
 /* Close k and free it, off its SSE bucket, the flush list, d->conns and
  * epoll. */
 void conn_close(struct relayd *d, struct conn *k);
+
+/* Close k once it has put out what it owes (a stream: nothing more);
+ * over TLS a close_notify ends the session first. */
+void conn_end(struct relayd *d, struct conn *k);
 
 /* Write what conn_send() queued, closing connections done or gone; the
  * loop calls it after each round of events, before it waits again. */

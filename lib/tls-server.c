@@ -426,3 +426,9 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 	keep_spill(t, src, nsrc);
 	return rc;
 }
+
+void
+tls_conn_close(struct tls_conn *t)
+{
+	br_ssl_engine_close(&t->sc.eng);
+}

@@ -46,6 +46,10 @@ int tls_conn_rest(struct tls_conn *t);
 int tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
     const struct buf *out, size_t *off, int *flags);
 
+/* End t's session gracefully: the engine queues a close_notify for
+ * tls_conn_pump() to send (the peer's own is not waited for). */
+void tls_conn_close(struct tls_conn *t);
+
 /* A client session to host over a connected blocking socket. pin (hex
  * sha256 of the public key) skips CA checks; else cafile (NULL: the
  * system bundle) verifies the chain and the name. */

@@ -2042,6 +2042,44 @@ print("answers", got.count(b"HTTP/1.1 200 OK"))
 	grep -q 'bch-relayd: stopped' "$LOG"
 }
 
+@test "TLS: a Connection: close answer and SIGTERM end the session with close_notify" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	# suppress_ragged_eofs=False: a TCP close without close_notify is
+	# an error (UNEXPECTED_EOF), as a client guarding against truncation
+	# sees it. The second connection is idle when the relay stops.
+	run timeout 30 python3 -c '
+import os, signal, socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+def conn():
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))),
+                           server_hostname="localhost", suppress_ragged_eofs=False)
+def drain(s):
+    got = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return "close_notify %d" % got.count(b"HTTP/1.1 200 OK")
+            got += b
+    except ssl.SSLError as e:
+        return "%s %d" % (e.reason, got.count(b"HTTP/1.1 200 OK"))
+s = conn()
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+print(drain(s))
+s = conn()
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+time.sleep(1)
+os.kill(int(sys.argv[3]), signal.SIGTERM)
+print(drain(s))
+' "$CERT" "$PORT" "$BCH_RELAY_PID"
+	assert_success
+	assert_line --index 0 'close_notify 1'
+	assert_line --index 1 'close_notify 1'
+	wait_for 10 gone "$BCH_RELAY_PID"
+	grep -q 'bch-relayd: stopped' "$LOG"
+}
+
 @test "TLS: a bad certificate or key file stops the relay with a clear error" {
 	echo 'not pem' >bad.pem
 	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
