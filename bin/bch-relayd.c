@@ -283,8 +283,9 @@ tick(struct relayd *d)
 			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
 			    WRITE_TIMEOUT);
 			conn_close(d, k);
-		} else if (k->in.len && now - k->since > REQUEST_TIMEOUT)
-			conn_close(d, k);
+		} else if ((k->in.len || (k->tls && !tls_conn_up(k->tls))) &&
+		    now - k->since > REQUEST_TIMEOUT)
+			conn_close(d, k); /* a request, or a handshake, stalled */
 		else if (!k->in.len && !k->out.len && !k->want_out &&
 		    now - k->since > IDLE_TIMEOUT)
 			conn_end(d, k); /* a keep-alive's end: no cut */

@@ -39,6 +39,7 @@ struct tls_conn {
 	struct tls_server *srv;
 	unsigned char *io; /* IOMAP bytes: input, then output at OBUF_AT */
 	int resting;       /* the pages of io were handed back */
+	int up;            /* the handshake is done */
 	unsigned char *spill; /* read, not yet taken by the engine */
 	size_t nspill;
 };
@@ -392,6 +393,8 @@ tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
 	while (progress) {
 		unsigned st = br_ssl_engine_current_state(eng);
 		progress = 0;
+		if (st & (BR_SSL_SENDAPP | BR_SSL_RECVAPP))
+			t->up = 1;
 		if (st & BR_SSL_CLOSED) {
 			rc = -1;
 			break;
@@ -431,4 +434,10 @@ void
 tls_conn_close(struct tls_conn *t)
 {
 	br_ssl_engine_close(&t->sc.eng);
+}
+
+int
+tls_conn_up(const struct tls_conn *t)
+{
+	return t->up;
 }

@@ -50,6 +50,10 @@ int tls_conn_pump(struct tls_conn *t, int fd, int readable, struct buf *in,
  * tls_conn_pump() to send (the peer's own is not waited for). */
 void tls_conn_close(struct tls_conn *t);
 
+/* Has the handshake of t been done? Until it is, a client is held to the
+ * time a request has to arrive. */
+int tls_conn_up(const struct tls_conn *t);
+
 /* A client session to host over a connected blocking socket. pin (hex
  * sha256 of the public key) skips CA checks; else cafile (NULL: the
  * system bundle) verifies the chain and the name. */

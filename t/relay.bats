@@ -314,7 +314,8 @@ PY
 	expect 409
 	req POST /v1/register "$ROOM" '{"name":"gina","token":"ABC"}'
 	expect 400
-	[ ! -e "$BACKCHANNEL_HOME/agents/frank.json" ] && [ ! -e "$BACKCHANNEL_HOME/agents/gina.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/agents/frank.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/agents/gina.json" ]
 	req GET /v1/inbox/erin "$mine"
 	expect 200
 }
@@ -877,7 +878,8 @@ sys.stdout.buffer.write(("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Be
 	done
 	wait_for 20 gone "$reader"
 	took=$((SECONDS - start))
-	[ "$took" -ge 9 ] && [ "$took" -le 16 ]
+	[ "$took" -ge 9 ]
+	[ "$took" -le 16 ]
 	# Dropped, not answered.
 	[ ! -s slow.out ] || ! grep -q '^HTTP/1.1 200' slow.out || false
 	alive
@@ -1759,6 +1761,39 @@ tls_relay() {
 	URL=https://127.0.0.1:$PORT
 }
 
+@test "TLS: a client stalled in its handshake is dropped after the request timeout, not the idle one" {
+	tls_relay ec
+	# Half a ClientHello, then nothing: the relay must not wait the 60 s
+	# a keep-alive may idle.
+	run timeout 40 python3 - "$PORT" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+out = ssl.MemoryBIO()
+tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(hello[:len(hello) // 2])
+t = time.time()
+s.settimeout(35)
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+print(int(time.time() - t))
+PY
+	assert_success
+	[ "$output" -ge 9 ]
+	[ "$output" -le 20 ]
+	kill -0 "$BCH_RELAY_PID"
+}
+
 # tls_round: curl with the certificate as CA; bch with the pin registers,
 # sends and drains; a wrong pin is a permanent failure; BACKCHANNEL_CA
 # works too. Last, the drain must have been quick: a keep-alive request
@@ -1884,7 +1919,8 @@ spki_pin() {
 	}
 	tok_alice=$(reg_tls alice)
 	tok_bob=$(reg_tls bob)
-	[ "${#tok_alice}" -eq 64 ] && [ "${#tok_bob}" -eq 64 ]
+	[ "${#tok_alice}" -eq 64 ]
+	[ "${#tok_bob}" -eq 64 ]
 	curl -s --cacert "$CERT" -H "Authorization: Bearer $tok_alice" -d '{"to":"@bob","body":"waiting"}' "$U/v1/send" >/dev/null
 	curl -sN --cacert "$CERT" -H "Authorization: Bearer $tok_bob" "$U/v1/events/bob" >sse.out 2>/dev/null &
 	bg_pid $!
