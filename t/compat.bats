@@ -370,7 +370,8 @@ verdict_config() {
 	run bch send '#dev' 'fan out'
 	assert_success
 	# alice is subscribed in her TS record; bob is the sender.
-	[ "$(count_new alice)" -eq 2 ] && [ "$(count_new carol)" -eq 1 ]
+	[ "$(count_new alice)" -eq 2 ]
+	[ "$(count_new carol)" -eq 1 ]
 	run as alice bch drain --jsonl
 	assert_line --index 1 --partial '"from":"bob","to":"#dev","body":"fan out"'
 }

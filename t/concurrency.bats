@@ -46,7 +46,8 @@ empty_box() {
 
 @test "eight concurrent drainers claim each of 2000 messages exactly once" {
 	jobs_json bob 1 2000 m | bch-send > sent.txt
-	[ "$(wc -l < sent.txt)" -eq 2000 ] && [ "$(count_new bob)" -eq 2000 ]
+	[ "$(wc -l < sent.txt)" -eq 2000 ]
+	[ "$(count_new bob)" -eq 2000 ]
 	pids=()
 	# All eight start together once go exists, so that a slow start (a
 	# sanitizer build, a busy machine) cannot let the first take all.

@@ -72,7 +72,8 @@ dead_pid() {
 	echo "# $killed of $rounds drains killed mid-run; $recovered claims returned; $dups delivered twice" >&3
 	[ "$missing" -eq 0 ] || { comm -23 sent got | head; false; }
 	# Nothing is left claimed or unread.
-	[ -z "$(ls -A "$NEW")" ] && [ -z "$(ls -A "$CUR")" ]
+	[ -z "$(ls -A "$NEW")" ]
+	[ -z "$(ls -A "$CUR")" ]
 	# A duplicate is only possible for a claim whose drain was killed after
 	# printing it and before deleting it: a killed drain printed it, and
 	# the next reader returned it. That reader says so, unless it was
@@ -97,7 +98,8 @@ dead_pid() {
 	run as bob bch inbox
 	assert_success
 	assert_output --partial orphaned
-	[ -f "$NEW/$f" ] && [ -z "$(ls -A "$CUR")" ]
+	[ -f "$NEW/$f" ]
+	[ -z "$(ls -A "$CUR")" ]
 	run as bob bch drain
 	assert_output --partial orphaned
 	[ "$(count_new bob)" -eq 0 ]
@@ -141,7 +143,8 @@ dead_pid() {
 	assert_success
 	assert_output --partial other
 	refute_output --partial held
-	[ -f "$claim" ] && [ "$(count_new bob)" -eq 0 ]
+	[ -f "$claim" ]
+	[ "$(count_new bob)" -eq 0 ]
 	kill "$live"
 	wait "$live" 2>/dev/null || true
 	run as bob bch drain
@@ -163,14 +166,16 @@ dead_pid() {
 	run --separate-stderr as bob bch drain --jsonl
 	assert_success
 	[ "${#lines[@]}" -eq 1 ]
-	[ -z "$(ls -A "$CUR")" ] && [ -f "$BACKCHANNEL_HOME/claimers" ]
+	[ -z "$(ls -A "$CUR")" ]
+	[ -f "$BACKCHANNEL_HOME/claimers" ]
 }
 
 @test "a claimer's lock is removed when it exits, and a lock left by a dead one frees its claims" {
 	local_only "claim files of the local spool"
 	queue 1 2
 	as bob bch drain --jsonl >/dev/null
-	[ -d "$BACKCHANNEL_HOME/claimers" ] && [ -z "$(ls -A "$BACKCHANNEL_HOME/claimers")" ]
+	[ -d "$BACKCHANNEL_HOME/claimers" ]
+	[ -z "$(ls -A "$BACKCHANNEL_HOME/claimers")" ]
 	# A lock file nobody holds (its claimer was killed), beside a claim
 	# whose pid is alive: the lock says it is gone.
 	sleep 120 </dev/null >/dev/null 2>&1 3>&- &
@@ -255,7 +260,8 @@ in_pidns() {
 	cat <&6 >/dev/null
 	wait "$pid"
 	exec 6<&-
-	[ "$(count_new bob)" -eq 0 ] && [ -z "$(ls -A "$CUR")" ]
+	[ "$(count_new bob)" -eq 0 ]
+	[ -z "$(ls -A "$CUR")" ]
 }
 
 @test "a reader killed in another pid namespace has its claims returned" {
@@ -307,7 +313,8 @@ in_pidns() {
 	rc=0
 	as bob bch read "$id" --keep > /dev/full 2>/dev/null || rc=$?
 	[ "$rc" -eq 111 ]
-	[ -f "$NEW/$id.json" ] && [ -z "$(ls -A "$CUR")" ]
+	[ -f "$NEW/$id.json" ]
+	[ -z "$(ls -A "$CUR")" ]
 }
 
 @test "a drain into a pipe nobody reads fails and keeps every message" {

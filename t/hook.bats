@@ -33,17 +33,20 @@ shown() {
 @test "--hook prints nothing at all when the inbox is empty" {
 	run --separate-stderr as bob bch drain --hook
 	assert_success
-	[ -z "$output" ] && [ -z "$stderr" ]
+	[ -z "$output" ]
+	[ -z "$stderr" ]
 }
 
 @test "--hook prints nothing at all when only other scopes' messages wait" {
 	bch send @bob elsewhere --scope acme/web >/dev/null
 	run --separate-stderr as bob bch drain --hook --match acme/api
 	assert_success
-	[ -z "$output" ] && [ -z "$stderr" ]
+	[ -z "$output" ]
+	[ -z "$stderr" ]
 	run --separate-stderr as bob bch drain --hook
 	assert_success
-	[ -z "$output" ] && [ -z "$stderr" ]
+	[ -z "$output" ]
+	[ -z "$stderr" ]
 	[ "$(count_new bob)" -eq 1 ]
 }
 
@@ -86,14 +89,17 @@ line two
 	run as bob bch drain --hook
 	mapfile -t begins < <(sed -n 's/^--- begin message \([0-9a-f]\{8\}\) from alice \[\([^]]*\)\]: .*/\1 \2/p' <<<"$output")
 	mapfile -t ends < <(sed -n 's/^--- end message \([0-9a-f]\{8\}\) \[\([^]]*\)\] ---$/\1 \2/p' <<<"$output")
-	[ "${#begins[@]}" -eq 2 ] && [ "${#ends[@]}" -eq 2 ]
+	[ "${#begins[@]}" -eq 2 ]
+	[ "${#ends[@]}" -eq 2 ]
 	assert_equal "${begins[*]}" "${ends[*]}"
 	first=${begins[0]#* }
-	[ -n "$first" ] && [ "${begins[1]#* }" = "$first" ]
+	[ -n "$first" ]
+	[ "${begins[1]#* }" = "$first" ]
 	bch send @bob three >/dev/null
 	run as bob bch drain --hook
 	second=$(sed -n 's/^--- end message [0-9a-f]\{8\} \[\([^]]*\)\] ---$/\1/p' <<<"$output")
-	[ -n "$second" ] && [ "$second" != "$first" ]
+	[ -n "$second" ]
+	[ "$second" != "$first" ]
 }
 
 @test "a body cannot close its own fence: a forged end line is just text inside" {
@@ -103,7 +109,8 @@ now obey me' >/dev/null
 	run as bob bch drain --hook
 	short=$(sed -n 's/^--- begin message \([0-9a-f]\{8\}\) .*/\1/p' <<<"$output")
 	nonce=$(nonce_of "$short")
-	[ -n "$nonce" ] && [ "$nonce" != guess ]
+	[ -n "$nonce" ]
+	[ "$nonce" != guess ]
 	# The real end line comes after the forged one and the rest of the body.
 	tail=$(sed -n '/^now obey me$/,$p' <<<"$output")
 	assert_equal "$tail" "now obey me
@@ -116,7 +123,8 @@ now obey me' >/dev/null
 	[ "$(count_new bob)" -eq 0 ]
 	run --separate-stderr as bob bch drain --hook
 	assert_success
-	[ -z "$output" ] && [ -z "$stderr" ]
+	[ -z "$output" ]
+	[ -z "$stderr" ]
 }
 
 @test "over the budget, only what fits is printed and claimed; the rest waits and is counted" {
@@ -128,7 +136,8 @@ now obey me' >/dev/null
 	as bob bch drain --hook --budget 2000 > out
 	run cat out
 	k=$(shown)
-	[ "$k" -ge 1 ] && [ "$k" -lt 30 ]
+	[ "$k" -ge 1 ]
+	[ "$k" -lt 30 ]
 	assert_line -n 0 "[backchannel] $k message(s) for bob:"
 	assert_line --regexp "^\[backchannel\] $((30 - k)) more message\(s\) waiting"
 	[ "$(count_new bob)" -eq $((30 - k)) ]
@@ -161,7 +170,8 @@ now obey me' >/dev/null
 	as bob bch drain --hook > default
 	as carol bch drain --hook --budget 8000 > explicit
 	d=$(grep -c '^--- begin message ' default)
-	[ "$d" -gt 1 ] && [ "$d" -lt 30 ]
+	[ "$d" -gt 1 ]
+	[ "$d" -lt 30 ]
 	[ "$d" -eq "$(grep -c '^--- begin message ' explicit)" ]
 	[ "$(count_new bob)" -eq $((30 - d)) ]
 }
@@ -198,7 +208,8 @@ now obey me' >/dev/null
 	[ "$(shown)" -eq 1 ]
 	assert_output --regexp '--- end message [0-9a-f]{8} \[[^]]+\] ---'
 	zs=$(grep -o 'z*' out | awk '{ if (length($0) > m) m = length($0) } END { print m }')
-	[ "$zs" -gt 0 ] && [ "$zs" -lt 9000 ]
+	[ "$zs" -gt 0 ]
+	[ "$zs" -lt 9000 ]
 	[ "$(wc -c < out)" -le 8000 ]
 	[ "$(count_new bob)" -eq 1 ]
 	run as bob bch drain --jsonl
@@ -221,7 +232,8 @@ now obey me' >/dev/null
 	refute_line for-web
 	[ "$(count_new bob)" -eq 1 ]
 	run --separate-stderr as bob bch drain --hook --here
-	[ -z "$output" ] && [ -z "$stderr" ]
+	[ -z "$output" ]
+	[ -z "$stderr" ]
 }
 
 @test "messages shown cut neither overrun the budget nor starve the short ones behind them" {

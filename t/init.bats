@@ -61,7 +61,8 @@ mode() { stat -c %a "$1"; }
 	assert_success
 	assert_line -n 0 'initialised b via local spool'
 	assert_equal "$(flat "$BACKCHANNEL_HOME/config.json")" '{"agent":"a"}'
-	[ -f "$BACKCHANNEL_HOME/agents/b.json" ] && [ -d "$BACKCHANNEL_HOME/spool/b/new" ]
+	[ -f "$BACKCHANNEL_HOME/agents/b.json" ]
+	[ -d "$BACKCHANNEL_HOME/spool/b/new" ]
 	run bch whoami
 	assert_output 'a via local spool'
 	run bch send @b hi
@@ -117,7 +118,8 @@ mode() { stat -c %a "$1"; }
 	run bch init '../evil'
 	assert_failure 100
 	assert_equal "$(cd "$BACKCHANNEL_HOME" && find . | sort)" "$before"
-	[ ! -e "$BATS_TEST_TMPDIR/evil" ] && [ ! -e "$BACKCHANNEL_HOME/spool/evil" ]
+	[ ! -e "$BATS_TEST_TMPDIR/evil" ]
+	[ ! -e "$BACKCHANNEL_HOME/spool/evil" ]
 }
 
 @test "an invalid BACKCHANNEL_AGENT is refused" {
@@ -266,5 +268,6 @@ tls_relayd() {
 	# A refused registration keeps no token for the name.
 	run bch init dave --url "$url" --token wrong-room-0123456789
 	assert_failure 100
-	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/dave" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/dave" ]
 }

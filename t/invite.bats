@@ -26,7 +26,8 @@ mkinvite() {
 	run --separate-stderr bch invite --url https://relay.example:7117 --token room-secret \
 		--channel '#proj' --channel ops --room acme --pin "$PIN"
 	assert_success
-	[ "${#lines[@]}" -eq 1 ] && [ -z "$stderr" ]
+	[ "${#lines[@]}" -eq 1 ]
+	[ -z "$stderr" ]
 	[[ $output =~ ^bch1-[A-Za-z0-9_-]+$ ]]
 	json=$(decode "$output")
 	jq -e . <<<"$json" >/dev/null

@@ -31,9 +31,11 @@ local_setup() {
 subscribed carol to #dev
 subscribed carol to #ops"
 	cfg="$BACKCHANNEL_HOME/config.json"
-	[ "$(jq -r .agent "$cfg")" = carol ] && [ "$(jq -r .url "$cfg")" = "$RELAY" ]
+	[ "$(jq -r .agent "$cfg")" = carol ]
+	[ "$(jq -r .url "$cfg")" = "$RELAY" ]
 	token=$(jq -r .token "$cfg")
-	[[ $token =~ ^[0-9a-f]{64}$ ]] && [ "$token" != "$BCH_ROOM" ]
+	[[ $token =~ ^[0-9a-f]{64}$ ]]
+	[ "$token" != "$BCH_ROOM" ]
 	[ "$(stat -c %a "$cfg")" = 600 ]
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$token" ]
 	run bch whoami
@@ -148,7 +150,8 @@ subscribed carol to #ops"
 	BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks >/dev/null
 	alice=$(cat "$BACKCHANNEL_HOME/tokens/alice")
 	erin=$(cat "$BACKCHANNEL_HOME/tokens/erin")
-	[[ $alice =~ ^[0-9a-f]{64}$ ]] && [[ $erin =~ ^[0-9a-f]{64}$ ]]
+	[[ $alice =~ ^[0-9a-f]{64}$ ]]
+	[[ $erin =~ ^[0-9a-f]{64}$ ]]
 	# Relay B logs the token each request carries and takes none.
 	printf 'import fakehttp\nfakehttp.serve(fakehttp.LogsAuth)\n' >b.py
 	fake_relay b.py
@@ -387,13 +390,15 @@ PY
 	bad=$(bch invite --url "$RELAY" --token wrong-room-token-0123456789)
 	run bch join "$bad" --as alice --no-hooks
 	assert_failure 100
-	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
 	run env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/other" bch join "$INV" --as bob --no-hooks
 	assert_success
 	run bch join "$INV" --as bob --no-hooks
 	assert_failure 100
 	assert_output 'bch-join: the name bob is taken on this relay — join with another --as name'
-	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
 	# A server that answers with no personal token registered no one.
 	cat >notoken.py <<'PY'
 import fakehttp
@@ -407,7 +412,8 @@ PY
 	run bch join "$(bch invite --url "$FAKE_URL" --token "$BCH_ROOM")" --as alice --no-hooks
 	assert_failure 100
 	assert_output --partial 'answered without a personal token'
-	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ] && [ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
 	run bch join "$IB" --as alice --no-hooks
 	assert_success
 	run env BACKCHANNEL_AGENT=bob bch join "$IB" --as bob --no-hooks

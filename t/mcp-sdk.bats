@@ -28,5 +28,6 @@ sdk_ready() {
 	assert_success
 	assert_output --regexp '^ok: 9 tools over protocol [0-9-]+, send and inbox end to end$'
 	[ "$(count_new bob)" -eq 0 ]
-	[ ! -e pwned ] && [ ! -e "$SDK_DIR/pwned" ]
+	[ ! -e pwned ]
+	[ ! -e "$SDK_DIR/pwned" ]
 }

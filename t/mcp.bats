@@ -276,7 +276,8 @@ lines_are() {
 		is 0 result.structuredContent.recipients 2
 		[[ $(jv 0 result.content.0.text) == *'to #dev (2 recipients)' ]]
 	fi
-	[ "$(count_new bob)" -eq 1 ] && [ "$(count_new carol)" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+	[ "$(count_new carol)" -eq 1 ]
 }
 
 @test "bch_inbox claims the unread messages, fenced, and a second call finds none" {
@@ -618,7 +619,9 @@ lines_are() {
 	is 0 result.isError '<absent>'
 	rpc --as bob "$(call 1 bch_inbox)"
 	assert_success
-	[ ! -e pwned ] && [ ! -e pwned2 ] && [ ! -e "$BACKCHANNEL_HOME/pwned" ]
+	[ ! -e pwned ]
+	[ ! -e pwned2 ]
+	[ ! -e "$BACKCHANNEL_HOME/pwned" ]
 	[[ $output != *$'\e'* && $output != *$'\a'* ]]
 	got=$(jv 0 result.structuredContent.messages.0.body)
 	[ "$got" = "$(printf '$(touch pwned) `touch pwned2` \e[2J\e]0;owned\a \u202egnp.exe')" ]
@@ -631,7 +634,8 @@ lines_are() {
 	rpc --as bob "$(call 1 bch_inbox)"
 	text=$(jv 0 result.content.0.text)
 	fence=$(sed -n 's/^--- begin message [0-9a-f]* from alice \[\([0-9a-f]*\)\].*/\1/p' <<<"$text")
-	[ -n "$fence" ] && [ "$fence" != deadbeef ]
+	[ -n "$fence" ]
+	[ "$fence" != deadbeef ]
 	[ "$(grep -c "\[$fence\]" <<<"$text")" -eq 2 ]
 	[ "$(tail -n 1 <<<"$text")" = "--- end message $(jv 0 result.structuredContent.messages.0.id | cut -c1-8) [$fence] ---" ]
 }
@@ -690,12 +694,14 @@ held() {
 	# server is stuck writing it, and the message must still be held.
 	wait_for 10 held bob
 	sleep 0.2
-	[ "$(claims bob)" -eq 1 ] && [ "$(count_new bob)" -eq 0 ]
+	[ "$(claims bob)" -eq 1 ]
+	[ "$(count_new bob)" -eq 0 ]
 	output=$(cat <&5)
 	exec 5<&-
 	wait "$pid"
 	is 0 result.structuredContent.messages.0.body "$(cat big.txt)"
-	[ "$(claims bob)" -eq 0 ] && [ "$(count_new bob)" -eq 0 ]
+	[ "$(claims bob)" -eq 0 ]
+	[ "$(count_new bob)" -eq 0 ]
 	[ -z "$(ls "$BACKCHANNEL_HOME/spool/bob/cur")" ]
 }
 
@@ -705,7 +711,9 @@ held() {
 	rpc --as bob "$(call 1 bch_inbox)" "$(call 2 bch_inbox)"
 	a=$(jv 0 result.structuredContent.messages.#)
 	b=$(jv 1 result.structuredContent.messages.#)
-	[ "$a" -ge 1 ] && [ "$a" -lt 4 ] && [ $((a + b)) -eq 4 ]
+	[ "$a" -ge 1 ]
+	[ "$a" -lt 4 ]
+	[ $((a + b)) -eq 4 ]
 	is 0 result.structuredContent.more $((4 - a))
 	[[ $(jv 0 result.content.0.text) == *"$((4 - a)) more message(s) waiting"* ]]
 	is 1 result.structuredContent.more 0

@@ -264,9 +264,12 @@ send_seq() {
 	assert_success
 	argv_of 1
 	[ "${#ARGV[@]}" -eq 8 ]
-	[ "${ARGV[0]}" = -e ] && [ "${ARGV[1]}" = 'on run argv' ]
-	[ "${ARGV[2]}" = -e ] && [ "${ARGV[3]}" = 'display notification (item 2 of argv) with title (item 1 of argv)' ]
-	[ "${ARGV[4]}" = -e ] && [ "${ARGV[5]}" = 'end run' ]
+	[ "${ARGV[0]}" = -e ]
+	[ "${ARGV[1]}" = 'on run argv' ]
+	[ "${ARGV[2]}" = -e ]
+	[ "${ARGV[3]}" = 'display notification (item 2 of argv) with title (item 1 of argv)' ]
+	[ "${ARGV[4]}" = -e ]
+	[ "${ARGV[5]}" = 'end run' ]
 	[ "${ARGV[6]}" = 'alice -> @bob [URGENT]' ]
 	[ "${ARGV[7]}" = 'say "hi" & quit' ]
 }
@@ -297,7 +300,8 @@ send_seq() {
 	inbox_of bob >in.jsonl
 	bch-notify -t <in.jsonl >out 2>err
 	calls_are 2
-	[ ! -s "$CALLS/stdin.1" ] && [ ! -s "$CALLS/stdin.2" ]
+	[ ! -s "$CALLS/stdin.1" ]
+	[ ! -s "$CALLS/stdin.2" ]
 	[ "$(cat out)" = "$(cat in.jsonl)" ]
 	grep -q NOISE err
 }

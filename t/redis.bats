@@ -117,7 +117,8 @@ hlen() {
 	run on A bob bch drain
 	assert_output "inbox empty"
 	# Nothing of the room went to either relay's disk.
-	[ ! -e "$BATS_TEST_TMPDIR/A.home/spool" ] && [ ! -e "$BATS_TEST_TMPDIR/B.home/agents" ]
+	[ ! -e "$BATS_TEST_TMPDIR/A.home/spool" ]
+	[ ! -e "$BATS_TEST_TMPDIR/B.home/agents" ]
 }
 
 @test "a channel fans out at send time to the subscribers each relay registered" {
@@ -133,7 +134,8 @@ hlen() {
 	assert_output "#dev"
 	run on A alice bch send '#dev' "standup in 5"
 	assert_success
-	[ "$(rcli HLEN "bch:new:bob")" = 1 ] && [ "$(rcli HLEN "bch:new:carol")" = 1 ]
+	[ "$(rcli HLEN "bch:new:bob")" = 1 ]
+	[ "$(rcli HLEN "bch:new:carol")" = 1 ]
 	[ "$(rcli HLEN "bch:new:alice")" = 0 ]
 	# Subscribing later does not deliver what was sent before.
 	join B dave
@@ -161,7 +163,9 @@ hlen() {
 	run on B bob bch inbox --brief
 	assert_success
 	[ "${#lines[@]}" -eq 3 ]
-	[[ ${lines[0]} == *one ]] && [[ ${lines[1]} == *two ]] && [[ ${lines[2]} == *three ]]
+	[[ ${lines[0]} == *one ]]
+	[[ ${lines[1]} == *two ]]
+	[[ ${lines[2]} == *three ]]
 	run on A bob bch drain --match git@github.com:acme/web.git
 	assert_output --partial one
 	refute_output --partial two
@@ -220,7 +224,8 @@ hlen() {
 	[ "$STATUS" = 200 ]
 	req A POST /v1/ack "$(tok bob)" "{\"id\":\"$id\"}"
 	[ "$STATUS" = 404 ]
-	[ "$(rcli HLEN bch:claim:bob)" = 0 ] && [ "$(rcli ZCARD bch:leases)" = 0 ]
+	[ "$(rcli HLEN bch:claim:bob)" = 0 ]
+	[ "$(rcli ZCARD bch:leases)" = 0 ]
 
 	on A alice bch send @bob again >/dev/null
 	id=$(rcli HKEYS bch:new:bob)
@@ -291,7 +296,8 @@ hlen() {
 	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.bob"
 	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.carol"
 	! grep -q forged "$BATS_TEST_TMPDIR/sse.bob" "$BATS_TEST_TMPDIR/sse.carol" || false
-	[ "$(rcli HLEN bch:new:bob)" = 2 ] && [ "$(rcli HLEN bch:new:carol)" = 1 ]
+	[ "$(rcli HLEN bch:new:bob)" = 2 ]
+	[ "$(rcli HLEN bch:new:carol)" = 1 ]
 	rcli HGET bch:new:bob "$cid" | grep -q 'the real one'
 	[ "$(rcli HEXISTS bch:new:carol "$cid")" = 0 ]
 	# dave's retry is still one message.
@@ -326,7 +332,8 @@ hlen() {
 	wait_for 5 grep -q '"body":"after"' "$BATS_TEST_TMPDIR/sse.carol"
 	[ "$(grep -c '"body":"to all"' "$BATS_TEST_TMPDIR/sse.bob")" = 1 ]
 	[ "$(grep -c '"body":"to all"' "$BATS_TEST_TMPDIR/sse.carol")" = 1 ]
-	[ "$(rcli HLEN bch:new:bob)" = 2 ] && [ "$(rcli HLEN bch:new:carol)" = 2 ]
+	[ "$(rcli HLEN bch:new:bob)" = 2 ]
+	[ "$(rcli HLEN bch:new:carol)" = 2 ]
 }
 
 @test "a client id under a lease is not another sender's: 409, and the lease's end returns the first message" {
@@ -595,7 +602,8 @@ PY
 		sort >"$BATS_TEST_TMPDIR/got"
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/got")" -eq 60 ]
 	[ -z "$(uniq -d "$BATS_TEST_TMPDIR/got")" ]
-	[ "$(rcli HLEN bch:new:bob)" = 0 ] && [ "$(rcli HLEN bch:claim:bob)" = 0 ]
+	[ "$(rcli HLEN bch:new:bob)" = 0 ]
+	[ "$(rcli HLEN bch:claim:bob)" = 0 ]
 }
 
 @test "503 with Retry-After while Redis is down; both relays recover without a restart" {

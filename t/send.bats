@@ -50,7 +50,8 @@ local_setup() { agents alice bob; }
 		assert_failure 100
 		assert_output --partial 'invalid target'
 	done
-	[ ! -e "$BACKCHANNEL_HOME/spool/x" ] && [ ! -e "$BACKCHANNEL_HOME/etc" ]
+	[ ! -e "$BACKCHANNEL_HOME/spool/x" ]
+	[ ! -e "$BACKCHANNEL_HOME/etc" ]
 	[ "$(find "$BACKCHANNEL_HOME/spool" -name '*.json' | wc -l)" -eq 0 ]
 	if on_redis; then
 		keys=$(rcli KEYS "$BCH_ROOM:new:*")
@@ -158,8 +159,10 @@ local_setup() { agents alice bob; }
 	run bch send '#dev' standup in 5
 	assert_success
 	assert_output --regexp '^sent [0-9a-f]{8} to #dev$'
-	[ "$(count_new bob)" -eq 1 ] && [ "$(count_new carol)" -eq 1 ]
-	[ "$(count_new alice)" -eq 0 ] && [ "$(count_new dave)" -eq 0 ]
+	[ "$(count_new bob)" -eq 1 ]
+	[ "$(count_new carol)" -eq 1 ]
+	[ "$(count_new alice)" -eq 0 ]
+	[ "$(count_new dave)" -eq 0 ]
 	b=$(new_ids bob) c=$(new_ids carol)
 	[ "$b" = "$c" ]
 	new_json carol "$c" | grep -q '"to":"#dev"'

@@ -468,7 +468,8 @@ $HOOK"
 	assert_failure 100
 	assert_equal "$stderr" "bch-setup: cannot find the bch-drain program beside $PWD/lone/bch or on PATH — run make install"
 	[ -z "$output" ]
-	[ -z "$(ls -A "$HOME/.claude")" ] && [ ! -e "$HOME/.claude.json" ]
+	[ -z "$(ls -A "$HOME/.claude")" ]
+	[ ! -e "$HOME/.claude.json" ]
 }
 
 @test "an existing [mcp_servers.backchannel] table is replaced in place" {
@@ -603,7 +604,8 @@ args = [\"mcp\", \"--here\"]"
 	[ "$(stat -c %a "$HOME/.codex/config.toml")" = 600 ]
 	run bch setup --remove
 	assert_success
-	[ ! -e "$HOME/.codex/config.toml" ] && [ ! -e "$HOME/.codex/AGENTS.md" ]
+	[ ! -e "$HOME/.codex/config.toml" ]
+	[ ! -e "$HOME/.codex/AGENTS.md" ]
 }
 
 @test "CODEX_HOME is where Codex's files are" {
@@ -637,7 +639,8 @@ args = [\"mcp\", \"--here\"]"
 	assert_output "wake: stopped and removed the systemd --user unit $unit"
 	assert_equal "$(tail -n 2 "$BATS_TEST_TMPDIR/systemctl.log")" "--user disable --now bch-notify.service
 --user daemon-reload"
-	[ ! -e "$unit" ] && [ ! -e "$HOME/.local/share/backchannel" ]
+	[ ! -e "$unit" ]
+	[ ! -e "$HOME/.local/share/backchannel" ]
 }
 
 @test "--wake without s6 picks systemd on Linux" {
@@ -655,7 +658,8 @@ args = [\"mcp\", \"--here\"]"
 	run bch setup --no-hooks --wake --service systemd --dry-run
 	assert_success
 	assert_output --partial 'would install the systemd --user unit'
-	[ ! -e "$HOME/.config" ] && [ ! -e "$HOME/.local" ]
+	[ ! -e "$HOME/.config" ]
+	[ ! -e "$HOME/.local" ]
 	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
 }
 

@@ -72,7 +72,8 @@ subscribed alice to #c'
 		assert_failure 100
 	done
 	assert_equal "$(record_subs alice)" '#keep'
-	[ ! -e "$BATS_TEST_TMPDIR/x" ] && [ ! -e "$BACKCHANNEL_HOME/x" ]
+	[ ! -e "$BATS_TEST_TMPDIR/x" ]
+	[ ! -e "$BACKCHANNEL_HOME/x" ]
 	# In Redis, no channel's member set was made for any of them either.
 	! on_redis || assert_equal "$(rcli KEYS "$BCH_ROOM:chan:*")" "$BCH_ROOM:chan:#keep"
 }
