@@ -1,7 +1,8 @@
 /* spool-http-conn: the transport of the spool over HTTP — a link to the
  * relay (TCP, and TLS over it for https), one request and its answer on
- * the keep-alive link, retries with backoff, and the event stream that
- * spool_wait() reads (the design rationale is in spool-http.c). */
+ * the keep-alive link, retries with backoff (the event stream that
+ * spool_wait() reads is spool-http-events.c; the design rationale is in
+ * spool-http.c). */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -20,10 +21,6 @@
 #include "tls.h"
 
 #define TIMEOUT_MS 15000
-/* The relay sends a keepalive comment every 25 s: a stream that says
- * nothing for three of them is dead (a NAT that forgot it, a laptop that
- * slept), though no error will ever come to say so. */
-#define SILENCE_MS 75000
 
 void
 hs_link_close(struct link *l)
@@ -59,8 +56,8 @@ keepalive_on(int fd)
 #endif
 }
 
-static int
-link_open(struct spool *s, struct link *l, struct err *e)
+int
+hs_link_open(struct spool *s, struct link *l, struct err *e)
 {
 	struct hs *h = s->impl;
 	struct addrinfo hints, *res, *ai;
@@ -118,16 +115,16 @@ link_open(struct spool *s, struct link *l, struct err *e)
 	return 0;
 }
 
-static ssize_t
-link_write(struct link *l, const void *p, size_t n)
+ssize_t
+hs_link_write(struct link *l, const void *p, size_t n)
 {
 	if (l->tls)
 		return tls_client_write(l->tls, l->fd, p, n) < 0 ? -1 : (ssize_t)n;
 	return io_writeall(l->fd, p, n) < 0 ? -1 : (ssize_t)n;
 }
 
-static ssize_t
-link_read(struct link *l, void *p, size_t n)
+ssize_t
+hs_link_read(struct link *l, void *p, size_t n)
 {
 	ssize_t r;
 
@@ -140,8 +137,8 @@ link_read(struct link *l, void *p, size_t n)
 }
 
 /* The Host header: see url_authority(). */
-static void
-host_put(struct buf *q, const struct url *u)
+void
+hs_host_put(struct buf *q, const struct url *u)
 {
 	char host[URL_AUTHORITY_MAX];
 
@@ -154,7 +151,7 @@ request_build(struct hs *h, struct buf *q, const char *method,
     const char *path, const char *token, const struct buf *body)
 {
 	buf_printf(q, "%s %s%s HTTP/1.1\r\n", method, h->url.prefix, path);
-	host_put(q, &h->url);
+	hs_host_put(q, &h->url);
 	buf_adds(q, "User-Agent: backchannel\r\nAccept: application/json\r\n");
 	if (token && *token)
 		buf_printf(q, "Authorization: Bearer %s\r\n", token);
@@ -211,7 +208,7 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r,
 			return err_status(e, 502);
 		}
 		buf_grow(&l->in, 16384);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n <= 0) {
 			if (n == 0)
 				errno = 0; /* closed: no error to tell of */
@@ -264,11 +261,11 @@ exchange(struct spool *s, const char *method, const char *path,
 	request_build(h, &q, method, path, token, body);
 	for (;;) {
 		if (l->fd < 0) {
-			if ((rc = link_open(s, l, e)) < 0)
+			if ((rc = hs_link_open(s, l, e)) < 0)
 				break;
 			fresh = 1;
 		}
-		if (link_write(l, q.p, q.len) >= 0 &&
+		if (hs_link_write(l, q.p, q.len) >= 0 &&
 		    (rc = answer_read(s, l, r, e)) <= 0)
 			break;
 		if ((rc = link_lost(s, l, fresh, e)) < 0)
@@ -283,8 +280,8 @@ exchange(struct spool *s, const char *method, const char *path,
 
 /* A 3xx: the relay's url leads elsewhere. Where to, as the url to use
  * instead when the answer names the route asked for. */
-static void
-redirect_err(struct spool *s, const char *path, const struct http_resp *r,
+void
+hs_redirect_err(struct spool *s, const char *path, const struct http_resp *r,
     struct err *e)
 {
 	size_t n = strlen(r->location), pn = strlen(path);
@@ -312,7 +309,7 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
 	int i;
 
 	if (r->status < 400) {
-		redirect_err(s, path, r, e);
+		hs_redirect_err(s, path, r, e);
 		err_status(e, r->status);
 		http_resp_free(r);
 		return -1;
@@ -381,242 +378,4 @@ const char *
 hs_token(struct spool *s)
 {
 	return s->cfg->token ? s->cfg->token : "";
-}
-
-/* The relay answered the request for the event stream with something
- * else than the stream: -1 with e filled, r freed, the link closed. */
-static int
-events_refused(struct spool *s, const char *agent, struct http_resp *r,
-    struct err *e)
-{
-	struct hs *h = s->impl;
-	char path[NAME_MAX_LEN + 16];
-
-	if (r->status >= 300 && r->status < 400) {
-		snprintf(path, sizeof path, "/v1/events/%s", agent);
-		redirect_err(s, path, r, e);
-	} else {
-		err_set(e, r->status == 401 || r->status == 403 ? BCH_PERM :
-		    BCH_TEMP, "relay refused the event stream (%d)", r->status);
-	}
-	http_resp_free(r);
-	hs_link_close(&h->ev);
-	return -1;
-}
-
-/* Open the event stream; its head is read here, its events in wait. */
-static int
-events_open(struct spool *s, const char *agent, struct err *e)
-{
-	struct hs *h = s->impl;
-	struct link *l = &h->ev;
-	struct buf q = BUF_INIT;
-	struct http_resp r;
-
-	if (link_open(s, l, e) < 0)
-		return -1;
-	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\n", h->url.prefix,
-	    agent);
-	host_put(&q, &h->url);
-	buf_printf(&q, "Accept: text/event-stream\r\nAuthorization: Bearer "
-	    "%s\r\n", hs_token(s));
-	if (h->last_id[0])
-		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
-	buf_adds(&q, "\r\n");
-	if (link_write(l, q.p, q.len) < 0)
-		goto broken;
-	buf_free(&q);
-	for (;;) {
-		long used = http_parse_response(l->in.p ? l->in.p : "", l->in.len,
-		    1 << 16, &r);
-		ssize_t n;
-		if (used > 0) {
-			int ok = r.status == 200 && r.event_stream;
-			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
-			l->in.len -= (size_t)used;
-			l->in.p[l->in.len] = 0; /* events may have come with the head */
-			if (!ok)
-				return events_refused(s, agent, &r, e);
-			http_resp_free(&r);
-			clock_gettime(CLOCK_MONOTONIC, &h->heard);
-			h->opened = h->heard;
-			return 0;
-		}
-		if (used < 0)
-			goto broken;
-		buf_grow(&l->in, 4096);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n <= 0)
-			goto broken;
-		l->in.len += (size_t)n;
-	}
-broken:
-	buf_free(&q);
-	hs_link_close(l);
-	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
-	return -1;
-}
-
-#define EVENT_MAX (1 << 20)
-
-/* Drop what is read of an event over EVENT_MAX up to the blank line that
- * ends it: 1 when that end is in, 0 when more is to come. A last '\n'
- * is kept, for the one that may start the next read. */
-static int
-event_skip(struct link *l)
-{
-	char *end = memmem(l->in.p, l->in.len, "\n\n", 2);
-
-	if (!end) {
-		int nl = l->in.len && l->in.p[l->in.len - 1] == '\n';
-		buf_reset(&l->in);
-		if (nl)
-			buf_addc(&l->in, '\n');
-		return 0;
-	}
-	end += 2;
-	l->in.len -= (size_t)(end - l->in.p);
-	memmove(l->in.p, end, l->in.len + 1);
-	l->skip = 0;
-	return 1;
-}
-
-/* Lines may end in CRLF or CR as well as LF: make each end one LF. A CR
- * last in b waits for the next read, which may bring its LF. */
-static void
-strip_cr(struct buf *b)
-{
-	char *r = memchr(b->p, '\r', b->len), *w;
-	size_t i;
-
-	if (!r)
-		return;
-	for (w = r, i = (size_t)(r - b->p); i < b->len; i++) {
-		if (b->p[i] != '\r' || i + 1 == b->len)
-			*w++ = b->p[i];
-		else if (b->p[i + 1] != '\n')
-			*w++ = '\n';
-	}
-	b->len = (size_t)(w - b->p);
-	b->p[b->len] = 0;
-}
-
-/* Take whole events off the front of the stream; 1 if any was a message. */
-static int
-events_consume(struct hs *h)
-{
-	struct link *l = &h->ev;
-	int got = 0;
-	char *end;
-
-	if (l->in.len)
-		strip_cr(&l->in);
-	if (l->skip && !event_skip(l))
-		return 0;
-	/* Lines are measured, not NUL-terminated: a stream may hold any
-	 * byte, and an id is taken only from a whole, clean "id:" line. */
-	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
-		char *line = l->in.p;
-		while (line <= end) {
-			char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
-			size_t n = (size_t)(nl - line);
-			if (n >= 5 && memcmp(line, "data:", 5) == 0)
-				got = 1;
-			else if (n > 4 && n - 4 <= ID_MAX_LEN &&
-			    memcmp(line, "id: ", 4) == 0) {
-				char id[ID_MAX_LEN + 1];
-				memcpy(id, line + 4, n - 4);
-				id[n - 4] = 0;
-				if (strlen(id) == n - 4 && id_valid(id))
-					memcpy(h->last_id, id, n - 3);
-			}
-			line = nl + 1;
-		}
-		end += 2;
-		l->in.len -= (size_t)(end - l->in.p);
-		memmove(l->in.p, end, l->in.len + 1);
-	}
-	if (l->in.len > EVENT_MAX) {
-		/* A runaway event: no message is read from it, but one may
-		 * be behind it, so the caller lists the inbox, and what is
-		 * left of the event is dropped as it comes. */
-		l->skip = 1;
-		event_skip(l);
-		return 1;
-	}
-	return got;
-}
-
-/* How long to poll the stream: the caller's timeout, cut short to when
- * the stream will have been silent too long (*silent then set). */
-static int
-poll_ms(const struct hs *h, int timeout_ms, int *silent)
-{
-	long left = SILENCE_MS - io_ms_since(&h->heard);
-
-	if (left < 0)
-		left = 0;
-	*silent = timeout_ms < 0 || left < timeout_ms;
-	return *silent ? (int)left : timeout_ms;
-}
-
-int
-hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
-{
-	struct hs *h = s->impl;
-	struct link *l = &h->ev;
-	struct pollfd p;
-	struct err local;
-	int rc, silent;
-
-	if (!e)
-		e = &local;
-	if (l->fd < 0) {
-		if (h->pause_ms) /* the last stream ended at once: no spin */
-			poll(NULL, 0, timeout_ms >= 0 && timeout_ms < h->pause_ms ?
-			    timeout_ms : h->pause_ms);
-		if (events_open(s, agent, e) < 0) {
-			if (e && e->code == BCH_PERM)
-				return -1;
-			/* The relay is away: wait a little, then say "look". */
-			poll(NULL, 0, timeout_ms < 0 || timeout_ms > 2000 ? 2000 :
-			    timeout_ms);
-			return 1;
-		}
-		return 1;
-	}
-	for (;;) {
-		ssize_t n;
-		if (events_consume(h))
-			return 1;
-		if (!(l->tls && tls_client_pending(l->tls))) {
-			p.fd = l->fd;
-			p.events = POLLIN;
-			rc = poll(&p, 1, poll_ms(h, timeout_ms, &silent));
-			if (rc < 0)
-				return errno == EINTR ? 0 : err_sys(e, "poll");
-			if (rc == 0 && !silent)
-				return 0;
-			if (rc == 0) {
-				/* Dead: open it again (with Last-Event-ID),
-				 * and list for what the silence hid. */
-				hs_link_close(l);
-				return 1;
-			}
-		}
-		buf_grow(&l->in, 16384);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				return 0;
-			hs_link_close(l); /* reconnect on the next call, then relist */
-			h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
-			    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) :
-			    250;
-			return 1;
-		}
-		l->in.len += (size_t)n;
-		l->in.p[l->in.len] = 0;
-		clock_gettime(CLOCK_MONOTONIC, &h->heard);
-	}
 }

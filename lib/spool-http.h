@@ -5,6 +5,7 @@
 #define BCH_SPOOL_HTTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "buf.h"
@@ -39,6 +40,17 @@ struct hs {
 
 /* Close l, if open, and drop what it had read; its next use opens it. */
 void hs_link_close(struct link *l);
+
+/* spool-http-conn.c, for the event stream too: open l to the relay
+ * (0, or -1 with e filled); write and read on it as write(2) and
+ * read(2) do, over TLS where it has it; the Host header of a request;
+ * the error of a 3xx answer to path. */
+int hs_link_open(struct spool *s, struct link *l, struct err *e);
+ssize_t hs_link_write(struct link *l, const void *p, size_t n);
+ssize_t hs_link_read(struct link *l, void *p, size_t n);
+void hs_host_put(struct buf *q, const struct url *u);
+void hs_redirect_err(struct spool *s, const char *path,
+    const struct http_resp *r, struct err *e);
 
 /* Send method path (token as the bearer, body as JSON when not NULL) on
  * the keep-alive link; with retry, a failure that may pass (no
