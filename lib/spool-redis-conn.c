@@ -255,6 +255,24 @@ load_scripts(struct rd *r, struct err *e)
 	return 0;
 }
 
+/* An error reply, freed, into e. A server that no longer takes writes
+ * (READONLY: a master turned replica in a failover; MASTERDOWN) is given
+ * up after a pause, so that a Redis behind one address (a DNS name, a
+ * proxy) is found again where the failover moved it. */
+static void
+refused(struct rd *r, struct err *e, redisReply *rep)
+{
+	int gone = strncmp(rep->str, "READONLY", 8) == 0 ||
+	           strncmp(rep->str, "MASTERDOWN", 10) == 0;
+
+	rd_unavailable(r, e, rep->str);
+	freeReplyObject(rep);
+	if (gone) {
+		drop(r);
+		rd_pause_more(&r->backoff, &r->retry_at);
+	}
+}
+
 /* The command connection, made again when it was lost. */
 int
 rd_ready(struct rd *r, struct err *e)
@@ -282,8 +300,7 @@ rd_call(struct rd *r, struct err *e, int argc, const char **argv,
 	if (rd_ready(r, e) < 0 || !(rep = command(r, e, argc, argv, lens)))
 		return NULL;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		rd_unavailable(r, e, rep->str);
-		freeReplyObject(rep);
+		refused(r, e, rep);
 		return NULL;
 	}
 	return rep;
@@ -317,8 +334,7 @@ script_error(struct rd *r, struct err *e, redisReply *rep)
 {
 	int noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;
 
-	rd_unavailable(r, e, rep->str);
-	freeReplyObject(rep);
+	refused(r, e, rep);
 	return noscript && load_scripts(r, e) == 0;
 }
 
@@ -421,8 +437,7 @@ rd_next(struct rd *r, struct err *e)
 		rep = requeued(r, e, &q);
 	}
 	if (rep && rep->type == REDIS_REPLY_ERROR) {
-		rd_unavailable(r, e, rep->str);
-		freeReplyObject(rep);
+		refused(r, e, rep);
 		rep = NULL;
 	}
 	redisFreeCommand(q.cmd);

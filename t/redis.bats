@@ -885,3 +885,34 @@ reg_at() {
 	wait_for 5 grep -q '"body":"after it"' bob.sse
 	[ "$(grep -c 'ceo\|garbage' bob.sse)" -eq 0 ]
 }
+
+@test "a failover behind one address: a relay whose Redis turned replica reconnects to the new master" {
+	local R2=$BATS_TEST_TMPDIR/redis2 p1 p2 i
+	p1=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	p2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	# The test's Redis again, on TCP too, and a replica of it.
+	sh "$T_ROOT/t/redis-server" stop "$RDIR"
+	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always \
+		--port "$p1" --bind 127.0.0.1)
+	sh "$T_ROOT/t/redis-server" start "$R2" --port "$p2" --bind 127.0.0.1 \
+		--replicaof 127.0.0.1 "$p1" >/dev/null
+	bgpid "$(cat "$R2/redis.pid")"
+	relay A
+	join A alice
+	join A bob
+	wait_for 10 sh -c "redis-cli -s '$R2/redis.sock' INFO replication | grep -q master_link_status:up"
+	on A alice bch send @bob "before" >/dev/null
+	[ "$(rcli WAIT 1 5000)" = 1 ]
+	# Failover: the replica is promoted, the old master follows it, and
+	# the address (the socket's path) now leads to the new master.
+	redis-cli -s "$R2/redis.sock" REPLICAOF NO ONE
+	rcli REPLICAOF 127.0.0.1 "$p2"
+	wait_for 10 sh -c "redis-cli -s '$RDIR/redis.sock' INFO replication | grep -q master_link_status:up"
+	mv "$R2/redis.sock" "$RDIR/redis.sock"
+	wait_for 15 on A alice bch send @bob "after" >/dev/null 2>&1
+	run on A bob bch drain
+	assert_output --partial before
+	assert_output --partial after
+	run redis-cli -s "$RDIR/redis.sock" ROLE
+	assert_line --index 0 master
+}
