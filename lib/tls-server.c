@@ -143,13 +143,47 @@ take_chain(struct tls_server *s, struct pem_obj *certs, size_t nc)
 	}
 }
 
+/* The private key of keys into s: an RSA key of 2048 bits or more, or
+ * an EC key. 0, or -1 with e filled. */
+static int
+load_key(struct tls_server *s, const struct pem_obj *keys, size_t nk,
+    const char *keyfile, struct err *e)
+{
+	const br_rsa_private_key *rsa;
+	size_t i;
+
+	br_skey_decoder_init(&s->key);
+	for (i = 0; i < nk; i++) {
+		if (strstr(keys[i].name, "ENCRYPTED"))
+			return err_set(e, BCH_PERM, "%s holds an encrypted "
+			    "private key, and bch-relayd asks for no passphrase "
+			    "— decrypt it: openssl pkey -in %s -out KEY.pem",
+			    keyfile, keyfile);
+		if (strstr(keys[i].name, "PRIVATE KEY")) {
+			br_skey_decoder_push(&s->key, keys[i].data, keys[i].len);
+			break;
+		}
+	}
+	s->key_type = br_skey_decoder_key_type(&s->key);
+	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC)
+		return err_set(e, BCH_PERM, "%s holds no RSA or EC private key "
+		    "(PEM)", keyfile);
+	rsa = br_skey_decoder_get_rsa(&s->key);
+	if (rsa && rsa->n_bitlen < 2048)
+		return err_set(e, BCH_PERM, "%s is a %u-bit RSA key, too weak "
+		    "to trust — make one of 2048 bits or more, or an EC key",
+		    keyfile, (unsigned)rsa->n_bitlen);
+	return 0;
+}
+
 struct tls_server *
 tls_server_new(const char *certfile, const char *keyfile, char pin[65],
     struct err *e)
 {
 	struct tls_server *s;
 	struct pem_obj *certs, *keys;
-	size_t nc, nk, i;
+	size_t nc, nk;
+	int rc;
 
 	if (tls_pem_read(certfile, &certs, &nc, e) < 0)
 		return NULL;
@@ -160,27 +194,13 @@ tls_server_new(const char *certfile, const char *keyfile, char pin[65],
 	s = xcalloc(1, sizeof *s);
 	take_chain(s, certs, nc);
 	tls_pem_free(certs, nc);
-	br_skey_decoder_init(&s->key);
-	for (i = 0; i < nk; i++)
-		if (strstr(keys[i].name, "PRIVATE KEY")) {
-			br_skey_decoder_push(&s->key, keys[i].data, keys[i].len);
-			break;
-		}
+	rc = load_key(s, keys, nk, keyfile, e);
 	tls_pem_free(keys, nk);
-	s->key_type = br_skey_decoder_key_type(&s->key);
-	if (!s->nchain || tls_pin_of_cert(s->chain[0].data,
-	    s->chain[0].data_len, pin) < 0) {
-		err_set(e, BCH_PERM, "%s holds no usable certificate", certfile);
-		tls_server_free(s);
-		return NULL;
-	}
-	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC) {
-		err_set(e, BCH_PERM, "%s holds no RSA or EC private key (PEM)",
-		    keyfile);
-		tls_server_free(s);
-		return NULL;
-	}
-	if (check_leaf(s, certfile, keyfile, e) < 0) {
+	if (rc == 0 && (!s->nchain || tls_pin_of_cert(s->chain[0].data,
+	    s->chain[0].data_len, pin) < 0))
+		rc = err_set(e, BCH_PERM, "%s holds no usable certificate",
+		    certfile);
+	if (rc < 0 || check_leaf(s, certfile, keyfile, e) < 0) {
 		tls_server_free(s);
 		return NULL;
 	}
