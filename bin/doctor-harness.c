@@ -177,7 +177,7 @@ jpath(const struct json *j, const char *const *path)
 	for (; *path; path++) {
 		if (j->t[i].type != JSON_OBJECT)
 			return -1;
-		if ((i = json_get(j, i, *path)) < 0)
+		if ((i = json_get_last(j, i, *path)) < 0)
 			return -1;
 	}
 	return i;

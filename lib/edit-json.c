@@ -337,7 +337,7 @@ walk(const struct json *j, const char *const *path, int d, int *have, int *at)
 		if (j->t[i].type != JSON_OBJECT)
 			return -1;
 		*at = i;
-		v = json_get(j, i, path[k]);
+		v = json_get_last(j, i, path[k]);
 		if (v < 0)
 			return -1;
 		*have = k + 1;
@@ -390,7 +390,7 @@ reach(struct buf *doc, const struct json *j, const char *const *path, int d,
 		int next;
 		if (j->t[i].type != JSON_OBJECT)
 			return wrong_type(path, k, "an object", e);
-		next = json_get(j, i, path[k]);
+		next = json_get_last(j, i, path[k]);
 		if (next < 0) {
 			struct buf w = BUF_INIT;
 			wrap(path, k + 1, d, value, &w);

@@ -416,6 +416,27 @@ json_get(const struct json *j, int obj, const char *key)
 	return -1;
 }
 
+/* The same, of the last member named key: the one JSON.parse and
+ * Python's json keep when a key is there twice. */
+int
+json_get_last(const struct json *j, int obj, const char *key)
+{
+	int v = -1, k, i;
+
+	if (obj < 0 || obj >= j->n || j->t[obj].type != JSON_OBJECT)
+		return -1;
+	i = obj + 1;
+	for (k = 0; k < j->t[obj].size && i + 1 < j->n; k++) {
+		const struct json_tok *t = &j->t[i];
+		if (t->type == JSON_STRING &&
+		    (size_t)(t->end - t->start) == strlen(key) &&
+		    memcmp(j->s + t->start, key, strlen(key)) == 0)
+			v = i + 1;
+		i = json_next(j, i + 1);
+	}
+	return v;
+}
+
 static void
 put_utf8(char *o, size_t *w, unsigned long cp)
 {

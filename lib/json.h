@@ -35,6 +35,7 @@ int json_next(const struct json *j, int i);
 
 /* Index of the value of key in object obj, or -1. */
 int json_get(const struct json *j, int obj, const char *key);
+int json_get_last(const struct json *j, int obj, const char *key);
 
 /* Unescape string token i into a new NUL-terminated allocation.
  * -1 if i is not a string, decodes to more than max bytes, or holds NUL. */

@@ -402,6 +402,25 @@ $HOOK"
 	assert_line "claude: $s: nothing of setup's to remove"
 }
 
+# Our hooks went into the first of two "hooks" members, which Claude Code
+# (JSON.parse: the last one wins) never reads.
+@test "a key there twice: the hooks go where the harness reads them, the last one" {
+	mkdir -p "$HOME/.claude"
+	s="$HOME/.claude/settings.json"
+	printf '%s\n' '{' '  "hooks": {},' '  "model": "x",' '  "hooks": {"Stop": []}' '}' >"$s"
+	run bch setup
+	assert_success
+	run python3 -c 'import json, sys; h = json.load(open(sys.argv[1]))["hooks"]; print(sorted(h))' "$s"
+	assert_output "['SessionStart', 'Stop', 'UserPromptSubmit']"
+	grep -q '^  "hooks": {},$' "$s"
+	run bch doctor
+	assert_line --regexp '^ok +claude code hook UserPromptSubmit: '
+	run bch setup --remove
+	assert_line "claude: $s: removed the UserPromptSubmit and SessionStart hooks"
+	run python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["hooks"])' "$s"
+	assert_output "{'Stop': []}"
+}
+
 @test "setup and --remove name only the hooks they changed" {
 	mkdir -p "$HOME/.claude"
 	s="$HOME/.claude/settings.json"
