@@ -16,6 +16,7 @@
 #include "http.h"
 #include "io.h"
 #include "json.h"
+#include "show.h"
 #include "spool.h"
 #include "spool-http.h"
 #include "tls.h"
@@ -285,6 +286,8 @@ hs_redirect_err(struct spool *s, const char *path, const struct http_resp *r,
     struct err *e)
 {
 	size_t n = strlen(r->location), pn = strlen(path);
+	char *where;
+	struct buf b = BUF_INIT;
 
 	if (!n) {
 		err_set(e, BCH_PERM, "the relay at %s answers %d, a redirect "
@@ -293,8 +296,13 @@ hs_redirect_err(struct spool *s, const char *path, const struct http_resp *r,
 	}
 	if (n > pn && strcmp(r->location + n - pn, path) == 0)
 		n -= pn;
-	err_set(e, BCH_PERM, "the relay at %s redirects to %.*s — use that "
-	    "URL", s->cfg->url, (int)n, r->location);
+	/* The relay's bytes, bound for a terminal: escaped (show_text). */
+	where = xstrndup(r->location, n);
+	show_text(&b, where, 0);
+	err_set(e, BCH_PERM, "the relay at %s redirects to %s — use that "
+	    "URL", s->cfg->url, b.p);
+	buf_free(&b);
+	free(where);
 }
 
 /* A final answer that is not a 2xx, as an error: where a 3xx leads, or
@@ -304,6 +312,7 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
     struct err *e)
 {
 	struct json j;
+	struct buf b = BUF_INIT;
 	const char *why;
 	char *msg = NULL;
 	int i;
@@ -320,11 +329,15 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
 			json_string(&j, i, 400, &msg, NULL);
 		json_free(&j);
 	}
-	/* The relay's words as they are: local and remote mode say the
-	 * same thing about the same mistake. */
+	/* The relay's words as they are (local and remote mode say the
+	 * same thing about the same mistake), but with control characters
+	 * escaped: they are bound for a terminal, and a relay is someone
+	 * else's machine, which must not drive it or forge a line. */
+	show_text(&b, msg ? msg : http_reason(r->status), 0);
 	err_set(e, r->status == 429 || r->status == 507 || r->status >= 500 ?
-	    BCH_TEMP : BCH_PERM, "%s", msg ? msg : http_reason(r->status));
+	    BCH_TEMP : BCH_PERM, "%s", b.p);
 	err_status(e, r->status);
+	buf_free(&b);
 	free(msg);
 	http_resp_free(r);
 	return -1;

@@ -1698,6 +1698,37 @@ PY
 	assert_output "bch-send: relay $FAKE_URL answered the send with something other than the stored message — it may not have been stored; is it a backchannel relay?"
 }
 
+@test "a hostile relay's error text and redirect reach the terminal escaped" {
+	# A relay (someone else's machine) whose error and Location carry
+	# terminal escapes: ESC, BEL, a C1 CSI, a newline forging a line.
+	cat >hostile.py <<'PY'
+import fakehttp
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/v1/send":
+            self.answer(400, b'{"error":"no\\u001b]0;owned\\u0007\\u001b[2J \\u009b31m\\nbch-send: sent"}')
+        else:
+            self.send_response(302)
+            self.send_header("Location", "https://x.example/\xc2\x9b31m\x7f")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+fakehttp.serve(H)
+PY
+	fake_relay hostile.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+	run -100 bch send @bob hi
+	refute_output --partial $'\e'
+	refute_output --partial $'\a'
+	refute_output --partial $'\xc2\x9b'
+	assert_output 'bch-send: no\x1b]0;owned\x07\x1b[2J \u009b31m\x0abch-send: sent'
+	run -100 bch sub '#proj'
+	refute_output --partial $'\xc2\x9b'
+	refute_output --partial $'\x7f'
+	assert_output "bch-sub: the relay at $FAKE_URL redirects to https://x.example/\\u009b31m\\x7f — use that URL"
+}
+
 @test "the Host header names the relay's port, and brackets an IPv6 address" {
 	odd_relay redirect
 	port=${FAKE_URL##*:}
