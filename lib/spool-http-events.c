@@ -197,6 +197,29 @@ poll_ms(const struct hs *h, int timeout_ms, int *silent)
 	return *silent ? (int)left : timeout_ms;
 }
 
+/* Open the stream (again): 1 when it is open, for the caller to list
+ * what came meanwhile. When the relay is away, wait a little; then 1 if
+ * no stream was ever opened here (the listing will say the relay is
+ * away), else 0: a relay restarting or a network gone for a while must
+ * not end a watch, and the stream opened again lists what came. */
+static int
+events_reopen(struct spool *s, const char *agent, int timeout_ms,
+    struct err *e)
+{
+	struct hs *h = s->impl;
+	int before = h->opened.tv_sec || h->opened.tv_nsec;
+
+	if (h->pause_ms) /* the last stream ended at once: no spin */
+		poll(NULL, 0, timeout_ms >= 0 && timeout_ms < h->pause_ms ?
+		    timeout_ms : h->pause_ms);
+	if (events_open(s, agent, e) == 0)
+		return 1;
+	if (e->code == BCH_PERM)
+		return -1;
+	poll(NULL, 0, timeout_ms < 0 || timeout_ms > 2000 ? 2000 : timeout_ms);
+	return before ? 0 : 1;
+}
+
 int
 hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 {
@@ -208,20 +231,8 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 
 	if (!e)
 		e = &local;
-	if (l->fd < 0) {
-		if (h->pause_ms) /* the last stream ended at once: no spin */
-			poll(NULL, 0, timeout_ms >= 0 && timeout_ms < h->pause_ms ?
-			    timeout_ms : h->pause_ms);
-		if (events_open(s, agent, e) < 0) {
-			if (e && e->code == BCH_PERM)
-				return -1;
-			/* The relay is away: wait a little, then say "look". */
-			poll(NULL, 0, timeout_ms < 0 || timeout_ms > 2000 ? 2000 :
-			    timeout_ms);
-			return 1;
-		}
-		return 1;
-	}
+	if (l->fd < 0)
+		return events_reopen(s, agent, timeout_ms, e);
 	for (;;) {
 		ssize_t n;
 		if (events_consume(h))
@@ -238,7 +249,7 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 				/* Dead: open it again (with Last-Event-ID),
 				 * and list for what the silence hid. */
 				hs_link_close(l);
-				return 1;
+				return events_reopen(s, agent, timeout_ms, e);
 			}
 		}
 		buf_grow(&l->in, 16384);
@@ -246,11 +257,11 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				return 0;
-			hs_link_close(l); /* reconnect on the next call, then relist */
+			hs_link_close(l); /* reconnect, then relist */
 			h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
 			    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) :
 			    250;
-			return 1;
+			return events_reopen(s, agent, timeout_ms, e);
 		}
 		l->in.len += (size_t)n;
 		l->in.p[l->in.len] = 0;

@@ -70,9 +70,11 @@ const char *hs_token(struct spool *s);
 
 /* spool_wait() on the relay's event stream (spool.h says what it
  * promises). A call with no stream open opens one and returns 1, so the
- * caller lists; a lost stream, or a relay away (after a pause of up to
- * 2 s), also returns 1, and the next call opens the stream again. A
- * stream silent for 75 s, keepalives included, is taken for lost. */
+ * caller lists; a lost stream is opened again at once, and 1 returned.
+ * A relay away returns after a pause of up to 2 s: 1 if no stream was
+ * ever opened (the caller's listing then says so), else 0, and the next
+ * call tries again, so a relay restart does not end a watch. A stream
+ * silent for 75 s, keepalives included, is taken for lost. */
 int hs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 

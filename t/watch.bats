@@ -563,3 +563,34 @@ PY
 	bg_pid $!
 	wait_for 8 grep -q 'over CRLF' out
 }
+
+@test "a watch rides out a restart of the relay and prints what came after" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed to find a free port"
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	room=room-$RANDOM$RANDOM$RANDOM
+	mkdir -p relay
+	bch-relayd --home relay --port "$port" --token "$room" 2>relay.log &
+	rpid=$!
+	bg_pid $rpid
+	wait_for 10 grep -q listening relay.log
+	export BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/client BACKCHANNEL_URL=http://127.0.0.1:$port
+	bch init alice --token "$room" >/dev/null
+	as bob bch init bob --token "$room" >/dev/null
+	watcher w bob
+	bch send @bob 'before the restart' >/dev/null
+	wait_for 5 grep -q 'before the restart' w.out
+	kill "$rpid"
+	wait "$rpid" || true
+	# Down for longer than a request's retries last (about 2.6 s).
+	sleep 4
+	kill -0 "$wpid"
+	bch-relayd --home relay --port "$port" --token "$room" 2>>relay.log &
+	bg_pid $!
+	wait_for 10 eval '[ "$(grep -c listening relay.log)" -eq 2 ]'
+	bch send @bob 'after the restart' >/dev/null
+	wait_for 10 grep -q 'after the restart' w.out
+	kill -0 "$wpid"
+	run cat w.err
+	assert_output ''
+}
