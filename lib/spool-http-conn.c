@@ -333,7 +333,13 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
 	 * same thing about the same mistake), but with control characters
 	 * escaped: they are bound for a terminal, and a relay is someone
 	 * else's machine, which must not drive it or forge a line. */
-	show_text(&b, msg ? msg : http_reason(r->status), 0);
+	if (msg)
+		show_text(&b, msg, 0);
+	else /* not a relay's own refusal: a proxy, or not a relay at all */
+		buf_printf(&b, "relay %s answered %d %s%s", s->cfg->url,
+		    r->status, http_reason(r->status), r->status >= 500 ?
+		    " — try again later" : ", not as a backchannel relay "
+		    "would — check the URL");
 	err_set(e, r->status == 429 || r->status == 507 || r->status >= 500 ?
 	    BCH_TEMP : BCH_PERM, "%s", b.p);
 	err_status(e, r->status);

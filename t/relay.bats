@@ -1638,7 +1638,8 @@ PY
 # odd_relay MODE [ADDRESS]: a stand-in relay on ADDRESS (127.0.0.1) that
 # answers every request the one way MODE says: "redirect" a 301 to
 # https://relay.example, "stream" an event stream (but an empty inbox to
-# GET /v1/inbox/), "ok" {"ok":true}. It logs each request's method, path
+# GET /v1/inbox/), "ok" {"ok":true}, "notfound" a bare 404, "gateway" a
+# 502 with a page of HTML (a proxy whose relay is down). It logs each request's method, path
 # and Host to requests.log. Sets FAKE_URL, and the client's environment.
 odd_relay() {
 	cat >odd.py <<'PY'
@@ -1650,7 +1651,10 @@ class H(fakehttp.Handler):
             f.write("%s %s %s\n" % (self.command, self.path, self.headers.get("Host")))
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = b"[]" if "/v1/inbox/" in self.path else b'{"ok":true}'
-        if mode == "redirect":
+        if mode in ("notfound", "gateway"):
+            self.send_response(404 if mode == "notfound" else 502)
+            body = b"" if mode == "notfound" else b"<html>bad gateway</html>"
+        elif mode == "redirect":
             self.send_response(301)
             self.send_header("Location", "https://relay.example" + self.path)
             body = b""
@@ -1678,6 +1682,17 @@ PY
 	assert_output "bch-send: the relay at $FAKE_URL redirects to https://relay.example — use that URL"
 	run -100 bch sub '#proj'
 	assert_output "bch-sub: the relay at $FAKE_URL redirects to https://relay.example — use that URL"
+}
+
+# A URL that is not a relay's printed the reason phrase alone:
+# "bch-drain: Not Found".
+@test "an answer that is not a relay's says which URL answered what" {
+	odd_relay notfound
+	run -100 bch drain
+	assert_output "bch-drain: relay $FAKE_URL answered 404 Not Found, not as a backchannel relay would — check the URL"
+	odd_relay gateway
+	run -111 bch send @bob hi
+	assert_output "bch-send: relay $FAKE_URL answered 502 Bad Gateway — try again later"
 }
 
 @test "an event stream where JSON was due: send fails and says so" {
