@@ -340,6 +340,8 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
 		    r->status, http_reason(r->status), r->status >= 500 ?
 		    " — try again later" : ", not as a backchannel relay "
 		    "would — check the URL");
+	if (r->retry_after > 0)
+		buf_printf(&b, " (the relay asks to wait %d s)", r->retry_after);
 	err_set(e, r->status == 429 || r->status == 507 || r->status >= 500 ?
 	    BCH_TEMP : BCH_PERM, "%s", b.p);
 	err_status(e, r->status);
@@ -381,7 +383,9 @@ hs_call(struct spool *s, const char *method, const char *path,
 			return -1;
 		}
 		if (rc == 0) {
-			if (r->retry_after > 0 && r->retry_after < 10)
+			if (r->retry_after >= 10)
+				break; /* longer than a command waits: say so */
+			if (r->retry_after > 0)
 				delay = r->retry_after * 1000;
 			http_resp_free(r);
 		}

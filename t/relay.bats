@@ -469,6 +469,23 @@ PY
 	expect 200
 }
 
+# A Retry-After of 10 s or more was ignored: the client asked again at
+# once, three times, then exited 111 without saying how long to wait.
+@test "a long Retry-After ends the command at once, saying how long the relay asks to wait" {
+	relayd --rate 0.05
+	alice_bob
+	for i in $(seq 1 10); do
+		send "$A" @bob "burst $i"
+		expect 200
+	done
+	start=$SECONDS
+	run -111 env BACKCHANNEL_URL="$URL" BACKCHANNEL_TOKEN="$A" BACKCHANNEL_AGENT=alice bch send @bob one-more
+	[ $((SECONDS - start)) -lt 5 ]
+	assert_output --regexp '^bch-send: sending too fast — slow down and retry \(the relay asks to wait [12][0-9] s\)$'
+	[ "$(grep -c '"POST /v1/send" 429' "$LOG")" -eq 1 ]
+	[ "$(count_new bob)" -eq 10 ]
+}
+
 @test "507 when the recipient's inbox is full, and the message is not stored" {
 	BACKCHANNEL_MAX_INBOX=3 relayd
 	alice_bob
