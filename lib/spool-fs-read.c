@@ -131,10 +131,8 @@ decoded(struct spool *s, const char *agent, const char *path,
 	return 0;
 }
 
-/* This machine as claim names carry it, found on first use: a listing
- * with no claim to judge (the prompt hook's, most of all) never asks. */
-static const char *
-host_of(struct fs *fs)
+const char *
+fs_host(struct fs *fs)
 {
 	if (!fs->host[0])
 		claim_host(fs->host, sizeof fs->host);
@@ -199,7 +197,7 @@ claim_ours(struct fs *fs, const char *name, char *tail, size_t tailsz)
 	size_t n = strlen(name), k;
 
 	if (!tail[0])
-		snprintf(tail, tailsz, ".claim.%s.%ld", host_of(fs),
+		snprintf(tail, tailsz, ".claim.%s.%ld", fs_host(fs),
 		    (long)getpid());
 	k = strlen(tail);
 	return n >= k && strcmp(name + n - k, tail) == 0;
@@ -227,7 +225,7 @@ fs_recover(struct spool *s, const char *agent)
 		if (!strstr(d->d_name, ".claim."))
 			continue;
 		box_path(s, src, agent, "cur", d->d_name);
-		j = claim_judge(src, d->d_name, host_of(fs), locks, &flen);
+		j = claim_judge(src, d->d_name, fs_host(fs), locks, &flen);
 		if (j == CLAIM_LIVE &&
 		    !claim_ours(fs, d->d_name, ours, sizeof ours))
 			held++;
@@ -505,7 +503,7 @@ fs_take(struct spool *s, const char *agent, const struct spool_item *it,
 	int rc;
 
 	box_path(s, src, agent, "new", it->name);
-	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, host_of(fs),
+	snprintf(file, sizeof file, "%s.claim.%s.%ld", it->name, fs_host(fs),
 	    (long)getpid());
 	box_path(s, dst, agent, "cur", file);
 	claimers_dir(s, locks);

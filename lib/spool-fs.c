@@ -280,12 +280,17 @@ move_noreplace(const char *src, const char *dst)
 	return unlink(src) < 0 ? -1 : 0;
 }
 
+/* Write b to path, a name of this process's own (see write_tmp()): 0,
+ * 1 when the directory is missing, -1 with e filled. */
 static int
 write_file(const char *path, const struct buf *b, int sync, struct err *e)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	int fd = open(path, flags, 0600);
 
+	/* Left by a process of our host and pid that died mid-write. */
+	if (fd < 0 && errno == EEXIST && unlink(path) == 0)
+		fd = open(path, flags, 0600);
 	if (fd < 0 && errno == ENOENT)
 		return 1; /* the directory is missing */
 	if (fd < 0)
@@ -304,14 +309,20 @@ write_file(const char *path, const struct buf *b, int sync, struct err *e)
 	return 0;
 }
 
-/* Write data into r's tmp/, creating the inbox if it went missing. */
+/* Write data into r's tmp/, creating the inbox if it went missing. The
+ * name is file followed by this host and pid, as a claim's is: a sender
+ * killed mid-write leaves its file behind, and its retry under the same
+ * id (from another process) must not find the name taken. */
 static int
 write_tmp(struct spool *s, const char *r, const char *file,
     const struct buf *b, char *tmp, struct err *e)
 {
+	char name[ID_MAX_LEN + 160];
 	int rc;
 
-	box_path(s, tmp, r, "tmp", file);
+	snprintf(name, sizeof name, "%s.%s.%ld", file, fs_host(s->impl),
+	    (long)getpid());
+	box_path(s, tmp, r, "tmp", name);
 	rc = write_file(tmp, b, s->cfg->fsync, e);
 	if (rc == 1) {
 		if (make_box(s, r, e) < 0)

@@ -38,7 +38,7 @@ struct box {
 };
 
 struct fs {
-	char host[96]; /* claim_host(), made on first use: see host_of() */
+	char host[96]; /* claim_host(), made on first use: see fs_host() */
 	int ino; /* inotify descriptor, -1 until spool_wait() */
 	int wd;  /* watch on the inbox's new/, -1 when not armed */
 	struct box **boxes; /* hash table by name */
@@ -52,6 +52,11 @@ struct fs {
 	int agents_ok;
 	struct stat agents_st;
 };
+
+/* This machine as claim and tmp/ names carry it (claim_host()), found
+ * on first use: a listing with no claim to judge (the prompt hook's,
+ * most of all) never asks. */
+const char *fs_host(struct fs *fs);
 
 /* Print "prog: <message>" to stderr as one line. */
 void fs_warn(struct spool *s, const char *fmt, ...)

@@ -276,6 +276,21 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	[ "$(new_ids bob)" = "$id" ]
 }
 
+@test "a send retried after its sender died mid-write is delivered, not refused by the file left in tmp/" {
+	files_only "a sender's file left in tmp/"
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a11
+	# What a sender killed between writing tmp/ and linking into new/
+	# leaves behind; its retry, with the same id, must go through.
+	mkdir -p "$BACKCHANNEL_HOME/spool/bob/tmp"
+	printf '{"id":"%s","from":"alice"' "$id" >"$BACKCHANNEL_HOME/spool/bob/tmp/$id.json"
+	run --separate-stderr bch-send <<<"{\"to\":\"@bob\",\"body\":\"again\",\"id\":\"$id\"}"
+	assert_success
+	assert_output "sent ${id:0:8} to @bob"
+	[ "$(new_ids bob)" = "$id" ]
+	run new_json bob "$id"
+	assert_output --partial '"body":"again"'
+}
+
 @test "a body within its limit that encodes over the message limit is refused, not cut" {
 	# 60,000 quotes: under the 64 KiB body limit, 120,000 bytes as JSON.
 	body=$(head -c 60000 /dev/zero | tr '\0' '"')
