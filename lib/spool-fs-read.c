@@ -62,13 +62,30 @@ file_bad(int errnum)
 	return 0;
 }
 
+/* Move src into dir as name.<time>, never over a file there (one moved
+ * under the name in the same second): then name.<time>.1 and on. 0 with
+ * the name used in out (P bytes), or -1 with errno (EEXIST: every name
+ * was taken). */
+static int
+move_dated(const char *src, const char *dir, const char *name, char *out)
+{
+	long now = (long)time(NULL);
+	int n, rc;
+
+	snprintf(out, P, "%s/%.200s.%ld", dir, name, now);
+	for (n = 1; (rc = move_noreplace(src, out)) == 1 && n < 100; n++)
+		snprintf(out, P, "%s/%.200s.%ld.%d", dir, name, now, n);
+	if (rc == 1)
+		errno = EEXIST;
+	return rc == 0 ? 0 : -1;
+}
+
 /* Move a file that cannot be read as a message out of the way. */
 static void
 set_aside(struct spool *s, const char *agent, const char *path,
     const char *name, const char *why)
 {
 	char dir[P], dst[P], shown[300];
-	int n, rc;
 
 	box_path(s, dir, agent, "corrupt", NULL);
 	show_name(shown, sizeof shown, name);
@@ -77,14 +94,8 @@ set_aside(struct spool *s, const char *agent, const char *path,
 		    "create %s: %s", shown, agent, why, dir, strerror(errno));
 		return;
 	}
-	/* Never over another one set aside under the name in the same
-	 * second: .<time>, then .<time>.1 and on. */
-	snprintf(dst, sizeof dst, "%s/%.200s.%ld", dir, name, (long)time(NULL));
-	for (n = 1; (rc = move_noreplace(path, dst)) == 1 && n < 100; n++)
-		snprintf(dst, sizeof dst, "%s/%.200s.%ld.%d", dir, name,
-		    (long)time(NULL), n);
-	if (rc != 0) {
-		if (rc == 1 || errno != ENOENT)
+	if (move_dated(path, dir, name, dst) < 0) {
+		if (errno != ENOENT)
 			fs_warn(s, "corrupt message %s in %s's inbox (%s), and cannot "
 			    "move it aside: %s", shown, agent, why,
 			    strerror(errno));
@@ -532,16 +543,41 @@ settled(struct spool_claim *c)
 	c->path = NULL;
 }
 
+/* Keep the claim c as cur/<name>, never over a message kept there: one
+ * from the same sender is this message again (a retried send), kept
+ * once; another sender's under its id stays, and this one is kept
+ * beside it, as cur/<name>.<time>. */
+static int
+keep_claim(struct spool *s, struct spool_claim *c, struct err *e)
+{
+	char dir[P], dst[P];
+	int rc;
+
+	box_path(s, dst, c->agent, "cur", c->name);
+	if ((rc = move_noreplace(c->path, dst)) == 0)
+		return 0;
+	if (rc == 1 && same_sender(s, c->path, dst)) {
+		if (unlink(c->path) == 0 || errno == ENOENT)
+			return 0;
+	} else if (rc == 1) {
+		box_path(s, dir, c->agent, "cur", NULL);
+		if (move_dated(c->path, dir, c->name, dst) == 0) {
+			fs_warn(s, "%s's cur/%s holds another sender's message "
+			    "under its id — kept this one as cur/%s", c->agent,
+			    c->name, strrchr(dst, '/') + 1);
+			return 0;
+		}
+	}
+	return err_sys(e, "cannot keep %s", c->name);
+}
+
 int
 fs_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e)
 {
-	char dst[P];
 	int rc = 0;
 
 	if (keep) {
-		box_path(s, dst, c->agent, "cur", c->name);
-		if (rename(c->path, dst) < 0)
-			rc = err_sys(e, "cannot keep %s", c->name);
+		rc = keep_claim(s, c, e);
 	} else if (unlink(c->path) < 0 && errno != ENOENT) {
 		rc = err_sys(e, "cannot delete %s", c->path);
 	}

@@ -84,6 +84,22 @@ body C"
 	[ "$(cur_ids bob)" = "$A" ]
 }
 
+@test "read --keep never replaces a message kept under its id by another sender" {
+	files_only "Redis keeps one kept copy per id"
+	as bob bch read --keep "$A" >/dev/null
+	kept_json bob "$A" > alice.json
+	# Another sender's message under the same id, read and kept too.
+	BACKCHANNEL_AGENT=carol relay_init carol >/dev/null
+	as carol bch-send <<<"{\"to\":\"@bob\",\"body\":\"carol's A\",\"id\":\"$A\"}" >/dev/null
+	run --separate-stderr as bob bch read --keep "$A"
+	assert_success
+	assert_output --partial "carol's A"
+	# Alice's kept message is still there, whole; carol's is kept beside it.
+	kept_json bob "$A" | cmp alice.json -
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/cur" | wc -l)" -eq 2 ]
+	grep -l "carol's A" "$BACKCHANNEL_HOME/spool/bob/cur/$A.json."*
+}
+
 @test "without --keep nothing is left in cur/" {
 	as bob bch read "$A" "$B" >/dev/null
 	[ -z "$(cur_ids bob)" ]
