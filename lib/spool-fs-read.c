@@ -480,11 +480,22 @@ fs_peek(struct spool *s, const char *agent, const struct spool_item *it,
 }
 
 /* Rename new/<f> to its claim in cur/: 1 done, 0 another reader has
- * it, -1 error. */
+ * it, -1 error. A claim of this process already under that name (a
+ * relay's lease on another sender's message of the same id) must not be
+ * replaced: this message waits until that one is settled. Only this
+ * process makes claims under its names, so looking first is no race,
+ * and needs no renameat2() (NFS has none, and a link() stand-in would
+ * let two claimers both win). */
 static int
 move_claim(struct spool *s, const char *agent, const char *src,
     const char *dst, const char *name, struct err *e)
 {
+	struct stat st;
+
+	if (lstat(dst, &st) == 0)
+		return 0;
+	if (errno != ENOENT && errno != ENOTDIR)
+		return err_sys(e, "cannot claim %s", name);
 	if (rename(src, dst) == 0)
 		return 1;
 	if (errno == ENOENT) {

@@ -609,6 +609,31 @@ PY
 	[[ $BODY == *'short lease'* ]]
 }
 
+@test "a leased claim is never replaced by another sender's message under its id" {
+	relayd
+	alice_bob
+	reg carol
+	C=$TOK
+	id=$(uuid)
+	send "$A" @bob 'from alice' "\"id\":\"$id\""
+	req POST /v1/take "$B" "{\"id\":\"$id\",\"lease\":60}"
+	expect 200
+	[[ $BODY == *'from alice'* ]]
+	# Carol sends under the same id; bob's lease on alice's still holds.
+	send "$C" @bob 'from carol' "\"id\":\"$id\""
+	expect 200
+	req POST /v1/take "$B" "{\"id\":\"$id\",\"lease\":60}"
+	expect 200
+	grep -q 'from alice' "$BACKCHANNEL_HOME/spool/bob/cur/$id.json.claim."*
+	req POST /v1/ack "$B" "{\"id\":\"$id\"}"
+	expect 200
+	# Carol's message is still there to take, once.
+	req POST /v1/take "$B" "{\"id\":\"$id\"}"
+	expect 200
+	[[ $BODY == *'from carol'* ]]
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "a take whose lease or keep is malformed is 400 and takes nothing" {
 	relayd
 	alice_bob
