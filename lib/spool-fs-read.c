@@ -86,12 +86,21 @@ set_aside(struct spool *s, const char *agent, const char *path,
     const char *name, const char *why)
 {
 	char dir[P], dst[P], shown[300];
+	struct stat st;
 
 	box_path(s, dir, agent, "corrupt", NULL);
 	show_name(shown, sizeof shown, name);
 	if (io_mkdirs(dir, 0700) < 0) {
 		fs_warn(s, "corrupt message %s in %s's inbox (%s), and cannot "
 		    "create %s: %s", shown, agent, why, dir, strerror(errno));
+		return;
+	}
+	/* As box_ok() does for tmp/, new/ and cur/: a symlink planted as
+	 * corrupt/ must not carry a file out of the spool. */
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fs_warn(s, "corrupt message %s in %s's inbox (%s), left in new/: "
+		    "%s is not a directory (a symlink?) — run bch doctor for "
+		    "the fix", shown, agent, why, dir);
 		return;
 	}
 	if (move_dated(path, dir, name, dst) < 0) {

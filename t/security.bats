@@ -369,6 +369,21 @@ shows_invisible() {
 	fi
 }
 
+@test "a symlink planted as corrupt/ does not move a file set aside outside the spool" {
+	files_only "a symlink planted as corrupt/"
+	mkdir outside
+	bch send @bob 'still delivered' >/dev/null
+	ln -s "$BATS_TEST_TMPDIR/outside" "$BACKCHANNEL_HOME/spool/bob/corrupt"
+	printf 'echo pwned\n' >"$NEW/evil.sh"
+	run --separate-stderr as bob bch drain
+	assert_success
+	assert_output --partial 'still delivered'
+	[ -z "$(ls -A outside)" ] || { echo "set aside through corrupt/ -> outside/: $(ls -A outside)"; false; }
+	[[ $stderr == *evil.sh* ]]
+	# Left where it was, for bch doctor to point at.
+	[ -f "$NEW/evil.sh" ]
+}
+
 @test "a symlink planted as cur/ does not redirect a claim outside the spool" {
 	files_only "a symlink planted as cur/"
 	mkdir outside
