@@ -204,14 +204,20 @@ const char *const rd_scripts[NSCRIPTS] = {
 	" a .. ' ' .. id)\n"
 	"return 1\n",
 
-	/* settle: p, channel, agent, id, ack|keep|release */
+	/* settle: p, channel, agent, id, ack|keep|release. A message kept
+	 * under an id another one was kept under goes beside it, as on
+	 * disk: keeping never replaces. */
+	NOW
 	"local p, a, id, how = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
 	"local v = redis.call('HGET', p .. 'claim:' .. a, id)\n"
 	"redis.call('ZREM', p .. 'leases', a .. ' ' .. id)\n"
 	"if not v then return 0 end\n"
 	"redis.call('HDEL', p .. 'claim:' .. a, id)\n"
 	"if how == 'keep' then\n"
-	" redis.call('HSET', p .. 'kept:' .. a, id, v)\n"
+	" local k = p .. 'kept:' .. a\n"
+	" if redis.call('HSETNX', k, id, v) == 0 and\n"
+	"    redis.call('HGET', k, id) ~= v then\n"
+	"  redis.call('HSET', k, id .. '.' .. now_ms(), v) end\n"
 	"elseif how == 'release' then\n"
 	" if redis.call('HSETNX', p .. 'new:' .. a, id, v) == 1 then\n"
 	"  redis.call('PUBLISH', ARGV[2], id .. ' ' .. a .. '\\n' .. v) end\n"
