@@ -134,6 +134,22 @@ int fs_release(struct spool *s, struct spool_claim *c, struct err *e);
 int fs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 
+/* Shared by spool-fs-read.c and spool-fs-claim.c. A file name as it may
+ * be shown (control bytes escaped). */
+void fs_show_name(char *out, size_t outsz, const char *in);
+/* Move src into dir as name.<time>, never over a file there: 0, the
+ * path made in out; -1 with errno. */
+int fs_move_dated(const char *src, const char *dir, const char *name,
+    char *out);
+/* Move a file that cannot be read as a message (why) out of the way,
+ * into the spool's corrupt/, saying so on stderr. */
+void fs_set_aside(struct spool *s, const char *agent, const char *path,
+    const char *name, const char *why);
+/* Decode the message at path (it->raw if the listing kept its bytes): 1
+ * done, 0 gone or not a message (set aside), -1 with e filled. */
+int fs_decode_at(struct spool *s, const char *agent, const char *path,
+    const struct spool_item *it, struct msg *m, struct err *e);
+
 /* Return the claims in agent's cur/ whose claimer died to new/, and
  * count in box_of(agent)->held those that other live readers on this
  * machine hold (not ours, not another machine's): claims that may yet
