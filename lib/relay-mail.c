@@ -345,7 +345,10 @@ take_settle(struct relay *r, struct spool_claim *c, const char *id,
 		l = &r->leases[r->nleases++];
 		l->claim = *c;
 		snprintf(l->id, sizeof l->id, "%s", id);
-		l->expires = time(NULL) + (time_t)lease;
+		/* Monotonic and to the nanosecond: whole seconds of the
+		 * wall clock would let the next tick end a lease up to a
+		 * second early, and a step of the clock end them all. */
+		l->expires = relay_now() + (double)lease;
 	} else if (spool_ack(r->sp, c, keep, &e) < 0) {
 		relay_fail_err(a, &e);
 	}
@@ -441,7 +444,7 @@ route_settle(struct relay *r, const struct http_req *q, int ack,
 void
 relay_expire(struct relay *r, int all)
 {
-	time_t now = time(NULL);
+	double now = relay_now();
 	size_t i = 0;
 
 	if (r->sp->shared) {

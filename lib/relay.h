@@ -22,7 +22,7 @@ struct relay_token { /* the token index: sha256 hex -> agent */
 struct relay_lease {
 	struct spool_claim claim;
 	char id[ID_MAX_LEN + 1];
-	time_t expires;
+	double expires; /* relay_now(): a clock that never steps */
 };
 
 struct relay_sent { /* recent sends: idempotent retries, receipts */

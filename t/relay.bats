@@ -634,6 +634,21 @@ PY
 	[ "$(count_new bob)" -eq 0 ]
 }
 
+@test "a lease taken just before the clock's second turns is held its whole second" {
+	relayd
+	alice_bob
+	send "$A" @bob 'a full second'
+	# Take it in the last tenth of a wall-clock second: a lease that
+	# ran out at the next whole second would be gone within 0.1 s.
+	until [ "$(date +%N)" -ge 900000000 ]; do :; done
+	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":1}"
+	expect 200
+	sleep 0.4 # time passing is the point, not a wait for an event
+	[ "$(count_new bob)" -eq 0 ]
+	req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
+	expect 200
+}
+
 @test "a take whose lease or keep is malformed is 400 and takes nothing" {
 	relayd
 	alice_bob
