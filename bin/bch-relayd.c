@@ -278,7 +278,7 @@ tick(struct relayd *d)
 		}
 		if ((k->out.len || k->want_out) &&
 		    now - k->out_at > WRITE_TIMEOUT) {
-			/* It holds a slot and up to MAX_OUT: let it go. */
+			/* It holds a slot and what it is owed: let it go. */
 			fprintf(stderr, "relay %s %s - closed: answers unread for "
 			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
 			    WRITE_TIMEOUT);

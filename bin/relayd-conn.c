@@ -16,7 +16,8 @@
 #include "relayd.h"
 #include "tls.h"
 
-#define MAX_OUT (4 << 20)  /* a reader that falls this far behind is cut */
+#define MAX_OUT (4 << 20)  /* a stream's reader that falls this far behind
+                            * is cut */
 #define MAX_IN (512 * 1024) /* input taken in one go */
 #define SLICE (256 * 1024) /* backlog put out at a time */
 #define SSE_IN_MAX 4096    /* an SSE client has nothing to say: more is
@@ -106,7 +107,9 @@ backlog_fill(struct relayd *d, struct conn *k)
 	backlog_free(k);
 }
 
-/* What k owes its client: past MAX_OUT it is cut. */
+/* What k owes its client: past MAX_OUT a stream is cut. An answer is
+ * not: it is as big as it is (an inbox of many MB), and a client that
+ * stops reading it is cut by the write deadline instead (tick()). */
 static size_t
 owed(const struct conn *k)
 {
@@ -313,7 +316,7 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	pending_del(k); /* pumped all it could */
 	if (gone < 0 && k->q)
 		k->closing = 1; /* its send is answered first */
-	else if (gone < 0 || owed(k) > MAX_OUT) {
+	else if (gone < 0 || (k->sse && owed(k) > MAX_OUT)) {
 		conn_close(d, k);
 		return;
 	} else if (k->closing && !k->out.len && !ww && !k->q) {
@@ -362,7 +365,7 @@ conn_flush(struct relayd *d, struct conn *k)
 		else
 			break;
 	} while (k->out.len);
-	if ((k->closing && !k->out.len) || owed(k) > MAX_OUT)
+	if ((k->closing && !k->out.len) || (k->sse && owed(k) > MAX_OUT))
 		conn_close(d, k);
 }
 

@@ -1324,18 +1324,52 @@ except OSError:
 	wait_for 5 grep -q '"body":"waiting"' sse.out
 }
 
-# big_backlog: 220 messages of 60 KiB from alice wait for bob, written
-# on the relay host (13 MB, over the 4 MiB a stream may owe).
+# big_backlog [N]: N (220) messages of 60 KiB from alice wait for bob,
+# written on the relay host (13 MB, over the 4 MiB a stream may owe).
 big_backlog() {
 	local big i
 	big=$(head -c 61440 /dev/zero | tr '\0' x)
-	for i in $(seq 1 220); do
+	for i in $(seq 1 "${1:-220}"); do
 		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
 	done >sends.jsonl
 	(
 		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
 		BACKCHANNEL_AGENT=alice bch-send <sends.jsonl >/dev/null
 	)
+}
+
+@test "an inbox answer of 9 MB reaches a client that reads it late, whole" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	big_backlog 150
+	[ "$(count_new bob)" -eq 150 ]
+	# A client with a small receive window that reads a second late, as
+	# one far away does: the relay cannot write the answer at once. (On
+	# loopback the kernel takes up to 4 MiB of it; far away, much less.)
+	timeout 30 python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/inbox/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+          + sys.argv[2].encode() + b"\r\nConnection: close\r\n\r\n")
+time.sleep(1)
+got = b""
+while True:
+    b = s.recv(1 << 20)
+    if not b:
+        break
+    got += b
+head, _, body = got.partition(b"\r\n\r\n")
+want = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+print(want, len(body), body.count(b"\"from\":\"alice\""))
+' "$PORT" "$B" >late.out
+	read -r want got n <late.out
+	[ "$want" -gt $((8 << 20)) ]
+	[ "$got" -eq "$want" ]
+	[ "$n" -eq 150 ]
+	alive
 }
 
 @test "SSE: a backlog of 13 MB reaches a reader whole, before a live message, on every connect" {
