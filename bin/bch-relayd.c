@@ -236,7 +236,8 @@ process_requests(struct relayd *d, struct conn *k)
 {
 	size_t off = 0;
 
-	while (!k->sse && !k->closing && !k->q && off < k->in.len) {
+	while (!k->sse && !k->closing && !k->q && !conn_held(k) &&
+	    off < k->in.len) {
 		struct http_req q;
 		int status = 400;
 		long used = http_parse_request(k->in.p + off, k->in.len - off,
@@ -258,6 +259,8 @@ process_requests(struct relayd *d, struct conn *k)
 	}
 	if (k->sse)
 		buf_free(&k->in); /* an SSE client has nothing more to say */
+	else if (k->eof && !k->q && !conn_held(k))
+		k->closing = 1; /* all it sent is answered */
 }
 
 /* Once a second: deadlines, SSE keepalives, expired leases. */
@@ -283,7 +286,8 @@ tick(struct relayd *d)
 			    "%d seconds\n", k->peer, k->agent[0] ? k->agent : "-",
 			    WRITE_TIMEOUT);
 			conn_close(d, k);
-		} else if ((k->in.len || (k->tls && !tls_conn_up(k->tls))) &&
+		} else if (((k->in.len && !conn_held(k)) ||
+		    (k->tls && !tls_conn_up(k->tls))) &&
 		    now - k->since > REQUEST_TIMEOUT)
 			conn_close(d, k); /* a request, or a handshake, stalled */
 		else if (!k->in.len && !k->out.len && !k->want_out &&

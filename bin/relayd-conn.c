@@ -20,6 +20,8 @@
                             * is cut */
 #define MAX_IN (512 * 1024) /* input taken in one go */
 #define SLICE (256 * 1024) /* backlog put out at a time */
+#define HOLD MAX_OUT       /* answers owed past this hold back the next
+                            * request: as much as a stream may owe */
 #define SSE_IN_MAX 4096    /* an SSE client has nothing to say: more is
                             * not a client */
 
@@ -31,7 +33,7 @@ ep_set(struct relayd *d, struct conn *k, int op)
 	/* Past the peer's EOF, reading is over: a level-triggered
 	 * EPOLLIN would wake the loop every round till the answers drain. */
 	memset(&ev, 0, sizeof ev);
-	ev.events = (k->eof ? 0 : EPOLLIN | EPOLLRDHUP) |
+	ev.events = (k->eof || k->full ? 0 : EPOLLIN | EPOLLRDHUP) |
 	    (k->want_out ? EPOLLOUT : 0);
 	ev.data.ptr = k;
 	epoll_ctl(d->ep, op, k->fd, &ev);
@@ -116,6 +118,35 @@ owed(const struct conn *k)
 	return k->out.len - k->out_off + k->later.len;
 }
 
+int
+conn_held(const struct conn *k)
+{
+	return !k->sse && owed(k) >= HOLD;
+}
+
+/* Input past MAX_IN waits for its requests to be taken (behind answers
+ * owed, or a queued send): reading stops till then, and so does
+ * polling for it, as level-triggered EPOLLIN would wake every round. */
+static void
+hold_input(struct relayd *d, struct conn *k)
+{
+	int full = k->in.len >= MAX_IN;
+
+	if (full != k->full) {
+		k->full = full;
+		ep_set(d, k, EPOLL_CTL_MOD);
+	}
+}
+
+/* The peer sends no more: k ends once it has answered what it holds. */
+static void
+conn_eof(struct conn *k)
+{
+	k->eof = 1;
+	if (!k->in.len || !conn_held(k))
+		k->closing = 1;
+}
+
 void
 conn_close(struct relayd *d, struct conn *k)
 {
@@ -178,8 +209,8 @@ conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 static int
 conn_read(struct conn *k)
 {
-	if (k->q && k->in.len >= MAX_IN)
-		return 0; /* held behind its send, answered this round */
+	if (k->in.len >= MAX_IN)
+		return 0; /* held behind answers owed, or its send */
 	for (;;) {
 		ssize_t n;
 		buf_grow(&k->in, 16384);
@@ -275,7 +306,7 @@ tls_pump(struct conn *k, int readable, int *ww)
 static void
 on_tls(struct relayd *d, struct conn *k, int readable)
 {
-	int ww, gone, want, eof0 = k->eof;
+	int ww, gone, want, full, eof0 = k->eof;
 	size_t in0;
 
 	/* Take in what came (requests, as far as they came), answer, and
@@ -283,19 +314,22 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	 * engine held back (it takes no record while one of its own waits
 	 * to go out): answer those too, as no event would come for them.
 	 * What else the client sent is still in the socket, and the loop
-	 * comes back for it. */
-	if (k->q && k->in.len >= MAX_IN)
-		readable = 0; /* held behind its send, answered this round */
+	 * comes back for it. Requests held back behind answers owed go on
+	 * once pumping has taken those answers. */
+	if (k->in.len >= MAX_IN)
+		readable = 0; /* held behind answers owed, or its send */
 	in0 = k->in.len;
 	gone = tls_pump(k, readable, &ww);
 	if (!in0 && k->in.len)
 		k->since = time(NULL); /* a request begins */
 	while (!gone && !k->sse && !k->closing && k->in.len) {
 		size_t left;
+		int held;
 		process_requests(d, k);
 		left = k->in.len;
+		held = conn_held(k);
 		gone = tls_pump(k, 0, &ww);
-		if (k->in.len == left)
+		if (k->in.len == left && (!held || conn_held(k)))
 			break;
 	}
 	while (!gone && k->bl && k->out_off == k->out.len && !ww) {
@@ -309,8 +343,8 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 		k->out_off = 0;
 	}
 	if (k->eof)
-		k->closing = 1; /* a client that sent and half-closed still
-		                 * gets its answers */
+		conn_eof(k); /* a client that sent and half-closed still
+		              * gets its answers */
 	if (drop_unheard(d, k) < 0)
 		return;
 	pending_del(k); /* pumped all it could */
@@ -334,8 +368,10 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	}
 	k->last_tx = time(NULL);
 	want = ww || k->out.len > 0;
-	if (want != k->want_out || k->eof != eof0) {
+	full = k->in.len >= MAX_IN;
+	if (want != k->want_out || k->eof != eof0 || full != k->full) {
 		k->want_out = want;
+		k->full = full;
 		ep_set(d, k, EPOLL_CTL_MOD);
 	}
 	/* A new stream rests as soon as its backlog is out, so that a
@@ -365,6 +401,12 @@ conn_flush(struct relayd *d, struct conn *k)
 		else
 			break;
 	} while (k->out.len);
+	/* The requests held back while their answers were owed: on with
+	 * them (their answers are queued, and flushed on the same list). */
+	if (!k->sse && !k->closing && !k->q && (k->in.len || k->eof) &&
+	    !conn_held(k))
+		process_requests(d, k);
+	hold_input(d, k);
 	if ((k->closing && !k->out.len) || (k->sse && owed(k) > MAX_OUT))
 		conn_close(d, k);
 }
@@ -422,6 +464,7 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 			process_requests(d, k);
 		if (drop_unheard(d, k) < 0)
 			return;
+		hold_input(d, k);
 		/* A client that sent and half-closed still gets its answer,
 		 * a queued send's too. */
 		if (gone < 0 && !k->out.len && !k->q) {
@@ -429,8 +472,7 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 			return;
 		}
 		if (gone < 0) {
-			k->closing = 1;
-			k->eof = 1;
+			conn_eof(k);
 			ep_set(d, k, EPOLL_CTL_MOD);
 		}
 	}

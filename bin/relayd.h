@@ -37,6 +37,7 @@ struct conn {
 	int want_out; /* output waits for a writable socket: plain text,
 	               * or over TLS records in the engine */
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
+	int full;     /* input held back to its limit: not read meanwhile */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
@@ -113,6 +114,11 @@ void process_requests(struct relayd *d, struct conn *k);
  * 0, or -1 when they cannot be listed (nothing is sent). */
 int stream_start(struct relayd *d, struct conn *k, const char *agent,
     const struct buf *head);
+
+/* Does k owe its client so much that its next request waits till the
+ * client reads? (Pipelined requests are answered as their answers go
+ * out, not all at once into memory.) */
+int conn_held(const struct conn *k);
 
 /* Queue n bytes for k; they go out in flush_pending(). */
 void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);

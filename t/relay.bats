@@ -1372,6 +1372,85 @@ print(want, len(body), body.count(b"\"from\":\"alice\""))
 	alive
 }
 
+# held_flood [CERT]: 200 asks for bob's 1 MB inbox in one write (over
+# TLS with CERT), none of it read till "go"; then prints how many
+# answers came whole. Answered at once, they would take 200 MB.
+held_flood() {
+	timeout 60 python3 -c '
+import os, socket, ssl, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+if len(sys.argv) > 3:
+    ctx = ssl.create_default_context(cafile=sys.argv[3])
+    s = ctx.wrap_socket(s, server_hostname="localhost")
+one = (b"GET /v1/inbox/bob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+       + sys.argv[2].encode() + b"\r\n\r\n")
+s.sendall(one * 200)
+open("sent", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.1)
+f = s.makefile("rb")
+ok = 0
+for i in range(200):
+    status = f.readline().split()[1]
+    n = 0
+    while True:
+        line = f.readline().strip().lower()
+        if not line:
+            break
+        if line.startswith(b"content-length:"):
+            n = int(line.split(b":")[1])
+    body = f.read(n)
+    if status == b"200" and body.count(b"\"from\":\"alice\"") == 16:
+        ok += 1
+print(ok)
+' "$PORT" "$B" "$@" >flood.out &
+	bg_pid $!
+	wait_for 10 test -e sent
+}
+
+# held_check CURL-ARGS...: while held_flood's client reads nothing,
+# another client is served and the relay has not grown; once it reads,
+# every answer comes, in full.
+held_check() {
+	local hwm
+	STATUS=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$@")
+	[ "$STATUS" = 200 ]
+	hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$BCH_RELAY_PID/status")
+	echo "relay peak: $hwm kB"
+	[ "$hwm" -lt 65536 ]
+	touch go
+	wait_for 30 test -s flood.out
+	[ "$(cat flood.out)" -eq 200 ]
+}
+
+@test "pipelined requests whose answers are not read are held, not all answered into memory" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	big_backlog 16
+	[ "$(count_new bob)" -eq 16 ]
+	held_flood
+	held_check "$URL/v1/health"
+	alive
+}
+
+@test "TLS: pipelined requests whose answers are not read are held, not all answered into memory" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	tls_relay ec
+	for n in alice bob; do
+		curl -s --cacert "$CERT" -H "Authorization: Bearer $ROOM" \
+			-d "{\"name\":\"$n\"}" "https://localhost:$PORT/v1/register" >reg.$n
+	done
+	B=$(sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p' reg.bob)
+	[ "${#B}" -eq 64 ]
+	big_backlog 16
+	[ "$(count_new bob)" -eq 16 ]
+	held_flood "$CERT"
+	held_check --cacert "$CERT" "https://localhost:$PORT/v1/health"
+}
+
 @test "SSE: a backlog of 13 MB reaches a reader whole, before a live message, on every connect" {
 	relayd
 	alice_bob
