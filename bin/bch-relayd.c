@@ -96,6 +96,10 @@ respond(struct relayd *d, struct conn *k, struct relay_answer *a,
 	buf_addc(&a->body, '\n');
 	http_put_response(&out, a->status, NULL, a->body.p, a->body.len,
 	    keepalive && !d->stop, extra);
+	/* A HEAD answer says the length of the body it does not have: one
+	 * sent would be read as the start of the next answer. */
+	if (strcmp(method, "HEAD") == 0)
+		out.len -= a->body.len;
 	if (!keepalive || d->stop)
 		k->closing = 1;
 	logline(k->peer, k->agent, method, path, a->status, (long)out.len);

@@ -795,6 +795,23 @@ PY
 	[[ ${lines[${#lines[@]} - 1]} == '[{"id":'*'"body":"x"'* ]]
 }
 
+@test "a HEAD answer has a head and no body, so the next answer on the connection is read right" {
+	relayd
+	reg alice
+	{
+		printf 'HEAD /v1/health HTTP/1.1\r\nHost: x\r\n\r\n'
+		printf 'HEAD /v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n' "$TOK"
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+	} >q
+	raw q >a
+	# Each head is followed at once by the next status line; only the
+	# GET has its body after it.
+	[ "$(status_lines <a)" = '200 404 200 ' ]
+	[ "$(grep -c '"ok":true' a)" -eq 1 ]
+	[ "$(tr -d '\r' <a | grep -c '^$')" -eq 3 ]
+	[ "$(tr -d '\r' <a | sed -n '$p')" = '{"ok":true,"service":"backchannel-relay"}' ]
+}
+
 @test "a chunked request body is decoded" {
 	relayd
 	alice_bob
