@@ -512,6 +512,12 @@ start(struct relayd *d, const struct opts *o)
 		char pin[65];
 		if (!(d->tls = tls_server_new(o->cert, o->key, pin, &d->c.e)))
 			cli_fail(&d->c);
+		if (tls_server_rsa_bits(d->tls) &&
+		    tls_server_rsa_bits(d->tls) < 2048)
+			fprintf(stderr, "bch-relayd: warning: %s is a %u-bit RSA "
+			    "key, too weak to trust — make one of 2048 bits or "
+			    "more, or an EC key\n", o->key,
+			    tls_server_rsa_bits(d->tls));
 		fprintf(stderr, "bch-relayd: TLS on, key pin %s\n", pin);
 	}
 	if ((d->lfd = listen_on(o->listen, o->port, &d->c.e)) < 0)

@@ -143,13 +143,12 @@ take_chain(struct tls_server *s, struct pem_obj *certs, size_t nc)
 	}
 }
 
-/* The private key of keys into s: an RSA key of 2048 bits or more, or
- * an EC key. 0, or -1 with e filled. */
+/* The private key of keys into s: an RSA or EC key, not encrypted. 0,
+ * or -1 with e filled. */
 static int
 load_key(struct tls_server *s, const struct pem_obj *keys, size_t nk,
     const char *keyfile, struct err *e)
 {
-	const br_rsa_private_key *rsa;
 	size_t i;
 
 	br_skey_decoder_init(&s->key);
@@ -168,12 +167,15 @@ load_key(struct tls_server *s, const struct pem_obj *keys, size_t nk,
 	if (s->key_type != BR_KEYTYPE_RSA && s->key_type != BR_KEYTYPE_EC)
 		return err_set(e, BCH_PERM, "%s holds no RSA or EC private key "
 		    "(PEM)", keyfile);
-	rsa = br_skey_decoder_get_rsa(&s->key);
-	if (rsa && rsa->n_bitlen < 2048)
-		return err_set(e, BCH_PERM, "%s is a %u-bit RSA key, too weak "
-		    "to trust — make one of 2048 bits or more, or an EC key",
-		    keyfile, (unsigned)rsa->n_bitlen);
 	return 0;
+}
+
+unsigned
+tls_server_rsa_bits(const struct tls_server *s)
+{
+	const br_rsa_private_key *rsa = br_skey_decoder_get_rsa(&s->key);
+
+	return rsa ? (unsigned)rsa->n_bitlen : 0;
 }
 
 struct tls_server *

@@ -19,6 +19,8 @@ struct tls_client;
 struct tls_server *tls_server_new(const char *certfile, const char *keyfile,
     char pin[65], struct err *e);
 void tls_server_free(struct tls_server *s);
+/* The size of the server's RSA key in bits; 0 for an EC key. */
+unsigned tls_server_rsa_bits(const struct tls_server *s);
 
 struct tls_conn *tls_conn_new(struct tls_server *s);
 void tls_conn_free(struct tls_conn *t);

@@ -2356,8 +2356,8 @@ print(drain(s))
 }
 
 # An encrypted key was "no RSA or EC private key", and a 1024-bit RSA key
-# started a relay.
-@test "TLS: an encrypted key and a weak RSA key are refused, each with one line saying why" {
+# started a relay without a word.
+@test "TLS: an encrypted key is refused, and a weak RSA key warned of, each in one line saying why" {
 	command -v openssl >/dev/null || skip "openssl is not installed"
 	openssl req -x509 -newkey rsa:2048 -keyout ek -out ec -days 1 \
 		-subj /CN=localhost -passout pass:secret 2>/dev/null
@@ -2366,9 +2366,8 @@ print(drain(s))
 	assert_output "bch-relayd: ek holds an encrypted private key, and bch-relayd asks for no passphrase — decrypt it: openssl pkey -in ek -out KEY.pem"
 	openssl req -x509 -newkey rsa:1024 -nodes -keyout wk -out wc -days 1 \
 		-subj /CN=localhost 2>/dev/null
-	run -100 timeout 10 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 \
-		--token "$ROOM" --cert wc --key wk
-	assert_output "bch-relayd: wk is a 1024-bit RSA key, too weak to trust — make one of 2048 bits or more, or an EC key"
+	relayd --cert wc --key wk
+	grep -qx "bch-relayd: warning: wk is a 1024-bit RSA key, too weak to trust — make one of 2048 bits or more, or an EC key" "$LOG"
 }
 
 # A key that is not the certificate's once started a relay that printed a
