@@ -245,7 +245,10 @@ fs_subscribe(struct spool *s, const char *agent, const char *channel,
 		a.subs[a.nsubs++] = xstrdup(channel);
 		a.subs[a.nsubs] = NULL;
 		rc = 1;
-	} else if (!on && k >= 0) {
+	}
+	/* Every time it is listed: a record written by hand or by another
+	 * implementation may name a channel twice. */
+	for (; !on && k >= 0; k = agent_has_sub(&a, channel)) {
 		free(a.subs[k]);
 		memmove(a.subs + k, a.subs + k + 1,
 		    (a.nsubs - (size_t)k) * sizeof *a.subs);

@@ -37,6 +37,19 @@ local_setup() { agents alice bob; }
 	assert_equal "$(record_subs alice)" ''
 }
 
+# A record that names a channel twice (written by hand, or by another
+# implementation) lost one of them to unsub and stayed subscribed.
+@test "unsub takes out a channel that the record lists twice" {
+	local_only "an agent record edited on disk"
+	bch sub '#dev' '#ops' >/dev/null
+	sed -i 's/"#dev",/"#dev", "#dev",/' "$BACKCHANNEL_HOME/agents/alice.json"
+	assert_equal "$(grep -o '"#dev"' "$BACKCHANNEL_HOME/agents/alice.json" | wc -l)" 2
+	run bch unsub dev
+	assert_success
+	assert_output 'unsubscribed alice from #dev'
+	assert_equal "$(record_subs alice)" '#ops'
+}
+
 @test "unsubscribing from a channel one is not on says so and succeeds" {
 	run bch unsub '#nowhere'
 	assert_success
