@@ -6,6 +6,10 @@
  * and an output buffer, so thousands of idle SSE clients cost little.
  * Requests are answered whole as soon as they are parsed (keep-alive and
  * pipelining fall out of parsing from the front of the input buffer).
+ * The parse of a request that came in part goes on from where it got to
+ * when more comes (k->parse), not from its first byte again: a body
+ * trickled in a few bytes at a time must cost its length, not its
+ * length squared, on the one thread that serves everyone.
  * A message the relay stores goes to its recipients' streams once it is
  * written, before the links of its fan-out (spool->stored); arrivals
  * are also found with inotify on each watched inbox's new/, so mail
@@ -244,8 +248,8 @@ process_requests(struct relayd *d, struct conn *k)
 	    off < k->in.len) {
 		struct http_req q;
 		int status = 400;
-		long used = http_parse_request(k->in.p + off, k->in.len - off,
-		    &d->lim, &q, &status);
+		long used = http_parse_request(&k->parse, k->in.p + off,
+		    k->in.len - off, &d->lim, &q, &status);
 		if (used == 0)
 			break;
 		if (used < 0) {
@@ -261,8 +265,10 @@ process_requests(struct relayd *d, struct conn *k)
 		memmove(k->in.p, k->in.p + off, k->in.len - off);
 		k->in.len -= off;
 	}
-	if (k->sse)
+	if (k->sse) {
 		buf_free(&k->in); /* an SSE client has nothing more to say */
+		http_parse_free(&k->parse);
+	}
 	else if (k->eof && !k->q && !conn_held(k))
 		k->closing = 1; /* all it sent is answered */
 }

@@ -172,6 +172,7 @@ conn_close(struct relayd *d, struct conn *k)
 	tls_conn_free(k->tls);
 	backlog_free(k);
 	buf_free(&k->in);
+	http_parse_free(&k->parse);
 	buf_free(&k->out);
 	free(k);
 	d->nconns--;
@@ -247,8 +248,10 @@ drop_unheard(struct relayd *d, struct conn *k)
 		conn_close(d, k);
 		return -1;
 	}
-	if (k->sse || k->closing)
+	if (k->sse || k->closing) {
 		buf_reset(&k->in); /* kept for the next read: no churn */
+		http_parse_free(&k->parse);
+	}
 	return 0;
 }
 

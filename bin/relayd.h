@@ -25,6 +25,7 @@ struct conn {
 	int fd;
 	char peer[64];
 	struct buf in, out;
+	struct http_parse parse; /* how far the request at in's front got */
 	size_t out_off;
 	time_t since;   /* first byte of the current request, or start of
 	                 * idleness */

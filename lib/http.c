@@ -25,76 +25,95 @@ tchar(int c)
 	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Find the end of the head: the index just past CRLF CRLF, or 0. */
+/* Find the end of the head in b[0..n): the index just past CRLF CRLF,
+ * or 0. The search goes on from *seen, how far the last one got, so a
+ * head that arrives in pieces is searched once. */
 static size_t
-head_end(const char *b, size_t n)
+head_end(const char *b, size_t n, size_t *seen)
 {
 	size_t i;
 
-	for (i = 3; i < n; i++)
+	for (i = *seen > 3 ? *seen : 3; i < n; i++)
 		if (b[i] == '\n' && b[i - 1] == '\r' && b[i - 2] == '\n' &&
 		    b[i - 3] == '\r')
 			return i + 1;
+	*seen = n;
 	return 0;
 }
 
-/* Decode a chunked body at b[0..n). Returns bytes used, 0 for more, -1
- * for malformed or over max (*status 400 or 413). The raw body is held
- * to 2 * max + 64 KiB too: chunk extensions (ignored, up to 256 bytes a
- * chunk) would let a body of max bytes fill hundreds of times that. */
-static long
-dechunk(const char *b, size_t n, size_t max, struct buf *out, int *status)
+/* The line of the chunk at s->at: its size into s->size, s->at past the
+ * line. 1 when read, 0 for more, -1 with *status (400, 413). The digits
+ * (8 at most) are looked at again each time, the rest of the line is
+ * searched for its end from s->seen, so a line trickled in costs its
+ * length. The raw body is held to 2 * max + 64 KiB: chunk extensions
+ * (ignored, up to 256 bytes a chunk) would let a body of max bytes fill
+ * hundreds of times that. */
+static int
+chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
+    int *status)
 {
-	size_t i = 0, raw_max = 2 * max + 64 * 1024;
+	size_t i = s->at, size = 0, digits = 0, k;
 
-	for (;;) {
-		size_t size = 0, digits = 0, k;
-		if (i > raw_max) {
-			*status = 413;
-			return -1;
-		}
-		while (i < n && isxdigit((unsigned char)b[i])) {
-			int c = tolower((unsigned char)b[i]);
-			if (++digits > 8)
-				goto bad;
-			size = size * 16 + (size_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-			i++;
-		}
-		if (i >= n)
-			return 0;
-		if (!digits)
-			goto bad;
-		/* Chunk extensions are allowed and ignored. */
-		for (k = i; k < n && b[k] != '\n'; k++)
-			if (k - i > 256)
-				goto bad;
-		if (k >= n)
-			return 0;
-		if (b[k - 1] != '\r')
-			goto bad;
-		i = k + 1;
-		if (size == 0) {
-			/* Trailers are refused: only the final CRLF may follow. */
-			if (n - i < 2)
-				return 0;
-			if (b[i] != '\r' || b[i + 1] != '\n')
-				goto bad;
-			return (long)(i + 2);
-		}
-		if (out->len + size > max) {
-			*status = 413;
-			return -1;
-		}
-		if (n - i < size + 2)
-			return 0;
-		if (b[i + size] != '\r' || b[i + size + 1] != '\n')
-			goto bad;
-		buf_add(out, b + i, size);
-		i += size + 2;
-	}
-bad:
+	*status = 413;
+	if (s->at - s->end > 2 * max + 64 * 1024)
+		return -1;
 	*status = 400;
-	return -1;
+	while (i < n && isxdigit((unsigned char)b[i])) {
+		int c = tolower((unsigned char)b[i]);
+		if (++digits > 8)
+			return -1;
+		size = size * 16 + (size_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+		i++;
+	}
+	if (i >= n)
+		return 0;
+	if (!digits)
+		return -1;
+	/* Chunk extensions are allowed and ignored. */
+	for (k = s->seen > i ? s->seen : i; k < n && b[k] != '\n'; k++)
+		if (k - i > 256)
+			return -1;
+	if (k >= n) {
+		s->seen = n;
+		return 0;
+	}
+	if (b[k - 1] != '\r')
+		return -1;
+	if (s->body.len + size > max) {
+		*status = 413;
+		return -1;
+	}
+	s->at = s->seen = k + 1;
+	s->size = size;
+	s->data = 1;
+	return 1;
+}
+
+/* Decode the chunked body of b[0..n) from s->at on, into s->body.
+ * Returns the length of the whole message when the last chunk is in, 0
+ * for more, -1 with *status (400, 413). */
+static long
+dechunk(struct http_parse *s, const char *b, size_t n, size_t max,
+    int *status)
+{
+	for (;;) {
+		int rc = s->data ? 1 : chunk_line(s, b, n, max, status);
+		if (rc <= 0)
+			return rc;
+		/* The chunk's data and CRLF; the last chunk's CRLF alone, as
+		 * trailers are refused. */
+		if (n - s->at < s->size + 2)
+			return 0;
+		if (b[s->at + s->size] != '\r' || b[s->at + s->size + 1] != '\n') {
+			*status = 400;
+			return -1;
+		}
+		if (!s->size)
+			return (long)(s->at + 2);
+		buf_add(&s->body, b + s->at, s->size);
+		s->at = s->seen = s->at + s->size + 2;
+		s->data = 0;
+	}
 }
 
 struct hdrs {
@@ -167,62 +186,52 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	}
 }
 
-/* The body after a head of end bytes: chunked, or Content-Length bytes
- * (none when there is no length, unless need says one is required).
- * Into a new NUL-terminated *out. Bytes used in all, 0 for more, or -1
- * with *status (400, 413). */
+/* A response's body after a head of end bytes: chunked, or
+ * Content-Length bytes (required unless chunked). Into a new
+ * NUL-terminated *out. Bytes used in all, 0 for more, or -1. A client
+ * reads one answer at a time from a relay it chose: parsed afresh each
+ * time, not resumed as requests are. */
 static long
-take_body(const char *b, size_t n, size_t end, const struct hdrs *h,
-    size_t max, int need, char **out, size_t *outlen, int *status)
+resp_body(const char *b, size_t n, size_t end, const struct hdrs *h,
+    size_t max, char **out, size_t *outlen)
 {
-	struct buf body = BUF_INIT;
+	struct http_parse s = HTTP_PARSE_INIT;
+	int status;
 	long used;
 
 	if (h->chunked) {
-		used = dechunk(b + end, n - end, max, &body, status);
-		if (used <= 0) {
-			buf_free(&body);
-			return used;
-		}
-		used += (long)end;
+		s.end = s.at = s.seen = end;
+		used = dechunk(&s, b, n, max, &status);
 	} else {
 		size_t clen = h->clen > 0 ? (size_t)h->clen : 0;
-		*status = 400;
-		if (h->clen < 0 && need)
+		if (h->clen < 0 || clen > max)
 			return -1;
-		if (clen > max) {
-			*status = 413;
-			return -1;
-		}
 		if (n - end < clen)
 			return 0;
-		buf_add(&body, b + end, clen);
+		buf_add(&s.body, b + end, clen);
 		used = (long)(end + clen);
 	}
-	if (!body.p)
-		buf_add(&body, "", 0);
-	*out = body.p;
-	*outlen = body.len;
+	if (used <= 0) {
+		buf_free(&s.body);
+		return used;
+	}
+	if (!s.body.p)
+		buf_add(&s.body, "", 0);
+	*out = s.body.p;
+	*outlen = s.body.len;
 	return used;
 }
 
-long
-http_parse_request(const char *b, size_t n, const struct http_limits *l,
-    struct http_req *r, int *status)
+/* The request line and headers, b[0..end): into r and *h, or -1 with
+ * *status (400, 431, 501, 505). */
+static int
+req_head(const char *b, size_t end, const struct http_limits *l,
+    struct http_req *r, struct hdrs *h, int *status)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	size_t end = head_end(b, n < l->head ? n : l->head), count = 0;
 	const char *p, *e, *sp1, *sp2;
+	size_t count = 0;
 	int minor;
 
-	memset(r, 0, sizeof *r);
-	if (!end) {
-		if (n >= l->head) {
-			*status = 431;
-			return -1;
-		}
-		return 0;
-	}
 	/* Request line: METHOD SP target SP HTTP/1.x CRLF */
 	e = memchr(b, '\n', end);
 	sp1 = memchr(b, ' ', (size_t)(e - b));
@@ -255,18 +264,90 @@ http_parse_request(const char *b, size_t n, const struct http_limits *l,
 			*status = 431;
 			return -1;
 		}
-		header(p, e - 1, &h, r->auth, sizeof r->auth, r->last_event_id,
+		header(p, e - 1, h, r->auth, sizeof r->auth, r->last_event_id,
 		    sizeof r->last_event_id);
 	}
-	if (h.bad == 2) {
+	if (h->bad == 2) {
 		*status = 501;
 		return -1;
 	}
-	if (h.bad || (h.chunked && h.clen >= 0))
+	if (h->bad || (h->chunked && h->clen >= 0))
 		return -1;
-	r->keepalive = minor == 1 ? !h.close : h.keep;
-	return take_body(b, n, end, &h, l->body, 0, &r->body, &r->body_len,
-	    status);
+	r->keepalive = minor == 1 ? !h->close : h->keep;
+	return 0;
+}
+
+/* The head of b[0..n) once it is whole: parsed into r, and what its
+ * body takes into s. 1 when done, 0 for more, -1 with *status. */
+static int
+req_start(struct http_parse *s, const char *b, size_t n,
+    const struct http_limits *l, struct http_req *r, int *status)
+{
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	size_t end = head_end(b, n < l->head ? n : l->head, &s->seen);
+
+	if (!end) {
+		*status = 431;
+		return n >= l->head ? -1 : 0;
+	}
+	if (req_head(b, end, l, r, &h, status) < 0)
+		return -1;
+	if (!h.chunked && h.clen > 0 && (size_t)h.clen > l->body) {
+		*status = 413;
+		return -1;
+	}
+	s->end = s->at = s->seen = end;
+	s->chunked = h.chunked;
+	s->need = end + (h.clen > 0 ? (size_t)h.clen : 0);
+	return 1;
+}
+
+long
+http_parse_request(struct http_parse *s, const char *b, size_t n,
+    const struct http_limits *l, struct http_req *r, int *status)
+{
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	int headed = 0, rc;
+	long used;
+
+	memset(r, 0, sizeof *r);
+	if (n < s->seen)
+		http_parse_free(s); /* not the input it saw: start again */
+	if (!s->end) {
+		if ((rc = req_start(s, b, n, l, r, status)) < 0)
+			http_parse_free(s);
+		if (rc <= 0)
+			return rc;
+		headed = 1;
+	}
+	if (!s->chunked)
+		used = n < s->need ? 0 : (long)s->need;
+	else if ((used = dechunk(s, b, n, l->body, status)) < 0)
+		http_parse_free(s);
+	if (used <= 0)
+		return used;
+	/* Whole: the head read again if it came in an earlier piece (once
+	 * per request), as r is not kept between calls. It was found good
+	 * then; it fails only if the input is not the one s saw. */
+	if (!headed && req_head(b, s->end, l, r, &h, status) < 0) {
+		http_parse_free(s);
+		return -1;
+	}
+	if (!s->chunked)
+		buf_add(&s->body, b + s->end, s->need - s->end);
+	if (!s->body.p)
+		buf_add(&s->body, "", 0);
+	r->body = s->body.p;
+	r->body_len = s->body.len;
+	memset(s, 0, sizeof *s); /* the body is r's now */
+	return used;
+}
+
+void
+http_parse_free(struct http_parse *s)
+{
+	buf_free(&s->body);
+	memset(s, 0, sizeof *s);
 }
 
 void
@@ -303,9 +384,8 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
 	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	size_t end = head_end(b, n);
+	size_t seen = 0, end = head_end(b, n, &seen);
 	const char *p, *e;
-	int status = 0;
 
 	memset(r, 0, sizeof *r);
 	r->retry_after = -1;
@@ -332,8 +412,7 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		r->keepalive = 0;
 	if (r->event_stream)
 		return (long)end;
-	return take_body(b, n, end, &h, maxbody, 1, &r->body, &r->body_len,
-	    &status);
+	return resp_body(b, n, end, &h, maxbody, &r->body, &r->body_len);
 }
 
 void

@@ -27,11 +27,34 @@ struct http_req {
 
 void http_limits_default(struct http_limits *l);
 
-/* Parse one request from buf[0..n). Returns bytes used (> 0) when whole,
- * 0 when more input is needed, -1 when it can never be valid, with
- * *status the answer to give (400, 413, 431, 501, 505). */
-long http_parse_request(const char *buf, size_t n,
+/* How far the parse of one request got, kept between calls so that a
+ * request arriving in pieces costs its length however small the pieces
+ * are: its head is searched for its end once, its length known once
+ * the head is whole, and its chunks decoded once each. */
+struct http_parse {
+	size_t seen;  /* bytes searched: for the head's end, a chunk line's */
+	size_t end;   /* the head's length once it is whole, else 0 */
+	size_t need;  /* Content-Length: the whole request's length */
+	size_t at;    /* chunked: the next chunk line, or (data) its data */
+	size_t size;  /* chunked, data: that chunk's size */
+	int chunked;
+	int data;
+	struct buf body; /* chunked: what is decoded so far */
+};
+
+#define HTTP_PARSE_INIT { 0, 0, 0, 0, 0, 0, 0, BUF_INIT }
+
+/* Parse one request from buf[0..n), going on from where s got to: each
+ * call after the first gives the same input, longer (an input shorter
+ * than s has seen starts it again). Returns bytes used (> 0) when
+ * whole, 0 when more input is needed, -1 when it can never be valid,
+ * with *status the answer to give (400, 413, 431, 501, 505). s is
+ * ready for the next request once one is taken or refused. */
+long http_parse_request(struct http_parse *s, const char *buf, size_t n,
     const struct http_limits *l, struct http_req *r, int *status);
+
+/* Drop what s holds of a request given up on, and start it again. */
+void http_parse_free(struct http_parse *s);
 void http_req_free(struct http_req *r);
 
 struct http_resp {

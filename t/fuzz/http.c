@@ -3,7 +3,10 @@
  * (Content-Length, chunked and event-stream heads); http_unescape against
  * a reference decoder. A parser that sees a connection's bytes arrive in
  * pieces must give the same answer whatever the pieces: 0 (more) for
- * every prefix shorter than a whole message, then the same message. */
+ * every prefix shorter than a whole message, then the same message. The
+ * request parser is tried both ways: afresh on each prefix, and going on
+ * from where it got to on the last (as bch-relayd calls it), each answer
+ * the same as the fresh one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,16 +102,20 @@ same_req(const struct http_req *a, const struct http_req *b)
 	CHECK(memcmp(a->body, b->body, a->body_len) == 0);
 }
 
+/* Parse b[0..n) going on from where s got to; NULL s: afresh. */
 static long
-parse_req(const uint8_t *b, size_t n, const struct http_limits *l,
-    struct http_req *q, int *status)
+parse_req(struct http_parse *s, const uint8_t *b, size_t n,
+    const struct http_limits *l, struct http_req *q, int *status)
 {
+	struct http_parse fresh = HTTP_PARSE_INIT;
 	char *c = exact(b, n);
 	long used;
 
 	*status = 0;
-	used = http_parse_request(c, n, l, q, status);
+	used = http_parse_request(s ? s : &fresh, c, n, l, q, status);
 	free(c);
+	if (!s) /* a fresh parse is done with its state, whole or not */
+		http_parse_free(&fresh);
 	if (used <= 0)
 		CHECK(!q->body);
 	if (used < 0)
@@ -128,21 +135,43 @@ try_prefix(size_t k, size_t n, size_t m, size_t head)
 	    (head && k + 8 > head && k <= head + 8);
 }
 
+/* The parse of prefix k going on from the last, s, answers as the
+ * fresh one did: u and st, and the same request q. */
+static void
+same_resumed(struct http_parse *s, const uint8_t *b, size_t k,
+    const struct http_limits *l, long u, int st, const struct http_req *q)
+{
+	struct http_req r;
+	int st2;
+	long u2 = parse_req(s, b, k, l, &r, &st2);
+
+	CHECK(u2 == u);
+	if (u2 < 0)
+		CHECK(st2 == st);
+	if (u2 > 0) {
+		check_req(&r, u2, k, l);
+		same_req(q, &r);
+		http_req_free(&r);
+	}
+}
+
 /* The request at b[0..n) and every prefix of it. */
 static long
 one_request(const uint8_t *b, size_t n, const struct http_limits *l)
 {
+	struct http_parse s = HTTP_PARSE_INIT;
 	struct http_req whole, q;
 	int status, st, failed = 0;
 	size_t k, head = head_len(b, n);
-	long used = parse_req(b, n, l, &whole, &status), u;
+	long used = parse_req(NULL, b, n, l, &whole, &status), u;
 
 	if (used > 0)
 		check_req(&whole, used, n, l);
 	for (k = 0; k < n; k++) {
 		if (!try_prefix(k, n, used > 0 ? (size_t)used : n, head))
 			continue;
-		u = parse_req(b, k, l, &q, &st);
+		u = parse_req(NULL, b, k, l, &q, &st);
+		same_resumed(&s, b, k, l, u, st, u > 0 ? &q : NULL);
 		if (used > 0 && k < (size_t)used) {
 			CHECK(u == 0);
 		} else if (used > 0) {
@@ -163,6 +192,9 @@ one_request(const uint8_t *b, size_t n, const struct http_limits *l)
 			}
 		}
 	}
+	/* The whole, after the pieces. */
+	same_resumed(&s, b, n, l, used, status, used > 0 ? &whole : NULL);
+	http_parse_free(&s);
 	if (used > 0)
 		http_req_free(&whole);
 	return used;

@@ -813,8 +813,10 @@ raw_http(const char *s, size_t n)
 	for (k = 0; k < MAX_PIPELINED && off < b.len; k++) {
 		struct http_req q;
 		int status = 400;
-		long used = http_parse_request(b.p + off, b.len - off, &lim, &q,
-		    &status);
+		struct http_parse ps = HTTP_PARSE_INIT;
+		long used = http_parse_request(&ps, b.p + off, b.len - off, &lim,
+		    &q, &status);
+		http_parse_free(&ps); /* a request not whole is given up on */
 		if (used <= 0)
 			break;
 		run(&q);

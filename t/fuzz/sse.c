@@ -228,6 +228,7 @@ static void
 check_request(const struct buf *b, const uint8_t *stream, size_t n,
     int again)
 {
+	struct http_parse ps = HTTP_PARSE_INIT;
 	struct http_limits l;
 	struct http_req q;
 	int status;
@@ -236,7 +237,9 @@ check_request(const struct buf *b, const uint8_t *stream, size_t n,
 	if (trace)
 		fprintf(stderr, "request %d:\n%s", again + 1, b->p ? b->p : "");
 	http_limits_default(&l);
-	used = http_parse_request(b->p ? b->p : "", b->len, &l, &q, &status);
+	used = http_parse_request(&ps, b->p ? b->p : "", b->len, &l, &q,
+	    &status);
+	http_parse_free(&ps);
 	if (used <= 0 || (size_t)used != b->len)
 		fprintf(stderr, "request %d (%zu bytes, parsed %ld):\n%s\n",
 		    again + 1, b->len, used, b->p ? b->p : "");
