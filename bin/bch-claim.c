@@ -86,6 +86,53 @@ locate(struct claim *k, const char *p)
 	return find(k, p);
 }
 
+/* Take the message p names into m and sc: 0, or the exit status with
+ * the reason told. A relay lists an inbox over what one answer may
+ * hold in parts (spool->cut): a name past the part listed is tried as
+ * a whole id, as no prefix can be matched there. */
+static int
+take_named(struct claim *k, const char *p, struct msg *m,
+    struct spool_claim *sc)
+{
+	struct cli *c = k->c;
+	struct spool_item bare, *it = &bare;
+	long i = -1;
+	int rc;
+
+	memset(&bare, 0, sizeof bare);
+	if (*p && strlen(p) <= ID_MAX_LEN && (i = locate(k, p)) == -1 &&
+	    c->sp->cut) {
+		snprintf(bare.id, sizeof bare.id, "%s", p);
+		bare.name = bare.id;
+	} else if (i == -1) {
+		fprintf(stderr, "%s: no unread message %.*s — see bch inbox\n",
+		    c->prog, ID_MAX_LEN, p);
+		return BCH_PERM;
+	} else if (i == -2) {
+		fprintf(stderr, "%s: id prefix %s matches several messages — "
+		    "give more of the id\n", c->prog, p);
+		return BCH_PERM;
+	} else {
+		it = &k->items[i];
+	}
+	rc = spool_take(c->sp, c->cfg.agent, it, m, sc, &c->e);
+	if (rc < 0 && (it != &bare || c->e.code != BCH_PERM))
+		cli_fail(c);
+	if (rc < 0 || (rc == 0 && it == &bare)) {
+		fprintf(stderr, "%s: no unread message %s — see bch inbox\n",
+		    c->prog, p);
+		return BCH_PERM;
+	}
+	if (rc == 0) {
+		fprintf(stderr, "%s: message %s was claimed by another reader\n",
+		    c->prog, it->id);
+		return BCH_PERM;
+	}
+	if (it != &bare)
+		k->taken[i] = 1;
+	return 0;
+}
+
 static int
 claim_one(struct claim *k, const char *p)
 {
@@ -93,28 +140,10 @@ claim_one(struct claim *k, const char *p)
 	struct spool_claim sc;
 	struct buf out = BUF_INIT;
 	struct msg m;
-	long i = -1;
 	int rc;
 
-	if (!*p || strlen(p) > ID_MAX_LEN || (i = locate(k, p)) == -1) {
-		fprintf(stderr, "%s: no unread message %.*s — see bch inbox\n",
-		    c->prog, ID_MAX_LEN, p);
-		return BCH_PERM;
-	}
-	if (i == -2) {
-		fprintf(stderr, "%s: id prefix %s matches several messages — "
-		    "give more of the id\n", c->prog, p);
-		return BCH_PERM;
-	}
-	rc = spool_take(c->sp, c->cfg.agent, &k->items[i], &m, &sc, &c->e);
-	if (rc <= 0) {
-		if (rc < 0)
-			cli_fail(c);
-		fprintf(stderr, "%s: message %s was claimed by another reader\n",
-		    c->prog, k->items[i].id);
-		return BCH_PERM;
-	}
-	k->taken[i] = 1;
+	if ((rc = take_named(k, p, &m, &sc)) != 0)
+		return rc;
 	if (k->form == HUMAN) {
 		if (k->shown)
 			buf_addc(&out, '\n');

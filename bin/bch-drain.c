@@ -17,7 +17,10 @@
  * A long inbox must not cost memory in proportion to its messages:
  * spool_scan() hands them over one at a time, of each one wanted only
  * its ts and id go into a queue (some 20 bytes), and each message is
- * read again when its turn comes. */
+ * read again when its turn comes. A relay's inbox over what one answer
+ * may hold is listed in parts, oldest first (spool->more): a drain
+ * takes one and lists again, till it is all taken. A peek or the hook
+ * form, which take none or a budget's worth, look at the first part. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,18 +302,46 @@ serve(struct drain *d, struct queue *q, const char *fence, size_t *left)
 	return 0;
 }
 
+/* The next part of an inbox a relay lists in parts into d->q, once the
+ * last is taken: 1, 0 when there is none (or it would be the same), -1
+ * failed. */
+static int
+next_part(struct drain *d)
+{
+	struct cli *c = d->c;
+
+	if (d->peek || d->form == HOOK || !c->sp->more)
+		return 0;
+	queue_free(&d->q);
+	memset(&d->q, 0, sizeof d->q);
+	if (spool_scan(c->sp, c->cfg.agent, want, d, &c->e) < 0)
+		return -1;
+	queue_sort(&d->q);
+	return 1;
+}
+
 static int
 drain(struct drain *d)
 {
 	char fence[9];
 	size_t left = 0;
+	int rc;
 
 	show_fence(fence);
 	queue_sort(&d->q);
 	if (d->form != HOOK && d->q.n > 0)
 		buf_grow(&d->out, BLOCK + BLOCK / 4); /* grown once, not doubled */
-	if (serve(d, &d->q, fence, &left) < 0)
-		return d->form == HOOK ? hook_partial(d, left) : give_up(d);
+	do {
+		if (serve(d, &d->q, fence, &left) < 0)
+			return d->form == HOOK ? hook_partial(d, left) :
+			    give_up(d);
+	} while ((rc = next_part(d)) > 0);
+	if (rc < 0)
+		return give_up(d);
+	if (d->c->sp->cut && d->form != HOOK)
+		fprintf(stderr, "%s: the inbox is over what the relay lists "
+		    "at once: only its oldest messages were looked at — the "
+		    "rest show once those are taken\n", d->c->prog);
 	queue_sort(&d->cut);
 	d->cut_turn = 1;
 	if (serve(d, &d->cut, fence, &left) < 0)

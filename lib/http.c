@@ -408,10 +408,15 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 	if (h.bad || (h.chunked && h.clen >= 0))
 		return -1;
 	r->retry_after = h.retry_after;
+	r->head_len = end;
 	if (h.close)
 		r->keepalive = 0;
 	if (r->event_stream)
 		return (long)end;
+	if (!h.chunked && h.clen >= 0 && (size_t)h.clen > maxbody) {
+		r->too_big = 1;
+		return -1;
+	}
 	return resp_body(b, n, end, &h, maxbody, &r->body, &r->body_len);
 }
 

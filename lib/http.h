@@ -63,12 +63,17 @@ struct http_resp {
 	int retry_after; /* seconds, or -1 */
 	int event_stream; /* Content-Type: text/event-stream (no body length) */
 	char location[512]; /* Location, cut to fit; "" when none */
+	size_t head_len; /* bytes of the head, once it is whole */
+	int too_big; /* refused: a Content-Length over maxbody */
+	int truncated; /* set by a caller that kept only a body's start */
 	char *body;
 	size_t body_len;
 };
 
 /* Parse one response from buf[0..n), as http_parse_request. An event
- * stream's head alone is a whole response: its body follows as events. */
+ * stream's head alone is a whole response: its body follows as events.
+ * A body whose Content-Length is over maxbody is -1 with too_big and
+ * head_len set, as soon as the head is in. */
 long http_parse_response(const char *buf, size_t n, size_t maxbody,
     struct http_resp *r);
 void http_resp_free(struct http_resp *r);

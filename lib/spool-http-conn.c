@@ -22,6 +22,7 @@
 #include "tls.h"
 
 #define TIMEOUT_MS 15000
+#define ANSWER_MAX (8 << 20) /* bytes of an answer's body, at most */
 
 void
 hs_link_close(struct link *l)
@@ -182,17 +183,51 @@ answer_odd(struct spool *s, struct link *l, struct http_resp *r,
 	return err_status(e, 502);
 }
 
+/* A 2xx whose body is over ANSWER_MAX, for a caller that can use its
+ * start (HS_CUT): its first ANSWER_MAX bytes as r->body, r->truncated
+ * set. The rest is not read: the link is closed. 0, or 1 when the link
+ * broke first. */
+static int
+answer_cut(struct link *l, struct http_resp *r)
+{
+	size_t want = r->head_len + ANSWER_MAX;
+
+	while (l->in.len < want) {
+		ssize_t n;
+		buf_grow(&l->in, 16384);
+		n = hs_link_read(l, l->in.p + l->in.len,
+		    l->in.cap - l->in.len - 1 < want - l->in.len ?
+		    l->in.cap - l->in.len - 1 : want - l->in.len);
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0;
+			return 1;
+		}
+		l->in.len += (size_t)n;
+	}
+	r->body = xstrndup(l->in.p + r->head_len, ANSWER_MAX);
+	r->body_len = ANSWER_MAX;
+	r->truncated = 1;
+	hs_link_close(l);
+	buf_free(&l->in); /* not 8 MiB held for a watch's lifetime */
+	return 0;
+}
+
 /* Read one answer off the link into r: 0; -1 with e filled for a
  * malformed one; 1 when the link broke before it came. Only a whole
- * answer with a body comes back as 0: r->body is never NULL then. */
+ * answer with a body (or with cut, the start of one) comes back as 0:
+ * r->body is never NULL then. */
 static int
-answer_read(struct spool *s, struct link *l, struct http_resp *r,
+answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
     struct err *e)
 {
 	for (;;) {
 		long used = http_parse_response(l->in.p ? l->in.p : "",
-		    l->in.len, 8 << 20, r);
+		    l->in.len, ANSWER_MAX, r);
 		ssize_t n;
+		if (used < 0 && cut && r->too_big && r->status >= 200 &&
+		    r->status < 300)
+			return answer_cut(l, r);
 		if (used > 0) {
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
@@ -251,7 +286,7 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 /* One request and its answer on the keep-alive link; no retries. */
 static int
 exchange(struct spool *s, const char *method, const char *path,
-    const char *token, const struct buf *body, struct http_resp *r,
+    const char *token, const struct buf *body, struct http_resp *r, int cut,
     struct err *e)
 {
 	struct hs *h = s->impl;
@@ -267,7 +302,7 @@ exchange(struct spool *s, const char *method, const char *path,
 			fresh = 1;
 		}
 		if (hs_link_write(l, q.p, q.len) >= 0 &&
-		    (rc = answer_read(s, l, r, e)) <= 0)
+		    (rc = answer_read(s, l, r, cut, e)) <= 0)
 			break;
 		if ((rc = link_lost(s, l, fresh, e)) < 0)
 			break;
@@ -355,7 +390,7 @@ answer_refused(struct spool *s, const char *path, struct http_resp *r,
  * and come back as errors carrying the relay's message. */
 int
 hs_call(struct spool *s, const char *method, const char *path,
-    const char *token, const struct buf *body, struct http_resp *r, int retry,
+    const char *token, const struct buf *body, struct http_resp *r, int flags,
     struct err *e)
 {
 	struct err local;
@@ -370,14 +405,15 @@ hs_call(struct spool *s, const char *method, const char *path,
 		return err_status(e, 401);
 	}
 	for (attempt = 0;; attempt++) {
-		int rc = exchange(s, method, path, token, body, r, e);
+		int rc = exchange(s, method, path, token, body, r,
+		    flags & HS_CUT, e);
 		int temporary;
 		if (rc < 0 && e && e->code == BCH_PERM)
 			return -1;
 		temporary = rc < 0 || r->status == 429 || r->status >= 500;
 		if (!temporary)
 			break;
-		if (!retry || attempt >= 3) {
+		if (!(flags & HS_RETRY) || attempt >= 3) {
 			if (rc == 0)
 				break;
 			return -1;

@@ -233,6 +233,8 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		e = &local;
 	if (l->fd < 0)
 		return events_reopen(s, agent, timeout_ms, e);
+	if (s->more) /* the last listing was a part: the rest waits */
+		return 1;
 	for (;;) {
 		ssize_t n;
 		if (events_consume(h))

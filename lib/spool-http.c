@@ -61,7 +61,8 @@ http_reg(struct spool *s, const char *name, const char *token_hash,
 	else if (hash_random_hex(mine, 32) == 0)
 		put_kv(&b, "token", mine, 0);
 	buf_addc(&b, '}');
-	rc = hs_call(s, "POST", "/v1/register", hs_token(s), &b, &r, 1, e);
+	rc = hs_call(s, "POST", "/v1/register", hs_token(s), &b, &r, HS_RETRY,
+	    e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -126,7 +127,8 @@ http_agents(struct spool *s, struct agent_rec **list, size_t *n,
 	struct agents_acc acc = { NULL, 0 };
 	struct http_resp r;
 
-	if (hs_call(s, "GET", "/v1/agents", hs_token(s), NULL, &r, 1, e) < 0)
+	if (hs_call(s, "GET", "/v1/agents", hs_token(s), NULL, &r, HS_RETRY,
+	    e) < 0)
 		return -1;
 	if (each(&r, add_agent, &acc, e) < 0) {
 		http_resp_free(&r);
@@ -153,7 +155,7 @@ http_subscribe(struct spool *s, const char *agent, const char *channel,
 	put_kv(&b, "channel", channel, 1);
 	buf_addc(&b, '}');
 	rc = hs_call(s, "POST", on ? "/v1/subscribe" : "/v1/unsubscribe",
-	    hs_token(s), &b, &r, 1, e);
+	    hs_token(s), &b, &r, HS_RETRY, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -227,7 +229,7 @@ http_send(struct spool *s, struct msg *m, struct err *e)
 		buf_addc(&b, ']');
 	}
 	buf_addc(&b, '}');
-	rc = hs_call(s, "POST", "/v1/send", hs_token(s), &b, &r, 1, e);
+	rc = hs_call(s, "POST", "/v1/send", hs_token(s), &b, &r, HS_RETRY, e);
 	buf_free(&b);
 	if (rc < 0)
 		return -1;
@@ -291,20 +293,76 @@ add_item(void *arg, const char *p, size_t n)
 	return 0;
 }
 
+/* A listing cut short (HS_CUT): keep its whole elements, close the
+ * array after the last (the cut may end right after it: one byte more
+ * is needed). -1 if not even one is whole. */
+static int
+list_whole(struct http_resp *r)
+{
+	size_t i, last = 0;
+	int depth = 0, str = 0, esc = 0;
+
+	for (i = 0; i < r->body_len; i++) {
+		char c = r->body[i];
+		if (str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				str = 0;
+		} else if (c == '"') {
+			str = 1;
+		} else if (c == '[' || c == '{') {
+			depth++;
+		} else if ((c == ']' || c == '}') && --depth == 1) {
+			last = i + 1;
+		}
+	}
+	if (!last)
+		return -1;
+	r->body = xrealloc(r->body, last + 2);
+	r->body[last] = ']';
+	r->body[last + 1] = 0;
+	r->body_len = last + 1;
+	return 0;
+}
+
+/* An inbox over what one answer may hold (the relay lists it whole:
+ * PROTOCOL.md 5) is listed in parts: its oldest messages, as many as
+ * the answer's first ANSWER_MAX bytes hold; the rest once they are
+ * taken. s->more tells the reader (and spool_wait()) to list again at
+ * once, unless the part ends where the last one did: a reader that
+ * took nothing would only see it again. */
 static int
 http_list(struct spool *s, const char *agent, struct spool_item **items,
     size_t *n, struct err *e)
 {
+	struct hs *h = s->impl;
 	struct items_acc acc = { s, NULL, 0 };
 	struct http_resp r;
 	char path[NAME_MAX_LEN + 16];
 
 	snprintf(path, sizeof path, "/v1/inbox/%s", agent);
-	if (hs_call(s, "GET", path, hs_token(s), NULL, &r, 1, e) < 0)
+	if (hs_call(s, "GET", path, hs_token(s), NULL, &r, HS_RETRY | HS_CUT,
+	    e) < 0)
 		return -1;
+	if (r.truncated && list_whole(&r) < 0) {
+		http_resp_free(&r);
+		return err_set(e, BCH_TEMP, "relay sent a malformed list");
+	}
 	if (each(&r, add_item, &acc, e) < 0) {
 		http_resp_free(&r);
 		return -1;
+	}
+	s->cut = r.truncated;
+	s->more = 0;
+	if (r.truncated && acc.n) {
+		s->more = strcmp(h->cut_id, acc.it[acc.n - 1].id) != 0;
+		snprintf(h->cut_id, sizeof h->cut_id, "%s",
+		    acc.it[acc.n - 1].id);
+	} else {
+		h->cut_id[0] = 0;
 	}
 	http_resp_free(&r);
 	*items = acc.it;
@@ -379,7 +437,7 @@ settle(struct spool *s, struct spool_claim *c, const char *route, int keep,
 	if (keep)
 		buf_adds(&b, ",\"keep\":true");
 	buf_addc(&b, '}');
-	rc = hs_call(s, "POST", route, hs_token(s), &b, &r, 1, &mine);
+	rc = hs_call(s, "POST", route, hs_token(s), &b, &r, HS_RETRY, &mine);
 	buf_free(&b);
 	free(c->path);
 	c->path = NULL;
@@ -457,7 +515,8 @@ http_await(struct spool *s, const char *id, char **rcpt, size_t n,
 		size_t i;
 		int all = 1;
 		long spent;
-		if (hs_call(s, "GET", path, hs_token(s), NULL, &r, 1, e) < 0) {
+		if (hs_call(s, "GET", path, hs_token(s), NULL, &r, HS_RETRY,
+		    e) < 0) {
 			if (e && e->status == 404 && strstr(e->msg, "no such route"))
 				err_set(e, BCH_PERM, "this relay does not support "
 				    "--wait (it has no read receipts)");

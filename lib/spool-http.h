@@ -34,6 +34,8 @@ struct hs {
 	struct timespec heard; /* when the event stream last said anything */
 	struct timespec opened; /* when it was last opened */
 	int pause_ms; /* before it is opened again, as the last ended at once */
+	char cut_id[ID_MAX_LEN + 1]; /* where the last listing was cut, or
+	                              * "": s->more */
 };
 
 /* The transport, in spool-http-conn.c. */
@@ -53,16 +55,20 @@ void hs_redirect_err(struct spool *s, const char *path,
     const struct http_resp *r, struct err *e);
 
 /* Send method path (token as the bearer, body as JSON when not NULL) on
- * the keep-alive link; with retry, a failure that may pass (no
- * connection, a reset, a 5xx, a 429) is tried again after a growing
- * pause. Without a token only /v1/register is sent. 0 with r filled, its
+ * the keep-alive link; with HS_RETRY in flags, a failure that may pass
+ * (no connection, a reset, a 5xx, a 429) is tried again after a growing
+ * pause. With HS_CUT, a 2xx whose body is over 8 MiB comes back cut to
+ * its first 8 MiB, r->truncated set, for a caller that can use a part.
+ * Without a token only /v1/register is sent. 0 with r filled, its
  * status a 2xx and r->body not NULL, for the caller to free
  * (http_resp_free); or -1 with e (which may be NULL) filled and
  * e->status set: a 4xx other than 429 is BCH_PERM with the relay's own
  * message, a 3xx BCH_PERM naming where it leads, and an event stream or
  * a 1xx a malformed answer (BCH_TEMP, 502). */
+#define HS_RETRY 1
+#define HS_CUT 2
 int hs_call(struct spool *s, const char *method, const char *path,
-    const char *token, const struct buf *body, struct http_resp *r, int retry,
+    const char *token, const struct buf *body, struct http_resp *r, int flags,
     struct err *e);
 
 /* The agent's bearer token, or "" when it has none yet. */

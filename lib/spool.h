@@ -139,6 +139,11 @@ struct spool {
 	struct spool_item *scanned;
 	size_t nscanned;
 	char *scanned_for; /* the agent it lists */
+	/* The last spool_list() or spool_scan() listed only the oldest
+	 * unread messages (cut): a relay lists an inbox over what one
+	 * answer may hold in parts. more: it got further than the listing
+	 * before, so once they are taken, listing again gets the next. */
+	int cut, more;
 	void *impl;
 };
 
@@ -179,7 +184,8 @@ int spool_sync(struct spool *s, struct err *e);
 
 /* The unread messages of agent, sorted by ts then id. Returns dead
  * claimers' messages to the inbox first; moves corrupt files aside with a
- * warning. Free with spool_items_free(). */
+ * warning. From a relay, only the oldest of an inbox over what one
+ * answer may hold (s->cut, s->more). Free with spool_items_free(). */
 int spool_list(struct spool *s, const char *agent, struct spool_item **items,
     size_t *n, struct err *e);
 void spool_items_free(struct spool_item *items, size_t n);

@@ -1667,6 +1667,71 @@ print(before.count(b"\ndata: "))
 	alive
 }
 
+@test "an inbox of 9 MB on the relay is drained whole, claimed past its first part, and watched whole" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	big_backlog 150
+	# A listing over the 4 MiB a stream may owe is not cut, for a reader
+	# slow to start either (the socket takes only part of it at first).
+	run timeout 30 python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /v1/inbox/bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          b"Authorization: Bearer " + sys.argv[2].encode() + b"\r\n\r\n")
+time.sleep(1)
+got = b""
+while True:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    got += chunk
+head, _, body = got.partition(b"\r\n\r\n")
+print(len(body), head.split(b"Content-Length: ")[1].split(b"\r\n")[0].decode())
+' "$PORT" "$B"
+	assert_success
+	read -r got want <<<"$output"
+	[ "$want" -gt $((8 << 20)) ]
+	[ "$got" -eq "$want" ]
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
+	# Over what one answer to the client may hold (8 MiB): listed in
+	# parts. The hook form shows the oldest, cut, and takes nothing.
+	run bch drain --hook
+	assert_success
+	assert_output --partial '[backchannel] 1 message(s) for bob:'
+	assert_output --partial 'more message(s) waiting'
+	[ "$(count_new bob)" -eq 150 ]
+	# The newest, past the first part, claimed by its id.
+	last=$(grep -l '"body":"150 ' "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
+	last=$(basename "$last" .json)
+	run bch read --jsonl "$last"
+	assert_success
+	[ "$(grep -c '"body":"150 ' <<<"$output")" -eq 1 ]
+	[ "$(count_new bob)" -eq 149 ]
+	# A peek shows the oldest part, and says so.
+	run bch drain --peek --brief
+	assert_success
+	assert_output --partial 'only its oldest messages were looked at'
+	[ "$(count_new bob)" -eq 149 ]
+	# One drain takes all the rest, each message once.
+	bch drain --jsonl >drained 2>drain.err
+	[ "$(count_new bob)" -eq 0 ]
+	[ "$(grep -c '"from":"alice"' drained)" -eq 149 ]
+	[ "$(grep -o '"id":"[0-9a-f-]*"' drained | sort -u | wc -l)" -eq 149 ]
+	! grep -q "\"id\":\"$last\"" drained
+	[ ! -s drain.err ]
+	# A watch claims the whole backlog, no new message needed to wake it.
+	big_backlog
+	bch-watch >watch.out 2>watch.err &
+	bg_pid $!
+	wait_for 60 eval '[ "$(count_new bob)" -eq 0 ]'
+	wait_for 10 eval '[ "$(grep -c "\"from\":\"alice\"" watch.out)" -eq 220 ]'
+	[ "$(grep -o '"id":"[0-9a-f-]*"' watch.out | sort -u | wc -l)" -eq 220 ]
+	run cat watch.err
+	assert_output ''
+	alive
+}
+
 @test "SSE: a reconnect with Last-Event-ID gets every message still unread" {
 	relayd
 	alice_bob
