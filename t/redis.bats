@@ -188,7 +188,10 @@ hlen() {
 	id=$(sed -n 's/^id: //p' "$BATS_TEST_TMPDIR/sse.out" | head -1)
 	[ -n "$id" ]
 	# bch watch on A, reading the arrival that B published.
-	on A bob bch watch --peek >"$BATS_TEST_TMPDIR/watch.out" 2>&1 &
+	# Not through on(): $! would be the subshell running it, and the
+	# watch, which rides out its relay's end, would outlive the test.
+	BACKCHANNEL_URL=$A_URL BACKCHANNEL_AGENT=bob bch watch --peek \
+		>"$BATS_TEST_TMPDIR/watch.out" 2>&1 &
 	bgpid $!
 	sleep 0.5
 	on B alice bch send @bob "second one" >/dev/null
