@@ -412,13 +412,28 @@ catch_all(void)
 	catch(SIGIO, on_io);
 }
 
+/* A relay away is waited out (spool_wait() returns 0 with e saying why):
+ * said once on stderr when it goes, and once when it answers again, so
+ * that a watch in a terminal or under a supervisor is not silent. */
+static void
+say_away(struct cli *c, int r, int *away)
+{
+	if (r == 0 && c->e.msg[0] && !*away) {
+		fprintf(stderr, "%s: %s — waiting for it\n", c->prog, c->e.msg);
+		*away = 1;
+	} else if (r > 0 && *away) {
+		fprintf(stderr, "%s: the relay answers again\n", c->prog);
+		*away = 0;
+	}
+}
+
 /* Wait, pass, repeat, until told to stop or the reader goes away. 0 a
  * clean end, -1 fail; readiness is signalled after the first pass. */
 static int
 run(struct watch *w, int readyfd)
 {
 	struct cli *c = w->c;
-	int rc = 1, armed = 0, fails = 0;
+	int rc = 1, armed = 0, fails = 0, away = 0;
 
 	outcheck = 1; /* the reader may be gone already */
 	while (!stop) {
@@ -428,7 +443,9 @@ run(struct watch *w, int readyfd)
 			if (reader_gone())
 				break;
 		}
+		c->e.msg[0] = 0;
 		r = spool_wait(c->sp, c->cfg.agent, -1, &c->e);
+		say_away(c, r, &away);
 		if (r < 0 && again(c, &fails, armed))
 			continue;
 		if (r < 0) {

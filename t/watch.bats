@@ -591,6 +591,9 @@ PY
 	bch send @bob 'after the restart' >/dev/null
 	wait_for 10 grep -q 'after the restart' w.out
 	kill -0 "$wpid"
+	# Said once when the relay went, and once when it came back.
 	run cat w.err
-	assert_output ''
+	assert_line --index 0 --regexp "^bch-watch: relay http://127.0.0.1:$port unreachable: .* — waiting for it\$"
+	assert_line --index 1 'bch-watch: the relay answers again'
+	[ "${#lines[@]}" -eq 2 ]
 }
