@@ -1672,27 +1672,8 @@ print(before.count(b"\ndata: "))
 	relayd
 	alice_bob
 	big_backlog 150
-	# A listing over the 4 MiB a stream may owe is not cut, for a reader
-	# slow to start either (the socket takes only part of it at first).
-	run timeout 30 python3 -c '
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"GET /v1/inbox/bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-          b"Authorization: Bearer " + sys.argv[2].encode() + b"\r\n\r\n")
-time.sleep(1)
-got = b""
-while True:
-    chunk = s.recv(1 << 20)
-    if not chunk:
-        break
-    got += chunk
-head, _, body = got.partition(b"\r\n\r\n")
-print(len(body), head.split(b"Content-Length: ")[1].split(b"\r\n")[0].decode())
-' "$PORT" "$B"
-	assert_success
-	read -r got want <<<"$output"
-	[ "$want" -gt $((8 << 20)) ]
-	[ "$got" -eq "$want" ]
+	# (A reader slow to start gets the listing whole from the relay:
+	# "an inbox answer of 9 MB reaches a client that reads it late".)
 	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
 	# Over what one answer to the client may hold (8 MiB): listed in
 	# parts. The hook form shows the oldest, cut, and takes nothing.
