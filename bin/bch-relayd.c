@@ -516,14 +516,14 @@ start(struct relayd *d, const struct opts *o)
 	d->lim.body = d->c.cfg.lim.total + 4096;
 	if (o->cert) {
 		char pin[65];
+		unsigned bits;
 		if (!(d->tls = tls_server_new(o->cert, o->key, pin, &d->c.e)))
 			cli_fail(&d->c);
-		if (tls_server_rsa_bits(d->tls) &&
-		    tls_server_rsa_bits(d->tls) < 2048)
+		bits = tls_server_rsa_bits(d->tls);
+		if (bits && bits < 2048)
 			fprintf(stderr, "bch-relayd: warning: %s is a %u-bit RSA "
 			    "key, too weak to trust — make one of 2048 bits or "
-			    "more, or an EC key\n", o->key,
-			    tls_server_rsa_bits(d->tls));
+			    "more, or an EC key\n", o->key, bits);
 		fprintf(stderr, "bch-relayd: TLS on, key pin %s\n", pin);
 	}
 	if ((d->lfd = listen_on(o->listen, o->port, &d->c.e)) < 0)

@@ -396,45 +396,42 @@ json_next(const struct json *j, int i)
 	return i;
 }
 
-int
-json_get(const struct json *j, int obj, const char *key)
+/* The value of obj's first (or last) member named key; -1 if none. */
+static int
+member(const struct json *j, int obj, const char *key, int last)
 {
 	size_t klen = strlen(key);
-	int i, k;
-
-	if (obj < 0 || obj >= j->n || j->t[obj].type != JSON_OBJECT)
-		return -1;
-	i = obj + 1;
-	for (k = 0; k < j->t[obj].size && i < j->n; k++) {
-		const struct json_tok *t = &j->t[i];
-		/* Keys with escapes are compared raw: our keys have none. */
-		if (t->type == JSON_STRING && (size_t)(t->end - t->start) == klen &&
-		    memcmp(j->s + t->start, key, klen) == 0)
-			return i + 1 < j->n ? i + 1 : -1;
-		i = json_next(j, i + 1);
-	}
-	return -1;
-}
-
-/* The same, of the last member named key: the one JSON.parse and
- * Python's json keep when a key is there twice. */
-int
-json_get_last(const struct json *j, int obj, const char *key)
-{
-	int v = -1, k, i;
+	int i, k, v = -1;
 
 	if (obj < 0 || obj >= j->n || j->t[obj].type != JSON_OBJECT)
 		return -1;
 	i = obj + 1;
 	for (k = 0; k < j->t[obj].size && i + 1 < j->n; k++) {
 		const struct json_tok *t = &j->t[i];
-		if (t->type == JSON_STRING &&
-		    (size_t)(t->end - t->start) == strlen(key) &&
-		    memcmp(j->s + t->start, key, strlen(key)) == 0)
+		/* Keys with escapes are compared raw: our keys have none. */
+		if (t->type == JSON_STRING && (size_t)(t->end - t->start) == klen &&
+		    memcmp(j->s + t->start, key, klen) == 0) {
 			v = i + 1;
+			if (!last)
+				break;
+		}
 		i = json_next(j, i + 1);
 	}
 	return v;
+}
+
+int
+json_get(const struct json *j, int obj, const char *key)
+{
+	return member(j, obj, key, 0);
+}
+
+/* The last member named key: the one JSON.parse and Python's json keep
+ * when a key is there twice. */
+int
+json_get_last(const struct json *j, int obj, const char *key)
+{
+	return member(j, obj, key, 1);
 }
 
 static void

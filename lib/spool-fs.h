@@ -103,6 +103,16 @@ struct box *box_of(struct spool *s, const char *name);
  * in place), -1 with errno. */
 int move_noreplace(const char *src, const char *dst);
 
+/* box_ok(), at most once in about BOX_RECHECK seconds per inbox. */
+int fs_box_checked(struct spool *s, const char *name, struct err *e);
+
+/* Write m (encoded in b) once and link it into the new/ of each of the
+ * n recipients r that lacks it (spool-fs-write.c). 0, or -1 with e
+ * filled, nothing left linked: 409 when another sender's message has its
+ * id in any of them. */
+int fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
+    const struct buf *b, struct err *e);
+
 /* The agent records' operations of the spool_ops table (spool.h says
  * what each promises), in spool-fs-agents.c. */
 int fs_reg(struct spool *s, const char *name, const char *token_hash,
