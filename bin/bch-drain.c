@@ -20,7 +20,9 @@
  * read again when its turn comes. A relay's inbox over what one answer
  * may hold is listed in parts, oldest first (spool->more): a drain
  * takes one and lists again, till it is all taken. A peek or the hook
- * form, which take none or a budget's worth, look at the first part. */
+ * form, which take none or a budget's worth, look at the first part,
+ * and a drain whose match leaves a whole part untaken can get no
+ * further: each says that more wait past it, never "inbox empty". */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,7 @@ struct drain {
 	struct queue q;
 	struct queue cut;          /* the hook form's messages shown cut */
 	int cut_turn;              /* serving cut, after q */
+	size_t listed;             /* messages the last listing held */
 };
 
 /* Render m (in the hook form, whole if asked); 1 when only a cut of it
@@ -139,6 +142,7 @@ want(void *arg, const struct spool_item *it)
 {
 	struct drain *d = arg;
 
+	d->listed++;
 	if (wanted(d, it))
 		queue_add(&d->q, it->ts, it->id);
 }
@@ -213,26 +217,52 @@ place(struct drain *d, const struct spool_item *it, const struct msg *m,
 	return 0;
 }
 
+/* The hook form's "more waiting" line: how many it left queued, and
+ * when the relay listed only the oldest messages (spool->cut), that
+ * more wait past them, a number it cannot know. Past them may be
+ * messages for this session even when none of the oldest was. */
+static void
+more_line(const struct drain *d, struct buf *b, size_t left)
+{
+	const char *how = d->here ? " --here" : d->match ? " --match <scope>" :
+	    "";
+
+	if (!d->c->sp->cut && left)
+		buf_printf(b, "\n[backchannel] %zu more message(s) waiting — "
+		    "run: bch drain%s\n", left, how);
+	else if (d->c->sp->cut && !d->shown)
+		buf_printf(b, "[backchannel] more messages waiting for %s than "
+		    "the relay lists at once, none of the oldest for this "
+		    "session — run: bch inbox\n", d->c->cfg.agent);
+	else if (d->c->sp->cut && left)
+		buf_printf(b, "\n[backchannel] %zu more message(s) waiting, and "
+		    "more past them that the relay did not list — run: bch "
+		    "drain%s\n", left, how);
+	else if (d->c->sp->cut)
+		buf_printf(b, "\n[backchannel] more messages waiting past these, "
+		    "that the relay did not list — run: bch drain%s\n", how);
+}
+
 /* What goes around the messages: the hook form's header and its "more
- * waiting" line, JSON's brackets, or "inbox empty". */
+ * waiting" line, JSON's brackets, or "inbox empty" (not when the relay
+ * listed only the oldest: more wait past them). */
 static void
 frame(struct drain *d, size_t left)
 {
 	struct buf head = BUF_INIT;
+	int cut = d->c->sp->cut;
 
-	if (d->form == HOOK && d->shown) {
-		buf_printf(&head, "[backchannel] %zu message(s) for %s:\n\n",
-		    d->shown, d->c->cfg.agent);
+	if (d->form == HOOK && (d->shown || cut)) {
+		if (d->shown)
+			buf_printf(&head, "[backchannel] %zu message(s) for %s:"
+			    "\n\n", d->shown, d->c->cfg.agent);
 		buf_add(&head, d->out.p, d->out.len);
-		if (left)
-			buf_printf(&head, "\n[backchannel] %zu more message(s) "
-			    "waiting — run: bch drain%s\n", left,
-			    d->here ? " --here" : d->match ? " --match <scope>" : "");
+		more_line(d, &head, left);
 		buf_free(&d->out);
 		d->out = head;
 	} else if (d->form == JSON) {
 		buf_adds(&d->out, d->shown ? "\n]\n" : "[]\n");
-	} else if (!d->shown && (d->form == HUMAN || d->form == BRIEF)) {
+	} else if (!d->shown && !cut && (d->form == HUMAN || d->form == BRIEF)) {
 		buf_adds(&d->out, "inbox empty\n");
 	}
 }
@@ -314,6 +344,7 @@ next_part(struct drain *d)
 		return 0;
 	queue_free(&d->q);
 	memset(&d->q, 0, sizeof d->q);
+	d->listed = 0;
 	if (spool_scan(c->sp, c->cfg.agent, want, d, &c->e) < 0)
 		return -1;
 	queue_sort(&d->q);
@@ -338,10 +369,6 @@ drain(struct drain *d)
 	} while ((rc = next_part(d)) > 0);
 	if (rc < 0)
 		return give_up(d);
-	if (d->c->sp->cut && d->form != HOOK)
-		fprintf(stderr, "%s: the inbox is over what the relay lists "
-		    "at once: only its oldest messages were looked at — the "
-		    "rest show once those are taken\n", d->c->prog);
 	queue_sort(&d->cut);
 	d->cut_turn = 1;
 	if (serve(d, &d->cut, fence, &left) < 0)
@@ -350,6 +377,11 @@ drain(struct drain *d)
 	if (flush(d) < 0)
 		return give_up(d);
 	free(d->held);
+	/* After the output, where a reader looks last. */
+	if (d->c->sp->cut && d->form != HOOK)
+		fprintf(stderr, "%s: more messages waiting past the oldest %zu, "
+		    "all the relay lists at once — the rest are listed once "
+		    "those are taken\n", d->c->prog, d->listed);
 	return 0;
 }
 

@@ -1489,13 +1489,15 @@ except OSError:
 	wait_for 5 grep -q '"body":"waiting"' sse.out
 }
 
-# big_backlog [N]: N (220) messages of 60 KiB from alice wait for bob,
-# written on the relay host (13 MB, over the 4 MiB a stream may owe).
+# big_backlog [N [SCOPE]]: N (220) messages of 60 KiB from alice wait
+# for bob, scoped to SCOPE if given, written on the relay host (13 MB,
+# over the 4 MiB a stream may owe).
 big_backlog() {
 	local big i
 	big=$(head -c 61440 /dev/zero | tr '\0' x)
 	for i in $(seq 1 "${1:-220}"); do
-		printf '{"to":"@bob","body":"%s %s"}\n' "$i" "$big"
+		printf '{"to":"@bob","body":"%s %s"%s}\n' "$i" "$big" \
+			"${2:+,\"scope\":\"$2\"}"
 	done >sends.jsonl
 	(
 		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
@@ -1680,7 +1682,8 @@ print(before.count(b"\ndata: "))
 	run bch drain --hook
 	assert_success
 	assert_output --partial '[backchannel] 1 message(s) for bob:'
-	assert_output --partial 'more message(s) waiting'
+	# It counts what it listed and left, and says more wait past them.
+	assert_line --regexp '^\[backchannel\] [0-9]+ more message\(s\) waiting, and more past them that the relay did not list — run: bch drain$'
 	[ "$(count_new bob)" -eq 150 ]
 	# The newest, past the first part, claimed by its id.
 	last=$(grep -l '"body":"150 ' "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
@@ -1689,10 +1692,13 @@ print(before.count(b"\ndata: "))
 	assert_success
 	[ "$(grep -c '"body":"150 ' <<<"$output")" -eq 1 ]
 	[ "$(count_new bob)" -eq 149 ]
-	# A peek shows the oldest part, and says so.
+	# A peek shows the oldest part, and says so after it, where the
+	# reader looks last.
 	run bch drain --peek --brief
 	assert_success
-	assert_output --partial 'only its oldest messages were looked at'
+	[ "${#lines[@]}" -gt 100 ]
+	[ "${#lines[@]}" -lt 149 ]
+	[[ ${lines[-1]} =~ ^bch-drain:\ more\ messages\ waiting\ past\ the\ oldest\ [0-9]+,\ all\ the\ relay\ lists\ at\ once ]]
 	[ "$(count_new bob)" -eq 149 ]
 	# One drain takes all the rest, each message once.
 	bch drain --jsonl >drained 2>drain.err
@@ -1710,6 +1716,37 @@ print(before.count(b"\ndata: "))
 	[ "$(grep -o '"id":"[0-9a-f-]*"' watch.out | sort -u | wc -l)" -eq 220 ]
 	run cat watch.err
 	assert_output ''
+	alive
+}
+
+@test "an inbox of 9 MB on the relay whose oldest part matches no scope asked for: peek, drain and hook say more wait" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	# 9 MB for another repository, then one for this one, past the
+	# first part the relay lists (8 MiB).
+	big_backlog 150 github.com/acme/web
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send --scope github.com/acme/api \
+			@bob 'for api' >/dev/null
+	)
+	[ "$(count_new bob)" -eq 151 ]
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
+	local note='^bch-drain: more messages waiting past the oldest [0-9]+, all the relay lists at once — the rest are listed once those are taken$'
+	# Nothing of the part matches: not "inbox empty", but more waiting.
+	for args in '--peek --brief' '--brief'; do
+		run bch drain $args --match git@github.com:acme/api.git
+		assert_success
+		refute_output --partial 'inbox empty'
+		assert_output --regexp "$note"
+		[ "$(count_new bob)" -eq 151 ]
+	done
+	# The hook form, silent when nothing matches, cannot know that here.
+	run bch drain --hook --match git@github.com:acme/api.git
+	assert_success
+	assert_output '[backchannel] more messages waiting for bob than the relay lists at once, none of the oldest for this session — run: bch inbox'
+	[ "$(count_new bob)" -eq 151 ]
 	alive
 }
 
