@@ -89,7 +89,9 @@ locate(struct claim *k, const char *p)
 /* Take the message p names into m and sc: 0, or the exit status with
  * the reason told. A relay lists an inbox over what one answer may
  * hold in parts (spool->cut): a name past the part listed is tried as
- * a whole id, as no prefix can be matched there. */
+ * a whole id, as no prefix can be matched there; failing that, the
+ * user is told so, lest a prefix of a message past the part seem to
+ * name none. */
 static int
 take_named(struct claim *k, const char *p, struct msg *m,
     struct spool_claim *sc)
@@ -119,7 +121,9 @@ take_named(struct claim *k, const char *p, struct msg *m,
 	if (rc < 0 && (it != &bare || c->e.code != BCH_PERM))
 		cli_fail(c);
 	if (rc < 0 || (rc == 0 && it == &bare)) {
-		fprintf(stderr, "%s: no unread message %s — see bch inbox\n",
+		fprintf(stderr, "%s: no unread message %s among the oldest the "
+		    "relay lists at once, nor one with that whole id past them "
+		    "— past them, a prefix names nothing: give the whole id\n",
 		    c->prog, p);
 		return BCH_PERM;
 	}

@@ -1685,9 +1685,14 @@ print(before.count(b"\ndata: "))
 	# It counts what it listed and left, and says more wait past them.
 	assert_line --regexp '^\[backchannel\] [0-9]+ more message\(s\) waiting, and more past them that the relay did not list — run: bch drain$'
 	[ "$(count_new bob)" -eq 150 ]
-	# The newest, past the first part, claimed by its id.
+	# The newest, past the first part, claimed by its id; a prefix of
+	# it cannot be matched there, and the error says so.
 	last=$(grep -l '"body":"150 ' "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
 	last=$(basename "$last" .json)
+	run bch read "${last:0:8}"
+	assert_failure 100
+	assert_output "bch-claim: no unread message ${last:0:8} among the oldest the relay lists at once, nor one with that whole id past them — past them, a prefix names nothing: give the whole id"
+	[ "$(count_new bob)" -eq 150 ]
 	run bch read --jsonl "$last"
 	assert_success
 	[ "$(grep -c '"body":"150 ' <<<"$output")" -eq 1 ]
