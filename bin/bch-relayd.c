@@ -273,7 +273,7 @@ process_requests(struct relayd *d, struct conn *k)
 		k->closing = 1; /* all it sent is answered */
 }
 
-/* Once a second: deadlines, SSE keepalives, expired leases. */
+/* Once a second: deadlines, SSE keepalives, expired leases, watches. */
 static void
 tick(struct relayd *d)
 {
@@ -309,6 +309,8 @@ tick(struct relayd *d)
 	relay_expire(&d->r, 0);
 	if (d->c.sp->shared)
 		on_arrivals(d); /* resubscribes after a loss, with backoff */
+	else
+		watch_tick(d); /* inboxes made again */
 }
 
 /* Stop accepting, answer what was asked, flush, give leases back. */

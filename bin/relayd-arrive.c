@@ -14,36 +14,6 @@
 #include "relay.h"
 #include "relayd.h"
 
-struct watch {
-	int wd;
-	char agent[NAME_MAX_LEN + 1];
-};
-
-/* Watch agent's new/ while it has SSE readers. */
-void
-watch_agent(struct relayd *d, const char *agent)
-{
-	char path[PATH_MAX + 200];
-	size_t i;
-	int wd;
-
-	for (i = 0; i < d->nwatches; i++)
-		if (strcmp(d->watches[i].agent, agent) == 0)
-			return;
-	snprintf(path, sizeof path, "%s/spool/%s/new", d->c.cfg.home, agent);
-	wd = inotify_add_watch(d->ino, path, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
-	if (wd < 0) {
-		fprintf(stderr, "bch-relayd: cannot watch %s: %s\n", path,
-		    strerror(errno));
-		return;
-	}
-	d->watches = xrealloc(d->watches, (d->nwatches + 1) * sizeof *d->watches);
-	d->watches[d->nwatches].wd = wd;
-	snprintf(d->watches[d->nwatches].agent, sizeof d->watches->agent, "%s",
-	    agent);
-	d->nwatches++;
-}
-
 /* The SSE event of a message whose stored bytes we have: as
  * relay_sse_event() would send them. Built once for all the recipients
  * of a channel's message (a shared spool's arrive one after another). */
@@ -194,23 +164,6 @@ push_stored(void *arg, const char *id, char **rcpt, size_t n,
 		flush_streams(d);
 }
 
-static const char *
-watched(struct relayd *d, int wd)
-{
-	size_t lo = 0, hi = d->nwatches;
-
-	while (lo < hi) { /* wds rise as watches are made */
-		size_t mid = lo + (hi - lo) / 2;
-		if (d->watches[mid].wd == wd)
-			return d->watches[mid].agent;
-		if (d->watches[mid].wd < wd)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 /* The SSE event for name in agent's new/: the last one built when it is
  * the same file (a channel's fan-out), else built from the file. */
 static const struct buf *
@@ -263,10 +216,17 @@ on_inotify(struct relayd *d)
 			size_t len = ie->len ? strlen(ie->name) : 0;
 			p += sizeof *ie + ie->len;
 			if (ie->mask & IN_Q_OVERFLOW) {
+				/* Lost too: events saying a watch is gone.
+				 * Each stream opened again checks its own. */
 				fprintf(stderr, "bch-relayd: inotify queue "
 				    "overflowed: closing the SSE streams so that "
 				    "their clients catch up\n");
 				d->drop_sse = 1;
+				continue;
+			}
+			if (ie->mask & (IN_IGNORED | IN_DELETE_SELF |
+			    IN_MOVE_SELF | IN_UNMOUNT)) {
+				watch_gone(d, ie->wd);
 				continue;
 			}
 			if (len < 6 || len - 5 > ID_MAX_LEN ||

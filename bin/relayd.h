@@ -70,7 +70,7 @@ struct last_event {
 	int ok;
 };
 
-struct watch; /* an inbox watched with inotify: bch-relayd.c */
+struct watch; /* an inbox watched with inotify: relayd-watch.c */
 
 struct relayd {
 	struct cli c;
@@ -82,8 +82,9 @@ struct relayd {
 	struct conn *pending; /* output to flush before the next wait */
 	struct conn *readers[BUCKETS]; /* SSE connections by agent */
 	size_t nconns, maxconns;
-	struct watch *watches; /* in the order made, so by rising wd */
+	struct watch *watches; /* sorted by wd, the lost ones (-1) first */
 	size_t nwatches;
+	size_t wnext;          /* the next to check: watch_tick() */
 	struct last_event last;
 	struct buf arrival; /* the event of the last arrival: arrival_event() */
 	char arrival_id[ID_MAX_LEN + 1];
@@ -153,9 +154,6 @@ int listen_on(const char *addr, int port, struct err *e);
 
 /* relayd-arrive.c, arrivals to SSE streams. */
 
-/* Watch agent's new/ with inotify while it has SSE readers. */
-void watch_agent(struct relayd *d, const char *agent);
-
 /* Push what inotify reports in watched inboxes to their SSE readers. */
 void on_inotify(struct relayd *d);
 
@@ -177,6 +175,25 @@ void drop_sse(struct relayd *d);
 /* Add fd to the event loop, readable, with tag as its data; -1 with
  * errno on failure. */
 int watch_fd(struct relayd *d, int fd, void *tag);
+
+/* relayd-watch.c, the inotify watches on inboxes with SSE readers. */
+
+/* Watch agent's new/, for a stream about to open: made, or checked and
+ * made again when new/ was (agent's other streams are then closed if
+ * mail came in unseen); lost till new/ is there, if it is not. */
+void watch_agent(struct relayd *d, const char *agent);
+
+/* The agent whose new/ wd watches, or NULL. */
+const char *watched(struct relayd *d, int wd);
+
+/* An event says wd's watch may be gone (IN_IGNORED, IN_DELETE_SELF,
+ * IN_MOVE_SELF, IN_UNMOUNT): check it, and make it again if new/ is. */
+void watch_gone(struct relayd *d, int wd);
+
+/* Once a second: the lost watches of agents with readers made again
+ * once their new/ is there (those without readers forgotten), and a
+ * slice of the others checked for a new/ put in place without event. */
+void watch_tick(struct relayd *d);
 
 /* relayd-room.c, the room. */
 

@@ -1818,6 +1818,36 @@ print(before.count(b"\ndata: "))
 	[ "$(grep -c '^data: ' sse.2)" -eq "$n" ]
 }
 
+@test "SSE: an inbox made again while inotify's queue overflowed is watched by the next stream" {
+	relayd
+	alice_bob
+	local max n curl new=$BACKCHANNEL_HOME/spool/bob/new
+	max=$(cat /proc/sys/fs/inotify/max_queued_events)
+	[ "$max" -le 100000 ] || skip "fs.inotify.max_queued_events is $max"
+	curl -sN -H "Authorization: Bearer $B" "$URL/v1/events/bob" >sse.1 2>/dev/null &
+	curl=$!
+	bg_pid "$curl"
+	wait_for 5 grep -q '^retry:' sse.1
+	# While the relay sleeps, more events than inotify queues, then
+	# bob's new/ removed and made again: the kernel drops the watch,
+	# and the event that says so with the rest.
+	kill -STOP "$BCH_RELAY_PID"
+	n=$((max + 100))
+	(cd "$new" && seq -f 'junk.%.0f' "$n" | xargs touch)
+	rm -rf "$new"
+	mkdir -m 700 "$new"
+	kill -CONT "$BCH_RELAY_PID"
+	wait_for 20 eval '! kill -0 "$curl" 2>/dev/null'
+	grep -q 'inotify.*overflow' "$LOG"
+	# The client's next stream is pushed what a local tool writes.
+	stream "$B" bob sse.2
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send @bob 'into the new new/' >/dev/null
+	)
+	wait_for 5 grep -q '^data: .*"body":"into the new new/"' sse.2
+}
+
 @test "SSE: a channel message reaches every subscriber's stream" {
 	relayd
 	alice_bob

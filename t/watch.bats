@@ -600,3 +600,69 @@ PY
 	assert_line --index 1 'bch-watch: the relay answers again'
 	[ "${#lines[@]}" -eq 2 ]
 }
+
+# own_relay: a relay of this test's own over relay/ (its log relay.log),
+# and this test's clients on it, with homes apart (client/): so that a
+# tool can write into the relay's spool directly, as a local tool on the
+# relay host would (local_send).
+own_relay() {
+	mkdir -p relay
+	: >relay.log
+	bch-relayd --home relay --port 0 --token "$1" 2>relay.log &
+	bg_pid $!
+	port=$(relay_port relay.log) || return 1
+	export BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/client BACKCHANNEL_URL=http://127.0.0.1:$port
+	bch init alice --token "$1" >/dev/null
+	as bob bch init bob --token "$1" >/dev/null
+}
+
+# local_send ARGS...: bch send as alice into the relay's spool, no relay.
+local_send() {
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/relay BACKCHANNEL_AGENT=alice \
+			bch send "$@" >/dev/null
+	)
+}
+
+@test "inboxes removed and made anew on a relay's host: local mail still reaches the watch" {
+	local_only "starts a relay of its own"
+	local room=room-$RANDOM$RANDOM$RANDOM
+	own_relay "$room"
+	as carol bch init carol --token "$room" >/dev/null
+	# carol's watch, made first, stays as bob's is made again and again.
+	watcher c carol
+	watcher w bob
+	local box=$BATS_TEST_TMPDIR/relay/spool/bob
+	local_send @bob before
+	wait_for 5 lines w.out 1
+	# The whole box, made again by the next local send.
+	rm -rf "$box"
+	local_send @bob after-rm
+	wait_for 10 lines w.out 2
+	# new/ alone, made again by hand; the send comes later.
+	rm -rf "$box/new"
+	mkdir -m 700 "$box/new"
+	sleep 1.5
+	local_send @bob after-mkdir
+	wait_for 10 lines w.out 3
+	# new/ moved away and another put in its place.
+	mv "$box/new" "$box/old-new"
+	mkdir -m 700 "$box/new"
+	sleep 1.5
+	local_send @bob after-mv
+	wait_for 10 lines w.out 4
+	# The box moved away, which tells new/ nothing, and made anew.
+	mv "$box" "$box.old"
+	mkdir -m 700 "$box" "$box/new" "$box/cur" "$box/tmp"
+	local_send @bob after-box-mv
+	wait_for 15 lines w.out 5
+	run bodies w.out
+	assert_output "$(printf '%s\n' before after-rm after-mkdir after-mv after-box-mv)"
+	kill -0 "$wpid"
+	local_send @carol to-carol
+	wait_for 5 lines c.out 1
+	run bodies c.out
+	assert_output to-carol
+	[ -z "$(ls "$box/new")" ]
+}
