@@ -321,6 +321,11 @@ check_identity(struct doc *d)
 		snprintf(d->id_fix, sizeof d->id_fix, "%s", fix);
 		add(d, FAIL, what, fix, "record agents/%s.json is corrupt: %s",
 		    d->cfg.agent, e.msg);
+	} else if (strcmp(a.name, d->cfg.agent) != 0) {
+		snprintf(d->id_fix, sizeof d->id_fix, "%s", fix);
+		add(d, FAIL, what, fix, "record agents/%s.json names \"%s\" — "
+		    "ignored, as if there were none", d->cfg.agent, a.name);
+		agent_free(&a);
 	} else {
 		add(d, OK, what, NULL, "from %s, record agents/%s.json", from,
 		    d->cfg.agent);

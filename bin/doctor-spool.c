@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "buf.h"
 #include "claim.h"
 #include "doctor.h"
@@ -291,6 +292,39 @@ records(struct doc *d, struct tally *t, size_t *n)
 	return v;
 }
 
+/* agents/<name>.json reads as the record of name: valid, and naming
+ * name. The spool ignores any other (lib/spool-fs-agents.c), so that
+ * agent is left out of listings, channel sends and a relay's tokens. */
+static void
+check_record(struct doc *d, struct tally *t, const char *name)
+{
+	char path[P], what[P], init[200];
+	struct buf b = BUF_INIT;
+	struct agent_rec a;
+	struct err e;
+
+	snprintf(path, sizeof path, "%s/agents/%s.json", d->cfg.home, name);
+	snprintf(what, sizeof what, "spool agents/%s.json", name);
+	init_cmd(d, name, init, sizeof init);
+	if (io_readfile(AT_FDCWD, path, 256 * 1024, &b) < 0) {
+		if (errno != ENOENT && ++t->problems <= MAX_LINES)
+			add(d, FAIL, what, init, "cannot read it: %s",
+			    strerror(errno));
+	} else if (agent_decode(b.p, b.len, &a, &e) < 0) {
+		if (++t->problems <= MAX_LINES)
+			add(d, FAIL, what, init, "corrupt: %s — ignored, so %s "
+			    "gets no channel messages", e.msg, name);
+	} else {
+		if (strcmp(a.name, name) != 0 && ++t->problems <= MAX_LINES)
+			add(d, FAIL, what, init, "names \"%s\", not \"%s\" — "
+			    "ignored, so %s is not listed, gets no channel "
+			    "messages and no relay token works for it", a.name,
+			    name, name);
+		agent_free(&a);
+	}
+	buf_free(&b);
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -438,6 +472,9 @@ check_spool(struct doc *d)
 		}
 	if (nbox)
 		qsort(boxes, nbox, sizeof *boxes, cmp_str);
+	for (i = 0; i < nrec; i++) /* the identity's: said with it */
+		if (d->cfg.url || strcmp(recs[i], d->cfg.agent) != 0)
+			check_record(d, &t, recs[i]);
 	for (i = 0; i < nbox; i++)
 		check_box(d, &t, boxes[i], has(recs, nrec, boxes[i]));
 	check_tokens(d, &t);

@@ -63,11 +63,25 @@ read_agent(struct spool *s, const char *name, struct agent_rec *a,
 		return -1;
 	}
 	rc = agent_decode(b.p, b.len, a, e);
-	if (rc < 0)
-		err_set(e, BCH_PERM, "agent record %s is corrupt — run bch "
-		    "init %s again", path, name);
 	buf_free(&b);
-	return rc;
+	if (rc < 0) {
+		errno = EINVAL;
+		return err_set(e, BCH_PERM, "agent record %s is corrupt — run "
+		    "bch init %s again", path, name);
+	}
+	/* The file name is the agent. A record naming another (hand-edited,
+	 * copied from another's) is refused whole: trusted, its name would
+	 * turn a change to it into a write of the other's record, and its
+	 * tokenHash into a token that speaks for the other. */
+	if (strcmp(a->name, name) != 0) {
+		err_set(e, BCH_PERM, "agent record %s names \"%s\", not \"%s\" "
+		    "— set its \"name\" to \"%s\" or run bch init %s "
+		    "again", path, a->name, name, name, name);
+		agent_free(a);
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -78,7 +78,9 @@ int lock_agents(struct spool *s, struct err *e);
 void unlock_agents(int fd);
 
 /* Read name's agent record into a (agent_free() it). 0, or -1 with e
- * filled: BCH_PERM when there is none or it is corrupt. e may be NULL. */
+ * filled: BCH_PERM when there is none, it is corrupt, or its "name" is not
+ * name (the file name is the agent; such a record is never trusted). e may
+ * be NULL. */
 int read_agent(struct spool *s, const char *name, struct agent_rec *a,
     struct err *e);
 

@@ -89,6 +89,36 @@ seen() { record_field "$1" lastSeen; }
 	refute_line --partial 2020-01-01
 }
 
+@test "a record naming another agent than its file is ignored, said once, and never acts for that agent" {
+	files_only "agent records are files"
+	agents alice bob carol
+	sed -i 's/"name": "bob"/"name": "alice"/' "$BACKCHANNEL_HOME/agents/bob.json"
+	# A relay reads the records (and the tokens in them) when it starts.
+	if [ -n "${BCH_TEST_RELAY:-}" ]; then
+		stop_relay
+		start_relay
+	fi
+	run as bob bch sub '#ops'
+	assert_failure
+	run as bob bch send @carol 'who sent this?'
+	run as carol bch inbox
+	refute_output --partial 'alice ->'
+	run bch agents
+	assert_success
+	[ "$(grep -c '^alice' <<<"$output")" -eq 1 ]
+	refute_output --partial '#ops'
+	run grep -c '#ops' "$BACKCHANNEL_HOME/agents/alice.json"
+	assert_output 0
+	# One line says why bob is left out, with the fix.
+	if [ -n "${BCH_TEST_RELAY:-}" ]; then
+		grep -q 'agents/bob.json names "alice", not "bob" — .*bch init bob' "$BATS_TEST_TMPDIR/relay.log"
+	else
+		err=$(bch agents 2>&1 >/dev/null)
+		[ "$(wc -l <<<"$err")" -eq 1 ]
+		[[ $err == *'agents/bob.json names "alice", not "bob" — '*'bch init bob'* ]]
+	fi
+}
+
 @test "channels lists every subscribed channel once, sorted" {
 	agents alice bob carol
 	as alice bch sub '#zeta' '#alpha' >/dev/null

@@ -255,6 +255,17 @@ snapshot() {
 	fails_with 'identity carol: no record agents/carol.json' 'BACKCHANNEL_AGENT=carol bch init carol'
 }
 
+@test "an agent record naming another agent: FAIL, bch init of the file's agent is the fix" {
+	local_only "agent records of the local spool"
+	agents alice bob
+	sed -i 's/"name": "bob"/"name": "alice"/' "$H/agents/bob.json"
+	run -1 doctor
+	fails_with 'spool agents/bob.json: names "alice", not "bob" — ignored' 'BACKCHANNEL_AGENT=bob bch init bob'
+	run -1 env BACKCHANNEL_AGENT=bob bch doctor
+	fails_with 'identity bob: record agents/bob.json names "alice" — ignored' 'BACKCHANNEL_AGENT=bob bch init bob'
+	refute_output --partial 'spool agents/bob.json'
+}
+
 @test "BACKCHANNEL_* overrides in effect are listed; surprising ones are warnings" {
 	agents alice bob
 	run -0 env BACKCHANNEL_AGENT=bob BACKCHANNEL_FSYNC=0 BACKCHANNEL_AGNET=x BACKCHANNEL_MAX_INBOX=10 bch doctor
