@@ -51,7 +51,7 @@ lib/%.o: lib/%.c
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-doctor alone is several files, its checks apart by what they look
 # at; bin/doctor.h is what they share, nothing a second program needs.
-DOCTOR_OBJ = bin/doctor-spool.o bin/doctor-relay.o bin/doctor-harness.o bin/doctor-wake.o
+DOCTOR_OBJ = bin/doctor-spool.o bin/doctor-claims.o bin/doctor-relay.o bin/doctor-harness.o bin/doctor-wake.o
 bin/bch-doctor: $(DOCTOR_OBJ) bin/doctor.h
 bin/doctor-%.o: bin/doctor-%.c bin/doctor.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

@@ -38,7 +38,7 @@
 #include "json.h"
 #include "show.h"
 
-static const char usage[] = "bch-doctor [--json] [--fix]";
+static const char usage[] = "bch-doctor [--json] [--fix] [--release host]";
 
 static const char *const words[] = { "ok", "warn", "FAIL" };
 
@@ -427,6 +427,30 @@ whoami_setup(struct doc *d)
 	claim_host(d->host, sizeof d->host);
 }
 
+/* --release names a host, as claims carry it, that is not this one:
+ * else one line saying why, and 1. */
+static int
+release_bad(struct doc *d)
+{
+	size_t m, n = strlen(d->release);
+	const char *ns = strstr(d->host, "-pidns-");
+
+	m = ns ? (size_t)(ns - d->host) : strlen(d->host);
+	if (!doctor_host_valid(d->release)) {
+		fprintf(stderr, "bch-doctor: --release %s: not a host name as "
+		    "claims carry it (letters, digits, '-' and '_')\nusage: "
+		    "%s\n", d->release, usage);
+		return 1;
+	}
+	if (n == m && memcmp(d->release, d->host, m) == 0) {
+		fprintf(stderr, "bch-doctor: --release %s: that is this machine "
+		    "— bch doctor --fix returns its claims whose reader died\n",
+		    d->release);
+		return 1;
+	}
+	return 0;
+}
+
 /* Every check, in the order they are shown. */
 static void
 check_all(struct doc *d)
@@ -457,6 +481,7 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' },
 		{ "fix", no_argument, 0, 'f' },
+		{ "release", required_argument, 0, 'r' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -467,10 +492,11 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof d);
 	err_prog("bch-doctor");
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "hjf", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hjfr:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'j': d.json = 1; break;
 		case 'f': d.fix = 1; break;
+		case 'r': d.release = optarg; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default:
 			fprintf(stderr, "bch-doctor: bad option %s\nusage: %s\n",
@@ -485,6 +511,8 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	whoami_setup(&d);
+	if (d.release && release_bad(&d))
+		return BCH_USAGE;
 	check_all(&d);
 	if (d.json) {
 		struct buf b = BUF_INIT;

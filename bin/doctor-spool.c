@@ -23,14 +23,14 @@
 struct tally {
 	size_t problems; /* lines said about directories */
 	size_t boxes;
-	size_t stale, returned, live, foreign;
+	size_t stale, returned, live;
 	struct buf stale_by; /* "bob 1, carol 2" */
 	int fix_failed;
 	char fix_err[300];
 };
 
-static void
-age(long s, char *out, size_t outsz)
+void
+doctor_age(long s, char *out, size_t outsz)
 {
 	if (s < 120)
 		snprintf(out, outsz, "%ld s", s < 0 ? 0 : s);
@@ -74,23 +74,6 @@ check_dir(struct doc *d, struct tally *t, const char *path, int need,
 	return 1;
 }
 
-/* Put cur/<name> back as new/<file>, never over a file already there. */
-static int
-unclaim(const char *src, const char *dst)
-{
-	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno == EEXIST)
-		return unlink(src); /* it is back in new/ already */
-	if (errno == ENOENT)
-		return 0; /* a reader returned it meanwhile */
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (link(src, dst) < 0 && errno != EEXIST)
-		return -1;
-	return unlink(src);
-}
-
 /* A symlink in the spool: a failure, said for the first MAX_LINES. */
 static void
 say_symlink(struct doc *d, struct tally *t, const char *path)
@@ -119,7 +102,7 @@ check_claim(struct doc *d, struct tally *t, const char *agent,
 	case CLAIM_NOT:
 		return 0;
 	case CLAIM_FOREIGN:
-		t->foreign++;
+		doctor_foreign_claim(d, agent, path, name);
 		return 0;
 	case CLAIM_LIVE:
 		t->live++;
@@ -128,7 +111,7 @@ check_claim(struct doc *d, struct tally *t, const char *agent,
 	if (d->fix) {
 		snprintf(dst, sizeof dst, "%s/spool/%s/new/%.*s", d->cfg.home,
 		    agent, (int)flen, name);
-		if (unclaim(path, dst) == 0) {
+		if (doctor_unclaim(path, dst) == 0) {
 			t->returned++;
 		} else if (!t->fix_failed) {
 			t->fix_failed = 1;
@@ -171,6 +154,8 @@ scan_box(struct doc *d, struct tally *t, const char *agent,
 			stale += check_claim(d, t, agent, path, de->d_name);
 	}
 	closedir(dd);
+	if (strcmp(sub, "cur") == 0)
+		doctor_foreign_agent_done(d, agent);
 	if (stale) {
 		buf_printf(&t->stale_by, "%s%s %zu", t->stale ? ", " : "",
 		    agent, stale);
@@ -195,7 +180,7 @@ report_queue(struct doc *d, const char *agent, int has_rec, size_t unread,
 	}
 	old[0] = 0;
 	if (unread)
-		age((long)(time(NULL) - oldest), old, sizeof old);
+		doctor_age((long)(time(NULL) - oldest), old, sizeof old);
 	snprintf(fix, sizeof fix, "BACKCHANNEL_AGENT=%s bch drain", agent);
 	if (unread >= d->cfg.max_inbox)
 		add(d, FAIL, what, fix, "%zu unread: full, sends to it are "
@@ -237,7 +222,7 @@ check_box(struct doc *d, struct tally *t, const char *agent, int has_rec)
 			counted = 1;
 		}
 		if (k == 0 && n && time(NULL) - tmp_oldest > 3600) {
-			age((long)(time(NULL) - tmp_oldest), old, sizeof old);
+			doctor_age((long)(time(NULL) - tmp_oldest), old, sizeof old);
 			snprintf(what, sizeof what, "spool %s/tmp", agent);
 			add(d, WARN, what, NULL, "%zu file(s) left by a sender "
 			    "that died mid-write, the oldest %s old (safe to "
@@ -418,10 +403,7 @@ report_tally(struct doc *d, const struct tally *t)
 	else
 		add(d, OK, "stale claims", NULL, "none%s", t->live ?
 		    "; a reader is at work" : "");
-	if (t->foreign)
-		add(d, WARN, "claims of other hosts", NULL, "%zu, by readers on "
-		    "another machine sharing this spool: not returned from here",
-		    t->foreign);
+	doctor_report_foreign(d);
 }
 
 /* The lock files of readers that died (claim.h), removed by --fix once

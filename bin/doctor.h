@@ -38,6 +38,9 @@ struct doc {
 	char id_fix[600]; /* what fixes the identity, when it is broken */
 	struct ran ran[8];
 	size_t nran;
+	const char *release; /* --release: the host whose claims to return */
+	struct fhost *fh;    /* claims of other hosts, per host */
+	size_t nfh;
 };
 
 /* One check: what was checked, how it went, why (fmt, may be NULL), and
@@ -57,6 +60,30 @@ int owner_mode(struct doc *d, const char *what, const char *path,
 
 /* doctor-spool.c: agents/, spool/, tokens/; with d->fix, stale claims. */
 void check_spool(struct doc *d);
+
+/* doctor-spool.c: s seconds as "40 s", "5 min", "3 h" or "2 days". */
+void doctor_age(long s, char *out, size_t outsz);
+
+/* doctor-claims.c: put cur/'s src back as new/'s dst, never over a file
+ * already there (then src goes: the message is back). 0, or -1. */
+int doctor_unclaim(const char *src, const char *dst);
+
+/* doctor-claims.c: is h a host name as claims carry it (not this
+ * machine's pid-namespace suffix)? */
+int doctor_host_valid(const char *h);
+
+/* doctor-claims.c: a claim of another host in agent's cur/ (path, named
+ * name), counted under its host; returned to new/ when that host is
+ * d->release and its claimer lock is not held. */
+void doctor_foreign_claim(struct doc *d, const char *agent,
+    const char *path, const char *name);
+
+/* doctor-claims.c: agent's cur/ is done: its counts join each host's. */
+void doctor_foreign_agent_done(struct doc *d, const char *agent);
+
+/* doctor-claims.c: a line per host holding claims: a warning, a failure
+ * once the oldest is past CLAIM_STALE, or what --release did. */
+void doctor_report_foreign(struct doc *d);
 
 /* doctor-relay.c: reachable, TLS, health, clock, then the token. */
 void check_relay(struct doc *d);

@@ -379,6 +379,54 @@ snapshot() {
 	assert_output --partial 'your turn'
 }
 
+@test "claims left under an old host name: FAIL naming the host, and --release returns them" {
+	local_only "claim files of the local spool"
+	agents alice bob
+	bch send @bob 'claimed before the rename' >/dev/null
+	F=$(ls "$H/spool/bob/new")
+	# A reader killed mid-claim on this machine when it was called
+	# old-laptop leaves its claim and its free lock file.
+	mkdir -p "$H/claimers"
+	mv "$H/spool/bob/new/$F" "$H/spool/bob/cur/$F.claim.old-laptop.4242"
+	: >"$H/claimers/old-laptop.4242"
+	run -0 as bob bch drain
+	assert_output 'inbox empty'
+	run -1 doctor
+	fails_with "claims of host old-laptop: 1 message\\(s\\) \\(bob 1\\) claimed by a reader on old-laptop, not this machine \\($(claim_host)\\), that died: never returned from here" 'bch doctor --release old-laptop'
+	[ -e "$H/spool/bob/cur/$F.claim.old-laptop.4242" ]
+	run -0 doctor --release old-laptop
+	assert_line 'ok    claims of host old-laptop: returned 1 message(s) to new/ (bob 1)'
+	[ ! -e "$H/claimers/old-laptop.4242" ]
+	run -0 doctor
+	refute_output --partial 'old-laptop'
+	run -0 as bob bch drain
+	assert_output --partial 'claimed before the rename'
+}
+
+@test "claims of another host whose reader lives: a warning, and --release leaves them to it" {
+	local_only "claim files of the local spool"
+	agents alice bob
+	bch send @bob 'being read in a container' >/dev/null
+	F=$(ls "$H/spool/bob/new")
+	mkdir -p "$H/claimers"
+	# A reader in a container sharing the spool, alive: its lock is held.
+	sleep 60 </dev/null >/dev/null 2>&1 &
+	live=$!
+	bg_pid "$live"
+	flock "$H/claimers/box-7.$live" sleep 60 </dev/null >/dev/null 2>&1 &
+	bg_pid $!
+	wait_for 5 test -e "$H/claimers/box-7.$live"
+	sleep 0.2
+	mv "$H/spool/bob/new/$F" "$H/spool/bob/cur/$F.claim.box-7.$live"
+	run -0 doctor
+	assert_line --regexp '^warn  claims of host box-7: 1 message\(s\) \(bob 1\) being read on another machine sharing this spool, the oldest claimed [0-9]+ s ago: not returned from here \(should box-7 be gone, bch doctor --release box-7 returns them\)$'
+	run -0 doctor --release box-7
+	assert_line 'warn  claims of host box-7: returned 0 message(s) to new/ (bob 1); 1 held by a reader that is alive, left to it'
+	[ -e "$H/spool/bob/cur/$F.claim.box-7.$live" ]
+	[ -e "$H/claimers/box-7.$live" ]
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "--fix returns the stale claim to new/ and repairs nothing else" {
 	local_only "claim files of the local spool"
 	agents alice bob
@@ -631,9 +679,15 @@ EOF
 
 @test "usage: -h prints it, a bad option or an argument exits 2" {
 	run -0 bch doctor -h
-	assert_output 'usage: bch-doctor [--json] [--fix]'
+	assert_output 'usage: bch-doctor [--json] [--fix] [--release host]'
 	run -2 bch doctor --bogus
 	assert_line --index 0 'bch-doctor: bad option --bogus'
 	run -2 bch doctor extra
 	assert_line --index 0 'bch-doctor: takes no arguments'
+	run -2 bch doctor --release
+	assert_line --index 0 'bch-doctor: bad option --release'
+	run -2 bch doctor --release 'a/b'
+	assert_line --index 0 "bch-doctor: --release a/b: not a host name as claims carry it (letters, digits, '-' and '_')"
+	run -2 bch doctor --release "$(claim_host)"
+	assert_output "bch-doctor: --release $(claim_host): that is this machine — bch doctor --fix returns its claims whose reader died"
 }
