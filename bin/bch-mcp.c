@@ -72,17 +72,24 @@ put_field(struct buf *b, const char *key, const char *val)
 	put_str(b, val);
 }
 
-/* String token i decoded into out (size 257), or "" if it is not one. */
-static void
+/* String token i decoded into out (TOK_MAX + 1 bytes), or "" if it is
+ * not one. 1 (out "") when it is a string longer than TOK_MAX bytes,
+ * so that the answer can say so instead of calling it missing. */
+static int
 tok_str(const struct json *j, int i, char *out)
 {
 	char *v;
 
 	out[0] = 0;
-	if (json_string(j, i, 256, &v, NULL) == 0) {
+	if (json_string(j, i, TOK_MAX, &v, NULL) == 0) {
 		memcpy(out, v, strlen(v) + 1);
 		free(v);
+		return 0;
 	}
+	if (json_string(j, i, LINE_MAX_BYTES, &v, NULL) < 0)
+		return 0; /* not a string, or one holding NUL */
+	free(v);
+	return 1;
 }
 
 /* Is token i (-1: none) a string spelled exactly s? For keys and enum
@@ -253,7 +260,7 @@ args_check(const struct call *k, const struct tool *t, char *why,
 		"true or false", "a whole number of seconds, 0 to 3600" };
 	const struct json *j = k->j;
 	const struct arg *a;
-	char key[257];
+	char key[TOK_MAX + 1];
 	int i, n;
 
 	for (n = 0, i = k->args + 1; k->args >= 0 && n < j->t[k->args].size;
@@ -262,9 +269,12 @@ args_check(const struct call *k, const struct tool *t, char *why,
 			;
 		if (a->name)
 			continue;
-		tok_str(j, i, key);
-		snprintf(why, whysz, "unknown argument \"%.64s\" for %s", key,
-		    t->name);
+		if (tok_str(j, i, key))
+			snprintf(why, whysz, "unknown argument for %s: its name "
+			    "is too long (at most %d bytes)", t->name, TOK_MAX);
+		else
+			snprintf(why, whysz, "unknown argument \"%.64s\" for %s",
+			    key, t->name);
 		return -1;
 	}
 	for (a = t->args; a->name; a++) {
@@ -366,15 +376,19 @@ tools_call(struct req *r)
 	struct call k = { r->s, r->s->c, j, -1, BUF_INIT, BUF_INIT, 0,
 		r->s->nheld };
 	const struct tool *t = tools;
-	char name[257], why[400] = "";
+	char name[TOK_MAX + 1], why[400] = "";
 
-	tok_str(j, json_get(j, r->params, "name"), name);
+	int toolong = tok_str(j, json_get(j, r->params, "name"), name);
+
 	while (t < tools + ntools && strcmp(t->name, name) != 0)
 		t++;
 	k.args = json_get(j, r->params, "arguments");
 	if (k.args >= 0 && json_is(j, k.args, "null"))
 		k.args = -1;
-	if (!name[0]) {
+	if (toolong) {
+		reply_error(r, INVALID_PARAMS, "Unknown tool: its name is too "
+		    "long (at most %d bytes)", TOK_MAX);
+	} else if (!name[0]) {
 		reply_error(r, INVALID_PARAMS, "Invalid params: tools/call "
 		    "needs the name of a tool");
 	} else if (t == tools + ntools) {
@@ -406,10 +420,11 @@ initialize(struct req *r)
 {
 	struct server *s = r->s;
 	struct buf b = BUF_INIT, ins = BUF_INIT;
-	char want[257];
+	char want[TOK_MAX + 1];
 
-	tok_str(r->j, json_get(r->j, r->params, "protocolVersion"), want);
-	if (!want[0]) {
+	/* One too long for want is no version of ours: the newest, below. */
+	if (!tok_str(r->j, json_get(r->j, r->params, "protocolVersion"),
+	    want) && !want[0]) {
 		reply_error(r, INVALID_PARAMS, "Invalid params: initialize "
 		    "needs a protocolVersion string");
 		return;
@@ -436,10 +451,11 @@ initialize(struct req *r)
 	buf_free(&ins);
 }
 
-/* Check the envelope of request object t and fill r and method (257
- * bytes). 0, or -1 after answering. */
+/* Check the envelope of request object t and fill r and method
+ * (TOK_MAX + 1 bytes; "" with *toolong set for a name longer than
+ * that). 0, or -1 after answering. */
 static int
-envelope(struct req *r, int t, char *method)
+envelope(struct req *r, int t, char *method, int *toolong)
 {
 	const struct json *j = r->j;
 	int id = json_get(j, t, "id"), m = json_get(j, t, "method");
@@ -467,7 +483,7 @@ envelope(struct req *r, int t, char *method)
 		reply_error(r, INVALID_REQUEST, "Invalid Request: %s", why);
 		return -1;
 	}
-	tok_str(j, m, method);
+	*toolong = tok_str(j, m, method);
 	return 0;
 }
 
@@ -475,7 +491,8 @@ static void
 handle(struct server *s, const struct json *j, int t)
 {
 	struct req r = { s, j, NULL, 0, -1 };
-	char method[257];
+	char method[TOK_MAX + 1];
+	int toolong = 0;
 
 	if (j->t[t].type != JSON_OBJECT) {
 		reply_error(&r, INVALID_REQUEST, "Invalid Request: not an object");
@@ -484,9 +501,12 @@ handle(struct server *s, const struct json *j, int t)
 	if (json_get(j, t, "method") < 0 && json_get(j, t, "id") >= 0 &&
 	    (json_get(j, t, "result") >= 0 || json_get(j, t, "error") >= 0))
 		return; /* a response: this server sends no requests */
-	if (envelope(&r, t, method) < 0 || !r.id)
+	if (envelope(&r, t, method, &toolong) < 0 || !r.id)
 		return; /* answered, or a notification: never answered */
-	if (r.params >= 0 && j->t[r.params].type != JSON_OBJECT)
+	if (toolong)
+		reply_error(&r, METHOD_NOT_FOUND, "Method not found: its name "
+		    "is too long (at most %d bytes)", TOK_MAX);
+	else if (r.params >= 0 && j->t[r.params].type != JSON_OBJECT)
 		reply_error(&r, INVALID_PARAMS,
 		    "Invalid params: params must be an object");
 	else if (strcmp(method, "initialize") == 0)

@@ -532,6 +532,24 @@ lines_are() {
 	is 0 error.message 'Unknown tool: bch_nope'
 }
 
+@test "a tool, method or argument name over 256 bytes is refused as too long, not as missing" {
+	long=$(head -c 257 /dev/zero | tr '\0' a)
+	rpc "$(init)" "$(call 1 "$long")" "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"$long\"}" \
+		"{\"jsonrpc\":\"2.0\",\"method\":\"$long\"}" "$(call 3 bch_inbox "{\"$long\":1}")" \
+		"$(init "$long" | sed 's/"id":0/"id":4/')" "$(call 5 "${long%a}")"
+	lines_are 6
+	is 1 error.code -32602
+	is 1 error.message 'Unknown tool: its name is too long (at most 256 bytes)'
+	is 2 error.code -32601
+	is 2 error.message 'Method not found: its name is too long (at most 256 bytes)'
+	is 3 result.isError true
+	is 3 result.content.0.text 'unknown argument for bch_inbox: its name is too long (at most 256 bytes)'
+	# A protocol version that long is none of ours: the newest is offered.
+	is 4 id 4
+	is 4 result.protocolVersion 2025-11-25
+	is 5 error.message "Unknown tool: ${long:0:64}"
+}
+
 @test "-32602 for missing or mistyped arguments up to 2025-06-18; a tool error from 2025-11-25" {
 	for v in 2025-06-18 2025-03-26 2024-11-05; do
 		rpc "$(init $v)" "$(call 1 bch_send '{"target":"@bob"}')" "$(call 2 bch_send '{"target":"@bob","body":5}')" \
