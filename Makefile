@@ -64,7 +64,7 @@ bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-setup too: the entries it splices into each harness's files apart
 # from finding the harnesses and editing; bin/setup.h is what they share.
-SETUP_OBJ = bin/setup-entries.o
+SETUP_OBJ = bin/setup-entries.o bin/setup-skill.o
 bin/bch-setup: $(SETUP_OBJ) bin/setup.h
 bin/setup-%.o: bin/setup-%.c bin/setup.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

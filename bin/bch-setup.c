@@ -47,8 +47,8 @@ static const char usage[] =
     "bch-setup [--dry-run] [--remove] [--no-hooks] [--wake] "
     "[--service s6|systemd|launchd] [--skill file] [--sv dir]";
 
-static void
-fail_file(struct setup *s, const char *path, const struct err *e)
+void
+setup_fail(struct setup *s, const char *path, const struct err *e)
 {
 	fprintf(stderr, "bch-setup: %s: %s — left it untouched; fix it and "
 	    "run bch setup again\n", path, e->msg);
@@ -119,7 +119,7 @@ edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
 	int rc;
 
 	if (edit_open(&f, path, kind, mode, &e) < 0) {
-		fail_file(s, path, &e);
+		setup_fail(s, path, &e);
 		return;
 	}
 	if (s->remove && !f.exists) {
@@ -129,60 +129,12 @@ edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
 	s->what[0] = 0;
 	if (fn(s, &f.text, f.has_backup ? &f.orig : NULL, &e) < 0 ||
 	    (rc = edit_commit(&f, s->dry, &e)) < 0) {
-		fail_file(s, path, &e);
+		setup_fail(s, path, &e);
 		edit_close(&f);
 		return;
 	}
 	report(s, who, &f, rc, s->what[0] ? s->what : what);
 	edit_close(&f);
-}
-
-/* The skill is ours whole: written as it is, deleted on remove. */
-static void
-skill(struct setup *s, const char *dir)
-{
-	char path[PATH_MAX], sub[PATH_MAX];
-	struct buf old = BUF_INIT;
-	struct err e = { 0, 0, "" };
-	int have;
-
-	snprintf(sub, sizeof sub, "%s/skills/backchannel", dir);
-	snprintf(path, sizeof path, "%s/SKILL.md", sub);
-	have = io_readfile(AT_FDCWD, path, 1 << 20, &old) == 0;
-	if (s->remove) {
-		if (have) {
-			if (!s->dry && unlink(path) < 0) {
-				err_sys(&e, "cannot remove it");
-				fail_file(s, path, &e);
-			} else {
-				if (!s->dry)
-					rmdir(sub);
-				printf("claude: %s: %s the skill\n", path,
-				    s->dry ? "would remove" : "removed");
-			}
-		}
-	} else if (have && old.len == s->skill.len &&
-	    memcmp(old.p, s->skill.p, old.len) == 0) {
-		printf("claude: %s: the skill already there\n", path);
-	} else {
-		int rc = 0;
-		if (!s->dry) {
-			if (io_mkdirs(sub, 0755) < 0)
-				rc = err_sys(&e, "cannot create %s", sub);
-			else if (io_replace(path, s->skill.p, s->skill.len, 1,
-			    &e) < 0)
-				rc = -1;
-			else if (chmod(path, 0644) < 0)
-				rc = err_sys(&e, "cannot set its mode");
-		}
-		if (rc < 0)
-			fail_file(s, path, &e);
-		else
-			printf("claude: %s: %s the skill\n", path, s->dry ?
-			    (have ? "would update" : "would install") :
-			    (have ? "updated" : "installed"));
-	}
-	buf_free(&old);
 }
 
 /* Is the harness here: its directory, or its program on PATH? */
@@ -214,7 +166,7 @@ harnesses(struct setup *s)
 		snprintf(path, sizeof path, "%s/settings.json", dir);
 		edit(s, "claude", path, EDIT_JSON, 0600, setup_claude_hooks,
 		    "the UserPromptSubmit and SessionStart hooks");
-		skill(s, dir);
+		setup_skill(s, dir);
 		snprintf(path, sizeof path, "%s/.claude.json", s->home);
 		edit(s, "claude", path, EDIT_JSON, 0600, setup_claude_mcp,
 		    "the MCP server mcpServers.backchannel");
@@ -240,36 +192,6 @@ harnesses(struct setup *s)
 		edit(s, "gemini", path, EDIT_TEXT, 0644, setup_section,
 		    "the backchannel section");
 	}
-}
-
-/* SKILL.md, and the marked section made of its body. */
-static int
-load_skill(struct setup *s, struct err *e)
-{
-	char path[PATH_MAX];
-	const char *body, *p;
-
-	if (s->skillfile)
-		snprintf(path, sizeof path, "%s", s->skillfile);
-	else if (!install_data(s->bindir, "SKILL.md", path, sizeof path))
-		return err_set(e, BCH_PERM, "cannot find SKILL.md beside bch "
-		    "(in %s/.. or its share/doc/backchannel) — pass --skill "
-		    "FILE", s->bindir);
-	if (io_readfile(AT_FDCWD, path, 1 << 20, &s->skill) < 0)
-		return err_sys(e, "cannot read %s", path);
-	if (!s->skill.len || !utf8_valid(s->skill.p, s->skill.len) ||
-	    strncmp(s->skill.p, "---\n", 4) != 0 ||
-	    !(p = strstr(s->skill.p + 3, "\n---\n")))
-		return err_set(e, BCH_PERM, "%s is not a skill (no front "
-		    "matter between --- lines) — pass the SKILL.md of "
-		    "backchannel", path);
-	for (body = p + 5; *body == '\n'; body++)
-		;
-	buf_printf(&s->section, BEGIN "\n%s", body);
-	if (s->section.p[s->section.len - 1] != '\n')
-		buf_addc(&s->section, '\n');
-	buf_adds(&s->section, END "\n");
-	return 0;
 }
 
 static void
@@ -401,8 +323,14 @@ main(int argc, char **argv)
 	parse_opts(&s, argc, argv);
 	locate(&s, argv[0]);
 	if (!s.nohooks) {
-		if (!s.remove && load_skill(&s, &s.e) < 0)
-			err_exit("bch-setup", &s.e);
+		/* --remove needs it only to know a skill as an older setup
+		 * wrote it, and can do without. */
+		if (setup_load_skill(&s, &s.e) < 0) {
+			if (!s.remove)
+				err_exit("bch-setup", &s.e);
+			buf_reset(&s.skill);
+			memset(&s.e, 0, sizeof s.e);
+		}
 		harnesses(&s);
 	}
 	if (s.wakeup || s.remove)

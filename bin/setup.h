@@ -1,5 +1,6 @@
-/* setup.h: what bch-setup's two files share — its state, and the
- * entries it splices into each harness's files (bin/setup-entries.c). */
+/* setup.h: what bch-setup's files share — its state, the entries it
+ * splices into each harness's files (bin/setup-entries.c), and the skill
+ * (bin/setup-skill.c). */
 #ifndef BCH_SETUP_H
 #define BCH_SETUP_H
 
@@ -29,6 +30,20 @@ struct setup {
 	                         less than the caller says: "the X hook" */
 	struct err e;
 };
+
+/* Say on stderr that the file at path was left untouched, and why;
+ * the exit status becomes e's. */
+void setup_fail(struct setup *s, const char *path, const struct err *e);
+
+/* bin/setup-skill.c: read SKILL.md (--skill, else the one shipped) and
+ * make the marked section of its body. 0, or -1 with e filled. */
+int setup_load_skill(struct setup *s, struct err *e);
+
+/* bin/setup-skill.c: install, update or (s->remove) take out the skill
+ * in dir/skills/backchannel/SKILL.md; a file there that setup did not
+ * write, or that was changed since, is kept in SKILL.md.bak-backchannel
+ * before it is replaced, and put back by --remove. */
+void setup_skill(struct setup *s, const char *dir);
 
 /* Each splices setup's entry into doc, a harness's file (orig, its text
  * before, or NULL), or takes it out with s->remove: 0, or -1 with e. */

@@ -160,7 +160,7 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	}
 	if (dry)
 		return f->exists ? EDIT_UPDATED : EDIT_CREATED;
-	if (f->exists && backup(f, e) < 0)
+	if (f->exists && !f->no_backup && backup(f, e) < 0)
 		return -1;
 	if (!f->exists && parent_dirs(f->real, e) < 0)
 		return -1;

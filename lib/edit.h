@@ -31,6 +31,8 @@ struct edit_file {
 	struct buf text; /* as edited; starts as a copy of old */
 	struct buf orig; /* the backup, the file as it was before setup */
 	int has_backup;
+	int no_backup;   /* set by the caller: the file is setup's own, as
+	                    it wrote it, and needs no backup */
 };
 
 /* Read path (a symlink is followed to its file, which is what gets

@@ -154,10 +154,83 @@ args = [\"mcp\", \"--here\"]"
 	mkdir -p "$HOME/.claude"
 	run bch setup
 	assert_success
-	cmp "$HOME/.claude/skills/backchannel/SKILL.md" "$T_ROOT/SKILL.md"
+	# The repository's SKILL.md, then one line saying setup wrote it,
+	# with the SHA-256 of the text above.
+	head -n -1 "$HOME/.claude/skills/backchannel/SKILL.md" | cmp - "$T_ROOT/SKILL.md"
+	mark=$(tail -n 1 "$HOME/.claude/skills/backchannel/SKILL.md")
+	[[ $mark == "<!-- written by bch setup, sha256 $(sha256sum <"$T_ROOT/SKILL.md" | cut -d' ' -f1): "*' -->' ]]
 	[ "$(sed -n 1p "$T_ROOT/SKILL.md")" = --- ]
 	sed -n '2,/^---$/p' "$T_ROOT/SKILL.md" | grep -qx 'name: backchannel'
 	sed -n '2,/^---$/p' "$T_ROOT/SKILL.md" | grep -q '^description: .\{40,\}'
+}
+
+@test "a SKILL.md setup did not write is kept as SKILL.md.bak-backchannel, said on stderr, and --remove puts it back" {
+	S=$HOME/.claude/skills/backchannel
+	mkdir -p "$S"
+	printf 'my own skill\n' >"$S/SKILL.md"
+	chmod 600 "$S/SKILL.md"
+	run --separate-stderr bch setup
+	assert_success
+	[ "$(cat "$S/SKILL.md.bak-backchannel")" = 'my own skill' ]
+	[ "$(stat -c %a "$S/SKILL.md.bak-backchannel")" = 600 ]
+	assert_equal "$stderr" "bch-setup: $S/SKILL.md: not the skill as setup wrote it — kept it as $S/SKILL.md.bak-backchannel"
+	assert_line "claude: $S/SKILL.md: updated the skill (the file as it was is kept in $S/SKILL.md.bak-backchannel)"
+	head -n -1 "$S/SKILL.md" | cmp - "$T_ROOT/SKILL.md"
+	run --separate-stderr bch setup
+	assert_success
+	assert_line "claude: $S/SKILL.md: the skill already there"
+	assert_equal "$stderr" ''
+	run bch setup --remove
+	assert_success
+	assert_line "claude: $S/SKILL.md: removed the skill, and put back the file that was there before (from $S/SKILL.md.bak-backchannel)"
+	[ "$(cat "$S/SKILL.md")" = 'my own skill' ]
+	[ "$(stat -c %a "$S/SKILL.md")" = 600 ]
+	[ ! -e "$S/SKILL.md.bak-backchannel" ]
+}
+
+@test "an edited skill is kept before setup replaces it; an edit the backup cannot take is refused, and --remove leaves it" {
+	S=$HOME/.claude/skills/backchannel
+	mkdir -p "$HOME/.claude"
+	bch setup >/dev/null
+	echo 'my note' >>"$S/SKILL.md"
+	first=$(cat "$S/SKILL.md")
+	run --separate-stderr bch setup
+	assert_success
+	assert_equal "$(cat "$S/SKILL.md.bak-backchannel")" "$first"
+	assert_equal "$stderr" "bch-setup: $S/SKILL.md: not the skill as setup wrote it — kept it as $S/SKILL.md.bak-backchannel"
+	head -n -1 "$S/SKILL.md" | cmp - "$T_ROOT/SKILL.md"
+	echo 'another note' >>"$S/SKILL.md"
+	second=$(cat "$S/SKILL.md")
+	run --separate-stderr bch setup
+	assert_equal "$status" 100
+	assert_equal "$stderr" "bch-setup: $S/SKILL.md: not the skill as setup wrote it, and its backup $S/SKILL.md.bak-backchannel holds another file: move that backup away first — left it untouched; fix it and run bch setup again"
+	assert_equal "$(cat "$S/SKILL.md")" "$second"
+	assert_equal "$(cat "$S/SKILL.md.bak-backchannel")" "$first"
+	run bch setup --remove
+	assert_line "claude: $S/SKILL.md: not the skill as setup wrote it (changed since) — left it"
+	assert_equal "$(cat "$S/SKILL.md")" "$second"
+}
+
+@test "setup's own skill, older or as an older setup wrote it, is replaced without a backup" {
+	S=$HOME/.claude/skills/backchannel
+	mkdir -p "$HOME/.claude"
+	sed 's/^# backchannel: messages between agents$/# backchannel, an older skill/' "$T_ROOT/SKILL.md" >old.md
+	bch setup --skill old.md >/dev/null
+	run --separate-stderr bch setup
+	assert_success
+	assert_line "claude: $S/SKILL.md: updated the skill"
+	assert_equal "$stderr" ''
+	[ ! -e "$S/SKILL.md.bak-backchannel" ]
+	# Setups before the mark wrote the shipped file as it is.
+	cp "$T_ROOT/SKILL.md" "$S/SKILL.md"
+	run --separate-stderr bch setup
+	assert_line "claude: $S/SKILL.md: updated the skill"
+	assert_equal "$stderr" ''
+	[ ! -e "$S/SKILL.md.bak-backchannel" ]
+	cp "$T_ROOT/SKILL.md" "$S/SKILL.md"
+	run bch setup --remove
+	assert_line "claude: $S/SKILL.md: removed the skill"
+	[ ! -e "$S" ]
 }
 
 @test "each changed file is backed up once, as it was" {
