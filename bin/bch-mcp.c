@@ -198,31 +198,44 @@ arg(const struct call *k, const char *name)
 	return i < 0 || json_is(k->j, i, "null") ? -1 : i;
 }
 
+/* String token i decoded whole (text: as json_text does), or NULL. */
+static char *
+decode(const struct json *j, int i, int text)
+{
+	char *v = NULL;
+
+	if (i < 0 || j->t[i].type != JSON_STRING ||
+	    (text ? json_text : json_string)(j, i, LINE_MAX_BYTES, &v, NULL) < 0)
+		return NULL;
+	return v;
+}
+
 /* String argument name (args_check vouched for it), or NULL when absent
  * or empty. */
 char *
 arg_str(const struct call *k, const char *name)
 {
-	char *v = NULL;
-	int i = arg(k, name);
+	char *v = decode(k->j, arg(k, name), 0);
 
-	if (i >= 0 && json_string(k->j, i, LINE_MAX_BYTES, &v, NULL) == 0 &&
-	    *v)
-		return v;
-	free(v);
-	return NULL;
+	return v && *v ? v : (free(v), NULL);
+}
+
+char *
+arg_text(const struct call *k, const char *name)
+{
+	char *v = decode(k->j, arg(k, name), 1);
+
+	return v && *v ? v : (free(v), NULL);
 }
 
 static int
-is_string(const struct json *j, int i)
+is_string(const struct json *j, int i, int text)
 {
-	char *v;
+	char *v = decode(j, i, text);
+	int ok = v != NULL;
 
-	if (j->t[i].type != JSON_STRING ||
-	    json_string(j, i, LINE_MAX_BYTES, &v, NULL) < 0)
-		return 0;
 	free(v);
-	return 1;
+	return ok;
 }
 
 /* Does argument a's value (token i) have the type the schema says? */
@@ -232,7 +245,8 @@ arg_ok(const struct json *j, const struct arg *a, int i)
 	int n, e;
 
 	switch (a->type) {
-	case A_STR: return is_string(j, i);
+	case A_STR: return is_string(j, i, 0);
+	case A_TEXT: return is_string(j, i, 1);
 	case A_ENUM: return tok_is(j, i, "normal") || tok_is(j, i, "urgent");
 	case A_BOOL: return json_is(j, i, "true") || json_is(j, i, "false");
 	case A_INT: {
@@ -243,7 +257,7 @@ arg_ok(const struct json *j, const struct arg *a, int i)
 		if (j->t[i].type != JSON_ARRAY)
 			return 0;
 		for (n = 0, e = i + 1; n < j->t[i].size; n++, e = json_next(j, e))
-			if (!is_string(j, e))
+			if (!is_string(j, e, 1))
 				return 0;
 		return 1;
 	}
@@ -255,9 +269,10 @@ static int
 args_check(const struct call *k, const struct tool *t, char *why,
     size_t whysz)
 {
-	static const char *const want[] = { "a string without NUL",
-		"\"normal\" or \"urgent\"", "an array of strings without NUL",
-		"true or false", "a whole number of seconds, 0 to 3600" };
+	static const char *const want[] = { "a string without NUL or lone "
+		"surrogates", "\"normal\" or \"urgent\"", "an array of strings",
+		"true or false", "a whole number of seconds, 0 to 3600",
+		"a string" };
 	const struct json *j = k->j;
 	const struct arg *a;
 	char key[TOK_MAX + 1];
@@ -295,7 +310,7 @@ static void
 input_schema(struct buf *b, const struct arg *args)
 {
 	static const char *const type[] = { "string", "string", "array",
-		"boolean", "integer" };
+		"boolean", "integer", "string" };
 	const struct arg *a;
 	int req = 0;
 

@@ -180,18 +180,18 @@ send_fields(struct call *k, struct msg *m)
 	memset(m, 0, sizeof *m);
 	m->from = xstrdup(k->c->cfg.agent);
 	m->to = arg_str(k, "target");
-	m->body = arg_str(k, "body");
+	m->body = arg_text(k, "body");
 	m->to = m->to ? m->to : xstrdup("");
 	m->body = m->body ? m->body : xstrdup("");
 	m->urgent = p && strcmp(p, "urgent") == 0;
 	free(p);
-	m->scope = arg_str(k, "scope");
-	m->thread = arg_str(k, "thread");
+	m->scope = arg_text(k, "scope");
+	m->thread = arg_text(k, "thread");
 	n = a < 0 ? 0 : k->j->t[a].size;
 	m->refs = xcalloc((size_t)n + 1, sizeof *m->refs);
 	for (i = a + 1; n-- > 0; i = json_next(k->j, i)) {
 		char *r = NULL;
-		if (json_string(k->j, i, LINE_MAX_BYTES, &r, NULL) == 0 && *r)
+		if (json_text(k->j, i, LINE_MAX_BYTES, &r, NULL) == 0 && *r)
 			m->refs[m->nrefs++] = r;
 		else
 			free(r);
@@ -406,15 +406,15 @@ static const struct arg no_args[] = { { 0, 0, 0, 0 } };
 static const struct arg send_args[] = {
 	{ "target", A_STR, 1, "Recipient: \"@agent\" for one agent, or "
 	    "\"#channel\" for every subscriber of the channel but you." },
-	{ "body", A_STR, 1, "The message: plain text or markdown, at most "
+	{ "body", A_TEXT, 1, "The message: plain text or markdown, at most "
 	    "64 KiB. Say enough to act on without a reply." },
 	{ "priority", A_ENUM, 0, "\"urgent\" may wake the recipient with a "
 	    "desktop notification; keep it for what cannot wait. Default "
 	    "\"normal\"." },
-	{ "thread", A_STR, 0, "Id of the message this replies to." },
+	{ "thread", A_TEXT, 0, "Id of the message this replies to." },
 	{ "refs", A_STRS, 0, "Paths or URLs the message is about (at most "
 	    "32, each at most 1 KiB)." },
-	{ "scope", A_STR, 0, "Deliver only to readers working in this "
+	{ "scope", A_TEXT, 0, "Deliver only to readers working in this "
 	    "repository, e.g. \"github.com/acme/api\"." },
 	{ "wait_seconds", A_INT, 0, "For a hand-off: after sending, wait up "
 	    "to this many seconds (at most 3600) until the recipients have "

@@ -49,7 +49,10 @@ struct call {
 	size_t held0; /* s->nheld when the call began */
 };
 
-enum atype { A_STR, A_ENUM, A_STRS, A_BOOL, A_INT };
+/* A_STR: an exact string (a name, an id): a \u0000 or a lone surrogate
+ * escape breaks the schema. A_TEXT, and each item of A_STRS: free text, in
+ * which each of those is read as U+FFFD, as a stored message's text is. */
+enum atype { A_STR, A_ENUM, A_STRS, A_BOOL, A_INT, A_TEXT };
 
 struct arg {
 	const char *name;
@@ -81,8 +84,9 @@ int fail(struct call *k, const struct err *e);
 int arg(const struct call *k, const char *name);
 
 /* String argument name (args_check vouched for it), or NULL when absent
- * or empty. Free it. */
+ * or empty. Free it. arg_text for an A_TEXT argument. */
 char *arg_str(const struct call *k, const char *name);
+char *arg_text(const struct call *k, const char *name);
 
 /* mcp-tools.c: the tools, in the order tools/list gives them. */
 extern const struct tool tools[];

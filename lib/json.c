@@ -1,6 +1,11 @@
 /* json: jsmn tokenizes; because jsmn is lenient (it accepts missing commas
  * and bad escapes), a strict validator runs first, so a value is either
- * proper JSON or refused. */
+ * proper JSON or refused. \u0000 and a lone surrogate escape (which
+ * JSON.stringify writes for a string cut inside a pair) are grammatical
+ * JSON but no UTF-8: the validator passes them, so that what the first
+ * (TypeScript) implementation wrote is read; json_string refuses them, for
+ * names and exact values, and json_text makes each U+FFFD, for free text.
+ * U+FFFD is printable: nothing a body holds reaches a terminal raw. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,19 +149,10 @@ vstring(struct vstate *v)
 			u = hex4(v->s + v->i + 2, v->n - v->i - 2);
 			if (u < 0)
 				return fail(v, "bad \\u escape");
+			/* A lone surrogate escape passes, as RFC 8259's grammar
+			 * has it and JSON.stringify writes it: the decoders say
+			 * what it becomes (json_string, json_text). */
 			v->i += 6;
-			if (u >= 0xdc00 && u <= 0xdfff)
-				return fail(v, "lone low surrogate");
-			if (u >= 0xd800 && u <= 0xdbff) {
-				long lo;
-				if (v->i + 6 > v->n || v->s[v->i] != '\\' ||
-				    v->s[v->i + 1] != 'u')
-					return fail(v, "lone high surrogate");
-				lo = hex4(v->s + v->i + 2, v->n - v->i - 2);
-				if (lo < 0xdc00 || lo > 0xdfff)
-					return fail(v, "lone high surrogate");
-				v->i += 6;
-			}
 			continue;
 		}
 		if (c < 0x80) {
@@ -454,12 +450,34 @@ put_utf8(char *o, size_t *w, unsigned long cp)
 	}
 }
 
-int
-json_string(const struct json *j, int i, size_t max, char **out,
+/* The code point of the \u escape at s[r] (r at the backslash), a high
+ * surrogate paired with the low one after it; *used gets the bytes it
+ * takes. -1 for a lone surrogate, 0 for \u0000. */
+static long
+escape_cp(const unsigned char *s, size_t n, size_t r, size_t *used)
+{
+	long cp = hex4(s + r + 2, n - r - 2), lo;
+
+	*used = 6;
+	if (cp < 0xd800 || cp > 0xdfff)
+		return cp;
+	if (cp >= 0xdc00 || r + 12 > n || s[r + 6] != '\\' || s[r + 7] != 'u')
+		return -1;
+	lo = hex4(s + r + 8, n - r - 8);
+	if (lo < 0xdc00 || lo > 0xdfff)
+		return -1;
+	*used = 12;
+	return 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+}
+
+/* Unescape string token i; text: NUL and lone surrogates become U+FFFD
+ * instead of a refusal. */
+static int
+unescape(const struct json *j, int i, size_t max, int text, char **out,
     size_t *outlen)
 {
 	const unsigned char *s;
-	size_t n, r, w = 0;
+	size_t n, r, w = 0, used;
 	char *o;
 
 	if (i < 0 || i >= j->n || j->t[i].type != JSON_STRING)
@@ -468,7 +486,7 @@ json_string(const struct json *j, int i, size_t max, char **out,
 	n = (size_t)(j->t[i].end - j->t[i].start);
 	o = xmalloc(n + 1); /* unescaping never grows a string */
 	for (r = 0; r < n;) {
-		unsigned long cp;
+		long cp;
 		if (s[r] != '\\') {
 			o[w++] = (char)s[r++];
 			continue;
@@ -482,16 +500,11 @@ json_string(const struct json *j, int i, size_t max, char **out,
 		case 'u': break;
 		default: o[w++] = (char)s[r + 1]; r += 2; continue;
 		}
-		cp = (unsigned long)hex4(s + r + 2, n - r - 2);
-		r += 6;
-		if (cp >= 0xd800 && cp <= 0xdbff) {
-			unsigned long lo = (unsigned long)hex4(s + r + 2, n - r - 2);
-			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			r += 6;
-		}
-		if (cp == 0)
+		cp = escape_cp(s, n, r, &used);
+		r += used;
+		if (cp <= 0 && !text)
 			goto bad;
-		put_utf8(o, &w, cp);
+		put_utf8(o, &w, cp <= 0 ? 0xfffd : (unsigned long)cp);
 	}
 	if (w > max || memchr(o, 0, w))
 		goto bad;
@@ -503,6 +516,20 @@ json_string(const struct json *j, int i, size_t max, char **out,
 bad:
 	free(o);
 	return -1;
+}
+
+int
+json_string(const struct json *j, int i, size_t max, char **out,
+    size_t *outlen)
+{
+	return unescape(j, i, max, 0, out, outlen);
+}
+
+int
+json_text(const struct json *j, int i, size_t max, char **out,
+    size_t *outlen)
+{
+	return unescape(j, i, max, 1, out, outlen);
 }
 
 int

@@ -24,8 +24,9 @@ struct json {
 };
 
 /* Validate s strictly (grammar, escapes, UTF-8, nesting at most maxdepth,
- * one value and nothing after it) and tokenize it. 0, or -1 with why set
- * to a short reason. Call json_free() after success. */
+ * one value and nothing after it) and tokenize it. A lone surrogate
+ * escape is grammatical JSON and passes: the decoders judge it. 0, or -1
+ * with why set to a short reason. Call json_free() after success. */
 int json_parse(struct json *j, const char *s, size_t len, int maxdepth,
     const char **why);
 void json_free(struct json *j);
@@ -38,8 +39,14 @@ int json_get(const struct json *j, int obj, const char *key);
 int json_get_last(const struct json *j, int obj, const char *key);
 
 /* Unescape string token i into a new NUL-terminated allocation.
- * -1 if i is not a string, decodes to more than max bytes, or holds NUL. */
+ * -1 if i is not a string, decodes to more than max bytes, or holds a
+ * \u0000 or a lone surrogate escape. For names and other exact values. */
 int json_string(const struct json *j, int i, size_t max, char **out,
+    size_t *outlen);
+
+/* json_string for free text (a message body): a \u0000 or a lone
+ * surrogate escape becomes U+FFFD, so the text is read, not refused. */
+int json_text(const struct json *j, int i, size_t max, char **out,
     size_t *outlen);
 
 /* Does primitive token i spell lit ("true", "null", ...)? */

@@ -100,9 +100,14 @@ target_parse(const char *in, char *out, size_t outsz, struct err *e)
 	return 0;
 }
 
+/* Names, ids and the like are decoded exactly (json_string): a \u0000 or
+ * a lone surrogate there is refused, as a name is a path component. Free
+ * text (body, scope, thread, refs) is read with json_text, which makes
+ * each U+FFFD: the first implementation's JSON.stringify writes them, and
+ * a message its sender saw delivered must not be set aside as corrupt. */
 static int
 get_str(const struct json *j, const char *key, size_t max, char **out,
-    int required, struct err *e)
+    int required, int text, struct err *e)
 {
 	int i = json_get(j, 0, key);
 
@@ -114,10 +119,11 @@ get_str(const struct json *j, const char *key, size_t max, char **out,
 	}
 	if (j->t[i].type != JSON_STRING)
 		return err_set(e, BCH_PERM, "field \"%s\" must be a string", key);
-	if (json_string(j, i, max, out, NULL) < 0)
-		return err_set(e, BCH_PERM,
-		    "field \"%s\" is over its limit of %zu bytes or holds NUL",
-		    key, max);
+	if ((text ? json_text : json_string)(j, i, max, out, NULL) < 0)
+		return err_set(e, BCH_PERM, text ?
+		    "field \"%s\" is over its limit of %zu bytes" :
+		    "field \"%s\" is over its limit of %zu bytes or holds a "
+		    "\\u0000 or lone surrogate escape", key, max);
 	if (!**out && !required) {
 		free(*out);
 		*out = NULL; /* writers omit empty optional fields */
@@ -141,7 +147,7 @@ get_refs(const struct json *j, const struct limits *l, struct msg *m,
 	m->refs = xcalloc((size_t)j->t[a].size + 1, sizeof *m->refs);
 	for (k = 0, i = a + 1; k < j->t[a].size; k++, i = json_next(j, i)) {
 		if (j->t[i].type != JSON_STRING ||
-		    json_string(j, i, l->ref, &m->refs[m->nrefs], NULL) < 0)
+		    json_text(j, i, l->ref, &m->refs[m->nrefs], NULL) < 0)
 			return err_set(e, BCH_PERM,
 			    "each ref must be a string of at most %zu bytes",
 			    l->ref);
@@ -165,7 +171,7 @@ get_priority(const struct json *j, int request, struct msg *m, struct err *e)
 	if (i < 0 || json_is(j, i, "null"))
 		return request ? 0 : err_set(e, BCH_PERM,
 		    "missing field \"priority\"");
-	if (get_str(j, "priority", 16, &s, 1, e) < 0)
+	if (get_str(j, "priority", 16, &s, 1, 0, e) < 0)
 		return -1;
 	if (strcmp(s, "urgent") == 0)
 		m->urgent = 1;
@@ -184,7 +190,7 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 {
 	char *s = NULL, to[NAME_MAX_LEN + 3];
 
-	if (get_str(j, "to", 80, &s, 1, e) < 0)
+	if (get_str(j, "to", 80, &s, 1, 0, e) < 0)
 		return -1;
 	if (target_parse(s, to, sizeof to, e) < 0) {
 		free(s);
@@ -192,7 +198,7 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	}
 	free(s);
 	m->to = xstrdup(to);
-	if (get_str(j, "body", l->body, &m->body, 1, e) < 0) {
+	if (get_str(j, "body", l->body, &m->body, 1, 1, e) < 0) {
 		if (json_get(j, 0, "body") >= 0 &&
 		    j->t[json_get(j, 0, "body")].type == JSON_STRING)
 			err_status(e, 413);
@@ -200,13 +206,13 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	}
 	if (!*m->body)
 		return err_set(e, BCH_PERM, "empty body — say something");
-	if (get_str(j, "scope", l->scope, &m->scope, 0, e) < 0 ||
-	    get_str(j, "thread", l->thread, &m->thread, 0, e) < 0 ||
+	if (get_str(j, "scope", l->scope, &m->scope, 0, 1, e) < 0 ||
+	    get_str(j, "thread", l->thread, &m->thread, 0, 1, e) < 0 ||
 	    get_refs(j, l, m, e) < 0)
 		return -1;
 	if (get_priority(j, request, m, e) < 0)
 		return -1;
-	if (get_str(j, "id", ID_MAX_LEN, &s, !request, e) < 0)
+	if (get_str(j, "id", ID_MAX_LEN, &s, !request, 0, e) < 0)
 		return -1;
 	if (s) {
 		if (request ? !uuid_valid(s) : !id_valid(s)) {
@@ -217,13 +223,14 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 		snprintf(m->id, sizeof m->id, "%s", s);
 		free(s);
 	}
-	if (get_str(j, "ts", 39, &s, !request, e) < 0)
+	if (get_str(j, "ts", 39, &s, !request, 0, e) < 0)
 		return -1;
 	if (s) {
 		snprintf(m->ts, sizeof m->ts, "%s", s);
 		free(s);
 	}
-	if (get_str(j, "from", NAME_MAX_LEN, &m->from, !request, e) < 0)
+	if (get_str(j, "from", NAME_MAX_LEN, &m->from, !request, 0,
+	    e) < 0)
 		return -1;
 	if (m->from && !name_valid(m->from))
 		return err_set(e, BCH_PERM, "invalid sender name");

@@ -376,6 +376,58 @@ verdict_config() {
 	assert_line --index 1 --partial '"from":"bob","to":"#dev","body":"fan out"'
 }
 
+# ts_message DIR ID FROM TO BODY TS: a message file as the first
+# implementation writes one (JSON.stringify(m, null, 2), no trailing
+# newline); FROM, TO and BODY are the JSON string contents, escapes and all.
+ts_message() {
+	printf '{\n  "id": "%s",\n  "from": "%s",\n  "to": "%s",\n  "body": "%s",\n  "priority": "normal",\n  "ts": "%s"\n}' \
+		"$2" "$3" "$4" "$5" "$6" >"$1/$2.json"
+}
+
+@test "a TS body holding a lone surrogate or \\u0000 is read as U+FFFD, not set aside" {
+	ts_spool
+	# JSON.stringify writes a string cut inside a surrogate pair with a
+	# lone surrogate escape, and a NUL as \u0000: valid JSON both.
+	L=1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
+	N=2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e
+	ts_message "$(new_of carol)" $L alice @carol 'cut in a pair: \ud83d, a stray \ude80, a whole \ud83d\ude80' 2026-06-14T09:00:00.000Z
+	ts_message "$(new_of carol)" $N alice @carol 'before\u0000after' 2026-06-14T09:00:01.000Z
+	run as carol bch inbox --brief
+	assert_success
+	assert_output "$(printf '%s\n' \
+		'alice -> @carol (2026-06-14T09:00:00.000Z, id 1a2b3c4d): cut in a pair: �, a stray �, a whole 🚀' \
+		'alice -> @carol (2026-06-14T09:00:01.000Z, id 2b3c4d5e): before�after')"
+	run as carol bch read "$L"
+	assert_success
+	assert_output "$(printf '%s\n' 'alice -> @carol (2026-06-14T09:00:00.000Z, id 1a2b3c4d)' \
+		'cut in a pair: �, a stray �, a whole 🚀')"
+	run as carol bch drain --jsonl
+	assert_success
+	assert_output "{\"id\":\"$N\",\"from\":\"alice\",\"to\":\"@carol\",\"body\":\"before�after\",\"priority\":\"normal\",\"ts\":\"2026-06-14T09:00:01.000Z\"}"
+	[ "$(count_new carol)" -eq 0 ]
+	[ ! -e "$BACKCHANNEL_HOME/spool/carol/corrupt" ]
+	run as carol bch doctor
+	refute_output --partial 'corrupt'
+	assert_line --partial 'queue carol: empty'
+}
+
+@test "a TS message with \\u0000 or a lone surrogate in a name is still set aside" {
+	ts_spool
+	ts_message "$(new_of carol)" 3c4d5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f 'alice\u0000' @carol 'nul in from' 2026-06-14T09:00:00.000Z
+	ts_message "$(new_of carol)" 4d5e6f7a-8b9c-4d0e-9f2a-3b4c5d6e7f8a alice '@carol\ud800' 'surrogate in to' 2026-06-14T09:00:01.000Z
+	ts_message "$(new_of carol)" 5e6f7a8b-9c0d-4e1f-8a3b-4c5d6e7f8a9b alice @carol 'the good one' 2026-06-14T09:00:02.000Z
+	run as carol bch drain
+	assert_success
+	assert_line 'the good one'
+	refute_output --partial 'nul in from'
+	refute_output --partial 'surrogate in to'
+	assert_line "bch-drain: corrupt message 3c4d5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f.json in carol's inbox (field \"from\" is over its limit of 64 bytes or holds a \\u0000 or lone surrogate escape) — moved to spool/carol/corrupt/"
+	assert_line --partial "corrupt message 4d5e6f7a-8b9c-4d0e-9f2a-3b4c5d6e7f8a.json in carol's inbox (field \"to\""
+	[ "$(ls "$BACKCHANNEL_HOME/spool/carol/corrupt" | wc -l)" -eq 2 ]
+	run as carol bch doctor
+	assert_line --partial 'corrupt carol: 2 file(s) set aside'
+}
+
 # ---- what we write, read as the first implementation would --------------
 
 @test "the writer checks catch what a TS reader would refuse or misread" {

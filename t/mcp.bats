@@ -555,11 +555,12 @@ lines_are() {
 		rpc "$(init $v)" "$(call 1 bch_send '{"target":"@bob"}')" "$(call 2 bch_send '{"target":"@bob","body":5}')" \
 			"$(call 3 bch_send '{"target":"@bob","body":"x","priority":"high"}')" \
 			"$(call 4 bch_send '{"target":"@bob","body":"x","refs":"a"}')" "$(call 5 bch_read '{"id":"x","keep":"yes"}')" \
-			"$(call 6 bch_inbox '{"matc":"x"}')" "$(call 7 bch_send '{"target":"@bob","body":"a\u0000b"}')"
+			"$(call 6 bch_inbox '{"matc":"x"}')" "$(call 7 bch_send '{"target":"@bob\u0000","body":"x"}')"
 		lines_are 8
 		for i in 1 2 3 4 5 6 7; do is $i error.code -32602; done
 		is 1 error.message 'Invalid params: missing required argument "body" for bch_send'
 		is 6 error.message 'Invalid params: unknown argument "matc" for bch_inbox'
+		is 7 error.message 'Invalid params: argument "target" of bch_send must be a string without NUL or lone surrogates'
 	done
 	rpc "$(init 2025-11-25)" "$(call 1 bch_send '{"target":"@bob"}')" "$(call 2 bch_send '{"target":"@bob","body":5}')"
 	is 1 result.isError true
@@ -645,6 +646,23 @@ lines_are() {
 	[ "$got" = "$(printf '$(touch pwned) `touch pwned2` \e[2J\e]0;owned\a \u202egnp.exe')" ]
 	text=$(jv 0 result.content.0.text)
 	[[ $text == *'$(touch pwned) `touch pwned2` \x1b[2J\x1b]0;owned\x07 \u202egnp.exe'* ]]
+}
+
+@test "bch_send text holding \\u0000 or a lone surrogate is sent as U+FFFD; a target holding one is refused" {
+	# A JSON.stringify client writes a string cut inside a surrogate pair
+	# with a lone surrogate escape: the message goes, as a stored one reads.
+	rpc "$(call 1 bch_send '{"target":"@bob","body":"cut \ud83d, nul \u0000 end","thread":"t\udc00","refs":["r\u0000"]}')" \
+		"$(call 2 bch_send '{"target":"@bob\ud800","body":"x"}')" "$(call 3 bch_subscribe '{"channel":"#dev\u0000"}')"
+	assert_success
+	lines_are 3
+	is 0 result.isError '<absent>'
+	is 0 result.structuredContent.message.body 'cut �, nul � end'
+	is 1 result.isError true
+	is 1 result.content.0.text 'argument "target" of bch_send must be a string without NUL or lone surrogates'
+	is 2 result.isError true
+	[ "$(count_new bob)" -eq 1 ]
+	run as bob bch drain --jsonl
+	assert_output --partial '"body":"cut �, nul � end","priority":"normal","thread":"t�","refs":["r�"]'
 }
 
 @test "a body cannot close its own fence: the nonce is not in the message" {

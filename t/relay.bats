@@ -395,6 +395,30 @@ PY
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "a send whose text holds a lone surrogate or \\u0000 is stored as U+FFFD; in a name it is 400" {
+	relayd
+	alice_bob
+	# What the first implementation's client sends for a string cut inside
+	# a surrogate pair, or holding NUL: JSON.stringify writes both.
+	send "$A" @bob 'cut \ud83d, stray \udc00, nul \u0000 end' '"thread":"t\ud800","refs":["r\u0000"]'
+	expect 200
+	[[ $BODY == *'"body":"cut �, stray �, nul � end"'* ]]
+	grep -qF '"body":"cut �, stray �, nul � end","priority":"normal","thread":"t�","refs":["r�"]' \
+		"$BACKCHANNEL_HOME/spool/bob/new/$ID.json"
+	req GET /v1/inbox/bob "$B"
+	expect 200
+	[[ $BODY == *'"body":"cut �, stray �, nul � end"'* ]]
+	for to in '@bob\u0000' '@bob\ud800' '#dev\udc00'; do
+		send "$A" "$to" 'x'
+		expect 400
+		is_error
+	done
+	req POST /v1/subscribe "$B" '{"channel":"#dev\u0000"}'
+	expect 400
+	[ "$(count_new bob)" -eq 1 ]
+	[ ! -e "$BACKCHANNEL_HOME/spool/bob/corrupt" ]
+}
+
 @test "malformed JSON and invalid fields are 400 with an error body" {
 	relayd
 	alice_bob

@@ -330,6 +330,46 @@ shows_invisible() {
 	nothing_ran
 }
 
+@test "stored text with \\u0000 or a lone surrogate shows as U+FFFD in every form; in a name it is set aside" {
+	# Valid JSON that is no UTF-8 text, as JSON.stringify writes it: read
+	# as U+FFFD in the body, thread and refs, never as raw bytes; a name
+	# holding it is refused as before.
+	id=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
+	bad=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a11
+	put_json bob $id "$(message $id 'nul \u0000 cut \ud83d stray \udc00 end' |
+		sed 's/,"ts"/,"thread":"t\\ud800","refs":["r\\u0000"],"ts"/')"
+	put_json bob $bad "$(message $bad 'named badly' | sed 's/"mallory"/"mal\\u0000lory"/')"
+	want='nul � cut � stray � end'
+	for form in inbox --brief --hook --json; do
+		if [ $form = inbox ]; then
+			as bob bch inbox >out 2>>err
+		else
+			as bob bch drain --peek $form >out 2>>err
+		fi
+		grep -qF "$want" out || { echo "$form: no [$want] in: $(cat out)"; false; }
+		! LC_ALL=C grep -aq $'\xed[\xa0-\xbf]' out || false
+		! grep -q 'named badly' out || false
+	done
+	grep -qF '"thread":"t�","refs":["r�"]' out
+	run --separate-stderr as bob bch drain --jsonl
+	assert_success
+	assert_output "{\"id\":\"$id\",\"from\":\"mallory\",\"to\":\"@bob\",\"body\":\"$want\",\"priority\":\"normal\",\"thread\":\"t�\",\"refs\":[\"r�\"],\"ts\":\"2026-06-12T12:00:00.000Z\"}"
+	[ "$(count_new bob)" -eq 0 ]
+	# Said by the reader of the spool: this process, or the relay.
+	if on_redis; then
+		[ "$(rcli HKEYS "$BCH_ROOM:corrupt:bob")" = "$bad" ]
+	else
+		[ "$(corrupt_count)" -eq 1 ]
+		ls "$BAD" | grep -q "^$bad.json"
+	fi
+	if [ -n "${BCH_TEST_RELAY:-}" ]; then
+		[ "$(grep -c 'corrupt message' "$BATS_TEST_TMPDIR/relay.log")" -eq 1 ]
+	else
+		grep -q "corrupt message $bad.json" err
+	fi
+	nothing_ran
+}
+
 @test "a symlink planted in new/ is not followed: the outside file is untouched and not shown" {
 	files_only "a symlink planted in new/"
 	mkdir outside

@@ -210,6 +210,18 @@ local_setup() { agents alice bob; }
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+@test "a stdin line whose text holds \\u0000 or a lone surrogate is sent as U+FFFD; one whose target does is refused" {
+	printf '%s\n' '{"to":"@bob","body":"cut \ud83d, nul \u0000 end","refs":["r\udc00"]}' \
+		'{"to":"@bob\u0000","body":"x"}' '{"to":"@bob\ud800","body":"y"}' > in.jsonl
+	run bch-send < in.jsonl
+	assert_failure 100
+	assert_line --partial 'line 2: field "to" is over its limit of 80 bytes or holds a \u0000 or lone surrogate escape'
+	assert_line --partial 'line 3: field "to"'
+	[ "$(count_new bob)" -eq 1 ]
+	run as bob bch drain --jsonl
+	assert_output --partial '"body":"cut �, nul � end","priority":"normal","refs":["r�"]'
+}
+
 # acked N: the file acked holds N "sent" lines.
 acked() { [ "$(grep -c '^sent [0-9a-f]\{8\} to @bob$' acked)" -eq "$1" ]; }
 # bob_has N: bob has N messages waiting.

@@ -111,21 +111,33 @@ check_quoted(const uint8_t *s, size_t n)
 	buf_free(&b);
 }
 
+/* json_text reads every string the validator passed, as UTF-8 without
+ * NUL; json_string reads the same unless it refuses, which only a \u0000
+ * or a lone surrogate (U+FFFD in the text) may make it do. */
 static void
 walk_string(const struct json *j, int i)
 {
-	char *out = NULL;
-	size_t len = 0;
+	char *out = NULL, *text = NULL;
+	size_t len = 0, tlen = 0;
 
 	CHECK(!json_is(j, i, "null"));
-	if (json_string(j, i, (size_t)-1, &out, &len) < 0)
-		return; /* only a \u0000 may refuse */
-	CHECK(strlen(out) == len);
-	CHECK(utf8_valid(out, len));
-	check_escape(out, len);
+	CHECK(json_text(j, i, (size_t)-1, &text, &tlen) == 0);
+	CHECK(strlen(text) == tlen);
+	CHECK(utf8_valid(text, tlen));
+	CHECK(tlen <= (size_t)(j->t[i].end - j->t[i].start));
+	check_escape(text, tlen);
+	if (json_string(j, i, (size_t)-1, &out, &len) < 0) {
+		CHECK(strstr(text, "\xef\xbf\xbd") != NULL);
+		free(text);
+		return;
+	}
+	CHECK(len == tlen && memcmp(out, text, len) == 0);
 	free(out);
-	if (len > 0)
+	free(text);
+	if (len > 0) {
 		CHECK(json_string(j, i, len - 1, &out, NULL) < 0);
+		CHECK(json_text(j, i, len - 1, &text, NULL) < 0);
+	}
 }
 
 static void
