@@ -379,6 +379,7 @@ fs_close(struct spool *s)
 	for (i = 0; i < fs->capboxes; i++)
 		while ((b = fs->boxes[i])) {
 			fs->boxes[i] = b->next;
+			box_claims_drop(b);
 			free(b);
 		}
 	free(fs->boxes);

@@ -34,6 +34,12 @@ struct box {
 	int spread;    /* 50..149: this inbox's share of a recheck period */
 	int dirty;     /* new/ has entries not yet synced */
 	size_t held;   /* claims in cur/ live readers held at the last look */
+	/* The claims in cur/ (their names) when it was last read, trusted
+	 * while it keeps the mtime cur_st has (spool-fs-write.c). */
+	char **claims;
+	size_t nclaims;
+	struct stat cur_st;
+	int claims_ok;
 	struct box *next; /* hash chain */
 };
 
@@ -105,13 +111,18 @@ struct box *box_of(struct spool *s, const char *name);
  * in place), -1 with errno. */
 int move_noreplace(const char *src, const char *dst);
 
+/* Forget b's list of claims (spool-fs-write.c). */
+void box_claims_drop(struct box *b);
+
 /* box_ok(), at most once in about BOX_RECHECK seconds per inbox. */
 int fs_box_checked(struct spool *s, const char *name, struct err *e);
 
 /* Write m (encoded in b) once and link it into the new/ of each of the
- * n recipients r that lacks it (spool-fs-write.c). 0, or -1 with e
- * filled, nothing left linked: 409 when another sender's message has its
- * id in any of them. */
+ * n recipients r that lacks it: a client-chosen id the same sender's
+ * message has there, unread, claimed or kept, is a retry, not linked
+ * again (spool-fs-write.c). 0, or -1 with e filled, nothing left linked:
+ * 409 when another sender's message, unread or claimed, has its id in
+ * any of them. */
 int fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
     const struct buf *b, struct err *e);
 

@@ -189,3 +189,61 @@ bch-claim: line 2: over the limit of 256 bytes — skipped"
 	assert_equal "$(cat err)" "bch-claim: no unread message $N — see bch inbox"
 	unread "$A" "$B"
 }
+
+# hold_claim ID: start bob's bch-claim of ID (pid in $pid) printing into
+# ./pipe, which holds as much as it can already, so that it sits on its
+# claim in write(); the read end is fd 6. Return once ID is claimed.
+hold_claim() {
+	mkfifo pipe
+	exec 7<>pipe # a writer, so that opening the read end does not block
+	exec 6<pipe
+	exec 7>&-
+	dd if=/dev/zero of=pipe bs=4096 count=64 oflag=nonblock 2>/dev/null || true
+	BACKCHANNEL_AGENT=bob bch-claim --jsonl "$1" >pipe 2>err 6<&- &
+	pid=$!
+	bg_pid "$pid"
+	claimed() { ! new_ids bob | grep -qx "$1"; }
+	wait_for 10 claimed "$1"
+}
+
+@test "a send retried while bob reads its message is not delivered again" {
+	hold_claim "$A"
+	# alice, never told that her send of A went through, sends it again.
+	as alice bch-send <<<"{\"to\":\"@bob\",\"body\":\"body A\",\"id\":\"$A\"}" >/dev/null
+	# bob's read prints A and acknowledges it.
+	tr -d '\0' <&6 >got
+	exec 6<&-
+	wait "$pid"
+	[ "$(grep -c '"body":"body A"' got)" -eq 1 ]
+	unread "$B" "$C"
+	run as bob bch drain --jsonl
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	refute_output --partial 'body A'
+}
+
+@test "a send retried after bob read its message with --keep is not delivered again" {
+	as bob bch read --keep "$A" >/dev/null
+	# A relay started again has forgotten the sends it answered; one on
+	# Redis remembers them there.
+	if [ -n "${BCH_TEST_RELAY:-}" ] && ! on_redis; then
+		stop_relay
+		start_relay
+	fi
+	as alice bch-send <<<"{\"to\":\"@bob\",\"body\":\"body A\",\"id\":\"$A\"}" >/dev/null
+	unread "$B" "$C"
+	[ "$(cur_ids bob)" = "$A" ]
+}
+
+@test "a send under the id of another sender's message that bob is reading is refused" {
+	BACKCHANNEL_AGENT=carol relay_init carol >/dev/null
+	hold_claim "$A"
+	run --separate-stderr as carol bch-send <<<"{\"to\":\"@bob\",\"body\":\"carol's A\",\"id\":\"$A\"}"
+	assert_failure 100
+	[[ $stderr == *'message id already used by another message — send with a new id'* ]]
+	tr -d '\0' <&6 >got
+	exec 6<&-
+	wait "$pid"
+	grep -q '"body":"body A"' got
+	unread "$B" "$C"
+}

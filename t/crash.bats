@@ -426,9 +426,10 @@ in_pidns() {
 	queue 1 1
 	f=$(ls "$NEW")
 	mv "$NEW/$f" "$CUR/$f.claim.$(claim_host).$(dead_pid)"
-	# Carol sends bob a message under the claimed message's id.
-	printf '{"to":"@bob","body":"carol under that id","id":"%s"}\n' "$(msgid 1)" |
-		as carol bch-send >/dev/null
+	# Carol's message under the claimed message's id, put there by a
+	# writer that knows nothing of claims (bch-send refuses it: claim.bats).
+	printf '{"id":"%s","from":"carol","to":"@bob","body":"carol under that id","priority":"normal","ts":"2026-06-12T12:00:00.000Z"}\n' \
+		"$(msgid 1)" >"$NEW/$f"
 	run --separate-stderr as bob bch drain --jsonl
 	assert_success
 	assert_output --partial '"body":"carol under that id"'
