@@ -124,6 +124,24 @@ io_fsyncdir(const char *path)
 }
 
 int
+io_writeout(int fd, const char *path, const void *p, size_t n, int sync,
+    struct err *e)
+{
+	if (io_writeall(fd, p, n) < 0 || (sync && fsync(fd) < 0)) {
+		err_sys(e, "cannot write %s", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	if (close(fd) < 0) { /* NFS may say only now that the write failed */
+		err_sys(e, "cannot write %s", path);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+int
 io_replace(const char *path, const void *p, size_t n, int sync, struct err *e)
 {
 	char tmp[4096], dir[4096];
@@ -137,17 +155,8 @@ io_replace(const char *path, const void *p, size_t n, int sync, struct err *e)
 	    0600);
 	if (fd < 0)
 		return err_sys(e, "cannot create %s", tmp);
-	if (io_writeall(fd, p, n) < 0 || (sync && fsync(fd) < 0)) {
-		err_sys(e, "cannot write %s", tmp);
-		close(fd);
-		unlink(tmp);
+	if (io_writeout(fd, tmp, p, n, sync, e) < 0)
 		return -1;
-	}
-	if (close(fd) < 0) {
-		err_sys(e, "cannot write %s", tmp);
-		unlink(tmp);
-		return -1;
-	}
 	if (rename(tmp, path) < 0) {
 		err_sys(e, "cannot replace %s", path);
 		unlink(tmp);

@@ -31,6 +31,12 @@ int io_readfd(int fd, size_t max, struct buf *b);
 /* fsync the directory at path. */
 int io_fsyncdir(const char *path);
 
+/* Write the n bytes at p into fd, a file just made at path, fsync it
+ * (if sync) and close fd. 0, or -1 with e filled: then fd is closed and
+ * path unlinked, so no partial file is left (a full disk, say). */
+int io_writeout(int fd, const char *path, const void *p, size_t n, int sync,
+    struct err *e);
+
 /* Replace path atomically with the n bytes at p, mode 0600: write a
  * temporary beside it, fsync it (if sync), rename, fsync the directory
  * (if sync). 0 or -1 with e filled. */

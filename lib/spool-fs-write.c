@@ -39,18 +39,7 @@ write_file(const char *path, const struct buf *b, int sync, struct err *e)
 		return 1; /* the directory is missing */
 	if (fd < 0)
 		return err_sys(e, "cannot create %s", path);
-	if (io_writeall(fd, b->p, b->len) < 0 || (sync && fsync(fd) < 0)) {
-		err_sys(e, "cannot write %s", path);
-		close(fd);
-		unlink(path);
-		return -1;
-	}
-	if (close(fd) < 0) {
-		err_sys(e, "cannot write %s", path);
-		unlink(path);
-		return -1;
-	}
-	return 0;
+	return io_writeout(fd, path, b->p, b->len, sync, e);
 }
 
 /* Write data into r's tmp/, creating the inbox if it went missing. The

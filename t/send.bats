@@ -394,10 +394,12 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	run bch send @bob "$(head -c 8000 /dev/zero | tr '\0' x)"
 	n=$(count_new bob)
 	body=$(cat "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
+	tmp=$(ls -A "$BACKCHANNEL_HOME/spool/bob/tmp")
 	umount "$BACKCHANNEL_HOME"
 	assert_failure 111
 	assert_output --partial 'No space left on device'
 	[ "$n" -eq 1 ]
+	[ -z "$tmp" ] # no part of the message left behind
 	[[ $body == *'"body":"kept"'* ]]
 }
 

@@ -151,3 +151,24 @@ subscribed alice to #c'
 	run bch agents --json
 	assert_success
 }
+
+@test "a full disk refuses a subscribe with 111 and leaves the record whole" {
+	local_only "a disk the test fills under the local spool"
+	if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=512k tmpfs "$BACKCHANNEL_HOME" 2>/dev/null; then
+		skip "needs root to mount a small tmpfs"
+	fi
+	agents alice
+	bch sub '#dev' >/dev/null
+	cp "$BACKCHANNEL_HOME/agents/alice.json" before.json
+	head -c 1M /dev/zero > "$BACKCHANNEL_HOME/filler" 2>/dev/null || true
+	run bch sub '#ops'
+	left=$(ls -A "$BACKCHANNEL_HOME/agents" | grep -c '\.tmp\.' || true)
+	same=0
+	cmp -s before.json "$BACKCHANNEL_HOME/agents/alice.json" || same=1
+	umount "$BACKCHANNEL_HOME"
+	assert_failure 111
+	assert_output --partial 'No space left on device'
+	[ "$(grep -c . <<<"$output")" -eq 1 ]
+	[ "$same" -eq 0 ]
+	[ "$left" -eq 0 ] # no temporary file beside the record
+}
