@@ -52,6 +52,8 @@ dead_pid() {
 	rounds=20 per=400 killed=0
 	for ((r = 1; r <= rounds; r++)); do
 		queue $(((r - 1) * per + 1)) $((r * per))
+		# Made here: a kill may come before the drain's shell opens it.
+		: >"out.$r"
 		BACKCHANNEL_AGENT=bob bch-drain --jsonl > "out.$r" 2>> err &
 		pid=$!
 		sleep "0.00$((RANDOM % 10))"
