@@ -263,7 +263,8 @@ check_config(struct doc *d, const struct err *load)
 		return;
 	}
 	if (load && (load->status == 1 || strstr(load->msg, "config.json"))) {
-		add(d, FAIL, what, fix, "%s", load->status == 1 ?
+		add(d, FAIL, what, fix, "%s", load->status == 1 &&
+		    strstr(load->msg, "is not valid JSON") ?
 		    "not valid JSON (bch init sets it aside as config.json.bad "
 		    "and writes a new one)" : load->msg);
 		owner_mode(d, what, path, &st, 0600);

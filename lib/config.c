@@ -30,6 +30,28 @@ env_size(const char *name, size_t dflt)
 	return (size_t)n;
 }
 
+/* The string member key of config.json's object into *out (NULL when
+ * absent or null). One that is there but no string, or that holds NUL or
+ * a lone surrogate, is an error: ignoring it would quietly send this
+ * machine's mail to the local spool instead of the relay it names. */
+static int
+file_str(const struct json *j, const char *key, size_t max, char **out,
+    const char *path, struct err *e)
+{
+	int i = json_get(j, 0, key);
+
+	*out = NULL;
+	if (i < 0 || json_is(j, i, "null"))
+		return 0;
+	if (j->t[i].type == JSON_STRING && json_string(j, i, max, out,
+	    NULL) == 0)
+		return 0;
+	err_set(e, BCH_PERM, "%s: \"%s\" must be a string of at most %zu "
+	    "bytes, without NUL — fix it or run bch init <name> again", path,
+	    key, max);
+	return err_status(e, 1); /* bch init may set it aside */
+}
+
 static int
 load_file(struct config *c, struct err *e)
 {
@@ -65,20 +87,15 @@ load_file(struct config *c, struct err *e)
 			snprintf(c->file_agent, sizeof c->file_agent, "%s", agent);
 		free(agent);
 	}
-	i = json_get(&j, 0, "url");
-	if (i >= 0 && j.t[i].type == JSON_STRING)
-		json_string(&j, i, 4096, &c->file_url, NULL);
-	i = json_get(&j, 0, "token");
-	if (i >= 0 && j.t[i].type == JSON_STRING)
-		json_string(&j, i, 4096, &c->file_token, NULL);
-	i = json_get(&j, 0, "pin");
-	if (i >= 0 && j.t[i].type == JSON_STRING &&
-	    json_string(&j, i, 128, &c->file_pin, NULL) == 0)
+	if (file_str(&j, "url", 4096, &c->file_url, path, e) < 0 ||
+	    file_str(&j, "token", 4096, &c->file_token, path, e) < 0 ||
+	    file_str(&j, "pin", 128, &c->file_pin, path, e) < 0 ||
+	    file_str(&j, "ca", 4096, &c->cafile, path, e) < 0)
+		goto out;
+	if (c->file_pin)
 		c->pin = xstrdup(c->file_pin);
-	i = json_get(&j, 0, "ca");
-	if (i >= 0 && j.t[i].type == JSON_STRING)
-		json_string(&j, i, 4096, &c->cafile, NULL);
 	rc = 0;
+out:
 	json_free(&j);
 	buf_free(&b);
 	return rc;
@@ -444,7 +461,7 @@ config_load_repair(struct config *c, const char *prog, struct err *e)
 	snprintf(bad, sizeof bad, "%s/config.json.bad", c->home);
 	if (rename(path, bad) < 0)
 		return err_sys(e, "cannot set %s aside", path);
-	fprintf(stderr, "%s: %s was not valid JSON — kept it as %s\n", prog,
+	fprintf(stderr, "%s: %s could not be read — kept it as %s\n", prog,
 	    path, bad);
 	return config_load(c, e);
 }

@@ -211,6 +211,35 @@ unprivileged() {
 	assert_output 'alice via local spool'
 }
 
+@test "a config.json whose url, token, pin or ca is no string is refused, not ignored; bch init sets it aside" {
+	unset BACKCHANNEL_URL # about the file's url, not the relay run's
+	mkdir -p "$BACKCHANNEL_HOME"
+	for bad in '"url": 7' '"url": "http://x\u0000y"' '"token": ["t"]' \
+	    '"pin": "\ud800"' '"ca": {}'; do
+		printf '{"agent": "alice", %s}\n' "$bad" >"$BACKCHANNEL_HOME/config.json"
+		key=${bad%%\":*}
+		key=${key#\"}
+		run bch whoami
+		assert_failure 100
+		assert_output "bch-init: $BACKCHANNEL_HOME/config.json: \"$key\" must be a string of at most ${bad:+$(case $key in pin) echo 128;; *) echo 4096;; esac)} bytes, without NUL — fix it or run bch init <name> again"
+		# Ignored, the url would have sent this mail to the local spool.
+		run bch send @alice hi
+		assert_failure 100
+		[ ! -d "$BACKCHANNEL_HOME/spool/alice/new" ] || [ -z "$(ls "$BACKCHANNEL_HOME/spool/alice/new")" ]
+	done
+	printf '{"agent": "alice", "url": null}\n' >"$BACKCHANNEL_HOME/config.json"
+	run bch whoami
+	assert_success
+	assert_output 'alice via local spool'
+	printf '{"agent": "alice", "url": 7}\n' >"$BACKCHANNEL_HOME/config.json"
+	run --separate-stderr bch init alice
+	assert_success
+	[[ $stderr == *"config.json could not be read — kept it as $BACKCHANNEL_HOME/config.json.bad"* ]]
+	grep -q '"url": 7' "$BACKCHANNEL_HOME/config.json.bad"
+	run bch whoami
+	assert_output 'alice via local spool'
+}
+
 # relayd_named NAME ROOM [OPTION...]: a relay with its spool in NAME/;
 # NAME_PORT (upper case) its port, and over TLS NAME_PIN its key pin.
 relayd_named() {
