@@ -307,7 +307,9 @@ register_new(struct relay *r, const char *name, const char *mine,
 		    "no randomness for a token, try again");
 	hash_sha256_hex(token, 64, hash);
 	if ((rc = spool_register_token(r->sp, name, hash, &rec, &e)) < 0) {
-		if (r->sp->shared) /* 409 when another relay was first */
+		/* 409: another relay was first, or the record is there but
+		 * unreadable (its name is still taken). */
+		if (r->sp->shared || e.status == 409)
 			return relay_fail_err(a, &e);
 		return relay_fail(a, 503, "cannot write the agent record");
 	}

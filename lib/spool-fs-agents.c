@@ -117,6 +117,18 @@ fs_reg(struct spool *s, const char *name, const char *token_hash,
 	if ((fd = lock_agents(s, e)) < 0)
 		return -1;
 	if (read_agent(s, name, &a, NULL) < 0) {
+		struct stat st;
+		agent_path(s, path, name);
+		/* A record there that cannot be read (corrupt, or naming
+		 * another) is still that agent's: a registration by the room
+		 * token must not take its inbox over. bch init NAME on the
+		 * relay's host repairs it. */
+		if (token_hash && lstat(path, &st) == 0) {
+			unlock_agents(fd);
+			err_set(e, BCH_PERM, "name already registered — pick "
+			    "another, or use that name's own token");
+			return err_status(e, 409);
+		}
 		memset(&a, 0, sizeof a);
 		snprintf(a.name, sizeof a.name, "%s", name);
 		ts_now(a.created);

@@ -203,6 +203,24 @@ stream() {
 	[[ $BODY != *'"token"'* ]]
 }
 
+@test "register: a name whose record is there but unreadable is still taken; its inbox is not handed over" {
+	relayd
+	alice_bob
+	req POST /v1/send "$A" '{"to":"@bob","body":"for bob only"}'
+	expect 200
+	for rec in '{"name": "bob", "subscriptions": ' \
+	    '{"name": "mallory", "subscriptions": [], "createdAt": "2026-01-01T00:00:00.000Z", "lastSeen": "2026-01-01T00:00:00.000Z"}'; do
+		printf '%s\n' "$rec" >"$BACKCHANNEL_HOME/agents/bob.json"
+		req POST /v1/register "$ROOM" '{"name":"bob"}'
+		expect 409
+		is_error
+		[[ $BODY != *'"token"'* ]]
+		cmp -s <(printf '%s\n' "$rec") "$BACKCHANNEL_HOME/agents/bob.json"
+	done
+	# The message waits for bob, once his record is repaired on the host.
+	ls "$BACKCHANNEL_HOME/spool/bob/new" | grep -q '\.json$'
+}
+
 @test "register with the name's own token refreshes: 200 and no new token" {
 	relayd
 	reg alice
