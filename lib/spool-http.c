@@ -38,6 +38,19 @@ put_kv(struct buf *b, const char *k, const char *v, int first)
 	json_put_string(b, v, strlen(v));
 }
 
+/* A token the relay issues goes into every later request's header, and
+ * into config.json and tokens/<name>: one word of printable ASCII. */
+static int
+bearer_ok(const char *t)
+{
+	size_t i;
+
+	for (i = 0; t[i]; i++)
+		if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f)
+			return 0;
+	return i > 0;
+}
+
 static int
 http_reg(struct spool *s, const char *name, const char *token_hash,
     struct agent_rec *out, struct err *e)
@@ -70,6 +83,12 @@ http_reg(struct spool *s, const char *name, const char *token_hash,
 	http_resp_free(&r);
 	if (rc < 0)
 		return err_set(e, BCH_TEMP, "relay sent a malformed agent record");
+	if (a.token && !bearer_ok(a.token)) {
+		agent_free(&a);
+		return err_set(e, BCH_PERM, "the relay at %s answered with a "
+		    "personal token that is not one word of printable ASCII — "
+		    "it is not a backchannel relay", s->cfg->url);
+	}
 	if (out)
 		*out = a;
 	else

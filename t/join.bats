@@ -419,3 +419,32 @@ PY
 	run env BACKCHANNEL_AGENT=bob bch join "$IB" --as bob --no-hooks
 	assert_success
 }
+
+@test "a personal token that is no word of printable ASCII is refused, not kept or sent in a header" {
+	# A server whose answer carries a token that would end the
+	# Authorization header of every later request and add its own.
+	cat >crlf.py <<'PY'
+import fakehttp
+class H(fakehttp.Handler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(201, b'{"name":"alice","token":"abc\\r\\nX-Evil: 1","subscriptions":[],"createdAt":"2026-01-01T00:00:00.000Z","lastSeen":"2026-01-01T00:00:00.000Z"}')
+fakehttp.serve(H)
+PY
+	fake_relay crlf.py
+	run --separate-stderr bch join "$(bch invite --url "$FAKE_URL" --token "$BCH_ROOM")" --as alice --no-hooks
+	assert_failure 100
+	[ -z "$output" ]
+	[ "$stderr" = "bch-join: the relay at $FAKE_URL answered with a personal token that is not one word of printable ASCII — it is not a backchannel relay" ]
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	run bch init alice --url "$FAKE_URL" --token "$BCH_ROOM"
+	assert_failure 100
+	assert_output --partial 'not one word of printable ASCII'
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	run bch join "$INV" --as alice --no-hooks
+	assert_success
+	[[ $(cat "$BACKCHANNEL_HOME/tokens/alice") =~ ^[0-9a-f]{64}$ ]]
+}
