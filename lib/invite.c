@@ -137,8 +137,10 @@ invite_url_valid(const char *url)
 		host = url + 7;
 	else
 		return 0;
+	/* ASCII only (a name beyond it is written in punycode): the url is
+	 * shown as it is, and U+202E or a C1 control would disguise it. */
 	for (p = url; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
 			return 0;
 	/* No user:password@: it is no host, and an invite is passed on. */
 	if (memchr(host, '@', strcspn(host, "/")))

@@ -211,3 +211,22 @@ mkinvite() {
 	assert_output 'bch-send: bad relay URL "https://…@relay.example" — use http(s)://host[:port], with no user:password@'
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
 }
+
+@test "a relay url with bytes beyond ASCII is refused by invite and by join, and not echoed" {
+	# U+202E turns the rest of a line around; U+009B is a C1 control.
+	rlo=$'\xe2\x80\xae' csi=$'\xc2\x9b' e=$'\xc3\xa9'
+	for u in "http://127.0.0.1:9/${rlo}gro.elpmaxe" "http://relay.example${csi}2J:7117" \
+		"https://r${e}lay.example"; do
+		run --separate-stderr bch join "$(mkinvite "{\"url\":\"$u\",\"token\":\"t\"}")" --as carol --no-hooks
+		assert_failure 100
+		[[ $stderr == "bch-join: the invite's url is not an http:// or https:// URL"*" — ask for a new invite" ]] ||
+			{ echo "$u: $stderr"; return 1; }
+		[[ $stderr != *"$rlo"* ]]
+		[[ $stderr != *"$csi"* ]]
+		[[ $stderr != *"$e"* ]]
+		run bch invite --url "$u" --token t
+		assert_failure 100
+		assert_output --partial 'http:// or https:// URL of a host'
+	done
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
