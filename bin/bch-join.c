@@ -9,7 +9,8 @@
  * read from standard input ("-") to keep it out of ps too. As bch init
  * does, a process with BACKCHANNEL_AGENT set leaves an existing default
  * identity alone and keeps the token in tokens/<name>; then bch-setup
- * gets that name in BACKCHANNEL_AGENT, for the wake service. bch-setup
+ * gets that name in BACKCHANNEL_AGENT, for the wake service; when name
+ * becomes the default, bch-setup gets no BACKCHANNEL_AGENT. bch-setup
  * is the last step and replaces this process (execv, an argv array). */
 #include <getopt.h>
 #include <limits.h>
@@ -173,7 +174,10 @@ run_setup(struct cli *c, const char *argv0, const char *name,
 		    "installed — install it, then run bch setup");
 		cli_fail(c);
 	}
-	if (keep_default && setenv("BACKCHANNEL_AGENT", name, 1) < 0) {
+	/* Else name is the default identity now: a BACKCHANNEL_AGENT that
+	 * names another would have the wake service watch that one. */
+	if ((keep_default ? setenv("BACKCHANNEL_AGENT", name, 1) :
+	    unsetenv("BACKCHANNEL_AGENT")) < 0) {
 		err_sys(&c->e, "cannot set BACKCHANNEL_AGENT");
 		cli_fail(c);
 	}

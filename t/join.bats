@@ -137,6 +137,24 @@ subscribed carol to #ops"
 	grep -qx -- "-a $BCH_S6_SCANDIR" "$BATS_TEST_TMPDIR/svscanctl.log"
 }
 
+@test "--wake watches the name joined, not another BACKCHANNEL_AGENT names" {
+	env="$BCH_S6_SCANDIR/bch-notify/env"
+	# No default yet: frank becomes it, and the service follows it.
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as frank --no-hooks --wake
+	assert_success
+	assert_line -n 0 "joined acme as frank via $RELAY"
+	[ "$(jq -r .agent "$BACKCHANNEL_HOME/config.json")" = frank ]
+	[ ! -e "$env/BACKCHANNEL_AGENT" ]
+	# frank is the default: so again, whatever BACKCHANNEL_AGENT says.
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as frank --no-hooks --wake
+	assert_success
+	[ ! -e "$env/BACKCHANNEL_AGENT" ]
+	# Another identity beside the default: the service watches that one.
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks --wake
+	assert_success
+	[ "$(cat "$env/BACKCHANNEL_AGENT")" = erin ]
+}
+
 @test "the invite's pin is kept in config.json for the relay" {
 	pin=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 	inv=$(bch invite --url "$RELAY" --token "$BCH_ROOM" --pin "$pin")
