@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "config.h"
 #include "edit.h"
 #include "install.h"
 #include "io.h"
@@ -194,6 +195,23 @@ harnesses(struct setup *s)
 	}
 }
 
+/* The service watches the identity setup runs with: without one,
+ * bch-watch would fail at once and the supervisor start it again every
+ * few seconds for ever, with nothing to show the user but its log. */
+static int
+wake_identity(struct err *e)
+{
+	struct config cfg;
+	int rc = config_load(&cfg, e);
+
+	if (rc == 0 && !cfg.agent[0])
+		rc = err_set(e, BCH_PERM, "no identity for the wake service to "
+		    "watch — run bch init <name> (or set BACKCHANNEL_AGENT) "
+		    "first; nothing was installed");
+	config_free(&cfg);
+	return rc;
+}
+
 static void
 wake(struct setup *s)
 {
@@ -212,7 +230,10 @@ wake(struct setup *s)
 		w.svdir = s->svdir;
 	else if (install_data(s->bindir, "sv/bch-notify", sv, sizeof sv))
 		w.svdir = sv;
-	rc = s->remove ? wake_remove(&w, &s->e) : wake_install(&w, &s->e);
+	if (s->remove)
+		rc = wake_remove(&w, &s->e);
+	else
+		rc = wake_identity(&s->e) < 0 ? -1 : wake_install(&w, &s->e);
 	if (out.len)
 		fwrite(out.p, 1, out.len, stdout);
 	buf_free(&out);

@@ -710,6 +710,7 @@ args = [\"mcp\", \"--here\"]"
 }
 
 @test "--wake installs a systemd --user unit and starts it through systemctl" {
+	agents bob
 	run bch setup --no-hooks --wake --service systemd
 	assert_success
 	unit="$HOME/.config/systemd/user/bch-notify.service"
@@ -736,6 +737,7 @@ args = [\"mcp\", \"--here\"]"
 }
 
 @test "--wake without s6 picks systemd on Linux" {
+	agents bob
 	[ "$(uname -s)" = Linux ] || skip "Linux only"
 	! pgrep -u "$(id -u)" -x s6-svscan >/dev/null || skip "an s6-svscan of this user runs here"
 	unset BCH_S6_SCANDIR
@@ -747,6 +749,7 @@ args = [\"mcp\", \"--here\"]"
 }
 
 @test "--wake with --dry-run writes nothing and runs nothing" {
+	agents bob
 	run bch setup --no-hooks --wake --service systemd --dry-run
 	assert_success
 	assert_output --partial 'would install the systemd --user unit'
@@ -755,7 +758,27 @@ args = [\"mcp\", \"--here\"]"
 	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
 }
 
+@test "--wake without an identity installs nothing and says why, rather than a service that fails for ever" {
+	run bch setup --no-hooks --wake --service systemd
+	assert_failure 100
+	assert_output 'bch-setup: no identity for the wake service to watch — run bch init <name> (or set BACKCHANNEL_AGENT) first; nothing was installed'
+	[ ! -e "$HOME/.config" ]
+	[ ! -e "$HOME/.local" ]
+	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
+	mkdir -p "$BCH_S6_SCANDIR"
+	run bch setup --no-hooks --wake
+	assert_failure 100
+	assert_output --partial 'no identity for the wake service'
+	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
+	# With one, the same command installs it.
+	agents bob
+	run bch setup --no-hooks --wake --service systemd
+	assert_success
+	grep -q 'enable --now bch-notify.service' "$BATS_TEST_TMPDIR/systemctl.log"
+}
+
 @test "--wake installs a launchd agent through launchctl when asked" {
+	agents bob
 	run bch setup --no-hooks --wake --service launchd
 	assert_success
 	plist="$HOME/Library/LaunchAgents/org.backchannel.notify.plist"
@@ -769,6 +792,7 @@ args = [\"mcp\", \"--here\"]"
 }
 
 @test "--wake leaves a service it did not install alone" {
+	agents bob
 	mkdir -p "$BCH_S6_SCANDIR/bch-notify"
 	echo mine >"$BCH_S6_SCANDIR/bch-notify/run"
 	run bch setup --no-hooks --wake
