@@ -15,7 +15,10 @@
  * seconds; the rest are counted and summarised as one "N more from X"
  * when the window ends (poll() wakes us for that even with no input) or
  * at end of input, and each held-back message is logged on stderr so
- * that the service log keeps a record of it. */
+ * that the service log keeps a record of it. A stop signal lets the
+ * notifier at work finish but starts no other: the lines already read
+ * are logged (and teed) only, so stopping never waits on a notifier per
+ * line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -317,6 +320,11 @@ deliver(struct notify *n, const struct msg *m)
 
 	buf_adds(&title, "");
 	title_of(&title, m);
+	if (stop) {
+		/* Told to stop: the rest of what was read is only logged. */
+		hold(n, m, title.p, text);
+		goto out;
+	}
 	if (n->active && io_ms_since(&n->start) >= n->window_ms)
 		end_window(n);
 	if (!n->active) {
@@ -330,6 +338,7 @@ deliver(struct notify *n, const struct msg *m)
 	} else {
 		hold(n, m, title.p, text);
 	}
+out:
 	free(text);
 	buf_free(&title);
 }
@@ -448,7 +457,8 @@ run(struct notify *n)
 	}
 	if (!stop && !n->done && (n->line.len || n->toolong))
 		line_end(n); /* a last line without its newline */
-	summarise(n);
+	if (!stop)
+		summarise(n);
 	return stop ? 0 : n->worst;
 }
 

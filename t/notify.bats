@@ -334,6 +334,24 @@ send_seq() {
 	exec 5>&-
 }
 
+@test "SIGTERM during a slow notifier raises no more notifications: the rest are logged, and it exits at once" {
+	stand_in fakebin/notify-send 'sleep 2'
+	for i in 1 2 3; do send_seq @bob "s$i" --urgent; done
+	inbox_of bob >in.jsonl
+	bch-notify -t <in.jsonl >n.out 2>n.err 3>&- &
+	npid=$!
+	bg_pid "$npid"
+	wait_for 5 calls_are 1
+	kill -TERM "$npid"
+	wait "$npid"
+	# Only the notification already under way was raised.
+	calls_are 1
+	grep -qx 'bch-notify: held back: alice -> @bob \[URGENT\]: s2' n.err
+	grep -qx 'bch-notify: held back: alice -> @bob \[URGENT\]: s3' n.err
+	# What it had read still went through under -t.
+	[ "$(cat n.out)" = "$(cat in.jsonl)" ]
+}
+
 # --- the no-execution rule: hostile text is data ---------------------------
 
 @test "hostile bodies through watch | notify: nothing ran, the notifier got data, no raw escape" {
