@@ -169,6 +169,7 @@ config_env(struct config *c)
 	limits_default(&c->rlim);
 	c->max_inbox = 100000;
 	c->fsync = 1;
+	c->timeout = CONFIG_TIMEOUT;
 	if ((v = getenv("BACKCHANNEL_HOME")) && *v)
 		snprintf(c->home, sizeof c->home, "%s", v);
 	else if (home && *home)
@@ -272,6 +273,7 @@ check_config(struct doc *d, const struct err *load)
 	}
 	/* The variables' own faults are said where they are checked. */
 	if (load && !strstr(load->msg, "BACKCHANNEL_AGENT") &&
+	    !strstr(load->msg, "BACKCHANNEL_TIMEOUT") &&
 	    !strstr(load->msg, "not a directory"))
 		add(d, FAIL, "configuration", "unset the variable it names",
 		    "%s", load->msg);
@@ -384,6 +386,15 @@ env_one(struct doc *d, const char *name, const char *v)
 			    "ignored, the default applies", v);
 		else
 			add(d, OK, what, NULL, "%s", v);
+		return;
+	}
+	if (strcmp(key, "TIMEOUT") == 0) {
+		if (config_parse_timeout(v) < 0)
+			add(d, FAIL, what, "unset BACKCHANNEL_TIMEOUT, or set it "
+			    "to a number of seconds from 1 to 3600", "%s is not "
+			    "a whole number of seconds from 1 to 3600", v);
+		else
+			add(d, OK, what, NULL, "%s s for the relay to answer", v);
 		return;
 	}
 	if (strcmp(key, "ROOM_TOKEN") == 0) {

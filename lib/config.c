@@ -52,6 +52,38 @@ file_str(const struct json *j, const char *key, size_t max, char **out,
 	return err_status(e, 1); /* bch init may set it aside */
 }
 
+int
+config_parse_timeout(const char *v)
+{
+	char *end;
+	long n;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	return errno || *end || n < 1 || n > 3600 ? -1 : (int)n;
+}
+
+/* Unlike a limit, a bad BACKCHANNEL_TIMEOUT is refused, not left at its
+ * default: it was set to wait less (a hook) or more (a slow link), and
+ * either way a silent 15 s would surprise. */
+static int
+load_timeout(struct config *c, struct err *e)
+{
+	const char *v = getenv("BACKCHANNEL_TIMEOUT");
+
+	c->timeout = CONFIG_TIMEOUT;
+	if (!v || !*v)
+		return 0;
+	if ((c->timeout = config_parse_timeout(v)) < 0) {
+		c->timeout = CONFIG_TIMEOUT;
+		return err_set(e, BCH_PERM, "BACKCHANNEL_TIMEOUT is not a whole "
+		    "number of seconds from 1 to 3600 — fix or unset it");
+	}
+	return 0;
+}
+
 static int
 load_file(struct config *c, struct err *e)
 {
@@ -255,7 +287,8 @@ config_load(struct config *c, struct err *e)
 	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
 	v = getenv("BACKCHANNEL_FSYNC");
 	c->fsync = !(v && strcmp(v, "0") == 0);
-	if (load_home(c, e) < 0 || load_file(c, e) < 0)
+	if (load_timeout(c, e) < 0 || load_home(c, e) < 0 ||
+	    load_file(c, e) < 0)
 		return -1;
 	v = getenv("BACKCHANNEL_AGENT");
 	if (v && *v) {

@@ -25,6 +25,7 @@ struct config {
 	struct limits lim;  /* what this process writes */
 	struct limits rlim; /* what it accepts from a spool or relay */
 	size_t max_inbox;                    /* BACKCHANNEL_MAX_INBOX messages */
+	int timeout; /* BACKCHANNEL_TIMEOUT: seconds a relay has to answer */
 };
 
 /* Read the environment and config.json (a missing file is fine; a broken
@@ -35,6 +36,11 @@ int config_load(struct config *c, struct err *e);
  * config.json.bad (with a line on stderr) and the rest loaded: for
  * bch init, which writes a new one. */
 int config_load_repair(struct config *c, const char *prog, struct err *e);
+
+/* The seconds a relay has to answer a request, by default; and
+ * BACKCHANNEL_TIMEOUT's value v as seconds (1 to 3600), or -1. */
+#define CONFIG_TIMEOUT 15
+int config_parse_timeout(const char *v);
 
 /* -1 with a helpful e unless an identity is configured. */
 int config_need_agent(const struct config *c, struct err *e);

@@ -21,7 +21,6 @@
 #include "spool-http.h"
 #include "tls.h"
 
-#define TIMEOUT_MS 15000
 #define ANSWER_MAX (8 << 20) /* bytes of an answer's body, at most */
 
 void
@@ -63,7 +62,7 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 {
 	struct hs *h = s->impl;
 	struct addrinfo hints, *res, *ai;
-	struct timeval tv = { TIMEOUT_MS / 1000, 0 };
+	struct timeval tv = { s->cfg->timeout, 0 };
 	int rc, fd = -1;
 
 	memset(&hints, 0, sizeof hints);
@@ -89,7 +88,8 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 			struct pollfd pw = { fd, POLLOUT, 0 };
 			int soerr = 0;
 			socklen_t sl = sizeof soerr;
-			while (poll(&pw, 1, TIMEOUT_MS) < 0 && errno == EINTR)
+			while (poll(&pw, 1, s->cfg->timeout * 1000) < 0 &&
+			    errno == EINTR)
 				;
 			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
 			    soerr == 0 && (pw.revents & POLLOUT))
@@ -255,12 +255,17 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
 }
 
 /* The link broke: closed, and -1 with e filled when another try cannot
- * help (TLS refused the relay, or the link was fresh); else 0. Called
+ * help; else 0. Only a reused link that the relay closed (or reset)
+ * before a byte of the answer came is tried again: it may have closed
+ * it as idle just as the request went. A request that was not answered
+ * in time is not sent again: the relay may be at work on it (a take
+ * would have leased the message, and the second would find it gone),
+ * and a relay that slow is for the caller to give up on. Called
  * straight after the failed read or write, for the errno it left. */
 static int
 link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 {
-	int saved = errno;
+	int saved = errno, heard = l->in.len > 0;
 
 	if (l->tls && tls_client_why(l->tls)) {
 		err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
@@ -270,17 +275,22 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 		return err_status(e, 495);
 	}
 	hs_link_close(l);
-	if (fresh) {
-		errno = saved;
-		if (saved)
-			err_sys(e, "relay %s: connection lost", s->cfg->url);
-		else
-			err_set(e, BCH_TEMP, "relay %s closed the connection "
-			    "before answering", s->cfg->url);
-		e->code = BCH_TEMP;
-		return err_status(e, 503);
+	if (saved == EAGAIN || saved == EWOULDBLOCK || saved == ETIMEDOUT) {
+		err_set(e, BCH_TEMP, "relay %s did not answer within %d s — "
+		    "try again later", s->cfg->url, s->cfg->timeout);
+		return err_status(e, 504);
 	}
-	return 0;
+	if (!fresh && !heard)
+		return 0;
+	errno = saved;
+	if (saved)
+		err_sys(e, "relay %s: connection lost", s->cfg->url);
+	else
+		err_set(e, BCH_TEMP, "relay %s closed the connection %s",
+		    s->cfg->url, heard ? "in the middle of its answer" :
+		    "before answering");
+	e->code = BCH_TEMP;
+	return err_status(e, 503);
 }
 
 /* One request and its answer on the keep-alive link; no retries. */
@@ -306,8 +316,8 @@ exchange(struct spool *s, const char *method, const char *path,
 			break;
 		if ((rc = link_lost(s, l, fresh, e)) < 0)
 			break;
-		/* A reused keep-alive link may have been closed by the relay:
-		 * try once more on a fresh one. */
+		/* The relay closed the reused keep-alive link as idle: try
+		 * once more on a fresh one. */
 		fresh = 1;
 	}
 	buf_free(&q);
@@ -408,7 +418,9 @@ hs_call(struct spool *s, const char *method, const char *path,
 		int rc = exchange(s, method, path, token, body, r,
 		    flags & HS_CUT, e);
 		int temporary;
-		if (rc < 0 && e && e->code == BCH_PERM)
+		/* A relay that did not answer in time (504) is not asked
+		 * again: the caller would wait that long once per try. */
+		if (rc < 0 && (e->code == BCH_PERM || e->status == 504))
 			return -1;
 		temporary = rc < 0 || r->status == 429 || r->status >= 500;
 		if (!temporary)

@@ -277,6 +277,7 @@ struct tls_client {
 	br_x509_trust_anchor *ta;
 	size_t nta;
 	int fd;
+	int sys_errno; /* the socket's last failure, 0 for an end of input */
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
 
@@ -345,6 +346,7 @@ sock_read(void *ctx, unsigned char *p, size_t n)
 		ssize_t r = read(t->fd, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
+		t->sys_errno = r < 0 ? errno : 0;
 		return r <= 0 ? -1 : (int)r;
 	}
 }
@@ -358,6 +360,7 @@ sock_write(void *ctx, const unsigned char *p, size_t n)
 		ssize_t w = write(t->fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		t->sys_errno = w < 0 ? errno : 0;
 		return w <= 0 ? -1 : (int)w;
 	}
 }
@@ -438,8 +441,13 @@ tls_error(struct tls_client *t)
 {
 	int err = br_ssl_engine_last_error(&t->cc.eng);
 
-	errno = err >= BR_ERR_X509_OK && err < BR_ERR_X509_OK + 64 ?
-	    EPERM : ECONNRESET;
+	/* The socket's own error when it failed (a timeout must not pass
+	 * for a reset: a reset is worth another try, a timeout is not). */
+	if (err == BR_ERR_IO && t->sys_errno)
+		errno = t->sys_errno;
+	else
+		errno = err >= BR_ERR_X509_OK && err < BR_ERR_X509_OK + 64 ?
+		    EPERM : ECONNRESET;
 }
 
 int

@@ -283,6 +283,16 @@ snapshot() {
 	refute_output --partial r00mtoken
 }
 
+@test "BACKCHANNEL_TIMEOUT is known to bch doctor, and a bad one is a FAIL that says how to fix it" {
+	agents alice
+	run -0 env BACKCHANNEL_TIMEOUT=5 bch doctor
+	assert_line 'ok    environment BACKCHANNEL_TIMEOUT: 5 s for the relay to answer'
+	run -1 env BACKCHANNEL_TIMEOUT=5s bch doctor
+	assert_line --regexp '^FAIL  environment BACKCHANNEL_TIMEOUT: 5s is not a whole number of seconds from 1 to 3600'
+	assert_line --regexp 'unset BACKCHANNEL_TIMEOUT, or set it to a number of seconds from 1 to 3600'
+	refute_line --regexp '^FAIL  configuration'
+}
+
 # --- the spool -------------------------------------------------------------------
 
 @test "a spool directory with mode 0755 or another owner: FAIL with the fix" {

@@ -57,7 +57,8 @@ class LogsAuth(Handler):
         self.answer(401, b'{"error":"invalid token"}')
 
 
-def serve(handler, host="127.0.0.1", threads=False):
+def serve(handler, host="127.0.0.1", threads=False, cert=None):
+    """cert: (certificate file, key file) to serve over TLS."""
     base = http.server.ThreadingHTTPServer if threads else http.server.HTTPServer
 
     class Server(base):
@@ -65,5 +66,10 @@ def serve(handler, host="127.0.0.1", threads=False):
         daemon_threads = True
 
     s = Server((host, 0), handler)
+    if cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        s.socket = ctx.wrap_socket(s.socket, server_side=True)
     print(s.server_address[1], flush=True)
     s.serve_forever()

@@ -2132,6 +2132,92 @@ PY
 	refute_output --partial "in progress"
 }
 
+# slow_take MODE [CERT]: a stand-in relay for alice (over TLS with
+# CERT.crt and CERT.key, trusted as the CA) whose inbox holds one
+# message. It answers the listing at once, on a keep-alive connection;
+# the first take leases the message, and its answer is, per MODE, "hold"
+# held for 20 s (past the default timeout of 15 s) or "cut" cut off
+# after its first line. A later take is answered null, as a relay does
+# for a leased message. Each request's method and path go to
+# requests.log.
+slow_take() {
+	cat >slow.py <<'PY'
+import json, sys, time, fakehttp
+mode = sys.argv[1]
+MSG = {"id": "c0000001-0000-4000-8000-000000000001", "from": "bob",
+       "to": "@alice", "body": "leased once", "priority": "normal",
+       "ts": "2026-06-12T12:00:01.000Z"}
+leased = []
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def log(self):
+        with open("requests.log", "a") as f:
+            f.write("%s %s\n" % (self.command, self.path))
+    def do_GET(self):
+        self.log()
+        self.answer(200, json.dumps([] if leased else [MSG]).encode())
+    def do_POST(self):
+        self.log()
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != "/v1/take":
+            return self.answer(200, b'{"ok":true}')
+        if leased:
+            return self.answer(200, b'{"message":null}')
+        leased.append(MSG["id"])
+        if mode == "cut":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.close_connection = True
+            return
+        time.sleep(20)
+        self.answer(200, json.dumps({"message": MSG, "lease": 300}).encode())
+fakehttp.serve(H, threads=True, cert=sys.argv[2:] or None)
+PY
+	fake_relay slow.py "$1" ${2:+"$BATS_TEST_TMPDIR/$2.crt" "$BATS_TEST_TMPDIR/$2.key"}
+	if [ -n "${2:-}" ]; then
+		FAKE_URL=https://localhost:${FAKE_URL##*:}
+		export BACKCHANNEL_CA=$BATS_TEST_TMPDIR/$2.crt
+	fi
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+}
+
+@test "a take not answered in time on a reused link fails with 111, and is not sent again" {
+	slow_take hold
+	BACKCHANNEL_TIMEOUT=1 run -111 bch drain
+	# Not "inbox empty": a take sent again would find the message leased.
+	assert_output "bch-drain: relay $FAKE_URL did not answer within 1 s — try again later"
+	run cat requests.log
+	assert_output "GET /v1/inbox/alice
+POST /v1/take"
+}
+
+@test "over TLS too, a take not answered in time is not taken for a closed link" {
+	tls_cert relay
+	slow_take hold relay
+	BACKCHANNEL_TIMEOUT=1 run -111 bch drain
+	assert_output "bch-drain: relay $FAKE_URL did not answer within 1 s — try again later"
+	run cat requests.log
+	assert_output "GET /v1/inbox/alice
+POST /v1/take"
+}
+
+@test "a take whose answer is cut off on a reused link fails with 111, and is not sent again" {
+	slow_take cut
+	run -111 bch drain
+	assert_output "bch-drain: relay $FAKE_URL closed the connection in the middle of its answer"
+	run cat requests.log
+	assert_output "GET /v1/inbox/alice
+POST /v1/take"
+}
+
+@test "BACKCHANNEL_TIMEOUT that is not a number of seconds is refused in one line" {
+	slow_take hold
+	for v in 0 x 1.5 -3 3601 99999999999999999999; do
+		BACKCHANNEL_TIMEOUT=$v run -100 bch drain
+		assert_output "bch-drain: BACKCHANNEL_TIMEOUT is not a whole number of seconds from 1 to 3600 — fix or unset it"
+	done
+	[ ! -e requests.log ]
+}
+
 # odd_relay MODE [ADDRESS]: a stand-in relay on ADDRESS (127.0.0.1) that
 # answers every request the one way MODE says: "redirect" a 301 to
 # https://relay.example, "stream" an event stream (but an empty inbox to
