@@ -1,6 +1,7 @@
 /* io: the system-call helpers every module relies on. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,26 @@ io_wait_writable(int fd)
 	}
 	/* POLLERR or POLLHUP also end the wait: the next write() says why. */
 	return poll(&pf, 1, -1) < 0 ? -1 : 0;
+}
+
+int
+io_wait_readable(int fd, const struct timespec *due)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		long left = -io_ms_since(due);
+		int rc;
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		rc = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (rc > 0)
+			return 0;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
 }
 
 int

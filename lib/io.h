@@ -20,6 +20,11 @@ int io_writeall(int fd, const void *p, size_t n);
  * (its send timeout ran out; waiting longer is not ours to decide). */
 int io_wait_writable(int fd);
 
+/* Wait until fd has input (or an end, or an error, for read() to say)
+ * or the time due (CLOCK_MONOTONIC) has come. 0, or -1 with errno:
+ * ETIMEDOUT when due came first. */
+int io_wait_readable(int fd, const struct timespec *due);
+
 /* Read a regular file opened O_NOFOLLOW (relative to dirfd unless
  * AT_FDCWD) into b, refusing anything over max bytes. 0, or -1 with
  * errno (EFBIG when over max, ELOOP for a symlink). */

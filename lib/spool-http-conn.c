@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -32,7 +33,40 @@ hs_link_close(struct link *l)
 	l->tls = NULL;
 	l->fd = -1;
 	l->skip = 0;
+	memset(&l->due, 0, sizeof l->due);
 	buf_reset(&l->in);
+}
+
+/* The deadline is for the whole answer, not for each read: a peer that
+ * trickles a byte now and then must not hold the caller for ever. */
+void
+hs_link_due(struct spool *s, struct link *l, int on)
+{
+	memset(&l->due, 0, sizeof l->due);
+	if (on) {
+		clock_gettime(CLOCK_MONOTONIC, &l->due);
+		l->due.tv_sec += s->cfg->timeout;
+	}
+}
+
+static int
+link_timed(const struct link *l)
+{
+	return l->due.tv_sec || l->due.tv_nsec;
+}
+
+/* n bytes of the answer came: the deadline a second later for each 64
+ * KiB, so that a big answer (8 MiB) over a slow link (down to 512
+ * kbit/s) is not cut off, while a trickle is, little past the timeout. */
+static void
+due_later(struct link *l, ssize_t n)
+{
+	long long ns = l->due.tv_nsec + (long long)n * (1000000000 / 65536);
+
+	if (n <= 0 || !link_timed(l))
+		return;
+	l->due.tv_sec += (time_t)(ns / 1000000000);
+	l->due.tv_nsec = (long)(ns % 1000000000);
 }
 
 /* TCP keepalive, probing after a minute idle rather than the system's
@@ -120,8 +154,11 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 ssize_t
 hs_link_write(struct link *l, const void *p, size_t n)
 {
-	if (l->tls)
+	if (l->tls) {
+		/* The handshake's reads are held to the deadline too. */
+		tls_client_due(l->tls, link_timed(l) ? &l->due : NULL);
 		return tls_client_write(l->tls, l->fd, p, n) < 0 ? -1 : (ssize_t)n;
+	}
 	return io_writeall(l->fd, p, n) < 0 ? -1 : (ssize_t)n;
 }
 
@@ -130,11 +167,17 @@ hs_link_read(struct link *l, void *p, size_t n)
 {
 	ssize_t r;
 
-	if (l->tls)
-		return tls_client_read(l->tls, l->fd, p, n);
-	do
-		r = read(l->fd, p, n);
-	while (r < 0 && errno == EINTR);
+	if (l->tls) {
+		tls_client_due(l->tls, link_timed(l) ? &l->due : NULL);
+		r = tls_client_read(l->tls, l->fd, p, n);
+	} else if (link_timed(l) && io_wait_readable(l->fd, &l->due) < 0) {
+		return -1;
+	} else {
+		do
+			r = read(l->fd, p, n);
+		while (r < 0 && errno == EINTR);
+	}
+	due_later(l, r);
 	return r;
 }
 
@@ -311,6 +354,7 @@ exchange(struct spool *s, const char *method, const char *path,
 				break;
 			fresh = 1;
 		}
+		hs_link_due(s, l, 1);
 		if (hs_link_write(l, q.p, q.len) >= 0 &&
 		    (rc = answer_read(s, l, r, cut, e)) <= 0)
 			break;
@@ -320,6 +364,7 @@ exchange(struct spool *s, const char *method, const char *path,
 		 * once more on a fresh one. */
 		fresh = 1;
 	}
+	hs_link_due(s, l, 0);
 	buf_free(&q);
 	return rc;
 }

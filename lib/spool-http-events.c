@@ -52,6 +52,9 @@ events_open(struct spool *s, const char *agent, struct err *e)
 
 	if (hs_link_open(s, l, e) < 0)
 		return -1;
+	/* The head is held to the deadline of any answer; the events that
+	 * follow are not (keepalives come 25 s apart): SILENCE_MS is theirs. */
+	hs_link_due(s, l, 1);
 	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\n", h->url.prefix,
 	    agent);
 	hs_host_put(&q, &h->url);
@@ -72,6 +75,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
 			l->in.p[l->in.len] = 0; /* events may have come with the head */
+			hs_link_due(s, l, 0);
 			if (!ok)
 				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);

@@ -23,6 +23,9 @@ struct link {
 	struct tls_client *tls;
 	struct buf in;
 	int skip; /* in an event over the limit: dropping it to its end */
+	/* When the answer awaited must be in (CLOCK_MONOTONIC): reads fail
+	 * with ETIMEDOUT past it. Zero while none is (an event stream). */
+	struct timespec due;
 };
 
 /* An open spool over HTTP, s->impl: a link for requests, one for the
@@ -44,10 +47,12 @@ struct hs {
 void hs_link_close(struct link *l);
 
 /* spool-http-conn.c, for the event stream too: open l to the relay
- * (0, or -1 with e filled); write and read on it as write(2) and
- * read(2) do, over TLS where it has it; the Host header of a request;
+ * (0, or -1 with e filled); set l->due BACKCHANNEL_TIMEOUT from now, or
+ * clear it; write and read on it as write(2) and read(2) do, over TLS
+ * where it has it, and held to l->due; the Host header of a request;
  * the error of a 3xx answer to path. */
 int hs_link_open(struct spool *s, struct link *l, struct err *e);
+void hs_link_due(struct spool *s, struct link *l, int on);
 ssize_t hs_link_write(struct link *l, const void *p, size_t n);
 ssize_t hs_link_read(struct link *l, void *p, size_t n);
 void hs_host_put(struct buf *q, const struct url *u);

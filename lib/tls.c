@@ -278,6 +278,8 @@ struct tls_client {
 	size_t nta;
 	int fd;
 	int sys_errno; /* the socket's last failure, 0 for an end of input */
+	int timed;            /* reads are held to due */
+	struct timespec due;
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
 
@@ -342,6 +344,10 @@ sock_read(void *ctx, unsigned char *p, size_t n)
 {
 	struct tls_client *t = ctx;
 
+	if (t->timed && io_wait_readable(t->fd, &t->due) < 0) {
+		t->sys_errno = errno;
+		return -1;
+	}
 	for (;;) {
 		ssize_t r = read(t->fd, p, n);
 		if (r < 0 && errno == EINTR)
@@ -476,6 +482,14 @@ tls_client_read(struct tls_client *t, int fd, void *p, size_t n)
 		return -1;
 	}
 	return r;
+}
+
+void
+tls_client_due(struct tls_client *t, const struct timespec *due)
+{
+	t->timed = due != NULL;
+	if (due)
+		t->due = *due;
 }
 
 const char *

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "buf.h"
 #include "err.h"
@@ -64,6 +65,12 @@ struct tls_client *tls_client_new(const char *host, const char *pin,
 void tls_client_free(struct tls_client *t);
 int tls_client_write(struct tls_client *t, int fd, const void *p, size_t n);
 ssize_t tls_client_read(struct tls_client *t, int fd, void *p, size_t n);
+
+/* Hold t's reads from the socket (of records, and in the handshake) to
+ * the time due (CLOCK_MONOTONIC): past it they fail with ETIMEDOUT,
+ * however the bytes trickle in. NULL: each read waits as long as the
+ * socket's own timeout, as it did before. */
+void tls_client_due(struct tls_client *t, const struct timespec *due);
 
 /* Why the relay was not trusted, or NULL if that is not what failed. */
 const char *tls_client_why(struct tls_client *t);

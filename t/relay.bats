@@ -2200,6 +2200,57 @@ POST /v1/take"
 POST /v1/take"
 }
 
+# paced_relay BYTES CHUNK PAUSE: a stand-in relay that answers every
+# request with an empty inbox padded to BYTES of JSON, all of it head
+# included sent CHUNK bytes at a time with PAUSE seconds between.
+paced_relay() {
+	cat >paced.py <<'PY'
+import socket, sys, threading, time
+size, chunk, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+body = b"[" + b" " * (size - 2) + b"]"
+answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body)) + body
+def serve(c):
+    try:
+        c.recv(65536)
+        for i in range(0, len(answer), chunk):
+            c.sendall(answer[i:i + chunk])
+            time.sleep(pause)
+    except OSError:
+        pass
+    c.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	fake_relay paced.py "$@"
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+}
+
+@test "an answer trickled a byte at a time is given up on at the deadline, not read for ever" {
+	# Each byte comes well within the timeout; the answer, in 12 s.
+	paced_relay 2 1 0.15
+	t0=$(date +%s%N)
+	BACKCHANNEL_TIMEOUT=2 run -111 bch drain
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	assert_output "bch-drain: relay $FAKE_URL did not answer within 2 s — try again later"
+	echo "gave up after $ms ms"
+	[ "$ms" -ge 1900 ]
+	[ "$ms" -lt 6000 ]
+}
+
+@test "a big answer over a slow link is not cut off at the deadline" {
+	# 640 KiB at some 160 KiB/s: 4 s, past a 1 s timeout, but each
+	# 64 KiB that comes gives it a second more.
+	paced_relay $((640 * 1024)) 16384 0.1
+	BACKCHANNEL_TIMEOUT=1 run -0 bch drain
+	assert_output "inbox empty"
+}
+
 @test "a take whose answer is cut off on a reused link fails with 111, and is not sent again" {
 	slow_take cut
 	run -111 bch drain
@@ -2369,6 +2420,47 @@ GET /bch/v1/inbox/alice [::1]:$port"
 	wait_for 5 grep -q 'while you watch' watch.out
 }
 
+@test "an event stream quiet for longer than BACKCHANNEL_TIMEOUT between keepalives is kept open" {
+	# The timeout is for an answer; the stream's events come when they
+	# come, its keepalives every 25 s: here 1.5 s apart, past a 1 s one.
+	cat >quiet.py <<'PY'
+import json, time, fakehttp
+m = {"id": "00000000-0000-4000-8000-000000000002", "from": "alice",
+     "to": "@bob", "body": "after the quiet", "priority": "normal",
+     "ts": "2026-01-01T00:00:00.000Z"}
+sent = []
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if not self.path.startswith("/v1/events/"):
+            return self.answer(200, json.dumps(sent).encode())
+        with open("opens", "a") as f:
+            f.write("open\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.flush()
+        for _ in range(2):
+            time.sleep(1.5)
+            self.wfile.write(b": keepalive\n\n")
+            self.wfile.flush()
+        time.sleep(1.5)
+        sent.append(m)
+        self.wfile.write(b"id: %s\ndata: %s\n\n" % (m["id"].encode(), json.dumps(m).encode()))
+        self.wfile.flush()
+        time.sleep(60)
+fakehttp.serve(H, threads=True)
+PY
+	fake_relay quiet.py
+	BACKCHANNEL_TIMEOUT=1 BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=bob bch-watch --peek >watch.out 2>watch.err &
+	bg_pid $!
+	wait_for 10 grep -q 'after the quiet' watch.out
+	run cat opens
+	assert_output open
+	run cat watch.err
+	assert_output ''
+}
+
 # --- TLS ------------------------------------------------------------------------
 
 # tls_relay ec|rsa: a self-signed certificate for localhost and 127.0.0.1,
@@ -2421,6 +2513,54 @@ PY
 	[ "$output" -ge 9 ]
 	[ "$output" -le 20 ]
 	kill -0 "$BCH_RELAY_PID"
+}
+
+@test "TLS: a relay whose handshake trickles in is given up on at the client's deadline" {
+	tls_relay ec
+	# In the relay's place, a proxy that passes what the relay sends on
+	# a byte at a time: its handshake's 1 KB or so would take 20 s.
+	cat >drip.py <<'PY'
+import socket, sys, threading, time
+def up(c, u):
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            u.sendall(d)
+    except OSError:
+        pass
+def drip(u, c):
+    try:
+        while True:
+            d = u.recv(65536)
+            if not d:
+                break
+            for i in range(len(d)):
+                c.sendall(d[i:i + 1])
+                time.sleep(0.02)
+    except OSError:
+        pass
+    c.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    u = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    threading.Thread(target=up, args=(c, u), daemon=True).start()
+    threading.Thread(target=drip, args=(u, c), daemon=True).start()
+PY
+	fake_relay drip.py "$PORT"
+	drip=https://127.0.0.1:${FAKE_URL##*:}
+	t0=$(date +%s%N)
+	BACKCHANNEL_TIMEOUT=2 BACKCHANNEL_PIN=$PIN BACKCHANNEL_URL=$drip BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice run -111 bch drain
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	assert_output "bch-drain: relay $drip did not answer within 2 s — try again later"
+	echo "gave up after $ms ms"
+	[ "$ms" -ge 1900 ]
+	[ "$ms" -lt 6000 ]
 }
 
 # tls_round: curl with the certificate as CA; bch with the pin registers,
