@@ -124,8 +124,8 @@ read_answer(struct tls_client *tls, int fd, struct buf *in,
 {
 	for (;;) {
 		ssize_t n;
-		*used = http_parse_response(in->p ? in->p : "", in->len, 1 << 16,
-		    r);
+		*used = http_parse_response(NULL, in->p ? in->p : "", in->len,
+		    1 << 16, r);
 		if (*used != 0)
 			return 0;
 		buf_grow(in, 4096);

@@ -186,42 +186,6 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	}
 }
 
-/* A response's body after a head of end bytes: chunked, or
- * Content-Length bytes (required unless chunked). Into a new
- * NUL-terminated *out. Bytes used in all, 0 for more, or -1. A client
- * reads one answer at a time from a relay it chose: parsed afresh each
- * time, not resumed as requests are. */
-static long
-resp_body(const char *b, size_t n, size_t end, const struct hdrs *h,
-    size_t max, char **out, size_t *outlen)
-{
-	struct http_parse s = HTTP_PARSE_INIT;
-	int status;
-	long used;
-
-	if (h->chunked) {
-		s.end = s.at = s.seen = end;
-		used = dechunk(&s, b, n, max, &status);
-	} else {
-		size_t clen = h->clen > 0 ? (size_t)h->clen : 0;
-		if (h->clen < 0 || clen > max)
-			return -1;
-		if (n - end < clen)
-			return 0;
-		buf_add(&s.body, b + end, clen);
-		used = (long)(end + clen);
-	}
-	if (used <= 0) {
-		buf_free(&s.body);
-		return used;
-	}
-	if (!s.body.p)
-		buf_add(&s.body, "", 0);
-	*out = s.body.p;
-	*outlen = s.body.len;
-	return used;
-}
-
 /* The request line and headers, b[0..end): into r and *h, or -1 with
  * *status (400, 431, 501, 505). */
 static int
@@ -379,19 +343,13 @@ resp_header(const char *p, const char *e, struct http_resp *r)
 	}
 }
 
-long
-http_parse_response(const char *b, size_t n, size_t maxbody,
-    struct http_resp *r)
+/* The status line and headers of a response, b[0..end): into r and *h,
+ * or -1 when malformed. */
+static int
+resp_head(const char *b, size_t end, struct http_resp *r, struct hdrs *h)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	size_t seen = 0, end = head_end(b, n, &seen);
-	const char *p, *e;
+	const char *p, *e = memchr(b, '\n', end);
 
-	memset(r, 0, sizeof *r);
-	r->retry_after = -1;
-	if (!end)
-		return n > 64 * 1024 ? -1 : 0;
-	e = memchr(b, '\n', end);
 	if (e - b < 13 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ' ||
 	    !isdigit((unsigned char)b[9]) || !isdigit((unsigned char)b[10]) ||
 	    !isdigit((unsigned char)b[11]))
@@ -402,22 +360,100 @@ http_parse_response(const char *b, size_t n, size_t maxbody,
 		e = memchr(p, '\n', (size_t)(b + end - p));
 		if (!e || e == p || e[-1] != '\r')
 			return -1;
-		header(p, e - 1, &h, NULL, 0, NULL, 0);
+		header(p, e - 1, h, NULL, 0, NULL, 0);
 		resp_header(p, e - 1, r);
 	}
-	if (h.bad || (h.chunked && h.clen >= 0))
+	if (h->bad || (h->chunked && h->clen >= 0))
 		return -1;
-	r->retry_after = h.retry_after;
+	r->retry_after = h->retry_after;
 	r->head_len = end;
-	if (h.close)
+	if (h->close)
 		r->keepalive = 0;
+	return 0;
+}
+
+/* The head of b[0..n) once it is whole: parsed into r, and what its body
+ * takes into s (an event stream's takes nothing). 1 when done, 0 for
+ * more, -1 (with r->too_big for a Content-Length over maxbody). A body
+ * needs a length: chunked, or Content-Length. */
+static int
+resp_start(struct http_parse *s, const char *b, size_t n, size_t maxbody,
+    struct http_resp *r)
+{
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	size_t end = head_end(b, n, &s->seen);
+
+	if (!end)
+		return n > 64 * 1024 ? -1 : 0;
+	if (resp_head(b, end, r, &h) < 0)
+		return -1;
+	s->end = s->at = s->seen = s->need = end;
 	if (r->event_stream)
-		return (long)end;
-	if (!h.chunked && h.clen >= 0 && (size_t)h.clen > maxbody) {
-		r->too_big = 1;
+		return 1;
+	if (!h.chunked && (h.clen < 0 || (size_t)h.clen > maxbody)) {
+		r->too_big = h.clen >= 0;
 		return -1;
 	}
-	return resp_body(b, n, end, &h, maxbody, &r->body, &r->body_len);
+	s->chunked = h.chunked;
+	s->need = end + (h.clen > 0 ? (size_t)h.clen : 0);
+	return 1;
+}
+
+/* http_parse_response() with a state to go on from. */
+static long
+resp_parse(struct http_parse *s, const char *b, size_t n, size_t maxbody,
+    struct http_resp *r)
+{
+	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	int headed = 0, rc, status;
+	long used;
+
+	memset(r, 0, sizeof *r);
+	r->retry_after = -1;
+	if (n < s->seen)
+		http_parse_free(s); /* not the input it saw: start again */
+	if (!s->end) {
+		if ((rc = resp_start(s, b, n, maxbody, r)) < 0)
+			http_parse_free(s);
+		if (rc <= 0)
+			return rc;
+		headed = 1;
+	}
+	if (r->event_stream) /* the head alone: the events are the caller's */
+		used = (long)s->end;
+	else if (!s->chunked)
+		used = n < s->need ? 0 : (long)s->need;
+	else if ((used = dechunk(s, b, n, maxbody, &status)) < 0)
+		http_parse_free(s);
+	if (used <= 0)
+		return used;
+	/* Whole: the head read again if it came in an earlier piece (once
+	 * per answer), as r is not kept between calls. */
+	if (!headed && resp_head(b, s->end, r, &h) < 0) {
+		http_parse_free(s);
+		return -1;
+	}
+	if (!r->event_stream) {
+		if (!s->chunked)
+			buf_add(&s->body, b + s->end, s->need - s->end);
+		if (!s->body.p)
+			buf_add(&s->body, "", 0);
+		r->body = s->body.p;
+		r->body_len = s->body.len;
+	}
+	memset(s, 0, sizeof *s); /* the body is r's now */
+	return used;
+}
+
+long
+http_parse_response(struct http_parse *s, const char *b, size_t n,
+    size_t maxbody, struct http_resp *r)
+{
+	struct http_parse fresh = HTTP_PARSE_INIT;
+	long used = resp_parse(s ? s : &fresh, b, n, maxbody, r);
+
+	http_parse_free(&fresh);
+	return used;
 }
 
 void

@@ -27,10 +27,10 @@ struct http_req {
 
 void http_limits_default(struct http_limits *l);
 
-/* How far the parse of one request got, kept between calls so that a
- * request arriving in pieces costs its length however small the pieces
- * are: its head is searched for its end once, its length known once
- * the head is whole, and its chunks decoded once each. */
+/* How far the parse of one request (or response) got, kept between
+ * calls so that one arriving in pieces costs its length however small
+ * the pieces are: its head is searched for its end once, its length
+ * known once the head is whole, and its chunks decoded once each. */
 struct http_parse {
 	size_t seen;  /* bytes searched: for the head's end, a chunk line's */
 	size_t end;   /* the head's length once it is whole, else 0 */
@@ -70,12 +70,16 @@ struct http_resp {
 	size_t body_len;
 };
 
-/* Parse one response from buf[0..n), as http_parse_request. An event
+/* Parse one response from buf[0..n), going on from where s got to (NULL:
+ * afresh), as http_parse_request does: an answer read in many small
+ * pieces costs its length, not its length times the pieces. An event
  * stream's head alone is a whole response: its body follows as events.
  * A body whose Content-Length is over maxbody is -1 with too_big and
- * head_len set, as soon as the head is in. */
-long http_parse_response(const char *buf, size_t n, size_t maxbody,
-    struct http_resp *r);
+ * head_len set, as soon as the head is in. s is ready for the next
+ * response once one is taken or refused; http_parse_free() drops it
+ * when one is given up on half-read. */
+long http_parse_response(struct http_parse *s, const char *buf, size_t n,
+    size_t maxbody, struct http_resp *r);
 void http_resp_free(struct http_resp *r);
 
 /* Append a whole response with a body (JSON unless ctype says else). */

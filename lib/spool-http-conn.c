@@ -264,8 +264,10 @@ static int
 answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
     struct err *e)
 {
+	struct http_parse ps = HTTP_PARSE_INIT;
+
 	for (;;) {
-		long used = http_parse_response(l->in.p ? l->in.p : "",
+		long used = http_parse_response(&ps, l->in.p ? l->in.p : "",
 		    l->in.len, ANSWER_MAX, r);
 		ssize_t n;
 		if (used < 0 && cut && r->too_big && r->status >= 200 &&
@@ -289,8 +291,9 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
 		buf_grow(&l->in, 16384);
 		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n <= 0) {
-			if (n == 0)
-				errno = 0; /* closed: no error to tell of */
+			int saved = n == 0 ? 0 : errno; /* 0: closed, no error */
+			http_parse_free(&ps);
+			errno = saved;
 			return 1;
 		}
 		l->in.len += (size_t)n;

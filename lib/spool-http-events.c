@@ -49,6 +49,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 	struct link *l = &h->ev;
 	struct buf q = BUF_INIT;
 	struct http_resp r;
+	struct http_parse ps = HTTP_PARSE_INIT;
 
 	if (hs_link_open(s, l, e) < 0)
 		return -1;
@@ -67,8 +68,8 @@ events_open(struct spool *s, const char *agent, struct err *e)
 		goto broken;
 	buf_free(&q);
 	for (;;) {
-		long used = http_parse_response(l->in.p ? l->in.p : "", l->in.len,
-		    1 << 16, &r);
+		long used = http_parse_response(&ps, l->in.p ? l->in.p : "",
+		    l->in.len, 1 << 16, &r);
 		ssize_t n;
 		if (used > 0) {
 			int ok = r.status == 200 && r.event_stream;
@@ -93,6 +94,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 	}
 broken:
 	buf_free(&q);
+	http_parse_free(&ps);
 	hs_link_close(l);
 	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
 	return -1;

@@ -2251,6 +2251,48 @@ PY
 	assert_output "inbox empty"
 }
 
+@test "a chunked answer read in many small pieces costs the client its length, not its length times the pieces" {
+	# An inbox listing in 1-byte chunks (as a proxy may re-chunk one):
+	# most of it at once, then its last 2000 chunks a millisecond apart,
+	# each read by itself. Parsed from its start after every read, the
+	# answer cost 2000 times its 44000 chunks: seconds of CPU.
+	cat >chunky.py <<'PY'
+import socket, threading, time
+body = b"[" + b" " * 43998 + b"]"
+chunks = [b"1\r\n" + body[i:i + 1] + b"\r\n" for i in range(len(body))]
+def serve(c):
+    try:
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(chunks[:42000]))
+        for k in chunks[42000:]:
+            time.sleep(0.001)
+            c.sendall(k)
+        c.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    c.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	fake_relay chunky.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+	TIMEFORMAT=%U
+	{ time bch drain >out 2>err; } 2>cpu
+	run cat out err
+	assert_output "inbox empty"
+	ms=$((10#$(tr -d '.\n' <cpu)))
+	echo "user CPU: $ms ms"
+	# Under the sanitizers every byte costs many times more.
+	[ -n "${BCH_SANITIZED:-}" ] || [ "$ms" -lt 500 ]
+}
+
 @test "a take whose answer is cut off on a reused link fails with 111, and is not sent again" {
 	slow_take cut
 	run -111 bch drain

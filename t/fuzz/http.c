@@ -3,10 +3,10 @@
  * (Content-Length, chunked and event-stream heads); http_unescape against
  * a reference decoder. A parser that sees a connection's bytes arrive in
  * pieces must give the same answer whatever the pieces: 0 (more) for
- * every prefix shorter than a whole message, then the same message. The
- * request parser is tried both ways: afresh on each prefix, and going on
- * from where it got to on the last (as bch-relayd calls it), each answer
- * the same as the fresh one. */
+ * every prefix shorter than a whole message, then the same message. Both
+ * parsers are tried both ways: afresh on each prefix, and going on from
+ * where they got to on the last (as bch-relayd and the relay client call
+ * them), each answer the same as the fresh one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,11 +246,13 @@ same_resp(const struct http_resp *a, const struct http_resp *b)
 		CHECK(memcmp(a->body, b->body, a->body_len) == 0);
 }
 
+/* Parse b[0..n) going on from where s got to; NULL s: afresh. */
 static long
-parse_resp(const uint8_t *b, size_t n, size_t maxbody, struct http_resp *r)
+parse_resp(struct http_parse *s, const uint8_t *b, size_t n, size_t maxbody,
+    struct http_resp *r)
 {
 	char *c = exact(b, n);
-	long used = http_parse_response(c, n, maxbody, r);
+	long used = http_parse_response(s, c, n, maxbody, r);
 
 	free(c);
 	if (used <= 0)
@@ -258,12 +260,33 @@ parse_resp(const uint8_t *b, size_t n, size_t maxbody, struct http_resp *r)
 	return used;
 }
 
+/* The parse of prefix k going on from the last, s, answers as the
+ * fresh one did: u, and the same response a (or, refused, as big). */
+static void
+same_resp_resumed(struct http_parse *s, const uint8_t *b, size_t k,
+    size_t maxbody, long u, const struct http_resp *a)
+{
+	struct http_resp r;
+	long u2 = parse_resp(s, b, k, maxbody, &r);
+
+	CHECK(u2 == u);
+	if (u2 < 0 && a->too_big)
+		CHECK(r.too_big && r.head_len == a->head_len &&
+		    r.status == a->status);
+	if (u2 > 0) {
+		check_resp(&r, u2, b, k, maxbody);
+		same_resp(a, &r);
+		http_resp_free(&r);
+	}
+}
+
 static long
 one_response(const uint8_t *b, size_t n, size_t maxbody, int *es)
 {
+	struct http_parse s = HTTP_PARSE_INIT;
 	struct http_resp whole, r;
 	size_t k, head = head_len(b, n);
-	long used = parse_resp(b, n, maxbody, &whole), u;
+	long used = parse_resp(NULL, b, n, maxbody, &whole), u;
 	int failed = 0;
 
 	*es = 0;
@@ -274,7 +297,8 @@ one_response(const uint8_t *b, size_t n, size_t maxbody, int *es)
 	for (k = 0; k < n; k++) {
 		if (!try_prefix(k, n, used > 0 ? (size_t)used : n, head))
 			continue;
-		u = parse_resp(b, k, maxbody, &r);
+		u = parse_resp(NULL, b, k, maxbody, &r);
+		same_resp_resumed(&s, b, k, maxbody, u, &r);
 		if (used > 0 && k < (size_t)used) {
 			CHECK(u == 0);
 		} else if (used > 0) {
@@ -290,6 +314,9 @@ one_response(const uint8_t *b, size_t n, size_t maxbody, int *es)
 			failed |= u < 0;
 		}
 	}
+	/* The whole, after the pieces. */
+	same_resp_resumed(&s, b, n, maxbody, used, &whole);
+	http_parse_free(&s);
 	if (used > 0)
 		http_resp_free(&whole);
 	return used;

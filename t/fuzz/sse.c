@@ -104,7 +104,8 @@ serve(int fd, const uint8_t *p, size_t n, int ph, unsigned mygen)
 	long head;
 	int k;
 
-	head = ph ? http_parse_response((const char *)p, n, 1 << 16, &r) : 0;
+	head = ph ? http_parse_response(NULL, (const char *)p, n, 1 << 16, &r) :
+	    0;
 	if (head > 0) {
 		int es = r.status == 200 && r.event_stream;
 		http_resp_free(&r);
