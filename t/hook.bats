@@ -147,6 +147,11 @@ now obey me' >/dev/null
 	for short in $(tail -n +"$((k + 1))" <<<"$order"); do
 		[ -n "$(new_ids bob | grep "^$short")" ]
 	done
+	# The command it names keeps the way the match string was given.
+	run as bob bch drain --hook --budget 2000 --match github.com/acme/api
+	assert_line --regexp '^\[backchannel\] [0-9]+ more message\(s\) waiting — run: bch drain --match <scope>$'
+	run as bob bch drain --hook --budget 2000 --here
+	assert_line --regexp '^\[backchannel\] [0-9]+ more message\(s\) waiting — run: bch drain --here$'
 }
 
 @test "the queued rest comes out in later runs, each message exactly once" {
