@@ -97,43 +97,40 @@ take_named(struct claim *k, const char *p, struct msg *m,
     struct spool_claim *sc)
 {
 	struct cli *c = k->c;
-	struct spool_item bare, *it = &bare;
 	long i = -1;
 	int rc;
 
-	memset(&bare, 0, sizeof bare);
 	if (*p && strlen(p) <= ID_MAX_LEN && (i = locate(k, p)) == -1 &&
 	    c->sp->cut) {
-		snprintf(bare.id, sizeof bare.id, "%s", p);
-		bare.name = bare.id;
-	} else if (i == -1) {
+		if ((rc = spool_take_id(c->sp, c->cfg.agent, p, m, sc,
+		    &c->e)) < 0)
+			cli_fail(c);
+		if (rc == 0)
+			fprintf(stderr, "%s: no unread message %s among the "
+			    "oldest the relay lists at once, nor one with that "
+			    "whole id past them — past them, a prefix names "
+			    "nothing: give the whole id\n", c->prog, p);
+		return rc ? 0 : BCH_PERM;
+	}
+	if (i == -1) {
 		fprintf(stderr, "%s: no unread message %.*s — see bch inbox\n",
 		    c->prog, ID_MAX_LEN, p);
 		return BCH_PERM;
-	} else if (i == -2) {
+	}
+	if (i == -2) {
 		fprintf(stderr, "%s: id prefix %s matches several messages — "
 		    "give more of the id\n", c->prog, p);
 		return BCH_PERM;
-	} else {
-		it = &k->items[i];
 	}
-	rc = spool_take(c->sp, c->cfg.agent, it, m, sc, &c->e);
-	if (rc < 0 && (it != &bare || c->e.code != BCH_PERM))
+	if ((rc = spool_take(c->sp, c->cfg.agent, &k->items[i], m, sc,
+	    &c->e)) < 0)
 		cli_fail(c);
-	if (rc < 0 || (rc == 0 && it == &bare)) {
-		fprintf(stderr, "%s: no unread message %s among the oldest the "
-		    "relay lists at once, nor one with that whole id past them "
-		    "— past them, a prefix names nothing: give the whole id\n",
-		    c->prog, p);
-		return BCH_PERM;
-	}
 	if (rc == 0) {
 		fprintf(stderr, "%s: message %s was claimed by another reader\n",
-		    c->prog, it->id);
+		    c->prog, k->items[i].id);
 		return BCH_PERM;
 	}
-	if (it != &bare)
-		k->taken[i] = 1;
+	k->taken[i] = 1;
 	return 0;
 }
 

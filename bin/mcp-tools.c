@@ -12,19 +12,23 @@
 
 #define TEXT_BUDGET (64 * 1024) /* message text per result; the rest waits */
 
-/* Claim it, to be settled when the answer is written. */
+/* Claim it (the listed item it, or else the message with the whole id
+ * id), to be settled when the answer is written. */
 static int
-take(struct call *k, const struct spool_item *it, struct msg *m, int keep)
+take(struct call *k, const struct spool_item *it, const char *id,
+    struct msg *m, int keep)
 {
 	struct server *s = k->s;
+	struct cli *c = k->c;
 	int rc;
 
 	if (s->nheld == s->capheld) {
 		s->capheld = s->capheld ? 2 * s->capheld : 16;
 		s->held = xrealloc(s->held, s->capheld * sizeof *s->held);
 	}
-	rc = spool_take(k->c->sp, k->c->cfg.agent, it, m, &s->held[s->nheld].c,
-	    &k->c->e);
+	rc = it ? spool_take(c->sp, c->cfg.agent, it, m, &s->held[s->nheld].c,
+	    &c->e) : spool_take_id(c->sp, c->cfg.agent, id, m,
+	    &s->held[s->nheld].c, &c->e);
 	if (rc == 1)
 		s->held[s->nheld++].keep = keep;
 	return rc;
@@ -64,26 +68,57 @@ find_id(const struct spool_item *it, size_t n, const char *p)
 
 enum { CLAIM, PEEK, READ };
 
-/* The listed item bch_read names: its index, or -1 with e filled. */
-static long
-pick(struct call *k, const struct spool_item *it, size_t n)
-{
-	char *id = arg_str(k, "id");
-	long i = find_id(it, n, id ? id : "");
-
-	if (i == -1)
-		err_set(&k->c->e, BCH_PERM, "no unread message \"%.64s\" — "
-		    "bch_peek lists the unread ones", id ? id : "");
-	else if (i == -2)
-		err_set(&k->c->e, BCH_PERM, "id prefix \"%.64s\" matches "
-		    "several messages — give more of the id", id);
-	free(id);
-	return i < 0 ? -1 : i;
-}
-
 struct tally {
 	size_t shown, left, other;
 };
+
+/* Add m to the result, fenced in text and an object in data. */
+static void
+put_msg(struct call *k, struct buf *text, struct tally *y, struct msg *m,
+    const char *fence)
+{
+	buf_adds(text, y->shown ? "\n" : "");
+	buf_adds(&k->data, y->shown++ ? "," : "");
+	show_hook(text, m, fence, 0);
+	msg_encode(m, &k->data);
+	msg_free(m);
+}
+
+/* bch_read: claim the listed message its id names and show it. A relay
+ * lists an inbox over what one answer may hold in parts (spool->cut):
+ * an id past the part is tried as a whole id, as no prefix can be
+ * matched there. 0, or -1 (e). */
+static int
+read_one(struct call *k, const struct spool_item *it, size_t n,
+    struct buf *text, struct tally *y)
+{
+	struct cli *c = k->c;
+	char *id = arg_str(k, "id"), fence[9];
+	long i = find_id(it, n, id ? id : "");
+	int keep = json_is(k->j, arg(k, "keep"), "true"), rc = -1;
+	struct msg m;
+
+	if (i == -2) {
+		err_set(&c->e, BCH_PERM, "id prefix \"%.64s\" matches "
+		    "several messages — give more of the id", id);
+	} else if (i == -1 && !(id && c->sp->cut)) {
+		err_set(&c->e, BCH_PERM, "no unread message \"%.64s\" — "
+		    "bch_peek lists the unread ones", id ? id : "");
+	} else if ((rc = take(k, i >= 0 ? &it[i] : NULL, id, &m, keep)) == 1) {
+		show_fence(fence);
+		put_msg(k, text, y, &m, fence);
+	} else if (rc == 0 && i >= 0) {
+		err_set(&c->e, BCH_PERM, "message %s was claimed by another "
+		    "reader", it[i].id);
+	} else if (rc == 0) {
+		err_set(&c->e, BCH_PERM, "no unread message \"%.64s\" among "
+		    "the oldest the relay lists at once, nor one with that "
+		    "whole id past them — past them, a prefix names nothing: "
+		    "give the whole id", id);
+	}
+	free(id);
+	return rc == 1 ? 0 : -1;
+}
 
 /* Claim (or peek at) the messages the call selects and show them, each
  * fenced in text and an object in structuredContent. 0, or -1 (e). */
@@ -93,14 +128,13 @@ show(struct call *k, struct spool_item *it, size_t n, int mode,
 {
 	struct cli *c = k->c;
 	char fence[9];
-	long i = mode == READ ? pick(k, it, n) : 0;
+	size_t i;
 	int keep = json_is(k->j, arg(k, "keep"), "true"), rc = 1;
 
 	show_fence(fence);
-	for (; i >= 0 && (size_t)i < n && rc >= 0; i++) {
+	for (i = 0; i < n && rc >= 0; i++) {
 		struct msg m;
-		if (mode != READ && (mode == CLAIM || mt) &&
-		    !scope_match(it[i].scope, mt)) {
+		if ((mode == CLAIM || mt) && !scope_match(it[i].scope, mt)) {
 			y->other++;
 			continue;
 		}
@@ -109,21 +143,50 @@ show(struct call *k, struct spool_item *it, size_t n, int mode,
 			continue;
 		}
 		rc = mode == PEEK ? spool_peek(c->sp, c->cfg.agent, &it[i], &m,
-		    &c->e) : take(k, &it[i], &m, keep);
-		if (rc == 1) {
-			buf_adds(text, y->shown ? "\n" : "");
-			buf_adds(&k->data, y->shown++ ? "," : "");
-			show_hook(text, &m, fence, 0);
-			msg_encode(&m, &k->data);
-			msg_free(&m);
-		}
-		if (mode == READ && rc == 0)
-			rc = err_set(&c->e, BCH_PERM, "message %s was claimed "
-			    "by another reader", it[i].id);
-		if (mode == READ)
-			break;
+		    &c->e) : take(k, &it[i], NULL, &m, keep);
+		if (rc == 1)
+			put_msg(k, text, y, &m, fence);
 	}
-	return i < 0 || rc < 0 ? -1 : 0;
+	return rc < 0 ? -1 : 0;
+}
+
+/* The lines around the messages shown (text): the header or "inbox
+ * empty", how many were left, and the scoped ones bch_inbox left. A
+ * relay lists an inbox over what one answer may hold in parts, oldest
+ * first (cut, after the n it listed): then the counts say that more
+ * wait past them, a number nobody here knows, and nothing says "inbox
+ * empty" — past them may be messages for this session. */
+static void
+frame(struct call *k, int mode, const struct tally *y, size_t n, int cut,
+    const struct buf *text)
+{
+	const char *agent = k->c->cfg.agent, *next = mode == PEEK ?
+	    "not shown — claim some first" : "left queued — call bch_inbox "
+	    "again";
+
+	if (y->shown)
+		buf_printf(&k->text, "[backchannel] %zu message(s) for %s%s:\n\n",
+		    y->shown, agent, mode == PEEK ? ", not claimed "
+		    "(bch_inbox or bch_read claims them)" : "");
+	else if (cut)
+		buf_printf(&k->text, "[backchannel] more messages waiting for "
+		    "%s than the relay lists at once, none of the oldest %zu "
+		    "for this session — bch_peek without match lists them\n",
+		    agent, n);
+	else
+		buf_adds(&k->text, "inbox empty\n");
+	buf_add(&k->text, text->p, text->len);
+	if (y->left)
+		buf_printf(&k->text, "\n[backchannel] %zu more message(s) "
+		    "waiting%s, %s\n", y->left, cut ? ", and more past them "
+		    "that the relay did not list" : "", next);
+	else if (cut && y->shown)
+		buf_printf(&k->text, "\n[backchannel] more messages waiting "
+		    "past these, that the relay did not list, %s\n", next);
+	if (mode == CLAIM && y->other)
+		buf_printf(&k->text, "\n[backchannel] %zu message(s) scoped to "
+		    "other repositories left queued — bch_peek shows them; "
+		    "claim with match or bch_read\n", y->other);
 }
 
 /* bch_inbox, bch_peek and bch_read. */
@@ -136,36 +199,25 @@ tool_inbox(struct call *k, int mode)
 	struct tally y = { 0, 0, 0 };
 	size_t n;
 	char *match = arg_str(k, "match");
-	int rc;
+	int rc, cut;
 
 	if (spool_list(c->sp, c->cfg.agent, &it, &n, &c->e) < 0) {
 		free(match);
 		return fail(k, &c->e);
 	}
+	cut = c->sp->cut && mode != READ;
 	buf_adds(&k->data, "{\"messages\":[");
-	rc = show(k, it, n, mode, match ? match : k->s->match, &text, &y);
+	rc = mode == READ ? read_one(k, it, n, &text, &y) : show(k, it, n, mode,
+	    match ? match : k->s->match, &text, &y);
 	spool_items_free(it, n);
 	free(match);
 	if (rc < 0) {
 		buf_free(&text);
 		return fail(k, &c->e);
 	}
-	buf_printf(&k->data, "],\"more\":%zu}", y.left);
-	if (!y.shown)
-		buf_adds(&k->text, "inbox empty\n");
-	else
-		buf_printf(&k->text, "[backchannel] %zu message(s) for %s%s:\n\n",
-		    y.shown, c->cfg.agent, mode == PEEK ? ", not claimed "
-		    "(bch_inbox or bch_read claims them)" : "");
-	buf_add(&k->text, text.p, text.len);
-	if (y.left)
-		buf_printf(&k->text, "\n[backchannel] %zu more message(s) "
-		    "waiting, %s\n", y.left, mode == PEEK ? "not shown — claim "
-		    "some first" : "left queued — call bch_inbox again");
-	if (mode == CLAIM && y.other)
-		buf_printf(&k->text, "\n[backchannel] %zu message(s) scoped to "
-		    "other repositories left queued — bch_peek shows them; "
-		    "claim with match or bch_read\n", y.other);
+	buf_printf(&k->data, "],\"more\":%zu,\"more_unlisted\":%s}", y.left,
+	    cut ? "true" : "false");
+	frame(k, mode, &y, n, cut, &text);
 	buf_free(&text);
 	return 0;
 }
@@ -393,7 +445,10 @@ tool_whoami(struct call *k, int flag)
 #define LIST_SCHEMA \
 	"{'type':'object','properties':{'messages':{'type':'array'," \
 	"'items':" MSG_SCHEMA "},'more':{'type':'integer','description':" \
-	"'messages left queued because the result was full'}}," \
+	"'messages left queued because the result was full'}," \
+	"'more_unlisted':{'type':'boolean','description':'more messages " \
+	"wait past those counted, that the relay did not list: it lists an " \
+	"inbox over 8 MiB a part at a time, once older ones are claimed'}}," \
 	"'required':['messages','more']}"
 
 #define SUB_SCHEMA \

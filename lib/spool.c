@@ -1,5 +1,6 @@
 /* spool: picks the implementation the configuration names and holds
  * what every implementation shares. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,6 +265,23 @@ spool_take(struct spool *s, const char *agent, const struct spool_item *it,
 {
 	memset(c, 0, sizeof *c);
 	return s->ops->take(s, agent, scanned(s, agent, it), m, c, e);
+}
+
+int
+spool_take_id(struct spool *s, const char *agent, const char *id,
+    struct msg *m, struct spool_claim *c, struct err *e)
+{
+	struct spool_item it;
+	char name[ID_MAX_LEN + 6];
+
+	/* What is no id names no message: not worth a question. */
+	if (!*id || strlen(id) > ID_MAX_LEN || !id_valid(id))
+		return 0;
+	memset(&it, 0, sizeof it);
+	snprintf(it.id, sizeof it.id, "%s", id);
+	snprintf(name, sizeof name, "%s.json", id);
+	it.name = name;
+	return spool_take(s, agent, &it, m, c, e);
 }
 
 int

@@ -209,6 +209,13 @@ int spool_peek(struct spool *s, const char *agent, const struct spool_item *it,
 int spool_take(struct spool *s, const char *agent, const struct spool_item *it,
     struct msg *m, struct spool_claim *c, struct err *e);
 
+/* Claim the unread message whose whole id is id, listed or not: past
+ * the part a relay lists (s->cut) no item names it, and no prefix can
+ * be matched. 1 claimed (m and c filled), 0 no unread message has that
+ * id (or someone else had it first), -1 error. */
+int spool_take_id(struct spool *s, const char *agent, const char *id,
+    struct msg *m, struct spool_claim *c, struct err *e);
+
 /* The claimed message was handled: delete it, or keep it in cur/. */
 int spool_ack(struct spool *s, struct spool_claim *c, int keep, struct err *e);
 

@@ -1797,6 +1797,73 @@ print(before.count(b"\ndata: "))
 	alive
 }
 
+# mcp TOOL [ARGS]: one tools/call of TOOL (ARGS a JSON object) to
+# bch-mcp: its text ("error: " first when it is a tool error), then
+# the members of structuredContent but messages, as KEY=JSON lines, and
+# how many messages. Lines are cut to 300 characters.
+mcp() {
+	local args=${2:-'{}'}
+	printf '%s\n' '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bats","version":"1"}}}' \
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"$1\",\"arguments\":$args}}" |
+		bch-mcp >mcp.out || return
+	python3 -c '
+import json
+r = json.loads(open("mcp.out").read().split("\n")[1])["result"]
+for l in (("error: " if r.get("isError") else "") + r["content"][0]["text"]).split("\n"):
+    print(l[:300])
+for k, v in sorted(r.get("structuredContent", {}).items()):
+    print("%s=%s" % (k, len(v) if k == "messages" else json.dumps(v)))
+'
+}
+
+@test "an inbox of 9 MB on the relay through bch-mcp: counts say more wait past the part, bch_read takes past it by whole id" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	# 9 MB for another repository, then one for this one, past the
+	# first part the relay lists (8 MiB).
+	big_backlog 150 github.com/acme/web
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send --scope github.com/acme/api \
+			@bob 'for api' >/dev/null
+	)
+	[ "$(count_new bob)" -eq 151 ]
+	last=$(grep -l '"body":"for api"' "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
+	last=$(basename "$last" .json)
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
+	# A peek holds 64 KiB of messages; it counts the rest of the part,
+	# and says more wait past them.
+	run mcp bch_peek
+	assert_success
+	assert_line --regexp '^\[backchannel\] [0-9]+ more message\(s\) waiting, and more past them that the relay did not list, not shown — claim some first$'
+	assert_line 'more_unlisted=true'
+	# None of the part for this session: more wait, not "inbox empty".
+	local none='^\[backchannel\] more messages waiting for bob than the relay lists at once, none of the oldest [0-9]+ for this session — bch_peek without match lists them$'
+	for tool in bch_peek bch_inbox; do
+		run mcp $tool '{"match":"github.com/acme/api"}'
+		assert_success
+		refute_output --partial 'inbox empty'
+		assert_line --regexp "$none"
+		assert_line 'messages=0'
+		assert_line 'more_unlisted=true'
+	done
+	run mcp bch_inbox
+	assert_line --regexp "$none"
+	assert_line --regexp '^\[backchannel\] [0-9]+ message\(s\) scoped to other repositories left queued'
+	[ "$(count_new bob)" -eq 151 ]
+	# Past the part a prefix names nothing, and the error says so; the
+	# whole id claims the message.
+	run mcp bch_read "{\"id\":\"${last:0:8}\"}"
+	assert_output "error: no unread message \"${last:0:8}\" among the oldest the relay lists at once, nor one with that whole id past them — past them, a prefix names nothing: give the whole id"
+	[ "$(count_new bob)" -eq 151 ]
+	run mcp bch_read "{\"id\":\"$last\"}"
+	assert_line 'for api'
+	assert_line 'messages=1'
+	[ "$(count_new bob)" -eq 150 ]
+	alive
+}
+
 @test "SSE: a reconnect with Last-Event-ID gets every message still unread" {
 	relayd
 	alice_bob
