@@ -250,20 +250,27 @@ cmp_seen(const void *a, const void *b)
 	return strcmp(((const struct seen *)a)->id, ((const struct seen *)b)->id);
 }
 
+/* Is id among the n sorted ids? */
+static int
+has_id(const struct seen *ids, size_t n, const char *id)
+{
+	struct seen key;
+
+	snprintf(key.id, sizeof key.id, "%s", id);
+	return n && bsearch(&key, ids, n, sizeof key, cmp_seen) != NULL;
+}
+
 /* Print without claiming, once per message. 1, 0 or -1 as take_one;
  * *shown set when the message is (still) one we have shown. */
 static int
 peek_one(struct watch *w, const struct spool_item *it, int *shown)
 {
 	struct cli *c = w->c;
-	struct seen key;
 	struct msg m;
 	struct err e;
 	int rc;
 
-	snprintf(key.id, sizeof key.id, "%s", it->id);
-	*shown = w->nseen && bsearch(&key, w->seen, w->nseen, sizeof key,
-	    cmp_seen) != NULL;
+	*shown = has_id(w->seen, w->nseen, it->id);
 	if (*shown)
 		return 1;
 	rc = spool_peek(c->sp, c->cfg.agent, it, &m, &e);
@@ -279,47 +286,95 @@ peek_one(struct watch *w, const struct spool_item *it, int *shown)
 	return 1;
 }
 
-/* One pass over the inbox. 1 go on, 0 stop cleanly, -1 fail. */
+/* The ids of the n items, sorted. */
+static struct seen *
+ids_of(const struct spool_item *it, size_t n)
+{
+	struct seen *ids = xcalloc(n + 1, sizeof *ids);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		snprintf(ids[i].id, sizeof ids->id, "%s", it[i].id);
+	qsort(ids, n, sizeof *ids, cmp_seen);
+	return ids;
+}
+
+/* Print (and claim, but with --peek) it if wanted; with --peek, put its
+ * id in now[*k] while it is one shown. 1, 0 or -1 as take_one. */
+static int
+one(struct watch *w, const struct spool_item *it, struct seen *now,
+    size_t *k)
+{
+	int shown = 0, rc;
+
+	if (!wanted(w, it))
+		return 1;
+	if (!w->peek)
+		return take_one(w, it);
+	rc = peek_one(w, it, &shown);
+	if (shown)
+		snprintf(now[(*k)++].id, sizeof now->id, "%s", it->id);
+	return rc;
+}
+
+/* --peek: remember the k ids in now as those shown, and those of
+ * it[from..n) shown before; forget the others, which left the inbox.
+ * But of a listing cut (a relay's part), what is not in it may wait
+ * past it: then nothing shown is forgotten. */
+static void
+remember(struct watch *w, struct seen *now, size_t k,
+    const struct spool_item *it, size_t from, size_t n, int cut)
+{
+	size_t i, u;
+
+	for (i = from; i < n; i++)
+		if (has_id(w->seen, w->nseen, it[i].id))
+			snprintf(now[k++].id, sizeof now->id, "%s", it[i].id);
+	for (i = 0; cut && i < w->nseen; i++)
+		now[k++] = w->seen[i];
+	qsort(now, k, sizeof *now, cmp_seen);
+	for (i = u = 0; i < k; i++)
+		if (!u || strcmp(now[u - 1].id, now[i].id) != 0)
+			now[u++] = now[i];
+	free(w->seen);
+	w->seen = now;
+	w->nseen = u;
+}
+
+/* One pass over the inbox. A relay lists an inbox over what one answer
+ * may hold in parts (spool->cut): those past the part are listed only
+ * once it is taken, which --peek never does, nor --match when none of
+ * the part matches. So, of a cut listing, the messages the wait read on
+ * the relay's event stream (every unread one when it opens, then each
+ * as it comes) that are not in the part are printed too. 1 go on, 0
+ * stop cleanly, -1 fail. */
 static int
 pass(struct watch *w)
 {
 	struct cli *c = w->c;
-	struct spool_item *it;
-	struct seen *now = NULL;
-	size_t n, i, k = 0;
+	struct spool_item *it, *ar = NULL;
+	struct seen *now = NULL, *listed = NULL;
+	size_t n, na = 0, i, a, k = 0;
 	int rc = 1;
 
 	if (spool_list(c->sp, c->cfg.agent, &it, &n, &c->e) < 0)
 		return -1;
+	if (c->sp->cut) /* else listed whole, with what arrived */
+		spool_arrived(c->sp, &ar, &na);
 	if (w->peek)
-		now = xcalloc(n + 1, sizeof *now);
-	for (i = 0; i < n && rc == 1 && !stop; i++) {
-		int shown = 0;
-		if (!wanted(w, &it[i]))
-			continue;
-		if (!w->peek) {
-			rc = take_one(w, &it[i]);
-			continue;
-		}
-		rc = peek_one(w, &it[i], &shown);
-		if (shown)
-			snprintf(now[k++].id, sizeof now->id, "%s", it[i].id);
-	}
-	if (w->peek) {
-		/* Forget what left the inbox; keep what is still there. */
-		for (; i < n; i++) {
-			struct seen key;
-			snprintf(key.id, sizeof key.id, "%s", it[i].id);
-			if (w->nseen && bsearch(&key, w->seen, w->nseen,
-			    sizeof key, cmp_seen))
-				now[k++] = key;
-		}
-		qsort(now, k, sizeof *now, cmp_seen);
-		free(w->seen);
-		w->seen = now;
-		w->nseen = k;
-	}
+		now = xcalloc(n + na + w->nseen + 1, sizeof *now);
+	for (i = 0; i < n && rc == 1 && !stop; i++)
+		rc = one(w, &it[i], now, &k);
+	if (na)
+		listed = ids_of(it, n);
+	for (a = 0; a < na && rc == 1 && !stop; a++)
+		if (!has_id(listed, n, ar[a].id))
+			rc = one(w, &ar[a], now, &k);
+	if (w->peek)
+		remember(w, now, k, it, i, n, c->sp->cut);
+	free(listed);
 	spool_items_free(it, n);
+	spool_items_free(ar, na);
 	return rc;
 }
 
@@ -480,6 +535,7 @@ main(int argc, char **argv)
 	w.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
 	catch_all();
 	watch_reader(&w);
+	c.sp->keep_arrived = 1;
 	rc = run(&w, readyfd);
 	if (w.asyncfl >= 0)
 		fcntl(1, F_SETFL, w.asyncfl);

@@ -392,6 +392,7 @@ fs_close(struct spool *s)
 static const struct spool_ops fs_ops = {
 	fs_reg, fs_agents, fs_subscribe, fs_send, fs_sync, fs_list, fs_peek,
 	fs_take, fs_ack, fs_release, fs_wait, fs_await, fs_close, fs_scan,
+	NULL, /* arrived: a listing here is never cut */
 };
 
 struct spool *

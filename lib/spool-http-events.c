@@ -1,7 +1,8 @@
 /* spool-http-events: the relay's event stream, which spool_wait() reads
  * over a link of its own: opened with Last-Event-ID, its events split
- * off (lines ending in LF, CRLF or CR), a runaway event dropped, and a
- * stream silent too long opened again. */
+ * off (lines ending in LF, CRLF or CR), a runaway event dropped, a
+ * stream silent too long opened again, and the messages it brought kept
+ * for spool_arrived() when asked. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -144,9 +145,10 @@ strip_cr(struct buf *b)
 	b->p[b->len] = 0;
 }
 
-/* Take whole events off the front of the stream; 1 if any was a message. */
+/* Take whole events off the front of the stream; 1 if any was a
+ * message. The data of each, one JSON a line, into keep (unless NULL). */
 static int
-events_consume(struct hs *h)
+events_consume(struct hs *h, struct buf *keep)
 {
 	struct link *l = &h->ev;
 	int got = 0;
@@ -163,9 +165,14 @@ events_consume(struct hs *h)
 		while (line <= end) {
 			char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
 			size_t n = (size_t)(nl - line);
-			if (n >= 5 && memcmp(line, "data:", 5) == 0)
+			if (n >= 5 && memcmp(line, "data:", 5) == 0) {
+				size_t sp = n > 5 && line[5] == ' ';
 				got = 1;
-			else if (n > 4 && n - 4 <= ID_MAX_LEN &&
+				if (keep && n > 5 + sp) {
+					buf_add(keep, line + 5 + sp, n - 5 - sp);
+					buf_addc(keep, '\n');
+				}
+			} else if (n > 4 && n - 4 <= ID_MAX_LEN &&
 			    memcmp(line, "id: ", 4) == 0) {
 				char id[ID_MAX_LEN + 1];
 				memcpy(id, line + 4, n - 4);
@@ -226,26 +233,58 @@ events_reopen(struct spool *s, const char *agent, int timeout_ms,
 	return before ? 0 : 1;
 }
 
+/* What one wait reads at most while more is there at once, so that a
+ * burst (a stream just opened brings every unread message) is one wake
+ * of the caller, who lists the inbox at each, and not one per event. */
+#define BATCH_MAX (4 << 20)
+
+/* Is more of the stream there to read without waiting? */
+static int
+readable_now(struct link *l)
+{
+	struct pollfd p = { l->fd, POLLIN, 0 };
+
+	return (l->tls && tls_client_pending(l->tls)) || poll(&p, 1, 0) == 1;
+}
+
+/* The stream ended or broke: open it again, at once unless the last
+ * one ended at once too. */
+static int
+stream_lost(struct spool *s, const char *agent, int timeout_ms,
+    struct err *e)
+{
+	struct hs *h = s->impl;
+
+	hs_link_close(&h->ev); /* reconnect, then relist */
+	h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
+	    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) : 250;
+	return events_reopen(s, agent, timeout_ms, e);
+}
+
 int
 hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 {
 	struct hs *h = s->impl;
 	struct link *l = &h->ev;
+	struct buf *keep = s->keep_arrived ? &h->arrived : NULL;
 	struct pollfd p;
 	struct err local;
-	int rc, silent;
+	size_t taken = 0;
+	int rc, silent, got = 0;
 
 	if (!e)
 		e = &local;
+	buf_free(&h->arrived); /* the caller had its turn */
 	if (l->fd < 0)
 		return events_reopen(s, agent, timeout_ms, e);
 	if (s->more) /* the last listing was a part: the rest waits */
 		return 1;
 	for (;;) {
 		ssize_t n;
-		if (events_consume(h))
+		got |= events_consume(h, keep);
+		if (got && (taken >= BATCH_MAX || !readable_now(l)))
 			return 1;
-		if (!(l->tls && tls_client_pending(l->tls))) {
+		if (!got && !(l->tls && tls_client_pending(l->tls))) {
 			p.fd = l->fd;
 			p.events = POLLIN;
 			rc = poll(&p, 1, poll_ms(h, timeout_ms, &silent));
@@ -262,17 +301,29 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		}
 		buf_grow(&l->in, 16384);
 		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		if (n < 0 && errno == EINTR)
+			return got;
 		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				return 0;
-			hs_link_close(l); /* reconnect, then relist */
-			h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
-			    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) :
-			    250;
-			return events_reopen(s, agent, timeout_ms, e);
+			rc = stream_lost(s, agent, timeout_ms, e);
+			return got ? 1 : rc;
 		}
+		taken += (size_t)n;
 		l->in.len += (size_t)n;
 		l->in.p[l->in.len] = 0;
 		clock_gettime(CLOCK_MONOTONIC, &h->heard);
 	}
+}
+
+void
+hs_arrived(struct spool *s, struct spool_item **items, size_t *n)
+{
+	struct hs *h = s->impl;
+	struct items_acc acc = { s, NULL, 0 };
+	const char *p = h->arrived.p, *end = p + h->arrived.len, *nl;
+
+	for (; p < end && (nl = memchr(p, '\n', (size_t)(end - p))); p = nl + 1)
+		hs_add_item(&acc, p, (size_t)(nl - p));
+	buf_free(&h->arrived);
+	*items = acc.it;
+	*n = acc.n;
 }

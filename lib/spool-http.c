@@ -279,14 +279,8 @@ http_sync(struct spool *s, struct err *e)
 	return 0;
 }
 
-struct items_acc {
-	struct spool *s;
-	struct spool_item *it;
-	size_t n;
-};
-
-static int
-add_item(void *arg, const char *p, size_t n)
+int
+hs_add_item(void *arg, const char *p, size_t n)
 {
 	struct items_acc *acc = arg;
 	struct spool_item *it;
@@ -370,7 +364,7 @@ http_list(struct spool *s, const char *agent, struct spool_item **items,
 		http_resp_free(&r);
 		return err_set(e, BCH_TEMP, "relay sent a malformed list");
 	}
-	if (each(&r, add_item, &acc, e) < 0) {
+	if (each(&r, hs_add_item, &acc, e) < 0) {
 		http_resp_free(&r);
 		return -1;
 	}
@@ -572,6 +566,7 @@ http_close(struct spool *s)
 	hs_link_close(&h->ev);
 	buf_free(&h->req.in);
 	buf_free(&h->ev.in);
+	buf_free(&h->arrived);
 	free(h);
 	free(s);
 }
@@ -580,6 +575,7 @@ static const struct spool_ops http_ops = {
 	http_reg, http_agents, http_subscribe, http_send, http_sync, http_list,
 	http_peek, http_take, http_ack, http_release, hs_wait, http_await,
 	http_close, NULL, /* scan: spool_scan() lists */
+	hs_arrived,
 };
 
 struct spool *

@@ -39,7 +39,19 @@ struct hs {
 	int pause_ms; /* before it is opened again, as the last ended at once */
 	char cut_id[ID_MAX_LEN + 1]; /* where the last listing was cut, or
 	                              * "": s->more */
+	struct buf arrived; /* s->keep_arrived: the messages the last
+	                     * hs_wait() read, one JSON a line */
 };
+
+/* Items as a listing gives them (raw kept), made by hs_add_item() from
+ * each message's JSON p, n; a malformed one is skipped with a warning.
+ * 0. */
+struct items_acc {
+	struct spool *s;
+	struct spool_item *it;
+	size_t n;
+};
+int hs_add_item(void *acc, const char *p, size_t n);
 
 /* The transport, in spool-http-conn.c. */
 
@@ -90,5 +102,8 @@ const char *hs_token(struct spool *s);
  * silent for 75 s, keepalives included, is taken for lost. */
 int hs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
+
+/* spool_arrived(): the messages in h->arrived, which it empties. */
+void hs_arrived(struct spool *s, struct spool_item **items, size_t *n);
 
 #endif

@@ -431,6 +431,7 @@ static const struct spool_ops rd_ops = {
     rd_reg,  rd_agents, rd_subscribe, rd_send, rd_sync,  rd_list,  rd_peek,
     rd_take, rd_ack,    rd_release,   rd_wait, rd_await, rd_close,
     NULL, /* scan: spool_scan() lists */
+    NULL, /* arrived: a listing here is never cut */
 };
 
 static const struct spool_shared rd_shared = {

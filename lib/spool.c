@@ -302,6 +302,15 @@ spool_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	return s->ops->wait(s, agent, timeout_ms, e);
 }
 
+void
+spool_arrived(struct spool *s, struct spool_item **items, size_t *n)
+{
+	*items = NULL;
+	*n = 0;
+	if (s->ops->arrived)
+		s->ops->arrived(s, items, n);
+}
+
 int
 spool_await(struct spool *s, const char *id, char **rcpt, size_t n,
     int timeout_ms, int *read, struct err *e)

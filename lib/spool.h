@@ -64,6 +64,8 @@ struct spool_ops {
 	/* NULL for a spool that can only list: spool_scan() lists then. */
 	int (*scan)(struct spool *, const char *,
 	    void (*)(void *, const struct spool_item *), void *, struct err *);
+	/* NULL for a spool whose waits bring no messages. */
+	void (*arrived)(struct spool *, struct spool_item **, size_t *);
 };
 
 /* What a spool shared by several relays keeps for them (spool-redis.c),
@@ -125,6 +127,8 @@ struct spool {
 	const char *prog; /* for warnings on stderr */
 	int batch;        /* defer directory syncs to spool_sync() */
 	size_t keep_raw;  /* bytes of listed messages to keep in memory */
+	int keep_arrived; /* spool_wait() keeps what it reads, for
+	                   * spool_arrived() */
 	char **rcpt;      /* who the last spool_send delivered to */
 	size_t nrcpt;
 	/* Optional: told of each message spool_send stores on the files,
@@ -232,6 +236,16 @@ int spool_release(struct spool *s, struct spool_claim *c, struct err *e);
  * 1 changed, 0 timed out or interrupted by a signal (EINTR), -1 error. */
 int spool_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
+
+/* The messages the last spool_wait() read on a relay's event stream,
+ * with s->keep_arrived set: items as spool_list() gives them, raw kept,
+ * in the order they came (on a stream just opened, every unread message
+ * first). For a reader whose listing is cut (s->cut), which cannot list
+ * past the part without taking it, to learn of those past it: each may
+ * be peeked or taken, as listed, or be listed already, or be gone. At
+ * most a few MiB (what one wait reads); none from the local spool, which
+ * never cuts a listing. Free with spool_items_free(). */
+void spool_arrived(struct spool *s, struct spool_item **items, size_t *n);
 
 /* Wait until message id has been claimed by each of the n agents in
  * rcpt (as spool_send left them in s->rcpt), or timeout_ms passed (0:

@@ -1797,6 +1797,63 @@ print(before.count(b"\ndata: "))
 	alive
 }
 
+# alice_sends SCOPE BODY: alice sends bob BODY scoped to SCOPE, on the
+# relay host.
+alice_sends() {
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send --scope "$1" @bob "$2" >/dev/null
+	)
+}
+
+# ids FILE: how many distinct message ids the JSON lines of FILE hold.
+ids() {
+	grep -o '"id":"[0-9a-f-]*"' "$1" | sort -u | wc -l
+}
+
+@test "an inbox of 9 MB on the relay, watched with --peek and with --match: what waits past the part and what arrives are printed" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd
+	alice_bob
+	# 9 MB for another repository, then one for this one, past the
+	# first part the relay lists (8 MiB).
+	big_backlog 150 github.com/acme/web
+	alice_sends github.com/acme/api 'for api'
+	[ "$(count_new bob)" -eq 151 ]
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
+	# A peek takes nothing, so it cannot list past the part; yet it
+	# shows every message once, then what arrives.
+	bch-watch --peek >peek.out 2>peek.err &
+	bg_pid $!
+	peek=$!
+	wait_for 60 grep -q '"body":"for api"' peek.out
+	alice_sends github.com/acme/web 'late for web'
+	wait_for 30 grep -q '"body":"late for web"' peek.out
+	sleep 1
+	kill "$peek"
+	wait "$peek"
+	[ "$(wc -l <peek.out)" -eq 152 ]
+	[ "$(ids peek.out)" -eq 152 ]
+	run cat peek.err
+	assert_output ''
+	[ "$(count_new bob)" -eq 152 ]
+	# A watch whose match none of the part meets cannot take the part;
+	# yet it takes what is for it past the part, then what arrives.
+	bch-watch --match github.com/acme/api >match.out 2>match.err &
+	bg_pid $!
+	match=$!
+	wait_for 60 grep -q '"body":"for api"' match.out
+	alice_sends github.com/acme/api 'late for api'
+	wait_for 30 grep -q '"body":"late for api"' match.out
+	wait_for 10 eval '[ "$(count_new bob)" -eq 151 ]'
+	kill "$match"
+	wait "$match"
+	[ "$(wc -l <match.out)" -eq 2 ]
+	run cat match.err
+	assert_output ''
+	alive
+}
+
 # mcp TOOL [ARGS]: one tools/call of TOOL (ARGS a JSON object) to
 # bch-mcp: its text ("error: " first when it is a tool error), then
 # the members of structuredContent but messages, as KEY=JSON lines, and
