@@ -70,7 +70,7 @@ bin/setup-%.o: bin/setup-%.c bin/setup.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-mcp too: its tools apart from the JSON-RPC framing; bin/mcp.h is
 # what they share.
-MCP_OBJ = bin/mcp-tools.o
+MCP_OBJ = bin/mcp-tools.o bin/mcp-args.o
 bin/bch-mcp: $(MCP_OBJ) bin/mcp.h
 bin/mcp-%.o: bin/mcp-%.c bin/mcp.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

@@ -88,6 +88,20 @@ int arg(const struct call *k, const char *name);
 char *arg_str(const struct call *k, const char *name);
 char *arg_text(const struct call *k, const char *name);
 
+/* String token i decoded into out (TOK_MAX + 1 bytes), or "" if it is
+ * not one; 1 (out "") when it is a string longer than TOK_MAX bytes. */
+int tok_str(const struct json *j, int i, char *out);
+
+/* Is token i (-1: none) a string spelled exactly s? */
+int tok_is(const struct json *j, int i, const char *s);
+
+/* Check k's arguments against t's input schema: 0, or -1 with why. */
+int args_check(const struct call *k, const struct tool *t, char *why,
+    size_t whysz);
+
+/* Append the JSON Schema of args (tools/list's inputSchema). */
+void input_schema(struct buf *b, const struct arg *args);
+
 /* mcp-tools.c: the tools, in the order tools/list gives them. */
 extern const struct tool tools[];
 extern const size_t ntools;
