@@ -115,9 +115,12 @@ const char *const rd_scripts[NSCRIPTS] = {
 	/* send: p, channel, from, to, id, json, max inbox, once, ttl,
 	 * rate, burst (rate '': none). A client id (once) may be another
 	 * sender's in some inbox, new or claimed: then nothing is stored or
-	 * pushed ('idused'); an inbox holding the sender's own copy is a
-	 * retry's, skipped. An id made here is no other message's: no
-	 * inbox is looked at for it. */
+	 * pushed ('idused'); an inbox holding the sender's own copy, new,
+	 * claimed or kept, is a retry's, skipped, however long after the
+	 * sent: key that remembers the id expired. Another sender's kept
+	 * message is no bar: it was read (settle keeps this one beside
+	 * it). An id made here is no other message's: no inbox is looked
+	 * at for it. */
 	NOW RATE SAME
 	"local p, from, to, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]\n"
 	"if redis.call('SISMEMBER', p .. 'agents', from) == 0 then\n"
@@ -158,8 +161,12 @@ const char *const rd_scripts[NSCRIPTS] = {
 	" for i, a in ipairs(r) do\n"
 	"  local o = call('HGET', keys[i], id) or\n"
 	"   call('HGET', p .. 'claim:' .. a, id)\n"
-	"  if not o then w[#w + 1] = i\n"
-	"  elseif not same_sender(o, from) then return {'idused', a} end\n"
+	"  if o then\n"
+	"   if not same_sender(o, from) then return {'idused', a} end\n"
+	"  else\n"
+	"   o = call('HGET', p .. 'kept:' .. a, id)\n"
+	"   if not (o and same_sender(o, from)) then w[#w + 1] = i end\n"
+	"  end\n"
 	" end\n"
 	" for j, i in ipairs(w) do\n"
 	"  call('HSET', keys[i], id, v)\n"

@@ -141,6 +141,16 @@ rcli() {
 	redis-cli --raw -s "${BCH_TEST_RELAY_SPOOL#unix://}" "$@"
 }
 
+# forget_sent FROM ID: with the spool in Redis, drop what it remembers
+# of FROM's send under client id ID (P"sent:<from> <id>", kept 15
+# minutes), as if that time had passed: a retry is then told apart by
+# the inboxes alone. Nothing to do elsewhere.
+forget_sent() {
+	if on_redis; then
+		[ "$(rcli DEL "$BCH_ROOM:sent:$1 $2")" = 1 ]
+	fi
+}
+
 # files_only [WHY]: skip a test about the spool's files themselves
 # (modes, planted symlinks) when there are none: the spool is in Redis.
 files_only() {
