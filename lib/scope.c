@@ -23,24 +23,76 @@ strip_suffix_slashes(char *s)
 		s[--n] = 0;
 }
 
+/* The length of the "scheme://" p starts with (RFC 3986: a letter, then
+ * letters, digits, '+', '-' or '.'), else 0. */
+static size_t
+scheme_len(const char *p)
+{
+	size_t i;
+
+	if (!isalpha((unsigned char)p[0]))
+		return 0;
+	for (i = 1; isalnum((unsigned char)p[i]) || p[i] == '+' ||
+	    p[i] == '-' || p[i] == '.'; i++)
+		;
+	return strncmp(p + i, "://", 3) == 0 ? i + 3 : 0;
+}
+
+/* Where p's host begins: past a user ("git@", "bob@", "user:token@"),
+ * the last '@' before the first '/'. */
+static const char *
+past_user(const char *p)
+{
+	const char *at = NULL, *q;
+
+	for (q = p; *q && *q != '/'; q++)
+		if (*q == '@')
+			at = q;
+	return at ? at + 1 : p;
+}
+
+/* The length of the ":port" right after the host of a URL, else 0. */
+static size_t
+port_len(const char *host)
+{
+	const char *p = host + strcspn(host, ":/");
+	size_t n;
+
+	if (*p != ':')
+		return 0;
+	n = strspn(p + 1, "0123456789");
+	return p[1 + n] == '/' || p[1 + n] == 0 ? n + 1 : 0;
+}
+
+/* A remote names its repository in several forms: https://host/o/r.git,
+ * git@host:o/r.git, ssh://git@host:22/o/r, user:token@ in an https URL.
+ * Each becomes host/o/r, so that a scope written in any of them, or as
+ * o/r, is found in the match string of a checkout cloned with another. */
 void
 scope_normalize(const char *in, char *out, size_t outsz)
 {
-	const char *p = in;
-	size_t i, n;
+	size_t skip = 0, at = 0, i, n, o = 0;
+	const char *p;
+	int url;
 
-	if (strncasecmp(p, "https://", 8) == 0)
-		p += 8;
-	else if (strncasecmp(p, "http://", 7) == 0)
-		p += 7;
-	if (strncasecmp(p, "git@", 4) == 0)
-		p += 4;
-	snprintf(out, outsz, "%s", p);
-	for (i = 0; out[i]; i++) {
-		out[i] = (char)tolower((unsigned char)out[i]);
-		if (out[i] == ':')
-			out[i] = '/';
+	url = (n = scheme_len(in)) > 0;
+	p = past_user(in + n);
+	if (url) {
+		at = (size_t)(p - in) + strcspn(p, ":/");
+		skip = port_len(p);
 	}
+	for (i = (size_t)(p - in); in[i] && o + 1 < outsz; i++) {
+		if (skip && i == at) {
+			i += skip - 1;
+			continue;
+		}
+		out[o] = (char)tolower((unsigned char)in[i]);
+		if (out[o] == ':')
+			out[o] = '/';
+		o++;
+	}
+	if (outsz)
+		out[o] = 0;
 	strip_suffix_slashes(out);
 	n = strlen(out);
 	if (n >= 4 && strcmp(out + n - 4, ".git") == 0)

@@ -4,9 +4,10 @@
 
 #include <stddef.h>
 
-/* Normalise in into out (size at least strlen(in)+1): lowercase, strip a
- * leading http:// or https://, a leading git@, trailing slashes, a
- * trailing .git, and turn ':' into '/'. */
+/* Normalise in into out (size at least strlen(in)+1): strip a leading
+ * scheme:// (https, ssh, file, ...), a user (through the last '@' before
+ * the first '/'), after a scheme a :port after the host; lowercase, turn
+ * ':' into '/', strip trailing slashes and a trailing .git. */
 void scope_normalize(const char *in, char *out, size_t outsz);
 
 /* May a reader whose match string is match (NULL: none) claim a message

@@ -363,6 +363,20 @@ repo() {
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "--here in a checkout cloned over ssh:// matches a scope of host/owner/repo" {
+	mkdir api
+	git -C api init -q
+	git -C api remote add origin ssh://git@github.com:22/Acme/API.git
+	bch send @bob for-api --scope github.com/acme/api >/dev/null
+	bch send @bob for-web --scope github.com/acme/web >/dev/null
+	cd api
+	run as bob bch drain --brief --here
+	assert_success
+	assert_output --regexp ': for-api$'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "--here from a subdirectory of the repository matches its origin remote" {
 	repo api
 	mkdir -p api/src/deep

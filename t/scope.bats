@@ -1,9 +1,10 @@
 #!/usr/bin/env bats
 # Scopes, PROTOCOL.md 4: each case a real send --scope and drain --match.
-# Both sides are normalised (lowercase; strip a leading http:// or
-# https://, then a leading git@, a trailing .git and trailing slashes;
-# ':' becomes '/'), and a reader claims a message when its normalised
-# match contains the normalised scope as whole path segments.
+# Both sides are normalised (strip a leading scheme:// such as https://
+# or ssh://, then a user such as git@, and after a scheme a :port;
+# lowercase; ':' becomes '/'; strip a trailing .git and trailing
+# slashes), and a reader claims a message when its normalised match
+# contains the normalised scope as whole path segments.
 load helper
 
 local_setup() { agents alice bob; }
@@ -50,6 +51,30 @@ refused() {
 
 @test "acme/api is claimed by ssh://git@github.com/acme/api.git" {
 	claimed acme/api ssh://git@github.com/acme/api.git
+}
+
+@test "github.com/acme/api is claimed by ssh://git@github.com/acme/api.git" {
+	claimed github.com/acme/api ssh://git@github.com/acme/api.git
+}
+
+@test "host/acme/api is claimed by ssh://git@host:22/acme/api (the port is not part of the path)" {
+	claimed host/acme/api ssh://git@host:22/acme/api
+}
+
+@test "gitlab.com/acme/api is claimed by an https remote with a user and token" {
+	claimed gitlab.com/acme/api https://oauth2:tok3n@gitlab.com/acme/api.git
+}
+
+@test "a scope written as the scp remote is claimed by the ssh:// URL" {
+	claimed git@github.com:acme/api.git ssh://git@github.com/acme/api
+}
+
+@test "a scope of a local path is claimed by its file:// URL" {
+	claimed /srv/git/acme/api file:///srv/git/acme/api.git
+}
+
+@test "host/acme/api is not claimed by ssh://git@host:22/acme/api-v2" {
+	refused host/acme/api ssh://git@host:22/acme/api-v2
 }
 
 @test "acme/api is claimed by a match with trailing slashes" {
