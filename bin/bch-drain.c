@@ -60,6 +60,7 @@ struct drain {
 	struct queue cut;          /* the hook form's messages shown cut */
 	int cut_turn;              /* serving cut, after q */
 	size_t listed;             /* messages the last listing held */
+	size_t other;              /* of those, scoped to another match */
 };
 
 /* Render m (in the hook form, whole if asked); 1 when only a cut of it
@@ -145,6 +146,8 @@ want(void *arg, const struct spool_item *it)
 	d->listed++;
 	if (wanted(d, it))
 		queue_add(&d->q, it->ts, it->id);
+	else
+		d->other++;
 }
 
 /* The next message of q, named by its id as spool_scan() allows. */
@@ -345,6 +348,7 @@ next_part(struct drain *d)
 	queue_free(&d->q);
 	memset(&d->q, 0, sizeof d->q);
 	d->listed = 0;
+	d->other = 0;
 	if (spool_scan(c->sp, c->cfg.agent, want, d, &c->e) < 0)
 		return -1;
 	queue_sort(&d->q);
@@ -382,6 +386,13 @@ drain(struct drain *d)
 		fprintf(stderr, "%s: more messages waiting past the oldest %zu, "
 		    "all the relay lists at once — the rest are listed once "
 		    "those are taken\n", d->c->prog, d->listed);
+	/* Else "inbox empty" would be all that a message sent with a scope
+	 * for a repository without a session gets: stranded unseen. The
+	 * hook form stays silent, in every other session's prompt. */
+	if (d->other && !d->c->sp->cut && !d->peek && d->form != HOOK)
+		fprintf(stderr, "%s: %zu message(s) with a scope this drain "
+		    "does not match left queued — bch inbox lists them, bch "
+		    "read <id> claims one\n", d->c->prog, d->other);
 	return 0;
 }
 

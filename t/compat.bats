@@ -291,7 +291,7 @@ verdict_config() {
 
 @test "drain --jsonl decodes \\u escapes and surrogate pairs to UTF-8" {
 	ts_spool
-	run bch drain --jsonl
+	run --separate-stderr bch drain --jsonl
 	assert_success
 	assert_line --index 2 --partial '"body":"été 🚀 — 日本語 👍🏽 see https://x.test/1"'
 	assert_line --index 0 "{\"id\":\"$D\",\"from\":\"carol\",\"to\":\"@bob\",\"body\":\"fields in another order; the unknown ones are ignored\",\"priority\":\"normal\",\"ts\":\"2026-06-12T11:59:59.999Z\"}"

@@ -314,9 +314,32 @@ ts_id() {
 	bch send @bob scoped --scope acme/api >/dev/null
 	run as bob bch inbox --brief
 	assert_output --regexp ': scoped$'
-	run as bob bch drain
+	run --separate-stderr as bob bch drain
 	assert_success
 	assert_output 'inbox empty'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "a drain that leaves scoped messages says so on standard error; the hook form does not" {
+	bch send @bob scoped --scope acme/api >/dev/null
+	bch send @bob other --scope acme/web >/dev/null
+	bch send @bob open >/dev/null
+	for form in '' --brief --json --jsonl; do
+		run --separate-stderr as bob bch drain $form --match acme/api
+		assert_success
+		[ "$stderr" = 'bch-drain: 1 message(s) with a scope this drain does not match left queued — bch inbox lists them, bch read <id> claims one' ]
+	done
+	run --separate-stderr as bob bch drain
+	assert_success
+	assert_output 'inbox empty'
+	[ "$stderr" = 'bch-drain: 1 message(s) with a scope this drain does not match left queued — bch inbox lists them, bch read <id> claims one' ]
+	run --separate-stderr as bob bch drain --hook
+	assert_success
+	[ -z "$output" ]
+	[ -z "$stderr" ]
+	run --separate-stderr as bob bch inbox --brief
+	[ -z "$stderr" ]
+	assert_output --regexp ': other$'
 	[ "$(count_new bob)" -eq 1 ]
 }
 
@@ -324,7 +347,7 @@ ts_id() {
 	bch send @bob api --scope acme/api >/dev/null
 	bch send @bob web --scope acme/web >/dev/null
 	bch send @bob everyone >/dev/null
-	run as bob bch drain --brief --match git@github.com:acme/api.git
+	run --separate-stderr as bob bch drain --brief --match git@github.com:acme/api.git
 	assert_success
 	assert_line --regexp ': api$'
 	assert_line --regexp ': everyone$'
@@ -356,7 +379,7 @@ repo() {
 	bch send @bob for-api --scope github.com/acme/api >/dev/null
 	bch send @bob for-web --scope github.com/acme/web >/dev/null
 	cd api
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_success
 	assert_output --regexp ': for-api$'
 	[ "${#lines[@]}" -eq 1 ]
@@ -370,7 +393,7 @@ repo() {
 	bch send @bob for-api --scope github.com/acme/api >/dev/null
 	bch send @bob for-web --scope github.com/acme/web >/dev/null
 	cd api
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_success
 	assert_output --regexp ': for-api$'
 	[ "${#lines[@]}" -eq 1 ]
@@ -383,7 +406,7 @@ repo() {
 	bch send @bob for-api --scope acme/api >/dev/null
 	bch send @bob for-web --scope acme/web >/dev/null
 	cd api/src/deep
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_output --regexp ': for-api$'
 	[ "${#lines[@]}" -eq 1 ]
 }
@@ -396,7 +419,7 @@ repo() {
 	bch send @bob for-api --scope acme/api >/dev/null
 	bch send @bob for-web --scope acme/web >/dev/null
 	cd wt
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_output --regexp ': for-api$'
 	[ "${#lines[@]}" -eq 1 ]
 }
@@ -410,7 +433,7 @@ repo() {
 	fi
 	bch send @bob for-here --scope "$here" >/dev/null
 	bch send @bob for-api --scope acme/api >/dev/null
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_output --regexp ': for-here$'
 	[ "${#lines[@]}" -eq 1 ]
 	[ "$(count_new bob)" -eq 1 ]
@@ -423,7 +446,7 @@ repo() {
 	bch send @bob for-top --scope "$top" >/dev/null
 	bch send @bob for-api --scope acme/api >/dev/null
 	cd bare/sub
-	run as bob bch drain --brief --here
+	run --separate-stderr as bob bch drain --brief --here
 	assert_output --regexp ': for-top$'
 	[ "${#lines[@]}" -eq 1 ]
 }

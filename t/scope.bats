@@ -23,7 +23,7 @@ claimed() {
 # MATCH.
 refused() {
 	bch send @bob scoped --scope "$1" >/dev/null
-	run as bob bch drain --brief --match "$2"
+	run --separate-stderr as bob bch drain --brief --match "$2"
 	assert_success
 	assert_output 'inbox empty'
 	[ "$(count_new bob)" -eq 1 ]
@@ -164,7 +164,7 @@ refused() {
 @test "a reader without a match claims only unscoped messages" {
 	bch send @bob unscoped >/dev/null
 	bch send @bob scoped --scope acme/api >/dev/null
-	run as bob bch drain --brief
+	run --separate-stderr as bob bch drain --brief
 	assert_output --regexp ': unscoped$'
 	[ "${#lines[@]}" -eq 1 ]
 	[ "$(count_new bob)" -eq 1 ]
