@@ -168,15 +168,23 @@ add_jsonl(struct buf *out, const struct msg *m)
 	struct buf raw = BUF_INIT;
 	const unsigned char *s;
 	size_t i = 0, run = 0;
+	unsigned long prev = 0, cp;
+	int k;
 
 	show_jsonl(&raw, m);
 	s = (const unsigned char *)raw.p;
 	while (i < raw.len) {
-		int k;
-		unsigned long cp = s[i] < 0x80 ? 0 :
-		    show_hidden_at(s + i, raw.len - i, &k);
+		if (s[i] == '"' || s[i] == '\\') {
+			/* A string's ends and JSON escapes (\n, \", \u001b):
+			 * as after an escape, nothing shown before what
+			 * follows. */
+			i += s[i] == '"' ? 1 : s[i + 1] == 'u' ? 6 : 2;
+			prev = 0;
+			continue;
+		}
+		cp = show_hidden_at(s + i, raw.len - i, &prev, &k);
 		if (!cp) {
-			i++;
+			i += (size_t)k;
 			continue;
 		}
 		buf_add(out, s + run, i - run);

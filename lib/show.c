@@ -7,17 +7,60 @@
 #include "json.h"
 #include "show.h"
 
-/* Code points a terminal or a reader could be fooled by: C1 controls,
- * bidi marks, and what shows nothing at all (zero-width characters, line
- * and paragraph separators, tag characters, which can spell out text no
- * human reader sees). */
+/* Variation selectors (and Mongolian free variation selectors): each
+ * one invisible, and a run of them can carry any bytes at all. */
+static int
+selector(unsigned long cp)
+{
+	return (cp >= 0xfe00 && cp <= 0xfe0f) ||
+	    (cp >= 0x180b && cp <= 0x180d) || cp == 0x180f ||
+	    (cp >= 0xe0100 && cp <= 0xe01ef);
+}
+
+/* Code points a terminal or a reader could be fooled by, escaped
+ * wherever they stand: C1 controls, bidi marks, and what shows nothing
+ * at all (soft hyphen, zero-width and other format characters, fillers
+ * that show as blank space, line and paragraph separators, tag
+ * characters, which can spell out text no human reader sees, and the
+ * rest of their block but the variation selectors). */
 static int
 hidden_cp(unsigned long cp)
 {
-	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c ||
-	    (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
-	    (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x2069) ||
-	    cp == 0xfeff || (cp >= 0xe0000 && cp <= 0xe007f);
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0xad || cp == 0x034f ||
+	    cp == 0x061c || cp == 0x115f || cp == 0x1160 || cp == 0x17b4 ||
+	    cp == 0x17b5 || cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) ||
+	    (cp >= 0x2028 && cp <= 0x202e) ||
+	    (cp >= 0x2060 && cp <= 0x206f) || cp == 0x3164 || cp == 0xfeff ||
+	    cp == 0xffa0 || (cp >= 0xfff0 && cp <= 0xfffb) ||
+	    (cp >= 0x1bca0 && cp <= 0x1bca3) ||
+	    (cp >= 0x1d173 && cp <= 0x1d17a) ||
+	    (cp >= 0xe0000 && cp <= 0xe0fff && !selector(cp));
+}
+
+static int
+blank(unsigned long cp)
+{
+	return cp == ' ' || cp == '\t' || cp == '\n' || cp == 0xa0 ||
+	    cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x202f ||
+	    cp == 0x205f || cp == 0x3000;
+}
+
+/* CJK ideographs: what U+E0100 and up select variants of. */
+static int
+ideograph(unsigned long cp)
+{
+	return (cp >= 0x3400 && cp <= 0x4dbf) ||
+	    (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xf900 && cp <= 0xfaff) ||
+	    (cp >= 0x20000 && cp <= 0x3ffff);
+}
+
+/* Symbols and emoji, roughly: what a zero width joiner joins. */
+static int
+pictograph(unsigned long cp)
+{
+	return cp == 0xa9 || cp == 0xae || (cp >= 0x2190 && cp <= 0x21ff) ||
+	    (cp >= 0x2300 && cp <= 0x23ff) || (cp >= 0x25a0 && cp <= 0x27bf) ||
+	    (cp >= 0x2b00 && cp <= 0x2bff) || (cp >= 0x1f000 && cp <= 0x1faff);
 }
 
 static unsigned long
@@ -33,27 +76,71 @@ decode_cp(const unsigned char *s, int k)
 	return s[0];
 }
 
-/* Does the character at s (k bytes, code point cp) pass through raw? */
+/* The code point at s (n bytes left), 0 at the end or where no UTF-8
+ * character starts. */
+static unsigned long
+cp_at(const unsigned char *s, size_t n)
+{
+	int k = n ? utf8_seqlen(s, n) : 0;
+
+	return k ? decode_cp(s, k) : 0;
+}
+
+/* Is cp, a character of more than one byte, shown raw after prev (what
+ * was shown raw just before it, 0 at the start or after an escape), with
+ * next (n bytes) after it? A variation selector only alone, right after
+ * a visible character that is no blank (U+FE0F after an emoji), and
+ * U+E0100 and up only after a CJK ideograph: each selector can hide a
+ * byte, so a run of them, or one that follows nothing, shows. A zero
+ * width joiner only between two emoji (the first may carry its U+FE0F),
+ * as a family emoji joins them. */
 static int
-plain(const unsigned char *s, int k, unsigned long cp, int lines)
+raw_cp(unsigned long cp, unsigned long prev, const unsigned char *next,
+    size_t n)
+{
+	if (cp == 0x200d)
+		return (pictograph(prev) || prev == 0xfe0f) &&
+		    pictograph(cp_at(next, n));
+	if (hidden_cp(cp))
+		return 0;
+	if (!selector(cp))
+		return 1;
+	if (selector(cp_at(next, n)))
+		return 0;
+	if (cp >= 0xe0100)
+		return ideograph(prev);
+	return prev && !blank(prev); /* never a selector: a run shows whole */
+}
+
+/* Does the character at s (k bytes, 0 when no UTF-8 starts there; code
+ * point cp) pass through raw after prev, n bytes left from s? */
+static int
+plain(const unsigned char *s, size_t n, int k, unsigned long cp,
+    unsigned long prev, int lines)
 {
 	if (k == 1)
 		return (s[0] >= 0x20 && s[0] != 0x7f) ||
 		    (lines && (s[0] == '\n' || s[0] == '\t'));
-	return k > 1 && !hidden_cp(cp);
+	return k > 1 && raw_cp(cp, prev, s + k, n - (size_t)k);
 }
 
 unsigned long
-show_hidden_at(const unsigned char *s, size_t n, int *k)
+show_hidden_at(const unsigned char *s, size_t n, unsigned long *prev, int *k)
 {
 	unsigned long cp;
 
 	*k = s[0] < 0x80 ? 1 : utf8_seqlen(s, n);
-	cp = *k > 1 ? decode_cp(s, *k) : 0;
-	if (!hidden_cp(cp)) {
-		*k = 0;
+	if (*k == 0) {
+		*k = 1;
+		*prev = 0;
 		return 0;
 	}
+	cp = decode_cp(s, *k);
+	if (*k == 1 || raw_cp(cp, *prev, s + *k, n - (size_t)*k)) {
+		*prev = cp;
+		return 0;
+	}
+	*prev = 0;
 	return cp;
 }
 
@@ -62,16 +149,21 @@ show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n = strlen(str), i = 0, run = 0, used = 0;
+	unsigned long prev = 0; /* shown raw just before; 0: none */
 	char esc[16];
 
 	while (i < n) {
 		int k = s[i] < 0x80 ? 1 : utf8_seqlen(s + i, n - i), w;
 		unsigned long cp = k ? decode_cp(s + i, k) : s[i];
-		if (plain(s + i, k, cp, lines)) {
-			if ((size_t)k > max - used)
+		if (plain(s + i, n - i, k, cp, prev, lines)) {
+			/* A joiner goes only with the emoji it joins. */
+			w = cp == 0x200d ?
+			    utf8_seqlen(s + i + k, n - i - (size_t)k) : 0;
+			if ((size_t)(k + w) > max - used)
 				break;
 			used += (size_t)k;
 			i += (size_t)k;
+			prev = cp;
 			continue;
 		}
 		w = k <= 1 ? snprintf(esc, sizeof esc, "\\x%02x", s[i]) :
@@ -84,6 +176,7 @@ show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 		used += (size_t)w;
 		i += k ? (size_t)k : 1;
 		run = i;
+		prev = 0;
 	}
 	buf_add(b, s + run, i - run);
 	return i;

@@ -8,14 +8,21 @@
 #include "msg.h"
 
 /* Append s with control characters (but newline and tab when lines is
- * set) and DEL escaped as \xNN; C1 controls, bidi marks, zero-width
- * characters, line and paragraph separators as \uNNNN; tag characters
- * as \UNNNNNNNN. */
+ * set) and DEL escaped as \xNN; C1 controls, bidi marks, zero-width and
+ * other invisible format characters, blank fillers, line and paragraph
+ * separators as \uNNNN; tag characters as \UNNNNNNNN. A variation
+ * selector is escaped too unless it follows a visible character that is
+ * no blank and no selector (U+E0100 and up: a CJK ideograph), and a zero
+ * width joiner unless it stands between two emoji. */
 void show_text(struct buf *b, const char *s, int lines);
 
-/* If the UTF-8 sequence at s (n bytes left) is a code point show_text()
- * escapes as \u or \U, that code point, with its length in *k; else 0. */
-unsigned long show_hidden_at(const unsigned char *s, size_t n, int *k);
+/* The character at s (n bytes left): its length in *k (1 for a byte
+ * that starts no UTF-8 character); if show_text() would escape it as \u
+ * or \U after *prev (the code point it showed raw just before, 0 at the
+ * start or after an escape), its code point, else 0. *prev becomes what
+ * show_text() would hold after it. */
+unsigned long show_hidden_at(const unsigned char *s, size_t n,
+    unsigned long *prev, int *k);
 
 /* show_text(), but no more than max bytes of what it appends, never
  * splitting a character or an escape: the number of bytes of s shown. */

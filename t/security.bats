@@ -85,11 +85,13 @@ shows_escaped() {
 #   bodies FILE  the body of each message of a JSON array or JSON lines,
 #                JSON-encoded, one a line
 #   quote FILE...  each file's bytes as a JSON string (strict UTF-8)
+#   text FILE    the text of each MCP result in FILE (JSON lines), raw
 JSONTOOL_JS='
 const fs = require("fs");
 const [mode, f, ...more] = process.argv.slice(1);
 const text = f => new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(f));
 if (mode === "quote") { for (const g of [f, ...more]) console.log(JSON.stringify(text(g))); process.exit(0); }
+if (mode === "text") { for (const l of text(f).split("\n").filter(l => l !== "")) for (const c of JSON.parse(l).result.content) process.stdout.write(c.text + "\n"); process.exit(0); }
 const s = text(f);
 let v;
 try { v = JSON.parse(s); if (!Array.isArray(v)) v = [v]; }
@@ -102,6 +104,10 @@ mode, f = sys.argv[1], sys.argv[2]
 text = lambda g: open(g, "rb").read().decode("utf-8")
 if mode == "quote":
 	for g in sys.argv[2:]: print(json.dumps(text(g)))
+	sys.exit(0)
+if mode == "text":
+	for l in text(f).split("\n"):
+		for c in json.loads(l)["result"]["content"] if l else []: sys.stdout.buffer.write((c["text"] + "\n").encode())
 	sys.exit(0)
 s = text(f)
 try:
@@ -191,18 +197,36 @@ corrupt_count() { find "$BAD" -type f -printf x 2>/dev/null | wc -c; }
 # INVISIBLE: code points that show nothing at all, as UTF-8 for printf:
 # zero-width characters, word joiner and invisible operators, the byte
 # order mark, line and paragraph separators, tag characters (which can
-# spell out instructions no human reader sees). SHOWN: how every text form
-# must show each.
+# spell out instructions no human reader sees); then the soft hyphen, the
+# grapheme joiner, Hangul fillers, Khmer inherent vowels, the Mongolian
+# vowel separator, deprecated format characters, interlinear annotation
+# marks, musical and shorthand format controls. SHOWN: how every text
+# form must show each.
 INVISIBLE=('\xe2\x80\x8b' '\xe2\x80\x8c' '\xe2\x80\x8d' '\xe2\x81\xa0' '\xe2\x81\xa1'
 	'\xe2\x81\xa2' '\xe2\x81\xa3' '\xe2\x81\xa4' '\xef\xbb\xbf' '\xe2\x80\xa8' '\xe2\x80\xa9'
-	'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf')
+	'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf'
+	'\xc2\xad' '\xcd\x8f' '\xe1\x85\x9f' '\xe1\x85\xa0' '\xe3\x85\xa4' '\xef\xbe\xa0'
+	'\xe1\x9e\xb4' '\xe1\x9e\xb5' '\xe1\xa0\x8e' '\xe2\x81\xaa' '\xe2\x81\xab' '\xe2\x81\xac'
+	'\xe2\x81\xad' '\xe2\x81\xae' '\xe2\x81\xaf' '\xef\xbf\xb9' '\xef\xbf\xba' '\xef\xbf\xbb'
+	'\xf0\x9d\x85\xb3' '\xf0\x9d\x85\xb4' '\xf0\x9d\x85\xb5' '\xf0\x9d\x85\xb6'
+	'\xf0\x9d\x85\xb7' '\xf0\x9d\x85\xb8' '\xf0\x9d\x85\xb9' '\xf0\x9d\x85\xba'
+	'\xf0\x9b\xb2\xa0')
 SHOWN=('\u200b' '\u200c' '\u200d' '\u2060' '\u2061' '\u2062' '\u2063' '\u2064' '\ufeff'
-	'\u2028' '\u2029' '\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f')
+	'\u2028' '\u2029' '\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f'
+	'\u00ad' '\u034f' '\u115f' '\u1160' '\u3164' '\uffa0'
+	'\u17b4' '\u17b5' '\u180e' '\u206a' '\u206b' '\u206c'
+	'\u206d' '\u206e' '\u206f' '\ufff9' '\ufffa' '\ufffb'
+	'\U0001d173' '\U0001d174' '\U0001d175' '\U0001d176'
+	'\U0001d177' '\U0001d178' '\U0001d179' '\U0001d17a'
+	'\U0001bca0')
 
-# invisible_body: each invisible code point between a letter and a digit.
+# invisible_body [FROM [COUNT]]: invisible code points (all by default),
+# each between a letter and its index.
 invisible_body() {
-	local i
-	for i in "${!INVISIBLE[@]}"; do printf "a${INVISIBLE[$i]}$i; "; done
+	local i from=${1:-0} n=${2:-${#INVISIBLE[@]}}
+	for ((i = from; i < from + n && i < ${#INVISIBLE[@]}; i++)); do
+		printf "a${INVISIBLE[$i]}$i; "
+	done
 }
 
 # shows_invisible FILE: every invisible code point of invisible_body is
@@ -211,27 +235,95 @@ shows_invisible() {
 	local i
 	for i in "${!SHOWN[@]}"; do
 		grep -qF -- "a${SHOWN[$i]}$i;" "$1" || { echo "$1 lacks a${SHOWN[$i]}$i;"; return 1; }
+		if LC_ALL=C grep -aqF -- "$(printf "${INVISIBLE[$i]}")" "$1"; then
+			echo "raw ${SHOWN[$i]} in $1"
+			return 1
+		fi
 	done
-	if LC_ALL=C grep -aqE $'\xe2\x80[\x8b-\x8d\xa8\xa9]|\xe2\x81[\xa0-\xa4]|\xef\xbb\xbf|\xf3\xa0[\x80\x81]' "$1"; then
-		echo "raw invisible code point in $1"
-		return 1
-	fi
 }
 
-@test "zero-width, separator and tag characters are escaped in every text form" {
-	invisible_body > body.txt
-	for form in human --brief --hook inbox read; do
-		bch send @bob - < body.txt >/dev/null
-		bch send @bob 'invisible details' --thread "$(invisible_body)" >/dev/null
-		case $form in
-		human) as bob bch drain > out ;;
-		inbox) as bob bch inbox > out ;;
-		read) as bob bch read $(new_ids bob) > out ;;
-		*) as bob bch drain "$form" > out ;;
-		esac
+# mcp_inbox AGENT: what bch_inbox of bch-mcp shows AGENT's model (the
+# text of its result), claiming the messages.
+mcp_inbox() {
+	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"bch_inbox","arguments":{}}}' >mcp.in
+	as "$1" bch-mcp <mcp.in >mcp.out
+	jsontool text mcp.out
+}
+
+# shown_as FORM: bob's messages as FORM shows them; all are gone from his
+# inbox after.
+shown_as() {
+	case $1 in
+	human) as bob bch drain ;;
+	inbox) as bob bch inbox && as bob bch drain >/dev/null ;;
+	read) as bob bch read $(new_ids bob) ;;
+	mcp) mcp_inbox bob ;;
+	*) as bob bch drain "$1" ;;
+	esac
+}
+
+@test "zero-width, separator, filler, format and tag characters are escaped in every text form" {
+	local from
+	for form in human --brief --hook inbox read mcp; do
+		[ "$form" != mcp ] || have_json_parser || continue
+		# Twelve at a time: the brief form shows 120 characters.
+		for ((from = 0; from < ${#INVISIBLE[@]}; from += 12)); do
+			invisible_body $from 12 | bch send @bob - >/dev/null
+		done
+		bch send @bob 'invisible details' --thread "$(invisible_body 0 15)" >/dev/null
+		shown_as $form > out
 		shows_invisible out || { echo "form $form:"; cat out; false; }
 		terminal_safe out
-		if [ "$form" = inbox ]; then as bob bch drain >/dev/null; fi
+		[ "$(count_new bob)" -eq 0 ]
+	done
+}
+
+# A variation selector after a visible character is ordinary (U+FE0F
+# makes an emoji of what precedes it), but a run of them can carry any
+# bytes, one a selector, that no reader sees. SMUGGLED: 40 selectors
+# after an emoji, U+FE00 to U+FE0F then U+E0100 to U+E0117, as for the
+# bytes 0 to 39; STRAY: selectors that follow nothing visible, and a
+# joiner that joins no emoji. ORDINARY: emoji with selectors and joiners,
+# and an ideographic variation sequence, shown as they are.
+selector_bodies() {
+	local b
+	SMUGGLED=$'run \xf0\x9f\x91\x8d' SMUGGLED_SHOWN=$'run \xf0\x9f\x91\x8d'
+	for ((b = 0; b < 40; b++)); do
+		if [ $b -lt 16 ]; then
+			SMUGGLED+=$(printf "\\xef\\xb8\\x$(printf %02x $((0x80 + b)))")
+			SMUGGLED_SHOWN+=$(printf '\\ufe%02x' $b)
+		else
+			SMUGGLED+=$(printf "\\xf3\\xa0\\x84\\x$(printf %02x $((0x80 + b - 16)))")
+			SMUGGLED_SHOWN+=$(printf '\\U000e01%02x' $((b - 16)))
+		fi
+	done
+	SMUGGLED+=' end' SMUGGLED_SHOWN+=' end'
+	STRAY=$'\xef\xb8\x8fstart; lead \xef\xb8\x80x; tab\t\xef\xb8\x81z; latin a\xf3\xa0\x84\x80b; '
+	STRAY+=$'han \xe6\xbc\xa2\xf3\xa0\x84\x80\xf3\xa0\x84\x81; joiner \xf0\x9f\x91\x8d\xe2\x80\x8dx; end'
+	STRAY_SHOWN=('\ufe0fstart;' 'lead \ufe00x;' '\ufe01z;' 'latin a\U000e0100b;'
+		$'han \xe6\xbc\xa2\\U000e0100\\U000e0101;' $'joiner \xf0\x9f\x91\x8d\\u200dx;')
+	# 👍️ (U+1F44D U+FE0F), 🇺🇳, 👨‍👩‍👧‍👦, ❤️‍🔥, 1️⃣, 漢󠄀 (U+6F22 U+E0100)
+	ORDINARY=$'thumbs \xf0\x9f\x91\x8d\xef\xb8\x8f flag \xf0\x9f\x87\xba\xf0\x9f\x87\xb3 '
+	ORDINARY+=$'family \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7\xe2\x80\x8d\xf0\x9f\x91\xa6 '
+	ORDINARY+=$'heart \xe2\x9d\xa4\xef\xb8\x8f\xe2\x80\x8d\xf0\x9f\x94\xa5 keycap 1\xef\xb8\x8f\xe2\x83\xa3 '
+	ORDINARY+=$'han \xe6\xbc\xa2\xf3\xa0\x84\x80 end'
+}
+
+@test "a smuggled run of variation selectors is escaped in every text form; ordinary emoji are not" {
+	local s
+	selector_bodies
+	for form in human --brief --hook inbox read mcp; do
+		[ "$form" != mcp ] || have_json_parser || continue
+		bch send @bob "$SMUGGLED" >/dev/null
+		bch send @bob "$STRAY" >/dev/null
+		bch send @bob "$ORDINARY" >/dev/null
+		shown_as $form > out
+		grep -qF -- "$SMUGGLED_SHOWN" out || { echo "form $form lacks $SMUGGLED_SHOWN:"; cat out; false; }
+		for s in "${STRAY_SHOWN[@]}"; do
+			grep -qF -- "$s" out || { echo "form $form lacks $s:"; cat out; false; }
+		done
+		grep -qF -- "$ORDINARY" out || { echo "form $form changed $ORDINARY:"; cat out; false; }
+		terminal_safe out
 		[ "$(count_new bob)" -eq 0 ]
 	done
 }

@@ -401,33 +401,44 @@ no_byte_ff() {
 	grep -qF '\u202eevil' b.out
 }
 
-@test "zero-width, separator and tag characters come out of watch escaped" {
+@test "zero-width, separator, format, tag and stray selector characters come out of watch escaped" {
 	raw=('\xe2\x80\x8b' '\xe2\x80\x8c' '\xe2\x80\x8d' '\xe2\x81\xa0' '\xe2\x81\xa1'
 		'\xe2\x81\xa2' '\xe2\x81\xa3' '\xe2\x81\xa4' '\xef\xbb\xbf' '\xe2\x80\xa8' '\xe2\x80\xa9'
-		'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf')
+		'\xc2\xad' '\xe2\x81\xaa' '\xe3\x85\xa4'
+		'\xf3\xa0\x80\x80' '\xf3\xa0\x80\x81' '\xf3\xa0\x81\x81' '\xf3\xa0\x81\xbf' '\xf0\x9d\x85\xb3')
 	brief=('\u200b' '\u200c' '\u200d' '\u2060' '\u2061' '\u2062' '\u2063' '\u2064' '\ufeff'
-		'\u2028' '\u2029' '\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f')
+		'\u2028' '\u2029' '\u00ad' '\u206a' '\u3164'
+		'\U000e0000' '\U000e0001' '\U000e0041' '\U000e007f' '\U0001d173')
 	# JSON has no escape past U+FFFF but a surrogate pair.
-	json=("${brief[@]:0:11}" '\udb40\udc00' '\udb40\udc01' '\udb40\udc41' '\udb40\udc7f')
+	json=("${brief[@]:0:14}" '\udb40\udc00' '\udb40\udc01' '\udb40\udc41' '\udb40\udc7f' '\ud834\udd73')
 	body='' shown='' want=''
 	for i in "${!raw[@]}"; do
 		body+=$(printf "a${raw[$i]}$i;")
 		shown+="a${brief[$i]}$i;"
 		want+="a${json[$i]}$i;"
 	done
+	# Variation selectors: one at the start, one after a newline and a
+	# run after an emoji are escaped; U+FE0F after an emoji is not.
+	thumb=$'\xf0\x9f\x91\x8d'
+	vs16=$'\xef\xb8\x8f' pair=$'\xef\xb8\x80\xef\xb8\x81'
+	sel="${vs16}x $thumb$pair ok $thumb$vs16"$'\n'"$vs16"
 	send_seq @bob "$body"
+	send_seq @bob "$sel"
 	watcher b bob --peek --brief
-	wait_for 5 lines b.out 1
+	wait_for 5 lines b.out 2
 	watcher j bob
-	wait_for 5 lines j.out 1
+	wait_for 5 lines j.out 2
 	grep -qF ": $shown" b.out
 	grep -qF "\"body\":\"$want\"" j.out
+	grep -qF ": \\ufe0fx $thumb\\ufe00\\ufe01 ok $thumb$vs16 \\ufe0f" b.out
+	grep -qF "\"body\":\"\\ufe0fx $thumb\\ufe00\\ufe01 ok $thumb$vs16\\n\\ufe0f\"" j.out
 	for f in b.out j.out; do
-		! LC_ALL=C grep -aqE $'\xe2\x80[\x8b-\x8d\xa8\xa9]|\xe2\x81[\xa0-\xa4]|\xef\xbb\xbf|\xf3\xa0[\x80\x81]' "$f" || false
+		! LC_ALL=C grep -aqE $'\xe2\x80[\x8b-\x8d\xa8\xa9]|\xe2\x81[\xa0-\xa4\xaa]|\xef\xbb\xbf|\xf3\xa0[\x80\x81]|\xc2\xad|\xe3\x85\xa4|\xf0\x9d\x85\xb3|\xef\xb8[\x80\x81]' "$f" || false
 	done
 	# The escapes stand for the very text sent.
 	if command -v python3 >/dev/null; then
 		[ "$(python3 -c 'import json, sys; sys.stdout.buffer.write(json.loads(open(sys.argv[1]).readline())["body"].encode())' j.out)" = "$body" ]
+		[ "$(python3 -c 'import json, sys; sys.stdout.buffer.write(json.loads(open(sys.argv[1]).readlines()[1])["body"].encode())' j.out)" = "$sel" ]
 	fi
 }
 

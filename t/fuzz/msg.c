@@ -51,12 +51,31 @@ cp_at(const unsigned char *s, int k)
 	return cp;
 }
 
+static int
+is_selector(unsigned long cp)
+{
+	return (cp >= 0xfe00 && cp <= 0xfe0f) ||
+	    (cp >= 0xe0100 && cp <= 0xe01ef);
+}
+
+/* The code point at i (valid UTF-8), 0 at the end. */
+static unsigned long
+next_cp(const struct buf *b, size_t i)
+{
+	const unsigned char *s = (const unsigned char *)b->p;
+
+	return i < b->len ? cp_at(s + i, utf8_seqlen(s + i, b->len - i)) : 0;
+}
+
 /* Printed text reaches terminals and model prompts: it must be UTF-8
- * with no control but newline and tab, no C1 and no bidi control. */
+ * with no control but newline and tab, no C1 and no bidi control, no
+ * character that shows nothing; a variation selector only alone after a
+ * visible character, a zero width joiner only between two others. */
 static void
 check_clean(const struct buf *b)
 {
 	const unsigned char *s = (const unsigned char *)b->p;
+	unsigned long prev = 0;
 	size_t i = 0;
 
 	CHECK(b->len == strlen(b->p));
@@ -64,16 +83,27 @@ check_clean(const struct buf *b)
 	CHECK(utf8_valid(b->p, b->len));
 	while (i < b->len) {
 		int k = utf8_seqlen(s + i, b->len - i);
-		unsigned long cp = cp_at(s + i, k);
+		unsigned long cp = cp_at(s + i, k), next;
+		next = next_cp(b, i + (size_t)k);
 		CHECK(cp >= 0x20 || cp == '\n' || cp == '\t');
 		CHECK(!(cp >= 0x7f && cp <= 0x9f));
 		CHECK(cp != 0x202e && cp != 0x202d && cp != 0x200e &&
 		    cp != 0x200f && cp != 0x061c && cp != 0xfeff);
 		CHECK(!(cp >= 0x202a && cp <= 0x202e));
 		CHECK(!(cp >= 0x2066 && cp <= 0x2069));
-		CHECK(!(cp >= 0x200b && cp <= 0x200d) && cp != 0x2028 &&
-		    cp != 0x2029 && !(cp >= 0x2060 && cp <= 0x2064));
+		CHECK(!(cp >= 0x200b && cp <= 0x200c) && cp != 0x2028 &&
+		    cp != 0x2029 && !(cp >= 0x2060 && cp <= 0x206f));
+		CHECK(cp != 0xad && cp != 0x034f && cp != 0x115f &&
+		    cp != 0x1160 && cp != 0x3164 && cp != 0xffa0 &&
+		    cp != 0x180e && !(cp >= 0xfff9 && cp <= 0xfffb) &&
+		    !(cp >= 0x1d173 && cp <= 0x1d17a));
 		CHECK(!(cp >= 0xe0000 && cp <= 0xe007f));
+		CHECK(cp != 0x200d || (prev >= 0xa9 && next >= 0xa9));
+		if (is_selector(cp))
+			CHECK(prev > ' ' && !is_selector(prev) &&
+			    !is_selector(next) &&
+			    (cp < 0xe0100 || prev >= 0x3400));
+		prev = cp;
 		i += (size_t)k;
 	}
 }
