@@ -17,15 +17,17 @@
 #include "doctor.h"
 #include "http.h"
 #include "io.h"
+#include "link.h"
 #include "spool.h"
 #include "tls.h"
 #include "url.h"
 
-#define NET_MS 5000     /* connect and answer timeout for the relay */
+#define NET_MS 5000     /* connect timeout for the relay */
 #define SKEW_MAX 60     /* seconds of clock skew before a warning */
 
 
-/* Connect within NET_MS; the socket is blocking after, with timeouts. */
+/* Connect within NET_MS; the socket is blocking after, with a timeout
+ * for writes (reads are held to the link's deadline). */
 static int
 dial(const struct url *u, char *why, size_t whysz)
 {
@@ -73,7 +75,6 @@ dial(const struct url *u, char *why, size_t whysz)
 		return -1;
 	}
 	if (fcntl(fd, F_SETFL, 0) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
 		snprintf(why, whysz, "%s", strerror(errno));
 		close(fd);
@@ -89,6 +90,7 @@ struct health {
 	long ms;
 	char why[300]; /* why there was no answer */
 	const char *tls_why;
+	int late;      /* it did not come whole within BACKCHANNEL_TIMEOUT */
 };
 
 static time_t
@@ -115,13 +117,15 @@ date_of(const char *head, size_t n)
 	return 0;
 }
 
-/* Read the answer to our request into in: 0 with what the parser made
- * of it in *used (<= 0: malformed, or past bounds), -1 when the link
- * broke first (errno says how). */
+/* Read the answer to our request on l into l->in: 0 with what the
+ * parser made of it in *used (<= 0: malformed, or past bounds), -1 when
+ * the link broke first or its deadline came (errno says how, 0 for a
+ * close). */
 static int
-read_answer(struct tls_client *tls, int fd, struct buf *in,
-    struct http_resp *r, long *used)
+read_answer(struct link *l, struct http_resp *r, long *used)
 {
+	struct buf *in = &l->in;
+
 	for (;;) {
 		ssize_t n;
 		*used = http_parse_response(NULL, in->p ? in->p : "", in->len,
@@ -129,11 +133,9 @@ read_answer(struct tls_client *tls, int fd, struct buf *in,
 		if (*used != 0)
 			return 0;
 		buf_grow(in, 4096);
-		n = tls ? tls_client_read(tls, fd, in->p + in->len,
-		    in->cap - in->len - 1) : read(fd, in->p + in->len,
-		    in->cap - in->len - 1);
-		if (n < 0 && !tls && errno == EINTR)
-			continue;
+		n = link_read(l, in->p + in->len, in->cap - in->len - 1);
+		if (n == 0)
+			errno = 0;
 		if (n <= 0)
 			return -1;
 		in->len += (size_t)n;
@@ -147,52 +149,59 @@ read_answer(struct tls_client *tls, int fd, struct buf *in,
  * h->tls_why too, since check_relay tells that one apart. Called
  * straight after the failed read or write, for the errno it left. */
 static void
-say_broken(struct tls_client *tls, const struct buf *in, struct health *h)
+say_broken(const struct link *l, int secs, struct health *h)
 {
 	static char tls_why[200];
+	int saved = errno;
 
-	if (tls && tls_client_why(tls)) {
-		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(tls));
+	if (l->tls && tls_client_why(l->tls)) {
+		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(l->tls));
 		h->tls_why = tls_why;
-	}
-	snprintf(h->why, sizeof h->why, "%s", in->len ? "the connection broke "
-	    "mid-answer" : h->tls_why ? h->tls_why : errno == EAGAIN ||
-	    errno == EWOULDBLOCK ? "no answer in 5 s" : "no answer (the "
-	    "connection was closed)");
+		snprintf(h->why, sizeof h->why, "%s", tls_why);
+	} else if (saved == ETIMEDOUT || saved == EAGAIN ||
+	    saved == EWOULDBLOCK) {
+		h->late = 1;
+		snprintf(h->why, sizeof h->why, "%s within %d s "
+		    "(BACKCHANNEL_TIMEOUT)", l->in.len ? "its answer not whole" :
+		    "no answer", secs);
+	} else
+		snprintf(h->why, sizeof h->why, "%s", l->in.len ? "the "
+		    "connection broke mid-answer" : "no answer (the connection "
+		    "was closed)");
 }
 
-/* GET /v1/health on a connection of our own. 0 answered, -1 not (the
+/* GET /v1/health on a connection of our own, the whole answer held to
+ * BACKCHANNEL_TIMEOUT as every program's are. 0 answered, -1 not (the
  * relay is unreachable, or TLS failed: h->tls_why). */
 static int
 health(struct doc *d, const struct url *u, struct health *h)
 {
 	struct timespec t0;
-	struct tls_client *tls = NULL;
-	struct buf req = BUF_INIT, in = BUF_INIT;
+	struct link l = { .fd = -1 };
+	struct buf req = BUF_INIT;
 	struct http_resp r;
 	struct err e;
 	char host[URL_AUTHORITY_MAX];
 	long used = 0;
-	int fd, rc = -1;
+	int rc = -1;
 
 	memset(h, 0, sizeof *h);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((fd = dial(u, h->why, sizeof h->why)) < 0)
+	if ((l.fd = dial(u, h->why, sizeof h->why)) < 0)
 		return -1;
-	if (u->https && !(tls = tls_client_new(u->host, d->cfg.pin,
+	if (u->https && !(l.tls = tls_client_new(u->host, d->cfg.pin,
 	    d->cfg.cafile, &e))) {
 		snprintf(h->why, sizeof h->why, "%s", e.msg);
-		close(fd);
-		return -1;
+		goto out;
 	}
 	url_authority(u, host, sizeof host);
 	buf_printf(&req, "GET %s/v1/health HTTP/1.1\r\nHost: %s\r\n"
 	    "User-Agent: backchannel-doctor\r\nConnection: close\r\n\r\n",
 	    u->prefix, host);
-	if ((tls ? tls_client_write(tls, fd, req.p, req.len) :
-	    io_writeall(fd, req.p, req.len)) < 0 ||
-	    read_answer(tls, fd, &in, &r, &used) < 0) {
-		say_broken(tls, &in, h);
+	link_due(&l, d->cfg.timeout);
+	if (link_write(&l, req.p, req.len) < 0 ||
+	    read_answer(&l, &r, &used) < 0) {
+		say_broken(&l, d->cfg.timeout, h);
 		goto out;
 	}
 	if (used <= 0) {
@@ -204,14 +213,13 @@ health(struct doc *d, const struct url *u, struct health *h)
 	h->status = r.status;
 	h->ok = r.status == 200 && r.body &&
 	    strstr(r.body, "\"ok\"") && strstr(r.body, "true");
-	h->date = date_of(in.p, (size_t)used - r.body_len);
+	h->date = date_of(l.in.p, (size_t)used - r.body_len);
 	http_resp_free(&r);
 	rc = 0;
 out:
-	tls_client_free(tls);
-	close(fd);
+	link_close(&l);
+	buf_free(&l.in);
 	buf_free(&req);
-	buf_free(&in);
 	return rc;
 }
 
@@ -315,6 +323,28 @@ report_clock(struct doc *d, time_t date)
 		    "machine's", labs(skew));
 }
 
+/* No answer from the relay at u (but for TLS): it is down, or too slow
+ * for the programs, which wait as long as doctor did. */
+static void
+report_down(struct doc *d, const struct url *u, const struct health *h,
+    const char *what, const char *init)
+{
+	char fix[800];
+	const char *unset = getenv("BACKCHANNEL_URL") ?
+	    "unset BACKCHANNEL_URL; or " : "";
+
+	if (h->late) {
+		snprintf(fix, sizeof fix, "%scheck that the URL is a running "
+		    "backchannel relay's; over a slow link, raise "
+		    "BACKCHANNEL_TIMEOUT", unset);
+		add(d, FAIL, what, fix, "%s", h->why);
+		return;
+	}
+	snprintf(fix, sizeof fix, "%sstart the relay on its host (bch relay "
+	    "--port %s), or point at a running one: %s", unset, u->port, init);
+	add(d, FAIL, what, fix, "unreachable: %s", h->why);
+}
+
 void
 check_relay(struct doc *d)
 {
@@ -346,11 +376,7 @@ check_relay(struct doc *d)
 			    h.tls_why, d->cfg.pin ? " (pinned key)" : "");
 			return;
 		}
-		snprintf(fix, sizeof fix, "%sstart the relay on its host (bch "
-		    "relay --port %s), or point at a running one: %s",
-		    getenv("BACKCHANNEL_URL") ? "unset BACKCHANNEL_URL; or " :
-		    "", u.port, init);
-		add(d, FAIL, what, fix, "unreachable: %s", h.why);
+		report_down(d, &u, &h, what, init);
 		return;
 	}
 	add(d, OK, what, NULL, "reachable, answered in %ld ms", h.ms);

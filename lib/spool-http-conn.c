@@ -1,5 +1,6 @@
 /* spool-http-conn: the transport of the spool over HTTP — a link to the
- * relay (TCP, and TLS over it for https), one request and its answer on
+ * relay opened (TCP, and TLS over it for https; link.c reads it, held
+ * to BACKCHANNEL_TIMEOUT), one request and its answer on
  * the keep-alive link, retries with backoff (the event stream that
  * spool_wait() reads is spool-http-events.c; the design rationale is in
  * spool-http.c). */
@@ -17,57 +18,13 @@
 #include "http.h"
 #include "io.h"
 #include "json.h"
+#include "link.h"
 #include "show.h"
 #include "spool.h"
 #include "spool-http.h"
 #include "tls.h"
 
 #define ANSWER_MAX (8 << 20) /* bytes of an answer's body, at most */
-
-void
-hs_link_close(struct link *l)
-{
-	if (l->fd >= 0)
-		close(l->fd);
-	tls_client_free(l->tls);
-	l->tls = NULL;
-	l->fd = -1;
-	l->skip = 0;
-	memset(&l->due, 0, sizeof l->due);
-	buf_reset(&l->in);
-}
-
-/* The deadline is for the whole answer, not for each read: a peer that
- * trickles a byte now and then must not hold the caller for ever. */
-void
-hs_link_due(struct spool *s, struct link *l, int on)
-{
-	memset(&l->due, 0, sizeof l->due);
-	if (on) {
-		clock_gettime(CLOCK_MONOTONIC, &l->due);
-		l->due.tv_sec += s->cfg->timeout;
-	}
-}
-
-static int
-link_timed(const struct link *l)
-{
-	return l->due.tv_sec || l->due.tv_nsec;
-}
-
-/* n bytes of the answer came: the deadline a second later for each 64
- * KiB, so that a big answer (8 MiB) over a slow link (down to 512
- * kbit/s) is not cut off, while a trickle is, little past the timeout. */
-static void
-due_later(struct link *l, ssize_t n)
-{
-	long long ns = l->due.tv_nsec + (long long)n * (1000000000 / 65536);
-
-	if (n <= 0 || !link_timed(l))
-		return;
-	l->due.tv_sec += (time_t)(ns / 1000000000);
-	l->due.tv_nsec = (long)(ns % 1000000000);
-}
 
 /* TCP keepalive, probing after a minute idle rather than the system's
  * two hours: a link whose peer vanished then fails instead of waiting.
@@ -144,41 +101,11 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 		l->tls = tls_client_new(h->url.host, s->cfg->pin,
 		    s->cfg->cafile, e);
 		if (!l->tls) {
-			hs_link_close(l);
+			link_close(l);
 			return -1;
 		}
 	}
 	return 0;
-}
-
-ssize_t
-hs_link_write(struct link *l, const void *p, size_t n)
-{
-	if (l->tls) {
-		/* The handshake's reads are held to the deadline too. */
-		tls_client_due(l->tls, link_timed(l) ? &l->due : NULL);
-		return tls_client_write(l->tls, l->fd, p, n) < 0 ? -1 : (ssize_t)n;
-	}
-	return io_writeall(l->fd, p, n) < 0 ? -1 : (ssize_t)n;
-}
-
-ssize_t
-hs_link_read(struct link *l, void *p, size_t n)
-{
-	ssize_t r;
-
-	if (l->tls) {
-		tls_client_due(l->tls, link_timed(l) ? &l->due : NULL);
-		r = tls_client_read(l->tls, l->fd, p, n);
-	} else if (link_timed(l) && io_wait_readable(l->fd, &l->due) < 0) {
-		return -1;
-	} else {
-		do
-			r = read(l->fd, p, n);
-		while (r < 0 && errno == EINTR);
-	}
-	due_later(l, r);
-	return r;
 }
 
 /* The Host header: see url_authority(). */
@@ -214,7 +141,7 @@ static int
 answer_odd(struct spool *s, struct link *l, struct http_resp *r,
     struct err *e)
 {
-	hs_link_close(l);
+	link_close(l);
 	if (r->event_stream)
 		err_set(e, BCH_TEMP, "relay %s sent a malformed answer: an "
 		    "event stream where JSON was due — is it a backchannel "
@@ -238,7 +165,7 @@ answer_cut(struct link *l, struct http_resp *r)
 	while (l->in.len < want) {
 		ssize_t n;
 		buf_grow(&l->in, 16384);
-		n = hs_link_read(l, l->in.p + l->in.len,
+		n = link_read(l, l->in.p + l->in.len,
 		    l->in.cap - l->in.len - 1 < want - l->in.len ?
 		    l->in.cap - l->in.len - 1 : want - l->in.len);
 		if (n <= 0) {
@@ -251,7 +178,7 @@ answer_cut(struct link *l, struct http_resp *r)
 	r->body = xstrndup(l->in.p + r->head_len, ANSWER_MAX);
 	r->body_len = ANSWER_MAX;
 	r->truncated = 1;
-	hs_link_close(l);
+	link_close(l);
 	buf_free(&l->in); /* not 8 MiB held for a watch's lifetime */
 	return 0;
 }
@@ -279,17 +206,17 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
 			if (r->event_stream || r->status < 200)
 				return answer_odd(s, l, r, e);
 			if (!r->keepalive)
-				hs_link_close(l);
+				link_close(l);
 			return 0;
 		}
 		if (used < 0) {
-			hs_link_close(l);
+			link_close(l);
 			err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
 			    s->cfg->url);
 			return err_status(e, 502);
 		}
 		buf_grow(&l->in, 16384);
-		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n <= 0) {
 			int saved = n == 0 ? 0 : errno; /* 0: closed, no error */
 			http_parse_free(&ps);
@@ -317,10 +244,10 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 		err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
 		    "the pin or CA (BACKCHANNEL_PIN, BACKCHANNEL_CA)",
 		    s->cfg->url, tls_client_why(l->tls));
-		hs_link_close(l);
+		link_close(l);
 		return err_status(e, 495);
 	}
-	hs_link_close(l);
+	link_close(l);
 	if (saved == EAGAIN || saved == EWOULDBLOCK || saved == ETIMEDOUT) {
 		err_set(e, BCH_TEMP, "relay %s did not answer within %d s — "
 		    "try again later", s->cfg->url, s->cfg->timeout);
@@ -357,8 +284,8 @@ exchange(struct spool *s, const char *method, const char *path,
 				break;
 			fresh = 1;
 		}
-		hs_link_due(s, l, 1);
-		if (hs_link_write(l, q.p, q.len) >= 0 &&
+		link_due(l, s->cfg->timeout);
+		if (link_write(l, q.p, q.len) >= 0 &&
 		    (rc = answer_read(s, l, r, cut, e)) <= 0)
 			break;
 		if ((rc = link_lost(s, l, fresh, e)) < 0)
@@ -367,7 +294,7 @@ exchange(struct spool *s, const char *method, const char *path,
 		 * once more on a fresh one. */
 		fresh = 1;
 	}
-	hs_link_due(s, l, 0);
+	link_due(l, 0);
 	buf_free(&q);
 	return rc;
 }

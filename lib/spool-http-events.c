@@ -38,7 +38,7 @@ events_refused(struct spool *s, const char *agent, struct http_resp *r,
 		    BCH_TEMP, "relay refused the event stream (%d)", r->status);
 	}
 	http_resp_free(r);
-	hs_link_close(&h->ev);
+	link_close(&h->ev);
 	return -1;
 }
 
@@ -56,7 +56,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 		return -1;
 	/* The head is held to the deadline of any answer; the events that
 	 * follow are not (keepalives come 25 s apart): SILENCE_MS is theirs. */
-	hs_link_due(s, l, 1);
+	link_due(l, s->cfg->timeout);
 	buf_printf(&q, "GET %s/v1/events/%s HTTP/1.1\r\n", h->url.prefix,
 	    agent);
 	hs_host_put(&q, &h->url);
@@ -65,7 +65,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 	if (h->last_id[0])
 		buf_printf(&q, "Last-Event-ID: %s\r\n", h->last_id);
 	buf_adds(&q, "\r\n");
-	if (hs_link_write(l, q.p, q.len) < 0)
+	if (link_write(l, q.p, q.len) < 0)
 		goto broken;
 	buf_free(&q);
 	for (;;) {
@@ -77,7 +77,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			memmove(l->in.p, l->in.p + used, l->in.len - (size_t)used);
 			l->in.len -= (size_t)used;
 			l->in.p[l->in.len] = 0; /* events may have come with the head */
-			hs_link_due(s, l, 0);
+			link_due(l, 0);
 			if (!ok)
 				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);
@@ -88,7 +88,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 		if (used < 0)
 			goto broken;
 		buf_grow(&l->in, 4096);
-		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n <= 0)
 			goto broken;
 		l->in.len += (size_t)n;
@@ -96,7 +96,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 broken:
 	buf_free(&q);
 	http_parse_free(&ps);
-	hs_link_close(l);
+	link_close(l);
 	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
 	return -1;
 }
@@ -255,7 +255,7 @@ stream_lost(struct spool *s, const char *agent, int timeout_ms,
 {
 	struct hs *h = s->impl;
 
-	hs_link_close(&h->ev); /* reconnect, then relist */
+	link_close(&h->ev); /* reconnect, then relist */
 	h->pause_ms = io_ms_since(&h->opened) >= 2000 ? 0 :
 	    h->pause_ms ? (h->pause_ms < 2500 ? 2 * h->pause_ms : 5000) : 250;
 	return events_reopen(s, agent, timeout_ms, e);
@@ -295,12 +295,12 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 			if (rc == 0) {
 				/* Dead: open it again (with Last-Event-ID),
 				 * and list for what the silence hid. */
-				hs_link_close(l);
+				link_close(l);
 				return events_reopen(s, agent, timeout_ms, e);
 			}
 		}
 		buf_grow(&l->in, 16384);
-		n = hs_link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n < 0 && errno == EINTR)
 			return got;
 		if (n <= 0) {

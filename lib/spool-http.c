@@ -562,8 +562,8 @@ http_close(struct spool *s)
 {
 	struct hs *h = s->impl;
 
-	hs_link_close(&h->req);
-	hs_link_close(&h->ev);
+	link_close(&h->req);
+	link_close(&h->ev);
 	buf_free(&h->req.in);
 	buf_free(&h->ev.in);
 	buf_free(&h->arrived);

@@ -11,22 +11,11 @@
 #include "buf.h"
 #include "err.h"
 #include "http.h"
+#include "link.h"
 #include "msg.h"
 #include "spool.h"
 #include "tls.h"
 #include "url.h"
-
-/* One connection to the relay: the socket, TLS over it for https, and
- * what was read from it and not yet used. */
-struct link {
-	int fd;
-	struct tls_client *tls;
-	struct buf in;
-	int skip; /* in an event over the limit: dropping it to its end */
-	/* When the answer awaited must be in (CLOCK_MONOTONIC): reads fail
-	 * with ETIMEDOUT past it. Zero while none is (an event stream). */
-	struct timespec due;
-};
 
 /* An open spool over HTTP, s->impl: a link for requests, one for the
  * event stream, and the id of the last event, sent as Last-Event-ID. */
@@ -55,18 +44,11 @@ int hs_add_item(void *acc, const char *p, size_t n);
 
 /* The transport, in spool-http-conn.c. */
 
-/* Close l, if open, and drop what it had read; its next use opens it. */
-void hs_link_close(struct link *l);
-
 /* spool-http-conn.c, for the event stream too: open l to the relay
- * (0, or -1 with e filled); set l->due BACKCHANNEL_TIMEOUT from now, or
- * clear it; write and read on it as write(2) and read(2) do, over TLS
- * where it has it, and held to l->due; the Host header of a request;
- * the error of a 3xx answer to path. */
+ * (0, or -1 with e filled), to be held to BACKCHANNEL_TIMEOUT with
+ * link_due() (link.h); the Host header of a request; the error of a 3xx
+ * answer to path. */
 int hs_link_open(struct spool *s, struct link *l, struct err *e);
-void hs_link_due(struct spool *s, struct link *l, int on);
-ssize_t hs_link_write(struct link *l, const void *p, size_t n);
-ssize_t hs_link_read(struct link *l, void *p, size_t n);
 void hs_host_put(struct buf *q, const struct url *u);
 void hs_redirect_err(struct spool *s, const char *path,
     const struct http_resp *r, struct err *e);

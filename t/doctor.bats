@@ -514,6 +514,45 @@ snapshot() {
 	refute_line --regexp '^(ok|FAIL)  +relay token'
 }
 
+@test "a relay that trickles its answer: FAIL at BACKCHANNEL_TIMEOUT, not held for ever" {
+	# A byte every 0.3 s, each well within any per-read timeout; the
+	# whole answer would take some 40 s.
+	cat >trickle.py <<'PY'
+import socket, threading, time
+body = b'{"ok":true,"service":"backchannel-relay"}'
+answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body)) + body
+def serve(c):
+    try:
+        c.recv(65536)
+        for i in range(len(answer)):
+            c.sendall(answer[i:i + 1])
+            time.sleep(0.3)
+    except OSError:
+        pass
+    c.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	fake_relay trickle.py
+	stop_relay
+	t0=$(date +%s%N)
+	run -1 env BACKCHANNEL_URL="$FAKE_URL" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t \
+		BACKCHANNEL_TIMEOUT=2 bch doctor
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "doctor took $ms ms"
+	fails_with "relay $FAKE_URL: its answer not whole within 2 s \(BACKCHANNEL_TIMEOUT\)" \
+		"unset BACKCHANNEL_URL; or check that the URL is a running backchannel relay's; over a slow link, raise BACKCHANNEL_TIMEOUT"
+	refute_line --regexp '^(ok|FAIL)  +relay token'
+	[ "$ms" -ge 1900 ]
+	[ "$ms" -lt 8000 ]
+}
+
 @test "a relay URL that is not one: FAIL, the fix naming where it came from" {
 	local long u
 	long=$(printf 'a%.0s' {1..300})
