@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "io.h"
+#include "url.h"
 
 static const char usage[] =
     "bch-init <name> [--url relay-url --token room-token [--pin sha256]] | "
@@ -105,7 +106,11 @@ init_relay(struct cli *c, const char *name, int keep_default)
 static void
 whoami(struct cli *c)
 {
-	if (config_need_agent(&c->cfg, &c->e) < 0)
+	struct url u;
+
+	/* The url is printed as it is: one that is no URL is refused. */
+	if (config_need_agent(&c->cfg, &c->e) < 0 ||
+	    (c->cfg.url && url_parse(&u, c->cfg.url, &c->e) < 0))
 		cli_fail(c);
 	printf("%s via %s\n", c->cfg.agent, c->cfg.url ? c->cfg.url : "local spool");
 }

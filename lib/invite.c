@@ -129,7 +129,7 @@ int
 invite_url_valid(const char *url)
 {
 	struct url u;
-	const char *host, *p;
+	const char *host;
 
 	if (strncmp(url, "https://", 8) == 0)
 		host = url + 8;
@@ -139,9 +139,8 @@ invite_url_valid(const char *url)
 		return 0;
 	/* ASCII only (a name beyond it is written in punycode): the url is
 	 * shown as it is, and U+202E or a C1 control would disguise it. */
-	for (p = url; *p; p++)
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
-			return 0;
+	if (!url_ascii(url))
+		return 0;
 	/* No user:password@: it is no host, and an invite is passed on. */
 	if (memchr(host, '@', strcspn(host, "/")))
 		return 0;

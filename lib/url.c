@@ -6,12 +6,20 @@
 
 #include "url.h"
 
-/* The error for s, echoed without its user:password@, if any. */
+/* The error for s, echoed without its user:password@, if any; s is not
+ * echoed at all when it holds a byte that is no printable ASCII: it
+ * would reach a terminal as it is, and U+202E or an escape sequence
+ * could show another relay than the one named. */
 static int
 url_bad(const char *s, struct err *e)
 {
 	const char *auth = strstr(s, "://"), *at;
 
+	if (!url_ascii(s))
+		return err_set(e, BCH_PERM, "bad relay URL: it holds a control "
+		    "character, a space or a byte beyond ASCII — use "
+		    "http(s)://host[:port], a host name beyond ASCII in "
+		    "punycode");
 	auth = auth ? auth + 3 : s;
 	at = memrchr(auth, '@', strcspn(auth, "/"));
 	if (at)
@@ -23,12 +31,23 @@ url_bad(const char *s, struct err *e)
 }
 
 int
+url_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return 0;
+	return 1;
+}
+
+int
 url_parse(struct url *u, const char *s, struct err *e)
 {
 	const char *p = s, *slash, *colon;
 	size_t n;
 
 	memset(u, 0, sizeof *u);
+	if (!url_ascii(s))
+		goto bad;
 	if (strncmp(p, "https://", 8) == 0) {
 		u->https = 1;
 		p += 8;

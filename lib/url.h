@@ -15,8 +15,12 @@ struct url {
 
 /* Take s apart into u: 0, or -1 with e (if not NULL) saying why, as one
  * line, BCH_PERM, never echoing a user:password@ (refused: it names no
- * host). A port must be 1 to 65535. */
+ * host), nor a URL that url_ascii() refuses. A port must be 1 to 65535. */
 int url_parse(struct url *u, const char *s, struct err *e);
+
+/* Is s printable ASCII with no space, as a URL is (a host name beyond
+ * ASCII is written in punycode)? 1 or 0. */
+int url_ascii(const char *s);
 
 /* What a request to u says in its Host header (RFC 9110 7.2), into
  * out: the port unless it is the scheme's own, an IPv6 literal in

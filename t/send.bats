@@ -377,6 +377,38 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	[ "$(count_new bob)" -eq 0 ]
 }
 
+@test "a relay URL with a control character, a space or bytes beyond ASCII is refused with 100, not echoed" {
+	local msg='bad relay URL: it holds a control character, a space or a byte beyond ASCII — use http(s)://host[:port], a host name beyond ASCII in punycode'
+	local u j i
+	# U+202E turns the rest of a line around, U+009B and ESC start a
+	# terminal's control sequence; é is written in punycode in a URL.
+	local urls=($'http://127.0.0.1:9/\xe2\x80\xaegro.elpmaxe' $'http://relay.example\xc2\x9b2J:7117'
+		$'http://relay.example\e[2J' $'https://r\xc3\xa9lay.example' 'http://relay .example')
+	local json=('http://127.0.0.1:9/\u202egro.elpmaxe' 'http://relay.example\u009b2J:7117'
+		'http://relay.example\u001b[2J' 'https://r\u00e9lay.example' 'http://relay .example')
+	for i in "${!urls[@]}"; do
+		u=${urls[i]}
+		run env BACKCHANNEL_URL="$u" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t bch send @bob hi
+		assert_failure 100
+		assert_output "bch-send: $msg"
+		run env BACKCHANNEL_URL="$u" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t bch drain
+		assert_failure 100
+		assert_output "bch-drain: $msg"
+		# The same url in config.json.
+		mkdir -p "$BACKCHANNEL_HOME"
+		printf '{"agent": "alice", "url": "%s", "token": "t"}\n' "${json[i]}" >"$BACKCHANNEL_HOME/config.json"
+		chmod 600 "$BACKCHANNEL_HOME/config.json"
+		run env -u BACKCHANNEL_URL bch drain
+		assert_failure 100
+		assert_output "bch-drain: $msg"
+		run env -u BACKCHANNEL_URL bch whoami
+		assert_failure 100
+		assert_output "bch-init: $msg"
+	done
+	rm "$BACKCHANNEL_HOME/config.json"
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "send works with fsync on" {
 	BACKCHANNEL_FSYNC=1 run bch send @bob durable
 	assert_success
