@@ -41,6 +41,13 @@ read_invite(struct cli *c, const char *arg)
 		    "input (over %d bytes, or a read error)", INVITE_MAX);
 		cli_fail(c);
 	}
+	/* Read as a string, it would end at the NUL: what follows would be
+	 * dropped unseen. */
+	if (b.len && memchr(b.p, 0, b.len)) {
+		err_set(&c->e, BCH_PERM, "the invite on standard input holds a "
+		    "NUL byte — copy it whole, on one line");
+		cli_fail(c);
+	}
 	return b.p ? b.p : xstrdup("");
 }
 
@@ -127,8 +134,10 @@ save(struct cli *c, const struct invite *inv, const char *name,
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
 		cli_fail(c);
 	}
+	/* The pin the relay was trusted by (point_at: the invite's, else
+	 * BACKCHANNEL_PIN's), in config.json as in tokens/.relay/<name>. */
 	if ((!keep_default && config_save(&c->cfg, name, inv->url, token,
-	    inv->pin, &c->e) < 0) ||
+	    c->cfg.pin, &c->e) < 0) ||
 	    config_save_token(&c->cfg, name, token, inv->url, c->cfg.pin,
 	    &c->e) < 0)
 		cli_fail(c);
@@ -238,6 +247,11 @@ point_at(struct cli *c, const struct invite *inv, const char *name)
 	} else if (!getenv("BACKCHANNEL_PIN")) {
 		free(c->cfg.pin); /* the pin of another relay */
 		c->cfg.pin = NULL;
+	} else if (!invite_pin_valid(c->cfg.pin)) {
+		/* It is kept (save()), so it must be one. */
+		err_set(&c->e, BCH_PERM, "BACKCHANNEL_PIN is not 64 hex digits "
+		    "— unset it, or set it to the relay's key pin");
+		cli_fail(c);
 	}
 }
 

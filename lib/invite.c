@@ -252,8 +252,10 @@ decode_json(const char *s, size_t n, struct invite *inv, struct err *e)
 	i = json_get(&j, 0, "channels");
 	if (i >= 0 && decode_channels(&j, i, inv, e) < 0)
 		goto out;
+	/* A null room is none; a number or true is no name, and an error
+	 * as a bad string is, not a room quietly dropped. */
 	i = json_get(&j, 0, "room");
-	if (i >= 0 && j.t[i].type != JSON_PRIMITIVE &&
+	if (i >= 0 && !json_is(&j, i, "null") &&
 	    field(&j, i, 256, &inv->room) < 0) {
 		err_set(e, BCH_PERM, "the invite's room is not a short line of "
 		    "text — ask for a new invite");

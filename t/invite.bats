@@ -162,6 +162,21 @@ mkinvite() {
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
 }
 
+@test "an invite whose room is a number or true is refused like a bad room string; a null room is none" {
+	local room
+	for room in 7 true false '{}' '["acme"]' '"a\u0007b"'; do
+		run --separate-stderr bch join "$(mkinvite "{\"url\":\"http://127.0.0.1:9\",\"token\":\"t\",\"room\":$room}")" --as carol --no-hooks
+		assert_failure 100
+		[ "$stderr" = "bch-join: the invite's room is not a short line of text — ask for a new invite" ] ||
+			{ echo "$room: $stderr"; return 1; }
+	done
+	# null is no room: the join goes on, to the (unreachable) relay.
+	run --separate-stderr bch join "$(mkinvite '{"url":"http://127.0.0.1:9","token":"t","room":null}')" --as carol --no-hooks
+	assert_failure 111
+	[[ $stderr == "bch-join: relay http://127.0.0.1:9 unreachable: "* ]]
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
+
 @test "an invite's text never echoes the room token in an error" {
 	run bch join "$(mkinvite '{"url":"http://h","token":"sekrit-room","channels":["bad name"]}')" --as carol
 	assert_failure 100

@@ -79,6 +79,15 @@ subscribed carol to #ops"
 	assert_line -n 0 "joined acme as carol via $RELAY"
 }
 
+@test "an invite on standard input with a NUL byte is refused, not cut at the NUL" {
+	run --separate-stderr bch join - --as carol --no-hooks < <(printf '%s\0%s\n' "$INV" "$INV")
+	assert_failure 100
+	[ -z "$output" ]
+	[ "$stderr" = "bch-join: the invite on standard input holds a NUL byte — copy it whole, on one line" ]
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/carol" ]
+}
+
 @test "joining again refreshes with the personal token and keeps it" {
 	bch join "$INV" --as carol --no-hooks >/dev/null
 	token=$(jq -r .token "$BACKCHANNEL_HOME/config.json")
@@ -161,6 +170,27 @@ subscribed carol to #ops"
 	run bch join "$inv" --as carol --no-hooks
 	assert_success
 	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$pin" ]
+}
+
+@test "a relay trusted by BACKCHANNEL_PIN at join is trusted by that pin after, from config.json too" {
+	tls_cert a
+	tls_relay a
+	pin=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$BATS_TEST_TMPDIR/tls.log")
+	[ -n "$pin" ]
+	inv=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM")
+	run env BACKCHANNEL_PIN="$pin" bch join "$inv" --as carol --no-hooks
+	assert_success
+	# Without the variable, the default identity still reaches its relay.
+	run bch agents
+	assert_success
+	assert_output --partial carol
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$pin" ]
+	[ "$(sed -n 2p "$BACKCHANNEL_HOME/tokens/.relay/carol")" = "$pin" ]
+	# A BACKCHANNEL_PIN that is no pin is refused before anything is kept.
+	run env BACKCHANNEL_PIN=xyz BACKCHANNEL_AGENT=erin bch join "$inv" --as erin --no-hooks
+	assert_failure 100
+	assert_output "bch-join: BACKCHANNEL_PIN is not 64 hex digits — unset it, or set it to the relay's key pin"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/erin" ]
 }
 
 @test "a personal token kept for one relay is never sent to another" {
