@@ -651,7 +651,7 @@ PY
 	[[ $BODY == *'short lease'* ]]
 }
 
-@test "a leased claim is never replaced by another sender's message under its id" {
+@test "a leased claim is never replaced by another sender's message under its id: that send is refused until it is read" {
 	relayd
 	alice_bob
 	reg carol
@@ -661,15 +661,19 @@ PY
 	req POST /v1/take "$B" "{\"id\":\"$id\",\"lease\":60}"
 	expect 200
 	[[ $BODY == *'from alice'* ]]
-	# Carol sends under the same id; bob's lease on alice's still holds.
+	# Carol sends under the same id: refused, as for an unread message
+	# of alice's under it; bob's lease on alice's still holds.
 	send "$C" @bob 'from carol' "\"id\":\"$id\""
-	expect 200
+	expect 409
+	is_error
 	req POST /v1/take "$B" "{\"id\":\"$id\",\"lease\":60}"
 	expect 200
 	grep -q 'from alice' "$BACKCHANNEL_HOME/spool/bob/cur/$id.json.claim."*
 	req POST /v1/ack "$B" "{\"id\":\"$id\"}"
 	expect 200
-	# Carol's message is still there to take, once.
+	# Read and gone, alice's frees the id: carol's is taken, once.
+	send "$C" @bob 'from carol' "\"id\":\"$id\""
+	expect 200
 	req POST /v1/take "$B" "{\"id\":\"$id\"}"
 	expect 200
 	[[ $BODY == *'from carol'* ]]
