@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "cli.h"
+#include "invite.h"
 #include "io.h"
 #include "url.h"
 
@@ -243,6 +244,13 @@ main(int argc, char **argv)
 	if (c.cfg.url && !c.cfg.token)
 		cli_usage(&c, usage, "a relay needs --token (the room "
 		    "token from the invite)");
+	/* Saved, a malformed pin would fail every later command. */
+	if (c.cfg.url && c.cfg.pin && !invite_pin_valid(c.cfg.pin)) {
+		err_set(&c.e, BCH_PERM, "the pin (%s) is not 64 hex digits — "
+		    "give the relay key's SHA-256, as bch invite prints it",
+		    o.pin ? "--pin" : "BACKCHANNEL_PIN");
+		cli_fail(&c);
+	}
 	if (c.cfg.url)
 		init_relay(&c, o.name, keep_default);
 	else

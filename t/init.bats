@@ -240,6 +240,18 @@ unprivileged() {
 	assert_output 'alice via local spool'
 }
 
+@test "a pin that is not 64 hex digits is refused by bch init before anything is saved" {
+	unset BACKCHANNEL_URL
+	run bch init alice --url http://127.0.0.1:9 --token room --pin "$(printf 'a%.0s' {1..200})"
+	assert_failure 100
+	assert_output "bch-init: the pin (--pin) is not 64 hex digits — give the relay key's SHA-256, as bch invite prints it"
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	BACKCHANNEL_PIN=sha256:abc run bch init alice --url http://127.0.0.1:9 --token room
+	assert_failure 100
+	assert_output --partial 'the pin (BACKCHANNEL_PIN) is not 64 hex digits'
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+}
+
 # relayd_named NAME ROOM [OPTION...]: a relay with its spool in NAME/;
 # NAME_PORT (upper case) its port, and over TLS NAME_PIN its key pin.
 relayd_named() {
