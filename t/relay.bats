@@ -1551,6 +1551,26 @@ big_backlog() {
 	)
 }
 
+# alice_sends SCOPE BODY: alice sends bob BODY scoped to SCOPE, on the
+# relay host.
+alice_sends() {
+	(
+		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
+		BACKCHANNEL_AGENT=alice bch-send --scope "$1" @bob "$2" >/dev/null
+	)
+}
+
+# web_then_api: a relay, alice and bob, and 9 MB for bob scoped to
+# another repository, then one message for acme/api past the first part
+# the relay lists (8 MiB).
+web_then_api() {
+	relayd
+	alice_bob
+	big_backlog 150 github.com/acme/web
+	alice_sends github.com/acme/api 'for api'
+	[ "$(count_new bob)" -eq 151 ]
+}
+
 @test "an inbox answer of 9 MB reaches a client that reads it late, whole" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
@@ -1772,17 +1792,7 @@ print(before.count(b"\ndata: "))
 
 @test "an inbox of 9 MB on the relay whose oldest part matches no scope asked for: peek, drain and hook say more wait" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
-	relayd
-	alice_bob
-	# 9 MB for another repository, then one for this one, past the
-	# first part the relay lists (8 MiB).
-	big_backlog 150 github.com/acme/web
-	(
-		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
-		BACKCHANNEL_AGENT=alice bch-send --scope github.com/acme/api \
-			@bob 'for api' >/dev/null
-	)
-	[ "$(count_new bob)" -eq 151 ]
+	web_then_api
 	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
 	local note='^bch-drain: more messages waiting past the oldest [0-9]+, all the relay lists at once — the rest are listed once those are taken$'
 	# Nothing of the part matches: not "inbox empty", but more waiting.
@@ -1801,15 +1811,6 @@ print(before.count(b"\ndata: "))
 	alive
 }
 
-# alice_sends SCOPE BODY: alice sends bob BODY scoped to SCOPE, on the
-# relay host.
-alice_sends() {
-	(
-		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
-		BACKCHANNEL_AGENT=alice bch-send --scope "$1" @bob "$2" >/dev/null
-	)
-}
-
 # ids FILE: how many distinct message ids the JSON lines of FILE hold.
 ids() {
 	grep -o '"id":"[0-9a-f-]*"' "$1" | sort -u | wc -l
@@ -1817,13 +1818,7 @@ ids() {
 
 @test "an inbox of 9 MB on the relay, watched with --peek and with --match: what waits past the part and what arrives are printed" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
-	relayd
-	alice_bob
-	# 9 MB for another repository, then one for this one, past the
-	# first part the relay lists (8 MiB).
-	big_backlog 150 github.com/acme/web
-	alice_sends github.com/acme/api 'for api'
-	[ "$(count_new bob)" -eq 151 ]
+	web_then_api
 	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
 	# A peek takes nothing, so it cannot list past the part; yet it
 	# shows every message once, then what arrives.
@@ -1879,17 +1874,7 @@ for k, v in sorted(r.get("structuredContent", {}).items()):
 
 @test "an inbox of 9 MB on the relay through bch-mcp: counts say more wait past the part, bch_read takes past it by whole id" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
-	relayd
-	alice_bob
-	# 9 MB for another repository, then one for this one, past the
-	# first part the relay lists (8 MiB).
-	big_backlog 150 github.com/acme/web
-	(
-		unset BACKCHANNEL_URL BACKCHANNEL_TOKEN
-		BACKCHANNEL_AGENT=alice bch-send --scope github.com/acme/api \
-			@bob 'for api' >/dev/null
-	)
-	[ "$(count_new bob)" -eq 151 ]
+	web_then_api
 	last=$(grep -l '"body":"for api"' "$BACKCHANNEL_HOME"/spool/bob/new/*.json)
 	last=$(basename "$last" .json)
 	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
