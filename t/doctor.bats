@@ -517,29 +517,8 @@ snapshot() {
 @test "a relay that trickles its answer: FAIL at BACKCHANNEL_TIMEOUT, not held for ever" {
 	# A byte every 0.3 s, each well within any per-read timeout; the
 	# whole answer would take some 40 s.
-	cat >trickle.py <<'PY'
-import socket, threading, time
-body = b'{"ok":true,"service":"backchannel-relay"}'
-answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-          b"Content-Length: %d\r\n\r\n" % len(body)) + body
-def serve(c):
-    try:
-        c.recv(65536)
-        for i in range(len(answer)):
-            c.sendall(answer[i:i + 1])
-            time.sleep(0.3)
-    except OSError:
-        pass
-    c.close()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-	fake_relay trickle.py
+	cp "$T_ROOT/t/paced.py" .
+	fake_relay paced.py 0 1 0.3 '{"ok":true,"service":"backchannel-relay"}'
 	stop_relay
 	t0=$(date +%s%N)
 	run -1 env BACKCHANNEL_URL="$FAKE_URL" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t \

@@ -2317,29 +2317,7 @@ POST /v1/take"
 # request with an empty inbox padded to BYTES of JSON, all of it head
 # included sent CHUNK bytes at a time with PAUSE seconds between.
 paced_relay() {
-	cat >paced.py <<'PY'
-import socket, sys, threading, time
-size, chunk, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-body = b"[" + b" " * (size - 2) + b"]"
-answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-          b"Content-Length: %d\r\n\r\n" % len(body)) + body
-def serve(c):
-    try:
-        c.recv(65536)
-        for i in range(0, len(answer), chunk):
-            c.sendall(answer[i:i + chunk])
-            time.sleep(pause)
-    except OSError:
-        pass
-    c.close()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
+	cp "$T_ROOT/t/paced.py" .
 	fake_relay paced.py "$@"
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
 }
