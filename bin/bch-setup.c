@@ -195,6 +195,24 @@ harnesses(struct setup *s)
 	}
 }
 
+/* On the local spool, the identity must have a record: bch-watch
+ * refuses an unknown agent, and would be started again for ever. (A
+ * relay's records are the relay's; its answer is the watch's to give.) */
+static int
+wake_known(const struct config *cfg, struct err *e)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s/agents/%s.json", cfg->home,
+	    cfg->agent);
+	if (stat(path, &st) == 0 || errno != ENOENT)
+		return 0;
+	return err_set(e, BCH_PERM, "unknown agent \"%s\" for the wake "
+	    "service to watch — run bch init %s first; nothing was "
+	    "installed", cfg->agent, cfg->agent);
+}
+
 /* The service watches the identity setup runs with: without one,
  * bch-watch would fail at once and the supervisor start it again every
  * few seconds for ever, with nothing to show the user but its log. */
@@ -208,6 +226,8 @@ wake_identity(struct err *e)
 		rc = err_set(e, BCH_PERM, "no identity for the wake service to "
 		    "watch — run bch init <name> (or set BACKCHANNEL_AGENT) "
 		    "first; nothing was installed");
+	else if (rc == 0 && !cfg.url)
+		rc = wake_known(&cfg, e);
 	config_free(&cfg);
 	return rc;
 }

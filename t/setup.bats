@@ -758,7 +758,7 @@ args = [\"mcp\", \"--here\"]"
 	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
 }
 
-@test "--wake without an identity installs nothing and says why, rather than a service that fails for ever" {
+@test "--wake without an identity, or with an unknown one, installs nothing and says why, rather than a service that fails for ever" {
 	run bch setup --no-hooks --wake --service systemd
 	assert_failure 100
 	assert_output 'bch-setup: no identity for the wake service to watch — run bch init <name> (or set BACKCHANNEL_AGENT) first; nothing was installed'
@@ -770,6 +770,11 @@ args = [\"mcp\", \"--here\"]"
 	assert_failure 100
 	assert_output --partial 'no identity for the wake service'
 	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
+	# One never registered is refused the same way.
+	BACKCHANNEL_AGENT=zed run bch setup --no-hooks --wake --service systemd
+	assert_failure 100
+	assert_output 'bch-setup: unknown agent "zed" for the wake service to watch — run bch init zed first; nothing was installed'
+	[ ! -e "$BATS_TEST_TMPDIR/systemctl.log" ]
 	# With one, the same command installs it.
 	agents bob
 	run bch setup --no-hooks --wake --service systemd
