@@ -10,6 +10,7 @@ t/ on PYTHONPATH, so a test's script can say:
 import http.server
 import json
 import socket
+import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -73,3 +74,17 @@ def serve(handler, host="127.0.0.1", threads=False, cert=None):
         s.socket = ctx.wrap_socket(s.socket, server_side=True)
     print(s.server_address[1], flush=True)
     s.serve_forever()
+
+
+def serve_raw(serve, nodelay=False):
+    """A stand-in below HTTP: prints the port it listens on, then calls
+    serve(connection) in a thread of its own for each connection."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    print(s.getsockname()[1], flush=True)
+    while True:
+        c, _ = s.accept()
+        if nodelay:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=serve, args=(c,), daemon=True).start()

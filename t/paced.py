@@ -2,10 +2,10 @@
 request with 200 and a JSON body (BODY, else an array of SIZE bytes),
 written CHUNK bytes at a time, PAUSE seconds apart: a relay, or whatever
 is at its URL, trickling its answer. Prints its port, then serves."""
-import socket
 import sys
-import threading
 import time
+
+import fakehttp
 
 size, chunk, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 body = sys.argv[4].encode() if len(sys.argv) > 4 else \
@@ -25,10 +25,4 @@ def serve(c):
     c.close()
 
 
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+fakehttp.serve_raw(serve)

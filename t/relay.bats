@@ -2348,7 +2348,8 @@ paced_relay() {
 	# each read by itself. Parsed from its start after every read, the
 	# answer cost 2000 times its 44000 chunks: seconds of CPU.
 	cat >chunky.py <<'PY'
-import socket, threading, time
+import time
+import fakehttp
 body = b"[" + b" " * 43998 + b"]"
 chunks = [b"1\r\n" + body[i:i + 1] + b"\r\n" for i in range(len(body))]
 def serve(c):
@@ -2363,14 +2364,7 @@ def serve(c):
     except OSError:
         pass
     c.close()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+fakehttp.serve_raw(serve, nodelay=True)
 PY
 	fake_relay chunky.py
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
@@ -2654,6 +2648,7 @@ PY
 	# a byte at a time: its handshake's 1 KB or so would take 20 s.
 	cat >drip.py <<'PY'
 import socket, sys, threading, time
+import fakehttp
 def up(c, u):
     try:
         while True:
@@ -2675,15 +2670,11 @@ def drip(u, c):
     except OSError:
         pass
     c.close()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
+def serve(c):
     u = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-    threading.Thread(target=up, args=(c, u), daemon=True).start()
     threading.Thread(target=drip, args=(u, c), daemon=True).start()
+    up(c, u)
+fakehttp.serve_raw(serve)
 PY
 	fake_relay drip.py "$PORT"
 	drip=https://127.0.0.1:${FAKE_URL##*:}
