@@ -266,6 +266,35 @@ req_start(struct http_parse *s, const char *b, size_t n,
 	return 1;
 }
 
+/* How much of b is the whole message whose head s has parsed: 0 while
+ * its body is still coming, -1 (status set, s freed) for a bad chunk. */
+static long
+body_end(struct http_parse *s, const char *b, size_t n, size_t max,
+    int *status)
+{
+	long used;
+
+	if (!s->chunked)
+		return n < s->need ? 0 : (long)s->need;
+	if ((used = dechunk(s, b, n, max, status)) < 0)
+		http_parse_free(s);
+	return used;
+}
+
+/* The whole body into *body (never NULL) and *len, and s made fresh
+ * for the next message: the body is the caller's now. */
+static void
+body_take(struct http_parse *s, const char *b, char **body, size_t *len)
+{
+	if (!s->chunked)
+		buf_add(&s->body, b + s->end, s->need - s->end);
+	if (!s->body.p)
+		buf_add(&s->body, "", 0);
+	*body = s->body.p;
+	*len = s->body.len;
+	memset(s, 0, sizeof *s);
+}
+
 long
 http_parse_request(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
@@ -284,11 +313,7 @@ http_parse_request(struct http_parse *s, const char *b, size_t n,
 			return rc;
 		headed = 1;
 	}
-	if (!s->chunked)
-		used = n < s->need ? 0 : (long)s->need;
-	else if ((used = dechunk(s, b, n, l->body, status)) < 0)
-		http_parse_free(s);
-	if (used <= 0)
+	if ((used = body_end(s, b, n, l->body, status)) <= 0)
 		return used;
 	/* Whole: the head read again if it came in an earlier piece (once
 	 * per request), as r is not kept between calls. It was found good
@@ -297,13 +322,7 @@ http_parse_request(struct http_parse *s, const char *b, size_t n,
 		http_parse_free(s);
 		return -1;
 	}
-	if (!s->chunked)
-		buf_add(&s->body, b + s->end, s->need - s->end);
-	if (!s->body.p)
-		buf_add(&s->body, "", 0);
-	r->body = s->body.p;
-	r->body_len = s->body.len;
-	memset(s, 0, sizeof *s); /* the body is r's now */
+	body_take(s, b, &r->body, &r->body_len);
 	return used;
 }
 
@@ -421,10 +440,8 @@ resp_parse(struct http_parse *s, const char *b, size_t n, size_t maxbody,
 	}
 	if (r->event_stream) /* the head alone: the events are the caller's */
 		used = (long)s->end;
-	else if (!s->chunked)
-		used = n < s->need ? 0 : (long)s->need;
-	else if ((used = dechunk(s, b, n, maxbody, &status)) < 0)
-		http_parse_free(s);
+	else
+		used = body_end(s, b, n, maxbody, &status);
 	if (used <= 0)
 		return used;
 	/* Whole: the head read again if it came in an earlier piece (once
@@ -433,15 +450,10 @@ resp_parse(struct http_parse *s, const char *b, size_t n, size_t maxbody,
 		http_parse_free(s);
 		return -1;
 	}
-	if (!r->event_stream) {
-		if (!s->chunked)
-			buf_add(&s->body, b + s->end, s->need - s->end);
-		if (!s->body.p)
-			buf_add(&s->body, "", 0);
-		r->body = s->body.p;
-		r->body_len = s->body.len;
-	}
-	memset(s, 0, sizeof *s); /* the body is r's now */
+	if (r->event_stream)
+		memset(s, 0, sizeof *s);
+	else
+		body_take(s, b, &r->body, &r->body_len);
 	return used;
 }
 
