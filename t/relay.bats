@@ -2227,15 +2227,11 @@ logged() {
 @test "a relay that closes every connection unanswered: 111 and a line that says so" {
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
 	cat > closer.py <<'PY'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
+import fakehttp
+def serve(c):
     c.recv(65536)
     c.close()
+fakehttp.serve_raw(serve)
 PY
 	python3 closer.py > port &
 	bg_pid $!
