@@ -7,9 +7,11 @@
  * and every inbox is looked at first, new/ and cur/: a message under the
  * same id from another sender, unread or claimed, refuses the send
  * before anything is stored or pushed, and the same sender's, unread,
- * claimed or kept, is its retry, stored once. The file in tmp/ is
- * named by this host and pid, so a sender killed mid-write leaves
- * nothing its retry could trip on. */
+ * claimed or kept, is its retry, stored once. The quota is asked of
+ * the inboxes that lack it alone: a retry whose first try was stored is
+ * the success it was, however full those inboxes are since. The file in
+ * tmp/ is named by this host and pid, so a sender killed mid-write
+ * leaves nothing its retry could trip on. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -286,7 +288,8 @@ link_one(struct spool *s, const char *r, const char *tmp, const char *file,
 
 /* Write the message once and link it into each recipient's new/ that
  * lacks it. The relay's streams are told (s->stored) only once nothing
- * stands in the way: no other message under its id, the file written.
+ * stands in the way: no other message under its id, room in each inbox
+ * that lacks it (fs_room()), the file written.
  * A failure part way takes back the links made, so that a sender told
  * to retry does not leave some recipients holding it. */
 int
@@ -301,6 +304,7 @@ fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
 
 	snprintf(file, sizeof file, "%s.json", m->id);
 	if (to_deliver(s, r, n, file, m, todo, &ntodo, e) < 0 ||
+	    fs_room(s, todo, ntodo, e) < 0 ||
 	    (ntodo && write_tmp(s, todo[0], file, b, tmp, e) < 0))
 		goto out;
 	if (ntodo && s->stored)

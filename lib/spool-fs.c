@@ -316,6 +316,23 @@ sync_boxes(struct spool *s, struct err *e)
 	return 0;
 }
 
+int
+fs_room(struct spool *s, char **r, size_t n, struct err *e)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		/* Refuse only on a fresh count: a cached one may be stale. */
+		if (count_of(s, r[i], 0)->n >= s->cfg->max_inbox &&
+		    count_of(s, r[i], 1)->n >= s->cfg->max_inbox) {
+			err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — "
+			    "they must drain it first", r[i], s->cfg->max_inbox);
+			return err_status(e, 507);
+		}
+	}
+	return 0;
+}
+
 static int
 fs_send(struct spool *s, struct msg *m, struct err *e)
 {
@@ -335,16 +352,6 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 	rc = -1;
 	if (recipients(s, m, &r, &n, e) < 0)
 		return -1;
-	for (i = 0; i < n; i++) {
-		/* Refuse only on a fresh count: a cached one may be stale. */
-		if (count_of(s, r[i], 0)->n >= s->cfg->max_inbox &&
-		    count_of(s, r[i], 1)->n >= s->cfg->max_inbox) {
-			err_set(e, BCH_TEMP, "inbox of %s is full (%zu messages) — "
-			    "they must drain it first", r[i], s->cfg->max_inbox);
-			err_status(e, 507);
-			goto out;
-		}
-	}
 	if (spool_encode(s, m, &b, e) < 0 || fs_publish(s, r, n, m, &b, e) < 0)
 		goto out;
 	for (i = 0; i < n; i++)

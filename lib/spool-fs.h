@@ -117,12 +117,18 @@ void box_claims_drop(struct box *b);
 /* box_ok(), at most once in about BOX_RECHECK seconds per inbox. */
 int fs_box_checked(struct spool *s, const char *name, struct err *e);
 
+/* Is there room for one more message in each of the n inboxes r (the
+ * quota, BACKCHANNEL_MAX_INBOX)? 0, or -1 with e filled: 507 when one
+ * is full (spool-fs.c). */
+int fs_room(struct spool *s, char **r, size_t n, struct err *e);
+
 /* Write m (encoded in b) once and link it into the new/ of each of the
  * n recipients r that lacks it: a client-chosen id the same sender's
  * message has there, unread, claimed or kept, is a retry, not linked
  * again (spool-fs-write.c). 0, or -1 with e filled, nothing left linked:
  * 409 when another sender's message, unread or claimed, has its id in
- * any of them. */
+ * any of them; 507 when an inbox that lacks it is full (one that has
+ * it already is no bar, so a retry into a full inbox succeeds). */
 int fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
     const struct buf *b, struct err *e);
 

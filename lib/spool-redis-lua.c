@@ -117,7 +117,9 @@ const char *const rd_scripts[NSCRIPTS] = {
 	 * sender's in some inbox, new or claimed: then nothing is stored or
 	 * pushed ('idused'); an inbox holding the sender's own copy, new,
 	 * claimed or kept, is a retry's, skipped, however long after the
-	 * sent: key that remembers the id expired. Another sender's kept
+	 * sent: key that remembers the id expired, and however full it is
+	 * since: the quota ('full') is asked only of the inboxes still to
+	 * be given the message, all before any is. Another sender's kept
 	 * message is no bar: it was read (settle keeps this one beside
 	 * it). An id made here is no other message's: no inbox is looked
 	 * at for it. */
@@ -147,32 +149,30 @@ const char *const rd_scripts[NSCRIPTS] = {
 	" end\n"
 	" if #r == 0 then return {'empty', to} end\n"
 	"end\n"
-	"local max, call, keys, v = tonumber(ARGV[7]), redis.call, {}, ARGV[6]\n"
-	"for i, a in ipairs(r) do\n"
-	" keys[i] = p .. 'new:' .. a\n"
-	" if call('HLEN', keys[i]) >= max then return {'full', a} end\n"
-	"end\n"
-	"local names = table.concat(r, ' ')\n"
-	"local put = names\n"
-	"if ARGV[8] ~= '1' then\n"
-	" for i = 1, #keys do call('HSETNX', keys[i], id, v) end\n"
-	"else\n"
-	" local w = {}\n"
-	" for i, a in ipairs(r) do\n"
-	"  local o = call('HGET', keys[i], id) or\n"
+	"local max, call, v = tonumber(ARGV[7]), redis.call, ARGV[6]\n"
+	"local once, w = ARGV[8] == '1', {}\n"
+	"for _, a in ipairs(r) do\n"
+	" local o, mine\n"
+	" if once then\n"
+	"  o = call('HGET', p .. 'new:' .. a, id) or\n"
 	"   call('HGET', p .. 'claim:' .. a, id)\n"
 	"  if o then\n"
 	"   if not same_sender(o, from) then return {'idused', a} end\n"
+	"   mine = true\n"
 	"  else\n"
 	"   o = call('HGET', p .. 'kept:' .. a, id)\n"
-	"   if not (o and same_sender(o, from)) then w[#w + 1] = i end\n"
+	"   mine = o and same_sender(o, from)\n"
 	"  end\n"
 	" end\n"
-	" for j, i in ipairs(w) do\n"
-	"  call('HSET', keys[i], id, v)\n"
-	"  w[j] = r[i]\n"
-	" end\n"
-	" put = table.concat(w, ' ')\n"
+	" if not mine then w[#w + 1] = a end\n"
+	"end\n"
+	"for _, a in ipairs(w) do\n"
+	" if call('HLEN', p .. 'new:' .. a) >= max then\n"
+	"  return {'full', a} end\n"
+	"end\n"
+	"for _, a in ipairs(w) do call('HSETNX', p .. 'new:' .. a, id, v) end\n"
+	"local names, put = table.concat(r, ' '), table.concat(w, ' ')\n"
+	"if once then\n"
 	" call('HSET', sent, 'm', v, 'r', names)\n"
 	" call('EXPIRE', sent, tonumber(ARGV[9]))\n"
 	"end\n"

@@ -357,6 +357,89 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+# quota N: start over with an empty spool whose inboxes hold at most N
+# unread messages; register the agents again (agents). A relay reads
+# BACKCHANNEL_MAX_INBOX when it starts, so it is started again.
+quota() {
+	export BACKCHANNEL_MAX_INBOX=$1
+	[ -n "${BCH_TEST_RELAY:-}" ] || return 0
+	stop_relay
+	rm -rf "$BACKCHANNEL_HOME"
+	start_relay
+}
+
+# forget_send ID: the relay forgets its answer to alice's send of ID, as
+# if long ago: one on files remembers its answers until it restarts,
+# one on Redis for 15 minutes. A retry is then told apart by the inboxes
+# alone, as the local spool always does.
+forget_send() {
+	if [ -n "${BCH_TEST_RELAY:-}" ] && ! on_redis; then
+		stop_relay
+		start_relay
+	fi
+	forget_sent alice "$1"
+}
+
+@test "a send retried after the inbox filled up is the success it was, stored once" {
+	quota 3
+	agents alice bob
+	local id=3f0c9d7e-8a41-4c1b-9d55-0b6f5f1e2a10 line
+	line="{\"to\":\"@bob\",\"body\":\"only once\",\"id\":\"$id\"}"
+	run bch-send <<<"$line"
+	assert_success
+	bch send @bob two
+	bch send @bob three
+	run bch send @bob four
+	assert_failure 111
+	assert_output --partial 'inbox of bob is full'
+	# Retried soon (a relay still remembers the send), then long after.
+	run bch-send <<<"$line"
+	assert_success
+	assert_output "sent ${id:0:8} to @bob"
+	forget_send "$id"
+	run bch-send <<<"$line"
+	assert_success
+	assert_output "sent ${id:0:8} to @bob"
+	[ "$(count_new bob)" -eq 3 ]
+	[ "$(new_ids bob | grep -c "^$id\$")" -eq 1 ]
+	[ "$(new_json bob "$id" | grep -c 'only once')" -eq 1 ]
+}
+
+@test "a channel send retried into full inboxes succeeds; one a full inbox still lacks is refused for all" {
+	quota 2
+	agents alice bob carol
+	as bob bch sub '#dev' >/dev/null
+	as carol bch sub '#dev' >/dev/null
+	local a=3f0c9d7e-8a41-4c1b-9d55-0b6f5f1e2a10 b=3f0c9d7e-8a41-4c1b-9d55-0b6f5f1e2a11
+	printf '{"to":"#dev","body":"A","id":"%s"}\n' "$a" >a.jsonl
+	printf '{"to":"#dev","body":"B","id":"%s"}\n' "$b" >b.jsonl
+	run bch-send <a.jsonl
+	assert_success
+	bch send '#dev' filler
+	# Both inboxes are full, and both hold A: its retry succeeds.
+	forget_send "$a"
+	run bch-send <a.jsonl
+	assert_success
+	assert_output "sent ${a:0:8} to #dev"
+	[ "$(count_new bob)" -eq 2 ]
+	[ "$(count_new carol)" -eq 2 ]
+	# carol reads hers; bob's inbox, full, still lacks B: refused, and
+	# carol, who had room, is not given it either.
+	as carol bch drain >/dev/null
+	run bch-send <b.jsonl
+	assert_failure 111
+	assert_output --partial 'inbox of bob is full'
+	[ "$(count_new carol)" -eq 0 ]
+	[ "$(count_new bob)" -eq 2 ]
+	# A, retried now, is owed to carol alone, who has room (her copy was
+	# read and deleted: the id is a new message to her).
+	forget_send "$a"
+	run bch-send <a.jsonl
+	assert_success
+	[ "$(new_ids carol)" = "$a" ]
+	[ "$(count_new bob)" -eq 2 ]
+}
+
 @test "an unregistered sender is told to init" {
 	run env BACKCHANNEL_AGENT=ghost bch send @bob hi
 	assert_failure 100
