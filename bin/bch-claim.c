@@ -100,7 +100,12 @@ take_named(struct claim *k, const char *p, struct msg *m,
 	long i = -1;
 	int rc;
 
-	if (*p && strlen(p) <= ID_MAX_LEN && (i = locate(k, p)) == -1 &&
+	if (!*p) {
+		fprintf(stderr, "%s: empty id — give an id, or a prefix of one, "
+		    "as bch inbox shows them\n", c->prog);
+		return BCH_PERM;
+	}
+	if (strlen(p) <= ID_MAX_LEN && (i = locate(k, p)) == -1 &&
 	    c->sp->cut) {
 		if ((rc = spool_take_id(c->sp, c->cfg.agent, p, m, sc,
 		    &c->e)) < 0)

@@ -65,6 +65,14 @@ body C"
 	unread "$B"
 }
 
+@test "an empty id is refused as such, and the other ids are still claimed" {
+	run --separate-stderr as bob bch read '' "$C"
+	assert_failure 100
+	assert_output --partial 'body C'
+	assert_equal "$stderr" "bch-claim: empty id — give an id, or a prefix of one, as bch inbox shows them"
+	unread "$A" "$B"
+}
+
 @test "a message claimed once cannot be read again" {
 	as bob bch read "$A" >/dev/null
 	run --separate-stderr as bob bch read "$A"
