@@ -63,6 +63,25 @@ pictograph(unsigned long cp)
 	    (cp >= 0x2b00 && cp <= 0x2bff) || (cp >= 0x1f000 && cp <= 0x1faff);
 }
 
+/* Letters and combining marks of the scripts that write a zero width
+ * non-joiner or joiner inside a word: Arabic and its supplements
+ * (Persian, Urdu, Kurdish), and the Indic scripts from Devanagari to
+ * Sinhala, each a block of 128. A number naming the script, else 0 (for
+ * digits and the usual punctuation too). */
+static unsigned long
+joining_script(unsigned long cp)
+{
+	unsigned long off = cp & 0x7f;
+
+	if (cp >= 0x0900 && cp <= 0x0dff) /* but the dandas and digits */
+		return off >= 0x64 && off <= 0x6f ? 0 : cp >> 7;
+	return (cp >= 0x0610 && cp <= 0x061a) ||
+	    (cp >= 0x0620 && cp <= 0x065f) || (cp >= 0x066e && cp <= 0x06d3) ||
+	    (cp >= 0x06d5 && cp <= 0x06ef) || (cp >= 0x06fa && cp <= 0x06ff) ||
+	    (cp >= 0x0750 && cp <= 0x077f) || (cp >= 0x08a0 && cp <= 0x08ff) ||
+	    (cp >= 0xfb50 && cp <= 0xfdff) || (cp >= 0xfe70 && cp <= 0xfefe);
+}
+
 static unsigned long
 decode_cp(const unsigned char *s, int k)
 {
@@ -86,21 +105,51 @@ cp_at(const unsigned char *s, size_t n)
 	return k ? decode_cp(s, k) : 0;
 }
 
+/* The length of the subdivision flag at s (n bytes left), as England's:
+ * U+1F3F4, then one to seven tag characters, each a lowercase letter or
+ * a digit, then U+E007F CANCEL TAG; 0 when none starts there. */
+static int
+tag_flag(const unsigned char *s, size_t n)
+{
+	size_t i = 4;
+	unsigned long cp;
+	int tags = 0;
+
+	if (cp_at(s, n) != 0x1f3f4)
+		return 0;
+	while ((cp = cp_at(s + i, n - i)) != 0xe007f) {
+		if (++tags > 7 || !((cp >= 0xe0030 && cp <= 0xe0039) ||
+		    (cp >= 0xe0061 && cp <= 0xe007a)))
+			return 0;
+		i += 4;
+	}
+	return tags ? (int)i + 4 : 0;
+}
+
 /* Is cp, a character of more than one byte, shown raw after prev (what
  * was shown raw just before it, 0 at the start or after an escape), with
  * next (n bytes) after it? A variation selector only alone, right after
  * a visible character that is no blank (U+FE0F after an emoji), and
  * U+E0100 and up only after a CJK ideograph: each selector can hide a
  * byte, so a run of them, or one that follows nothing, shows. A zero
- * width joiner only between two emoji (the first may carry its U+FE0F),
- * as a family emoji joins them. */
+ * width non-joiner or joiner only alone between two letters or marks of
+ * one script that writes them inside words, and a joiner also between
+ * two emoji (the first may carry its U+FE0F), as a family emoji joins
+ * them. */
 static int
 raw_cp(unsigned long cp, unsigned long prev, const unsigned char *next,
     size_t n)
 {
-	if (cp == 0x200d)
-		return (pictograph(prev) || prev == 0xfe0f) &&
-		    pictograph(cp_at(next, n));
+	unsigned long after;
+
+	if (cp == 0x200c || cp == 0x200d) {
+		after = cp_at(next, n);
+		if (joining_script(prev) &&
+		    joining_script(prev) == joining_script(after))
+			return 1;
+		return cp == 0x200d && (pictograph(prev) || prev == 0xfe0f) &&
+		    pictograph(after);
+	}
 	if (hidden_cp(cp))
 		return 0;
 	if (!selector(cp))
@@ -128,6 +177,7 @@ unsigned long
 show_hidden_at(const unsigned char *s, size_t n, unsigned long *prev, int *k)
 {
 	unsigned long cp;
+	int f;
 
 	*k = s[0] < 0x80 ? 1 : utf8_seqlen(s, n);
 	if (*k == 0) {
@@ -136,6 +186,8 @@ show_hidden_at(const unsigned char *s, size_t n, unsigned long *prev, int *k)
 		return 0;
 	}
 	cp = decode_cp(s, *k);
+	if (cp == 0x1f3f4 && (f = tag_flag(s, n)) > 0)
+		*k = f; /* a subdivision flag: one emoji, shown whole */
 	if (*k == 1 || raw_cp(cp, *prev, s + *k, n - (size_t)*k)) {
 		*prev = cp;
 		return 0;
@@ -155,9 +207,11 @@ show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 	while (i < n) {
 		int k = s[i] < 0x80 ? 1 : utf8_seqlen(s + i, n - i), w;
 		unsigned long cp = k ? decode_cp(s + i, k) : s[i];
+		if (cp == 0x1f3f4 && (w = tag_flag(s + i, n - i)) > 0)
+			k = w; /* a subdivision flag: one emoji, shown whole */
 		if (plain(s + i, n - i, k, cp, prev, lines)) {
-			/* A joiner goes only with the emoji it joins. */
-			w = cp == 0x200d ?
+			/* A joiner goes only with what it joins. */
+			w = cp == 0x200c || cp == 0x200d ?
 			    utf8_seqlen(s + i + k, n - i - (size_t)k) : 0;
 			if ((size_t)(k + w) > max - used)
 				break;

@@ -328,6 +328,56 @@ selector_bodies() {
 	done
 }
 
+# Zero width non-joiners and joiners are ordinary inside words of the
+# scripts that write them, and a subdivision flag is a tag sequence.
+# WRITTEN: Persian می‌خواهم (ZWNJ between letters), Devanagari क्‌ष
+# (after a virama) and र्‍य (eyelash ra), Malayalam ന്‍റ, Sinhala ශ්‍රී,
+# the flag of England (U+1F3F4, tags g b e n g, CANCEL TAG): shown as they
+# are. OUT_OF_WORD and BAD_FLAGS: a joiner beside Latin, at a word's end,
+# in a run, between two scripts or two digits; tags in upper case, with
+# no CANCEL TAG, more than seven, none, or with no flag: escaped (each
+# message short enough for the brief form).
+joiner_bodies() {
+	local zwnj=$'\xe2\x80\x8c' zwj=$'\xe2\x80\x8d' mi=$'\xd9\x85\xdb\x8c'
+	local kh=$'\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85' ka=$'\xe0\xa4\x95\xe0\xa5\x8d'
+	local flag=$'\xf0\x9f\x8f\xb4' cancel=$'\xf3\xa0\x81\xbf' t=$'\xf3\xa0\x81'
+	local gbeng=$t$'\xa7'$t$'\xa2'$t$'\xa5'$t$'\xae'$t$'\xa7'
+	local shown_gbeng='\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067'
+	WRITTEN="persian $mi$zwnj$kh hindi $ka$zwnj"$'\xe0\xa4\xb7'
+	WRITTEN+=$' eyelash \xe0\xa4\xb0\xe0\xa5\x8d'$zwj$'\xe0\xa4\xaf'
+	WRITTEN+=$' malayalam \xe0\xb4\xa8\xe0\xb5\x8d'$zwj$'\xe0\xb4\xb1'
+	WRITTEN+=$' sinhala \xe0\xb7\x81\xe0\xb7\x8a'$zwj$'\xe0\xb6\xbb\xe0\xb7\x93'
+	WRITTEN+=" england $flag$gbeng$cancel end"
+	OUT_OF_WORD="latin $mi${zwnj}x; end $mi$zwnj ; run $mi$zwnj$zwnj$kh; "
+	OUT_OF_WORD+="scripts $mi$zwj$ka; digits "$'\xdb\xb1'$zwnj$'\xdb\xb2'"; end"
+	OUT_OF_WORD_SHOWN=("latin $mi\\u200cx;" "end $mi\\u200c ;"
+		"run $mi\\u200c\\u200c$kh;" "scripts $mi\\u200d$ka;"
+		$'digits \xdb\xb1\\u200c\xdb\xb2;')
+	BAD_FLAGS="upper $flag$t"$'\xa7'"$t"$'\x82'"$cancel; open $flag$gbeng; "
+	BAD_FLAGS+="long $flag$gbeng$gbeng$cancel; none $flag$cancel; bare x$gbeng$cancel; end"
+	BAD_FLAGS_SHOWN=("upper $flag\\U000e0067\\U000e0042\\U000e007f;"
+		"open $flag$shown_gbeng;" "long $flag$shown_gbeng$shown_gbeng\\U000e007f;"
+		"none $flag\\U000e007f;" "bare x$shown_gbeng\\U000e007f;")
+}
+
+@test "joiners inside Persian and Indic words and subdivision flags show as written; elsewhere they are escaped" {
+	local s
+	joiner_bodies
+	for form in human --brief --hook inbox read mcp; do
+		[ "$form" != mcp ] || have_json_parser || continue
+		bch send @bob "$WRITTEN" >/dev/null
+		bch send @bob "$OUT_OF_WORD" >/dev/null
+		bch send @bob "$BAD_FLAGS" >/dev/null
+		shown_as $form > out
+		grep -qF -- "$WRITTEN" out || { echo "form $form changed $WRITTEN:"; cat out; false; }
+		for s in "${OUT_OF_WORD_SHOWN[@]}" "${BAD_FLAGS_SHOWN[@]}"; do
+			grep -qF -- "$s" out || { echo "form $form lacks $s:"; cat out; false; }
+		done
+		terminal_safe out
+		[ "$(count_new bob)" -eq 0 ]
+	done
+}
+
 @test "hostile bodies come out of every JSON form with control characters escaped, exactly" {
 	for form in --json --jsonl; do
 		send_hostile

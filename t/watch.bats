@@ -442,6 +442,20 @@ no_byte_ff() {
 	fi
 }
 
+@test "joiners inside Persian and Indic words and subdivision flags come out of watch as written; stray ones escaped" {
+	zwnj=$'\xe2\x80\x8c' mi=$'\xd9\x85\xdb\x8c' kh=$'\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85'
+	sinhala=$'\xe0\xb7\x81\xe0\xb7\x8a\xe2\x80\x8d\xe0\xb6\xbb\xe0\xb7\x93'
+	flag=$'\xf0\x9f\x8f\xb4\xf3\xa0\x81\xa7\xf3\xa0\x81\xa2\xf3\xa0\x81\xa5\xf3\xa0\x81\xae\xf3\xa0\x81\xa7\xf3\xa0\x81\xbf'
+	written="$mi$zwnj$kh $sinhala $flag"
+	send_seq @bob "$written x${zwnj}y x"$'\xf3\xa0\x81\xa7'
+	watcher b bob --peek --brief
+	wait_for 5 lines b.out 1
+	watcher j bob
+	wait_for 5 lines j.out 1
+	grep -qF ": $written x\\u200cy x\\U000e0067" b.out
+	grep -qF "\"body\":\"$written x\\u200cy x\\udb40\\udc67\"" j.out
+}
+
 @test "a 64 KiB body comes through whole" {
 	head -c 65536 /dev/zero | tr '\0' x >big.txt
 	send_seq @bob - <big.txt
