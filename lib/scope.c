@@ -64,10 +64,24 @@ port_len(const char *host)
 	return p[1 + n] == '/' || p[1 + n] == 0 ? n + 1 : 0;
 }
 
+/* The length of a leading "www." label on the host at p when what
+ * follows is still a domain name (www.github.com is github.com), else 0. */
+static size_t
+www_len(const char *p)
+{
+	size_t n;
+
+	if (strncasecmp(p, "www.", 4) != 0)
+		return 0;
+	n = strcspn(p + 4, ":/");
+	return n > 0 && memchr(p + 4, '.', n) ? 4 : 0;
+}
+
 /* A remote names its repository in several forms: https://host/o/r.git,
- * git@host:o/r.git, ssh://git@host:22/o/r, user:token@ in an https URL.
- * Each becomes host/o/r, so that a scope written in any of them, or as
- * o/r, is found in the match string of a checkout cloned with another. */
+ * git@host:o/r.git, ssh://git@host:22/o/r, user:token@ in an https URL,
+ * a host with or without "www.". Each becomes host/o/r, so that a scope
+ * written in any of them, or as o/r, is found in the match string of a
+ * checkout cloned with another. */
 void
 scope_normalize(const char *in, char *out, size_t outsz)
 {
@@ -77,6 +91,7 @@ scope_normalize(const char *in, char *out, size_t outsz)
 
 	url = (n = scheme_len(in)) > 0;
 	p = past_user(in + n);
+	p += www_len(p);
 	if (url) {
 		at = (size_t)(p - in) + strcspn(p, ":/");
 		skip = port_len(p);
@@ -244,26 +259,62 @@ out:
 	return rc;
 }
 
+/* Is dir a git directory itself, as git tells one: a HEAD, objects/
+ * and refs/? So is a bare repository, and the .git of a checkout. */
+static int
+git_dir(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s/HEAD", dir);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	snprintf(path, sizeof path, "%s/objects", dir);
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	snprintf(path, sizeof path, "%s/refs", dir);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The match string of the repository whose git entry is dotgit and
+ * whose top directory is top: its origin remote, else top. */
+static void
+repo_at(const char *dotgit, const char *top, char *out, size_t outsz)
+{
+	struct buf cfg = BUF_INIT;
+	int found;
+
+	found = read_git_config(dotgit, &cfg) == 0 &&
+	    origin_url(cfg.p, out, outsz) == 0;
+	buf_free(&cfg);
+	if (!found)
+		snprintf(out, outsz, "%s", top);
+}
+
 int
 repo_match(const char *dir, char *out, size_t outsz)
 {
 	char cur[PATH_MAX], dotgit[PATH_MAX + 8];
-	struct buf cfg = BUF_INIT;
+	char *slash;
 
 	if (!realpath(dir, cur))
 		return -1;
 	for (;;) {
-		char *slash;
 		snprintf(dotgit, sizeof dotgit, "%s/.git",
 		    strcmp(cur, "/") ? cur : "");
 		if (access(dotgit, F_OK) == 0) {
-			int found = read_git_config(dotgit, &cfg) == 0 &&
-			    origin_url(cfg.p, out, outsz) == 0;
-			buf_free(&cfg);
-			if (found)
-				return 0;
-			/* A repository without origin: its top directory. */
-			snprintf(out, outsz, "%s", cur);
+			repo_at(dotgit, cur, out, outsz);
+			return 0;
+		}
+		if (git_dir(cur)) {
+			/* In a bare repository, or in the .git of a checkout,
+			 * whose top directory is the one above. */
+			slash = strrchr(cur, '/');
+			snprintf(dotgit, sizeof dotgit, "%s", cur);
+			if (slash && strcmp(slash, "/.git") == 0)
+				*(slash == cur ? slash + 1 : slash) = 0;
+			repo_at(dotgit, cur, out, outsz);
 			return 0;
 		}
 		slash = strrchr(cur, '/');

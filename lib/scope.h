@@ -6,8 +6,9 @@
 
 /* Normalise in into out (size at least strlen(in)+1): strip a leading
  * scheme:// (https, ssh, file, ...), a user (through the last '@' before
- * the first '/'), after a scheme a :port after the host; lowercase, turn
- * ':' into '/', strip trailing slashes and a trailing .git. */
+ * the first '/'), after a scheme a :port after the host, then a leading
+ * "www." of the host where a domain name is left; lowercase, turn ':'
+ * into '/', strip trailing slashes and a trailing .git. */
 void scope_normalize(const char *in, char *out, size_t outsz);
 
 /* May a reader whose match string is match (NULL: none) claim a message
@@ -15,8 +16,10 @@ void scope_normalize(const char *in, char *out, size_t outsz);
 int scope_match(const char *scope, const char *match);
 
 /* The match string for the directory dir: the origin remote of the git
- * repository it is in (read from .git/config, no child process), else
- * dir itself. Written to out; 0 or -1 if dir is unusable. */
+ * repository it is in (read from .git/config, or from the config of the
+ * bare repository or .git directory dir is in; no child process), else
+ * that repository's top directory, else dir itself. Written to out; 0
+ * or -1 if dir is unusable. */
 int repo_match(const char *dir, char *out, size_t outsz);
 
 #endif

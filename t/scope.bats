@@ -1,11 +1,12 @@
 #!/usr/bin/env bats
 # Scopes, PROTOCOL.md 4: each case a real send --scope and drain --match.
 # Both sides are normalised (strip a leading scheme:// such as https://
-# or ssh://, then a user such as git@, and after a scheme a :port;
-# lowercase; ':' becomes '/'; strip a trailing .git and trailing
+# or ssh://, then a user such as git@, and after a scheme a :port, then
+# a leading www. of the host; lowercase; ':' becomes '/'; strip a trailing .git and trailing
 # slashes), and a reader claims a message when its normalised match
 # contains the normalised scope as whole path segments.
 load helper
+bats_require_minimum_version 1.5.0
 
 local_setup() { agents alice bob; }
 
@@ -116,6 +117,18 @@ refused() {
 	assert_output --regexp '^alice -> @bob \(.*\): scoped$'
 }
 
+@test "github.com/acme/api is claimed by a remote on www.github.com" {
+	claimed github.com/acme/api https://www.github.com/acme/api.git
+}
+
+@test "a scope written with www.github.com is claimed by the ssh remote on github.com" {
+	claimed https://WWW.github.com/acme/api git@github.com:acme/api.git
+}
+
+@test "only a leading www. label is stripped: www2.github.com is another host" {
+	refused github.com/acme/api https://www2.github.com/acme/api.git
+}
+
 @test "a scope in capitals is claimed by a match in lower case" {
 	claimed GitHub.com/Acme/API git@github.com:acme/api.git
 }
@@ -174,4 +187,68 @@ refused() {
 	bch send @bob scoped --scope 'https://GitHub.com/Acme/API.git' >/dev/null
 	run as bob bch drain --jsonl --match git@github.com:acme/api.git
 	assert_output --partial '"scope":"https://GitHub.com/Acme/API.git"'
+}
+
+# here_repo: a checkout api whose origin is Acme/API on GitHub, with one
+# commit, and a bare clone of it, api.git, as cloned from GitHub; a
+# message for it and one for another repository.
+here_repo() {
+	mkdir api
+	git -C api init -q
+	git -C api remote add origin git@github.com:Acme/API.git
+	git -C api -c user.name=t -c user.email=t@example.com commit -q --allow-empty -m init
+	git clone -q --bare api api.git
+	git -C api.git remote set-url origin git@github.com:Acme/API.git
+	bch send @bob for-api --scope github.com/acme/api >/dev/null
+	bch send @bob for-web --scope github.com/acme/web >/dev/null
+}
+
+@test "--here in a bare repository matches its origin remote" {
+	here_repo
+	cd api.git
+	run --separate-stderr as bob bch drain --brief --here
+	assert_success
+	assert_output --regexp ': for-api$'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "--here deeper in a bare repository matches its origin remote" {
+	here_repo
+	cd api.git/refs/heads
+	run --separate-stderr as bob bch drain --brief --here
+	assert_output --regexp ': for-api$'
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "--here in the .git directory of a checkout matches its origin remote" {
+	here_repo
+	cd api/.git
+	run --separate-stderr as bob bch drain --brief --here
+	assert_success
+	assert_output --regexp ': for-api$'
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "--here in the .git directory of a checkout without origin matches its top directory" {
+	mkdir top
+	git -C top init -q
+	here=$(cd top && pwd -P)
+	bch send @bob for-top --scope "$here" >/dev/null
+	bch send @bob for-git --scope "$here/.git/objects" >/dev/null
+	cd top/.git
+	run --separate-stderr as bob bch drain --brief --here
+	assert_output --regexp ': for-top$'
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "--here in a bare repository without origin matches the repository's directory" {
+	git init -q --bare lone.git
+	here=$(cd lone.git && pwd -P)
+	bch send @bob for-lone --scope "$here" >/dev/null
+	bch send @bob for-api --scope acme/api >/dev/null
+	cd lone.git/refs
+	run --separate-stderr as bob bch drain --brief --here
+	assert_output --regexp ': for-lone$'
+	[ "${#lines[@]}" -eq 1 ]
 }
