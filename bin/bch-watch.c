@@ -58,6 +58,9 @@ struct watch {
 	struct buf out;
 	struct seen *seen; /* --peek: ids shown and still queued, sorted */
 	size_t nseen;
+	int took;    /* this pass claimed (or tried to) a listed message */
+	int stalled; /* the last listing was a part, none of it claimed */
+	struct timespec listed; /* when it was made */
 	int asyncfl; /* stdout's flags before O_ASYNC, or -1 */
 };
 
@@ -317,8 +320,10 @@ one(struct watch *w, const struct spool_item *it, struct seen *now,
 
 	if (!wanted(w, it))
 		return 1;
-	if (!w->peek)
+	if (!w->peek) {
+		w->took = 1;
 		return take_one(w, it);
+	}
 	rc = peek_one(w, it, &shown);
 	if (shown)
 		snprintf(now[(*k)++].id, sizeof now->id, "%s", it->id);
@@ -349,30 +354,66 @@ remember(struct watch *w, struct seen *now, size_t k,
 	w->nseen = u;
 }
 
+/* The listing for a pass, and what the wait read on the relay's event
+ * stream (every unread one when it opens, then each as it comes) when
+ * the listing is cut: 1 listed, 0 passed on what came alone, -1 (e).
+ * Listing a part none of which this watch claims (stalled) again at
+ * each event would fetch the same part, up to 8 MiB, for nothing: what
+ * is new came with the event. So an event that brings messages is
+ * passed on them alone, but for the first RELIST_MS after the last
+ * listing, which finds what came back into the part unannounced (a
+ * relay may push a returned message to no stream) or left it; one that
+ * brings none (a stream opened again) lists. */
+#define RELIST_MS 60000
+
+static int
+listing(struct watch *w, struct spool_item **it, size_t *n,
+    struct spool_item **ar, size_t *na)
+{
+	struct spool *sp = w->c->sp;
+
+	*it = *ar = NULL;
+	*n = *na = 0;
+	if (w->stalled)
+		spool_arrived(sp, ar, na);
+	if (*na && io_ms_since(&w->listed) < RELIST_MS)
+		return 0;
+	if (spool_list(sp, w->c->cfg.agent, it, n, &w->c->e) < 0) {
+		spool_items_free(*ar, *na);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &w->listed);
+	if (sp->cut && !w->stalled) /* else listed whole, with what came */
+		spool_arrived(sp, ar, na);
+	return 1;
+}
+
 /* One pass over the inbox. A relay lists an inbox over what one answer
  * may hold in parts (spool->cut): those past the part are listed only
  * once it is taken, which --peek never does, nor --match when none of
  * the part matches. So, of a cut listing, the messages the wait read on
- * the relay's event stream (every unread one when it opens, then each
- * as it comes) that are not in the part are printed too. 1 go on, 0
- * stop cleanly, -1 fail. */
+ * the relay's event stream that are not in the part are printed too.
+ * 1 go on, 0 stop cleanly, -1 fail. */
 static int
 pass(struct watch *w)
 {
 	struct cli *c = w->c;
-	struct spool_item *it, *ar = NULL;
+	struct spool_item *it, *ar;
 	struct seen *now = NULL, *listed = NULL;
-	size_t n, na = 0, i, a, k = 0;
-	int rc = 1;
+	size_t n, na, i, a, k = 0;
+	int rc = 1, fresh;
 
-	if (spool_list(c->sp, c->cfg.agent, &it, &n, &c->e) < 0)
+	if ((fresh = listing(w, &it, &n, &ar, &na)) < 0)
 		return -1;
-	if (c->sp->cut) /* else listed whole, with what arrived */
-		spool_arrived(c->sp, &ar, &na);
 	if (w->peek)
 		now = xcalloc(n + na + w->nseen + 1, sizeof *now);
+	w->took = 0;
 	for (i = 0; i < n && rc == 1 && !stop; i++)
 		rc = one(w, &it[i], now, &k);
+	if (fresh)
+		w->stalled = c->sp->cut && !w->took;
+	if (w->stalled) /* listing again gets no further */
+		c->sp->more = 0;
 	if (na)
 		listed = ids_of(it, n);
 	for (a = 0; a < na && rc == 1 && !stop; a++)

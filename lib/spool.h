@@ -146,7 +146,9 @@ struct spool {
 	/* The last spool_list() or spool_scan() listed only the oldest
 	 * unread messages (cut): a relay lists an inbox over what one
 	 * answer may hold in parts. more: it got further than the listing
-	 * before, so once they are taken, listing again gets the next. */
+	 * before, so once they are taken, listing again gets the next (and
+	 * spool_wait() returns at once); a reader that takes none of them
+	 * clears it, as listing again would get the same. */
 	int cut, more;
 	void *impl;
 };

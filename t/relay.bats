@@ -1853,6 +1853,45 @@ ids() {
 	alive
 }
 
+# written: the bytes the relay has written so far (to its clients, all
+# but a few).
+written() {
+	sed -n 's/^wchar: //p' "/proc/$BCH_RELAY_PID/io"
+}
+
+@test "an inbox of 9 MB on the relay, watched with --peek and with --match: the part is not listed again at each message" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	[ -r /proc/self/io ] || skip "no /proc/PID/io to count what the relay writes"
+	web_then_api
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob
+	local args w before i
+	for args in --peek '--match github.com/acme/api'; do
+		bch-watch $args >out 2>err &
+		bg_pid $!
+		w=$!
+		# The newest: the stream that opened has brought every message.
+		wait_for 60 grep -q '"body":"for api"' out
+		before=$(written)
+		# Neither watch claims any of the part: listing it again at
+		# each message would get the same 8 MiB. What is new comes on
+		# the stream: at most one listing (a minute apart), not five.
+		for i in 1 2 3 4 5; do
+			alice_sends github.com/acme/api "late $args $i"
+			wait_for 30 grep -q "\"body\":\"late $args $i\"" out
+		done
+		[ $(($(written) - before)) -lt $((16 << 20)) ]
+		kill "$w"
+		wait "$w"
+		run cat err
+		assert_output ''
+	done
+	# Each printed once; the match watch took its own, and the peek's.
+	[ "$(grep -c '"body":"late --peek' out)" -eq 5 ]
+	[ "$(grep -c '"body":"late --match' out)" -eq 5 ]
+	[ "$(count_new bob)" -eq 150 ]
+	alive
+}
+
 # mcp TOOL [ARGS]: one tools/call of TOOL (ARGS a JSON object) to
 # bch-mcp: its text ("error: " first when it is a tool error), then
 # the members of structuredContent but messages, as KEY=JSON lines, and
