@@ -24,9 +24,11 @@ setup() {
 # With BCH_TEST_RELAY=1 the same tests run against a relay on a loopback
 # port, whose spool is $BACKCHANNEL_HOME too: the client keeps only
 # config.json and tokens/ there, the relay agents/ and spool/, so tests
-# that look at the files see the same tree either way.
+# that look at the files see the same tree either way. start_relay ROOM
+# starts it again on the room of one stopped (with its keys in Redis, so
+# its agents stay registered).
 start_relay() {
-	export BCH_ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	export BCH_ROOM="${1:-room-$RANDOM$RANDOM$RANDOM$RANDOM}"
 	mkdir -p "$BACKCHANNEL_HOME"
 	# Empty the log first: a relay started before in this test wrote to
 	# the same file, and its line must not be taken for this one's.
