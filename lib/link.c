@@ -24,10 +24,21 @@ link_close(struct link *l)
 void
 link_due(struct link *l, int secs)
 {
+	link_due_ms(l, secs > 0 ? secs * 1000L : 0);
+}
+
+void
+link_due_ms(struct link *l, long ms)
+{
 	memset(&l->due, 0, sizeof l->due);
-	if (secs > 0) {
+	if (ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &l->due);
-		l->due.tv_sec += secs;
+		l->due.tv_sec += (time_t)(ms / 1000);
+		l->due.tv_nsec += ms % 1000 * 1000000;
+		if (l->due.tv_nsec >= 1000000000) {
+			l->due.tv_sec++;
+			l->due.tv_nsec -= 1000000000;
+		}
 	}
 }
 

@@ -30,6 +30,8 @@ void link_close(struct link *l);
 /* The answer awaited on l must be in within secs seconds from now; 0:
  * no deadline. Each 64 KiB of it that comes gives it a second more. */
 void link_due(struct link *l, int secs);
+/* The same in milliseconds: ms from now; 0 or less, no deadline. */
+void link_due_ms(struct link *l, long ms);
 
 /* Write and read on l as write(2) (all of it) and read(2) do, over TLS
  * where it has it; reads, and the TLS handshake's, are held to l->due:

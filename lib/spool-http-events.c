@@ -247,6 +247,50 @@ readable_now(struct link *l)
 	return (l->tls && tls_client_pending(l->tls)) || poll(&p, 1, 0) == 1;
 }
 
+/* Read what came on the stream into l->in. Over TLS, a readable socket
+ * says only that a record began: the rest of it is held to when the
+ * stream would be given up on as silent, or to the caller's timeout,
+ * and to BACKCHANNEL_TIMEOUT at most, as the rest of an answer is, so
+ * that a record that stalls or trickles cannot hold the reader. As
+ * link_read(); -1 with *late set when it was the caller's time that
+ * ran out: errno ETIMEDOUT, the link broken in the middle of a record,
+ * or EAGAIN, nothing read (no time was left to read a record in). */
+static ssize_t
+stream_read(struct spool *s, int timeout_ms, int *late)
+{
+	struct hs *h = s->impl;
+	struct link *l = &h->ev;
+	long ms = 0, most = s->cfg->timeout * 1000L;
+	int silent = 1, saved;
+	ssize_t n;
+
+	*late = 0;
+	if (l->tls && !tls_client_pending(l->tls)) {
+		ms = poll_ms(h, timeout_ms, &silent);
+		if (ms > most) {
+			ms = most;
+			silent = 1;
+		}
+		if (ms <= 0 && !silent) {
+			*late = 1;
+			errno = EAGAIN;
+			return -1;
+		}
+		if (ms <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+	link_due_ms(l, ms);
+	buf_grow(&l->in, 16384);
+	n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
+	saved = errno;
+	link_due(l, 0);
+	*late = n < 0 && saved == ETIMEDOUT && !silent;
+	errno = saved;
+	return n;
+}
+
 /* The stream ended or broke: open it again, at once unless the last
  * one ended at once too. */
 static int
@@ -270,7 +314,7 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	struct pollfd p;
 	struct err local;
 	size_t taken = 0;
-	int rc, silent, got = 0;
+	int rc, silent, late, got = 0;
 
 	if (!e)
 		e = &local;
@@ -299,9 +343,10 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 				return events_reopen(s, agent, timeout_ms, e);
 			}
 		}
-		buf_grow(&l->in, 16384);
-		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
-		if (n < 0 && errno == EINTR)
+		n = stream_read(s, timeout_ms, &late);
+		if (n < 0 && late && errno == ETIMEDOUT)
+			link_close(l); /* the next call opens it again */
+		if (n < 0 && (errno == EINTR || late))
 			return got;
 		if (n <= 0) {
 			rc = stream_lost(s, agent, timeout_ms, e);

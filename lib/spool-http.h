@@ -81,7 +81,10 @@ const char *hs_token(struct spool *s);
  * A relay away returns after a pause of up to 2 s: 1 if no stream was
  * ever opened (the caller's listing then says so), else 0, and the next
  * call tries again, so a relay restart does not end a watch. A stream
- * silent for 75 s, keepalives included, is taken for lost. */
+ * silent for 75 s, keepalives included, is taken for lost, and so is a
+ * TLS record begun and not whole within BACKCHANNEL_TIMEOUT; one not
+ * whole at the caller's timeout closes the stream, and the call returns
+ * 0 (the next opens it again). */
 int hs_wait(struct spool *s, const char *agent, int timeout_ms,
     struct err *e);
 

@@ -553,6 +553,92 @@ PY
 	[ "$(grep -c 'timer:(keepalive,' <<<"$output")" = "${#lines[@]}" ]
 }
 
+# tls_stall_relay: a stand-in relay over TLS for alice (its certificate
+# relay.crt) whose event stream, opened the first time, sends an event
+# with an id, then the first bytes of a 4 KiB TLS record and the rest a
+# byte every half second: a record that trickles, each byte well within
+# the timeout of a read. Each open of the stream, with its Last-Event-ID,
+# goes to ./opens; the inbox is empty until the stream is opened again.
+tls_stall_relay() {
+	tls_cert relay
+	cat >stall.py <<'PY'
+import ssl, sys, time, fakehttp
+ID = "c0000001-0000-4000-8000-000000000001"
+MSG = ('[{"id":"%s","from":"bob","to":"@alice","body":"after the stall",'
+       '"priority":"normal","ts":"2026-06-12T12:00:01.000Z"}]' % ID).encode()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+opens = []
+def serve(c):
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    t = ctx.wrap_bio(inc, out, server_side=True)
+    def call(f, *a):  # f over the socket: its records out, the peer's in
+        while True:
+            try:
+                r = f(*a)
+                c.sendall(out.read())
+                return r
+            except ssl.SSLWantReadError:
+                c.sendall(out.read())
+                d = c.recv(65536)
+                if not d:
+                    raise EOFError
+                inc.write(d)
+    try:
+        call(t.do_handshake)
+        req = b""
+        while b"\r\n\r\n" not in req:
+            req += call(t.read, 65536)
+        head = req.decode("latin-1").split("\r\n")
+        if "/v1/events/" not in head[0]:
+            body = MSG if len(opens) > 1 else b"[]"
+            call(t.write, b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                 % (len(body), body))
+            return
+        leid = [h for h in head if h.lower().startswith("last-event-id:")]
+        opens.append(leid[0] if leid else "-")
+        with open("opens", "a") as f:
+            f.write(opens[-1] + "\n")
+        call(t.write, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
+             b"\r\n\r\nid: %s\n: hello\n\n" % ID.encode())
+        if len(opens) > 1:
+            time.sleep(3600)
+        t.write(b": " + b"x" * 4096 + b"\n\n")
+        rec = out.read()
+        c.sendall(rec[:16])
+        for i in range(16, len(rec)):
+            time.sleep(0.5)
+            c.sendall(rec[i:i + 1])
+    except (OSError, EOFError, ssl.SSLError):
+        pass
+    finally:
+        c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay stall.py "$BATS_TEST_TMPDIR/relay.crt" "$BATS_TEST_TMPDIR/relay.key"
+	export BACKCHANNEL_URL=https://localhost:${FAKE_URL##*:} BACKCHANNEL_TOKEN=t \
+		BACKCHANNEL_CA=$BATS_TEST_TMPDIR/relay.crt
+	unset BACKCHANNEL_PIN
+}
+
+@test "over TLS, a record of the event stream that trickles is given up on at the timeout, and the stream opened again" {
+	tls_stall_relay
+	t0=$(date +%s%N)
+	BACKCHANNEL_TIMEOUT=2 watcher w alice --peek
+	wait_for 15 grep -q 'after the stall' w.out
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "printed after $ms ms"
+	[ "$ms" -ge 1900 ]
+	[ "$ms" -lt 9000 ]
+	run cat opens
+	assert_line --index 0 '-'
+	assert_line --index 1 'Last-Event-ID: c0000001-0000-4000-8000-000000000001'
+	run cat w.err
+	assert_output ''
+	kill -0 "$wpid"
+}
+
 @test "an event stream whose lines end in CRLF wakes the watcher" {
 	local_only "starts a relay of its own"
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
