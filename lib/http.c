@@ -393,17 +393,23 @@ resp_head(const char *b, size_t end, struct http_resp *r, struct hdrs *h)
 
 /* The head of b[0..n) once it is whole: parsed into r, and what its body
  * takes into s (an event stream's takes nothing). 1 when done, 0 for
- * more, -1 (with r->too_big for a Content-Length over maxbody). A body
- * needs a length: chunked, or Content-Length. */
+ * more, -1 (with r->too_big for a Content-Length over maxbody, or
+ * r->head_too_big). A body needs a length: chunked, or Content-Length.
+ * The head's end is looked for in its first HTTP_RESP_HEAD_MAX bytes
+ * only, so that the limit is the same whether the bytes past it came
+ * in the read that brought the end or in one after. */
 static int
 resp_start(struct http_parse *s, const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
 	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
-	size_t end = head_end(b, n, &s->seen);
+	size_t end = head_end(b, n < HTTP_RESP_HEAD_MAX ? n :
+	    HTTP_RESP_HEAD_MAX, &s->seen);
 
-	if (!end)
-		return n > 64 * 1024 ? -1 : 0;
+	if (!end) {
+		r->head_too_big = n >= HTTP_RESP_HEAD_MAX;
+		return r->head_too_big ? -1 : 0;
+	}
 	if (resp_head(b, end, r, &h) < 0)
 		return -1;
 	s->end = s->at = s->seen = s->need = end;

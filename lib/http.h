@@ -65,19 +65,25 @@ struct http_resp {
 	char location[512]; /* Location, cut to fit; "" when none */
 	size_t head_len; /* bytes of the head, once it is whole */
 	int too_big; /* refused: a Content-Length over maxbody */
+	int head_too_big; /* refused: a head over HTTP_RESP_HEAD_MAX */
 	int truncated; /* set by a caller that kept only a body's start */
 	char *body;
 	size_t body_len;
 };
+
+/* The bytes of a response's head (status line and headers, the blank
+ * line included), at most. */
+#define HTTP_RESP_HEAD_MAX (64 * 1024)
 
 /* Parse one response from buf[0..n), going on from where s got to (NULL:
  * afresh), as http_parse_request does: an answer read in many small
  * pieces costs its length, not its length times the pieces. An event
  * stream's head alone is a whole response: its body follows as events.
  * A body whose Content-Length is over maxbody is -1 with too_big and
- * head_len set, as soon as the head is in. s is ready for the next
- * response once one is taken or refused; http_parse_free() drops it
- * when one is given up on half-read. */
+ * head_len set, as soon as the head is in; a head over
+ * HTTP_RESP_HEAD_MAX is -1 with head_too_big, however its bytes come
+ * in. s is ready for the next response once one is taken or refused;
+ * http_parse_free() drops it when one is given up on half-read. */
 long http_parse_response(struct http_parse *s, const char *buf, size_t n,
     size_t maxbody, struct http_resp *r);
 void http_resp_free(struct http_resp *r);

@@ -211,8 +211,9 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
 		}
 		if (used < 0) {
 			link_close(l);
-			err_set(e, BCH_TEMP, "relay %s sent a malformed answer",
-			    s->cfg->url);
+			err_set(e, BCH_TEMP, "relay %s sent a malformed answer%s",
+			    s->cfg->url, r->head_too_big ? ": its head is over "
+			    "the limit of 64 KiB" : "");
 			return err_status(e, 502);
 		}
 		buf_grow(&l->in, 16384);

@@ -51,6 +51,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 	struct buf q = BUF_INIT;
 	struct http_resp r;
 	struct http_parse ps = HTTP_PARSE_INIT;
+	const char *why = "event stream lost";
 
 	if (hs_link_open(s, l, e) < 0)
 		return -1;
@@ -85,8 +86,12 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			h->opened = h->heard;
 			return 0;
 		}
-		if (used < 0)
+		if (used < 0) {
+			if (r.head_too_big)
+				why = "the event stream's head is over the "
+				    "limit of 64 KiB";
 			goto broken;
+		}
 		buf_grow(&l->in, 4096);
 		n = link_read(l, l->in.p + l->in.len, l->in.cap - l->in.len - 1);
 		if (n <= 0)
@@ -97,7 +102,7 @@ broken:
 	buf_free(&q);
 	http_parse_free(&ps);
 	link_close(l);
-	err_set(e, BCH_TEMP, "relay %s: event stream lost", s->cfg->url);
+	err_set(e, BCH_TEMP, "relay %s: %s", s->cfg->url, why);
 	return -1;
 }
 

@@ -2369,6 +2369,50 @@ paced_relay() {
 	[ "$ms" -lt 6000 ]
 }
 
+# big_head_relay HEAD CHUNK PAUSE: a stand-in relay that answers every
+# request with an empty inbox whose head (status line, headers and the
+# blank line) is HEAD bytes, padded with a header, all of it sent CHUNK
+# bytes at a time with PAUSE seconds between (CHUNK 0: in one write).
+big_head_relay() {
+	cat >bighead.py <<'PY'
+import sys, time, fakehttp
+size, chunk, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\nX-Pad: ")
+answer = head + b"x" * (size - len(head) - 4) + b"\r\n\r\n[]"
+def serve(c):
+    try:
+        c.recv(65536)
+        for i in range(0, len(answer), chunk or len(answer)):
+            c.sendall(answer[i:i + (chunk or len(answer))])
+            time.sleep(pause)
+    except OSError:
+        pass
+    c.close()
+fakehttp.serve_raw(serve, nodelay=True)
+PY
+	fake_relay bighead.py "$@"
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+}
+
+@test "an answer whose head is over 64 KiB is refused in one line, whether it comes at once or in pieces" {
+	big_head_relay $((100 * 1024)) 0 0
+	run -111 bch drain
+	assert_output "bch-drain: relay $FAKE_URL sent a malformed answer: its head is over the limit of 64 KiB"
+	big_head_relay $((100 * 1024)) 4096 0.01
+	run -111 bch drain
+	assert_output "bch-drain: relay $FAKE_URL sent a malformed answer: its head is over the limit of 64 KiB"
+}
+
+@test "an answer whose head is 64 KiB exactly is read, whether it comes at once or in pieces" {
+	big_head_relay $((64 * 1024)) 0 0
+	run -0 bch drain
+	assert_output "inbox empty"
+	big_head_relay $((64 * 1024)) 4096 0.01
+	run -0 bch drain
+	assert_output "inbox empty"
+}
+
 @test "a big answer over a slow link is not cut off at the deadline" {
 	# 640 KiB at some 160 KiB/s: 4 s, past a 1 s timeout, but each
 	# 64 KiB that comes gives it a second more.
