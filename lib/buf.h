@@ -22,6 +22,9 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 
+/* The value of the hex digit c (0-9, a-f, A-F), or -1. */
+int hex_digit(int c);
+
 /* malloc, calloc, strdup, strndup that exit 111 rather than return NULL. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -53,16 +53,16 @@ chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
     int *status)
 {
 	size_t i = s->at, size = 0, digits = 0, k;
+	int h;
 
 	*status = 413;
 	if (s->at - s->end > 2 * max + 64 * 1024)
 		return -1;
 	*status = 400;
-	while (i < n && isxdigit((unsigned char)b[i])) {
-		int c = tolower((unsigned char)b[i]);
+	while (i < n && (h = hex_digit(b[i])) >= 0) {
 		if (++digits > 8)
 			return -1;
-		size = size * 16 + (size_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+		size = size * 16 + (size_t)h;
 		i++;
 	}
 	if (i >= n)
@@ -539,14 +539,11 @@ http_unescape(const char *in, size_t n, char *out, size_t outsz)
 			int hi, lo;
 			if (i + 2 >= n)
 				return -1;
-			hi = isxdigit((unsigned char)in[i + 1]) ?
-			    tolower((unsigned char)in[i + 1]) : -1;
-			lo = isxdigit((unsigned char)in[i + 2]) ?
-			    tolower((unsigned char)in[i + 2]) : -1;
+			hi = hex_digit(in[i + 1]);
+			lo = hex_digit(in[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
-			c = ((hi <= '9' ? hi - '0' : hi - 'a' + 10) << 4) |
-			    (lo <= '9' ? lo - '0' : lo - 'a' + 10);
+			c = hi << 4 | lo;
 			i += 2;
 		}
 		if (c == 0 || outsz == 0 || w + 1 >= outsz)

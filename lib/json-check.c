@@ -83,18 +83,6 @@ fail(struct vstate *v, const char *why)
 	return -1;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 long
 json_hex4(const unsigned char *s, size_t n)
 {
@@ -104,7 +92,7 @@ json_hex4(const unsigned char *s, size_t n)
 	if (n < 4)
 		return -1;
 	for (k = 0; k < 4; k++) {
-		int h = hexval(s[k]);
+		int h = hex_digit(s[k]);
 		if (h < 0)
 			return -1;
 		v = v * 16 + h;

@@ -73,16 +73,6 @@ dash_at(size_t i)
 	return i == 8 || i == 13 || i == 18 || i == 23;
 }
 
-static int
-hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* A lowercase UUID (any version) as 16 bytes. */
 static int
 id_pack(const char *id, unsigned char *out)
@@ -96,7 +86,9 @@ id_pack(const char *id, unsigned char *out)
 				return 0;
 			continue;
 		}
-		if ((x = hex(id[i])) < 0)
+		/* Lowercase only: id_unpack() writes it back so. */
+		if ((id[i] >= 'A' && id[i] <= 'F') ||
+		    (x = hex_digit(id[i])) < 0)
 			return 0;
 		if (w % 2 == 0)
 			out[w / 2] = (unsigned char)(x << 4);

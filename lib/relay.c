@@ -40,8 +40,7 @@ slot(const char *hash, size_t cap)
 	int i;
 
 	for (i = 0; i < 15; i++)
-		h = h * 16 + (size_t)(hash[i] <= '9' ? hash[i] - '0' :
-		    hash[i] - 'a' + 10);
+		h = h * 16 + (size_t)hex_digit(hash[i]);
 	return h & (cap - 1);
 }
 

@@ -338,6 +338,8 @@ responses(const uint8_t *b, size_t n, size_t maxbody)
 	}
 }
 
+/* The reference's own, not the library's hex_digit(): what it checks
+ * must not share code with it. */
 static int
 hexval(int c)
 {
