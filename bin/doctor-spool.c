@@ -242,11 +242,12 @@ check_box(struct doc *d, struct tally *t, const char *agent, int has_rec)
 	report_queue(d, agent, has_rec, unread, oldest);
 }
 
-/* Names of agents/<name>.json, sorted. */
+/* Names of agents/<name>.json. One whose name is not an agent name is
+ * said and left out, as the spool leaves it out. */
 static char **
 records(struct doc *d, struct tally *t, size_t *n)
 {
-	char dir[P], path[P], what[P], fix[P + 8], qp[P];
+	char dir[P], path[P], what[P], fix[P + 8], qp[P], *name;
 	struct dirent *de;
 	char **v = NULL;
 	DIR *dd;
@@ -260,17 +261,24 @@ records(struct doc *d, struct tally *t, size_t *n)
 		if (de->d_name[0] == '.' || len < 6 ||
 		    strcmp(de->d_name + len - 5, ".json") != 0)
 			continue;
+		snprintf(what, sizeof what, "spool agents/%s", de->d_name);
+		name = xstrndup(de->d_name, len - 5);
+		if (!name_valid(name)) {
+			add(d, WARN, what, NULL, "not an agent name — ignored");
+			free(name);
+			continue;
+		}
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		if (de->d_type == DT_LNK) {
 			t->problems++;
-			snprintf(what, sizeof what, "spool agents/%s", de->d_name);
 			snprintf(fix, sizeof fix, "rm %s", q(path, qp, sizeof qp));
 			add(d, FAIL, what, fix, "a symlink — records are read "
 			    "only as plain files");
+			free(name);
 			continue;
 		}
 		v = xrealloc(v, (*n + 2) * sizeof *v);
-		v[(*n)++] = xstrndup(de->d_name, len - 5);
+		v[(*n)++] = name;
 		v[*n] = NULL;
 	}
 	closedir(dd);

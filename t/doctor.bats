@@ -266,6 +266,28 @@ snapshot() {
 	refute_output --partial 'spool agents/bob.json'
 }
 
+@test "an agent record whose file name is no agent name: one warning, no fix, no inbox checked" {
+	local_only "agent records of the local spool"
+	agents alice bob
+	stale_claim
+	cp "$H/agents/bob.json" "$H/agents/Bad Name.json"
+	cp "$H/agents/bob.json" "$H/agents/x;rm -rf ~.json"
+	cp "$H/agents/bob.json" "$H/agents/.hidden.json"
+	# bob's claimed message now in an inbox of that name
+	mv "$H/spool/bob" "$H/spool/Bad Name"
+	mkdir -m 700 "$H/spool/bob" "$H/spool/bob/"{tmp,cur,new}
+	run -0 doctor --fix
+	assert_line 'warn  spool agents/Bad Name.json: not an agent name — ignored'
+	assert_line 'warn  spool agents/x;rm -rf ~.json: not an agent name — ignored'
+	assert_line 'warn  spool spool/Bad Name: not an agent name — ignored'
+	refute_output --partial 'bch init Bad'
+	refute_output --partial 'bch init x'
+	refute_output --partial 'hidden'
+	assert_line 'ok    stale claims: none'
+	# the spool ignores that inbox: its claim is not returned either
+	[ -z "$(ls "$H/spool/Bad Name/new")" ]
+}
+
 @test "BACKCHANNEL_* overrides in effect are listed; surprising ones are warnings" {
 	agents alice bob
 	run -0 env BACKCHANNEL_AGENT=bob BACKCHANNEL_FSYNC=0 BACKCHANNEL_AGNET=x BACKCHANNEL_MAX_INBOX=10 bch doctor
