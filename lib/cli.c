@@ -36,8 +36,9 @@ check_fds(struct cli *c)
 	}
 }
 
-void
-cli_init(struct cli *c, const char *prog)
+/* What cli_init and cli_init_repair do before loading the config. */
+static void
+start(struct cli *c, const char *prog)
 {
 	memset(c, 0, sizeof *c);
 	c->prog = prog;
@@ -45,6 +46,12 @@ cli_init(struct cli *c, const char *prog)
 	opterr = 0; /* our own one-line usage errors instead */
 	check_fds(c);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+void
+cli_init(struct cli *c, const char *prog)
+{
+	start(c, prog);
 	if (config_load(&c->cfg, &c->e) < 0)
 		cli_fail(c);
 }
@@ -52,12 +59,7 @@ cli_init(struct cli *c, const char *prog)
 void
 cli_init_repair(struct cli *c, const char *prog)
 {
-	memset(c, 0, sizeof *c);
-	c->prog = prog;
-	err_prog(prog);
-	opterr = 0;
-	check_fds(c);
-	signal(SIGPIPE, SIG_IGN);
+	start(c, prog);
 	if (config_load_repair(&c->cfg, prog, &c->e) < 0)
 		cli_fail(c);
 }
