@@ -87,22 +87,6 @@ on_alarm(int sig)
 	(void)sig;
 }
 
-static void
-catch(int sig, void (*fn)(int))
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = fn;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(sig, &sa, NULL) < 0) {
-		fprintf(stderr, "bch-notify: cannot catch signal %d: %s — "
-		    "report this\n", sig, strerror(errno));
-		exit(BCH_TEMP);
-	}
-}
-
-
 /* s with whitespace runs made one space, for one-line forms. */
 static char *
 flatten(const char *s)
@@ -550,10 +534,10 @@ main(int argc, char **argv)
 	(void)config_load(&cfg, &e);
 	n.lim = cfg.rlim;
 	config_free(&cfg);
-	catch(SIGTERM, on_stop);
-	catch(SIGINT, on_stop);
-	catch(SIGHUP, on_stop);
-	catch(SIGALRM, on_alarm);
+	proc_catch("bch-notify", SIGTERM, on_stop);
+	proc_catch("bch-notify", SIGINT, on_stop);
+	proc_catch("bch-notify", SIGHUP, on_stop);
+	proc_catch("bch-notify", SIGALRM, on_alarm);
 	choose_notifier(&n);
 	rc = run(&n);
 	close(0); /* a writer still there (we were stopped) sees us go */

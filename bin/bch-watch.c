@@ -38,6 +38,7 @@
 
 #include "cli.h"
 #include "io.h"
+#include "proc.h"
 #include "scope.h"
 #include "show.h"
 
@@ -84,22 +85,6 @@ static void
 on_alarm(int sig)
 {
 	(void)sig; /* only here to interrupt poll() */
-}
-
-static void
-catch(int sig, void (*fn)(int))
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = fn;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: let the signal end the wait */
-	if (sigaction(sig, &sa, NULL) < 0) {
-		fprintf(stderr, "bch-watch: cannot catch signal %d: %s — "
-		    "report this\n", sig, strerror(errno));
-		exit(BCH_TEMP);
-	}
 }
 
 /* Ask the kernel for SIGIO when the reader of a pipe on stdout closes. */
@@ -509,11 +494,11 @@ parse_opts(struct watch *w, const char **match, int *here, int argc,
 static void
 catch_all(void)
 {
-	catch(SIGTERM, on_stop);
-	catch(SIGINT, on_stop);
-	catch(SIGHUP, on_stop);
-	catch(SIGALRM, on_alarm);
-	catch(SIGIO, on_io);
+	proc_catch("bch-watch", SIGTERM, on_stop);
+	proc_catch("bch-watch", SIGINT, on_stop);
+	proc_catch("bch-watch", SIGHUP, on_stop);
+	proc_catch("bch-watch", SIGALRM, on_alarm);
+	proc_catch("bch-watch", SIGIO, on_io);
 }
 
 /* A relay away is waited out (spool_wait() returns 0 with e saying why):

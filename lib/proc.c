@@ -156,3 +156,19 @@ proc_run(const char *path, char *const argv[], int timeout_ms,
 		    WTERMSIG(status));
 	return WEXITSTATUS(status);
 }
+
+void
+proc_catch(const char *prog, int sig, void (*fn)(int))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: let the signal end the wait */
+	if (sigaction(sig, &sa, NULL) < 0) {
+		fprintf(stderr, "%s: cannot catch signal %d: %s — report "
+		    "this\n", prog, sig, strerror(errno));
+		exit(BCH_TEMP);
+	}
+}

@@ -1,5 +1,6 @@
 /* proc: finding a program on PATH and running it with an argv array,
- * never through a shell, and never leaving a zombie behind. */
+ * never through a shell, and never leaving a zombie behind; catching a
+ * signal. */
 #ifndef BCH_PROC_H
 #define BCH_PROC_H
 
@@ -20,5 +21,10 @@ int proc_find(const char *name, char *out, size_t outsz);
  * e filled (could not start, killed by a signal, or took too long). */
 int proc_run(const char *path, char *const argv[], int timeout_ms,
     struct err *e);
+
+/* Call fn on sig, without SA_RESTART: the signal ends a wait (poll(),
+ * read()). Should that fail, "prog: cannot catch signal N: ..." and exit
+ * BCH_TEMP. */
+void proc_catch(const char *prog, int sig, void (*fn)(int));
 
 #endif
