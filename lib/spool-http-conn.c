@@ -183,6 +183,22 @@ answer_cut(struct link *l, struct http_resp *r)
 	return 0;
 }
 
+/* What to add when a plain http:// link got no answer, or one that
+ * starts a TLS record (an alert, 0x15 0x03, or a handshake, 0x16 0x03):
+ * that is how a TLS relay answers plain HTTP. */
+static const char *
+tls_hint(const struct link *l)
+{
+	const unsigned char *p = (const unsigned char *)l->in.p;
+
+	if (l->tls)
+		return "";
+	if (l->in.len == 0 || (l->in.len >= 2 && (p[0] == 0x15 ||
+	    p[0] == 0x16) && p[1] == 0x03))
+		return " — is it https://?";
+	return "";
+}
+
 /* Read one answer off the link into r: 0; -1 with e filled for a
  * malformed one; 1 when the link broke before it came. Only a whole
  * answer with a body (or with cut, the start of one) comes back as 0:
@@ -210,10 +226,11 @@ answer_read(struct spool *s, struct link *l, struct http_resp *r, int cut,
 			return 0;
 		}
 		if (used < 0) {
+			const char *hint = tls_hint(l);
 			link_close(l);
-			err_set(e, BCH_TEMP, "relay %s sent a malformed answer%s",
+			err_set(e, BCH_TEMP, "relay %s sent a malformed answer%s%s",
 			    s->cfg->url, r->head_too_big ? ": its head is over "
-			    "the limit of 64 KiB" : "");
+			    "the limit of 64 KiB" : "", hint);
 			return err_status(e, 502);
 		}
 		buf_grow(&l->in, 16384);
@@ -240,6 +257,7 @@ static int
 link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 {
 	int saved = errno, heard = l->in.len > 0;
+	const char *hint = tls_hint(l);
 
 	if (l->tls && tls_client_why(l->tls)) {
 		err_set(e, BCH_PERM, "relay %s is not trusted: %s — check "
@@ -257,12 +275,18 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 	if (!fresh && !heard)
 		return 0;
 	errno = saved;
-	if (saved)
+	if (saved && *hint)
+		err_set(e, BCH_TEMP, "relay %s: connection lost: %s%s",
+		    s->cfg->url, strerror(saved), hint);
+	else if (saved)
 		err_sys(e, "relay %s: connection lost", s->cfg->url);
+	else if (*hint && heard)
+		err_set(e, BCH_TEMP, "relay %s answered in TLS, not plain "
+		    "HTTP%s", s->cfg->url, hint);
 	else
-		err_set(e, BCH_TEMP, "relay %s closed the connection %s",
+		err_set(e, BCH_TEMP, "relay %s closed the connection %s%s",
 		    s->cfg->url, heard ? "in the middle of its answer" :
-		    "before answering");
+		    "before answering", hint);
 	e->code = BCH_TEMP;
 	return err_status(e, 503);
 }

@@ -2822,6 +2822,38 @@ tls_round() {
 	tls_round
 }
 
+@test "TLS: bch given http:// for a TLS relay asks whether it is https://" {
+	tls_relay ec
+	http=http://127.0.0.1:$PORT
+	BACKCHANNEL_URL=$http BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
+	assert_output --regexp "^bch-send: relay $http .* — is it https://\?\$"
+	[ "${#lines[@]}" -eq 1 ]
+	# A TLS server that answers plain text with an alert record.
+	cat >alert.py <<'PY'
+import fakehttp
+def serve(c):
+    c.recv(65536)
+    c.sendall(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]))
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay alert.py
+	BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
+	assert_output --regexp "^bch-send: relay $FAKE_URL .* — is it https://\?\$"
+	# A relay that closes a plain link for another reason gets no hint.
+	cat >junk.py <<'PY'
+import fakehttp
+def serve(c):
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay junk.py
+	BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
+	refute_output --partial 'https://'
+}
+
 # s_client OPTION...: a handshake with the relay at PORT; the protocol
 # and cipher it settled on are in the output.
 s_client() {
