@@ -218,6 +218,19 @@ load_json(struct doc *d, const char *what, const char *path,
 	return 1;
 }
 
+/* An entry that is not there: a warning where the harness is installed,
+ * fine where it is not (bch setup skips a harness it cannot find). */
+static void
+absent(struct doc *d, const char *what, int installed, const char *who,
+    const char *warning)
+{
+	if (installed)
+		add(d, WARN, what, NULL, "%s", warning);
+	else
+		add(d, OK, what, NULL, "%s is not installed: nothing to set up",
+		    who);
+}
+
 /* Is this hook command ours: bch (or bch-drain) with --hook? */
 static int
 our_hook(const char *cmd)
@@ -275,8 +288,8 @@ claude_hooks(struct doc *d, const char *home, int installed)
 			}
 		}
 		if (!seen)
-			add(d, WARN, what, NULL, "not configured%s — bch setup "
-			    "adds it", installed ? "" : " (Claude Code not found)");
+			absent(d, what, installed, "Claude Code", "not configured "
+			    "— bch setup adds it");
 	}
 	if (rc)
 		json_free(&j);
@@ -298,8 +311,8 @@ mcp_json(struct doc *d, const char *what, const char *path, int installed,
 		return;
 	i = rc ? jpath(&j, jp) : -1;
 	if (i < 0 || j.t[i].type != JSON_OBJECT) {
-		add(d, WARN, what, NULL, "not configured%s — bch setup adds it",
-		    installed ? "" : who);
+		absent(d, what, installed, who, "not configured — bch setup "
+		    "adds it");
 		goto out;
 	}
 	c = json_get(&j, i, "command");
@@ -428,8 +441,8 @@ codex(struct doc *d, const char *home, int *installed)
 	found = toml_backchannel(b.p, cmd, sizeof cmd, args, sizeof args);
 	buf_free(&b);
 	if (!found) {
-		add(d, WARN, what, NULL, "not configured%s — bch setup adds it",
-		    *installed ? "" : " (Codex not found)");
+		absent(d, what, *installed, "Codex", "not configured — bch "
+		    "setup adds it");
 		return;
 	}
 	if (!cmd[0]) {
@@ -462,18 +475,16 @@ check_harnesses(struct doc *d)
 	claude = stat(dir, &st) == 0 || proc_find("claude", p, sizeof p);
 	claude_hooks(d, home, claude);
 	snprintf(path, sizeof path, "%s/.claude.json", home);
-	mcp_json(d, "claude code mcp server", path, claude,
-	    " (Claude Code not found)");
+	mcp_json(d, "claude code mcp server", path, claude, "Claude Code");
 	snprintf(path, sizeof path, "%s/skills/backchannel/SKILL.md", dir);
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
 		add(d, OK, "claude code skill", NULL, "%s", path);
 	else
-		add(d, WARN, "claude code skill", NULL, "not installed%s — bch "
-		    "setup installs it", claude ? "" : " (Claude Code not found)");
+		absent(d, "claude code skill", claude, "Claude Code",
+		    "not installed — bch setup installs it");
 	codex(d, home, &cx);
 	snprintf(dir, sizeof dir, "%s/.gemini", home);
 	gemini = stat(dir, &st) == 0 || proc_find("gemini", p, sizeof p);
 	snprintf(path, sizeof path, "%s/settings.json", dir);
-	mcp_json(d, "gemini cli mcp server", path, gemini,
-	    " (Gemini CLI not found)");
+	mcp_json(d, "gemini cli mcp server", path, gemini, "Gemini CLI");
 }

@@ -176,15 +176,31 @@ snapshot() {
 	fi
 }
 
-@test "harnesses and a wake service that are not installed are warnings, not failures" {
+@test "harnesses that are not installed are ok, not set up; a wake service that is not is a warning" {
 	agents alice
 	run doctor
 	assert_success
 	refute_line --regexp '^FAIL'
-	assert_line --regexp '^warn  claude code hook UserPromptSubmit: not configured \(Claude Code not found\)'
-	assert_line --regexp '^warn  codex mcp server: not configured'
-	assert_line --regexp '^warn  gemini cli mcp server: not configured'
+	assert_line 'ok    claude code hook UserPromptSubmit: Claude Code is not installed: nothing to set up'
+	assert_line 'ok    claude code hook SessionStart: Claude Code is not installed: nothing to set up'
+	assert_line 'ok    claude code mcp server: Claude Code is not installed: nothing to set up'
+	assert_line 'ok    claude code skill: Claude Code is not installed: nothing to set up'
+	assert_line 'ok    codex mcp server: Codex is not installed: nothing to set up'
+	assert_line 'ok    gemini cli mcp server: Gemini CLI is not installed: nothing to set up'
+	refute_output --partial 'bch setup adds it'
 	assert_line --regexp '^warn  wake service: not installed'
+}
+
+@test "a harness that is installed but not set up is a warning that names bch setup" {
+	agents alice
+	mkdir -p "$HOME/.claude" "$HOME/.codex" "$HOME/.gemini"
+	run doctor
+	assert_success
+	assert_line 'warn  claude code hook UserPromptSubmit: not configured — bch setup adds it'
+	assert_line 'warn  claude code mcp server: not configured — bch setup adds it'
+	assert_line 'warn  claude code skill: not installed — bch setup installs it'
+	assert_line 'warn  codex mcp server: not configured — bch setup adds it'
+	assert_line 'warn  gemini cli mcp server: not configured — bch setup adds it'
 }
 
 @test "--json prints the same checks as one JSON object" {
