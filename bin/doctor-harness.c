@@ -157,9 +157,12 @@ check_prog(struct doc *d, const char *what, const char *prog,
 	}
 	rc = r->rc;
 	snprintf(out, sizeof out, "%s", r->out);
-	if (rc == 0)
-		add(d, OK, what, NULL, "%s (runs: %s)", shown, *out ? out :
-		    "fine");
+	/* bch whoami answers with the identity, worth showing; what -h
+	 * printed is a usage line, which would read as an error. */
+	if (rc == 0 && *out && strcmp(base ? base + 1 : prog, "bch") == 0)
+		add(d, OK, what, NULL, "%s (runs: %s)", shown, out);
+	else if (rc == 0)
+		add(d, OK, what, NULL, "%s (runs)", shown);
 	else if (rc < 0)
 		add(d, FAIL, what, "bch setup", "%s: %s", shown, out);
 	else

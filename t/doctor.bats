@@ -162,7 +162,7 @@ snapshot() {
 	assert_success
 	all_ok
 	assert_line --regexp '^ok    identity alice: '
-	assert_line --regexp '^ok    claude code hook UserPromptSubmit: .*/bch-drain --hook --here \(runs: usage: bch-drain '
+	assert_line --regexp '^ok    claude code hook UserPromptSubmit: .*/bch-drain --hook --here \(runs\)$'
 	assert_line --regexp '^ok    codex mcp server: .*/bch mcp \(runs: '
 	assert_line --regexp '^ok    gemini cli mcp server: .*/bch mcp \(runs: '
 	assert_line --regexp '^ok    claude code skill: '
@@ -676,7 +676,7 @@ EOF
 	run bch setup
 	assert_success
 	run -0 doctor
-	assert_line --regexp "^ok    claude code hook UserPromptSubmit: $T_ROOT/bin/bch-drain --hook --here \(runs: usage: bch-drain "
+	assert_line --regexp "^ok    claude code hook UserPromptSubmit: $T_ROOT/bin/bch-drain --hook --here \(runs\)$"
 }
 
 @test "a hook program that runs but fails, and one quoted with a space" {
