@@ -272,6 +272,11 @@ check(struct cli *c, const struct invite *inv, const struct opts *o)
 		    "printable characters");
 		cli_fail(c);
 	}
+	if (strlen(inv->token) < ROOM_TOKEN_MIN) {
+		err_set(&c->e, BCH_PERM, "the room token is too short — the "
+		    "relay refuses one under %d characters", ROOM_TOKEN_MIN);
+		cli_fail(c);
+	}
 	if (inv->room && !text_ok(inv->room, 256, 1)) {
 		err_set(&c->e, BCH_PERM, "the room name must be one line of "
 		    "printable text, at most 256 bytes");

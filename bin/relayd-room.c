@@ -8,13 +8,11 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "invite.h"
 #include "io.h"
 #include "relayd.h"
 
-#define ROOM_TOKEN_MIN 16
-
-/* A room token shorter than ROOM_TOKEN_MIN (an empty --token from an
- * unset variable, say) would let anyone register: refuse to start. */
+/* A room token shorter than ROOM_TOKEN_MIN: refuse to start. */
 static void
 check_length(struct relayd *d, const char *tok, const char *from)
 {

@@ -10,6 +10,9 @@
 #define INVITE_PREFIX "bch1-"
 #define INVITE_MAX 8192 /* bytes of an invite string we accept */
 #define INVITE_CHANNELS 64 /* channels an invite may name */
+/* The shortest room token bch-relayd accepts: a shorter one (an empty
+ * --token from an unset variable, say) would let anyone register. */
+#define ROOM_TOKEN_MIN 16
 
 struct invite {
 	char *url;      /* the relay, http:// or https:// */

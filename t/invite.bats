@@ -23,7 +23,7 @@ mkinvite() {
 }
 
 @test "an invite round-trips: bch1- and base64url of the JSON, no padding" {
-	run --separate-stderr bch invite --url https://relay.example:7117 --token room-secret \
+	run --separate-stderr bch invite --url https://relay.example:7117 --token room-secret-0123456789 \
 		--channel '#proj' --channel ops --room acme --pin "$PIN"
 	assert_success
 	[ "${#lines[@]}" -eq 1 ]
@@ -32,18 +32,18 @@ mkinvite() {
 	json=$(decode "$output")
 	jq -e . <<<"$json" >/dev/null
 	assert_equal "$(jq -c . <<<"$json")" \
-		'{"url":"https://relay.example:7117","token":"room-secret","channels":["#proj","#ops"],"room":"acme","pin":"'"$PIN"'"}'
+		'{"url":"https://relay.example:7117","token":"room-secret-0123456789","channels":["#proj","#ops"],"room":"acme","pin":"'"$PIN"'"}'
 }
 
 @test "optional fields are left out when not given" {
-	run bch invite --url http://127.0.0.1:7117 --token t0k
+	run bch invite --url http://127.0.0.1:7117 --token t0k-0123456789abcdef
 	assert_success
-	assert_equal "$(decode "$output" | jq -c .)" '{"url":"http://127.0.0.1:7117","token":"t0k"}'
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"http://127.0.0.1:7117","token":"t0k-0123456789abcdef"}'
 }
 
 @test "every length of JSON encodes without padding and decodes back" {
 	for room in a ab abc abcd abcde; do
-		run bch invite --url http://h --token t --room "$room"
+		run bch invite --url http://h --token room-token-0123456789 --room "$room"
 		assert_success
 		refute_output --partial '='
 		assert_equal "$(decode "$output" | jq -r .room)" "$room"
@@ -51,7 +51,7 @@ mkinvite() {
 }
 
 @test "a repeated channel is named once; a pin is written lowercase" {
-	run bch invite --url http://h --token t --channel dev --channel '#dev' --pin "${PIN^^}"
+	run bch invite --url http://h --token room-token-0123456789 --channel dev --channel '#dev' --pin "${PIN^^}"
 	assert_success
 	assert_equal "$(decode "$output" | jq -c .channels)" '["#dev"]'
 	assert_equal "$(decode "$output" | jq -r .pin)" "$PIN"
@@ -61,21 +61,21 @@ mkinvite() {
 	mkdir -p "$BACKCHANNEL_HOME"
 	printf '{"agent":"alice","url":"https://relay.example","token":"personal","pin":"%s"}\n' "$PIN" \
 		>"$BACKCHANNEL_HOME/config.json"
-	run bch invite --token room
+	run bch invite --token room-0123456789abcdef
 	assert_success
-	assert_equal "$(decode "$output" | jq -c .)" "{\"url\":\"https://relay.example\",\"token\":\"room\",\"pin\":\"$PIN\"}"
+	assert_equal "$(decode "$output" | jq -c .)" "{\"url\":\"https://relay.example\",\"token\":\"room-0123456789abcdef\",\"pin\":\"$PIN\"}"
 	# Another relay's invite does not get this relay's pin.
-	run bch invite --url https://other.example --token room
-	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://other.example","token":"room"}'
-	run env BACKCHANNEL_URL=https://env.example bch invite --token room
-	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://env.example","token":"room"}'
+	run bch invite --url https://other.example --token room-0123456789abcdef
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://other.example","token":"room-0123456789abcdef"}'
+	run env BACKCHANNEL_URL=https://env.example bch invite --token room-0123456789abcdef
+	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://env.example","token":"room-0123456789abcdef"}'
 }
 
 @test "--cert computes the pin the relay prints for that certificate" {
 	command -v openssl >/dev/null || skip "needs openssl"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 		-keyout key.pem -out cert.pem -days 2 -subj /CN=relay.test 2>/dev/null
-	run bch invite --url https://relay.test:7117 --token t --cert cert.pem
+	run bch invite --url https://relay.test:7117 --token room-token-0123456789 --cert cert.pem
 	assert_success
 	pin=$(decode "$output" | jq -r .pin)
 	[[ $pin =~ ^[0-9a-f]{64}$ ]]
@@ -88,7 +88,7 @@ mkinvite() {
 }
 
 @test "--out writes the onboarding text, 0600, and warns that it holds the room token" {
-	run --separate-stderr bch invite --url https://relay.example --token room-secret \
+	run --separate-stderr bch invite --url https://relay.example --token room-secret-0123456789 \
 		--channel dev --room acme --out onboard.md --source https://git.example/backchannel.git
 	assert_success
 	inv=$output
@@ -106,7 +106,7 @@ mkinvite() {
 }
 
 @test "--out without --source says where the clone URL goes" {
-	run --separate-stderr bch invite --url https://relay.example --token t --out o.md
+	run --separate-stderr bch invite --url https://relay.example --token room-token-0123456789 --out o.md
 	assert_success
 	[[ $stderr == *"pass --source URL"* ]]
 	grep -qF '<backchannel-repository-url>' o.md
@@ -116,21 +116,28 @@ mkinvite() {
 	run bch invite --url https://relay.example
 	assert_failure 2
 	assert_output --partial 'missing --token'
-	run bch invite --token t
+	run bch invite --token room-token-0123456789
 	assert_failure 2
 	assert_output --partial 'missing --url'
-	run bch invite --url ftp://relay.example --token t
+	run bch invite --url ftp://relay.example --token room-token-0123456789
 	assert_failure 100
 	assert_output --partial 'http:// or https://'
-	run bch invite --url https://relay.example --token t --channel '#../x'
+	run bch invite --url https://relay.example --token room-token-0123456789 --channel '#../x'
 	assert_failure 100
 	assert_output --partial 'invalid channel'
-	run bch invite --url https://relay.example --token t --pin abc
+	run bch invite --url https://relay.example --token room-token-0123456789 --pin abc
 	assert_failure 100
 	assert_output --partial '64 hex digits'
 	run bch invite --url https://relay.example --token 'a b'
 	assert_failure 100
-	run bch invite --url https://relay.example --token t --pin "$PIN" --cert x.pem
+	run bch invite --url https://relay.example --token t
+	assert_failure 100
+	assert_output 'bch-invite: the room token is too short — the relay refuses one under 16 characters'
+	run bch invite --url https://relay.example --token 0123456789abcde
+	assert_failure 100
+	run bch invite --url https://relay.example --token 0123456789abcdef
+	assert_success
+	run bch invite --url https://relay.example --token room-token-0123456789 --pin "$PIN" --cert x.pem
 	assert_failure 2
 }
 
@@ -184,7 +191,7 @@ mkinvite() {
 }
 
 @test "join needs --as and a valid name" {
-	inv=$(bch invite --url http://127.0.0.1:9 --token t)
+	inv=$(bch invite --url http://127.0.0.1:9 --token room-token-0123456789)
 	run bch join "$inv"
 	assert_failure 2
 	assert_output --partial 'missing --as'
@@ -196,7 +203,7 @@ mkinvite() {
 }
 
 @test "an unreachable relay is a temporary failure" {
-	inv=$(bch invite --url http://127.0.0.1:9 --token t)
+	inv=$(bch invite --url http://127.0.0.1:9 --token room-token-0123456789)
 	run bch join "$inv" --as carol --no-hooks
 	assert_failure 111
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
@@ -206,7 +213,7 @@ mkinvite() {
 	for u in https://u:secret@relay.example https://secret@relay.example:7117/x \
 		http://relay.example:99999 http://relay.example:0 http://relay.example: \
 		'http://relay.example:12a' https://relay.example:123456; do
-		run bch invite --url "$u" --token t
+		run bch invite --url "$u" --token room-token-0123456789
 		assert_failure 100
 		assert_output --partial 'http:// or https:// URL of a host'
 		refute_output --partial secret
@@ -217,7 +224,7 @@ mkinvite() {
 		[[ $stderr != *secret* ]]
 	done
 	for u in https://relay.example:7117/prefix http://127.0.0.1:65535 'http://[::1]:8080'; do
-		run bch invite --url "$u" --token t
+		run bch invite --url "$u" --token room-token-0123456789
 		assert_success
 	done
 	# Nor does the client echo one from BACKCHANNEL_URL.
@@ -239,7 +246,7 @@ mkinvite() {
 		[[ $stderr != *"$rlo"* ]]
 		[[ $stderr != *"$csi"* ]]
 		[[ $stderr != *"$e"* ]]
-		run bch invite --url "$u" --token t
+		run bch invite --url "$u" --token room-token-0123456789
 		assert_failure 100
 		assert_output --partial 'http:// or https:// URL of a host'
 	done
