@@ -315,7 +315,7 @@ main(int argc, char **argv)
 		case 'r': o.refs[o.nrefs++] = optarg; break;
 		case 'w': o.wait = wait_arg(&c, argc, argv); break;
 		case 'h': printf("usage: %s\n", usage); return 0;
-		default: cli_bad_option(&c, usage, argv, lopts);
+		default: cli_bad_word(&c, usage, argv, lopts);
 		}
 	}
 	cli_open(&c, 1);

@@ -144,22 +144,43 @@ cli_close(struct cli *c)
  * option, else the option's letter; argv[optind - 1] is the word last
  * stepped over, which is that option only when it is a long one (for
  * "-w5" it is whatever came before). */
-void
-cli_bad_option(struct cli *c, const char *usage, char **argv,
-    const struct option *lopts)
+static void __attribute__((noreturn))
+bad_option(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts, int text)
 {
-	const char *w = argv[optind - 1], *opt = w;
+	const char *w = argv[optind - 1], *opt = w, *hint = "";
 	char s[3] = { '-', (char)optopt, 0 };
 	size_t i, n;
+	int known = 0;
 
 	if (optopt) {
 		opt = s;
 		n = strcspn(w, "=");
-		for (i = 0; lopts[i].name; i++)
+		for (i = 0; lopts[i].name; i++) {
+			known |= lopts[i].val == optopt;
 			if (lopts[i].val == optopt && strncmp(w, "--", 2) == 0 &&
 			    n > 2 && strncmp(lopts[i].name, w + 2, n - 2) == 0)
 				opt = w;
+		}
+		/* An unknown letter ("-1 on that PR") is likely a word of
+		 * the message; a known one lacked its value. */
+		if (text && !known)
+			hint = " — put -- before a message that starts with -";
 	}
-	cli_usage(c, usage, "bad option %s (unknown, or missing its value)",
-	    opt);
+	cli_usage(c, usage, "bad option %s (unknown, or missing its value)%s",
+	    opt, hint);
+}
+
+void
+cli_bad_option(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts)
+{
+	bad_option(c, usage, argv, lopts, 0);
+}
+
+void
+cli_bad_word(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts)
+{
+	bad_option(c, usage, argv, lopts, 1);
 }

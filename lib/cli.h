@@ -40,6 +40,12 @@ struct option;
 void cli_bad_option(struct cli *c, const char *usage, char **argv,
     const struct option *lopts) __attribute__((noreturn));
 
+/* cli_bad_option for a program whose arguments are free text: an
+ * unknown letter may be a message's first word, and the line says to
+ * put -- before it. */
+void cli_bad_word(struct cli *c, const char *usage, char **argv,
+    const struct option *lopts) __attribute__((noreturn));
+
 /* The value of option opt (its name, "--port") as a whole number from
  * min to max; anything else is a usage error. */
 long cli_num(struct cli *c, const char *usage, const char *opt,

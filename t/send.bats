@@ -135,6 +135,18 @@ local_setup() { agents alice bob; }
 	assert_output --partial '"body":"deploy done 30"'
 }
 
+@test "a message that starts with a dash: the bad option line says to put -- before it" {
+	run --separate-stderr bch send @bob -1 on that PR
+	assert_failure 2
+	assert_equal "${stderr%%$'\n'*}" 'bch-send: bad option -1 (unknown, or missing its value) — put -- before a message that starts with -'
+	# An option that lacks its value gets no such hint.
+	run --separate-stderr bch send @bob hi -s
+	assert_failure 2
+	assert_equal "${stderr%%$'\n'*}" 'bch-send: bad option -s (unknown, or missing its value)'
+	run bch send @bob -- -1 on that PR
+	assert_success
+}
+
 @test "a bad option is named as typed, not by the word before it" {
 	run --separate-stderr bch send @bob hi -w5
 	assert_failure 2
