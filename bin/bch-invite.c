@@ -90,7 +90,7 @@ onboarding_join(struct buf *b, const char *code)
 	    "every prompt\n(Claude Code's hook), or when they run `bch drain "
 	    "--here`. By hand:\n\n"
 	    "    bch inbox            # list what waits, claim nothing\n"
-	    "    bch drain            # claim and print everything for you\n"
+	    "    bch drain            # claim and print what has no scope\n"
 	    "    bch drain --here     # also what is scoped to this "
 	    "repository\n\n"
 	    "Reading deletes: a drained message is gone, so act on it or note "

@@ -99,6 +99,8 @@ mkinvite() {
 	grep -qF "sh quickstart.sh" onboard.md
 	grep -qF "bch join $inv --as <name>" onboard.md
 	grep -qF "bch drain" onboard.md
+	grep -qF "bch drain            # claim and print what has no scope" onboard.md
+	! grep -qF "everything for you" onboard.md || false
 	grep -qF "bch send" onboard.md
 	grep -qi "untrusted" onboard.md
 	grep -qF "never" onboard.md
