@@ -17,7 +17,7 @@
 #include "url.h"
 
 static const char usage[] =
-    "bch-init <name> [--url relay-url --token room-token [--pin sha256]] | "
+    "bch-init <name> [--url relay-url] [--token room-token] [--pin sha256] | "
     "bch-init --whoami";
 
 /* The relay refused to register name: a token chosen for it is no one's

@@ -138,3 +138,12 @@ verb() {
 			{ echo "$p: $stderr"; return 1; }
 	done
 }
+
+@test "the usage lines agree with the man pages" {
+	run -0 bch help
+	assert_line '                              (--json --jsonl --brief --match --here)'
+	run -0 bch-init -h
+	assert_output 'usage: bch-init <name> [--url relay-url] [--token room-token] [--pin sha256] | bch-init --whoami'
+	run -0 bch-send -h
+	assert_output --partial '| bch-send [--wait[=seconds]] < requests.jsonl'
+}
