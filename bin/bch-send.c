@@ -314,7 +314,7 @@ main(int argc, char **argv)
 		case 't': o.thread = optarg; break;
 		case 'r': o.refs[o.nrefs++] = optarg; break;
 		case 'w': o.wait = wait_arg(&c, argc, argv); break;
-		case 'h': printf("usage: %s\n", usage); return 0;
+		case 'h': printf("usage: %s\n", usage); exit(0);
 		default: cli_bad_word(&c, usage, argv, lopts);
 		}
 	}
