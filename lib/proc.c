@@ -7,6 +7,7 @@
  * runs out; elsewhere waitpid(WNOHANG) is retried with short sleeps. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -89,8 +90,11 @@ wait_bounded(pid_t pid, int *status, int timeout_ms,
 	}
 }
 
+/* Start path; its standard output and error go to outfd, or with outfd
+ * -1 its standard output onto our standard error. */
 static int
-spawn(pid_t *pid, const char *path, char *const argv[], struct err *e)
+spawn(pid_t *pid, const char *path, char *const argv[], int outfd,
+    struct err *e)
 {
 	static const int sigs[] = { SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGALRM,
 		SIGIO, SIGCHLD, SIGUSR1, SIGUSR2, SIGQUIT };
@@ -115,7 +119,10 @@ spawn(pid_t *pid, const char *path, char *const argv[], struct err *e)
 	}
 	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
 	    O_RDONLY, 0)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) == 0 &&
+	    (rc = outfd < 0 ? posix_spawn_file_actions_adddup2(&fa, 2, 1) :
+	    posix_spawn_file_actions_adddup2(&fa, outfd, 1)) == 0 &&
+	    (rc = outfd < 0 ? 0 :
+	    posix_spawn_file_actions_adddup2(&fa, outfd, 2)) == 0 &&
 	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0 &&
 	    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
 	    (rc = posix_spawnattr_setflags(&at,
@@ -130,8 +137,8 @@ spawn(pid_t *pid, const char *path, char *const argv[], struct err *e)
 	return 0;
 }
 
-int
-proc_run(const char *path, char *const argv[], int timeout_ms,
+static int
+run(const char *path, char *const argv[], int outfd, int timeout_ms,
     struct err *e)
 {
 	struct timespec t0;
@@ -139,7 +146,7 @@ proc_run(const char *path, char *const argv[], int timeout_ms,
 	int status = 0, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (spawn(&pid, path, argv, e) < 0)
+	if (spawn(&pid, path, argv, outfd, e) < 0)
 		return -1;
 	rc = wait_bounded(pid, &status, timeout_ms, &t0);
 	if (rc == 0) {
@@ -155,6 +162,41 @@ proc_run(const char *path, char *const argv[], int timeout_ms,
 		return err_set(e, BCH_TEMP, "%s was killed by signal %d", path,
 		    WTERMSIG(status));
 	return WEXITSTATUS(status);
+}
+
+int
+proc_run(const char *path, char *const argv[], int timeout_ms,
+    struct err *e)
+{
+	return run(path, argv, -1, timeout_ms, e);
+}
+
+int
+proc_run_caught(const char *path, char *const argv[], int timeout_ms,
+    char *out, size_t outsz, struct err *e)
+{
+	const char *tmp = getenv("TMPDIR");
+	char tmpl[PATH_MAX];
+	ssize_t n;
+	int fd, rc;
+
+	out[0] = 0;
+	snprintf(tmpl, sizeof tmpl, "%s/bch-proc.XXXXXX",
+	    tmp && *tmp == '/' ? tmp : "/tmp");
+	if ((fd = mkostemp(tmpl, O_CLOEXEC)) < 0)
+		return err_sys(e, "cannot make a temporary file %s", tmpl);
+	if (unlink(tmpl) < 0) {
+		err_sys(e, "cannot remove %s", tmpl);
+		close(fd);
+		return -1;
+	}
+	rc = run(path, argv, fd, timeout_ms, e);
+	while ((n = pread(fd, out, outsz - 1, 0)) < 0 && errno == EINTR)
+		;
+	out[n > 0 ? n : 0] = 0;
+	out[strcspn(out, "\r\n")] = 0;
+	close(fd);
+	return rc;
 }
 
 void

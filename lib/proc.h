@@ -22,6 +22,12 @@ int proc_find(const char *name, char *out, size_t outsz);
 int proc_run(const char *path, char *const argv[], int timeout_ms,
     struct err *e);
 
+/* As proc_run, but what the child writes to its standard output and
+ * error is caught (in an unlinked file under $TMPDIR), never shown: the
+ * first line of it in out, "" when it wrote nothing. */
+int proc_run_caught(const char *path, char *const argv[], int timeout_ms,
+    char *out, size_t outsz, struct err *e);
+
 /* Call fn on sig, without SA_RESTART: the signal ends a wait (poll(),
  * read()). Should that fail, "prog: cannot catch signal N: ..." and exit
  * BCH_TEMP. */

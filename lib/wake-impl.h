@@ -40,10 +40,15 @@ size_t wake_service_env(const struct wake *w, int session,
 int wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
     struct err *e);
 
-/* Run a supervisor tool with its arguments (up to five): its exit
- * status, -2 when it is not installed, -1 when it could not run. */
-int wake_tool(const char *name, const char *a1, const char *a2,
+/* Run a supervisor tool with its arguments (up to four), what it prints
+ * caught in w->said: its exit status, -2 when it is not installed, -1
+ * when it could not run. */
+int wake_tool(struct wake *w, const char *name, const char *a1, const char *a2,
     const char *a3, const char *a4, struct err *e);
+
+/* What the last tool said, if anything, as one line on stderr after
+ * bch-setup's own that says the step failed. */
+void wake_said(const struct wake *w);
 
 /* The parts in wake-user.c: systemd --user (launchd 0) or launchd.
  * wake_install and wake_remove (wake.h) say what they promise. */

@@ -204,13 +204,13 @@ user_start(struct wake *w, int launchd, const char *what, const char *file,
 	int rc;
 
 	if (launchd) {
-		wake_tool("launchctl", "unload", file, NULL, NULL, e);
-		rc = wake_tool("launchctl", "load", "-w", file, NULL, e);
+		wake_tool(w, "launchctl", "unload", file, NULL, NULL, e);
+		rc = wake_tool(w, "launchctl", "load", "-w", file, NULL, e);
 	} else {
-		rc = wake_tool("systemctl", "--user", "daemon-reload", NULL,
+		rc = wake_tool(w, "systemctl", "--user", "daemon-reload", NULL,
 		    NULL, e);
 		if (rc == 0)
-			rc = wake_tool("systemctl", "--user", "enable", "--now",
+			rc = wake_tool(w, "systemctl", "--user", "enable", "--now",
 			    "bch-notify.service", e);
 	}
 	buf_printf(w->out, "wake: installed the %s %s%s\n", what, file,
@@ -226,6 +226,7 @@ user_start(struct wake *w, int launchd, const char *what, const char *file,
 		    "systemctl", rc < 0 ? e->msg : "it failed",
 		    launchd ? "launchctl load -w ~/Library/LaunchAgents/" LABEL
 		    ".plist" : "systemctl --user enable --now bch-notify.service");
+		wake_said(w);
 		w->warned = 1;
 	}
 }
@@ -278,15 +279,15 @@ wake_user_remove(struct wake *w, int launchd, struct err *e)
 			    "%s\n", what, file);
 		} else {
 			if (launchd)
-				wake_tool("launchctl", "unload", "-w", file,
+				wake_tool(w, "launchctl", "unload", "-w", file,
 				    NULL, e);
 			else
-				wake_tool("systemctl", "--user", "disable",
+				wake_tool(w, "systemctl", "--user", "disable",
 				    "--now", "bch-notify.service", e);
 			if (unlink(file) < 0)
 				return err_sys(e, "cannot remove %s", file);
 			if (!launchd)
-				wake_tool("systemctl", "--user",
+				wake_tool(w, "systemctl", "--user",
 				    "daemon-reload", NULL, NULL, e);
 			buf_printf(w->out, "wake: stopped and removed the %s "
 			    "%s\n", what, file);

@@ -222,16 +222,25 @@ wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 }
 
 int
-wake_tool(const char *name, const char *a1, const char *a2, const char *a3,
-    const char *a4, struct err *e)
+wake_tool(struct wake *w, const char *name, const char *a1, const char *a2,
+    const char *a3, const char *a4, struct err *e)
 {
 	char path[PATH_MAX];
 	char *argv[6] = { (char *)name, (char *)a1, (char *)a2, (char *)a3,
 		(char *)a4, NULL };
 
+	w->said[0] = 0;
 	if (!proc_find(name, path, sizeof path))
 		return -2;
-	return proc_run(path, argv, TOOL_MS, e);
+	return proc_run_caught(path, argv, TOOL_MS, w->said, sizeof w->said,
+	    e);
+}
+
+void
+wake_said(const struct wake *w)
+{
+	if (w->said[0])
+		fprintf(stderr, "bch-setup: it said: %s\n", w->said);
 }
 
 static void
@@ -304,6 +313,35 @@ wake_detect(const struct wake *w, char *scandir, size_t sz)
 	return "systemd";
 }
 
+/* Bring the installed service at target up to date, and restart it
+ * if anything changed. */
+static int
+s6_update(struct wake *w, const char *scandir, const char *target,
+    struct err *e)
+{
+	int changed = 0, rc;
+
+	if (wake_sv_fill(w, target, 1, &changed, e) < 0)
+		return -1;
+	if (!changed) {
+		buf_printf(w->out, "wake: the s6 service %s is already "
+		    "installed\n", target);
+		return 0;
+	}
+	rc = w->dry ? 0 : wake_tool(w, "s6-svc", "-r", target, NULL, NULL, e);
+	buf_printf(w->out, "wake: %s the s6 service %s\n", w->dry ?
+	    "would update" : rc == 0 ? "updated (and restarted)" : "updated",
+	    target);
+	if (rc != 0) {
+		fprintf(stderr, "bch-setup: s6-svc could not restart it — "
+		    "start s6-svscan %s, or run s6-svc -r %s\n", scandir,
+		    target);
+		wake_said(w);
+		w->warned = 1;
+	}
+	return 0;
+}
+
 static int
 s6_install(struct wake *w, const char *scandir, struct err *e)
 {
@@ -318,20 +356,8 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 		return err_set(e, BCH_PERM, "%s exists and bch-setup did not "
 		    "install it — leaving it alone; remove it to let setup "
 		    "install the service", target);
-	if (wake_exists(target)) {
-		if (wake_sv_fill(w, target, 1, &changed, e) < 0)
-			return -1;
-		if (!changed) {
-			buf_printf(w->out, "wake: the s6 service %s is already "
-			    "installed\n", target);
-			return 0;
-		}
-		if (!w->dry)
-			wake_tool("s6-svc", "-r", target, NULL, NULL, e);
-		buf_printf(w->out, "wake: %s the s6 service %s\n",
-		    w->dry ? "would update" : "updated (and restarted)", target);
-		return 0;
-	}
+	if (wake_exists(target))
+		return s6_update(w, scandir, target, e);
 	if (w->dry) {
 		buf_printf(w->out, "wake: would install the s6 service %s "
 		    "(bch-watch --urgent-only --peek | bch-notify)\n", target);
@@ -351,7 +377,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 		wake_rmtree(tmp);
 		return -1;
 	}
-	rc = wake_tool("s6-svscanctl", "-a", scandir, NULL, NULL, e);
+	rc = wake_tool(w, "s6-svscanctl", "-a", scandir, NULL, NULL, e);
 	buf_printf(w->out, "wake: installed the s6 service %s "
 	    "(bch-watch --urgent-only --peek | bch-notify)%s\n", target,
 	    rc == 0 ? "; s6-svscan is starting it" : "");
@@ -359,6 +385,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 		fprintf(stderr, "bch-setup: no s6-svscan answered on %s — "
 		    "start one (s6-svscan %s) to run the service\n", scandir,
 		    scandir);
+		wake_said(w);
 		w->warned = 1;
 	}
 	return 0;
@@ -368,7 +395,7 @@ static int
 s6_remove(struct wake *w, const char *scandir, struct err *e)
 {
 	char target[PATH_MAX], gone[PATH_MAX], log[PATH_MAX];
-	int tries;
+	int tries, scanned;
 
 	snprintf(target, sizeof target, "%s/bch-notify", scandir);
 	if (!wake_ours(target))
@@ -386,24 +413,31 @@ s6_remove(struct wake *w, const char *scandir, struct err *e)
 			NULL };
 		char path[PATH_MAX];
 		if (proc_find("s6-svc", path, sizeof path))
-			proc_run(path, down, TOOL_MS, e);
+			proc_run_caught(path, down, TOOL_MS, w->said,
+			    sizeof w->said, e);
 	}
 	snprintf(gone, sizeof gone, "%s/.bch-notify.removed.%ld", scandir,
 	    (long)getpid());
 	if (rename(target, gone) < 0)
 		return err_sys(e, "cannot remove %s", target);
-	wake_tool("s6-svscanctl", "-aN", scandir, NULL, NULL, e);
+	scanned = wake_tool(w, "s6-svscanctl", "-aN", scandir, NULL, NULL,
+	    e) == 0;
 	snprintf(log, sizeof log, "%s/log", gone);
 	for (tries = 0; tries < 100; tries++) {
-		if (wake_tool("s6-svok", gone, NULL, NULL, NULL, e) != 0 &&
-		    (!is_dir(log) || wake_tool("s6-svok", log, NULL, NULL, NULL,
+		if (wake_tool(w, "s6-svok", gone, NULL, NULL, NULL, e) != 0 &&
+		    (!is_dir(log) || wake_tool(w, "s6-svok", log, NULL, NULL, NULL,
 		    e) != 0))
 			break;
 		nap();
 	}
 	for (tries = 0; wake_rmtree(gone) < 0 && tries < 40; tries++)
 		nap();
-	buf_printf(w->out, "wake: removed the s6 service %s\n", target);
+	if (scanned)
+		buf_printf(w->out, "wake: removed the s6 service %s\n", target);
+	else
+		buf_printf(w->out, "wake: removed the s6 service directory %s; "
+		    "no s6-svscan answered on %s, so there was nothing to "
+		    "stop\n", target, scandir);
 	if (wake_exists(gone)) {
 		fprintf(stderr, "bch-setup: could not delete %s yet — delete "
 		    "it by hand\n", gone);

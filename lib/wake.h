@@ -15,6 +15,8 @@ struct wake {
 	const char *home;   /* $HOME */
 	struct buf *out;    /* lines saying what was done, for stdout */
 	int warned;         /* a step failed that the user must redo */
+	char said[300];     /* the first line the last supervisor tool
+	                     * printed: shown only to explain a failure */
 };
 
 /* Which supervisor to use: the kind asked for, else s6 when

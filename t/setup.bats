@@ -838,6 +838,31 @@ args = [\"mcp\", \"--here\"]"
 	! pgrep -f "s6-supervise bch-notify" -P "$SVSCAN_PID" >/dev/null || false
 }
 
+@test "--wake under s6 with no s6-svscan: the tools' errors only after setup's own line, and --remove says plainly what it did" {
+	command -v s6-svscanctl >/dev/null || skip "needs s6"
+	agents bob
+	mkdir -p "$BCH_S6_SCANDIR"
+	run --separate-stderr bch setup --no-hooks --wake
+	assert_failure 111
+	assert_output "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify (bch-watch --urgent-only --peek | bch-notify)"
+	assert_equal "${stderr_lines[0]}" "bch-setup: no s6-svscan answered on $BCH_S6_SCANDIR — start one (s6-svscan $BCH_S6_SCANDIR) to run the service"
+	[[ "${stderr_lines[1]}" == "bch-setup: it said: s6-svscanctl: "*"$BCH_S6_SCANDIR"* ]]
+	assert_equal "${#stderr_lines[@]}" 2
+	# An update cannot restart it either, and says so the same way.
+	echo /elsewhere >"$BCH_S6_SCANDIR/bch-notify/env/HOME"
+	run --separate-stderr bch setup --no-hooks --wake
+	assert_failure 111
+	assert_output "wake: updated the s6 service $BCH_S6_SCANDIR/bch-notify"
+	assert_equal "${stderr_lines[0]}" "bch-setup: s6-svc could not restart it — start s6-svscan $BCH_S6_SCANDIR, or run s6-svc -r $BCH_S6_SCANDIR/bch-notify"
+	[[ "${stderr_lines[1]}" == "bch-setup: it said: s6-svc: "* ]]
+	assert_equal "${#stderr_lines[@]}" 2
+	run --separate-stderr bch setup --remove
+	assert_success
+	assert_output "wake: removed the s6 service directory $BCH_S6_SCANDIR/bch-notify; no s6-svscan answered on $BCH_S6_SCANDIR, so there was nothing to stop"
+	assert_equal "$stderr" ""
+	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
+}
+
 @test "bad usage exits 2" {
 	run bch setup extra
 	assert_failure 2
