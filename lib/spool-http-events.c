@@ -108,6 +108,14 @@ broken:
 
 #define EVENT_MAX (1 << 20)
 
+/* Take what the stream brought up to end off its front. */
+static void
+drop_to(struct link *l, const char *end)
+{
+	l->in.len -= (size_t)(end - l->in.p);
+	memmove(l->in.p, end, l->in.len + 1);
+}
+
 /* Drop what is read of an event over EVENT_MAX up to the blank line that
  * ends it: 1 when that end is in, 0 when more is to come. A last '\n'
  * is kept, for the one that may start the next read. */
@@ -123,9 +131,7 @@ event_skip(struct link *l)
 			buf_addc(&l->in, '\n');
 		return 0;
 	}
-	end += 2;
-	l->in.len -= (size_t)(end - l->in.p);
-	memmove(l->in.p, end, l->in.len + 1);
+	drop_to(l, end + 2);
 	l->skip = 0;
 	return 1;
 }
@@ -161,8 +167,11 @@ events_consume(struct hs *h, struct buf *keep)
 
 	if (l->in.len)
 		strip_cr(&l->in);
-	if (l->skip && !event_skip(l))
-		return 0;
+	if (l->skip) {
+		if (!event_skip(l))
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &h->heard); /* it ended */
+	}
 	/* Lines are measured, not NUL-terminated: a stream may hold any
 	 * byte, and an id is taken only from a whole, clean "id:" line. */
 	while (l->in.len && (end = memmem(l->in.p, l->in.len, "\n\n", 2))) {
@@ -187,9 +196,15 @@ events_consume(struct hs *h, struct buf *keep)
 			}
 			line = nl + 1;
 		}
-		end += 2;
-		l->in.len -= (size_t)(end - l->in.p);
-		memmove(l->in.p, end, l->in.len + 1);
+		drop_to(l, end + 2);
+		clock_gettime(CLOCK_MONOTONIC, &h->heard);
+	}
+	/* A comment line before any event (": keepalive" with no blank
+	 * line after it) is heard too; no part of an event is. */
+	while (l->in.len && l->in.p[0] == ':' &&
+	    (end = memchr(l->in.p, '\n', l->in.len))) {
+		drop_to(l, end + 1);
+		clock_gettime(CLOCK_MONOTONIC, &h->heard);
 	}
 	if (l->in.len > EVENT_MAX) {
 		/* A runaway event: no message is read from it, but one may
@@ -341,7 +356,9 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 				return errno == EINTR ? 0 : err_sys(e, "poll");
 			if (rc == 0 && !silent)
 				return 0;
-			if (rc == 0) {
+			/* Bytes that never make an event are no sign of
+			 * life: only a whole event or comment sets heard. */
+			if (rc == 0 || io_ms_since(&h->heard) >= SILENCE_MS) {
 				/* Dead: open it again (with Last-Event-ID),
 				 * and list for what the silence hid. */
 				link_close(l);
@@ -360,7 +377,6 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		taken += (size_t)n;
 		l->in.len += (size_t)n;
 		l->in.p[l->in.len] = 0;
-		clock_gettime(CLOCK_MONOTONIC, &h->heard);
 	}
 }
 

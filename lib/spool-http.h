@@ -23,7 +23,8 @@ struct hs {
 	struct url url;
 	struct link req, ev;
 	char last_id[ID_MAX_LEN + 1];
-	struct timespec heard; /* when the event stream last said anything */
+	struct timespec heard; /* when the event stream last brought a whole
+	                        * event or comment */
 	struct timespec opened; /* when it was last opened */
 	int pause_ms; /* before it is opened again, as the last ended at once */
 	char cut_id[ID_MAX_LEN + 1]; /* where the last listing was cut, or

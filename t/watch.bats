@@ -542,7 +542,8 @@ PY
 	[ "$(wc -l < opens)" -le 8 ]
 }
 
-# The stream's 75 s silence limit is not tested here: it would take 75 s.
+# The stream's 75 s silence limit is tested once, with a stream that
+# trickles (below): it takes 75 s.
 @test "the links to the relay have TCP keepalive on, so a vanished peer fails" {
 	command -v ss >/dev/null || skip "ss is needed to see a socket's timers"
 	sse_relay silent
@@ -631,6 +632,71 @@ PY
 	echo "printed after $ms ms"
 	[ "$ms" -ge 1900 ]
 	[ "$ms" -lt 9000 ]
+	run cat opens
+	assert_line --index 0 '-'
+	assert_line --index 1 'Last-Event-ID: c0000001-0000-4000-8000-000000000001'
+	run cat w.err
+	assert_output ''
+	kill -0 "$wpid"
+}
+
+# trickle_relay: a stand-in relay over plain HTTP for alice whose event
+# stream, opened the first time, sends an event with an id, then the
+# start of an event that never ends, a byte every 3 s. Each open of the
+# stream, with its Last-Event-ID, goes to ./opens; the inbox is empty
+# until the stream is opened again.
+trickle_relay() {
+	cat >trickle.py <<'PY'
+import time, fakehttp
+ID = "c0000001-0000-4000-8000-000000000001"
+MSG = ('[{"id":"%s","from":"bob","to":"@alice","body":"after the trickle",'
+       '"priority":"normal","ts":"2026-06-12T12:00:01.000Z"}]' % ID).encode()
+opens = []
+def serve(c):
+    try:
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(65536)
+            if not d:
+                return
+            req += d
+        head = req.decode("latin-1").split("\r\n")
+        if "/v1/events/" not in head[0]:
+            body = MSG if len(opens) > 1 else b"[]"
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                      b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (len(body), body))
+            return
+        leid = [h for h in head if h.lower().startswith("last-event-id:")]
+        opens.append(leid[0] if leid else "-")
+        with open("opens", "a") as f:
+            f.write(opens[-1] + "\n")
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
+                  b"\r\n\r\nid: %s\n: hello\n\n" % ID.encode())
+        if len(opens) > 1:
+            time.sleep(3600)
+        for b in b"data: " + b"x" * 100:
+            time.sleep(3)
+            c.sendall(bytes([b]))
+    except OSError:
+        pass
+    finally:
+        c.close()
+fakehttp.serve_raw(serve, nodelay=True)
+PY
+	fake_relay trickle.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t
+}
+
+# This one takes the 75 s of the silence limit.
+@test "over plain HTTP, an event stream that trickles an event that never ends is silent, and opened again" {
+	trickle_relay
+	t0=$(date +%s%N)
+	watcher w alice --peek
+	wait_for 100 grep -q 'after the trickle' w.out
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "printed after $ms ms"
+	[ "$ms" -ge 74000 ]
 	run cat opens
 	assert_line --index 0 '-'
 	assert_line --index 1 'Last-Event-ID: c0000001-0000-4000-8000-000000000001'
