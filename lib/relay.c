@@ -66,7 +66,7 @@ tok_put(struct relay *r, const char *hash, const char *agent)
 {
 	size_t i;
 
-	if (strlen(hash) != 64)
+	if (!hash_hex64(hash))
 		return;
 	if ((r->ntok + 1) * 2 > r->captok)
 		tok_grow(r);
@@ -141,9 +141,18 @@ relay_init(struct relay *r, struct spool *sp, struct config *cfg,
 		return 0; /* the spool keeps the index */
 	if (spool_agents(sp, &a, &n, e) < 0)
 		return -1;
-	for (i = 0; i < n; i++)
-		if (a[i].token_hash)
+	for (i = 0; i < n; i++) {
+		if (!a[i].token_hash)
+			continue;
+		if (hash_hex64(a[i].token_hash))
 			tok_put(r, a[i].token_hash, a[i].name);
+		else
+			fprintf(stderr, "%s: skipping the tokenHash of agent "
+			    "record %s: not 64 lowercase hex digits — no token "
+			    "speaks for %s until it is fixed, or the record "
+			    "deleted and %s registered again\n", sp->prog,
+			    a[i].name, a[i].name, a[i].name);
+	}
 	agent_list_free(a, n);
 	return 0;
 }

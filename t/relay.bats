@@ -364,6 +364,22 @@ PY
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "a record whose tokenHash is not hex is left out of the index at start-up, and the relay says so" {
+	relayd
+	alice_bob
+	stop_relay
+	bad=$(printf 'Z%.0s' $(seq 64))
+	sed -i "s/\"tokenHash\": *\"[0-9a-f]*\"/\"tokenHash\": \"$bad\"/" "$BACKCHANNEL_HOME/agents/bob.json"
+	grep -q "\"tokenHash\": \"$bad\"" "$BACKCHANNEL_HOME/agents/bob.json"
+	relayd
+	grep -q '1 agents with tokens' "$LOG"
+	grep -q 'bch-relayd: skipping the tokenHash of agent record bob: not 64 lowercase hex digits' "$LOG"
+	send "$A" @bob 'still here'
+	expect 200
+	req GET /v1/inbox/bob "$B"
+	expect 401
+}
+
 @test "a forged from in a send body is ignored: from comes from the token" {
 	relayd
 	alice_bob
