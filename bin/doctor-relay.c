@@ -91,6 +91,7 @@ struct health {
 	char why[300]; /* why there was no answer */
 	const char *tls_why;
 	int late;      /* it did not come whole within BACKCHANNEL_TIMEOUT */
+	int malformed; /* something answered, but not in HTTP we take */
 };
 
 static time_t
@@ -205,8 +206,10 @@ health(struct doc *d, const struct url *u, struct health *h)
 		goto out;
 	}
 	if (used <= 0) {
-		snprintf(h->why, sizeof h->why, "a malformed answer to "
-		    "/v1/health");
+		h->malformed = 1;
+		snprintf(h->why, sizeof h->why, "sent a malformed answer%s",
+		    used < 0 && r.head_too_big ? ": its head is over the limit "
+		    "of 64 KiB" : "");
 		goto out;
 	}
 	h->ms = io_ms_since(&t0);
@@ -333,10 +336,10 @@ report_down(struct doc *d, const struct url *u, const struct health *h,
 	const char *unset = getenv("BACKCHANNEL_URL") ?
 	    "unset BACKCHANNEL_URL; or " : "";
 
-	if (h->late) {
+	if (h->late || h->malformed) {
 		snprintf(fix, sizeof fix, "%scheck that the URL is a running "
-		    "backchannel relay's; over a slow link, raise "
-		    "BACKCHANNEL_TIMEOUT", unset);
+		    "backchannel relay's%s", unset, h->late ? "; over a slow "
+		    "link, raise BACKCHANNEL_TIMEOUT" : "");
 		add(d, FAIL, what, fix, "%s", h->why);
 		return;
 	}

@@ -570,6 +570,28 @@ snapshot() {
 	[ "$ms" -lt 8000 ]
 }
 
+@test "a relay whose answer's head is over 64 KiB: FAIL, in the words every program uses" {
+	cat >bighead.py <<'PY'
+import fakehttp
+head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\nX-Pad: ")
+answer = head + b"x" * (100 * 1024) + b"\r\n\r\n[]"
+def serve(c):
+    try:
+        c.recv(65536)
+        c.sendall(answer)
+    except OSError:
+        pass
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay bighead.py
+	run -1 env BACKCHANNEL_URL="$FAKE_URL" BACKCHANNEL_AGENT=alice BACKCHANNEL_TOKEN=t bch doctor
+	fails_with "relay $FAKE_URL: sent a malformed answer: its head is over the limit of 64 KiB$" \
+		"unset BACKCHANNEL_URL; or check that the URL is a running backchannel relay's"
+	refute_line --regexp '^(ok|FAIL)  +relay token'
+}
+
 @test "a relay URL that is not one: FAIL, the fix naming where it came from" {
 	local long u
 	long=$(printf 'a%.0s' {1..300})
