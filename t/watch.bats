@@ -690,6 +690,7 @@ PY
 
 # This one takes the 75 s of the silence limit.
 @test "over plain HTTP, an event stream that trickles an event that never ends is silent, and opened again" {
+	local_only "runs a stand-in relay of its own, and waits out the 75 s silence limit"
 	trickle_relay
 	t0=$(date +%s%N)
 	watcher w alice --peek
