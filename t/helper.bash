@@ -28,7 +28,7 @@ setup() {
 # starts it again on the room of one stopped (with its keys in Redis, so
 # its agents stay registered).
 start_relay() {
-	export BCH_ROOM="${1:-room-$RANDOM$RANDOM$RANDOM$RANDOM}"
+	export BCH_ROOM="${1:-room-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM}"
 	mkdir -p "$BACKCHANNEL_HOME"
 	# Empty the log first: a relay started before in this test wrote to
 	# the same file, and its line must not be taken for this one's.

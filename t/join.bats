@@ -13,12 +13,15 @@ local_setup() {
 	RELAY=$BACKCHANNEL_URL
 	unset BACKCHANNEL_URL
 	# Never touch a real supervisor: a scan directory of our own, and a
-	# stand-in s6-svscanctl that records how it was called.
+	# stand-in s6-svscanctl and s6-svc that record how they were called.
 	export BCH_S6_SCANDIR="$BATS_TEST_TMPDIR/scan"
 	mkdir -p "$BCH_S6_SCANDIR" "$BATS_TEST_TMPDIR/fake"
 	printf '#!/bin/sh\necho "$*" >>"%s/svscanctl.log"\n' "$BATS_TEST_TMPDIR" \
 		>"$BATS_TEST_TMPDIR/fake/s6-svscanctl"
 	chmod +x "$BATS_TEST_TMPDIR/fake/s6-svscanctl"
+	printf '#!/bin/sh\necho "$*" >>"%s/svc.log"\n' "$BATS_TEST_TMPDIR" \
+		>"$BATS_TEST_TMPDIR/fake/s6-svc"
+	chmod +x "$BATS_TEST_TMPDIR/fake/s6-svc"
 	export PATH="$BATS_TEST_TMPDIR/fake:$PATH"
 	unset XDG_CONFIG_HOME XDG_DATA_HOME CODEX_HOME
 	INV=$(bch invite --url "$RELAY" --token "$BCH_ROOM" --channel dev --channel '#ops' --room acme)
@@ -162,6 +165,7 @@ subscribed carol to #ops"
 	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks --wake
 	assert_success
 	[ "$(cat "$env/BACKCHANNEL_AGENT")" = erin ]
+	grep -qx -- "-r $BCH_S6_SCANDIR/bch-notify" "$BATS_TEST_TMPDIR/svc.log"
 }
 
 @test "the invite's pin is kept in config.json for the relay" {
@@ -203,12 +207,12 @@ subscribed carol to #ops"
 	# Relay B logs the token each request carries and takes none.
 	printf 'import fakehttp\nfakehttp.serve(fakehttp.LogsAuth)\n' >b.py
 	fake_relay b.py
-	INV_B=$(bch invite --url "$FAKE_URL" --token room-b --channel dev)
+	INV_B=$(bch invite --url "$FAKE_URL" --token room-b-0123456789abcdef --channel dev)
 	run bch join "$INV_B" --as alice --no-hooks
 	assert_failure 100
 	run env BACKCHANNEL_AGENT=erin bch join "$INV_B" --as erin --no-hooks
 	assert_failure 100
-	run bch init alice --url "$FAKE_URL" --token room-b
+	run bch init alice --url "$FAKE_URL" --token room-b-0123456789abcdef
 	assert_failure 100
 	run bch join "$INV_B" --as frank --no-hooks
 	assert_failure 100
@@ -221,7 +225,7 @@ subscribed carol to #ops"
 	cp c.json "$BACKCHANNEL_HOME/config.json"
 	# Only B's room token reached B; A's tokens still work on A.
 	run sort -u auth.log
-	assert_output 'Bearer room-b'
+	assert_output 'Bearer room-b-0123456789abcdef'
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/alice")" = "$alice" ]
 	run bch join "$INV" --as alice --no-hooks
 	assert_success
@@ -318,7 +322,7 @@ PY
 # other_relay: a second relay, B, with a room token of its own; sets
 # URL_B and ROOM_B.
 other_relay() {
-	ROOM_B=room-b-$RANDOM$RANDOM$RANDOM$RANDOM
+	ROOM_B=room-b-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM
 	bch-relayd --home "$BATS_TEST_TMPDIR/relay-b" --port 0 --token "$ROOM_B" \
 		2>"$BATS_TEST_TMPDIR/relay-b.log" &
 	bg_pid $!

@@ -11,7 +11,7 @@ unset BCH_TEST_RELAY
 local_setup() {
 	command -v redis-server >/dev/null 2>&1 ||
 		skip "redis-server is not installed (Debian: redis-server)"
-	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	ROOM="room-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM"
 	RDIR=$BATS_TEST_TMPDIR/redis
 	BG=$BATS_TEST_TMPDIR/bg.pids
 	: >"$BG"

@@ -9,7 +9,7 @@ bats_require_minimum_version 1.5.0
 unset BCH_TEST_RELAY
 
 local_setup() {
-	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	ROOM="room-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM"
 	LOG=$BATS_TEST_TMPDIR/relay.log
 }
 

@@ -17,7 +17,7 @@ local_setup() {
 			skip "s6 is not installed ($p is missing): apt install s6"
 	done
 	command -v curl >/dev/null || skip "curl is not installed"
-	ROOM="room-$RANDOM$RANDOM$RANDOM$RANDOM"
+	ROOM="room-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM"
 	RHOME=$BATS_TEST_TMPDIR/relayhome
 	mkdir -p scan
 	printf '%s\n' "$ROOM" >room-token

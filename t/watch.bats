@@ -749,7 +749,7 @@ PY
 	local_only "starts a relay of its own"
 	command -v python3 >/dev/null || skip "python3 is needed to find a free port"
 	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	room=room-$RANDOM$RANDOM$RANDOM
+	room=room-0123456789-$RANDOM$RANDOM$RANDOM
 	mkdir -p relay
 	bch-relayd --home relay --port "$port" --token "$room" 2>relay.log &
 	rpid=$!
@@ -805,7 +805,7 @@ local_send() {
 
 @test "inboxes removed and made anew on a relay's host: local mail still reaches the watch" {
 	local_only "starts a relay of its own"
-	local room=room-$RANDOM$RANDOM$RANDOM
+	local room=room-0123456789-$RANDOM$RANDOM$RANDOM
 	own_relay "$room"
 	as carol bch init carol --token "$room" >/dev/null
 	# carol's watch, made first, stays as bob's is made again and again.
