@@ -82,6 +82,28 @@ joining_script(unsigned long cp)
 	    (cp >= 0xfb50 && cp <= 0xfdff) || (cp >= 0xfe70 && cp <= 0xfefe);
 }
 
+/* As joining_script(), for a base letter only: what a joiner may come
+ * before. Marks stack on one letter, so a joiner allowed before a mark
+ * could be repeated unseen (mark, joiner, mark, joiner...). */
+static unsigned long
+joining_letter(unsigned long cp)
+{
+	unsigned long off = cp & 0x7f;
+
+	if (cp >= 0x0d80 && cp <= 0x0dff) /* Sinhala */
+		return off >= 0x05 && off <= 0x46 ? cp >> 7 : 0;
+	if (cp >= 0x0900 && cp <= 0x0d7f)
+		return (off >= 0x04 && off <= 0x39) || off == 0x3d ||
+		    off == 0x50 || (off >= 0x58 && off <= 0x61) || off >= 0x72 ?
+		    cp >> 7 : 0;
+	return (cp >= 0x0620 && cp <= 0x064a) ||
+	    (cp >= 0x066e && cp <= 0x066f) || (cp >= 0x0671 && cp <= 0x06d3) ||
+	    cp == 0x06d5 || (cp >= 0x06ee && cp <= 0x06ef) ||
+	    (cp >= 0x06fa && cp <= 0x06fc) || cp == 0x06ff ||
+	    (cp >= 0x0750 && cp <= 0x077f) || (cp >= 0x08a0 && cp <= 0x08c9) ||
+	    (cp >= 0xfb50 && cp <= 0xfdff) || (cp >= 0xfe70 && cp <= 0xfefe);
+}
+
 static unsigned long
 decode_cp(const unsigned char *s, int k)
 {
@@ -105,25 +127,43 @@ cp_at(const unsigned char *s, size_t n)
 	return k ? decode_cp(s, k) : 0;
 }
 
-/* The length of the subdivision flag at s (n bytes left), as England's:
- * U+1F3F4, then one to seven tag characters, each a lowercase letter or
- * a digit, then U+E007F CANCEL TAG; 0 when none starts there. */
+/* The length of the subdivision flag at s (n bytes left), 0 when none
+ * starts there: U+1F3F4, the tag characters of gbeng, gbsct or gbwls
+ * (England, Scotland, Wales: the flags emoji fonts draw), U+E007F CANCEL
+ * TAG. Any other tag sequence is escaped: tag characters spell text no
+ * one sees. */
 static int
 tag_flag(const unsigned char *s, size_t n)
 {
-	size_t i = 4;
-	unsigned long cp;
-	int tags = 0;
+	static const char *const flags[] = { "gbeng", "gbsct", "gbwls" };
+	char tags[6];
+	size_t i, j;
 
-	if (cp_at(s, n) != 0x1f3f4)
+	if (cp_at(s, n) != 0x1f3f4 || n < 4 + 6 * 4)
 		return 0;
-	while ((cp = cp_at(s + i, n - i)) != 0xe007f) {
-		if (++tags > 7 || !((cp >= 0xe0030 && cp <= 0xe0039) ||
-		    (cp >= 0xe0061 && cp <= 0xe007a)))
+	for (i = 0; i < 5; i++) {
+		unsigned long cp = cp_at(s + 4 + 4 * i, n - 4 - 4 * i);
+		if (cp < 0xe0061 || cp > 0xe007a)
 			return 0;
-		i += 4;
+		tags[i] = (char)(cp - 0xe0000);
 	}
-	return tags ? (int)i + 4 : 0;
+	tags[5] = 0;
+	if (cp_at(s + 24, n - 24) != 0xe007f)
+		return 0;
+	for (j = 0; j < sizeof flags / sizeof *flags; j++)
+		if (strcmp(tags, flags[j]) == 0)
+			return 28;
+	return 0;
+}
+
+/* The length of what is shown as one at s (n bytes left): a flag of
+ * tags, else one character. */
+static int
+unit_len(const unsigned char *s, size_t n)
+{
+	int f = tag_flag(s, n);
+
+	return f ? f : utf8_seqlen(s, n);
 }
 
 /* Is cp, a character of more than one byte, shown raw after prev (what
@@ -132,8 +172,10 @@ tag_flag(const unsigned char *s, size_t n)
  * a visible character that is no blank (U+FE0F after an emoji), and
  * U+E0100 and up only after a CJK ideograph: each selector can hide a
  * byte, so a run of them, or one that follows nothing, shows. A zero
- * width non-joiner or joiner only alone between two letters or marks of
- * one script that writes them inside words, and a joiner also between
+ * width non-joiner or joiner only alone after a letter or mark and
+ * before a letter of one script that writes them inside words (a virama
+ * comes before; one before a mark could hide a bit under one glyph,
+ * again and again), and a joiner also between
  * two emoji (the first may carry its U+FE0F), as a family emoji joins
  * them. */
 static int
@@ -145,7 +187,7 @@ raw_cp(unsigned long cp, unsigned long prev, const unsigned char *next,
 	if (cp == 0x200c || cp == 0x200d) {
 		after = cp_at(next, n);
 		if (joining_script(prev) &&
-		    joining_script(prev) == joining_script(after))
+		    joining_script(prev) == joining_letter(after))
 			return 1;
 		return cp == 0x200d && (pictograph(prev) || prev == 0xfe0f) &&
 		    pictograph(after);
@@ -212,7 +254,7 @@ show_text_cut(struct buf *b, const char *str, int lines, size_t max)
 		if (plain(s + i, n - i, k, cp, prev, lines)) {
 			/* A joiner goes only with what it joins. */
 			w = cp == 0x200c || cp == 0x200d ?
-			    utf8_seqlen(s + i + k, n - i - (size_t)k) : 0;
+			    unit_len(s + i + k, n - i - (size_t)k) : 0;
 			if ((size_t)(k + w) > max - used)
 				break;
 			used += (size_t)k;

@@ -13,15 +13,15 @@
  * separators as \uNNNN; tag characters as \UNNNNNNNN. A variation
  * selector is escaped too unless it follows a visible character that is
  * no blank and no selector (U+E0100 and up: a CJK ideograph); a zero
- * width non-joiner or joiner unless it stands alone between two letters
- * or marks of one Arabic or Indic script, or (a joiner) between two
- * emoji; tag characters unless they spell a subdivision flag after
- * U+1F3F4. */
+ * width non-joiner or joiner unless it stands alone after a letter or
+ * mark and before a letter of one Arabic or Indic script, or (a joiner)
+ * between two emoji; tag characters unless they spell the flag of
+ * England, Scotland or Wales after U+1F3F4. */
 void show_text(struct buf *b, const char *s, int lines);
 
 /* The character at s (n bytes left): its length in *k (1 for a byte
- * that starts no UTF-8 character, the whole sequence for a subdivision
- * flag that show_text() shows as it is); if show_text() would escape it as \u
+ * that starts no UTF-8 character, the whole sequence for a flag of
+ * tags that show_text() shows as it is); if show_text() would escape it as \u
  * or \U after *prev (the code point it showed raw just before, 0 at the
  * start or after an escape), its code point, else 0. *prev becomes what
  * show_text() would hold after it. */

@@ -334,9 +334,12 @@ selector_bodies() {
 # (after a virama) and र्‍य (eyelash ra), Malayalam ന്‍റ, Sinhala ශ්‍රී,
 # the flag of England (U+1F3F4, tags g b e n g, CANCEL TAG): shown as they
 # are. OUT_OF_WORD and BAD_FLAGS: a joiner beside Latin, at a word's end,
-# in a run, between two scripts or two digits; tags in upper case, with
-# no CANCEL TAG, more than seven, none, or with no flag: escaped (each
-# message short enough for the brief form).
+# in a run, between two scripts or two digits, or before a combining mark
+# (marks stack on one letter, so joiners between them would hide bits);
+# tags in upper case, with no CANCEL TAG, more than seven, none, with no
+# flag, or spelling any other flag than England's, Scotland's and Wales's
+# (tags spell text no one sees): escaped (each message short enough for
+# the brief form).
 joiner_bodies() {
 	local zwnj=$'\xe2\x80\x8c' zwj=$'\xe2\x80\x8d' mi=$'\xd9\x85\xdb\x8c'
 	local kh=$'\xd8\xae\xd9\x88\xd8\xa7\xd9\x87\xd9\x85' ka=$'\xe0\xa4\x95\xe0\xa5\x8d'
@@ -349,15 +352,19 @@ joiner_bodies() {
 	WRITTEN+=$' sinhala \xe0\xb7\x81\xe0\xb7\x8a'$zwj$'\xe0\xb6\xbb\xe0\xb7\x93'
 	WRITTEN+=" england $flag$gbeng$cancel end"
 	OUT_OF_WORD="latin $mi${zwnj}x; end $mi$zwnj ; run $mi$zwnj$zwnj$kh; "
-	OUT_OF_WORD+="scripts $mi$zwj$ka; digits "$'\xdb\xb1'$zwnj$'\xdb\xb2'"; end"
+	OUT_OF_WORD+="scripts $mi$zwj$ka; digits "$'\xdb\xb1'$zwnj$'\xdb\xb2'"; "
+	OUT_OF_WORD+="marks "$'\xd8\xa8\xd9\x8e'$zwnj$'\xd9\x8e'$zwj$'\xd9\x8e'"; end"
 	OUT_OF_WORD_SHOWN=("latin $mi\\u200cx;" "end $mi\\u200c ;"
 		"run $mi\\u200c\\u200c$kh;" "scripts $mi\\u200d$ka;"
-		$'digits \xdb\xb1\\u200c\xdb\xb2;')
+		$'digits \xdb\xb1\\u200c\xdb\xb2;'
+		$'marks \xd8\xa8\xd9\x8e\\u200c\xd9\x8e\\u200d\xd9\x8e;')
 	BAD_FLAGS="upper $flag$t"$'\xa7'"$t"$'\x82'"$cancel; open $flag$gbeng; "
-	BAD_FLAGS+="long $flag$gbeng$gbeng$cancel; none $flag$cancel; bare x$gbeng$cancel; end"
+	BAD_FLAGS+="long $flag$gbeng$gbeng$cancel; none $flag$cancel; bare x$gbeng$cancel; "
+	BAD_FLAGS+="other $flag$t"$'\xb5'"$t"$'\xb3'"$t"$'\xb4'"$t"$'\xb8'"$cancel; end"
 	BAD_FLAGS_SHOWN=("upper $flag\\U000e0067\\U000e0042\\U000e007f;"
 		"open $flag$shown_gbeng;" "long $flag$shown_gbeng$shown_gbeng\\U000e007f;"
-		"none $flag\\U000e007f;" "bare x$shown_gbeng\\U000e007f;")
+		"none $flag\\U000e007f;" "bare x$shown_gbeng\\U000e007f;"
+		"other $flag\\U000e0075\\U000e0073\\U000e0074\\U000e0078\\U000e007f;")
 }
 
 @test "joiners inside Persian and Indic words and subdivision flags show as written; elsewhere they are escaped" {
