@@ -65,7 +65,9 @@ port_len(const char *host)
 }
 
 /* The length of a leading "www." label on the host at p when what
- * follows is still a domain name (www.github.com is github.com), else 0. */
+ * follows is still a domain name and a path follows it: www.github.com/o/r
+ * is github.com/o/r, but a scope naming a repository alone,
+ * "www.acme.com", is that repository's name. Else 0. */
 static size_t
 www_len(const char *p)
 {
@@ -74,7 +76,7 @@ www_len(const char *p)
 	if (strncasecmp(p, "www.", 4) != 0)
 		return 0;
 	n = strcspn(p + 4, ":/");
-	return n > 0 && memchr(p + 4, '.', n) ? 4 : 0;
+	return n > 0 && memchr(p + 4, '.', n) && p[4 + n] ? 4 : 0;
 }
 
 /* A remote names its repository in several forms: https://host/o/r.git,

@@ -2,7 +2,7 @@
 # Scopes, PROTOCOL.md 4: each case a real send --scope and drain --match.
 # Both sides are normalised (strip a leading scheme:// such as https://
 # or ssh://, then a user such as git@, and after a scheme a :port, then
-# a leading www. of the host; lowercase; ':' becomes '/'; strip a trailing .git and trailing
+# a leading www. of a host a path follows; lowercase; ':' becomes '/'; strip a trailing .git and trailing
 # slashes), and a reader claims a message when its normalised match
 # contains the normalised scope as whole path segments.
 load helper
@@ -127,6 +127,11 @@ refused() {
 
 @test "only a leading www. label is stripped: www2.github.com is another host" {
 	refused github.com/acme/api https://www2.github.com/acme/api.git
+}
+
+@test "a scope naming a repository alone keeps its www.: www.acme.com is not acme.com" {
+	claimed www.acme.com https://github.com/acme/www.acme.com.git
+	refused www.acme.com https://github.com/evil/acme.com.git
 }
 
 @test "a scope in capitals is claimed by a match in lower case" {
