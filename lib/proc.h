@@ -24,7 +24,8 @@ int proc_run(const char *path, char *const argv[], int timeout_ms,
 
 /* As proc_run, but what the child writes to its standard output and
  * error is caught (in an unlinked file under $TMPDIR), never shown: the
- * first line of it in out, "" when it wrote nothing. */
+ * first line of it in out, "" when it wrote nothing. With no file to
+ * catch it in, the program runs as under proc_run. */
 int proc_run_caught(const char *path, char *const argv[], int timeout_ms,
     char *out, size_t outsz, struct err *e);
 
