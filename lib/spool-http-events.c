@@ -21,6 +21,18 @@
  * slept), though no error will ever come to say so. */
 #define SILENCE_MS 75000
 
+/* Bytes of one event that count as a sign of life while it comes: an
+ * event of a MiB over a slow link is not taken for silence over and
+ * over, while a byte now and then of an event that never ends is. */
+#define PROGRESS_BYTES 4096
+
+static void
+heard_now(struct hs *h)
+{
+	clock_gettime(CLOCK_MONOTONIC, &h->heard);
+	h->unheard = 0;
+}
+
 /* The relay answered the request for the event stream with something
  * else than the stream: -1 with e filled, r freed, the link closed. */
 static int
@@ -82,7 +94,7 @@ events_open(struct spool *s, const char *agent, struct err *e)
 			if (!ok)
 				return events_refused(s, agent, &r, e);
 			http_resp_free(&r);
-			clock_gettime(CLOCK_MONOTONIC, &h->heard);
+			heard_now(h);
 			h->opened = h->heard;
 			return 0;
 		}
@@ -170,7 +182,7 @@ events_consume(struct hs *h, struct buf *keep)
 	if (l->skip) {
 		if (!event_skip(l))
 			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &h->heard); /* it ended */
+		heard_now(h); /* it ended */
 	}
 	/* Lines are measured, not NUL-terminated: a stream may hold any
 	 * byte, and an id is taken only from a whole, clean "id:" line. */
@@ -197,14 +209,14 @@ events_consume(struct hs *h, struct buf *keep)
 			line = nl + 1;
 		}
 		drop_to(l, end + 2);
-		clock_gettime(CLOCK_MONOTONIC, &h->heard);
+		heard_now(h);
 	}
 	/* A comment line before any event (": keepalive" with no blank
 	 * line after it) is heard too; no part of an event is. */
 	while (l->in.len && l->in.p[0] == ':' &&
 	    (end = memchr(l->in.p, '\n', l->in.len))) {
 		drop_to(l, end + 1);
-		clock_gettime(CLOCK_MONOTONIC, &h->heard);
+		heard_now(h);
 	}
 	if (l->in.len > EVENT_MAX) {
 		/* A runaway event: no message is read from it, but one may
@@ -377,6 +389,8 @@ hs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 		taken += (size_t)n;
 		l->in.len += (size_t)n;
 		l->in.p[l->in.len] = 0;
+		if ((h->unheard += (size_t)n) >= PROGRESS_BYTES)
+			heard_now(h);
 	}
 }
 

@@ -24,7 +24,8 @@ struct hs {
 	struct link req, ev;
 	char last_id[ID_MAX_LEN + 1];
 	struct timespec heard; /* when the event stream last brought a whole
-	                        * event or comment */
+	                        * event or comment, or PROGRESS_BYTES more */
+	size_t unheard; /* bytes read since heard */
 	struct timespec opened; /* when it was last opened */
 	int pause_ms; /* before it is opened again, as the last ended at once */
 	char cut_id[ID_MAX_LEN + 1]; /* where the last listing was cut, or

@@ -706,6 +706,64 @@ PY
 	kill -0 "$wpid"
 }
 
+# slow_event_relay: a stand-in relay over plain HTTP for alice whose
+# event stream brings one event of 20 KiB in five pieces 22 s apart (88 s
+# in all, past the silence limit), then ends it. Each open of the stream
+# goes to ./opens; the inbox lists the message once the event has come.
+slow_event_relay() {
+	cat >slow.py <<'PY'
+import json, time, fakehttp
+MSG = json.dumps({"id": "c0000002-0000-4000-8000-000000000002", "from": "bob",
+                  "to": "@alice", "body": "slow event " + "y" * 20470,
+                  "priority": "normal", "ts": "2026-06-12T12:00:02.000Z"}).encode()
+done = []
+def serve(c):
+    try:
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(65536)
+            if not d:
+                return
+            req += d
+        if b"/v1/events/" not in req.split(b"\r\n")[0]:
+            body = b"[" + MSG + b"]" if done else b"[]"
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                      b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (len(body), body))
+            return
+        with open("opens", "a") as f:
+            f.write("open\n")
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+        ev = b"id: c0000002-0000-4000-8000-000000000002\ndata: " + MSG
+        step = len(ev) // 5 + 1
+        for i in range(0, len(ev), step):
+            c.sendall(ev[i:i + step])
+            time.sleep(22)
+        done.append(1)
+        c.sendall(b"\n\n")
+        time.sleep(3600)
+    except OSError:
+        pass
+    finally:
+        c.close()
+fakehttp.serve_raw(serve, nodelay=True)
+PY
+	fake_relay slow.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t
+}
+
+# This one takes 88 s: an event that takes longer than the silence limit.
+@test "over plain HTTP, an event that keeps coming for longer than the silence limit is read, not taken for silence" {
+	local_only "runs a stand-in relay of its own, and outlasts the 75 s silence limit"
+	slow_event_relay
+	watcher w alice --peek --brief
+	wait_for 120 grep -q 'slow event' w.out
+	run cat opens
+	assert_output 'open'
+	run cat w.err
+	assert_output ''
+}
+
 @test "an event stream whose lines end in CRLF wakes the watcher" {
 	local_only "starts a relay of its own"
 	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
