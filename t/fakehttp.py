@@ -88,3 +88,22 @@ def serve_raw(serve, nodelay=False):
         if nodelay:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def read_head(c):
+    """The head of the request on raw connection c, as its lines, or
+    None if the client closed first."""
+    req = b""
+    while b"\r\n\r\n" not in req:
+        d = c.recv(65536)
+        if not d:
+            return None
+        req += d
+    return req.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+
+
+def answer_json(c, body):
+    """A 200 with the JSON bytes body on raw connection c, then close."""
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+              b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+              % (len(body), body))

@@ -654,18 +654,11 @@ MSG = ('[{"id":"%s","from":"bob","to":"@alice","body":"after the trickle",'
 opens = []
 def serve(c):
     try:
-        req = b""
-        while b"\r\n\r\n" not in req:
-            d = c.recv(65536)
-            if not d:
-                return
-            req += d
-        head = req.decode("latin-1").split("\r\n")
+        head = fakehttp.read_head(c)
+        if head is None:
+            return
         if "/v1/events/" not in head[0]:
-            body = MSG if len(opens) > 1 else b"[]"
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
-                      b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                      % (len(body), body))
+            fakehttp.answer_json(c, MSG if len(opens) > 1 else b"[]")
             return
         leid = [h for h in head if h.lower().startswith("last-event-id:")]
         opens.append(leid[0] if leid else "-")
@@ -719,17 +712,11 @@ MSG = json.dumps({"id": "c0000002-0000-4000-8000-000000000002", "from": "bob",
 done = []
 def serve(c):
     try:
-        req = b""
-        while b"\r\n\r\n" not in req:
-            d = c.recv(65536)
-            if not d:
-                return
-            req += d
-        if b"/v1/events/" not in req.split(b"\r\n")[0]:
-            body = b"[" + MSG + b"]" if done else b"[]"
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
-                      b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                      % (len(body), body))
+        head = fakehttp.read_head(c)
+        if head is None:
+            return
+        if "/v1/events/" not in head[0]:
+            fakehttp.answer_json(c, b"[" + MSG + b"]" if done else b"[]")
             return
         with open("opens", "a") as f:
             f.write("open\n")
