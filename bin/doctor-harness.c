@@ -34,43 +34,9 @@ read_any(const char *path, size_t max, struct buf *b)
 int
 doctor_run(const char *path, char *const argv[], char *out, size_t outsz)
 {
-	char tmpl[P];
-	const char *tmp = getenv("TMPDIR");
 	struct err e = { 0, 0, "" };
-	int fd, saved, rc;
-	ssize_t n;
+	int rc = proc_run_caught(path, argv, RUN_MS, out, outsz, &e);
 
-	out[0] = 0;
-	snprintf(tmpl, sizeof tmpl, "%s/bch-doctor.XXXXXX",
-	    tmp && *tmp == '/' ? tmp : "/tmp");
-	if ((fd = mkostemp(tmpl, O_CLOEXEC)) < 0) {
-		snprintf(out, outsz, "cannot make a temporary file: %s",
-		    strerror(errno));
-		return -1;
-	}
-	if (unlink(tmpl) < 0) {
-		snprintf(out, outsz, "cannot remove %s: %s", tmpl,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
-	fflush(stderr);
-	if ((saved = fcntl(2, F_DUPFD_CLOEXEC, 3)) < 0 || dup2(fd, 2) < 0) {
-		snprintf(out, outsz, "cannot redirect output: %s",
-		    strerror(errno));
-		if (saved >= 0)
-			close(saved);
-		close(fd);
-		return -1;
-	}
-	rc = proc_run(path, argv, RUN_MS, &e);
-	if (dup2(saved, 2) < 0)
-		rc = -1; /* cannot happen: saved is open */
-	close(saved);
-	n = pread(fd, out, outsz - 1, 0);
-	out[n > 0 ? n : 0] = 0;
-	out[strcspn(out, "\n")] = 0;
-	close(fd);
 	if (rc < 0)
 		snprintf(out, outsz, "%s", e.msg);
 	return rc;
