@@ -162,11 +162,11 @@ bad_option(struct cli *c, const char *usage, char **argv,
 			    n > 2 && strncmp(lopts[i].name, w + 2, n - 2) == 0)
 				opt = w;
 		}
-		/* An unknown letter ("-1 on that PR") is likely a word of
-		 * the message; a known one lacked its value. */
-		if (text && !known)
-			hint = " — put -- before a message that starts with -";
 	}
+	/* An unknown letter ("-1 on that PR") or long option ("--foo bar")
+	 * is likely a word of the message; a known one lacked its value. */
+	if (text && !known)
+		hint = " — put -- before a message that starts with -";
 	cli_usage(c, usage, "bad option %s (unknown, or missing its value)%s",
 	    opt, hint);
 }

@@ -41,8 +41,8 @@ void cli_bad_option(struct cli *c, const char *usage, char **argv,
     const struct option *lopts) __attribute__((noreturn));
 
 /* cli_bad_option for a program whose arguments are free text: an
- * unknown letter may be a message's first word, and the line says to
- * put -- before it. */
+ * unknown option ("-1", "--foo") may be a message's first word, and
+ * the line says to put -- before it. */
 void cli_bad_word(struct cli *c, const char *usage, char **argv,
     const struct option *lopts) __attribute__((noreturn));
 

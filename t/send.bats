@@ -147,6 +147,17 @@ local_setup() { agents alice bob; }
 	assert_success
 }
 
+@test "a message that starts with an unknown long option: the line says to put -- before it" {
+	run --separate-stderr bch send @bob --foo bar
+	assert_failure 2
+	assert_equal "${stderr%%$'\n'*}" 'bch-send: bad option --foo (unknown, or missing its value) — put -- before a message that starts with -'
+	# A known long option that lacks its value gets no such hint.
+	run --separate-stderr bch send @bob hi --scope
+	assert_failure 2
+	assert_equal "${stderr%%$'\n'*}" 'bch-send: bad option --scope (unknown, or missing its value)'
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "a bad option is named as typed, not by the word before it" {
 	run --separate-stderr bch send @bob hi -w5
 	assert_failure 2
