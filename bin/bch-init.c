@@ -210,6 +210,23 @@ init_local(struct cli *c, const char *name, int keep_default)
 		    "BACKCHANNEL_AGENT=%s)\n", c->cfg.file_agent, name);
 }
 
+/* A room token given (--token, BACKCHANNEL_TOKEN) shorter than any
+ * relay takes (bch-relayd refuses to start with one): say so, before
+ * the relay is asked or anything is saved. */
+static void
+room_length(struct cli *c, const struct opts *o)
+{
+	const char *env = getenv("BACKCHANNEL_TOKEN");
+
+	if (!c->cfg.url || !c->cfg.token || (!o->token && !(env && *env)) ||
+	    strlen(c->cfg.token) >= ROOM_TOKEN_MIN)
+		return;
+	err_set(&c->e, BCH_PERM, "the room token (%s) is too short — the "
+	    "relay refuses one under %d characters", o->token ? "--token" :
+	    "BACKCHANNEL_TOKEN", ROOM_TOKEN_MIN);
+	cli_fail(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -251,6 +268,7 @@ main(int argc, char **argv)
 		    o.pin ? "--pin" : "BACKCHANNEL_PIN");
 		cli_fail(&c);
 	}
+	room_length(&c, &o);
 	if (c.cfg.url)
 		init_relay(&c, o.name, keep_default);
 	else

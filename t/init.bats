@@ -312,3 +312,19 @@ tls_relayd() {
 	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ]
 	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/dave" ]
 }
+
+@test "a room token shorter than any relay takes is refused by bch init before the relay is asked" {
+	relayd_named r room-r-0123456789abcdef
+	url=http://127.0.0.1:$R_PORT
+	run bch init dave --url "$url" --token room
+	assert_failure 100
+	assert_output "bch-init: the room token (--token) is too short — the relay refuses one under 16 characters"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ]
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	BACKCHANNEL_TOKEN=room run bch init dave --url "$url"
+	assert_failure 100
+	assert_output "bch-init: the room token (BACKCHANNEL_TOKEN) is too short — the relay refuses one under 16 characters"
+	run bch init dave --url "$url" --token room-r-0123456789abcdef
+	assert_success
+	assert_output "initialised dave via $url"
+}
