@@ -236,6 +236,23 @@ wake_tool(struct wake *w, const char *name, const char *a1, const char *a2,
 	    e);
 }
 
+/* Why a tool that wake_tool returned rc for did not do its part, as
+ * " (reason)" to follow setup's own words: not installed, or what
+ * proc_run said (it could not start, was killed, took too long); ""
+ * for an exit status, which what it said explains. */
+static const char *
+tool_why(int rc, const char *name, const struct err *e, char *out,
+    size_t outsz)
+{
+	if (rc == -2)
+		snprintf(out, outsz, " (%s is not installed)", name);
+	else if (rc < 0)
+		snprintf(out, outsz, " (%s)", e->msg);
+	else
+		out[0] = 0;
+	return out;
+}
+
 void
 wake_said(const struct wake *w)
 {
@@ -319,6 +336,7 @@ static int
 s6_update(struct wake *w, const char *scandir, const char *target,
     struct err *e)
 {
+	char why[sizeof e->msg + 64];
 	int changed = 0, rc;
 
 	if (wake_sv_fill(w, target, 1, &changed, e) < 0)
@@ -333,9 +351,9 @@ s6_update(struct wake *w, const char *scandir, const char *target,
 	    "would update" : rc == 0 ? "updated (and restarted)" : "updated",
 	    target);
 	if (rc != 0) {
-		fprintf(stderr, "bch-setup: s6-svc could not restart it — "
-		    "start s6-svscan %s, or run s6-svc -r %s\n", scandir,
-		    target);
+		fprintf(stderr, "bch-setup: s6-svc could not restart it%s — "
+		    "start s6-svscan %s, or run s6-svc -r %s\n",
+		    tool_why(rc, "s6-svc", e, why, sizeof why), scandir, target);
 		wake_said(w);
 		w->warned = 1;
 	}
@@ -345,7 +363,7 @@ s6_update(struct wake *w, const char *scandir, const char *target,
 static int
 s6_install(struct wake *w, const char *scandir, struct err *e)
 {
-	char target[PATH_MAX], tmp[PATH_MAX];
+	char target[PATH_MAX], tmp[PATH_MAX], why[sizeof e->msg + 64];
 	int changed = 0, rc;
 
 	if (!is_dir(scandir))
@@ -382,9 +400,9 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	    "(bch-watch --urgent-only --peek | bch-notify)%s\n", target,
 	    rc == 0 ? "; s6-svscan is starting it" : "");
 	if (rc != 0) {
-		fprintf(stderr, "bch-setup: no s6-svscan answered on %s — "
+		fprintf(stderr, "bch-setup: no s6-svscan answered on %s%s — "
 		    "start one (s6-svscan %s) to run the service\n", scandir,
-		    scandir);
+		    tool_why(rc, "s6-svscanctl", e, why, sizeof why), scandir);
 		wake_said(w);
 		w->warned = 1;
 	}

@@ -865,6 +865,26 @@ args = [\"mcp\", \"--here\"]"
 	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
 }
 
+@test "--wake under s6: a tool that cannot start or is killed: setup's line says why" {
+	agents bob
+	mkdir -p "$BCH_S6_SCANDIR"
+	# Found on PATH, but exec fails (its interpreter is missing).
+	printf '#!/nonexistent/sh\n' >"$FAKE/s6-svscanctl"
+	chmod +x "$FAKE/s6-svscanctl"
+	run --separate-stderr bch setup --no-hooks --wake
+	assert_failure 111
+	assert_output "wake: installed the s6 service $BCH_S6_SCANDIR/bch-notify (bch-watch --urgent-only --peek | bch-notify)"
+	assert_equal "$stderr" "bch-setup: no s6-svscan answered on $BCH_S6_SCANDIR (cannot run $FAKE/s6-svscanctl: No such file or directory) — start one (s6-svscan $BCH_S6_SCANDIR) to run the service"
+	# A restart whose s6-svc is killed says so.
+	printf '#!/bin/sh\nkill -KILL $$\n' >"$FAKE/s6-svc"
+	chmod +x "$FAKE/s6-svc"
+	echo /elsewhere >"$BCH_S6_SCANDIR/bch-notify/env/HOME"
+	run --separate-stderr bch setup --no-hooks --wake
+	assert_failure 111
+	assert_output "wake: updated the s6 service $BCH_S6_SCANDIR/bch-notify"
+	assert_equal "$stderr" "bch-setup: s6-svc could not restart it ($FAKE/s6-svc was killed by signal 9) — start s6-svscan $BCH_S6_SCANDIR, or run s6-svc -r $BCH_S6_SCANDIR/bch-notify"
+}
+
 @test "bad usage exits 2" {
 	run bch setup extra
 	assert_failure 2
