@@ -736,6 +736,27 @@ args = [\"mcp\", \"--here\"]"
 	[ ! -e "$HOME/.local/share/backchannel" ]
 }
 
+@test "--wake when systemctl fails: the unit stays installed, setup says so with systemctl's words and exits 111" {
+	agents bob
+	printf '#!/bin/sh\necho "$*" >>"%s/systemctl.log"\necho "Failed to connect to bus: No medium found" >&2\nexit 1\n' \
+		"$BATS_TEST_TMPDIR" >"$FAKE/systemctl"
+	run --separate-stderr bch setup --no-hooks --wake --service systemd
+	assert_failure 111
+	unit="$HOME/.config/systemd/user/bch-notify.service"
+	assert_output "wake: installed the systemd --user unit $unit"
+	assert_equal "${stderr_lines[0]}" "bch-setup: systemctl did not start the service (it failed) — start it yourself: systemctl --user enable --now bch-notify.service"
+	assert_equal "${stderr_lines[1]}" "bch-setup: it said: Failed to connect to bus: No medium found"
+	assert_equal "${#stderr_lines[@]}" 2
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/systemctl.log")" "--user daemon-reload"
+	[ -f "$unit" ]
+	# Found but it cannot start: the line says why.
+	printf '#!/nonexistent/sh\n' >"$FAKE/systemctl"
+	rm "$unit"
+	run --separate-stderr bch setup --no-hooks --wake --service systemd
+	assert_failure 111
+	assert_equal "$stderr" "bch-setup: systemctl did not start the service (cannot run $FAKE/systemctl: No such file or directory) — start it yourself: systemctl --user enable --now bch-notify.service"
+}
+
 @test "--wake without s6 picks systemd on Linux" {
 	agents bob
 	[ "$(uname -s)" = Linux ] || skip "Linux only"
