@@ -601,6 +601,8 @@ PY
 		assert_line "FAIL  relay $u: not a relay URL: use http(s)://host[:port]"
 		assert_line '      fix: unset BACKCHANNEL_URL, or set it to http(s)://host[:port]'
 	done
+	# config.json's url, with no BACKCHANNEL_URL (a relay run's) over it.
+	unset BACKCHANNEL_URL
 	mkdir -p "$H"
 	printf '{"agent": "alice", "url": "ftp://relay.example", "token": "t"}\n' >"$H/config.json"
 	chmod 600 "$H/config.json"
