@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent.h"
 #include "cli.h"
@@ -95,6 +96,9 @@ init_relay(struct cli *c, const char *name, int keep_default)
 		err_sys(&c->e, "cannot create %s", c->cfg.home);
 		cli_fail(c);
 	}
+	/* It keeps tokens: 0700 even if it was there more open, as a
+	 * local init makes it (bch doctor says so if this fails). */
+	(void)chmod(c->cfg.home, 0700);
 	if ((!keep_default && config_save(&c->cfg, name, c->cfg.url, token,
 	    c->cfg.pin, &c->e) < 0) ||
 	    config_save_token(&c->cfg, name, token, c->cfg.url, c->cfg.pin,

@@ -328,3 +328,10 @@ tls_relayd() {
 	assert_success
 	assert_output "initialised dave via $url"
 }
+
+@test "init on a relay makes the home 0700 even when it already exists more open" {
+	relayd_named r room-r-0123456789abcdef
+	mkdir -m 755 "$BACKCHANNEL_HOME"
+	bch init alice --url "http://127.0.0.1:$R_PORT" --token room-r-0123456789abcdef >/dev/null
+	[ "$(mode "$BACKCHANNEL_HOME")" = 700 ]
+}
