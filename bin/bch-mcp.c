@@ -202,7 +202,7 @@ tools_call(struct req *r)
 {
 	const struct json *j = r->j;
 	struct call k = { r->s, r->s->c, j, -1, BUF_INIT, BUF_INIT, 0,
-		r->s->nheld };
+		r->s->nheld, r->id, r->idlen, 0 };
 	const struct tool *t = tools;
 	char name[TOK_MAX + 1], why[400] = "";
 
@@ -237,7 +237,8 @@ tools_call(struct req *r)
 		} else if (t->run(&k, t->flag) < 0) {
 			unclaim(&k);
 		}
-		reply_call(r, &k);
+		if (!k.cancelled) /* else its answer goes unread */
+			reply_call(r, &k);
 	}
 	buf_free(&k.text);
 	buf_free(&k.data);
@@ -381,6 +382,44 @@ handle_line(struct server *s, const char *p, size_t n)
 	json_free(&j);
 }
 
+/* Does line p (n bytes) cancel request id (raw JSON, idlen bytes)? */
+static int
+cancels(const char *p, size_t n, const char *id, int idlen)
+{
+	struct json j;
+	const char *why;
+	int rid, q, hit = 0;
+
+	if (n > LINE_MAX_BYTES || json_parse(&j, p, n, 64, &why) < 0)
+		return 0;
+	rid = json_get(&j, json_get(&j, 0, "params"), "requestId");
+	if (rid >= 0 && json_get(&j, 0, "id") < 0 && tok_is(&j,
+	    json_get(&j, 0, "method"), "notifications/cancelled")) {
+		q = j.t[rid].type == JSON_STRING;
+		hit = j.t[rid].end - j.t[rid].start + 2 * q == idlen &&
+		    memcmp(j.s + j.t[rid].start - q, id, (size_t)idlen) == 0;
+	}
+	json_free(&j);
+	return hit;
+}
+
+int
+cancelled(struct server *s, const char *id, int idlen)
+{
+	struct io_lines *in = &s->in;
+	const char *p, *nl, *end;
+	int hit = 0;
+
+	/* An error is met again, and reported, by serve(). */
+	if (!id || io_lines_pull(in, LINE_MAX_BYTES) < 0 || !in->b.p)
+		return 0;
+	end = in->b.p + in->b.len;
+	for (p = in->b.p + in->off; !hit && p < end &&
+	    (nl = memchr(p, '\n', (size_t)(end - p))) != NULL; p = nl + 1)
+		hit = cancels(p, (size_t)(nl - p), id, idlen);
+	return hit;
+}
+
 static void
 serve(struct server *s)
 {
@@ -388,7 +427,8 @@ serve(struct server *s)
 	struct buf line = BUF_INIT;
 	int rc, toolong;
 
-	while ((rc = io_readline(stdin, &line, LINE_MAX_BYTES, &toolong)) == 1) {
+	while ((rc = io_lines_next(&s->in, &line, LINE_MAX_BYTES,
+	    &toolong)) == 1) {
 		if (toolong)
 			reply_error(&none, INVALID_REQUEST, "Invalid Request: "
 			    "line over %d bytes, skipped", LINE_MAX_BYTES);
@@ -420,6 +460,7 @@ main(int argc, char **argv)
 
 	memset(&s, 0, sizeof s);
 	s.c = &c;
+	s.in.fd = 0;
 	cli_init(&c, "bch-mcp");
 	while ((ch = getopt_long(argc, argv, "hm:H", opts, NULL)) != -1) {
 		switch (ch) {
@@ -436,6 +477,7 @@ main(int argc, char **argv)
 	serve(&s);
 	free(s.held);
 	buf_free(&s.out);
+	io_lines_free(&s.in);
 	cli_close(&c);
 	return 0;
 }

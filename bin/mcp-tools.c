@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "json.h"
 #include "mcp.h"
@@ -250,6 +251,35 @@ send_fields(struct call *k, struct msg *m)
 	}
 }
 
+#define WAIT_SLICE 2000 /* ms between looks for a cancellation */
+
+/* spool_await() for secs seconds, in slices, so that a client that gives
+ * up on the call (the SDKs time a call out after a minute, and send
+ * notifications/cancelled) gets a server that answers again, not one
+ * deaf for up to an hour. */
+static int
+await_call(struct call *k, const char *id, char **rcpt, size_t n,
+    long long secs, int *got)
+{
+	struct timespec t0;
+	long left;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		left = (long)secs * 1000 - io_ms_since(&t0);
+		left = left < 0 ? 0 : left;
+		rc = spool_await(k->c->sp, id, rcpt, n, left > WAIT_SLICE ?
+		    WAIT_SLICE : (int)left, got, &k->c->e);
+		if (rc != 0 || left <= WAIT_SLICE)
+			return rc;
+		if (cancelled(k->s, k->id, k->idlen)) {
+			k->cancelled = 1;
+			return 0;
+		}
+	}
+}
+
 /* wait_seconds: block until the recipients of id have read it, or the
  * time is up; say who has, in the text and as "read"/"unread". */
 static int
@@ -264,7 +294,7 @@ send_wait(struct call *k, const char *id)
 	json_int(k->j, arg(k, "wait_seconds"), &secs);
 	for (i = 0; i < n; i++)
 		rcpt[i] = xstrdup(sp->rcpt[i]);
-	rc = spool_await(sp, id, rcpt, n, (int)secs * 1000, got, &k->c->e);
+	rc = await_call(k, id, rcpt, n, secs, got);
 	if (rc >= 0) {
 		for (pass = 1; pass >= 0; pass--) {
 			int first = 1;

@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "err.h"
+#include "io.h"
 #include "json.h"
 
 #define LINE_MAX_BYTES (1024 * 1024)
@@ -36,6 +37,7 @@ struct server {
 	size_t nout;
 	struct held *held; /* claims to settle once out is written */
 	size_t nheld, capheld;
+	struct io_lines in; /* standard input */
 };
 
 /* One tools/call: the text the model reads, and the structured copy. */
@@ -47,6 +49,9 @@ struct call {
 	struct buf text, data;
 	int failed;
 	size_t held0; /* s->nheld when the call began */
+	const char *id; /* the request's id, raw JSON of idlen bytes */
+	int idlen;
+	int cancelled; /* the client cancelled it: answer nothing */
 };
 
 /* A_STR: an exact string (a name, an id): a \u0000 or a lone surrogate
@@ -108,5 +113,10 @@ extern const size_t ntools;
 
 /* A failed call claims nothing: return what it took. */
 void unclaim(struct call *k);
+
+/* Has the client, in what it sent after the current line, cancelled
+ * request id (raw JSON, idlen bytes)? What was read stays to be served
+ * in turn. */
+int cancelled(struct server *s, const char *id, int idlen);
 
 #endif

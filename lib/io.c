@@ -325,6 +325,25 @@ io_lines_ready(struct io_lines *l, size_t max)
 	}
 }
 
+int
+io_lines_pull(struct io_lines *l, size_t max)
+{
+	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+	int n;
+
+	while (!l->eof && l->b.len - l->off <= max) {
+		while ((n = poll(&pf, 1, 0)) < 0 && errno == EINTR)
+			;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (lines_fill(l) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 void
 io_lines_free(struct io_lines *l)
 {

@@ -75,6 +75,12 @@ int io_lines_next(struct io_lines *l, struct buf *line, size_t max,
  * when it would wait, or when a line over max is being dropped. */
 int io_lines_ready(struct io_lines *l, size_t max);
 
+/* Read what fd has now into l, never waiting, until more than max bytes
+ * wait there unreturned: for a program busy with one line that must see
+ * the ones after it. 0, or -1 on an error; at the end of input l->eof
+ * is set. */
+int io_lines_pull(struct io_lines *l, size_t max);
+
 void io_lines_free(struct io_lines *l);
 
 /* Is process pid alive on this machine? */

@@ -805,3 +805,23 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 	rpc "$(init 2025-06-18)" "$(call 1 bch_send '{"target":"@bob","body":"x","wait_seconds":7200}')"
 	is 1 error.code -32602
 }
+
+@test "a notifications/cancelled ends a bch_send wait: no answer to it, and the next request is answered" {
+	mkfifo in
+	exec 7<>in # a writer, so that opening the read end does not block
+	BACKCHANNEL_AGENT=alice bch-mcp < in > out 7>&- &
+	bg_pid $!
+	printf '%s\n' "$(init)" "$(call 1 bch_send '{"target":"@bob","body":"x","wait_seconds":60}')" >&7
+	wait_for 10 has_new bob
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"timed out"}}' \
+		'{"jsonrpc":"2.0","id":2,"method":"ping"}' >&7
+	answered() { grep -q '"id":2' out; }
+	wait_for 15 answered
+	exec 7>&-
+	output=$(cat out)
+	lines_are 2
+	is 0 id 0
+	is 1 id 2
+	is 1 result '{}'
+	[ "$(count_new bob)" -eq 1 ]
+}
