@@ -42,6 +42,7 @@ edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 			return err_set(e, BCH_PERM, "%s is a symlink to nothing "
 			    "— fix or remove the link", path);
 		}
+		f->link = S_ISLNK(st.st_mode);
 		if (stat(f->real, &st) < 0)
 			return err_sys(e, "cannot read %s", path);
 		if (!S_ISREG(st.st_mode))
@@ -153,7 +154,8 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	if (f->text.len == f->old.len &&
 	    (f->old.len == 0 || memcmp(f->text.p, f->old.p, f->old.len) == 0))
 		return EDIT_SAME;
-	if (f->exists && !f->has_backup && text_empty(f)) {
+	/* A symlink is the user's (dotfiles): setup never made it. */
+	if (f->exists && !f->has_backup && !f->link && text_empty(f)) {
 		if (!dry && unlink(f->real) < 0)
 			return err_sys(e, "cannot remove %s", f->path);
 		return EDIT_DELETED;

@@ -26,6 +26,7 @@ struct edit_file {
 	char real[PATH_MAX]; /* what is read and written: symlinks resolved */
 	enum edit_kind kind;
 	int exists;
+	int link;        /* path is a symlink (to real) */
 	mode_t mode;     /* the file's mode, or the mode it is created with */
 	struct buf old;  /* as read */
 	struct buf text; /* as edited; starts as a copy of old */
@@ -45,7 +46,8 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
  * of the file as it was (path.bak-backchannel, its mode), then the parent
  * directories (0700) if missing, then an atomic replace, then the mode.
  * A text left empty (for JSON: an empty object) of a file setup created
- * (no backup) is deleted instead. With dry, only says what it would do.
+ * (no backup) is deleted instead, unless path is a symlink: the user's
+ * link and its file stay, with that text. With dry, only says what it would do.
  * EDIT_SAME, EDIT_CREATED, EDIT_UPDATED or EDIT_DELETED, or -1. */
 int edit_commit(struct edit_file *f, int dry, struct err *e);
 

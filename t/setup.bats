@@ -671,6 +671,22 @@ startup_timeout_sec = 30'
 	cmp dotfiles/settings.json "$ORIG/.claude/settings.json"
 }
 
+@test "--remove never deletes a symlinked file, even when only setup's entry is left in it" {
+	mkdir -p "$HOME/.gemini" dotfiles
+	printf '{\n  "mcpServers": {\n    "backchannel": {\n      "command": "/old/bch",\n      "args": ["mcp"]\n    }\n  }\n}\n' >dotfiles/settings.json
+	printf '%s\n' '<!-- backchannel:begin -->' 'old' '<!-- backchannel:end -->' >dotfiles/GEMINI.md
+	ln -s "$PWD/dotfiles/settings.json" "$HOME/.gemini/settings.json"
+	ln -s "$PWD/dotfiles/GEMINI.md" "$HOME/.gemini/GEMINI.md"
+	run bch setup --remove
+	assert_success
+	refute_output --partial "which setup had created"
+	[ -L "$HOME/.gemini/settings.json" ]
+	[ -L "$HOME/.gemini/GEMINI.md" ]
+	[ "$(jq -c . dotfiles/settings.json)" = '{}' ]
+	[ ! -s dotfiles/GEMINI.md ]
+	[ -f dotfiles/GEMINI.md ]
+}
+
 @test "harnesses that are not there are skipped" {
 	PATH="$T_ROOT/bin:/usr/bin:/bin"
 	for p in claude codex gemini; do
