@@ -187,7 +187,7 @@ harnesses(struct setup *s)
 	snprintf(dir, sizeof dir, "%s/.gemini", s->home);
 	if (found(s, "gemini", dir, "gemini")) {
 		snprintf(path, sizeof path, "%s/settings.json", dir);
-		edit(s, "gemini", path, EDIT_JSON, 0600, setup_gemini_mcp,
+		edit(s, "gemini", path, EDIT_JSONC, 0600, setup_gemini_mcp,
 		    "the MCP server mcpServers.backchannel");
 		snprintf(path, sizeof path, "%s/GEMINI.md", dir);
 		edit(s, "gemini", path, EDIT_TEXT, 0644, setup_section,

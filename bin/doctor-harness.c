@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "doctor.h"
+#include "edit.h"
 #include "io.h"
 #include "json.h"
 #include "proc.h"
@@ -152,10 +153,10 @@ jpath(const struct json *j, const char *const *path)
 	return i;
 }
 
-/* Read a harness's JSON file: 1 parsed (free j and b), 0 absent, -1 a
- * failure said. */
+/* Read a harness's JSON file (jsonc: comments allowed, as Gemini CLI
+ * allows them): 1 parsed (free j and b), 0 absent, -1 a failure said. */
 static int
-load_json(struct doc *d, const char *what, const char *path,
+load_json(struct doc *d, const char *what, const char *path, int jsonc,
     struct json *j, struct buf *b)
 {
 	char fix[P + 32], qp[P];
@@ -176,6 +177,8 @@ load_json(struct doc *d, const char *what, const char *path,
 		buf_free(b);
 		return 0;
 	}
+	if (jsonc)
+		edit_json_uncomment(b->p, b->len, b->p);
 	if (json_parse(j, b->p, b->len, 128, &why) < 0) {
 		snprintf(fix, sizeof fix, "python3 -m json.tool %s  # shows "
 		    "where", q(path, qp, sizeof qp));
@@ -225,7 +228,7 @@ claude_hooks(struct doc *d, const char *home, int installed)
 	int rc, i, g, h, kk, ll, seen, arr;
 
 	snprintf(path, sizeof path, "%s/.claude/settings.json", home);
-	if ((rc = load_json(d, "claude code hooks", path, &j, &b)) < 0)
+	if ((rc = load_json(d, "claude code hooks", path, 0, &j, &b)) < 0)
 		return;
 	for (k = 0; k < 2; k++) {
 		const char *jp[] = { "hooks", events[k], NULL };
@@ -267,8 +270,8 @@ claude_hooks(struct doc *d, const char *home, int installed)
 
 /* mcpServers.backchannel in a JSON file: the command, run. */
 static void
-mcp_json(struct doc *d, const char *what, const char *path, int installed,
-    const char *who)
+mcp_json(struct doc *d, const char *what, const char *path, int jsonc,
+    int installed, const char *who)
 {
 	static const char *const jp[] = { "mcpServers", "backchannel", NULL };
 	struct buf b = BUF_INIT;
@@ -276,7 +279,7 @@ mcp_json(struct doc *d, const char *what, const char *path, int installed,
 	char *cmd = NULL, *arg = NULL, shown[PATH_MAX + 16];
 	int rc, i, c, a;
 
-	if ((rc = load_json(d, what, path, &j, &b)) < 0)
+	if ((rc = load_json(d, what, path, jsonc, &j, &b)) < 0)
 		return;
 	i = rc ? jpath(&j, jp) : -1;
 	if (i < 0 || j.t[i].type != JSON_OBJECT) {
@@ -444,7 +447,7 @@ check_harnesses(struct doc *d)
 	claude = stat(dir, &st) == 0 || proc_find("claude", p, sizeof p);
 	claude_hooks(d, home, claude);
 	snprintf(path, sizeof path, "%s/.claude.json", home);
-	mcp_json(d, "claude code mcp server", path, claude, "Claude Code");
+	mcp_json(d, "claude code mcp server", path, 0, claude, "Claude Code");
 	snprintf(path, sizeof path, "%s/skills/backchannel/SKILL.md", dir);
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
 		add(d, OK, "claude code skill", NULL, "%s", path);
@@ -455,5 +458,5 @@ check_harnesses(struct doc *d)
 	snprintf(dir, sizeof dir, "%s/.gemini", home);
 	gemini = stat(dir, &st) == 0 || proc_find("gemini", p, sizeof p);
 	snprintf(path, sizeof path, "%s/settings.json", dir);
-	mcp_json(d, "gemini cli mcp server", path, gemini, "Gemini CLI");
+	mcp_json(d, "gemini cli mcp server", path, 1, gemini, "Gemini CLI");
 }

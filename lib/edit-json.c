@@ -6,7 +6,10 @@
  * finds the tokens it needs and replaces one byte range: a new member
  * goes after the last one with the same separator and indentation as
  * its neighbours, and removing it takes exactly those bytes out again.
- * An edit is one splice, then the text is parsed afresh for the next. */
+ * An edit is one splice, then the text is parsed afresh for the next.
+ * Comments (Gemini CLI allows them) are read as white space at the same
+ * offsets, so they stay where they are; edit.c refuses an edit that
+ * would still cut one out, and comments where the harness allows none. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +40,49 @@ is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+int
+edit_json_uncomment(const char *s, size_t n, char *out)
+{
+	size_t i = 0;
+	int found = 0;
+
+	if (out != s)
+		memcpy(out, s, n);
+	while (i < n) {
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			i++;
+		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
+			found = 1;
+			for (; i < n && s[i] != '\n' && s[i] != '\r'; i++)
+				out[i] = ' ';
+		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+			size_t k;
+			for (k = i + 2; k + 1 < n && !(s[k] == '*' &&
+			    s[k + 1] == '/'); k++)
+				;
+			if (k + 1 >= n)
+				return found; /* unterminated: left to fail */
+			found = 1;
+			for (k += 2; i < k; i++)
+				if (s[i] != '\n' && s[i] != '\r')
+					out[i] = ' ';
+		} else {
+			i++;
+		}
+	}
+	return found;
+}
+
+/* Parse doc with its comments as white space: j->s is that text, at the
+ * same offsets, for reading; edits splice into doc. Free with done(). */
 static int
 parse(struct buf *doc, struct json *j, int create, struct err *e)
 {
 	const char *why = NULL;
+	char *s;
 	size_t i;
 
 	for (i = 0; i < doc->len && is_ws(doc->p[i]); i++)
@@ -51,14 +93,29 @@ parse(struct buf *doc, struct json *j, int create, struct err *e)
 		buf_reset(doc);
 		buf_adds(doc, "{}\n");
 	}
-	if (json_parse(j, doc->p, doc->len, DEPTH, &why) < 0)
+	s = xmalloc(doc->len + 1);
+	edit_json_uncomment(doc->p, doc->len, s);
+	s[doc->len] = 0;
+	if (json_parse(j, s, doc->len, DEPTH, &why) < 0) {
+		free(s);
 		return err_set(e, BCH_PERM, "not valid JSON (%s)",
 		    why ? why : "malformed");
+	}
 	if (j->t[0].type != JSON_OBJECT) {
 		json_free(j);
+		free(s);
 		return err_set(e, BCH_PERM, "not a JSON object");
 	}
 	return 1;
+}
+
+static void
+done(struct json *j)
+{
+	char *s = (char *)j->s;
+
+	json_free(j);
+	free(s);
 }
 
 /* The children of container c. Free *out. */
@@ -205,13 +262,13 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 	size_t at, cut;
 	int n = kids(j, c, &ks);
 
-	style_of(doc->p, j, c, &st);
+	style_of(j->s, j, c, &st);
 	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
 		abort(); /* ours: always valid */
 	if (n == 0) {
 		at = (size_t)j->t[c].start + 1;
 		cut = (size_t)j->t[c].end - 1;
-		line_indent(doc->p, at - 1, &ind);
+		line_indent(j->s, at - 1, &ind);
 		if (st.pretty) {
 			buf_printf(&ins, "%s%s%s", st.eol, ind.p ? ind.p : "",
 			    st.unit);
@@ -224,18 +281,23 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 		    (size_t)tend(j, ks[n - 2].last);
 		b = (size_t)tstart(j, ks[n - 1].first);
 		if (n > 1)
-			while (a < b && doc->p[a++] != ',')
+			while (a < b && j->s[a++] != ',')
 				;
-		for (p = b; p > a && doc->p[p - 1] != '\n'; p--)
+		for (p = b; p > a && j->s[p - 1] != '\n'; p--)
 			;
 		st.pretty = p > a;
 		buf_addc(&ins, ',');
-		if (st.pretty || n > 1)
-			buf_add(&ins, doc->p + a, b - a);
+		if (st.pretty && memcmp(doc->p + a, j->s + a, b - a) != 0)
+			/* A comment there stays there: a new line only. */
+			buf_add(&ins, j->s + p - 1 - (p - 1 > a &&
+			    j->s[p - 2] == '\r'), b - p + 1 +
+			    (p - 1 > a && j->s[p - 2] == '\r'));
+		else if (st.pretty || n > 1)
+			buf_add(&ins, j->s + a, b - a);
 		else if (strcmp(st.sep, ", ") == 0)
 			buf_addc(&ins, ' ');
 		buf_reset(&ind);
-		buf_add(&ind, doc->p + p, b - p);
+		buf_add(&ind, j->s + p, b - p);
 	}
 	if (key) {
 		json_put_string(&ins, key, strlen(key));
@@ -243,7 +305,7 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 	}
 	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
 	if (n == 0 && st.pretty) {
-		line_indent(doc->p, (size_t)j->t[c].start, &ind);
+		line_indent(j->s, (size_t)j->t[c].start, &ind);
 		buf_printf(&ins, "%s%s", st.eol, ind.p ? ind.p : "");
 	}
 	edit_splice(doc, at, cut, ins.p, ins.len);
@@ -281,10 +343,10 @@ put_value(struct buf *doc, const struct json *j, int i, const char *value)
 	struct json v;
 	const char *why;
 
-	style_of(doc->p, j, 0, &st);
+	style_of(j->s, j, 0, &st);
 	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
 		abort();
-	line_indent(doc->p, (size_t)tstart(j, i), &ind);
+	line_indent(j->s, (size_t)tstart(j, i), &ind);
 	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
 	edit_splice(doc, (size_t)tstart(j, i), (size_t)tend(j, i), ins.p, ins.len);
 	json_free(&v);
@@ -438,7 +500,7 @@ edit_json_set(struct buf *doc, const char *const *path, const char *value,
 		put_value(doc, &j, v, value);
 		rc = 1;
 	}
-	json_free(&j);
+	done(&j);
 	return rc;
 }
 
@@ -477,7 +539,7 @@ edit_json_add_item(struct buf *doc, const char *const *path,
 	rc = 1;
 out:
 	free(ks);
-	json_free(&j);
+	done(&j);
 	return rc;
 }
 
@@ -486,12 +548,19 @@ edit_json_has(const char *doc, size_t len, const char *const *path)
 {
 	struct json j;
 	const char *why;
+	char *s;
 	int have, at, v;
 
-	if (!doc || json_parse(&j, doc, len, DEPTH, &why) < 0)
+	if (!doc)
 		return 0;
+	s = xmalloc(len + 1);
+	edit_json_uncomment(doc, len, s);
+	if (json_parse(&j, s, len, DEPTH, &why) < 0) {
+		free(s);
+		return 0;
+	}
 	v = walk(&j, path, depth_of(path), &have, &at);
-	json_free(&j);
+	done(&j);
 	return v >= 0;
 }
 
@@ -547,11 +616,11 @@ prune(struct buf *doc, const char *const *path, int d, const char *orig,
 		if (v < 0 || (j.t[v].type != JSON_OBJECT &&
 		    j.t[v].type != JSON_ARRAY) || j.t[v].size != 0 ||
 		    owner(&j, v, &c, &key) < 0) {
-			json_free(&j);
+			done(&j);
 			return 0;
 		}
 		del_kid(doc, &j, c, key);
-		json_free(&j);
+		done(&j);
 	}
 	return 0;
 }
@@ -579,7 +648,7 @@ edit_json_fix(struct buf *doc, const char *const *path, edit_fix_fn fn,
 			fn(&j, ks[k].last, arg, &c);
 		free(ks);
 		if (k >= n || budget < 0) {
-			json_free(&j);
+			done(&j);
 			break;
 		}
 		if (c.tok < 0 || owner(&j, c.tok, &pc, &pk) < 0 ||
@@ -592,7 +661,7 @@ edit_json_fix(struct buf *doc, const char *const *path, edit_fix_fn fn,
 				del_kid(doc, &j, pc, pk);
 			changed = 1;
 		}
-		json_free(&j);
+		done(&j);
 	}
 	if (changed && prune(doc, path, d, orig, origlen, e) < 0)
 		return -1;

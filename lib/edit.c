@@ -19,6 +19,43 @@
 #include "edit.h"
 #include "io.h"
 
+/* Has b a JSON comment? Its comments' text, each then a NUL, in out. */
+static int
+comments(const struct buf *b, struct buf *out)
+{
+	char *m;
+	size_t i;
+	int found;
+
+	if (!b->len)
+		return 0;
+	m = xmalloc(b->len);
+	found = edit_json_uncomment(b->p, b->len, m);
+	for (i = 0; out && i < b->len; i++)
+		if (m[i] != b->p[i])
+			buf_addc(out, b->p[i]);
+		else if (i > 0 && m[i - 1] != b->p[i - 1])
+			buf_addc(out, 0); /* the end of a run of them */
+	free(m);
+	return found;
+}
+
+/* Does the edited text keep each comment, once and in order? */
+static int
+comments_kept(const struct edit_file *f)
+{
+	struct buf a = BUF_INIT, b = BUF_INIT;
+	int same;
+
+	if (!comments(&f->old, &a))
+		return 1;
+	comments(&f->text, &b);
+	same = a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+	buf_free(&a);
+	buf_free(&b);
+	return same;
+}
+
 int
 edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
     mode_t mode, struct err *e)
@@ -56,6 +93,8 @@ edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 		}
 		f->exists = 1;
 		f->mode = st.st_mode & 07777;
+		if (kind == EDIT_JSON && comments(&f->old, NULL))
+			return err_set(e, BCH_PERM, "not valid JSON (a comment)");
 	}
 	buf_add(&f->text, f->old.p ? f->old.p : "", f->old.len);
 	snprintf(bak, sizeof bak, "%s%s", f->real, EDIT_BACKUP);
@@ -75,7 +114,7 @@ text_empty(const struct edit_file *f)
 
 	while (i < n && strchr(" \t\r\n", s[i]))
 		i++;
-	if (f->kind == EDIT_JSON && i < n && s[i] == '{') {
+	if (f->kind != EDIT_TEXT && i < n && s[i] == '{') {
 		for (i++; i < n && strchr(" \t\r\n", s[i]); i++)
 			;
 		if (i < n && s[i] == '}')
@@ -146,7 +185,7 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 {
 	/* A JSON file that was only white space reads as {}: left empty
 	 * again, it goes back to what it was. */
-	if (f->kind == EDIT_JSON && f->has_backup && text_empty(f) &&
+	if (f->kind != EDIT_TEXT && f->has_backup && text_empty(f) &&
 	    blank(f->orig.p, f->orig.len)) {
 		buf_reset(&f->text);
 		buf_add(&f->text, f->orig.p ? f->orig.p : "", f->orig.len);
@@ -154,6 +193,9 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	if (f->text.len == f->old.len &&
 	    (f->old.len == 0 || memcmp(f->text.p, f->old.p, f->old.len) == 0))
 		return EDIT_SAME;
+	if (f->kind == EDIT_JSONC && !comments_kept(f))
+		return err_set(e, BCH_PERM, "a comment is where setup's entry "
+		    "goes, and would be lost or doubled — move it");
 	/* A symlink is the user's (dotfiles): setup never made it. */
 	if (f->exists && !f->has_backup && !f->link && text_empty(f)) {
 		if (!dry && unlink(f->real) < 0)

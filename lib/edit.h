@@ -16,7 +16,9 @@
 #define EDIT_BACKUP ".bak-backchannel" /* suffix of the one backup */
 #define EDIT_MAX (64 << 20)            /* largest file we edit */
 
-enum edit_kind { EDIT_TEXT, EDIT_JSON };
+/* EDIT_JSONC: JSON with // and slash-star comments, as Gemini CLI reads
+ * its settings; EDIT_JSON refuses a comment. */
+enum edit_kind { EDIT_TEXT, EDIT_JSON, EDIT_JSONC };
 
 /* What edit_commit did, or would do (dry run). */
 enum { EDIT_SAME, EDIT_CREATED, EDIT_UPDATED, EDIT_DELETED };
@@ -47,7 +49,9 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
  * directories (0700) if missing, then an atomic replace, then the mode.
  * A text left empty (for JSON: an empty object) of a file setup created
  * (no backup) is deleted instead, unless path is a symlink: the user's
- * link and its file stay, with that text. With dry, only says what it would do.
+ * link and its file stay, with that text. With dry, only says what it
+ * would do.
+ * EDIT_JSONC: -1 when the edit would lose or copy a comment.
  * EDIT_SAME, EDIT_CREATED, EDIT_UPDATED or EDIT_DELETED, or -1. */
 int edit_commit(struct edit_file *f, int dry, struct err *e);
 
@@ -97,6 +101,14 @@ typedef void (*edit_fix_fn)(const struct json *j, int kid, void *arg,
  * orig (the file before setup; NULL: none). */
 int edit_json_fix(struct buf *doc, const char *const *path, edit_fix_fn fn,
     void *arg, const char *orig, size_t origlen, struct err *e);
+
+/* Copy s[0..n) to out (n bytes) with each comment outside strings (//
+ * to the line end, slash-star to star-slash) blanked to spaces, line
+ * ends kept, so that offsets stay the same (out may be s). 1 when there
+ * was one. The
+ * edits above read doc so and splice into its own text: comments
+ * outside what they change stay. */
+int edit_json_uncomment(const char *s, size_t n, char *out);
 
 /* Does doc's value at path exist? (doc invalid: no.) */
 int edit_json_has(const char *doc, size_t len, const char *const *path);

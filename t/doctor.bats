@@ -730,6 +730,10 @@ EOF
 	echo '{"mcpServers": ' >"$HOME/.gemini/settings.json"
 	run -1 doctor
 	assert_line --regexp "^FAIL  gemini cli mcp server: $HOME/.gemini/settings.json is not valid JSON"
+	# Gemini CLI reads comments in its settings; so does doctor.
+	printf '{\n  // mine\n  "mcpServers": {"backchannel": {"command": "/gone/bch", "args": ["mcp"]}} /* c */\n}\n' >"$HOME/.gemini/settings.json"
+	run -1 doctor
+	fails_with 'gemini cli mcp server: /gone/bch mcp: /gone/bch does not exist' 'bch setup'
 }
 
 # --- the wake service ------------------------------------------------------------

@@ -357,6 +357,53 @@ args = [\"mcp\", \"--here\"]"
 	grep -q 'mcp_servers.backchannel' "$HOME/.codex/config.toml"
 }
 
+@test "a Gemini settings.json with comments, as Gemini CLI allows: our server is added, every comment kept, and --remove gives it back" {
+	mkdir -p "$HOME/.gemini"
+	cat >"$HOME/.gemini/settings.json" <<'EOF'
+{
+  // my theme
+  "theme": "Dracula", /* dark */
+  "url": "http://example.com/*not a comment*/",
+  "mcpServers": {
+    // git server
+    "git": {
+      "command": "uvx", // uv
+      "args": ["mcp-server-git"]
+    } // end git
+  }
+}
+EOF
+	cp "$HOME/.gemini/settings.json" before.json
+	run bch setup
+	assert_success
+	assert_line --partial "gemini: $HOME/.gemini/settings.json: added the MCP server mcpServers.backchannel"
+	sed 's#/\* dark \*/##; s# *// .*##' "$HOME/.gemini/settings.json" >stripped.json
+	[ "$(jq -r .mcpServers.backchannel.command stripped.json)" = "$BCH" ]
+	[ "$(jq -r .mcpServers.git.command stripped.json)" = uvx ]
+	[ "$(jq -r .url stripped.json)" = 'http://example.com/*not a comment*/' ]
+	[ "$(grep -c -e '// ' -e '/\* dark' "$HOME/.gemini/settings.json")" = 5 ]
+	! grep -q '^ *$' "$HOME/.gemini/settings.json" || false
+	cp "$HOME/.gemini/settings.json" after.json
+	bch setup >/dev/null
+	cmp "$HOME/.gemini/settings.json" after.json
+	bch setup --remove >/dev/null
+	cmp "$HOME/.gemini/settings.json" before.json
+}
+
+@test "a comment where our Gemini entry goes is refused untouched; a comment in Claude Code's JSON, which it rejects, is too" {
+	mkdir -p "$HOME/.gemini" "$HOME/.claude"
+	printf '{"mcpServers": { /* none yet */ }}\n' >"$HOME/.gemini/settings.json"
+	printf '{\n  // mine\n  "model": "opus"\n}\n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.gemini/settings.json" gemini.json
+	cp "$HOME/.claude/settings.json" claude.json
+	run --separate-stderr bch setup
+	assert_failure 100
+	[[ $stderr == *"bch-setup: $HOME/.gemini/settings.json: a comment is where setup's entry goes, and would be lost or doubled — move it — left it untouched"* ]]
+	[[ $stderr == *"bch-setup: $HOME/.claude/settings.json: not valid JSON (a comment) — left it untouched"* ]]
+	cmp "$HOME/.gemini/settings.json" gemini.json
+	cmp "$HOME/.claude/settings.json" claude.json
+}
+
 @test "a value of the wrong type on our path is refused untouched" {
 	fixtures
 	printf '{"hooks": []}\n' >"$HOME/.claude/settings.json"
