@@ -19,6 +19,42 @@
 #include "edit.h"
 #include "io.h"
 
+int
+edit_json_uncomment(const char *s, size_t n, char *out)
+{
+	size_t i = 0;
+	int found = 0;
+
+	if (out != s)
+		memcpy(out, s, n);
+	while (i < n) {
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			i++;
+		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
+			found = 1;
+			for (; i < n && s[i] != '\n' && s[i] != '\r'; i++)
+				out[i] = ' ';
+		} else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+			size_t k;
+			for (k = i + 2; k + 1 < n && !(s[k] == '*' &&
+			    s[k + 1] == '/'); k++)
+				;
+			if (k + 1 >= n)
+				return found; /* unterminated: left to fail */
+			found = 1;
+			for (k += 2; i < k; i++)
+				if (s[i] != '\n' && s[i] != '\r')
+					out[i] = ' ';
+		} else {
+			i++;
+		}
+	}
+	return found;
+}
+
 /* Has b a JSON comment? Its comments' text, each then a NUL, in out. */
 static int
 comments(const struct buf *b, struct buf *out)
