@@ -107,25 +107,25 @@ edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 	snprintf(f->real, sizeof f->real, "%s", path);
 	if (lstat(path, &st) < 0) {
 		if (errno != ENOENT)
-			return err_sys(e, "cannot read %s", path);
+			return err_sys(e, "cannot read it");
 	} else {
 		if (S_ISLNK(st.st_mode) && !realpath(path, f->real)) {
 			if (errno != ENOENT)
-				return err_sys(e, "cannot follow %s", path);
-			return err_set(e, BCH_PERM, "%s is a symlink to nothing "
-			    "— fix or remove the link", path);
+				return err_sys(e, "cannot follow the link");
+			return err_set(e, BCH_PERM, "a symlink to nothing — fix "
+			    "or remove the link");
 		}
 		f->link = S_ISLNK(st.st_mode);
 		if (stat(f->real, &st) < 0)
-			return err_sys(e, "cannot read %s", path);
+			return err_sys(e, "cannot read it");
 		if (!S_ISREG(st.st_mode))
-			return err_set(e, BCH_PERM, "%s is not a regular file — "
-			    "move it aside", path);
+			return err_set(e, BCH_PERM, "not a regular file — move it "
+			    "aside");
 		if (io_readfile(AT_FDCWD, f->real, EDIT_MAX, &f->old) < 0) {
 			if (errno == EFBIG)
-				return err_set(e, BCH_PERM, "%s is over %d MiB — "
-				    "not editing it", path, EDIT_MAX >> 20);
-			return err_sys(e, "cannot read %s", path);
+				return err_set(e, BCH_PERM, "over %d MiB — not "
+				    "editing it", EDIT_MAX >> 20);
+			return err_sys(e, "cannot read it");
 		}
 		f->exists = 1;
 		f->mode = st.st_mode & 07777;
@@ -235,7 +235,7 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	/* A symlink is the user's (dotfiles): setup never made it. */
 	if (f->exists && !f->has_backup && !f->link && text_empty(f)) {
 		if (!dry && unlink(f->real) < 0)
-			return err_sys(e, "cannot remove %s", f->path);
+			return err_sys(e, "cannot remove it");
 		return EDIT_DELETED;
 	}
 	if (dry)
@@ -247,7 +247,7 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	if (io_replace(f->real, f->text.p, f->text.len, 1, e) < 0)
 		return -1;
 	if (chmod(f->real, f->mode) < 0)
-		return err_sys(e, "cannot set the mode of %s", f->path);
+		return err_sys(e, "cannot set its mode");
 	return f->exists ? EDIT_UPDATED : EDIT_CREATED;
 }
 

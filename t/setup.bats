@@ -734,6 +734,17 @@ startup_timeout_sec = 30'
 	[ -f dotfiles/GEMINI.md ]
 }
 
+@test "a directory or a dangling link where a file goes: one line naming the path once, the rest still set up" {
+	mkdir -p "$HOME/.gemini/settings.json" "$HOME/.claude"
+	ln -s "$BATS_TEST_TMPDIR/nowhere" "$HOME/.claude/settings.json"
+	run -100 bch setup
+	assert_line "bch-setup: $HOME/.gemini/settings.json: not a regular file — move it aside — left it untouched; fix it and run bch setup again"
+	assert_line "bch-setup: $HOME/.claude/settings.json: a symlink to nothing — fix or remove the link — left it untouched; fix it and run bch setup again"
+	assert_output --partial "GEMINI.md: added the backchannel section"
+	[ -d "$HOME/.gemini/settings.json" ]
+	[ -L "$HOME/.claude/settings.json" ]
+}
+
 @test "harnesses that are not there are skipped" {
 	PATH="$T_ROOT/bin:/usr/bin:/bin"
 	for p in claude codex gemini; do
