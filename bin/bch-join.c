@@ -51,14 +51,16 @@ read_invite(struct cli *c, const char *arg)
 	return b.p ? b.p : xstrdup("");
 }
 
-/* The relay refused to register name: a token chosen for it is no one's
- * (kept, it would stand in the way of joining another relay as name). */
+/* The relay refused to register name: a token kept for it that is not
+ * its token there (dead: chosen now, or refused by the relay) is no
+ * one's (kept, it would stand in the way of joining another relay as
+ * name). */
 static void
-refused(struct cli *c, const char *name, int fresh)
+refused(struct cli *c, const char *name, int dead)
 {
 	struct err e;
 
-	if (fresh && c->e.code == BCH_PERM &&
+	if (dead && c->e.code == BCH_PERM &&
 	    config_forget_token(&c->cfg, name, &e) < 0)
 		fprintf(stderr, "bch-join: %s\n", e.msg);
 	if (c->e.status == 409)
@@ -78,12 +80,12 @@ enrol(struct cli *c, const struct invite *inv, const char *name)
 {
 	struct agent_rec rec;
 	char *own, *token;
-	int fresh, rc = -1;
+	int fresh, rc = -1, dead;
 
 	if (config_token_check(&c->cfg, name, inv->url, c->cfg.pin, &own,
 	    &c->e) < 0)
 		cli_fail(c);
-	fresh = !own;
+	dead = fresh = !own;
 	/* Kept before the relay hears of it: a save that fails then costs
 	 * nothing, and a retry after a failure further on offers the same
 	 * token, which the relay answers as a retry (200) instead of
@@ -100,6 +102,9 @@ enrol(struct cli *c, const struct invite *inv, const char *name)
 		c->cfg.token = NULL;
 		if (rc < 0 && c->e.status != 401 && c->e.status != 403)
 			cli_fail(c);
+		/* Not name's token on this relay (a join that failed before
+		 * the relay heard of it kept it): no one's if refused below. */
+		dead = rc < 0;
 		if (rc == 0) { /* a refresh: the token is the one we have */
 			free(rec.token);
 			rec.token = xstrdup(own);
@@ -111,14 +116,14 @@ enrol(struct cli *c, const struct invite *inv, const char *name)
 		rc = spool_register(c->sp, name, &rec, &c->e);
 		c->cfg.token = c->cfg.chosen = NULL;
 		if (rc < 0)
-			refused(c, name, fresh);
+			refused(c, name, dead);
 	}
 	free(own);
 	if (!rec.token || !*rec.token || strcmp(rec.token, inv->token) == 0) {
 		agent_free(&rec);
 		err_set(&c->e, BCH_PERM, "the relay answered without a personal "
 		    "token — it is not a backchannel relay, or too old");
-		refused(c, name, fresh);
+		refused(c, name, dead);
 	}
 	token = rec.token;
 	rec.token = NULL;

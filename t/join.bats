@@ -472,6 +472,65 @@ PY
 	assert_success
 }
 
+@test "a join that failed before the relay heard of it, then refused, keeps no token" {
+	# A proxy in front of the relay: while the file down exists, it
+	# closes each connection unanswered, and the relay hears nothing.
+	cat >gate.py <<'PY'
+import fakehttp, http.client, os, sys
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def fwd(self, method):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n) if n else None
+        if os.path.exists("down"):
+            self.close_connection = True
+            return
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+        c.request(method, self.path, body, {"Authorization": self.headers.get("Authorization", ""),
+                                             "Content-Type": "application/json"})
+        r = c.getresponse()
+        self.answer(r.status, r.read())
+    def do_GET(self):
+        self.fwd("GET")
+    def do_POST(self):
+        self.fwd("POST")
+fakehttp.serve(H)
+PY
+	fake_relay gate.py "${RELAY##*:}"
+	inv=$(bch invite --url "$FAKE_URL" --token "$BCH_ROOM")
+	touch down
+	run bch join "$inv" --as alice --no-hooks
+	assert_failure 111
+	[ -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	rm down
+	# Meanwhile another machine took the name.
+	run env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/other" bch join "$inv" --as alice --no-hooks
+	assert_success
+	run bch join "$inv" --as alice --no-hooks
+	assert_failure 100
+	assert_output 'bch-join: the name alice is taken on this relay — join with another --as name'
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	# So the name is free to join another relay.
+	other_relay
+	run bch join "$(bch invite --url "$URL_B" --token "$ROOM_B")" --as alice --no-hooks
+	assert_success
+	# Likewise a room token the relay refuses, after a failure.
+	touch down
+	run bch join "$inv" --as bob --no-hooks
+	assert_failure 111
+	[ -e "$BACKCHANNEL_HOME/tokens/bob" ]
+	rm down
+	run bch join "$(bch invite --url "$FAKE_URL" --token wrong-room-token-0123456789)" --as bob --no-hooks
+	assert_failure 100
+	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
+	# And a retry after a failure joins.
+	run bch join "$inv" --as bob --no-hooks
+	assert_success
+	assert_line -n 0 "joined as bob via $FAKE_URL"
+}
+
 @test "a personal token that is no word of printable ASCII is refused, not kept or sent in a header" {
 	# A server whose answer carries a token that would end the
 	# Authorization header of every later request and add its own.
