@@ -217,6 +217,24 @@ decode_channels(const struct json *j, int a, struct invite *inv,
 	return 0;
 }
 
+/* -1, with e saying so, if the invite names a member twice. Which one
+ * counts differs between readers (jq and JSON.parse take the last,
+ * json_get the first): an invite checked with one must not join with
+ * another. */
+static int
+twice(const struct json *j, struct err *e)
+{
+	static const char *const keys[] = { "url", "token", "channels",
+		"room", "pin" };
+	size_t k;
+
+	for (k = 0; k < sizeof keys / sizeof keys[0]; k++)
+		if (json_get(j, 0, keys[k]) != json_get_last(j, 0, keys[k]))
+			return err_set(e, BCH_PERM, "the invite names its %s "
+			    "twice — ask for a new invite", keys[k]);
+	return 0;
+}
+
 static int
 decode_json(const char *s, size_t n, struct invite *inv, struct err *e)
 {
@@ -232,6 +250,8 @@ decode_json(const char *s, size_t n, struct invite *inv, struct err *e)
 		    "ask for a new invite");
 		goto out;
 	}
+	if (twice(&j, e) < 0)
+		goto out;
 	i = json_get(&j, 0, "url");
 	if (i < 0) {
 		err_set(e, BCH_PERM, "the invite has no relay url — ask for a "

@@ -171,6 +171,23 @@ mkinvite() {
 	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
 }
 
+@test "an invite that names a field twice is refused, whichever a reader would take" {
+	# jq (and JSON.parse) read the last url: the invite must not join the first.
+	inv=$(mkinvite '{"url":"http://127.0.0.1:9","token":"room-token-0123456789","url":"https://relay.example"}')
+	[ "$(decode "$inv" | jq -r .url)" = https://relay.example ]
+	run --separate-stderr bch join "$inv" --as carol --no-hooks
+	assert_failure 100
+	[ -z "$output" ]
+	[ "$stderr" = "bch-join: the invite names its url twice — ask for a new invite" ]
+	for f in '"token":"room-token-0123456789"' '"room":"acme"' '"channels":["#dev"]' "\"pin\":\"$PIN\""; do
+		run --separate-stderr bch join "$(mkinvite "{\"url\":\"http://127.0.0.1:9\",\"token\":\"room-token-0123456789\",$f,$f}")" --as carol --no-hooks
+		assert_failure 100
+		[[ $stderr == "bch-join: the invite names its "*" twice — ask for a new invite" ]] || { echo "$f: $stderr"; return 1; }
+	done
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/carol" ]
+}
+
 @test "an invite whose room is a number or true is refused like a bad room string; a null room is none" {
 	local room
 	for room in 7 true false '{}' '["acme"]' '"a\u0007b"'; do
