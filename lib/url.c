@@ -62,6 +62,10 @@ url_parse(struct url *u, const char *s, struct err *e)
 		goto bad; /* user:password@ names no host */
 	if (n >= sizeof u->host)
 		goto bad; /* cut short, it would name another host or port */
+	/* A query or fragment would swallow the route appended to the
+	 * prefix; a prefix cut short would name another path. */
+	if (strpbrk(p, "?#") || (slash && strlen(slash) >= sizeof u->prefix))
+		goto bad;
 	snprintf(u->prefix, sizeof u->prefix, "%s", slash ? slash : "");
 	if (p[0] == '[') {
 		const char *rb = memchr(p, ']', n);

@@ -231,7 +231,9 @@ mkinvite() {
 @test "a relay url the client could not use is refused by invite and by join, without its user:password" {
 	for u in https://u:secret@relay.example https://secret@relay.example:7117/x \
 		http://relay.example:99999 http://relay.example:0 http://relay.example: \
-		'http://relay.example:12a' https://relay.example:123456; do
+		'http://relay.example:12a' https://relay.example:123456 \
+		'http://relay.example?secret' 'https://relay.example:7117/x?secret' \
+		'https://relay.example/x#secret' "https://relay.example/$(printf 'secret%0512d' 0)"; do
 		run bch invite --url "$u" --token room-token-0123456789
 		assert_failure 100
 		assert_output --partial 'http:// or https:// URL of a host'
