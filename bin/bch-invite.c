@@ -305,6 +305,12 @@ main(int argc, char **argv)
 	inv.pin = pin_of(&c, o.pin, o.cert, !o.url || (c.cfg.url &&
 	    strcmp(o.url, c.cfg.url) == 0));
 	invite_encode(&inv, &code);
+	if (code.len > INVITE_MAX) {
+		err_set(&c.e, BCH_PERM, "the invite would be over %d bytes, "
+		    "more than bch join takes — name fewer or shorter channels, "
+		    "or a shorter room, token or url", INVITE_MAX);
+		cli_fail(&c);
+	}
 	if (o.out)
 		write_out(&c, o.out, &inv, code.p, o.source);
 	printf("%s\n", code.p);
