@@ -69,7 +69,9 @@ url_parse(struct url *u, const char *s, struct err *e)
 	snprintf(u->prefix, sizeof u->prefix, "%s", slash ? slash : "");
 	if (p[0] == '[') {
 		const char *rb = memchr(p, ']', n);
-		if (!rb)
+		/* Only a port may follow: [::1]relay.example would show a
+		 * host it does not connect to. */
+		if (!rb || (rb + 1 < p + n && rb[1] != ':'))
 			goto bad;
 		snprintf(u->host, sizeof u->host, "%.*s", (int)(rb - p - 1),
 		    p + 1);

@@ -254,7 +254,8 @@ mkinvite() {
 		http://relay.example:99999 http://relay.example:0 http://relay.example: \
 		'http://relay.example:12a' https://relay.example:123456 \
 		'http://relay.example?secret' 'https://relay.example:7117/x?secret' \
-		'https://relay.example/x#secret' "https://relay.example/$(printf 'secret%0512d' 0)"; do
+		'https://relay.example/x#secret' "https://relay.example/$(printf 'secret%0512d' 0)" \
+		'http://[127.0.0.1]relay.example' 'http://[::1]relay.example:7117/x'; do
 		run bch invite --url "$u" --token room-token-0123456789
 		assert_failure 100
 		assert_output --partial 'http:// or https:// URL of a host'
