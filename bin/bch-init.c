@@ -105,6 +105,7 @@ init_relay(struct cli *c, const char *name, int keep_default)
 	    &c->e) < 0)
 		cli_fail(c);
 	printf("initialised %s via %s\n", name, c->cfg.url);
+	url_warn_clear("bch-init", c->cfg.url);
 	free(token);
 }
 

@@ -17,6 +17,7 @@
 #include "io.h"
 #include "json.h"
 #include "tls.h"
+#include "url.h"
 
 static const char usage[] =
     "bch-invite [--url relay-url] --token room-token [--channel #name]... "
@@ -314,6 +315,7 @@ main(int argc, char **argv)
 	if (o.out)
 		write_out(&c, o.out, &inv, code.p, o.source);
 	printf("%s\n", code.p);
+	url_warn_clear("bch-invite", inv.url);
 	if (fflush(stdout) != 0) {
 		err_sys(&c.e, "cannot write to standard output");
 		cli_fail(&c);

@@ -25,6 +25,7 @@
 #include "invite.h"
 #include "io.h"
 #include "show.h"
+#include "url.h"
 
 static const char usage[] =
     "bch-join <invite | -> --as name [--no-hooks] [--wake]";
@@ -272,6 +273,7 @@ say_joined(const struct cli *c, const struct invite *inv, const char *name,
 		buf_free(&room);
 	} else
 		printf("joined as %s via %s\n", name, inv->url);
+	url_warn_clear("bch-join", inv->url);
 	if (keep_default)
 		printf("default identity stays %s (this one is used where "
 		    "BACKCHANNEL_AGENT=%s)\n", c->cfg.file_agent, name);

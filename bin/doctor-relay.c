@@ -226,13 +226,6 @@ out:
 	return rc;
 }
 
-static int
-loopback(const char *host)
-{
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-	    strcmp(host, "::1") == 0;
-}
-
 /* The personal token, tried on the routes every program uses. */
 static void
 check_token(struct doc *d)
@@ -297,7 +290,7 @@ report_tls(struct doc *d, const struct url *u)
 		add(d, OK, "relay TLS", NULL, "verified by %s", d->cfg.pin ?
 		    "the pinned key" : d->cfg.cafile ? "the CA file" :
 		    "the system's CAs");
-	else if (loopback(u->host))
+	else if (!url_in_clear(d->cfg.url))
 		add(d, OK, "relay TLS", NULL, "none: plain HTTP on loopback");
 	else
 		add(d, WARN, "relay TLS", NULL, "none: plain HTTP, so tokens "

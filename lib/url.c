@@ -106,3 +106,24 @@ url_authority(const struct url *u, char *out, size_t n)
 	snprintf(out, n, "%s%s%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "",
 	    dflt ? "" : ":", dflt ? "" : u->port);
 }
+
+int
+url_in_clear(const char *s)
+{
+	struct url u;
+
+	if (url_parse(&u, s, NULL) < 0 || u.https)
+		return 0;
+	return strcmp(u.host, "localhost") != 0 &&
+	    strncmp(u.host, "127.", 4) != 0 && strcmp(u.host, "::1") != 0;
+}
+
+void
+url_warn_clear(const char *prog, const char *s)
+{
+	if (url_in_clear(s))
+		fprintf(stderr, "%s: warning: %s is plain HTTP off this "
+		    "machine: tokens and messages cross the network "
+		    "unencrypted — use an https:// relay (bch-relayd --cert "
+		    "--key, or TLS in front)\n", prog, s);
+}

@@ -28,4 +28,13 @@ int url_ascii(const char *s);
 #define URL_AUTHORITY_MAX (sizeof ((struct url *)0)->host + 10)
 void url_authority(const struct url *u, char *out, size_t n);
 
+/* Does a request to the URL s cross a network in clear: plain http://
+ * to a host other than this machine's loopback? 1 or 0 (0 too for s
+ * that is no URL). */
+int url_in_clear(const char *s);
+
+/* The warning a program whose requests to s would carry tokens says
+ * once on stderr when url_in_clear(s): "prog: warning: ...". */
+void url_warn_clear(const char *prog, const char *s);
+
 #endif

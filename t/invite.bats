@@ -41,9 +41,21 @@ mkinvite() {
 	assert_equal "$(decode "$output" | jq -c .)" '{"url":"http://127.0.0.1:7117","token":"t0k-0123456789abcdef"}'
 }
 
+@test "an invite for plain HTTP off this machine says so on stderr; loopback and https:// do not" {
+	run --separate-stderr bch invite --url http://relay.example:7117 --token room-token-0123456789
+	assert_success
+	[[ $output =~ ^bch1-[A-Za-z0-9_-]+$ ]]
+	assert_equal "$stderr" "bch-invite: warning: http://relay.example:7117 is plain HTTP off this machine: tokens and messages cross the network unencrypted — use an https:// relay (bch-relayd --cert --key, or TLS in front)"
+	for u in http://127.0.0.1:7117 http://localhost:7117 'http://[::1]:7117' https://relay.example:7117; do
+		run --separate-stderr bch invite --url "$u" --token room-token-0123456789
+		assert_success
+		assert_equal "$stderr" ""
+	done
+}
+
 @test "every length of JSON encodes without padding and decodes back" {
 	for room in a ab abc abcd abcde; do
-		run bch invite --url http://h --token room-token-0123456789 --room "$room"
+		run bch invite --url https://h --token room-token-0123456789 --room "$room"
 		assert_success
 		refute_output --partial '='
 		assert_equal "$(decode "$output" | jq -r .room)" "$room"
@@ -51,7 +63,7 @@ mkinvite() {
 }
 
 @test "a repeated channel is named once; a pin is written lowercase" {
-	run bch invite --url http://h --token room-token-0123456789 --channel dev --channel '#dev' --pin "${PIN^^}"
+	run bch invite --url https://h --token room-token-0123456789 --channel dev --channel '#dev' --pin "${PIN^^}"
 	assert_success
 	assert_equal "$(decode "$output" | jq -c .channels)" '["#dev"]'
 	assert_equal "$(decode "$output" | jq -r .pin)" "$PIN"

@@ -329,6 +329,27 @@ other_relay() {
 	URL_B=http://127.0.0.1:$(relay_port "$BATS_TEST_TMPDIR/relay-b.log") || return 1
 }
 
+@test "a join and an init over plain HTTP off this machine warn that tokens cross the network unencrypted" {
+	addr=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$' | grep -v '^127\.') ||
+		skip "no non-loopback IPv4 address"
+	ROOM_C=room-c-0123456789-$RANDOM$RANDOM$RANDOM$RANDOM
+	bch-relayd --home "$BATS_TEST_TMPDIR/relay-c" --listen "$addr" --port 0 --token "$ROOM_C" \
+		2>"$BATS_TEST_TMPDIR/relay-c.log" &
+	bg_pid $!
+	url=http://$addr:$(relay_port "$BATS_TEST_TMPDIR/relay-c.log")
+	warn="warning: $url is plain HTTP off this machine: tokens and messages cross the network unencrypted — use an https:// relay (bch-relayd --cert --key, or TLS in front)"
+	run --separate-stderr bch join "$(bch invite --url "$url" --token "$ROOM_C" 2>/dev/null)" --as dora --no-hooks
+	assert_success
+	assert_output "joined as dora via $url"
+	assert_equal "$stderr" "bch-join: $warn"
+	run --separate-stderr env BACKCHANNEL_AGENT=erin bch init erin --url "$url" --token "$ROOM_C"
+	assert_success
+	assert_equal "$stderr" "bch-init: $warn"
+	run --separate-stderr bch join "$INV" --as fay --no-hooks
+	assert_success
+	assert_equal "$stderr" ""
+}
+
 # tree: what is in BACKCHANNEL_HOME, each file with its checksum.
 tree() {
 	(cd "$BACKCHANNEL_HOME" && find . -type f -exec md5sum {} + | sort)
