@@ -250,6 +250,11 @@ process_requests(struct relayd *d, struct conn *k)
 		int status = 400;
 		long used = http_parse_request(&k->parse, k->in.p + off,
 		    k->in.len - off, &d->lim, &q, &status);
+		if (used == 0 && k->parse.expect == 1) {
+			/* Its head is good: the client may send the body. */
+			conn_send(d, k, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			k->parse.expect = 2;
+		}
 		if (used == 0)
 			break;
 		if (used < 0) {

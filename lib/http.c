@@ -121,6 +121,7 @@ struct hdrs {
 	int retry_after; /* seconds, -1 none */
 	int chunked;
 	int close, keep;
+	int expect; /* Expect: 100-continue */
 	int bad;
 };
 
@@ -176,6 +177,8 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 		snprintf(auth, authsz, "%.*s", (int)(ve - v), v);
 	} else if (leid && nl == 13 && strncasecmp(p, "last-event-id", 13) == 0) {
 		snprintf(leid, leidsz, "%.*s", (int)(ve - v), v);
+	} else if (nl == 6 && strncasecmp(p, "expect", 6) == 0) {
+		h->expect = ve - v == 12 && strncasecmp(v, "100-continue", 12) == 0;
 	} else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) {
 		const char *q;
 		h->retry_after = 0;
@@ -238,6 +241,8 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	if (h->bad || (h->chunked && h->clen >= 0))
 		return -1;
 	r->keepalive = minor == 1 ? !h->close : h->keep;
+	if (minor == 0)
+		h->expect = 0; /* no 1xx to an HTTP/1.0 client */
 	return 0;
 }
 
@@ -247,7 +252,7 @@ static int
 req_start(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
 	size_t end = head_end(b, n < l->head ? n : l->head, &s->seen);
 
 	if (!end) {
@@ -263,6 +268,7 @@ req_start(struct http_parse *s, const char *b, size_t n,
 	s->end = s->at = s->seen = end;
 	s->chunked = h.chunked;
 	s->need = end + (h.clen > 0 ? (size_t)h.clen : 0);
+	s->expect = h.expect && (h.chunked || s->need > n);
 	return 1;
 }
 
@@ -299,7 +305,7 @@ long
 http_parse_request(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
 	int headed = 0, rc;
 	long used;
 
@@ -402,7 +408,7 @@ static int
 resp_start(struct http_parse *s, const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
 	size_t end = head_end(b, n < HTTP_RESP_HEAD_MAX ? n :
 	    HTTP_RESP_HEAD_MAX, &s->seen);
 
@@ -429,7 +435,7 @@ static long
 resp_parse(struct http_parse *s, const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
 	int headed = 0, rc, status;
 	long used;
 

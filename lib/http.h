@@ -39,10 +39,13 @@ struct http_parse {
 	size_t size;  /* chunked, data: that chunk's size */
 	int chunked;
 	int data;
+	int expect;   /* 1: the head is whole, says Expect: 100-continue,
+	               * and its body is still to come: the client waits for
+	               * "100 Continue", which the caller sends, setting 2 */
 	struct buf body; /* chunked: what is decoded so far */
 };
 
-#define HTTP_PARSE_INIT { 0, 0, 0, 0, 0, 0, 0, BUF_INIT }
+#define HTTP_PARSE_INIT { 0, 0, 0, 0, 0, 0, 0, 0, BUF_INIT }
 
 /* Parse one request from buf[0..n), going on from where s got to: each
  * call after the first gives the same input, longer (an input shorter

@@ -901,6 +901,34 @@ PY
 	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
 }
 
+@test "a client that sends Expect: 100-continue is told to go on at once, and its body is read" {
+	relayd
+	alice_bob
+	python3 -c 'import json; print(json.dumps({"to": "@bob", "body": "x" * 2000}))' >big.json
+	# curl waits this long for "100 Continue" before it sends the body
+	# anyway: a relay that never says it costs every such send the wait.
+	for te in '' 'Transfer-Encoding: chunked'; do
+		run curl -sv --expect100-timeout 20 -m 10 -H 'Expect: 100-continue' \
+			${te:+-H "$te"} -H "Authorization: Bearer $A" \
+			-H 'Content-Type: application/json' --data-binary @big.json "$URL/v1/send"
+		assert_success
+		assert_line --partial '< HTTP/1.1 100 Continue'
+		assert_line --partial '< HTTP/1.1 200 OK'
+	done
+	[ "$(count_new bob)" -eq 2 ]
+	# Refused on its head: the final answer, never a 100 before it.
+	head -c 300000 /dev/zero >huge
+	run curl -sv --expect100-timeout 20 -m 10 -H 'Expect: 100-continue' \
+		-H "Authorization: Bearer $A" --data-binary @huge "$URL/v1/send"
+	refute_line --partial '< HTTP/1.1 100 Continue'
+	assert_line --partial '< HTTP/1.1 413 '
+	# Not to HTTP/1.0, which has no 1xx: it sends its body unasked.
+	b='{"to":"@bob","body":"one-oh"}'
+	printf 'POST /v1/send HTTP/1.0\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s' "$A" "${#b}" "$b" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+}
+
 @test "a chunked body padded with chunk extensions is 413 past twice the limit, and nothing is stored" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
