@@ -41,6 +41,18 @@ head_end(const char *b, size_t n, size_t *seen)
 	return 0;
 }
 
+/* Is b[k], in a chunk line after its digits at b[i], a control byte
+ * (a CR only just before the LF)? */
+static int
+bad_ext(const char *b, size_t i, size_t k)
+{
+	unsigned char c = (unsigned char)b[k];
+
+	if (k > i && b[k - 1] == '\r')
+		return 1; /* a CR not before the LF */
+	return (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
+}
+
 /* The line of the chunk at s->at: its size into s->size, s->at past the
  * line. 1 when read, 0 for more, -1 with *status (400, 413). The digits
  * (8 at most) are looked at again each time, the rest of the line is
@@ -67,11 +79,17 @@ chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
 	}
 	if (i >= n)
 		return 0;
-	if (!digits)
+	/* Chunk extensions (after BWS and ";") are allowed and ignored;
+	 * anything else after the digits, "0x1b" or "1bzz", is refused, as
+	 * a proxy in front may read a size from it that we do not. */
+	for (k = i; k < n && k - i <= 256 && (b[k] == ' ' || b[k] == '\t'); k++)
+		;
+	if (k >= n)
+		return 0;
+	if (!digits || (b[k] != ';' && b[k] != '\r'))
 		return -1;
-	/* Chunk extensions are allowed and ignored. */
 	for (k = s->seen > i ? s->seen : i; k < n && b[k] != '\n'; k++)
-		if (k - i > 256)
+		if (k - i > 256 || bad_ext(b, i, k))
 			return -1;
 	if (k >= n) {
 		s->seen = n;

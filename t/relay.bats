@@ -929,6 +929,33 @@ PY
 	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
 }
 
+@test "a chunk size line with more than digits and an extension after them is 400, and nothing in the body is taken for a request" {
+	relayd
+	alice_bob
+	# "0x26" is the last chunk to a reader that stops at the first
+	# non-digit, and 38 bytes of data to one that reads C's 0x: the
+	# request hidden in them must not be answered.
+	g='GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n'
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n0x26\r\n\r\n'"$g"'\r\n0\r\n\r\n' "$A" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	refute_output --partial '"ok":true'
+	b='{"to":"@bob","body":"x"}'
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%xzz\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	# A control byte in an extension too.
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%x;a\rb\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	[ "$(count_new bob)" -eq 0 ]
+	# Whitespace before an extension, and uppercase hex, are fine.
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%X \t;a="b c"\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "a chunked body padded with chunk extensions is 413 past twice the limit, and nothing is stored" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
