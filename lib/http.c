@@ -182,10 +182,16 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 			h->bad = 1;
 		h->clen = n;
 	} else if (nl == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
-		if ((size_t)(ve - v) == 7 && strncasecmp(v, "chunked", 7) == 0)
+		/* A second field is a list "chunked, chunked": chunked
+		 * twice, which no sender may do; one reader would decode it
+		 * once, another twice. */
+		if ((size_t)(ve - v) == 7 && strncasecmp(v, "chunked", 7) == 0) {
+			if (h->chunked)
+				h->bad = 1;
 			h->chunked = 1;
-		else
+		} else {
 			h->bad = 2; /* 501 */
+		}
 	} else if (nl == 10 && strncasecmp(p, "connection", 10) == 0) {
 		if (ve - v >= 5 && strncasecmp(v, "close", 5) == 0)
 			h->close = 1;
@@ -256,7 +262,8 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 		*status = 501;
 		return -1;
 	}
-	if (h->bad || (h->chunked && h->clen >= 0))
+	/* Chunked in HTTP/1.0 is framing a 1.0 proxy on the way ignored. */
+	if (h->bad || (h->chunked && (h->clen >= 0 || minor == 0)))
 		return -1;
 	r->keepalive = minor == 1 ? !h->close : h->keep;
 	if (minor == 0)

@@ -956,6 +956,31 @@ PY
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "Transfer-Encoding chunked twice, or in an HTTP/1.0 request, is 400, and the body is not taken for requests" {
+	relayd
+	alice_bob
+	b='{"to":"@bob","body":"x"}'
+	printf -v chunked '%x\r\n%s\r\n0\r\n\r\n' "${#b}" "$b"
+	for te in 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked' \
+		'Transfer-Encoding: chunked\r\ntransfer-encoding: CHUNKED' \
+		'Transfer-Encoding: chunked, chunked'; do
+		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'"$te"'\r\n\r\n%sGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' "$A" "$chunked" >q
+		run raw q
+		[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ] ||
+			[ "$(printf '%s\n' "$output" | status_lines)" = '501 ' ]
+		refute_output --partial '"ok":true'
+	done
+	printf 'POST /v1/send HTTP/1.0\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%sGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' "$A" "$chunked" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	[ "$(count_new bob)" -eq 0 ]
+	# Once, in HTTP/1.1, it is fine.
+	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s' "$A" "$chunked" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "a chunked body padded with chunk extensions is 413 past twice the limit, and nothing is stored" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
