@@ -143,6 +143,25 @@ struct hdrs {
 	int bad;
 };
 
+/* The options of a Connection field [v, ve), a list ("TE, close"). */
+static void
+conn_options(const char *v, const char *ve, struct hdrs *h)
+{
+	while (v < ve) {
+		const char *e = memchr(v, ',', (size_t)(ve - v)), *t;
+		if (!e)
+			e = ve;
+		for (t = e; t > v && (t[-1] == ' ' || t[-1] == '\t'); t--)
+			;
+		if (t - v == 5 && strncasecmp(v, "close", 5) == 0)
+			h->close = 1;
+		else if (t - v == 10 && strncasecmp(v, "keep-alive", 10) == 0)
+			h->keep = 1;
+		for (v = e + (e < ve); v < ve && (*v == ' ' || *v == '\t'); v++)
+			;
+	}
+}
+
 /* Look at one header line [p, e); fills what we care about. */
 static void
 header(const char *p, const char *e, struct hdrs *h, char *auth,
@@ -193,10 +212,7 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 			h->bad = 2; /* 501 */
 		}
 	} else if (nl == 10 && strncasecmp(p, "connection", 10) == 0) {
-		if (ve - v >= 5 && strncasecmp(v, "close", 5) == 0)
-			h->close = 1;
-		else if (ve - v >= 10 && strncasecmp(v, "keep-alive", 10) == 0)
-			h->keep = 1;
+		conn_options(v, ve, h);
 	} else if (auth && nl == 13 && strncasecmp(p, "authorization", 13) == 0) {
 		snprintf(auth, authsz, "%.*s", (int)(ve - v), v);
 	} else if (leid && nl == 13 && strncasecmp(p, "last-event-id", 13) == 0) {
@@ -265,7 +281,7 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	/* Chunked in HTTP/1.0 is framing a 1.0 proxy on the way ignored. */
 	if (h->bad || (h->chunked && (h->clen >= 0 || minor == 0)))
 		return -1;
-	r->keepalive = minor == 1 ? !h->close : h->keep;
+	r->keepalive = !h->close && (minor == 1 || h->keep);
 	if (minor == 0)
 		h->expect = 0; /* no 1xx to an HTTP/1.0 client */
 	return 0;

@@ -839,6 +839,30 @@ PY
 	exec {fd}>&-
 }
 
+@test "Connection: close is honoured inside a list of options, as Perl's LWP sends it" {
+	relayd
+	for c in 'TE, close' 'keep-alive, close' 'Upgrade,Close'; do
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n' "$c" >q
+		SECONDS=0
+		run raw q
+		[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+		assert_line $'Connection: close\r'
+		[ "$SECONDS" -lt 4 ] # closed, not left for raw's timeout
+	done
+	# An HTTP/1.0 client that says both is closed too; one that asks
+	# for keep-alive in a list keeps it.
+	printf 'GET /v1/health HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n' >q
+	run raw q
+	assert_line $'Connection: close\r'
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	for i in 1 2; do
+		printf 'GET /v1/health HTTP/1.0\r\nConnection: TE, Keep-Alive\r\n\r\n' >&"$fd"
+		read_resp "$fd"
+		[ "$RESP_STATUS" = 200 ]
+	done
+	exec {fd}>&-
+}
+
 @test "pipelined requests in one write get their answers in order" {
 	relayd
 	reg alice
