@@ -99,7 +99,7 @@ respond(struct relayd *d, struct conn *k, struct relay_answer *a,
 		    a->retry_after);
 	buf_addc(&a->body, '\n');
 	http_put_response(&out, a->status, NULL, a->body.p, a->body.len,
-	    keepalive && !d->stop, extra);
+	    d->stop ? 0 : keepalive, extra);
 	/* A HEAD answer says the length of the body it does not have: one
 	 * sent would be read as the start of the next answer. */
 	if (strcmp(method, "HEAD") == 0)

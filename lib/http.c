@@ -281,7 +281,8 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	/* Chunked in HTTP/1.0 is framing a 1.0 proxy on the way ignored. */
 	if (h->bad || (h->chunked && (h->clen >= 0 || minor == 0)))
 		return -1;
-	r->keepalive = !h->close && (minor == 1 || h->keep);
+	/* HTTP/1.0 keeps a connection only when both ends say so. */
+	r->keepalive = h->close ? 0 : minor == 1 ? 1 : h->keep ? 2 : 0;
 	if (minor == 0)
 		h->expect = 0; /* no 1xx to an HTTP/1.0 client */
 	return 0;
@@ -571,6 +572,7 @@ http_put_response(struct buf *b, int status, const char *ctype,
 	buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
 	    "Content-Length: %zu\r\n%s%s\r\n", status, http_reason(status),
 	    date, ctype ? ctype : "application/json", len,
+	    keepalive == 2 ? "Connection: keep-alive\r\n" :
 	    keepalive ? "" : "Connection: close\r\n", extra ? extra : "");
 	buf_add(b, body, len);
 }

@@ -18,7 +18,7 @@ struct http_limits {
 struct http_req {
 	char method[16];
 	char path[1024]; /* raw target, query included */
-	int keepalive;
+	int keepalive;           /* 2: HTTP/1.0's, to be said in the answer */
 	char auth[600];          /* Authorization value */
 	char last_event_id[128]; /* Last-Event-ID value */
 	char *body;              /* decoded body, NUL-terminated; free it */
@@ -91,7 +91,8 @@ long http_parse_response(struct http_parse *s, const char *buf, size_t n,
     size_t maxbody, struct http_resp *r);
 void http_resp_free(struct http_resp *r);
 
-/* Append a whole response with a body (JSON unless ctype says else). */
+/* Append a whole response with a body (JSON unless ctype says else);
+ * keepalive 0 says Connection: close, 2 Connection: keep-alive. */
 void http_put_response(struct buf *b, int status, const char *ctype,
     const char *body, size_t len, int keepalive, const char *extra);
 

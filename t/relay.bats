@@ -863,6 +863,17 @@ PY
 	exec {fd}>&-
 }
 
+@test "an HTTP/1.0 client that asks for keep-alive is told it has it, as ab -k needs; one that does not is closed" {
+	relayd
+	printf 'GET /v1/health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /v1/health HTTP/1.0\r\n\r\n' >q
+	SECONDS=0
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	[ "$(printf '%s\n' "$output" | grep -ci '^Connection: keep-alive')" -eq 1 ]
+	[ "$(printf '%s\n' "$output" | grep -ci '^Connection: close')" -eq 1 ]
+	[ "$SECONDS" -lt 4 ]
+}
+
 @test "pipelined requests in one write get their answers in order" {
 	relayd
 	reg alice

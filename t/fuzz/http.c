@@ -84,7 +84,7 @@ check_req(const struct http_req *q, long used, size_t n,
 		CHECK((unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f);
 	/* Header values: no control but tab (DEL and UTF-8 pass). */
 	CHECK(no_ctl(q->auth) && no_ctl(q->last_event_id));
-	CHECK(q->keepalive == 0 || q->keepalive == 1);
+	CHECK(q->keepalive >= 0 && q->keepalive <= 2); /* 2: HTTP/1.0's */
 	CHECK(q->body && q->body[q->body_len] == 0);
 	CHECK(q->body_len <= l->body);
 	CHECK(q->body_len <= n);
