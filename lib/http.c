@@ -27,15 +27,17 @@ tchar(int c)
 
 /* Find the end of the head in b[0..n): the index just past CRLF CRLF,
  * or 0. The search goes on from *seen, how far the last one got, so a
- * head that arrives in pieces is searched once. */
+ * head that arrives in pieces is searched once. A head whose lines end
+ * in bare LFs ends at LF LF (or LF CRLF), for the parse to refuse at
+ * once rather than wait for a CRLF CRLF that never comes. */
 static size_t
 head_end(const char *b, size_t n, size_t *seen)
 {
 	size_t i;
 
-	for (i = *seen > 3 ? *seen : 3; i < n; i++)
-		if (b[i] == '\n' && b[i - 1] == '\r' && b[i - 2] == '\n' &&
-		    b[i - 3] == '\r')
+	for (i = *seen > 1 ? *seen : 1; i < n; i++)
+		if (b[i] == '\n' && (b[i - 1] == '\n' ||
+		    (i >= 2 && b[i - 1] == '\r' && b[i - 2] == '\n')))
 			return i + 1;
 	*seen = n;
 	return 0;
@@ -51,6 +53,14 @@ bad_ext(const char *b, size_t i, size_t k)
 	if (k > i && b[k - 1] == '\r')
 		return 1; /* a CR not before the LF */
 	return (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
+}
+
+/* Does the head b[0..end) that head_end() found end right, in CRLF
+ * CRLF? (Not LF LF, nor CRLF LF.) */
+static int
+crlf_end(const char *b, size_t end)
+{
+	return end >= 4 && memcmp(b + end - 4, "\r\n\r\n", 4) == 0;
 }
 
 /* The line of the chunk at s->at: its size into s->size, s->at past the
@@ -240,6 +250,9 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	int minor;
 
 	/* Request line: METHOD SP target SP HTTP/1.x CRLF */
+	*status = 400;
+	if (!crlf_end(b, end))
+		return -1;
 	e = memchr(b, '\n', end);
 	sp1 = memchr(b, ' ', (size_t)(e - b));
 	sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(e - sp1 - 1)) : NULL;
@@ -417,7 +430,7 @@ resp_head(const char *b, size_t end, struct http_resp *r, struct hdrs *h)
 {
 	const char *p, *e = memchr(b, '\n', end);
 
-	if (e - b < 13 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ' ||
+	if (!crlf_end(b, end) || e - b < 13 || strncmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ' ||
 	    !isdigit((unsigned char)b[9]) || !isdigit((unsigned char)b[10]) ||
 	    !isdigit((unsigned char)b[11]))
 		return -1;

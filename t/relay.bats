@@ -1138,6 +1138,21 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 	alive
 }
 
+@test "a request whose lines end in bare LFs is 400 at once, not left waiting for the request timeout" {
+	relayd
+	for q in 'GET /v1/health HTTP/1.1\nHost: x\n\n' \
+		'GET /v1/health HTTP/1.1\r\nHost: x\n\n' \
+		'GET /v1/health HTTP/1.1\r\nHost: x\n\r\n' \
+		'GET /v1/health HTTP/1.1\r\nHost: x\r\n\nContent-Length: 3\r\n\r\nabc'; do
+		printf "$q" >q
+		SECONDS=0
+		run raw q
+		[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+		[ "$SECONDS" -lt 4 ]
+	done
+	alive
+}
+
 @test "a flood of 100 headers is 431" {
 	relayd
 	{
