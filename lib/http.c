@@ -239,6 +239,29 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	}
 }
 
+/* An absolute-form target, which a server must take as well (RFC 9112
+ * 3.2.2): its path and query alone, as in the usual origin-form. */
+static void
+origin_form(char *path)
+{
+	size_t skip = 0;
+	char *p;
+
+	if (strncasecmp(path, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(path, "https://", 8) == 0)
+		skip = 8;
+	if (!skip)
+		return;
+	p = path + skip + strcspn(path + skip, "/?#");
+	if (*p == '/') {
+		memmove(path, p, strlen(p) + 1);
+	} else { /* "http://host?q" is "/?q" */
+		memmove(path + 1, p, strlen(p) + 1);
+		path[0] = '/';
+	}
+}
+
 /* The request line and headers, b[0..end): into r and *h, or -1 with
  * *status (400, 431, 501, 505). */
 static int
@@ -276,6 +299,7 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 			return -1;
 	memcpy(r->method, b, (size_t)(sp1 - b));
 	memcpy(r->path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	origin_form(r->path);
 	for (p = e + 1; p < b + end - 2; p = e + 1) {
 		e = memchr(p, '\n', (size_t)(b + end - p));
 		if (!e || e == p || e[-1] != '\r')

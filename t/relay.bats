@@ -874,6 +874,20 @@ PY
 	[ "$SECONDS" -lt 4 ]
 }
 
+@test "a request target in absolute form is served as its path" {
+	relayd
+	alice_bob
+	run curl -s -w ' %{http_code}' --request-target "http://127.0.0.1:$PORT/v1/health" "$URL/"
+	assert_output $'{"ok":true,"service":"backchannel-relay"}\n 200'
+	run curl -s -w ' %{http_code}' -H "Authorization: Bearer $A" -H 'Content-Type: application/json' \
+		--data-binary '{"to":"@bob","body":"absolute"}' --request-target "HTTP://relay.example/v1/send" "$URL/"
+	assert_output --regexp '"body":"absolute".* 200$'
+	run curl -s -w ' %{http_code}' -H "Authorization: Bearer $B" --request-target "https://relay.example/v1/inbox/bob?x=1" "$URL/"
+	assert_output --regexp '"body":"absolute".* 200$'
+	run curl -s -w ' %{http_code}' --request-target "http://relay.example?v1/health" "$URL/"
+	assert_output --regexp ' 404$'
+}
+
 @test "pipelined requests in one write get their answers in order" {
 	relayd
 	reg alice
