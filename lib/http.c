@@ -117,6 +117,44 @@ chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
 	return 1;
 }
 
+/* The trailer section after the last chunk, from s->at: its fields are
+ * read past and dropped (RFC 9112 7.1.2), each "name: value" with no
+ * control bytes, and the raw body held to the limit chunk_line() keeps.
+ * The message's length once the blank line that ends it is in, 0 for
+ * more, -1 with *status (400, 413). */
+static long
+trailers(struct http_parse *s, const char *b, size_t n, size_t max,
+    int *status)
+{
+	size_t k;
+
+	for (;;) {
+		*status = 413;
+		if (s->at - s->end > 2 * max + 64 * 1024)
+			return -1;
+		*status = 400;
+		if (n - s->at < 2)
+			return 0;
+		if (b[s->at] == '\r')
+			return b[s->at + 1] == '\n' ? (long)(s->at + 2) : -1;
+		for (k = s->seen > s->at ? s->seen : s->at; k < n && b[k] != '\n'; k++)
+			if (bad_ext(b, s->at, k))
+				return -1;
+		if (k >= n) {
+			s->seen = n;
+			return 0;
+		}
+		if (b[k - 1] != '\r')
+			return -1;
+		s->seen = k + 1;
+		for (k = s->at; tchar((unsigned char)b[k]); k++)
+			;
+		if (k == s->at || b[k] != ':')
+			return -1;
+		s->at = s->seen;
+	}
+}
+
 /* Decode the chunked body of b[0..n) from s->at on, into s->body.
  * Returns the length of the whole message when the last chunk is in, 0
  * for more, -1 with *status (400, 413). */
@@ -128,16 +166,15 @@ dechunk(struct http_parse *s, const char *b, size_t n, size_t max,
 		int rc = s->data ? 1 : chunk_line(s, b, n, max, status);
 		if (rc <= 0)
 			return rc;
-		/* The chunk's data and CRLF; the last chunk's CRLF alone, as
-		 * trailers are refused. */
+		if (!s->size) /* the last chunk: its trailers, then CRLF */
+			return trailers(s, b, n, max, status);
+		/* The chunk's data and CRLF. */
 		if (n - s->at < s->size + 2)
 			return 0;
 		if (b[s->at + s->size] != '\r' || b[s->at + s->size + 1] != '\n') {
 			*status = 400;
 			return -1;
 		}
-		if (!s->size)
-			return (long)(s->at + 2);
 		buf_add(&s->body, b + s->at, s->size);
 		s->at = s->seen = s->at + s->size + 2;
 		s->data = 0;

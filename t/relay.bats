@@ -1030,6 +1030,48 @@ PY
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "a chunked body's trailer fields are read past, whole or cut at any byte, and the next request is answered" {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	relayd --rate 100000
+	alice_bob
+	run timeout 60 python3 -c '
+import re, socket, sys, time
+port, tok = int(sys.argv[1]), sys.argv[2].encode()
+body = b"{\"to\":\"@bob\",\"body\":\"with trailers\"}"
+def chunked(trailer):
+    return (b"POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
+            b"\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+            b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer + b"\r\n" +
+            b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+def ask(data, cut):
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.connect(("127.0.0.1", port))
+    s.sendall(data[:cut])
+    time.sleep(0.002)
+    s.sendall(data[cut:])
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    return re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", got)
+good = chunked(b"X-Sum: 1234\r\nX-Empty:\r\n")
+start = good.index(b"0\r\nX-Sum")
+wrong = sum(ask(good, cut) != [b"200", b"200"] for cut in range(start, len(good) - 60))
+print("good, wrong", wrong)
+for t in (b"X-Sum: 1\n", b"X-Sum 1\r\n", b"X-Sum: 1\r\n folded\r\n", b"X-Sum: 1\r2\r\n"):
+    print("bad", ask(chunked(t), 1))
+' "$PORT" "$A"
+	assert_success
+	echo "$output"
+	assert_line 'good, wrong 0'
+	[ "$(grep -c "^bad \[b'400'\]$" <<<"$output")" -eq 4 ]
+	[ "$(count_new bob)" -gt 20 ]
+}
+
 @test "a chunked body padded with chunk extensions is 413 past twice the limit, and nothing is stored" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
