@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "http-impl.h"
 
 void
 http_limits_default(struct http_limits *l)
@@ -19,8 +20,8 @@ http_limits_default(struct http_limits *l)
 	l->body = 256 * 1024;
 }
 
-static int
-tchar(int c)
+int
+http_tchar(int c)
 {
 	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
@@ -43,142 +44,12 @@ head_end(const char *b, size_t n, size_t *seen)
 	return 0;
 }
 
-/* Is b[k], in a chunk line after its digits at b[i], a control byte
- * (a CR only just before the LF)? */
-static int
-bad_ext(const char *b, size_t i, size_t k)
-{
-	unsigned char c = (unsigned char)b[k];
-
-	if (k > i && b[k - 1] == '\r')
-		return 1; /* a CR not before the LF */
-	return (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
-}
-
 /* Does the head b[0..end) that head_end() found end right, in CRLF
  * CRLF? (Not LF LF, nor CRLF LF.) */
 static int
 crlf_end(const char *b, size_t end)
 {
 	return end >= 4 && memcmp(b + end - 4, "\r\n\r\n", 4) == 0;
-}
-
-/* The line of the chunk at s->at: its size into s->size, s->at past the
- * line. 1 when read, 0 for more, -1 with *status (400, 413). The digits
- * (8 at most) are looked at again each time, the rest of the line is
- * searched for its end from s->seen, so a line trickled in costs its
- * length. The raw body is held to 2 * max + 64 KiB: chunk extensions
- * (ignored, up to 256 bytes a chunk) would let a body of max bytes fill
- * hundreds of times that. */
-static int
-chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
-    int *status)
-{
-	size_t i = s->at, size = 0, digits = 0, k;
-	int h;
-
-	*status = 413;
-	if (s->at - s->end > 2 * max + 64 * 1024)
-		return -1;
-	*status = 400;
-	while (i < n && (h = hex_digit(b[i])) >= 0) {
-		if (++digits > 8)
-			return -1;
-		size = size * 16 + (size_t)h;
-		i++;
-	}
-	if (i >= n)
-		return 0;
-	/* Chunk extensions (after BWS and ";") are allowed and ignored;
-	 * anything else after the digits, "0x1b" or "1bzz", is refused, as
-	 * a proxy in front may read a size from it that we do not. */
-	for (k = i; k < n && k - i <= 256 && (b[k] == ' ' || b[k] == '\t'); k++)
-		;
-	if (k >= n)
-		return 0;
-	if (!digits || (b[k] != ';' && b[k] != '\r'))
-		return -1;
-	for (k = s->seen > i ? s->seen : i; k < n && b[k] != '\n'; k++)
-		if (k - i > 256 || bad_ext(b, i, k))
-			return -1;
-	if (k >= n) {
-		s->seen = n;
-		return 0;
-	}
-	if (b[k - 1] != '\r')
-		return -1;
-	if (s->body.len + size > max) {
-		*status = 413;
-		return -1;
-	}
-	s->at = s->seen = k + 1;
-	s->size = size;
-	s->data = 1;
-	return 1;
-}
-
-/* The trailer section after the last chunk, from s->at: its fields are
- * read past and dropped (RFC 9112 7.1.2), each "name: value" with no
- * control bytes, and the raw body held to the limit chunk_line() keeps.
- * The message's length once the blank line that ends it is in, 0 for
- * more, -1 with *status (400, 413). */
-static long
-trailers(struct http_parse *s, const char *b, size_t n, size_t max,
-    int *status)
-{
-	size_t k;
-
-	for (;;) {
-		*status = 413;
-		if (s->at - s->end > 2 * max + 64 * 1024)
-			return -1;
-		*status = 400;
-		if (n - s->at < 2)
-			return 0;
-		if (b[s->at] == '\r')
-			return b[s->at + 1] == '\n' ? (long)(s->at + 2) : -1;
-		for (k = s->seen > s->at ? s->seen : s->at; k < n && b[k] != '\n'; k++)
-			if (bad_ext(b, s->at, k))
-				return -1;
-		if (k >= n) {
-			s->seen = n;
-			return 0;
-		}
-		if (b[k - 1] != '\r')
-			return -1;
-		s->seen = k + 1;
-		for (k = s->at; tchar((unsigned char)b[k]); k++)
-			;
-		if (k == s->at || b[k] != ':')
-			return -1;
-		s->at = s->seen;
-	}
-}
-
-/* Decode the chunked body of b[0..n) from s->at on, into s->body.
- * Returns the length of the whole message when the last chunk is in, 0
- * for more, -1 with *status (400, 413). */
-static long
-dechunk(struct http_parse *s, const char *b, size_t n, size_t max,
-    int *status)
-{
-	for (;;) {
-		int rc = s->data ? 1 : chunk_line(s, b, n, max, status);
-		if (rc <= 0)
-			return rc;
-		if (!s->size) /* the last chunk: its trailers, then CRLF */
-			return trailers(s, b, n, max, status);
-		/* The chunk's data and CRLF. */
-		if (n - s->at < s->size + 2)
-			return 0;
-		if (b[s->at + s->size] != '\r' || b[s->at + s->size + 1] != '\n') {
-			*status = 400;
-			return -1;
-		}
-		buf_add(&s->body, b + s->at, s->size);
-		s->at = s->seen = s->at + s->size + 2;
-		s->data = 0;
-	}
 }
 
 struct hdrs {
@@ -217,7 +88,7 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 	const char *colon = p, *v, *ve;
 	size_t nl;
 
-	while (colon < e && tchar((unsigned char)*colon))
+	while (colon < e && http_tchar((unsigned char)*colon))
 		colon++;
 	if (colon == p || colon >= e || *colon != ':') {
 		h->bad = 1;
@@ -329,7 +200,7 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	}
 	minor = sp2[8] - '0';
 	for (p = b; p < sp1; p++)
-		if (!tchar((unsigned char)*p))
+		if (!http_tchar((unsigned char)*p))
 			return -1;
 	for (p = sp1 + 1; p < sp2; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
@@ -398,7 +269,7 @@ body_end(struct http_parse *s, const char *b, size_t n, size_t max,
 
 	if (!s->chunked)
 		return n < s->need ? 0 : (long)s->need;
-	if ((used = dechunk(s, b, n, max, status)) < 0)
+	if ((used = http_dechunk(s, b, n, max, status)) < 0)
 		http_parse_free(s);
 	return used;
 }
