@@ -545,6 +545,7 @@ relay_route_mail(struct relay *r, const struct http_req *q, const char *path,
     struct relay_token *t, struct relay_answer *a)
 {
 	int get = strcmp(q->method, "GET") == 0;
+	int head = strcmp(q->method, "HEAD") == 0; /* not for a stream */
 	int post = strcmp(q->method, "POST") == 0;
 	int rc;
 
@@ -556,12 +557,13 @@ relay_route_mail(struct relay *r, const struct http_req *q, const char *path,
 		route_settle(r, q, 1, a);
 	} else if (post && strcmp(path, "/v1/release") == 0) {
 		route_settle(r, q, 0, a);
-	} else if (get && strncmp(path, "/v1/receipt/", 12) == 0) {
+	} else if ((get || head) && strncmp(path, "/v1/receipt/", 12) == 0) {
 		if (!id_valid(path + 12))
 			relay_fail(a, 400, "invalid message id");
 		else
 			route_receipt(r, path + 12, a);
-	} else if (get && (rc = own_path(path, "/v1/inbox/", a)) != 0) {
+	} else if ((get || head) &&
+	    (rc = own_path(path, "/v1/inbox/", a)) != 0) {
 		if (rc > 0)
 			route_inbox(r, a);
 	} else if (get && (rc = own_path(path, "/v1/events/", a)) != 0) {

@@ -482,7 +482,8 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	const char *bearer = bearer_of(q);
 	struct relay_token *t;
 	struct err te;
-	int get = strcmp(q->method, "GET") == 0;
+	/* HEAD is GET without the body (which the caller leaves off). */
+	int get = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0;
 	int post = strcmp(q->method, "POST") == 0;
 
 	answer_reset(a);

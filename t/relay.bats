@@ -912,14 +912,15 @@ PY
 	{
 		printf 'HEAD /v1/health HTTP/1.1\r\nHost: x\r\n\r\n'
 		printf 'HEAD /v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n' "$TOK"
+		printf 'HEAD /v1/inbox/alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n' "$TOK"
 		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
 	} >q
 	raw q >a
 	# Each head is followed at once by the next status line; only the
-	# GET has its body after it.
-	[ "$(status_lines <a)" = '200 404 200 ' ]
+	# GET has its body after it. HEAD is served wherever GET is.
+	[ "$(status_lines <a)" = '200 200 200 200 ' ]
 	[ "$(grep -c '"ok":true' a)" -eq 1 ]
-	[ "$(tr -d '\r' <a | grep -c '^$')" -eq 3 ]
+	[ "$(tr -d '\r' <a | grep -c '^$')" -eq 4 ]
 	[ "$(tr -d '\r' <a | sed -n '$p')" = '{"ok":true,"service":"backchannel-relay"}' ]
 }
 
