@@ -54,7 +54,7 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 	struct hs *h = s->impl;
 	struct addrinfo hints, *res, *ai;
 	struct timeval tv = { s->cfg->timeout, 0 };
-	int rc, fd = -1;
+	int rc, fd = -1, slow = 0;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_socktype = SOCK_STREAM;
@@ -87,10 +87,21 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 				break;
 			errno = soerr ? soerr : ETIMEDOUT;
 		}
+		/* SO_SNDTIMEO ran out (Linux leaves EINPROGRESS): no answer. */
+		slow |= errno == EINPROGRESS || errno == EAGAIN ||
+		    errno == EWOULDBLOCK || errno == ETIMEDOUT;
 		close(fd);
 		fd = -1;
 	}
 	freeaddrinfo(res);
+	if (fd < 0 && slow) {
+		/* As an answer that does not come (504): not tried again,
+		 * or a caller (a prompt hook) would wait that long per try. */
+		err_set(e, BCH_TEMP, "relay %s did not answer within %d s — "
+		    "is it reachable? try again later", s->cfg->url,
+		    s->cfg->timeout);
+		return err_status(e, 504);
+	}
 	if (fd < 0) {
 		err_set(e, BCH_TEMP, "relay %s unreachable: %s — is it running? "
 		    "try again later", s->cfg->url, strerror(errno));

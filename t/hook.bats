@@ -418,3 +418,46 @@ PY
 	[ "$(printf '%s' "$output" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ]
 	assert_output --partial '"body":"message 0"'
 }
+
+# blackhole: a port on loopback whose connections are never accepted: its
+# backlog is full, so a connect waits as for a relay behind a firewall
+# that drops packets. Points BACKCHANNEL_URL at it.
+blackhole() {
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in"
+	cat > blackhole.py <<'PY'
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for i in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(1)
+print(port, flush=True)
+time.sleep(300)
+PY
+	python3 blackhole.py > port &
+	bg_pid $!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+}
+
+@test "a relay that takes no connection costs a prompt one timeout, not one per retry" {
+	local_only "points at a stand-in of its own"
+	blackhole
+	t0=$(date +%s%N)
+	run --separate-stderr env BACKCHANNEL_TIMEOUT=1 BACKCHANNEL_AGENT=bob bch-drain --hook --here
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	# Tried four times, each waiting out the timeout, it took 6.6 s.
+	[ "$ms" -lt 3000 ]
+	assert_failure 111
+	[ -z "$output" ]
+	[[ $stderr == "bch-drain: relay $BACKCHANNEL_URL did not answer within 1 s — is it reachable? try again later" ]]
+}
