@@ -61,6 +61,7 @@ struct notify {
 	long lineno;
 	int worst;
 	int done; /* stop reading: the tee's reader went away */
+	struct timespec readat; /* when the line in hand was read */
 	/* the current window */
 	int active;
 	struct timespec start;
@@ -296,6 +297,17 @@ hold(struct notify *n, const struct msg *m, const char *title,
 		n->others = 1;
 }
 
+/* Milliseconds from a to b (negative when b is before a). */
+static long
+ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000L +
+	    (b->tv_nsec - a->tv_nsec) / 1000000L;
+}
+
+/* A message counts in the window of the moment it was read, not of the
+ * moment its turn came: with a slow notifier, a burst that came at once
+ * would otherwise be shown one by one, each in a window of its own. */
 static void
 deliver(struct notify *n, const struct msg *m)
 {
@@ -309,12 +321,12 @@ deliver(struct notify *n, const struct msg *m)
 		hold(n, m, title.p, text);
 		goto out;
 	}
-	if (n->active && io_ms_since(&n->start) >= n->window_ms)
+	if (n->active && ms_between(&n->start, &n->readat) >= n->window_ms)
 		end_window(n);
 	if (!n->active) {
 		n->active = 1;
 		n->shown = 0;
-		clock_gettime(CLOCK_MONOTONIC, &n->start);
+		n->start = n->readat;
 	}
 	if (n->shown < n->burst) {
 		n->shown++;
@@ -437,6 +449,7 @@ run(struct notify *n)
 		}
 		if (r == 0)
 			break;
+		clock_gettime(CLOCK_MONOTONIC, &n->readat);
 		feed(n, chunk, (size_t)r);
 	}
 	if (!stop && !n->done && (n->line.len || n->toolong))

@@ -163,6 +163,22 @@ send_seq() {
 	assert_line 'bch-notify: held back: alice -> @bob: a5'
 }
 
+@test "a burst is coalesced even when the notifier is slower than the window" {
+	# A sluggish desktop (notify-send waiting on D-Bus) must not turn a
+	# burst that came at once into one popup per message.
+	stand_in fakebin/notify-send 'sleep 0.3'
+	for i in 1 2 3 4 5 6 7 8; do send_seq @bob "m$i" --urgent; done
+	inbox_of bob >in.jsonl
+	run bch-notify --window 0.2 <in.jsonl
+	assert_success
+	calls_are 4
+	argv_of 3
+	[ "${ARGV[6]}" = m3 ]
+	argv_of 4
+	[ "${ARGV[5]}" = '5 more from alice [URGENT]' ]
+	assert_line 'bch-notify: held back: alice -> @bob [URGENT]: m8'
+}
+
 @test "the summary comes when the window ends, without waiting for more input" {
 	for i in 1 2 3 4 5; do send_seq @bob "m$i"; done
 	inbox_of bob >in.jsonl
