@@ -255,8 +255,9 @@ summarise(struct notify *n)
 		buf_adds(&title, " and others");
 	if (n->held_urgent)
 		buf_adds(&title, " [URGENT]");
-	buf_printf(&text, "more than %u messages arrived within %g s; the "
-	    "rest were not shown one by one", n->burst, n->window_ms / 1000.0);
+	buf_printf(&text, "more than %u message%s arrived within %g s; the "
+	    "rest were not shown one by one", n->burst, n->burst == 1 ? "" :
+	    "s", n->window_ms / 1000.0);
 	raise_one(n, title.p, text.p, n->held_urgent);
 	buf_free(&title);
 	buf_free(&text);

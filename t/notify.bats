@@ -179,6 +179,17 @@ send_seq() {
 	assert_line 'bch-notify: held back: alice -> @bob [URGENT]: m8'
 }
 
+@test "with --burst 1, the summary says more than 1 message" {
+	for i in 1 2 3; do send_seq @bob "m$i"; done
+	inbox_of bob >in.jsonl
+	run bch-notify --burst 1 <in.jsonl
+	assert_success
+	calls_are 2
+	argv_of 2
+	[ "${ARGV[5]}" = '2 more from alice' ]
+	[ "${ARGV[6]}" = 'more than 1 message arrived within 5 s; the rest were not shown one by one' ]
+}
+
 @test "the summary comes when the window ends, without waiting for more input" {
 	for i in 1 2 3 4 5; do send_seq @bob "m$i"; done
 	inbox_of bob >in.jsonl
