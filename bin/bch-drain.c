@@ -452,6 +452,10 @@ main(int argc, char **argv)
 	d.c = &c;
 	cli_init(&c, "bch-drain");
 	match = parse_opts(&d, argc, argv);
+	/* A prompt hook is not made to wait out a relay that is down, at
+	 * every prompt: the next prompt is its retry. */
+	if (d.form == HOOK)
+		c.cfg.retries = 0;
 	cli_open(&c, 1);
 	d.match = cli_match(&c, match, d.here, matchbuf, sizeof matchbuf);
 	if (spool_scan(c.sp, c.cfg.agent, want, &d, &c.e) < 0)

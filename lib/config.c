@@ -287,6 +287,7 @@ config_load(struct config *c, struct err *e)
 	c->max_inbox = env_size("BACKCHANNEL_MAX_INBOX", 100000);
 	v = getenv("BACKCHANNEL_FSYNC");
 	c->fsync = !(v && strcmp(v, "0") == 0);
+	c->retries = 3;
 	if (load_timeout(c, e) < 0 || load_home(c, e) < 0 ||
 	    load_file(c, e) < 0)
 		return -1;

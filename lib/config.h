@@ -26,6 +26,7 @@ struct config {
 	struct limits rlim; /* what it accepts from a spool or relay */
 	size_t max_inbox;                    /* BACKCHANNEL_MAX_INBOX messages */
 	int timeout; /* BACKCHANNEL_TIMEOUT: seconds a relay has to answer */
+	int retries; /* times a request that may pass is tried again (3) */
 };
 
 /* Read the environment and config.json (a missing file is fine; a broken

@@ -436,7 +436,7 @@ hs_call(struct spool *s, const char *method, const char *path,
 		temporary = rc < 0 || r->status == 429 || r->status >= 500;
 		if (!temporary)
 			break;
-		if (!(flags & HS_RETRY) || attempt >= 3) {
+		if (!(flags & HS_RETRY) || attempt >= s->cfg->retries) {
 			if (rc == 0)
 				break;
 			return -1;

@@ -398,6 +398,34 @@ PY
 	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
 }
 
+@test "a relay that is down for now: the hook asks once, for the next prompt is its retry; a drain asks four times" {
+	local_only "starts a relay of its own"
+	command -v python3 >/dev/null || skip "python3 is needed for the stand-in relay"
+	cat > down.py <<'PY'
+import fakehttp
+class H(fakehttp.Handler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        with open("asked.log", "a") as f:
+            f.write(self.path + "\n")
+        self.answer(503, b'{"error":"down for maintenance"}')
+fakehttp.serve(H)
+PY
+	python3 down.py > port &
+	bg_pid $!
+	wait_for 10 test -s port
+	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
+	run --separate-stderr as bob bch drain --hook
+	assert_failure 111
+	assert_output ""
+	[[ $stderr == *'down for maintenance'* ]]
+	assert_equal "$(wc -l < asked.log)" 1
+	rm asked.log
+	run --separate-stderr as bob bch drain
+	assert_failure 111
+	assert_equal "$(wc -l < asked.log)" 4
+}
+
 @test "a take that fails part-way: the hook shows what it took, exits 0, and the rest wait" {
 	local_only "starts a relay of its own"
 	flaky_relay
