@@ -11,6 +11,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -107,3 +108,28 @@ def answer_json(c, body):
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
               b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
               % (len(body), body))
+
+
+def read_all(s):
+    """All that raw connection s sends until it closes."""
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return got
+        got += b
+
+
+def ask_cut(port, data, cut, pause=0.002):
+    """data to 127.0.0.1:port on a new connection, in two writes split at
+    cut and pause seconds apart (so the server reads them apart); all it
+    answers, until it closes."""
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.connect(("127.0.0.1", port))
+    s.sendall(data[:cut])
+    time.sleep(pause)
+    s.sendall(data[cut:])
+    got = read_all(s)
+    s.close()
+    return got

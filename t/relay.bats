@@ -1036,7 +1036,7 @@ PY
 	relayd --rate 100000
 	alice_bob
 	run timeout 60 python3 -c '
-import re, socket, sys, time
+import fakehttp, re, sys
 port, tok = int(sys.argv[1]), sys.argv[2].encode()
 body = b"{\"to\":\"@bob\",\"body\":\"with trailers\"}"
 def chunked(trailer):
@@ -1045,20 +1045,7 @@ def chunked(trailer):
             b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer + b"\r\n" +
             b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 def ask(data, cut):
-    s = socket.socket()
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.connect(("127.0.0.1", port))
-    s.sendall(data[:cut])
-    time.sleep(0.002)
-    s.sendall(data[cut:])
-    got = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
-    s.close()
-    return re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", got)
+    return re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", fakehttp.ask_cut(port, data, cut))
 good = chunked(b"X-Sum: 1234\r\nX-Empty:\r\n")
 start = good.index(b"0\r\nX-Sum")
 wrong = sum(ask(good, cut) != [b"200", b"200"] for cut in range(start, len(good) - 60))
@@ -1149,7 +1136,7 @@ sys.stdout.write(got.decode())
 	# Bodies are parsed before the route and the token are looked at: a
 	# 401 and a 404 take theirs off the connection too.
 	run timeout 120 python3 -c '
-import re, socket, sys, time
+import fakehttp, re, sys
 port, tok = int(sys.argv[1]), sys.argv[2].encode()
 def chunked(path, auth, parts):
     return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + auth +
@@ -1169,19 +1156,7 @@ data = (chunked(b"/v1/subscribe", tok, [b"{\"chan", b"nel\":", b"\"#dev\"}"]) +
 want = [b"200", b"200", b"401", b"404", b"200", b"200"]
 bad = 0
 for cut in range(1, len(data)):
-    s = socket.socket()
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.connect(("127.0.0.1", port))
-    s.sendall(data[:cut])
-    time.sleep(0.002) # read apart from the rest
-    s.sendall(data[cut:])
-    got = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
-    s.close()
+    got = fakehttp.ask_cut(port, data, cut)
     st = re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", got)
     if st != want or b"#dev" not in got or b"#ops" not in got:
         bad += 1
