@@ -133,10 +133,32 @@ holds(const char *m, const char *s)
 	return 0;
 }
 
+/* Does the match string m, of one or more alternatives one a line, hold
+ * the normalised scope s? Each alternative is normalised on its own. */
+static int
+any_holds(const char *m, const char *s)
+{
+	char *alt = xmalloc(strlen(m) + 1), *norm = xmalloc(strlen(m) + 1);
+	int ok = 0;
+
+	while (*m && !ok) {
+		size_t n = strcspn(m, "\n");
+
+		memcpy(alt, m, n);
+		alt[n] = 0;
+		scope_normalize(alt, norm, n + 1);
+		ok = *norm && holds(norm, s);
+		m += n + (m[n] == '\n');
+	}
+	free(alt);
+	free(norm);
+	return ok;
+}
+
 int
 scope_match(const char *scope, const char *match)
 {
-	char *s, *m;
+	char *s;
 	int ok;
 
 	if (!scope || !*scope)
@@ -151,20 +173,20 @@ scope_match(const char *scope, const char *match)
 		free(s);
 		return 0;
 	}
-	m = xmalloc(strlen(match) + 1);
-	scope_normalize(match, m, strlen(match) + 1);
-	ok = holds(m, s);
+	ok = any_holds(match, s);
 	free(s);
-	free(m);
 	return ok;
 }
 
-/* Find url = ... in [remote "origin"] of a git config text. */
+/* Find url = ... in [remote "<name>"] of a git config text. */
 static int
-origin_url(const char *text, char *out, size_t outsz)
+remote_url(const char *text, const char *name, char *out, size_t outsz)
 {
 	const char *line = text;
-	int in_origin = 0;
+	char head[128];
+	int in_remote = 0;
+
+	snprintf(head, sizeof head, "[remote \"%s\"]", name);
 
 	while (*line) {
 		const char *end = strchr(line, '\n');
@@ -180,10 +202,10 @@ origin_url(const char *text, char *out, size_t outsz)
 		for (p = l; *p == ' ' || *p == '\t'; p++)
 			;
 		if (*p == '[') {
-			in_origin = strncmp(p, "[remote \"origin\"]", 17) == 0;
+			in_remote = strncmp(p, head, strlen(head)) == 0;
 			continue;
 		}
-		if (!in_origin || strncasecmp(p, "url", 3) != 0)
+		if (!in_remote || strncasecmp(p, "url", 3) != 0)
 			continue;
 		for (q = p + 3; *q == ' ' || *q == '\t'; q++)
 			;
@@ -280,18 +302,26 @@ git_dir(const char *dir)
 }
 
 /* The match string of the repository whose git entry is dotgit and
- * whose top directory is top: its origin remote, else top. */
+ * whose top directory is top: its origin remote, else top; then, on a
+ * line of its own, its upstream remote if it has one (a fork's session
+ * is also the one working on the repository it was forked from). */
 static void
 repo_at(const char *dotgit, const char *top, char *out, size_t outsz)
 {
 	struct buf cfg = BUF_INIT;
+	char up[2048];
+	size_t n;
 	int found;
 
-	found = read_git_config(dotgit, &cfg) == 0 &&
-	    origin_url(cfg.p, out, outsz) == 0;
-	buf_free(&cfg);
-	if (!found)
+	found = read_git_config(dotgit, &cfg) == 0;
+	if (!found || remote_url(cfg.p, "origin", out, outsz) < 0)
 		snprintf(out, outsz, "%s", top);
+	n = strlen(out);
+	/* Only whole: a cut URL could name another repository. */
+	if (found && remote_url(cfg.p, "upstream", up, sizeof up) == 0 &&
+	    n + 1 + strlen(up) < outsz)
+		snprintf(out + n, outsz - n, "\n%s", up);
+	buf_free(&cfg);
 }
 
 int

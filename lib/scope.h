@@ -12,14 +12,17 @@
 void scope_normalize(const char *in, char *out, size_t outsz);
 
 /* May a reader whose match string is match (NULL: none) claim a message
- * with this scope (NULL: none)? Both are normalised here. */
+ * with this scope (NULL: none)? A match string holds one or more
+ * alternatives, one a line (no remote URL holds a newline); the scope
+ * matches when one of them holds it. All are normalised here. */
 int scope_match(const char *scope, const char *match);
 
 /* The match string for the directory dir: the origin remote of the git
  * repository it is in (read from .git/config, or from the config of the
  * bare repository or .git directory dir is in; no child process), else
- * that repository's top directory, else dir itself. Written to out; 0
- * or -1 if dir is unusable. */
+ * that repository's top directory, else dir itself; and after a newline
+ * the repository's upstream remote if it has one. Written to out; 0 or
+ * -1 if dir is unusable. */
 int repo_match(const char *dir, char *out, size_t outsz);
 
 #endif

@@ -134,6 +134,14 @@ refused() {
 	refused www.acme.com https://github.com/evil/acme.com.git
 }
 
+@test "a match of several lines claims a scope any one of them holds" {
+	claimed acme/api $'https://github.com/Acme/API.git\ngit@github.com:me/api.git'
+}
+
+@test "a match of several lines leaves a scope none of them holds" {
+	refused acme/web $'git@github.com:me/api.git\nhttps://github.com/Acme/API.git'
+}
+
 @test "a scope in capitals is claimed by a match in lower case" {
 	claimed GitHub.com/Acme/API git@github.com:acme/api.git
 }
@@ -256,4 +264,118 @@ here_repo() {
 	run --separate-stderr as bob bch drain --brief --here
 	assert_output --regexp ': for-lone$'
 	[ "${#lines[@]}" -eq 1 ]
+}
+
+# fork_repo: a checkout fork whose origin is bob's fork Me/API and whose
+# upstream is the repository it was forked from, Acme/API; a message for
+# each of the two, one for an unrelated repository and one unscoped.
+fork_repo() {
+	mkdir fork
+	git -C fork init -q
+	git -C fork remote add origin git@github.com:Me/API.git
+	git -C fork remote add upstream https://github.com/Acme/API.git
+	bch send @bob for-upstream --scope acme/api >/dev/null
+	bch send @bob for-fork --scope github.com/me/api >/dev/null
+	bch send @bob for-web --scope acme/web >/dev/null
+	bch send @bob for-all >/dev/null
+}
+
+@test "--here in a fork claims what is scoped to its upstream and to the fork, not to another repository" {
+	fork_repo
+	cd fork
+	run --separate-stderr as bob bch drain --brief --here
+	assert_success
+	assert_line --index 0 --regexp ': for-upstream$'
+	assert_line --index 1 --regexp ': for-fork$'
+	assert_line --index 2 --regexp ': for-all$'
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(count_new bob)" -eq 1 ]
+	run --separate-stderr as bob bch inbox --brief
+	assert_output --regexp ': for-web$'
+}
+
+@test "--here in a fork matches its upstream from a subdirectory and from its .git directory" {
+	fork_repo
+	mkdir fork/src
+	cd fork/src
+	run --separate-stderr as bob bch drain --brief --here --peek
+	assert_line --regexp ': for-upstream$'
+	[ "${#lines[@]}" -eq 3 ]
+	cd ../.git
+	run --separate-stderr as bob bch drain --brief --here --peek
+	assert_line --regexp ': for-upstream$'
+	[ "${#lines[@]}" -eq 3 ]
+}
+
+@test "--here in a repository without upstream matches its origin only, as before" {
+	mkdir mine
+	git -C mine init -q
+	git -C mine remote add origin git@github.com:Me/API.git
+	git -C mine remote add acme https://github.com/Acme/API.git
+	bch send @bob for-acme --scope acme/api >/dev/null
+	bch send @bob for-mine --scope me/api >/dev/null
+	cd mine
+	run --separate-stderr as bob bch drain --brief --here
+	assert_success
+	assert_output --regexp ': for-mine$'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "--here in a repository with an upstream but no origin matches its top directory and the upstream" {
+	mkdir loose
+	git -C loose init -q
+	git -C loose remote add upstream git@github.com:Acme/API.git
+	top=$(cd loose && pwd -P)
+	bch send @bob for-top --scope "$top" >/dev/null
+	bch send @bob for-upstream --scope github.com/acme/api >/dev/null
+	bch send @bob for-web --scope acme/web >/dev/null
+	cd loose
+	run --separate-stderr as bob bch drain --brief --here
+	assert_line --index 0 --regexp ': for-top$'
+	assert_line --index 1 --regexp ': for-upstream$'
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "the hook form with --here in a fork shows the upstream's message and names --here for the rest" {
+	fork_repo
+	cd fork
+	run --separate-stderr as bob bch drain --hook --here --budget 512
+	assert_success
+	assert_output --partial 'for-upstream'
+	assert_line '[backchannel] 2 more message(s) waiting — run: bch drain --here'
+	run --separate-stderr as bob bch drain --brief --here
+	refute_output --partial 'for-web'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "bch-mcp --here in a fork claims the upstream's message by default" {
+	fork_repo
+	cd fork
+	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"bch_inbox","arguments":{}}}' > ../in.jsonl
+	run --separate-stderr env BACKCHANNEL_AGENT=bob bch-mcp --here < ../in.jsonl
+	assert_success
+	assert_output --partial '"for-upstream"'
+	assert_output --partial '"for-fork"'
+	refute_output --partial '"for-web"'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
+@test "bch watch --here in a fork prints the upstream's messages, waiting and new" {
+	fork_repo
+	cd fork
+	BACKCHANNEL_AGENT=bob bch-watch --brief --here --ready-fd 4 >../w.out \
+		2>../w.err 4>../w.ready 3>&- &
+	bg_pid $!
+	wait_for 5 test -s ../w.ready
+	bch send @bob later-upstream --scope git@github.com:acme/api.git >/dev/null
+	wait_for 5 grep -q ': later-upstream$' ../w.out
+	run cat ../w.out
+	assert_line --index 0 --regexp ': for-upstream$'
+	assert_line --index 1 --regexp ': for-fork$'
+	assert_line --index 2 --regexp ': for-all$'
+	assert_line --index 3 --regexp ': later-upstream$'
+	[ "${#lines[@]}" -eq 4 ]
+	[ "$(count_new bob)" -eq 1 ]
 }
