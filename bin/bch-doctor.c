@@ -345,6 +345,12 @@ env_one(struct doc *d, const char *name, const char *v)
 	char *end;
 
 	snprintf(what, sizeof what, "environment %s", name);
+	if (strcmp(key, "HOME") == 0 && *v && *v != '/') {
+		add(d, FAIL, what, "set BACKCHANNEL_HOME to a full path",
+		    "%s is not an absolute path: each directory would have a "
+		    "spool of its own", v);
+		return;
+	}
 	if (strcmp(key, "HOME") == 0 || strcmp(key, "PIN") == 0 ||
 	    strcmp(key, "CA") == 0) {
 		add(d, OK, what, NULL, "%s", v);

@@ -159,6 +159,13 @@ load_home(struct config *c, struct err *e)
 	struct stat st;
 
 	if (v && *v) {
+		/* Relative, it would name another spool in each directory
+		 * (a hook's, a service's), and "~/x" from a JSON config no
+		 * shell expanded would be one of them. */
+		if (*v != '/')
+			return err_set(e, BCH_PERM, "BACKCHANNEL_HOME (%s) is not "
+			    "an absolute path — each directory would have a "
+			    "spool of its own; give the full path", v);
 		if (snprintf(c->home, sizeof c->home, "%s", v) >= (int)sizeof c->home)
 			return err_set(e, BCH_PERM, "BACKCHANNEL_HOME is too long");
 	} else {
@@ -166,11 +173,23 @@ load_home(struct config *c, struct err *e)
 		if (!home || !*home)
 			return err_set(e, BCH_PERM,
 			    "neither BACKCHANNEL_HOME nor HOME is set — set one");
-		snprintf(c->home, sizeof c->home, "%s/.backchannel", home);
+		if (snprintf(c->home, sizeof c->home, "%s/.backchannel",
+		    home) >= (int)sizeof c->home)
+			return err_set(e, BCH_PERM, "HOME is too long");
 	}
-	if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
-		return err_set(e, BCH_PERM, "%s is not a directory — "
-		    "fix BACKCHANNEL_HOME", c->home);
+	if (stat(c->home, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return err_set(e, BCH_PERM, "%s is not a directory — "
+			    "fix BACKCHANNEL_HOME", c->home);
+		return 0;
+	}
+	/* A symlink to a directory not made yet (dotfiles not checked
+	 * out): mkdir cannot make it, and "cannot create home/agents"
+	 * would not say why. */
+	if (errno == ENOENT && lstat(c->home, &st) == 0 && S_ISLNK(st.st_mode))
+		return err_set(e, BCH_PERM, "%s is a symlink to a directory "
+		    "that does not exist — create it, or fix the symlink",
+		    c->home);
 	return 0;
 }
 

@@ -160,6 +160,44 @@ mode() { stat -c %a "$1"; }
 	done
 }
 
+@test "a relative BACKCHANNEL_HOME is refused: each directory would have its own spool" {
+	local_only "the relay keeps its own spool"
+	mkdir d1 d2
+	cd d1
+	run env BACKCHANNEL_HOME=spool bch init alice
+	assert_failure 100
+	assert_output "bch-init: BACKCHANNEL_HOME (spool) is not an absolute path — each directory would have a spool of its own; give the full path"
+	[ ! -e spool ]
+	cd ../d2
+	run env BACKCHANNEL_HOME='~/.backchannel' BACKCHANNEL_AGENT=alice bch send @bob hi
+	assert_failure 100
+	assert_output --partial 'is not an absolute path'
+	[ ! -e '~' ]
+	run env BACKCHANNEL_HOME=spool bch doctor
+	assert_output --partial 'FAIL  environment BACKCHANNEL_HOME: spool is not an absolute path'
+}
+
+@test "a BACKCHANNEL_HOME that is a symlink to nowhere says so; to a directory, it works" {
+	ln -s "$BATS_TEST_TMPDIR/dotfiles/bch" link
+	export BACKCHANNEL_HOME=$BATS_TEST_TMPDIR/link
+	run bch init alice
+	assert_failure 100
+	assert_output "bch-init: $BATS_TEST_TMPDIR/link is a symlink to a directory that does not exist — create it, or fix the symlink"
+	run env BACKCHANNEL_AGENT=alice bch inbox
+	assert_failure 100
+	assert_output --partial 'is a symlink to a directory that does not exist'
+	mkdir -p dotfiles/bch
+	run relay_init alice
+	assert_success
+	run relay_init bob
+	assert_success
+	run env BACKCHANNEL_AGENT=alice bch send @bob hi
+	assert_success
+	run env BACKCHANNEL_AGENT=bob bch inbox
+	assert_success
+	assert_output --partial hi
+}
+
 # unprivileged CMD...: run CMD without the root capabilities that would
 # let it read a directory whatever its mode.
 unprivileged() {
