@@ -100,6 +100,21 @@ write_agent(struct spool *s, const struct agent_rec *a, int sync,
 	return rc;
 }
 
+/* A home another user owns is theirs to open up, and to swap spool/ or
+ * agents/ for their own: they would read the mail and plant messages.
+ * Refused before anything is made in it (a local bch init). */
+static int
+home_mine(struct spool *s, struct err *e)
+{
+	struct stat st;
+
+	if (stat(fs_home(s), &st) < 0 || st.st_uid == geteuid())
+		return 0; /* made below, by us */
+	return err_set(e, BCH_PERM, "%s is owned by uid %ld, not by you — "
+	    "another user could read and plant messages there; use a home "
+	    "of your own", fs_home(s), (long)st.st_uid);
+}
+
 int
 fs_reg(struct spool *s, const char *name, const char *token_hash,
     struct agent_rec *out, struct err *e)
@@ -108,6 +123,8 @@ fs_reg(struct spool *s, const char *name, const char *token_hash,
 	char path[P];
 	int fd, rc;
 
+	if (home_mine(s, e) < 0)
+		return -1;
 	snprintf(path, sizeof path, "%s/agents", fs_home(s));
 	if (io_mkdirs(path, 0700) < 0)
 		return err_sys(e, "cannot create %s", path);

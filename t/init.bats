@@ -198,6 +198,17 @@ mode() { stat -c %a "$1"; }
 	assert_output --partial hi
 }
 
+@test "init refuses a home another user owns: they could read the mail and plant messages" {
+	local_only "a relay's home is the relay's"
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	mkdir -m 0777 "$BACKCHANNEL_HOME"
+	chown nobody "$BACKCHANNEL_HOME" || skip "cannot chown"
+	run bch init alice
+	assert_failure 100
+	assert_output "bch-init: $BACKCHANNEL_HOME is owned by uid $(id -u nobody), not by you — another user could read and plant messages there; use a home of your own"
+	[ -z "$(ls -A "$BACKCHANNEL_HOME")" ]
+}
+
 # unprivileged CMD...: run CMD without the root capabilities that would
 # let it read a directory whatever its mode.
 unprivileged() {
