@@ -8,6 +8,7 @@
  * batched: "sent" lines are printed only after the sync that makes them
  * durable, so a line on stdout is a promise; a batch ends when the input
  * pauses, at 4096 sends or after 100 ms. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -165,8 +166,13 @@ send_args(struct cli *c, int argc, char **argv, const struct opts *o)
 		if (o->wait >= 0)
 			remember(c->sp, m.id);
 		sent_line(&out, &m, n);
+		/* It is delivered: a failure here must not read as "try
+		 * again", which would send it twice. */
 		if (cli_write(&out) < 0)
-			n = err_sys(&c->e, "cannot write to standard output");
+			n = err_set(&c->e, BCH_PERM, "sent %.8s to %s, but cannot "
+			    "write that to standard output (%s) — it is "
+			    "delivered, do not send it again", m.id, m.to,
+			    strerror(errno));
 	}
 	msg_free(&m);
 	buf_free(&out);

@@ -547,3 +547,11 @@ forget_send() {
 	assert_success
 	[ "$(printf '%s\n' "$output" | sed 's/.*"body":"\([0-9]*\)".*/\1/' | tr '\n' ' ')" = "$(seq 200 | tr '\n' ' ')" ]
 }
+
+@test "a send whose sent line cannot be written says it was delivered, not to try again" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	run bash -c 'bch send @bob hi >/dev/full'
+	assert_failure 100
+	assert_output --regexp '^bch-send: sent [0-9a-f]{8} to @bob, but cannot write that to standard output \(No space left on device\) — it is delivered, do not send it again$'
+	[ "$(count_new bob)" -eq 1 ]
+}
