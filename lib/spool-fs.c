@@ -62,18 +62,22 @@ box_path(struct spool *s, char *out, const char *agent, const char *sub,
 		snprintf(out, P, "%s/spool/%s/%s", fs_home(s), agent, sub);
 }
 
-/* Refuse an inbox whose directories are not plain directories: a
- * symlink planted there must not send a write or a claim elsewhere. */
+/* Refuse an inbox whose directories are not plain directories of
+ * ours: a symlink planted there must not send a write or a claim
+ * elsewhere, and one another user made (in a home left writable to
+ * them) would let them read what is sent and plant what is read. */
 int
 box_ok(struct spool *s, const char *name, struct err *e)
 {
-	static const char *subs[] = { NULL, "tmp", "new", "cur" };
+	static const char *subs[] = { "", NULL, "tmp", "new", "cur" };
 	char path[P];
 	struct stat st;
 	size_t i;
 
-	for (i = 0; i < 4; i++) {
-		if (subs[i])
+	for (i = 0; i < 5; i++) {
+		if (subs[i] && !*subs[i])
+			snprintf(path, sizeof path, "%s/spool", fs_home(s));
+		else if (subs[i])
 			box_path(s, path, name, subs[i], NULL);
 		else
 			snprintf(path, sizeof path, "%s/spool/%s", fs_home(s), name);
@@ -86,6 +90,10 @@ box_ok(struct spool *s, const char *name, struct err *e)
 			return err_set(e, BCH_PERM, "%s is not a directory (a "
 			    "symlink?) — refusing to use it; run bch doctor for "
 			    "the fix", path);
+		if (st.st_uid != geteuid())
+			return err_set(e, BCH_PERM, "%s is owned by uid %ld, not "
+			    "by you — refusing to use it; run bch doctor for the "
+			    "fix", path, (long)st.st_uid);
 	}
 	return 0;
 }

@@ -595,6 +595,28 @@ joiner_bodies() {
 	[[ $output == *'claim me'* ]] || [ "$(count_new bob)" -ge 1 ]
 }
 
+@test "an inbox another user swapped in through a writable home is refused: nothing planted is read, nothing sent is put there" {
+	local_only "a relay trusts an inbox it checked for 10 s"
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a directory away"
+	bch send @bob 'for bob only' >/dev/null
+	# What another user can do in a home left mode 0777: set spool/
+	# aside and put one of their own in its place.
+	chmod 777 "$BACKCHANNEL_HOME"
+	mv "$BACKCHANNEL_HOME/spool" "$BACKCHANNEL_HOME/spool.old"
+	mkdir -p "$BACKCHANNEL_HOME/spool/bob/new" "$BACKCHANNEL_HOME/spool/bob/tmp" "$BACKCHANNEL_HOME/spool/bob/cur"
+	printf '%s\n' '{"id":"11111111-1111-4111-8111-111111111111","from":"alice","to":"@bob","body":"planted","priority":"urgent","ts":"2026-12-07T15:00:00.000Z"}' \
+		>"$BACKCHANNEL_HOME/spool/bob/new/11111111-1111-4111-8111-111111111111.json"
+	chown -R 65534 "$BACKCHANNEL_HOME/spool"
+	run as bob bch drain
+	assert_failure 100
+	assert_output "bch-drain: $BACKCHANNEL_HOME/spool is owned by uid 65534, not by you — refusing to use it; run bch doctor for the fix"
+	run bch send @bob 'a secret'
+	assert_failure 100
+	assert_output --partial 'is owned by uid 65534, not by you'
+	[ -z "$(ls -A "$BACKCHANNEL_HOME/spool/bob/tmp")" ]
+	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/new")" = 11111111-1111-4111-8111-111111111111.json ]
+}
+
 @test "hostile file names in new/ are moved aside without crashing or running anything" {
 	local_only "the reader of planted files is this process"
 	good=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
