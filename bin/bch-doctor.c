@@ -292,12 +292,18 @@ check_identity(struct doc *d)
 	struct buf b = BUF_INIT;
 	struct agent_rec a;
 	struct err e;
+	const char *env = getenv("BACKCHANNEL_AGENT");
 
 	if (!d->cfg.agent[0]) {
 		init_cmd(d, NULL, fix, sizeof fix);
 		snprintf(d->id_fix, sizeof d->id_fix, "%s", fix);
-		add(d, FAIL, "identity", fix, "none — neither config.json nor "
-		    "BACKCHANNEL_AGENT names one");
+		if (env && *env && !name_valid(env))
+			add(d, FAIL, "identity", "unset BACKCHANNEL_AGENT, or set "
+			    "it to a valid name", "none — BACKCHANNEL_AGENT, "
+			    "which comes before config.json, is no valid name");
+		else
+			add(d, FAIL, "identity", fix, "none — neither config.json "
+			    "nor BACKCHANNEL_AGENT names one");
 		return;
 	}
 	snprintf(what, sizeof what, "identity %s", d->cfg.agent);

@@ -271,6 +271,13 @@ snapshot() {
 	fails_with 'identity carol: no record agents/carol.json' 'BACKCHANNEL_AGENT=carol bch init carol'
 }
 
+@test "an invalid BACKCHANNEL_AGENT: the identity line blames it, not a missing config" {
+	agents alice
+	run -1 env BACKCHANNEL_AGENT='bad name' bch doctor
+	fails_with 'identity: none — BACKCHANNEL_AGENT, which comes before config.json, is no valid name' 'unset BACKCHANNEL_AGENT, or set it to a valid name'
+	refute_output --partial 'neither config.json nor BACKCHANNEL_AGENT names one'
+}
+
 @test "an agent record naming another agent: FAIL, bch init of the file's agent is the fix" {
 	local_only "agent records of the local spool"
 	agents alice bob
