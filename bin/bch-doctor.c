@@ -220,7 +220,12 @@ check_home(struct doc *d)
 	snprintf(what, sizeof what, "home %s", d->cfg.home);
 	init_cmd(d, d->cfg.agent, fix, sizeof fix);
 	if (stat(d->cfg.home, &st) < 0) {
-		if (errno == ENOENT)
+		if (errno == ENOENT && lstat(d->cfg.home, &st) == 0 &&
+		    S_ISLNK(st.st_mode))
+			add(d, FAIL, what, "create the directory it points to, "
+			    "or fix the symlink", "a symlink to a directory that "
+			    "does not exist");
+		else if (errno == ENOENT)
 			add(d, FAIL, what, fix, "missing — nothing was set up");
 		else
 			add(d, FAIL, what, fix, "%s", strerror(errno));

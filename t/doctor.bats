@@ -278,6 +278,13 @@ snapshot() {
 	refute_output --partial 'neither config.json nor BACKCHANNEL_AGENT names one'
 }
 
+@test "a home that is a symlink to nowhere: doctor says so, not that nothing was set up" {
+	local_only "the local spool's home"
+	ln -s "$BATS_TEST_TMPDIR/dotfiles/backchannel" "$BATS_TEST_TMPDIR/link"
+	run -1 env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/link" bch doctor
+	fails_with "home $BATS_TEST_TMPDIR/link: a symlink to a directory that does not exist" 'create the directory it points to, or fix the symlink'
+}
+
 @test "an agent record naming another agent: FAIL, bch init of the file's agent is the fix" {
 	local_only "agent records of the local spool"
 	agents alice bob
