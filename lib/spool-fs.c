@@ -62,6 +62,21 @@ box_path(struct spool *s, char *out, const char *agent, const char *sub,
 		snprintf(out, P, "%s/spool/%s/%s", fs_home(s), agent, sub);
 }
 
+/* Whose directories the spool may hold: ours, root's, and those of
+ * the home's owner -- root serving or using a user's spool (a relay run
+ * as root, sudo, a container on a bind mount), or a network filesystem
+ * that reports one owner for everything. Anyone else is a user who
+ * swapped them in through a home left writable to them. */
+static int
+uid_trusted(struct spool *s, uid_t uid)
+{
+	struct stat st;
+
+	if (uid == geteuid() || uid == 0)
+		return 1;
+	return stat(fs_home(s), &st) == 0 && st.st_uid == uid;
+}
+
 /* Refuse an inbox whose directories are not plain directories of
  * ours: a symlink planted there must not send a write or a claim
  * elsewhere, and one another user made (in a home left writable to
@@ -90,7 +105,7 @@ box_ok(struct spool *s, const char *name, struct err *e)
 			return err_set(e, BCH_PERM, "%s is not a directory (a "
 			    "symlink?) — refusing to use it; run bch doctor for "
 			    "the fix", path);
-		if (st.st_uid != geteuid())
+		if (!uid_trusted(s, st.st_uid))
 			return err_set(e, BCH_PERM, "%s is owned by uid %ld, not "
 			    "by you — refusing to use it; run bch doctor for the "
 			    "fix", path, (long)st.st_uid);

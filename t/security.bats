@@ -617,6 +617,19 @@ joiner_bodies() {
 	[ "$(ls "$BACKCHANNEL_HOME/spool/bob/new")" = 11111111-1111-4111-8111-111111111111.json ]
 }
 
+@test "a spool wholly owned by another uid (a network mount, a user's spool used by root) is used" {
+	local_only "the relay's own spool is made by the relay"
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a directory away"
+	bch send @bob 'before' >/dev/null
+	chown -R 65534 "$BACKCHANNEL_HOME"
+	run bch send @bob 'after'
+	assert_success
+	run as bob bch drain
+	assert_success
+	assert_output --partial 'before'
+	assert_output --partial 'after'
+}
+
 @test "hostile file names in new/ are moved aside without crashing or running anything" {
 	local_only "the reader of planted files is this process"
 	good=6f1c2a4e-0b7d-4c1e-9a55-3b6f5f1e2a10
