@@ -95,6 +95,11 @@ trailers(struct http_parse *s, const char *b, size_t n, size_t max,
 		for (k = s->seen > s->at ? s->seen : s->at; k < n && b[k] != '\n'; k++)
 			if (bad_ext(b, s->at, k))
 				return -1;
+		/* A field that never ends is held to the limit too. */
+		if (k - s->end > 2 * max + 64 * 1024) {
+			*status = 413;
+			return -1;
+		}
 		if (k >= n) {
 			s->seen = n;
 			return 0;

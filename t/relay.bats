@@ -2635,6 +2635,28 @@ PY
 	[ -n "${BCH_SANITIZED:-}${BCH_VALGRIND_BIN:-}" ] || [ "$ms" -lt 500 ]
 }
 
+@test "a chunked answer whose trailer field never ends is refused once over the limit, not held in memory" {
+	# 24 MiB of one trailer field, past the 16 MiB an answer may take.
+	cat >trailer.py <<'PY'
+import fakehttp
+def serve(c):
+    try:
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\nX-Pad: ")
+        for _ in range(24):
+            c.sendall(b"a" * (1 << 20))
+    except OSError:
+        pass
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay trailer.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+	run -111 bch drain
+	assert_output "bch-drain: relay $FAKE_URL sent a malformed answer"
+}
+
 @test "a take whose answer is cut off on a reused link fails with 111, and is not sent again" {
 	slow_take cut
 	run -111 bch drain
