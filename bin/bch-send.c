@@ -108,13 +108,32 @@ sent_line(struct buf *out, const struct msg *m, int n)
 	buf_printf(out, "sent %.8s to %s\n", m->id, m->to);
 }
 
-static int
-flush_sent(struct cli *c, struct buf *out)
+/* Standard output failed (errno) after what it was to report was sent:
+ * say so, lest a script that reads only the exit status send it again.
+ * what: the message, or the lines, that went all the same. */
+static void
+out_failed(struct cli *c, const char *what)
 {
+	int saved = errno;
+
+	err_set(&c->e, err_temporary(saved) ? BCH_TEMP : BCH_PERM,
+	    "cannot write to standard output: %s — %s", strerror(saved),
+	    what);
+}
+
+/* Make the sends of stdin up to line lineno durable and say so. */
+static int
+flush_sent(struct cli *c, struct buf *out, long lineno)
+{
+	char what[160];
+
 	if (spool_sync(c->sp, &c->e) < 0)
 		return -1;
 	if (cli_write(out) < 0) {
-		err_sys(&c->e, "cannot write to standard output");
+		snprintf(what, sizeof what, "stopped after line %ld: the "
+		    "lines up to it were sent all the same, but for those "
+		    "reported above", lineno);
+		out_failed(c, what);
 		return -1;
 	}
 	buf_reset(out);
@@ -190,9 +209,18 @@ line_max(const struct limits *l)
 	return l->total > SIZE_MAX / 6 ? SIZE_MAX : 6 * l->total;
 }
 
+/* A send failed for a reason no later line escapes: the relay is
+ * unreachable, or failing for now (not a full inbox, 507). Each line
+ * after would wait out the same retries, one after the other. */
+static int
+relay_down(const struct cli *c, const struct err *e)
+{
+	return c->cfg.url && e->code == BCH_TEMP && e->status != 507;
+}
+
 /* Send line lineno of stdin (toolong: it was cut at the limit), adding
  * its "sent" line to out, or saying on stderr why not and raising
- * *worst. 1 sent, else 0. */
+ * *worst. 1 sent, 0 not, -1 not and the rest cannot be either. */
 static int
 send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
     int wait, struct buf *out, int *worst)
@@ -218,6 +246,11 @@ send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
 			if (wait >= 0)
 				remember(c->sp, m.id);
 			sent_line(out, &m, n);
+		} else if (relay_down(c, &e)) {
+			fprintf(stderr, "%s: line %ld: %s — stopped: neither "
+			    "this line nor any after it was sent\n", c->prog,
+			    lineno, e.msg);
+			code = -1;
 		} else {
 			fprintf(stderr, "%s: line %ld: %s\n", c->prog, lineno,
 			    e.msg);
@@ -226,6 +259,10 @@ send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
 		msg_free(&m);
 		if (n >= 0)
 			return 1;
+		if (code < 0) {
+			*worst = BCH_TEMP;
+			return -1;
+		}
 	}
 	if (code > *worst)
 		*worst = code;
@@ -240,7 +277,7 @@ send_stdin(struct cli *c, int wait)
 	struct timespec first; /* of the sends not yet acknowledged */
 	size_t max = line_max(&c->cfg.lim);
 	long lineno = 0;
-	int rc, toolong, worst = 0, pending = 0;
+	int rc, sent, toolong, worst = 0, pending = 0;
 
 	c->sp->batch = 1;
 	for (;;) {
@@ -251,7 +288,7 @@ send_stdin(struct cli *c, int wait)
 		 * an fsync each). */
 		if (pending && (pending >= 4096 || io_ms_since(&first) >= 100 ||
 		    !io_lines_ready(&in, max))) {
-			if (flush_sent(c, &out) < 0) {
+			if (flush_sent(c, &out, lineno) < 0) {
 				rc = -2;
 				break;
 			}
@@ -260,15 +297,21 @@ send_stdin(struct cli *c, int wait)
 		rc = io_lines_next(&in, &line, max, &toolong);
 		if (rc != 1)
 			break;
-		if (send_line(c, &line, ++lineno, toolong, wait, &out,
-		    &worst) && pending++ == 0)
+		sent = send_line(c, &line, ++lineno, toolong, wait, &out,
+		    &worst);
+		if (sent < 0) {
+			rc = 0;
+			lineno--; /* the last line sent, for flush_sent() */
+			break;
+		}
+		if (sent && pending++ == 0)
 			clock_gettime(CLOCK_MONOTONIC, &first);
 	}
 	if (rc == -2) /* flush_sent() failed */
 		worst = -1;
 	else if (rc < 0)
 		worst = err_sys(&c->e, "cannot read standard input");
-	else if (flush_sent(c, &out) < 0)
+	else if (flush_sent(c, &out, lineno) < 0)
 		worst = -1;
 	buf_free(&line);
 	buf_free(&out);

@@ -555,3 +555,35 @@ forget_send() {
 	assert_output --regexp '^bch-send: sent [0-9a-f]{8} to @bob, but cannot write that to standard output \(No space left on device\) — it is delivered, do not send it again$'
 	[ "$(count_new bob)" -eq 1 ]
 }
+
+@test "a send whose standard output is full says the messages went all the same" {
+	[ -w /dev/full ] || skip "no /dev/full"
+	printf '%s\n' '{"to":"@bob","body":"one"}' '{"to":"@bob","body":"two"}' 'not json' \
+		'{"to":"@bob","body":"four"}' > in.jsonl
+	rc=0
+	bch-send < in.jsonl > /dev/full 2> err || rc=$?
+	[ "$rc" -eq 111 ]
+	[ "$(wc -l < err)" -eq 2 ]
+	grep -qx 'bch-send: line 3: malformed JSON: unexpected character — skipped' err
+	grep -qx 'bch-send: cannot write to standard output: No space left on device — stopped after line 4: the lines up to it were sent all the same, but for those reported above' err
+	[ "$(count_new bob)" -eq 3 ]
+}
+
+@test "a relay that goes down mid-batch stops it at that line, once, with 111" {
+	[ -n "${BCH_TEST_RELAY:-}" ] || skip "about a relay"
+	mkfifo in
+	{ bch-send < in > acked 2> err && echo 0 > rc || echo $? > rc; } &
+	bg_pid $!
+	exec 5> in
+	printf '{"to":"@bob","body":"%s"}\n' l1 l2 >&5
+	wait_for 10 acked 2
+	stop_relay
+	printf '{"to":"@bob","body":"%s"}\n' l3 l4 l5 >&5
+	exec 5>&-
+	# Before, each line after waited out the retries on its own.
+	wait_for 20 test -s rc
+	[ "$(cat rc)" -eq 111 ]
+	acked 2
+	[ "$(wc -l < err)" -eq 1 ]
+	grep -q '^bch-send: line 3: relay .* unreachable: .* — stopped: neither this line nor any after it was sent$' err
+}
