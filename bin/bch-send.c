@@ -229,14 +229,20 @@ send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
 	struct msg m;
 	struct err e;
 	int n, code = BCH_PERM;
+	/* A byte order mark opening the input, as some Windows tools
+	 * write, is not part of the request (RFC 8259 8.1 lets it go). */
+	size_t skip = lineno == 1 && line->len >= 3 &&
+	    memcmp(line->p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
 
 	lim.total = line_max(&c->cfg.lim);
 	if (toolong) {
 		fprintf(stderr, "%s: line %ld: over the limit of %zu bytes "
 		    "— skipped\n", c->prog, lineno, lim.total);
-	} else if (line->len == 0 || strspn(line->p, " \t\r") == line->len) {
+	} else if (line->len - skip == 0 ||
+	    strspn(line->p + skip, " \t\r") == line->len - skip) {
 		return 0;
-	} else if (msg_decode(line->p, line->len, 1, &lim, &m, &e) < 0) {
+	} else if (msg_decode(line->p + skip, line->len - skip, 1, &lim, &m,
+	    &e) < 0) {
 		fprintf(stderr, "%s: line %ld: %s — skipped\n", c->prog,
 		    lineno, e.msg);
 	} else {

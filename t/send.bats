@@ -587,3 +587,18 @@ forget_send() {
 	[ "$(wc -l < err)" -eq 1 ]
 	grep -q '^bch-send: line 3: relay .* unreachable: .* — stopped: neither this line nor any after it was sent$' err
 }
+
+@test "a byte order mark opening the input does not cost its first line" {
+	printf '\xef\xbb\xbf{"to":"@bob","body":"one"}\r\n{"to":"@bob","body":"two"}\r\n' > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_success
+	[ -z "$stderr" ]
+	[ "${#lines[@]}" -eq 2 ]
+	run as bob bch drain --jsonl
+	assert_line --index 0 --partial '"body":"one"'
+	# Anywhere else it is not JSON, as before.
+	printf '{"to":"@bob","body":"one"}\n\xef\xbb\xbf{"to":"@bob","body":"two"}\n' > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_failure 100
+	assert_equal "$stderr" 'bch-send: line 2: malformed JSON: unexpected character — skipped'
+}
