@@ -184,12 +184,31 @@ get_priority(const struct json *j, int request, struct msg *m, struct err *e)
 	return 0;
 }
 
+/* A field given twice is read as the first by one reader and as the
+ * last by another (JSON.parse, jq): a message must not be one thing to
+ * the tool that checked it and another to the one that sends it. */
+static int
+once_each(const struct json *j, struct err *e)
+{
+	static const char *const fields[] = { "to", "body", "scope", "thread",
+	    "refs", "priority", "id", "ts", "from" };
+	size_t i;
+
+	for (i = 0; i < sizeof fields / sizeof *fields; i++)
+		if (json_get(j, 0, fields[i]) != json_get_last(j, 0, fields[i]))
+			return err_set(e, BCH_PERM, "field \"%s\" given twice "
+			    "(JSON readers differ on which one counts)", fields[i]);
+	return 0;
+}
+
 static int
 decode_fields(const struct json *j, int request, const struct limits *l,
     struct msg *m, struct err *e)
 {
 	char *s = NULL, to[NAME_MAX_LEN + 3];
 
+	if (once_each(j, e) < 0)
+		return -1;
 	if (get_str(j, "to", 80, &s, 1, 0, e) < 0)
 		return -1;
 	if (target_parse(s, to, sizeof to, e) < 0) {

@@ -2,6 +2,7 @@
 # Compatibility with the first (TypeScript) implementation, PROTOCOL.md 1
 # and 2: we read the spool it wrote, and it can read every file we write.
 load helper
+bats_require_minimum_version 1.5.0
 # Where the helper knows no relay mode, every test is a local one.
 declare -F local_only >/dev/null || local_only() { :; }
 

@@ -394,6 +394,16 @@ PY
 	[[ $BODY == *'"from":"alice"'* ]]
 }
 
+@test "a send body naming a field twice is 400 and stores nothing" {
+	relayd
+	alice_bob
+	send "$A" @bob 'to whom' '"to":"@alice"'
+	expect 400
+	[[ $BODY == *'field \"to\" given twice'* ]]
+	[ "$(count_new bob)" -eq 0 ]
+	[ "$(count_new alice)" -eq 0 ]
+}
+
 @test "another agent's inbox and events are 403" {
 	relayd
 	alice_bob

@@ -453,6 +453,17 @@ joiner_bodies() {
 	[ "$(grep -o a <<<"$output" | wc -l)" -ge 65536 ]
 }
 
+@test "a message file naming its sender twice is set aside, shown as neither" {
+	local_only "the reader of planted files is this process"
+	id=6f1c2a4e-0b7d-4c1e-9a55-000000000042
+	plant "$id.json" "{\"id\":\"$id\",\"from\":\"alice\",\"to\":\"@bob\",\"body\":\"trust me\",\"priority\":\"normal\",\"ts\":\"2026-06-12T12:00:00.000Z\",\"from\":\"mallory\"}"
+	run --separate-stderr as bob bch drain
+	assert_success
+	assert_output 'inbox empty'
+	[[ $stderr == *"corrupt message $id.json in bob's inbox (field \"from\" given twice (JSON readers differ on which one counts))"* ]]
+	ls "$BAD" | grep -q "^$id.json"
+}
+
 @test "invalid UTF-8 written straight into a spool file is set aside in every form, never shown raw" {
 	local_only "the reader of planted files is this process"
 	n=0

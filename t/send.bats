@@ -548,6 +548,18 @@ forget_send() {
 	[ "$(printf '%s\n' "$output" | sed 's/.*"body":"\([0-9]*\)".*/\1/' | tr '\n' ' ')" = "$(seq 200 | tr '\n' ' ')" ]
 }
 
+@test "a request line naming a field twice is refused by its line number; the others go" {
+	printf '%s\n' '{"to":"@bob","body":"one","to":"@carol"}' '{"to":"@bob","body":"two"}' \
+		'{"to":"@bob","body":"three","priority":"normal","priority":"urgent"}' > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_failure 100
+	assert_equal "$stderr" 'bch-send: line 1: field "to" given twice (JSON readers differ on which one counts) — skipped
+bch-send: line 3: field "priority" given twice (JSON readers differ on which one counts) — skipped'
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(count_new bob)" -eq 1 ]
+	[ "$(count_new carol)" -eq 0 ]
+}
+
 @test "a send whose sent line cannot be written says it was delivered, not to try again" {
 	[ -w /dev/full ] || skip "no /dev/full"
 	run bash -c 'bch send @bob hi >/dev/full'
