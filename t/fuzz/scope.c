@@ -140,10 +140,14 @@ static void
 check_repo(const char *dir, const char *top, const char *s, size_t n,
     int has_git_section)
 {
-	char out[PATH_MAX + 8], *small;
+	char out[PATH_MAX + 8], *small, *nl;
 
 	CHECK(repo_match(dir, out, sizeof out) == 0);
-	CHECK(*out && !strchr(out, '\n'));
+	/* One line, or two: origin (else the top), then upstream. */
+	nl = strchr(out, '\n');
+	CHECK(*out && out[0] != '\n');
+	if (nl)
+		CHECK(nl[1] && !strchr(nl + 1, '\n') && has_git_section);
 	if (!has_git_section)
 		CHECK(strcmp(out, top) == 0);
 	small = malloc(5);
