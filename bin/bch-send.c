@@ -59,9 +59,11 @@ remember(struct spool *sp, const char *id)
 }
 
 /* Block until every remembered send was claimed by each of its
- * recipients, or seconds pass. 0, BCH_TEMP on a timeout, -1 on error. */
+ * recipients, or seconds pass. 0, BCH_TEMP on a timeout, -1 on error.
+ * named: the sends came from stdin, so each "read" line names its
+ * message, as the "sent" lines do ("read by bob" alone is ambiguous). */
 static int
-await_all(struct cli *c, int seconds)
+await_all(struct cli *c, int seconds, int named)
 {
 	struct buf out = BUF_INIT;
 	time_t deadline = time(NULL) + seconds;
@@ -80,7 +82,10 @@ await_all(struct cli *c, int seconds)
 			return -1;
 		}
 		for (k = 0; k < p->n; k++)
-			if (got[k])
+			if (got[k] && named)
+				buf_printf(&out, "read %.8s by %s\n", p->id,
+				    p->rcpt[k]);
+			else if (got[k])
 				buf_printf(&out, "read by %s\n", p->rcpt[k]);
 		if (!r) {
 			struct buf who = BUF_INIT;
@@ -385,7 +390,7 @@ main(int argc, char **argv)
 		rc = send_args(&c, argc - optind, argv + optind, &o);
 	}
 	if (rc >= 0 && o.wait >= 0 && npend) {
-		int w = await_all(&c, o.wait);
+		int w = await_all(&c, o.wait, optind == argc);
 		if (w < 0)
 			cli_fail(&c);
 		if (w > rc)

@@ -297,6 +297,21 @@ bob_has() { [ "$(count_new bob)" -eq "$1" ]; }
 	bob_has 1000
 }
 
+@test "--wait on stdin says which message each read line is about" {
+	a=aaaa1111-0000-4000-8000-000000000001
+	b=bbbb2222-0000-4000-8000-000000000002
+	printf '%s\n' "{\"to\":\"@bob\",\"body\":\"one\",\"id\":\"$a\"}" \
+		"{\"to\":\"@bob\",\"body\":\"two\",\"id\":\"$b\"}" >in.jsonl
+	( wait_for 10 bob_has 2 && as bob bch read "$b" >/dev/null ) &
+	bg_pid $!
+	run --separate-stderr bch-send --wait=3 <in.jsonl
+	assert_failure 111
+	assert_output "sent aaaa1111 to @bob
+sent bbbb2222 to @bob
+read bbbb2222 by bob"
+	[ "$stderr" = "bch-send: aaaa1111 not read by bob after 3 s — it stays queued" ]
+}
+
 @test "a stdin line cannot choose its sender" {
 	echo '{"to":"@bob","body":"x","from":"mallory"}' | bch-send
 	run as bob bch drain --jsonl

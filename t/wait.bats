@@ -61,8 +61,8 @@ has_new() { [ "$(count_new "$1")" -gt 0 ]; }
 	run bch-send --wait=20 < in.jsonl
 	wait "$bg"
 	assert_success
-	assert_line 'read by bob'
-	assert_line 'read by carol'
+	assert_line --regexp '^read [0-9a-f]{8} by bob$'
+	assert_line --regexp '^read [0-9a-f]{8} by carol$'
 }
 
 @test "--wait takes whole seconds" {
