@@ -112,11 +112,11 @@ get_str(const struct json *j, const char *key, size_t max, char **out,
 	int i = json_get(j, 0, key);
 
 	*out = NULL;
-	if (i < 0 || json_is(j, i, "null")) {
-		if (required)
-			return err_set(e, BCH_PERM, "missing field \"%s\"", key);
+	if (i < 0 && required)
+		return err_set(e, BCH_PERM, "missing field \"%s\"", key);
+	/* A required field given as null is there, but no string. */
+	if (i < 0 || (json_is(j, i, "null") && !required))
 		return 0;
-	}
 	if (j->t[i].type != JSON_STRING)
 		return err_set(e, BCH_PERM, "field \"%s\" must be a string", key);
 	if ((text ? json_text : json_string)(j, i, max, out, NULL) < 0)

@@ -233,6 +233,18 @@ local_setup() { agents alice bob; }
 	[ "$(count_new bob)" -eq 2 ]
 }
 
+@test "a stdin line whose body or target is null says it is no string, not that it is missing" {
+	printf '%s\n' '{"to":"@bob","body":null}' '{"to":null,"body":"x"}' \
+		'{"to":"@bob"}' '{"to":"@bob","body":"four","scope":null}' > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_failure 100
+	assert_output --regexp '^sent [0-9a-f]{8} to @bob$'
+	[ "$stderr" = 'bch-send: line 1: field "body" must be a string — skipped
+bch-send: line 2: field "to" must be a string — skipped
+bch-send: line 3: missing field "body" — skipped' ]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "a stdin line whose text holds \\u0000 or a lone surrogate is sent as U+FFFD; one whose target does is refused" {
 	printf '%s\n' '{"to":"@bob","body":"cut \ud83d, nul \u0000 end","refs":["r\udc00"]}' \
 		'{"to":"@bob\u0000","body":"x"}' '{"to":"@bob\ud800","body":"y"}' > in.jsonl
