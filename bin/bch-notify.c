@@ -8,8 +8,8 @@
  * before its positional arguments so a body that starts with '-' cannot
  * pass as an option; osascript runs a fixed script that reads title and
  * text from its argv, so no byte of a message becomes script text. What
- * a notification shows is cut to a readable length on a UTF-8 boundary,
- * with control characters, C1 controls and bidi overrides escaped
+ * a notification shows is cut to a readable length (10 lines, blank ones
+ * trimmed, and 200 characters) on a UTF-8 boundary, with control characters, C1 controls and bidi overrides escaped
  * (show_text) and, for notify-send, the markup characters as entities.
  * Bursts are coalesced: at most --burst notifications per --window
  * seconds; the rest are counted and summarised as one "N more from X"
@@ -42,6 +42,7 @@ static const char usage[] =
     "bch-notify [-t] [--burst n] [--window seconds] < messages.jsonl";
 
 #define TEXT_MAX 200       /* characters of body a notification shows */
+#define LINES_MAX 10       /* and lines */
 #define NOTIFIER_MS 10000  /* how long a notifier may take */
 #define NSENDERS 3         /* senders named in a summary */
 
@@ -109,25 +110,60 @@ flatten(const char *s)
 	return b.p;
 }
 
-/* The first TEXT_MAX characters of s (valid UTF-8), "…" if cut. */
+/* The lines of s a popup holds: blank lines at either end dropped, each
+ * run of them inside made one, at most LINES_MAX lines. 1 if lines with
+ * text were left out. */
+static int
+tidy_lines(struct buf *b, const char *s)
+{
+	const char *nl;
+	size_t len;
+	int lines = 0, gap = 0;
+
+	for (; *s; s = *nl ? nl + 1 : nl) {
+		nl = strchr(s, '\n');
+		if (!nl)
+			nl = s + strlen(s);
+		len = (size_t)(nl - s);
+		if (strspn(s, " \t\r\v\f") == len) { /* a blank line */
+			gap = lines > 0;
+			continue;
+		}
+		if (lines + gap + 1 > LINES_MAX)
+			return 1;
+		if (lines)
+			buf_adds(b, gap ? "\n\n" : "\n");
+		buf_add(b, s, len);
+		lines += gap + 1;
+		gap = 0;
+	}
+	return 0;
+}
+
+/* The text of a notification for body s (valid UTF-8): its lines tidied
+ * (tidy_lines), then cut to TEXT_MAX characters, "…" if anything was
+ * left out. Cut before show_text() escapes it, so never in an escape. */
 static char *
 cut(const char *s)
 {
+	struct buf b = BUF_INIT;
 	size_t i, chars = 0;
-	char *r;
+	int more;
 
-	for (i = 0; s[i]; i++) {
-		if (((unsigned char)s[i] & 0xc0) == 0x80)
+	buf_adds(&b, "");
+	more = tidy_lines(&b, s);
+	for (i = 0; b.p[i]; i++) {
+		if (((unsigned char)b.p[i] & 0xc0) == 0x80)
 			continue;
 		if (chars++ == TEXT_MAX)
 			break;
 	}
-	if (!s[i])
-		return xstrdup(s);
-	r = xmalloc(i + 4);
-	memcpy(r, s, i);
-	memcpy(r + i, "\xe2\x80\xa6", 4);
-	return r;
+	if (b.p[i] || more) {
+		b.len = i;
+		b.p[i] = 0;
+		buf_adds(&b, "\xe2\x80\xa6");
+	}
+	return b.p;
 }
 
 /* What notify-send would read as markup, as entities. */

@@ -136,6 +136,34 @@ send_seq() {
 	[ "${ARGV[6]}" = "$(printf 'é%.0s' {1..200})" ]
 }
 
+@test "the text is at most 10 lines, blank lines trimmed at the ends and runs of them made one" {
+	printf 'y\n%.0s' {1..300} | send_seq @bob -
+	{ printf '\n%.0s' {1..200}; echo hello; } | send_seq @bob -
+	printf ' \n\t\r\n\na\n\n \n\nb\n\n \n' | send_seq @bob -
+	printf 'l%d\n' {1..10} | send_seq @bob -
+	printf 'l%d\n\n' {1..6} | send_seq @bob -
+	inbox_of bob | bch-notify --burst 10
+	calls_are 5
+	argv_of 1
+	[ "${ARGV[6]}" = "$(printf 'y\n%.0s' {1..9})"$'\n'"y…" ]
+	argv_of 2
+	[ "${ARGV[6]}" = hello ]
+	argv_of 3
+	[ "${ARGV[6]}" = "$(printf 'a\n\nb')" ]
+	argv_of 4
+	[ "${ARGV[6]}" = "$(printf 'l%d\n' {1..10})" ]
+	argv_of 5
+	[ "${ARGV[6]}" = "$(printf 'l1\n\nl2\n\nl3\n\nl4\n\nl5…')" ]
+}
+
+@test "a body cut at 200 characters after tidying never leaves a raw escape" {
+	{ printf '\n%.0s' {1..50}; printf 'é%.0s' {1..199}; printf '\033[31mred'; } | send_seq @bob -
+	inbox_of bob | bch-notify
+	argv_of 1
+	[ "${ARGV[6]}" = "$(printf 'é%.0s' {1..199})\\x1b…" ]
+	no_raw_escapes "$CALLS/1"
+}
+
 @test "control sequences, C1 controls and bidi overrides are escaped, newlines kept" {
 	send_seq @bob "$(printf 'a \033[31mred\033[0m \033]0;t\007 \xc2\x9b1m \xe2\x80\xaeevil\nline2')"
 	inbox_of bob | bch-notify
