@@ -125,7 +125,9 @@ tidy_lines(struct buf *b, const char *s)
 		if (!nl)
 			nl = s + strlen(s);
 		len = (size_t)(nl - s);
-		if (strspn(s, " \t\r\v\f") == len) { /* a blank line */
+		if (len && s[len - 1] == '\r') /* CRLF: a line end too */
+			len--;
+		if (strspn(s, " \t\r\v\f") >= len) { /* a blank line */
 			gap = lines > 0;
 			continue;
 		}

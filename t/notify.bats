@@ -156,6 +156,14 @@ send_seq() {
 	[ "${ARGV[6]}" = "$(printf 'l1\n\nl2\n\nl3\n\nl4\n\nl5…')" ]
 }
 
+@test "a body with CRLF line ends shows its lines, not a \\x0d at the end of each" {
+	printf 'first\r\n\r\nsecond\r\nthird\r\n' | send_seq @bob -
+	inbox_of bob | bch-notify
+	argv_of 1
+	[ "${ARGV[6]}" = "$(printf 'first\n\nsecond\nthird')" ]
+	no_raw_escapes "$CALLS/1"
+}
+
 @test "a body cut at 200 characters after tidying never leaves a raw escape" {
 	{ printf '\n%.0s' {1..50}; printf 'é%.0s' {1..199}; printf '\033[31mred'; } | send_seq @bob -
 	inbox_of bob | bch-notify
