@@ -118,6 +118,31 @@ json_next(const struct json *j, int i)
 	return i;
 }
 
+static int unescape(const struct json *j, int i, size_t max, int text,
+    char **out, size_t *outlen);
+
+/* Does string token i name key (klen bytes)? A name with escapes is
+ * read as every JSON reader reads it: "\u0074o" is "to", and must not
+ * slip past a check for a field given twice. */
+static int
+key_is(const struct json *j, int i, const char *key, size_t klen)
+{
+	const struct json_tok *t = &j->t[i];
+	size_t n = (size_t)(t->end - t->start), dlen;
+	char *d;
+	int same;
+
+	if (t->type != JSON_STRING)
+		return 0;
+	if (!memchr(j->s + t->start, '\\', n))
+		return n == klen && memcmp(j->s + t->start, key, klen) == 0;
+	if (unescape(j, i, klen, 0, &d, &dlen) < 0)
+		return 0;
+	same = dlen == klen && memcmp(d, key, klen) == 0;
+	free(d);
+	return same;
+}
+
 /* The value of obj's first (or last) member named key; -1 if none. */
 static int
 member(const struct json *j, int obj, const char *key, int last)
@@ -129,10 +154,7 @@ member(const struct json *j, int obj, const char *key, int last)
 		return -1;
 	i = obj + 1;
 	for (k = 0; k < j->t[obj].size && i + 1 < j->n; k++) {
-		const struct json_tok *t = &j->t[i];
-		/* Keys with escapes are compared raw: our keys have none. */
-		if (t->type == JSON_STRING && (size_t)(t->end - t->start) == klen &&
-		    memcmp(j->s + t->start, key, klen) == 0) {
+		if (key_is(j, i, key, klen)) {
 			v = i + 1;
 			if (!last)
 				break;

@@ -587,6 +587,16 @@ bch-send: line 3: field "priority" given twice (JSON readers differ on which one
 	[ "$(count_new carol)" -eq 0 ]
 }
 
+@test "a field named twice is refused when one of the names is written with escapes" {
+	printf '%s\n' '{"to":"@bob","body":"one","\u0074o":"@carol"}' \
+		'{"to":"@bob","body":"two","sc\u006fpe":"acme/api","scope":"x"}' > in.jsonl
+	run --separate-stderr bch-send < in.jsonl
+	assert_failure 100
+	assert_equal "$stderr" 'bch-send: line 1: field "to" given twice (JSON readers differ on which one counts) — skipped
+bch-send: line 2: field "scope" given twice (JSON readers differ on which one counts) — skipped'
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "a send whose sent line cannot be written says it was delivered, not to try again" {
 	[ -w /dev/full ] || skip "no /dev/full"
 	run bash -c 'bch send @bob hi >/dev/full'

@@ -163,19 +163,23 @@ walk_object(const struct json *j, int obj, int end)
 
 	for (k = 0; k < j->t[obj].size; k++) {
 		const struct json_tok *t = &j->t[key];
-		char *raw;
+		char *name, *found;
 		int got;
 
 		CHECK(key < end && t->type == JSON_STRING && t->size == 1);
-		raw = strndup(j->s + t->start, (size_t)(t->end - t->start));
-		CHECK(raw);
-		/* The first key spelled the same way wins. */
-		got = json_get(j, obj, raw);
-		CHECK(got > obj && got <= key + 1);
-		CHECK(strlen(raw) == (size_t)(j->t[got - 1].end -
-		    j->t[got - 1].start));
-		CHECK(memcmp(j->s + j->t[got - 1].start, raw, strlen(raw)) == 0);
-		free(raw);
+		/* The first key naming the same, escapes read, wins; the
+		 * last is this one or after it. (A name with \u0000 or a
+		 * lone surrogate is no name a lookup can give.) */
+		if (json_string(j, key, (size_t)-1, &name, NULL) == 0) {
+			got = json_get(j, obj, name);
+			CHECK(got > obj && got <= key + 1);
+			CHECK(json_string(j, got - 1, (size_t)-1, &found,
+			    NULL) == 0);
+			CHECK(strcmp(found, name) == 0);
+			free(found);
+			CHECK(json_get_last(j, obj, name) >= key + 1);
+			free(name);
+		}
 		key = json_next(j, key + 1);
 	}
 	CHECK(key == end);
