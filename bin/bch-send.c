@@ -258,9 +258,11 @@ send_line(struct cli *c, const struct buf *line, long lineno, int toolong,
 				remember(c->sp, m.id);
 			sent_line(out, &m, n);
 		} else if (relay_down(c, &e)) {
-			fprintf(stderr, "%s: line %ld: %s — stopped: neither "
-			    "this line nor any after it was sent\n", c->prog,
-			    lineno, e.msg);
+			/* The relay may have taken this one and not got its
+			 * answer back (a timeout, a cut connection). */
+			fprintf(stderr, "%s: line %ld: %s — stopped: no line "
+			    "after it was sent, and this one may not have "
+			    "been\n", c->prog, lineno, e.msg);
 			code = -1;
 		} else {
 			fprintf(stderr, "%s: line %ld: %s\n", c->prog, lineno,

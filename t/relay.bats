@@ -2516,6 +2516,29 @@ PY
 	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
 }
 
+@test "a batch stopped by a send the relay took but did not answer in time does not say that line was not sent" {
+	# The relay reads the send (it may well deliver it) and answers late.
+	cat >late.py <<'PY'
+import time, fakehttp
+def serve(c):
+    head = fakehttp.read_head(c)
+    if head:
+        with open("requests.log", "a") as f:
+            f.write(head[0] + "\n")
+        time.sleep(5)
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay late.py
+	export BACKCHANNEL_URL=$FAKE_URL BACKCHANNEL_TOKEN=t BACKCHANNEL_AGENT=alice
+	printf '{"to":"@bob","body":"%s"}\n' one two > in.jsonl
+	BACKCHANNEL_TIMEOUT=1 run -111 --separate-stderr bch-send < in.jsonl
+	assert_output ''
+	assert_equal "$stderr" "bch-send: line 1: relay $FAKE_URL did not answer within 1 s — try again later — stopped: no line after it was sent, and this one may not have been"
+	run cat requests.log
+	assert_output "POST /v1/send HTTP/1.1"
+}
+
 @test "a take not answered in time on a reused link fails with 111, and is not sent again" {
 	slow_take hold
 	BACKCHANNEL_TIMEOUT=1 run -111 bch drain
