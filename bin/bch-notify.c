@@ -9,8 +9,9 @@
  * pass as an option; osascript runs a fixed script that reads title and
  * text from its argv, so no byte of a message becomes script text. What
  * a notification shows is cut to a readable length (10 lines, blank ones
- * trimmed, and 200 characters) on a UTF-8 boundary, with control characters, C1 controls and bidi overrides escaped
- * (show_text) and, for notify-send, the markup characters as entities.
+ * trimmed, and 200 characters) on a UTF-8 boundary, with control
+ * characters, C1 controls and bidi overrides escaped (show_text) and,
+ * for notify-send, the markup characters as entities.
  * Bursts are coalesced: at most --burst notifications per --window
  * seconds; the rest are counted and summarised as one "N more from X"
  * when the window ends (poll() wakes us for that even with no input) or

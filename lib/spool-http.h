@@ -58,8 +58,9 @@ void hs_redirect_err(struct spool *s, const char *path,
 /* Send method path (token as the bearer, body as JSON when not NULL) on
  * the keep-alive link; with HS_RETRY in flags, a failure that may pass
  * (no connection, a reset, a 5xx, a 429) is tried again after a growing
- * pause, cfg->retries times. A relay that does not answer within BACKCHANNEL_TIMEOUT is
- * not asked again, with or without HS_RETRY: BCH_TEMP, e->status 504.
+ * pause, cfg->retries times. A relay that does not answer within
+ * BACKCHANNEL_TIMEOUT is not asked again, with or without HS_RETRY:
+ * BCH_TEMP, e->status 504.
  * With HS_CUT, a 2xx whose body is over 8 MiB comes back cut to its
  * first 8 MiB, r->truncated set, for a caller that can use a part.
  * Without a token only /v1/register is sent. 0 with r filled, its
