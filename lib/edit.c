@@ -92,8 +92,8 @@ comments_kept(const struct edit_file *f)
 	return same;
 }
 
-int
-edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
+static int
+open_file(struct edit_file *f, const char *path, enum edit_kind kind,
     mode_t mode, struct err *e)
 {
 	char bak[PATH_MAX + 32];
@@ -138,6 +138,17 @@ edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 		f->has_backup = 1;
 	else if (errno != ENOENT)
 		return err_sys(e, "cannot read %s", bak);
+	return 0;
+}
+
+int
+edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
+    mode_t mode, struct err *e)
+{
+	if (open_file(f, path, kind, mode, e) < 0) {
+		edit_close(f); /* what was read before the failure */
+		return -1;
+	}
 	return 0;
 }
 

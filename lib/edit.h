@@ -40,7 +40,7 @@ struct edit_file {
 
 /* Read path (a symlink is followed to its file, which is what gets
  * edited). A missing file reads as empty and will be created with mode.
- * 0, or -1 with e filled. */
+ * 0, or -1 with e filled and nothing for edit_close() to free. */
 int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
     mode_t mode, struct err *e);
 
