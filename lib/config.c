@@ -293,8 +293,8 @@ load_relay(struct config *c, const char *own)
 	}
 }
 
-int
-config_load(struct config *c, struct err *e)
+static int
+load_all(struct config *c, struct err *e)
 {
 	struct origin o;
 	const char *v;
@@ -497,6 +497,16 @@ config_forget_token(const struct config *c, const char *agent,
 	relay_path(c, agent, path, sizeof path);
 	if (unlink(path) < 0 && errno != ENOENT && errno != ENOTDIR)
 		return err_sys(e, "cannot remove %s", path);
+	return 0;
+}
+
+int
+config_load(struct config *c, struct err *e)
+{
+	if (load_all(c, e) < 0) {
+		config_free(c); /* what config.json gave before the failure */
+		return -1;
+	}
 	return 0;
 }
 

@@ -30,7 +30,7 @@ struct config {
 };
 
 /* Read the environment and config.json (a missing file is fine; a broken
- * one is an error). 0, or -1 with e filled. */
+ * one is an error). 0, or -1 with e filled and nothing left allocated. */
 int config_load(struct config *c, struct err *e);
 
 /* config_load, but a config.json that is not JSON is renamed to
