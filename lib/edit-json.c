@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "edit.h"
+#include "edit-json-impl.h"
 
 #define DEPTH 128 /* nesting we accept in a user's file */
 
@@ -21,18 +22,6 @@ struct kid {
 	int first; /* key token (object) or the item */
 	int last;  /* value token (object) or the item */
 };
-
-static int
-tstart(const struct json *j, int i)
-{
-	return j->t[i].start - (j->t[i].type == JSON_STRING);
-}
-
-static int
-tend(const struct json *j, int i)
-{
-	return j->t[i].end + (j->t[i].type == JSON_STRING);
-}
 
 static int
 is_ws(char c)
@@ -98,120 +87,6 @@ kids(const struct json *j, int c, struct kid **out)
 	return n;
 }
 
-/* The indentation of the line that holds offset pos. */
-static void
-line_indent(const char *s, size_t pos, struct buf *ind)
-{
-	size_t a = pos, b;
-
-	while (a > 0 && s[a - 1] != '\n')
-		a--;
-	for (b = a; b < pos && (s[b] == ' ' || s[b] == '\t'); b++)
-		;
-	buf_reset(ind);
-	buf_add(ind, s + a, b - a);
-}
-
-struct style {
-	int pretty;
-	char unit[17]; /* one level of indentation */
-	char colon[5]; /* between a key and its value */
-	const char *sep; /* between members on one line: "," or ", " */
-	const char *eol; /* the file's line end: "\n" or "\r\n" */
-};
-
-static void
-style_of(const char *s, const struct json *j, int obj, struct style *st)
-{
-	const char *nl1 = memchr(s, '\n', j->len);
-	int o, key;
-
-	st->pretty = 1;
-	st->eol = nl1 && nl1 > s && nl1[-1] == '\r' ? "\r\n" : "\n";
-	strcpy(st->unit, "  ");
-	strcpy(st->colon, ": ");
-	if (j->t[0].size > 0) {
-		const char *a = s + j->t[0].start + 1, *b = s + tstart(j, 1);
-		const char *nl = NULL, *p;
-		for (p = a; p < b; p++)
-			if (*p == '\n')
-				nl = p;
-		if (!nl) {
-			st->pretty = 0;
-			strcpy(st->colon, ":");
-		} else if (b - nl - 1 <= 16) {
-			memcpy(st->unit, nl + 1, (size_t)(b - nl - 1));
-			st->unit[b - nl - 1] = 0;
-		}
-	}
-	/* The colon as this object writes it, else as the top one does. */
-	for (o = obj; o >= 0; o = o ? 0 : -1) {
-		int a, b, k;
-		if (j->t[o].type != JSON_OBJECT || j->t[o].size == 0)
-			continue;
-		key = o + 1;
-		a = tend(j, key);
-		b = tstart(j, key + 1);
-		if (b - a < 1 || b - a > 4)
-			continue;
-		for (k = a; k < b; k++)
-			if (s[k] != ' ' && s[k] != ':')
-				break;
-		if (k == b) {
-			memcpy(st->colon, s + a, (size_t)(b - a));
-			st->colon[b - a] = 0;
-			break;
-		}
-	}
-	/* On one line, "a": 1, "b": 2 or "a":1,"b":2, as the colon goes. */
-	st->sep = st->colon[strlen(st->colon) - 1] == ' ' ? ", " : ",";
-}
-
-/* Append value v (token i) at indentation ind. Returns the next token. */
-static int
-render(struct buf *o, const struct json *v, int i, const char *ind,
-    const struct style *st)
-{
-	const struct json_tok *t = &v->t[i];
-	int obj = t->type == JSON_OBJECT, k;
-	struct buf in = BUF_INIT;
-
-	if (t->type == JSON_STRING) {
-		buf_add(o, v->s + t->start - 1, (size_t)(t->end - t->start + 2));
-		return i + 1;
-	}
-	if (t->type == JSON_PRIMITIVE) {
-		buf_add(o, v->s + t->start, (size_t)(t->end - t->start));
-		return i + 1;
-	}
-	if (t->size == 0) {
-		buf_adds(o, obj ? "{}" : "[]");
-		return i + 1;
-	}
-	buf_printf(&in, "%s%s", ind, st->unit);
-	buf_addc(o, obj ? '{' : '[');
-	for (k = 0, i++; k < t->size; k++) {
-		if (k)
-			buf_adds(o, st->pretty ? "," : st->sep);
-		if (st->pretty) {
-			buf_adds(o, st->eol);
-			buf_adds(o, in.p);
-		}
-		if (obj) {
-			i = render(o, v, i, "", st);
-			buf_adds(o, st->colon);
-		}
-		i = render(o, v, i, in.p, st);
-	}
-	if (st->pretty) {
-		buf_adds(o, st->eol);
-		buf_adds(o, ind);
-	}
-	buf_addc(o, obj ? '}' : ']');
-	buf_free(&in);
-	return i;
-}
-
 /* Append a child to container c: key (NULL in an array) and the compact
  * JSON value. */
 static void
@@ -226,13 +101,13 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 	size_t at, cut;
 	int n = kids(j, c, &ks);
 
-	style_of(j->s, j, c, &st);
+	edit_style_of(j->s, j, c, &st);
 	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
 		abort(); /* ours: always valid */
 	if (n == 0) {
 		at = (size_t)j->t[c].start + 1;
 		cut = (size_t)j->t[c].end - 1;
-		line_indent(j->s, at - 1, &ind);
+		edit_line_indent(j->s, at - 1, &ind);
 		if (st.pretty) {
 			buf_printf(&ins, "%s%s%s", st.eol, ind.p ? ind.p : "",
 			    st.unit);
@@ -267,9 +142,9 @@ add_kid(struct buf *doc, const struct json *j, int c, const char *key,
 		json_put_string(&ins, key, strlen(key));
 		buf_adds(&ins, st.colon);
 	}
-	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
+	edit_render(&ins, &v, 0, ind.p ? ind.p : "", &st);
 	if (n == 0 && st.pretty) {
-		line_indent(j->s, (size_t)j->t[c].start, &ind);
+		edit_line_indent(j->s, (size_t)j->t[c].start, &ind);
 		buf_printf(&ins, "%s%s", st.eol, ind.p ? ind.p : "");
 	}
 	edit_splice(doc, at, cut, ins.p, ins.len);
@@ -307,11 +182,11 @@ put_value(struct buf *doc, const struct json *j, int i, const char *value)
 	struct json v;
 	const char *why;
 
-	style_of(j->s, j, 0, &st);
+	edit_style_of(j->s, j, 0, &st);
 	if (json_parse(&v, value, strlen(value), DEPTH, &why) < 0)
 		abort();
-	line_indent(j->s, (size_t)tstart(j, i), &ind);
-	render(&ins, &v, 0, ind.p ? ind.p : "", &st);
+	edit_line_indent(j->s, (size_t)tstart(j, i), &ind);
+	edit_render(&ins, &v, 0, ind.p ? ind.p : "", &st);
 	edit_splice(doc, (size_t)tstart(j, i), (size_t)tend(j, i), ins.p, ins.len);
 	json_free(&v);
 	buf_free(&ins);

@@ -18,6 +18,36 @@ bad_ext(const char *b, size_t i, size_t k)
 	return (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
 }
 
+/* The LF, into *lf, that ends the line from b[i] (a chunk line after its
+ * digits, or a trailer field), searched for from s->seen so that a line
+ * trickled in costs its length. No control byte but a CR just before
+ * the LF; over len bytes it is refused with too_long. 1 found, 0 for
+ * more, -1 with *status. */
+static int
+line_end(struct http_parse *s, const char *b, size_t n, size_t i, size_t len,
+    int too_long, int *status, size_t *lf)
+{
+	size_t k;
+
+	*status = 400;
+	for (k = s->seen > i ? s->seen : i; k < n && b[k] != '\n'; k++) {
+		if (k - i > len) {
+			*status = too_long;
+			return -1;
+		}
+		if (bad_ext(b, i, k))
+			return -1;
+	}
+	if (k >= n) {
+		s->seen = n;
+		return 0;
+	}
+	if (b[k - 1] != '\r')
+		return -1;
+	*lf = k;
+	return 1;
+}
+
 /* The line of the chunk at s->at: its size into s->size, s->at past the
  * line. 1 when read, 0 for more, -1 with *status (400, 413). The digits
  * (8 at most) are looked at again each time, the rest of the line is
@@ -30,7 +60,7 @@ chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
     int *status)
 {
 	size_t i = s->at, size = 0, digits = 0, k;
-	int h;
+	int h, rc;
 
 	*status = 413;
 	if (s->at - s->end > 2 * max + 64 * 1024)
@@ -53,15 +83,8 @@ chunk_line(struct http_parse *s, const char *b, size_t n, size_t max,
 		return 0;
 	if (!digits || (b[k] != ';' && b[k] != '\r'))
 		return -1;
-	for (k = s->seen > i ? s->seen : i; k < n && b[k] != '\n'; k++)
-		if (k - i > 256 || bad_ext(b, i, k))
-			return -1;
-	if (k >= n) {
-		s->seen = n;
-		return 0;
-	}
-	if (b[k - 1] != '\r')
-		return -1;
+	if ((rc = line_end(s, b, n, i, 256, 400, status, &k)) <= 0)
+		return rc;
 	if (s->body.len + size > max) {
 		*status = 413;
 		return -1;
@@ -81,31 +104,22 @@ static long
 trailers(struct http_parse *s, const char *b, size_t n, size_t max,
     int *status)
 {
-	size_t k;
+	size_t k, limit = 2 * max + 64 * 1024;
+	int rc;
 
 	for (;;) {
 		*status = 413;
-		if (s->at - s->end > 2 * max + 64 * 1024)
+		if (s->at - s->end > limit)
 			return -1;
 		*status = 400;
 		if (n - s->at < 2)
 			return 0;
 		if (b[s->at] == '\r')
 			return b[s->at + 1] == '\n' ? (long)(s->at + 2) : -1;
-		for (k = s->seen > s->at ? s->seen : s->at; k < n && b[k] != '\n'; k++)
-			if (bad_ext(b, s->at, k))
-				return -1;
 		/* A field that never ends is held to the limit too. */
-		if (k - s->end > 2 * max + 64 * 1024) {
-			*status = 413;
-			return -1;
-		}
-		if (k >= n) {
-			s->seen = n;
-			return 0;
-		}
-		if (b[k - 1] != '\r')
-			return -1;
+		if ((rc = line_end(s, b, n, s->at, limit - (s->at - s->end), 413,
+		    status, &k)) <= 0)
+			return rc;
 		s->seen = k + 1;
 		for (k = s->at; http_tchar((unsigned char)b[k]); k++)
 			;
