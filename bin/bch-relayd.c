@@ -536,8 +536,11 @@ start(struct relayd *d, const struct opts *o)
 	if ((d->lfd = listen_on(o->listen, o->port, &d->c.e)) < 0)
 		cli_fail(&d->c);
 	d->ep = epoll_create1(EPOLL_CLOEXEC);
-	d->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (d->ep < 0 || d->ino < 0 || watch_fd(d, d->lfd, NULL) < 0 ||
+	if ((d->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+		err_inotify(&d->c.e, "cannot start inotify");
+		cli_fail(&d->c);
+	}
+	if (d->ep < 0 || watch_fd(d, d->lfd, NULL) < 0 ||
 	    watch_fd(d, d->ino, &d->ino) < 0) {
 		err_sys(&d->c.e, "cannot start the event loop");
 		cli_fail(&d->c);

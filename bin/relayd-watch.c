@@ -153,6 +153,16 @@ catch_up(struct relayd *d, const char *agent)
 	return n;
 }
 
+/* Say why path cannot be watched (errno), naming a limit reached. */
+static void
+watch_failed(const char *path)
+{
+	struct err e;
+
+	err_inotify(&e, "cannot watch %s", path);
+	fprintf(stderr, "bch-relayd: %s\n", e.msg);
+}
+
 /* Is watch i still on what its path names? If not, it is made again
  * (or lost, till new/ is there). 1 when i is still where it was. */
 static int
@@ -166,8 +176,7 @@ check(struct relayd *d, size_t i)
 	if ((wd = inotify_add_watch(d->ino, path, MASK)) == old)
 		return 1;
 	if (wd < 0 && errno != ENOENT)
-		fprintf(stderr, "bch-relayd: cannot watch %s: %s\n", path,
-		    strerror(errno));
+		watch_failed(path);
 	else if (wd < 0)
 		fprintf(stderr, "bch-relayd: %s is gone: watching for it to be "
 		    "made again\n", path);
@@ -204,8 +213,7 @@ watch_agent(struct relayd *d, const char *agent)
 	new_path(d, agent, path, sizeof path);
 	wd = inotify_add_watch(d->ino, path, MASK);
 	if (wd < 0 && errno != ENOENT)
-		fprintf(stderr, "bch-relayd: cannot watch %s: %s\n", path,
-		    strerror(errno));
+		watch_failed(path);
 	d->watches = xrealloc(d->watches,
 	    (d->nwatches + 1) * sizeof *d->watches);
 	snprintf(d->watches[d->nwatches].agent, sizeof d->watches->agent, "%s",

@@ -1,5 +1,6 @@
 /* err: error records, errno classification, the last words of a program. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,35 @@ err_sys(struct err *e, const char *fmt, ...)
 	e->status = saved == ENOSPC || saved == EDQUOT ? 507 : 0;
 	snprintf(e->msg, sizeof e->msg, "%s: %s%s", what, strerror(saved),
 	    hint);
+	errno = saved;
+	return -1;
+}
+
+int
+err_inotify(struct err *e, const char *fmt, ...)
+{
+	int saved = errno, fd;
+	va_list ap;
+	char what[400];
+	const char *limit = NULL;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	if (saved == ENOSPC) {
+		limit = "fs.inotify.max_user_watches";
+	} else if (saved == EMFILE) {
+		/* Also the process's own descriptor limit: is one left? */
+		if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+			limit = "fs.inotify.max_user_instances";
+			close(fd);
+		}
+	}
+	errno = saved;
+	if (!limit)
+		return err_sys(e, "%s", what);
+	err_set(e, BCH_TEMP, "%s: this user's inotify limit is reached — stop "
+	    "some watchers, or raise it: sysctl %s", what, limit);
 	errno = saved;
 	return -1;
 }

@@ -25,6 +25,12 @@ int err_status(struct err *e, int status);
 int err_sys(struct err *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* err_sys for a failed inotify call: there ENOSPC and EMFILE mean a
+ * per-user inotify limit (not a full disk, not descriptors), which the
+ * message names with the sysctl that raises it. */
+int err_inotify(struct err *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* 1 if errno describes a condition that may clear by itself. */
 int err_temporary(int errnum);
 

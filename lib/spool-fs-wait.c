@@ -47,7 +47,7 @@ arm(struct spool *s, const char *agent, struct err *e)
 		fs->wd = inotify_add_watch(fs->ino, path, mask);
 	}
 	if (fs->wd < 0)
-		return err_sys(e, "cannot watch %s", path);
+		return err_inotify(e, "cannot watch %s", path);
 	return 0;
 }
 
@@ -96,7 +96,7 @@ fs_wait(struct spool *s, const char *agent, int timeout_ms, struct err *e)
 	if (fs->ino < 0) {
 		fs->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 		if (fs->ino < 0)
-			return err_sys(e, "cannot start inotify");
+			return err_inotify(e, "cannot start inotify");
 	}
 	if (fs->wd < 0)
 		return arm(s, agent, e) < 0 ? -1 : 1;
@@ -153,12 +153,12 @@ fs_await(struct spool *s, const char *id, char **rcpt, size_t n,
 	if (timeout_ms == 0 || all_read(s, id, rcpt, n, got))
 		return all_read(s, id, rcpt, n, got);
 	if ((ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0)
-		return err_sys(e, "cannot start inotify");
+		return err_inotify(e, "cannot start inotify");
 	for (i = 0; i < n; i++) {
 		box_path(s, path, rcpt[i], "new", NULL);
 		if (inotify_add_watch(ino, path, IN_MOVED_FROM | IN_DELETE |
 		    IN_DELETE_SELF | IN_ONLYDIR) < 0 && errno != ENOENT) {
-			err_sys(e, "cannot watch %s", path);
+			err_inotify(e, "cannot watch %s", path);
 			close(ino);
 			return -1;
 		}

@@ -889,3 +889,48 @@ local_send() {
 	assert_output to-carol
 	[ -z "$(ls "$box/new")" ]
 }
+
+@test "a watch past this user's inotify limit names the limit and the sysctl that raises it" {
+	local_only "inotify watches the local spool"
+	[ "$(id -u)" = 0 ] || skip "runs a user of its own: needs root"
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	max=$(cat /proc/sys/fs/inotify/max_user_instances)
+	[ "$max" -le 4096 ] || skip "fs.inotify.max_user_instances is $max"
+	top=$(mktemp -d /tmp/bch-limit.XXXXXX)
+	chmod 755 "$top"
+	chown nobody "$top"
+	as_nobody=(setpriv --reuid=nobody --regid="$(id -g nobody)" \
+	    --clear-groups env HOME="$top" BACKCHANNEL_HOME="$top/bch" \
+	    BACKCHANNEL_AGENT=bob)
+	nobody() { "${as_nobody[@]}" "$@"; }
+	nobody bch init bob >/dev/null
+	# Every inotify instance the user may have, held open (its pid is
+	# $!: setpriv and env exec it).
+	"${as_nobody[@]}" python3 -c '
+import ctypes, resource, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print(n, ctypes.get_errno(), flush=True)
+time.sleep(600)' >"$top/hog" 3>&- &
+	bg_pid $!
+	for _ in $(seq 100); do
+		[ -s "$top/hog" ] && break
+		sleep 0.1
+	done
+	read -r held errnum <"$top/hog"
+	[ "$errnum" = 24 ] || skip "inotify instances end in errno $errnum"
+	run nobody bch watch
+	assert_failure 111
+	assert_output "bch-watch: cannot start inotify: this user's inotify limit is reached — stop some watchers, or raise it: sysctl fs.inotify.max_user_instances"
+	# A send that would wait for its reader is sent, then says why not.
+	run nobody bch send --wait=1 @bob hi
+	assert_failure 111
+	assert_line --index 0 --regexp '^sent [0-9a-f]{8} to @bob$'
+	assert_line --index 1 "bch-send: cannot start inotify: this user's inotify limit is reached — stop some watchers, or raise it: sysctl fs.inotify.max_user_instances"
+	bg_stop
+	rm -rf "$top"
+}
