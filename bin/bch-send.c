@@ -42,6 +42,9 @@ struct pending {
 
 static struct pending *pend;
 static size_t npend;
+/* The batch on stdin stopped at a relay found down: waiting on it for
+ * the sends before would only fail again, after a second error. */
+static int stopped;
 
 static void
 remember(struct spool *sp, const char *id)
@@ -314,6 +317,7 @@ send_stdin(struct cli *c, int wait)
 		    &worst);
 		if (sent < 0) {
 			rc = 0;
+			stopped = 1;
 			lineno--; /* the last line sent, for flush_sent() */
 			break;
 		}
@@ -391,7 +395,7 @@ main(int argc, char **argv)
 	} else {
 		rc = send_args(&c, argc - optind, argv + optind, &o);
 	}
-	if (rc >= 0 && o.wait >= 0 && npend) {
+	if (rc >= 0 && o.wait >= 0 && npend && !stopped) {
 		int w = await_all(&c, o.wait, optind == argc);
 		if (w < 0)
 			cli_fail(&c);

@@ -637,6 +637,27 @@ bch-send: line 2: field "scope" given twice (JSON readers differ on which one co
 	grep -q '^bch-send: line 3: relay .* unreachable: .* — stopped: no line after it was sent, and this one may not have been$' err
 }
 
+@test "a relay that goes down mid-batch under --wait stops there: one error, no wait, 111" {
+	[ -n "${BCH_TEST_RELAY:-}" ] || skip "about a relay"
+	mkfifo in
+	{ bch-send --wait=60 < in > acked 2> err && echo 0 > rc || echo $? > rc; } &
+	bg_pid $!
+	exec 5> in
+	printf '{"to":"@bob","body":"%s"}\n' l1 l2 >&5
+	wait_for 10 acked 2
+	stop_relay
+	printf '{"to":"@bob","body":"%s"}\n' l3 l4 >&5
+	exec 5>&-
+	# Before, it went on to wait for l1 and l2 on the relay it had
+	# just found down, and failed a second time.
+	wait_for 20 test -s rc
+	[ "$(cat rc)" -eq 111 ]
+	acked 2
+	[ "$(wc -l < acked)" -eq 2 ]
+	[ "$(wc -l < err)" -eq 1 ]
+	grep -q '^bch-send: line 3: relay .* unreachable: .* — stopped: no line after it was sent, and this one may not have been$' err
+}
+
 @test "a byte order mark opening the input does not cost its first line" {
 	printf '\xef\xbb\xbf{"to":"@bob","body":"one"}\r\n{"to":"@bob","body":"two"}\r\n' > in.jsonl
 	run --separate-stderr bch-send < in.jsonl
