@@ -4,7 +4,8 @@
  * Design rationale. One JSON-RPC message per line in, one answer per line
  * out, handled in order by one thread: every answer is built whole in a
  * buffer and written with one io_writeall, so output is never interleaved
- * or partial. A line is bounded (1 MiB); a bad one gets an error answer,
+ * or partial. A line is bounded (1 MiB, more for a body limit raised
+ * with BACKCHANNEL_MAX_BODY); a bad one gets an error answer,
  * never an exit. Claimed messages are acknowledged only after the line
  * carrying them was written, and go back to the inbox if that write
  * failed, as bch-drain does with standard output. A message without an id
@@ -16,6 +17,7 @@
  * mcp-args.c; bin/mcp.h is what they share. */
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,7 +392,7 @@ cancels(const char *p, size_t n, const char *id, int idlen)
 	const char *why;
 	int rid, q, hit = 0;
 
-	if (n > LINE_MAX_BYTES || json_parse(&j, p, n, 64, &why) < 0)
+	if (n > line_max || json_parse(&j, p, n, 64, &why) < 0)
 		return 0;
 	rid = json_get(&j, json_get(&j, 0, "params"), "requestId");
 	if (rid >= 0 && json_get(&j, 0, "id") < 0 && tok_is(&j,
@@ -411,13 +413,29 @@ cancelled(struct server *s, const char *id, int idlen)
 	int hit = 0;
 
 	/* An error is met again, and reported, by serve(). */
-	if (!id || io_lines_pull(in, LINE_MAX_BYTES) < 0 || !in->b.p)
+	if (!id || io_lines_pull(in, line_max) < 0 || !in->b.p)
 		return 0;
 	end = in->b.p + in->b.len;
 	for (p = in->b.p + in->off; !hit && p < end &&
 	    (nl = memchr(p, '\n', (size_t)(end - p))) != NULL; p = nl + 1)
 		hit = cancels(p, (size_t)(nl - p), id, idlen);
 	return hit;
+}
+
+size_t line_max = LINE_MAX_BYTES;
+
+/* The longest line to read: a bch_send request carries a message whose
+ * every byte JSON may spell as a six-byte \uXXXX escape (as bch-send's
+ * stdin allows), and its JSON-RPC envelope. At least LINE_MAX_BYTES. */
+static size_t
+max_line(const struct limits *l)
+{
+	size_t room = 64 * 1024;
+
+	if (l->total > (SIZE_MAX - room) / 6)
+		return SIZE_MAX;
+	return 6 * l->total + room > LINE_MAX_BYTES ? 6 * l->total + room :
+	    LINE_MAX_BYTES;
 }
 
 static void
@@ -427,11 +445,11 @@ serve(struct server *s)
 	struct buf line = BUF_INIT;
 	int rc, toolong;
 
-	while ((rc = io_lines_next(&s->in, &line, LINE_MAX_BYTES,
+	while ((rc = io_lines_next(&s->in, &line, line_max,
 	    &toolong)) == 1) {
 		if (toolong)
 			reply_error(&none, INVALID_REQUEST, "Invalid Request: "
-			    "line over %d bytes, skipped", LINE_MAX_BYTES);
+			    "line over %zu bytes, skipped", line_max);
 		else
 			handle_line(s, line.p ? line.p : "", line.len);
 		flush(s);
@@ -473,6 +491,7 @@ main(int argc, char **argv)
 	if (optind != argc)
 		cli_usage(&c, usage, "unexpected argument \"%s\"", argv[optind]);
 	cli_open(&c, 0);
+	line_max = max_line(&c.cfg.lim);
 	s.match = cli_match(&c, match, here, matchbuf, sizeof matchbuf);
 	serve(&s);
 	free(s.held);

@@ -21,7 +21,7 @@ tok_str(const struct json *j, int i, char *out)
 		free(v);
 		return 0;
 	}
-	if (json_string(j, i, LINE_MAX_BYTES, &v, NULL) < 0)
+	if (json_string(j, i, line_max, &v, NULL) < 0)
 		return 0; /* not a string, or one holding NUL */
 	free(v);
 	return 1;
@@ -67,7 +67,7 @@ decode(const struct json *j, int i, int text)
 	char *v = NULL;
 
 	if (i < 0 || j->t[i].type != JSON_STRING ||
-	    (text ? json_text : json_string)(j, i, LINE_MAX_BYTES, &v, NULL) < 0)
+	    (text ? json_text : json_string)(j, i, line_max, &v, NULL) < 0)
 		return NULL;
 	return v;
 }

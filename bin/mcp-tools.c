@@ -244,7 +244,7 @@ send_fields(struct call *k, struct msg *m)
 	m->refs = xcalloc((size_t)n + 1, sizeof *m->refs);
 	for (i = a + 1; n-- > 0; i = json_next(k->j, i)) {
 		char *r = NULL;
-		if (json_text(k->j, i, LINE_MAX_BYTES, &r, NULL) == 0 && *r)
+		if (json_text(k->j, i, line_max, &r, NULL) == 0 && *r)
 			m->refs[m->nrefs++] = r;
 		else
 			free(r);

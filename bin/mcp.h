@@ -15,6 +15,10 @@
 #include "json.h"
 
 #define LINE_MAX_BYTES (1024 * 1024)
+/* The longest line read, and so the longest string argument decoded:
+ * LINE_MAX_BYTES, or room for a bch_send of the longest message the
+ * configuration allows (BACKCHANNEL_MAX_BODY). Set once, by main(). */
+extern size_t line_max;
 /* The longest method, tool, argument name or protocol version read. */
 #define TOK_MAX 256
 

@@ -606,6 +606,54 @@ lines_are() {
 	is 1 id 2
 }
 
+# big_send ID BODY-COMMAND: a bch_send of the body the command prints.
+big_send() {
+	printf '{"jsonrpc":"2.0","id":%s,"method":"tools/call","params":{"name":"bch_send","arguments":{"target":"@bob","body":"' "$1"
+	"${@:2}"
+	printf '"}}}\n'
+}
+body_a() { head -c "$1" /dev/zero | tr '\0' a; }
+# Escaped, each byte of the body takes six on the line.
+body_u() { yes '\u0041' | head -n "$1" | tr -d '\n'; }
+
+@test "a bch_send line over 1 MiB is read when a raised BACKCHANNEL_MAX_BODY allows its body" {
+	export BACKCHANNEL_MAX_BODY=400000
+	if [ -n "${BCH_TEST_RELAY:-}" ]; then
+		stop_relay
+		start_relay "$BCH_ROOM"
+	fi
+	{ init; echo; big_send 1 body_u 300000; } > big.jsonl
+	[ "$(wc -c < big.jsonl)" -gt 1800000 ]
+	run --separate-stderr env BACKCHANNEL_AGENT=alice bch-mcp < big.jsonl
+	assert_success
+	lines_are 2
+	is 1 id 1
+	[[ $(jv 1 result.content.0.text) == 'sent '*' to @bob (1 recipient)' ]]
+	run as bob bch drain --jsonl
+	assert_success
+	is 0 body.# 300000
+	# Over what the limit leaves room for, the line is refused, and the
+	# error says how long a line may be.
+	BACKCHANNEL_MAX_BODY=100000 run --separate-stderr env \
+		BACKCHANNEL_AGENT=alice bch-mcp < big.jsonl
+	assert_success
+	lines_are 2
+	is 1 id null
+	is 1 error.message 'Invalid Request: line over 1048576 bytes, skipped'
+}
+
+@test "a bch_send body over 1 MiB within a raised BACKCHANNEL_MAX_BODY is sent" {
+	local_only "a relay takes no request over 1 MiB"
+	export BACKCHANNEL_MAX_BODY=2000000
+	{ init; echo; big_send 1 body_a 1500000; } > big.jsonl
+	run --separate-stderr env BACKCHANNEL_AGENT=alice bch-mcp < big.jsonl
+	assert_success
+	lines_are 2
+	[[ $(jv 1 result.content.0.text) == 'sent '*' to @bob (1 recipient)' ]]
+	run as bob bch drain --jsonl
+	is 0 body.# 1500000
+}
+
 @test "blank lines are skipped, CRLF is accepted, and a last line without newline counts" {
 	printf '\n  \n{"jsonrpc":"2.0","id":1,"method":"ping"}\r\n{"jsonrpc":"2.0","id":2,"method":"ping"}' > in.jsonl
 	run --separate-stderr bch-mcp < in.jsonl
