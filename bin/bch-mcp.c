@@ -124,6 +124,35 @@ reply_error(struct req *r, int code, const char *fmt, ...)
 
 /* Write the answers to one line, then settle the claims they carry: a
  * claim is deleted only once its message was written, else returned. */
+/* Write U+2028 and U+2029 in b as \u2028 and \u2029. Raw, they are valid
+ * JSON, but a JavaScript reader that embeds the line, and some line
+ * oriented tools, take them for line ends. b is JSON we wrote, valid
+ * UTF-8, so they stand only inside strings, where the escape means the
+ * same; message files keep them raw, as JSON.stringify writes them. */
+static void
+escape_separators(struct buf *b)
+{
+	struct buf o = BUF_INIT;
+	size_t i, run = 0;
+
+	for (i = 0; i + 2 < b->len; i++) {
+		if ((unsigned char)b->p[i] != 0xe2 ||
+		    (unsigned char)b->p[i + 1] != 0x80 ||
+		    ((unsigned char)b->p[i + 2] & 0xfe) != 0xa8)
+			continue;
+		buf_add(&o, b->p + run, i - run);
+		buf_adds(&o, (unsigned char)b->p[i + 2] == 0xa8 ? "\\u2028" :
+		    "\\u2029");
+		run = i + 3;
+		i += 2;
+	}
+	if (!run)
+		return;
+	buf_add(&o, b->p + run, b->len - run);
+	buf_free(b);
+	*b = o;
+}
+
 static void
 flush(struct server *s)
 {
@@ -132,6 +161,7 @@ flush(struct server *s)
 	int failed = 0;
 
 	if (s->out.len) {
+		escape_separators(&s->out);
 		buf_addc(&s->out, '\n');
 		if ((failed = io_writeall(1, s->out.p, s->out.len) < 0))
 			err_sys(&c->e, "cannot write to standard output");

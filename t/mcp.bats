@@ -696,6 +696,32 @@ body_u() { yes '\u0041' | head -n "$1" | tr -d '\n'; }
 	[[ $text == *'$(touch pwned) `touch pwned2` \x1b[2J\x1b]0;owned\x07 \u202egnp.exe'* ]]
 }
 
+@test "U+2028 and U+2029 are written escaped, so each answer stays one line to every reader" {
+	local ls ps
+	ls=$(printf '\342\200\250')
+	ps=$(printf '\342\200\251')
+	rpc "$(call 1 bch_send '{"target":"@bob","body":"a\u2028b\u2029c"}')" \
+		'{"jsonrpc":"2.0","id":"x\u2028y","method":"ping"}'
+	assert_success
+	lines_are 2
+	is 0 result.structuredContent.message.body "a${ls}b${ps}c"
+	is 1 id "x${ls}y"
+	[[ $output != *"$ls"* ]]
+	[[ $output != *"$ps"* ]]
+	[[ $output == *'"body":"a\u2028b\u2029c"'* ]]
+	[[ $output == *'"id":"x\u2028y"'* ]]
+	# The message itself is stored as before, with them raw.
+	run new_json bob
+	assert_output --partial "\"body\":\"a${ls}b${ps}c\""
+	rpc --as bob "$(call 1 bch_inbox)"
+	assert_success
+	is 0 result.structuredContent.messages.0.body "a${ls}b${ps}c"
+	[[ $output != *"$ls"* ]]
+	[[ $output != *"$ps"* ]]
+	# The text for the model shows them, as any hidden character.
+	[[ $(jv 0 result.content.0.text) == *'a\u2028b\u2029c'* ]]
+}
+
 @test "bch_send text holding \\u0000 or a lone surrogate is sent as U+FFFD; a target holding one is refused" {
 	# A JSON.stringify client writes a string cut inside a surrogate pair
 	# with a lone surrogate escape: the message goes, as a stored one reads.
