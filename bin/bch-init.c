@@ -21,14 +21,15 @@ static const char usage[] =
     "bch-init <name> [--url relay-url] [--token room-token] [--pin sha256] | "
     "bch-init --whoami";
 
-/* The relay refused to register name: a token chosen for it is no one's
- * (kept, it would stand in the way of registering name on another). */
+/* The relay refused to register name, or was never reached: a token
+ * chosen for it is no one's (kept, it would stand in the way of
+ * registering name on another, as after a mistyped --url). */
 static void
 refused(struct cli *c, const char *name, int fresh)
 {
 	struct err e;
 
-	if (fresh && c->e.code == BCH_PERM &&
+	if (fresh && (c->e.code == BCH_PERM || !c->sp->reached) &&
 	    config_forget_token(&c->cfg, name, &e) < 0)
 		fprintf(stderr, "bch-init: %s\n", e.msg);
 	cli_fail(c);

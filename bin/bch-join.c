@@ -52,16 +52,18 @@ read_invite(struct cli *c, const char *arg)
 	return b.p ? b.p : xstrdup("");
 }
 
-/* The relay refused to register name: a token kept for it that is not
- * its token there (dead: chosen now, or refused by the relay) is no
- * one's (kept, it would stand in the way of joining another relay as
- * name). */
+/* The relay refused to register name, or was never reached: a token
+ * kept for it that is not its token there (dead: chosen now, or refused
+ * by the relay) is no one's (kept, it would stand in the way of joining
+ * another relay as name, as after an invite with a mistyped address).
+ * Only a failure after the relay may have heard of it keeps the token,
+ * for a retry to offer. */
 static void
 refused(struct cli *c, const char *name, int dead)
 {
 	struct err e;
 
-	if (dead && c->e.code == BCH_PERM &&
+	if (dead && (c->e.code == BCH_PERM || !c->sp->reached) &&
 	    config_forget_token(&c->cfg, name, &e) < 0)
 		fprintf(stderr, "bch-join: %s\n", e.msg);
 	if (c->e.status == 409)

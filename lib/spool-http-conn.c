@@ -108,6 +108,7 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 		return err_status(e, 503);
 	}
 	l->fd = fd;
+	s->reached = 1;
 	if (h->url.https) {
 		l->tls = tls_client_new(h->url.host, s->cfg->pin,
 		    s->cfg->cafile, e);

@@ -552,6 +552,31 @@ PY
 	assert_line -n 0 "joined as bob via $FAKE_URL"
 }
 
+@test "a join to an address where no relay answers keeps no token: the corrected invite joins" {
+	# A mistyped port: nothing listens there, the connection is refused.
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	typo=$(bch invite --url "http://127.0.0.1:$port" --token "$BCH_ROOM" --channel dev)
+	run bch join "$typo" --as alice --no-hooks
+	assert_failure 111
+	assert_output "bch-join: relay http://127.0.0.1:$port unreachable: Connection refused — is it running? try again later"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	run bch join "$INV" --as alice --no-hooks
+	assert_success
+	assert_line -n 0 "joined acme as alice via $RELAY"
+	# So too as an identity other than the default, and with bch init.
+	run env BACKCHANNEL_AGENT=erin bch join "$typo" --as erin --no-hooks
+	assert_failure 111
+	run env BACKCHANNEL_AGENT=erin bch join "$INV" --as erin --no-hooks
+	assert_success
+	run env BACKCHANNEL_AGENT=dave bch init dave --url "http://127.0.0.1:$port" --token "$BCH_ROOM"
+	assert_failure 111
+	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ]
+	run env BACKCHANNEL_AGENT=dave bch init dave --url "$RELAY" --token "$BCH_ROOM"
+	assert_success
+	assert_output "initialised dave via $RELAY"
+}
+
 @test "a personal token that is no word of printable ASCII is refused, not kept or sent in a header" {
 	# A server whose answer carries a token that would end the
 	# Authorization header of every later request and add its own.
