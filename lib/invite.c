@@ -2,7 +2,7 @@
  *
  * Design rationale. An invite arrives by chat or mail, so it is hostile
  * input: it is bounded, decoded strictly (a stray character is an error,
- * not skipped), parsed by the strict JSON validator, and every field is
+ * not skipped; only white space, where a line was wrapped, is), parsed by the strict JSON validator, and every field is
  * checked before anything uses it. Error texts never echo the invite:
  * it carries the room token, and it may carry control characters. */
 #include <ctype.h>
@@ -302,8 +302,8 @@ out:
 int
 invite_decode(const char *s, struct invite *inv, struct err *e)
 {
-	struct buf raw = BUF_INIT;
-	size_t n;
+	struct buf raw = BUF_INIT, text = BUF_INIT;
+	size_t k, n;
 	int rc;
 
 	memset(inv, 0, sizeof *inv);
@@ -321,10 +321,19 @@ invite_decode(const char *s, struct invite *inv, struct err *e)
 		    "bch1-) — ask the inviter for the whole string");
 	s += sizeof INVITE_PREFIX - 1;
 	n -= sizeof INVITE_PREFIX - 1;
-	if (n == 0 || b64url_decode(s, n, &raw) < 0) {
+	/* White space within is where a chat or mail client wrapped the
+	 * long line: skipped, as base64 readers do. */
+	for (k = 0; k < n; k++)
+		if (!isspace((unsigned char)s[k]))
+			buf_addc(&text, s[k]);
+	rc = text.len == 0 || b64url_decode(text.p, text.len, &raw) < 0;
+	if (text.p)
+		wipe(text.p, text.len); /* it encodes the room token */
+	buf_free(&text);
+	if (rc) {
 		buf_free(&raw);
 		return err_set(e, BCH_PERM, "the invite does not decode (bad "
-		    "base64url) — copy it whole, on one line");
+		    "base64url) — copy it whole, from bch1- to its end");
 	}
 	rc = decode_json(raw.p ? raw.p : "", raw.len, inv, e);
 	if (raw.p)

@@ -82,6 +82,23 @@ subscribed carol to #ops"
 	assert_line -n 0 "joined acme as carol via $RELAY"
 }
 
+@test "an invite wrapped over lines by a chat or mail client joins" {
+	wrapped=$(fold -w 40 <<<"$INV")
+	[ "$(grep -c . <<<"$wrapped")" -gt 2 ]
+	run bch join "$wrapped" --as carol --no-hooks
+	assert_success
+	assert_line -n 0 "joined acme as carol via $RELAY"
+	# Pasted on standard input, with CRLF and an indent.
+	run env BACKCHANNEL_AGENT=dave bch join - --as dave --no-hooks \
+		< <(fold -w 50 <<<"$INV" | sed 's/^/  /; s/$/\r/')
+	assert_success
+	assert_line -n 0 "joined acme as dave via $RELAY"
+	# What is not white space is still refused.
+	run bch join "${INV:0:30}.${INV:30}" --as erin --no-hooks
+	assert_failure 100
+	assert_output 'bch-join: the invite does not decode (bad base64url) — copy it whole, from bch1- to its end'
+}
+
 @test "an invite on standard input with a NUL byte is refused, not cut at the NUL" {
 	run --separate-stderr bch join - --as carol --no-hooks < <(printf '%s\0%s\n' "$INV" "$INV")
 	assert_failure 100
