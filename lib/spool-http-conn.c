@@ -108,7 +108,6 @@ hs_link_open(struct spool *s, struct link *l, struct err *e)
 		return err_status(e, 503);
 	}
 	l->fd = fd;
-	s->reached = 1;
 	if (h->url.https) {
 		l->tls = tls_client_new(h->url.host, s->cfg->pin,
 		    s->cfg->cafile, e);
@@ -322,8 +321,11 @@ exchange(struct spool *s, const char *method, const char *path,
 			fresh = 1;
 		}
 		link_due(l, s->cfg->timeout);
-		if (link_write(l, q.p, q.len) >= 0 &&
-		    (rc = answer_read(s, l, r, cut, e)) <= 0)
+		rc = link_write(l, q.p, q.len) >= 0;
+		/* Over TLS, nothing leaves before the handshake is done. */
+		if (!l->tls || tls_client_up(l->tls))
+			s->reached = 1;
+		if (rc && (rc = answer_read(s, l, r, cut, e)) <= 0)
 			break;
 		if ((rc = link_lost(s, l, fresh, e)) < 0)
 			break;

@@ -150,9 +150,10 @@ struct spool {
 	 * spool_wait() returns at once); a reader that takes none of them
 	 * clears it, as listing again would get the same. */
 	int cut, more;
-	/* A relay's spool: a connection to the relay was made once, so a
-	 * request may have reached it. A failed registration without it
-	 * reached no relay (an address that does not answer). */
+	/* A relay's spool: a request went out on a connection to the
+	 * relay once (over TLS, past the handshake), so it may have reached
+	 * it. A failed registration without it reached no relay (an address
+	 * that does not answer, https:// to a plain HTTP port). */
 	int reached;
 	void *impl;
 };

@@ -280,6 +280,7 @@ struct tls_client {
 	int sys_errno; /* the socket's last failure, 0 for an end of input */
 	int timed;            /* reads are held to due */
 	struct timespec due;
+	int up;               /* the handshake was done */
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
 
@@ -459,8 +460,15 @@ tls_error(struct tls_client *t)
 int
 tls_client_write(struct tls_client *t, int fd, const void *p, size_t n)
 {
+	int w = 0;
+
 	t->fd = fd;
-	if (br_sslio_write_all(&t->io, p, n) < 0 || br_sslio_flush(&t->io) < 0) {
+	/* The first bytes are taken once the handshake is done, before
+	 * any is sent: a failure before then sent nothing. */
+	if (n && !t->up && (w = br_sslio_write(&t->io, p, n)) > 0)
+		t->up = 1;
+	if (w < 0 || br_sslio_write_all(&t->io, (const char *)p + w,
+	    n - (size_t)w) < 0 || br_sslio_flush(&t->io) < 0) {
 		tls_error(t);
 		return -1;
 	}
@@ -507,6 +515,12 @@ tls_client_why(struct tls_client *t)
 	if (err >= BR_ERR_X509_OK && err < BR_ERR_X509_OK + 64)
 		return "its certificate does not verify";
 	return NULL;
+}
+
+int
+tls_client_up(const struct tls_client *t)
+{
+	return t->up;
 }
 
 int

@@ -75,6 +75,10 @@ void tls_client_due(struct tls_client *t, const struct timespec *due);
 /* Why the relay was not trusted, or NULL if that is not what failed. */
 const char *tls_client_why(struct tls_client *t);
 
+/* Has t's handshake been done? Until then no byte of what was written
+ * has left. */
+int tls_client_up(const struct tls_client *t);
+
 /* Has the engine decrypted bytes not yet read? */
 int tls_client_pending(struct tls_client *t);
 

@@ -594,6 +594,18 @@ PY
 	assert_output "initialised dave via $RELAY"
 }
 
+@test "an https:// invite for a plain HTTP relay keeps no token: the http:// one joins" {
+	# No TLS handshake was made, so no request was sent.
+	typo=$(bch invite --url "https://${RELAY#http://}" --token "$BCH_ROOM" --channel dev)
+	run bch join "$typo" --as alice --no-hooks
+	assert_failure 111
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	run bch join "$INV" --as alice --no-hooks
+	assert_success
+	assert_line -n 0 "joined acme as alice via $RELAY"
+}
+
 @test "a personal token that is no word of printable ASCII is refused, not kept or sent in a header" {
 	# A server whose answer carries a token that would end the
 	# Authorization header of every later request and add its own.
