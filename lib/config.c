@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "io.h"
 #include "json.h"
+#include "url.h"
 
 static size_t
 env_size(const char *name, size_t dflt)
@@ -367,6 +368,20 @@ same_pin(const char *a, const char *b)
 	return a && b ? strcasecmp(a, b) == 0 : a == b;
 }
 
+/* Do the relay urls a and b name one relay, however written: a host's
+ * case, a trailing '/', a port that is the scheme's own? */
+static int
+same_relay(const char *a, const char *b)
+{
+	struct url ua, ub;
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	return url_parse(&ua, a, NULL) == 0 && url_parse(&ub, b, NULL) == 0 &&
+	    ua.https == ub.https && strcasecmp(ua.host, ub.host) == 0 &&
+	    strcmp(ua.port, ub.port) == 0 && strcmp(ua.prefix, ub.prefix) == 0;
+}
+
 /* 1, with e saying so, if a personal token of agent is kept for
  * another relay than url (or for one not recorded), in tokens/<agent>
  * or in config.json: registering here would replace it, and with it
@@ -378,9 +393,9 @@ kept_elsewhere(const struct config *c, const char *agent, const char *url,
 	char file[PATH_MAX + 100], cfg[PATH_MAX + 40];
 	char *tok = config_agent_token(c, agent);
 	char *kept = tok ? token_relay(c, agent) : NULL;
-	int in_file = tok && (!kept || strcmp(kept, url) != 0);
+	int in_file = tok && (!kept || !same_relay(kept, url));
 	int in_cfg = c->file_token && c->file_url && c->file_url[0] &&
-	    strcmp(agent, c->file_agent) == 0 && strcmp(c->file_url, url) != 0;
+	    strcmp(agent, c->file_agent) == 0 && !same_relay(c->file_url, url);
 
 	snprintf(file, sizeof file, "%s/tokens/%s", c->home, agent);
 	snprintf(cfg, sizeof cfg, "the token in %s/config.json", c->home);
@@ -409,14 +424,14 @@ config_token_check(const struct config *c, const char *agent,
 	if (kept_elsewhere(c, agent, url, e))
 		return -1;
 	token_origin(c, agent, &o);
-	if (o.url && strcmp(o.url, url) == 0) {
+	if (o.url && same_relay(o.url, url)) {
 		*token = config_agent_token(c, agent);
 		/* A file from before pins were kept: config.json's word. */
 		kept_pin = o.known ? o.pin : c->file_url &&
-		    strcmp(c->file_url, url) == 0 ? c->file_pin : NULL;
+		    same_relay(c->file_url, url) ? c->file_pin : NULL;
 	} else if (c->file_token && c->file_url &&
 	    strcmp(agent, c->file_agent) == 0 &&
-	    strcmp(c->file_url, url) == 0) {
+	    same_relay(c->file_url, url)) {
 		*token = xstrdup(c->file_token);
 		kept_pin = c->file_pin;
 	}

@@ -117,6 +117,27 @@ subscribed carol to #ops"
 	[ "$(jq -r .token "$BACKCHANNEL_HOME/config.json")" = "$token" ]
 }
 
+@test "an invite to the same relay written another way joins again, under the token kept" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	kept=$(cat "$BACKCHANNEL_HOME/tokens/carol")
+	# A trailing '/': the same relay, not another one.
+	run bch join "$(bch invite --url "$RELAY/" --token "$BCH_ROOM")" --as carol --no-hooks
+	assert_success
+	assert_output "joined as carol via $RELAY/"
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$kept" ]
+	run bch join "$INV" --as carol --no-hooks
+	assert_success
+	assert_line -n 0 "joined acme as carol via $RELAY"
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$kept" ]
+	# So too as another identity than the default.
+	run env BACKCHANNEL_AGENT=dave bch join "$INV" --as dave --no-hooks
+	assert_success
+	run env BACKCHANNEL_AGENT=dave bch join "$(bch invite --url "$RELAY/" --token "$BCH_ROOM")" --as dave --no-hooks
+	assert_success
+	run bch whoami
+	assert_output "carol via $RELAY"
+}
+
 @test "a name taken on the relay is refused with 100" {
 	bch join "$INV" --as carol --no-hooks >/dev/null
 	run env BACKCHANNEL_HOME="$BATS_TEST_TMPDIR/other" bch join "$INV" --as carol --no-hooks
