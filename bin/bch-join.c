@@ -279,6 +279,11 @@ say_joined(const struct cli *c, const struct invite *inv, const char *name,
 	if (keep_default)
 		printf("default identity stays %s (this one is used where "
 		    "BACKCHANNEL_AGENT=%s)\n", c->cfg.file_agent, name);
+	else if (c->cfg.file_agent[0] && strcmp(c->cfg.file_agent, name) != 0)
+		/* The hooks read another inbox from now on: said, not done
+		 * silently. */
+		printf("default identity is now %s (was %s)\n", name,
+		    c->cfg.file_agent);
 }
 
 int

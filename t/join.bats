@@ -159,6 +159,21 @@ subscribed carol to #ops"
 	assert_output 'inbox empty'
 }
 
+@test "joining a second room under another name says the default identity changed" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	other_relay
+	run bch join "$(bch invite --url "$URL_B" --token "$ROOM_B" --room beta)" --as carol-b --no-hooks
+	assert_success
+	assert_output "joined beta as carol-b via $URL_B
+default identity is now carol-b (was carol)"
+	run bch whoami
+	assert_output "carol-b via $URL_B"
+	# Joining again as the default says nothing of it.
+	run bch join "$(bch invite --url "$URL_B" --token "$ROOM_B")" --as carol-b --no-hooks
+	assert_success
+	assert_output "joined as carol-b via $URL_B"
+}
+
 @test "join runs bch-setup, which configures the harnesses it finds" {
 	mkdir -p "$HOME/.claude" "$HOME/.gemini"
 	run bch join "$INV" --as carol
