@@ -92,11 +92,13 @@ respond(struct relayd *d, struct conn *k, struct relay_answer *a,
     int keepalive, const char *method, const char *path)
 {
 	struct buf out = BUF_INIT;
-	char extra[64] = "";
+	char extra[96] = "";
 
 	if (a->retry_after)
 		snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
 		    a->retry_after);
+	else if (a->allow) /* a 405 */
+		snprintf(extra, sizeof extra, "Allow: %s\r\n", a->allow);
 	buf_addc(&a->body, '\n');
 	http_put_response(&out, a->status, NULL, a->body.p, a->body.len,
 	    d->stop ? 0 : keepalive, extra);

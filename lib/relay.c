@@ -470,9 +470,60 @@ answer_reset(struct relay_answer *a)
 	a->status = 0;
 	a->sse = 0;
 	a->retry_after = 0;
+	a->allow = NULL;
 	a->agent[0] = 0;
 	a->queued = NULL;
 	buf_reset(&a->body);
+}
+
+/* The methods the route of path takes (HEAD wherever GET is but on a
+ * stream), for the 405 to a method it does not take; NULL for a path
+ * that is no route (404). A path under a prefix is the route's, as
+ * every method it takes answers for it. */
+static const char *
+route_allow(const char *path)
+{
+	static const struct {
+		const char *path;
+		int prefix;
+		const char *allow;
+	} routes[] = {
+		{ "/v1/health", 0, "GET, HEAD" },
+		{ "/v1/register", 0, "POST" },
+		{ "/v1/agents", 0, "GET, HEAD" },
+		{ "/v1/channels", 0, "GET, HEAD" },
+		{ "/v1/subscribe", 0, "POST" },
+		{ "/v1/unsubscribe", 0, "POST" },
+		{ "/v1/send", 0, "POST" },
+		{ "/v1/take", 0, "POST" },
+		{ "/v1/ack", 0, "POST" },
+		{ "/v1/release", 0, "POST" },
+		{ "/v1/receipt/", 1, "GET, HEAD" },
+		{ "/v1/inbox/", 1, "GET, HEAD" },
+		{ "/v1/events/", 1, "GET" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof routes / sizeof routes[0]; i++)
+		if (routes[i].prefix ? strncmp(path, routes[i].path,
+		    strlen(routes[i].path)) == 0 :
+		    strcmp(path, routes[i].path) == 0)
+			return routes[i].allow;
+	return NULL;
+}
+
+/* 405 for a route that does not take the method, with what it takes;
+ * 404 for a path that is no route. */
+static void
+no_route(const char *path, struct relay_answer *a)
+{
+	const char *allow = route_allow(path);
+
+	if (!allow)
+		return relay_fail(a, 404, "no such route");
+	relay_fail(a, 405, strcmp(allow, "POST") == 0 ? "use POST" :
+	    strcmp(allow, "GET") == 0 ? "use GET" : "use GET or HEAD");
+	a->allow = allow;
 }
 
 static void
@@ -490,13 +541,15 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	snprintf(path, sizeof path, "%s", q->path);
 	path[strcspn(path, "?#")] = 0;
 	if (strcmp(path, "/v1/health") == 0) {
+		if (!get)
+			return no_route(path, a);
 		a->status = 200;
 		buf_adds(&a->body, "{\"ok\":true,\"service\":\"backchannel-relay\"}");
 		return;
 	}
 	if (strcmp(path, "/v1/register") == 0) {
 		if (!post)
-			return relay_fail(a, 405, "use POST");
+			return no_route(path, a);
 		return route_register(r, q, bearer, a);
 	}
 	if (strncmp(path, "/v1/", 4) != 0)
@@ -516,7 +569,7 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	if (post && strcmp(path, "/v1/unsubscribe") == 0)
 		return route_subscribe(r, q, 0, a);
 	if (!relay_route_mail(r, q, path, t, a))
-		relay_fail(a, 404, "no such route");
+		no_route(path, a);
 }
 
 void

@@ -56,6 +56,7 @@ hold() {
 req() {
 	local args=(-s -o "$BATS_TEST_TMPDIR/resp.body" -D "$BATS_TEST_TMPDIR/resp.head"
 		-w '%{http_code}' -X "$1" -H 'Expect:')
+	[ "$1" != HEAD ] || args+=(-I) # no body follows the head
 	[ -z "${3:-}" ] || args+=(-H "Authorization: Bearer $3")
 	[ $# -lt 4 ] || args+=(-H 'Content-Type: application/json' --data-binary "$4")
 	STATUS=$(curl "${args[@]}" "$URL$2")
@@ -492,9 +493,55 @@ PY
 	req POST /v1/health/x "$TOK" '{}'
 	expect 404
 	req GET /v1/send "$TOK"
-	[ "$STATUS" = 404 ] || [ "$STATUS" = 405 ]
+	expect 405
 	req GET /v1/register "$ROOM"
-	[ "$STATUS" = 404 ] || [ "$STATUS" = 405 ]
+	expect 405
+}
+
+# allow METHOD PATH TOKEN ALLOW: METHOD on PATH is 405, with an error
+# body (but to HEAD), and Allow says ALLOW.
+allow() {
+	req "$1" "$2" "$3"
+	expect 405
+	[ "$1" = HEAD ] || is_error # a HEAD answer has no body
+	grep -qx "Allow: $4" <<<"$HEADERS" || {
+		echo "$1 $2: no Allow: $4 in"$'\n'"$HEADERS"
+		return 1
+	}
+}
+
+@test "a method a route does not take is 405 with Allow naming the ones it does; nothing is done" {
+	relayd
+	alice_bob
+	send "$A" @bob hi
+	[ -n "$ID" ]
+	allow GET /v1/send "$A" POST
+	allow PUT /v1/send "$A" POST
+	allow GET /v1/take "$B" POST
+	allow GET /v1/ack "$B" POST
+	allow DELETE /v1/release "$B" POST
+	allow GET /v1/subscribe "$B" POST
+	allow GET /v1/unsubscribe "$B" POST
+	allow GET /v1/register "$ROOM" POST
+	allow POST /v1/health "" 'GET, HEAD'
+	allow DELETE /v1/health "" 'GET, HEAD'
+	allow POST /v1/agents "$A" 'GET, HEAD'
+	allow PUT /v1/channels "$A" 'GET, HEAD'
+	allow DELETE /v1/inbox/bob "$B" 'GET, HEAD'
+	allow POST "/v1/receipt/$ID" "$A" 'GET, HEAD'
+	allow POST /v1/events/bob "$B" GET
+	allow HEAD /v1/events/bob "$B" GET
+	# The message is still there, unread.
+	[ "$(count_new bob)" -eq 1 ]
+	# A path that is no route stays 404, whatever the method.
+	req DELETE /v1/nope "$A"
+	expect 404
+	req POST /nope
+	expect 404
+	! grep -q '^Allow:' <<<"$HEADERS"
+	# Still a token first on the routes that need one.
+	req DELETE /v1/inbox/bob
+	expect 401
 }
 
 @test "a body over the limit is 413, and nothing is stored" {

@@ -674,6 +674,8 @@ answer_check(const struct http_req *q, struct relay_answer *a)
 	char path[sizeof q->path];
 	const char *who = who_of(q->auth);
 	int post = strcmp(q->method, "POST") == 0;
+	int get = strcmp(q->method, "GET") == 0 ||
+	    strcmp(q->method, "HEAD") == 0;
 	int known_status = 0;
 	size_t i;
 
@@ -715,8 +717,16 @@ answer_check(const struct http_req *q, struct relay_answer *a)
 		CHECK(why && *why);
 		free(why);
 	}
+	/* A 405 names the methods the route takes, and only a 405 does. */
+	CHECK((a->status == 405) == (a->allow != NULL));
+	if (a->allow && strcmp(a->allow, "POST") == 0)
+		CHECK(!post);
+	else if (a->allow && strcmp(a->allow, "GET") == 0)
+		CHECK(strcmp(q->method, "GET") != 0);
+	else if (a->allow)
+		CHECK(strcmp(a->allow, "GET, HEAD") == 0 && !get);
 	if (strcmp(path, "/v1/health") == 0) {
-		CHECK(a->status == 200);
+		CHECK(a->status == (get ? 200 : 405));
 		return;
 	}
 	if (strcmp(path, "/v1/register") == 0) {
