@@ -59,6 +59,7 @@ struct hdrs {
 	int close, keep;
 	int expect; /* Expect: 100-continue */
 	int bad;
+	int hosts; /* Host fields */
 };
 
 /* The options of a Connection field [v, ve), a list ("TE, close"). */
@@ -78,6 +79,18 @@ conn_options(const char *v, const char *ve, struct hdrs *h)
 		for (v = e + (e < ve); v < ve && (*v == ' ' || *v == '\t'); v++)
 			;
 	}
+}
+
+/* Is [v, ve) a Host value, uri-host [":" port] (RFC 9110 7.2)? Its
+ * characters, that is: a name's, an IP literal's brackets, the colon. */
+static int
+host_value(const char *v, const char *ve)
+{
+	for (; v < ve; v++)
+		if (!isalnum((unsigned char)*v) &&
+		    !strchr("-._~%!$&'()*+,;=:[]", *v))
+			return 0;
+	return 1;
 }
 
 /* Look at one header line [p, e); fills what we care about. */
@@ -129,6 +142,10 @@ header(const char *p, const char *e, struct hdrs *h, char *auth,
 		} else {
 			h->bad = 2; /* 501 */
 		}
+	} else if (auth && nl == 4 && strncasecmp(p, "host", 4) == 0) {
+		h->hosts++;
+		if (!host_value(v, ve))
+			h->bad = 1;
 	} else if (nl == 10 && strncasecmp(p, "connection", 10) == 0) {
 		conn_options(v, ve, h);
 	} else if (auth && nl == 13 && strncasecmp(p, "authorization", 13) == 0) {
@@ -226,6 +243,9 @@ req_head(const char *b, size_t end, const struct http_limits *l,
 	/* Chunked in HTTP/1.0 is framing a 1.0 proxy on the way ignored. */
 	if (h->bad || (h->chunked && (h->clen >= 0 || minor == 0)))
 		return -1;
+	/* One Host, which HTTP/1.1 must send (RFC 9112 3.2). */
+	if (h->hosts > 1 || (minor == 1 && !h->hosts))
+		return -1;
 	/* HTTP/1.0 keeps a connection only when both ends say so. */
 	r->keepalive = h->close ? 0 : minor == 1 ? 1 : h->keep ? 2 : 0;
 	if (minor == 0)
@@ -239,7 +259,7 @@ static int
 req_start(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0, 0 };
 	size_t end = head_end(b, n < l->head ? n : l->head, &s->seen);
 
 	if (!end) {
@@ -292,7 +312,7 @@ long
 http_parse_request(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0, 0 };
 	int headed = 0, rc;
 	long used;
 
@@ -395,7 +415,7 @@ static int
 resp_start(struct http_parse *s, const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0, 0 };
 	size_t end = head_end(b, n < HTTP_RESP_HEAD_MAX ? n :
 	    HTTP_RESP_HEAD_MAX, &s->seen);
 
@@ -422,7 +442,7 @@ static long
 resp_parse(struct http_parse *s, const char *b, size_t n, size_t maxbody,
     struct http_resp *r)
 {
-	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0 };
+	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0, 0 };
 	int headed = 0, rc, status;
 	long used;
 

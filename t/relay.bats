@@ -1267,6 +1267,44 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 	alive
 }
 
+@test "an HTTP/1.1 request without Host, or any with two Host fields or a bad one, is 400 and its connection closed; HTTP/1.0 needs none" {
+	relayd
+	alice_bob
+	local b='{"to":"@bob","body":"no host"}'
+	# Without Host, a send is refused and the request after it is not read.
+	printf 'POST /v1/send HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%sGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' "$A" "${#b}" "$b" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	[ "$(count_new bob)" -eq 0 ]
+	printf 'GET /v1/health HTTP/1.1\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	# Two Host fields, the same or not, in HTTP/1.1 or 1.0.
+	printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	printf 'GET /v1/health HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	# A value that is no host[:port].
+	printf 'GET /v1/health HTTP/1.1\r\nHost: x y\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	printf 'GET /v1/health HTTP/1.1\r\nHost: x/y@z\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	# HTTP/1.0 without Host, and host, port and IPv6 literal forms, pass.
+	printf 'GET /v1/health HTTP/1.0\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	printf 'GET /v1/health HTTP/1.1\r\nhost: relay.example:7117\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: [::1]:7117\r\n\r\nGET /v1/health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 200 ' ]
+	# bch itself sends Host.
+	BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$A BACKCHANNEL_AGENT=alice bch send @bob "with host"
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "request line garbage is 400; HTTP/2.0 is 505; an unknown transfer coding is 501" {
 	relayd
 	printf 'garbage\r\n\r\n' >q
