@@ -187,44 +187,66 @@ origin_form(char *path)
 	}
 }
 
-/* The request line and headers, b[0..end): into r and *h, or -1 with
- * *status (400, 431, 501, 505). */
+/* The request line [b, e], e its LF: METHOD SP target SP HTTP/1.x CRLF,
+ * into r and *minor (HTTP/1.2 and on are read as 1.1, RFC 9110 2.5), or
+ * -1 with *status: 400, 501 for a method longer than any (RFC 9112 3.1),
+ * 414 for a target longer than r holds (3), 505 for HTTP/2 and such. */
 static int
-req_head(const char *b, size_t end, const struct http_limits *l,
-    struct http_req *r, struct hdrs *h, int *status)
+req_line(const char *b, const char *e, struct http_req *r, int *minor,
+    int *status)
 {
-	const char *p, *e, *sp1, *sp2;
-	size_t count = 0;
-	int minor;
+	const char *p, *sp1, *sp2;
 
-	/* Request line: METHOD SP target SP HTTP/1.x CRLF */
 	*status = 400;
-	if (!crlf_end(b, end))
-		return -1;
-	e = memchr(b, '\n', end);
 	sp1 = memchr(b, ' ', (size_t)(e - b));
 	sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(e - sp1 - 1)) : NULL;
-	*status = 400;
-	if (!sp1 || !sp2 || sp1 == b || (size_t)(sp1 - b) >= sizeof r->method ||
-	    sp2 == sp1 + 1 || (size_t)(sp2 - sp1 - 1) >= sizeof r->path ||
-	    e - sp2 != 10 || strncmp(sp2 + 1, "HTTP/", 5) != 0 ||
+	if (!sp1 || !sp2 || sp1 == b || sp2 == sp1 + 1 || e - sp2 != 10 ||
+	    strncmp(sp2 + 1, "HTTP/", 5) != 0 ||
 	    !isdigit((unsigned char)sp2[6]) || sp2[7] != '.' ||
 	    !isdigit((unsigned char)sp2[8]) || e[-1] != '\r')
 		return -1;
-	if (sp2[6] != '1' || (sp2[8] != '0' && sp2[8] != '1')) {
-		*status = 505; /* well formed, but not a version we speak */
-		return -1;
-	}
-	minor = sp2[8] - '0';
 	for (p = b; p < sp1; p++)
 		if (!http_tchar((unsigned char)*p))
 			return -1;
 	for (p = sp1 + 1; p < sp2; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
 			return -1;
+	if (sp2[6] != '1') {
+		*status = 505; /* well formed, but not a version we speak */
+		return -1;
+	}
+	if ((size_t)(sp1 - b) >= sizeof r->method) {
+		*status = 501;
+		return -1;
+	}
+	if ((size_t)(sp2 - sp1 - 1) >= sizeof r->path) {
+		*status = 414;
+		return -1;
+	}
+	*minor = sp2[8] == '0' ? 0 : 1;
 	memcpy(r->method, b, (size_t)(sp1 - b));
 	memcpy(r->path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 	origin_form(r->path);
+	return 0;
+}
+
+/* The request line and headers, b[0..end): into r and *h, or -1 with
+ * *status (400, 414, 431, 501, 505). */
+static int
+req_head(const char *b, size_t end, const struct http_limits *l,
+    struct http_req *r, struct hdrs *h, int *status)
+{
+	const char *p, *e;
+	size_t count = 0;
+	int minor;
+
+	*status = 400;
+	if (!crlf_end(b, end))
+		return -1;
+	e = memchr(b, '\n', end);
+	if (req_line(b, e, r, &minor, status) < 0)
+		return -1;
+	*status = 400;
 	for (p = e + 1; p < b + end - 2; p = e + 1) {
 		e = memchr(p, '\n', (size_t)(b + end - p));
 		if (!e || e == p || e[-1] != '\r')
@@ -509,6 +531,7 @@ http_reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";

@@ -51,7 +51,7 @@ struct http_parse {
  * call after the first gives the same input, longer (an input shorter
  * than s has seen starts it again). Returns bytes used (> 0) when
  * whole, 0 when more input is needed, -1 when it can never be valid,
- * with *status the answer to give (400, 413, 431, 501, 505). s is
+ * with *status the answer to give (400, 413, 414, 431, 501, 505). s is
  * ready for the next request once one is taken or refused. */
 long http_parse_request(struct http_parse *s, const char *buf, size_t n,
     const struct http_limits *l, struct http_req *r, int *status);

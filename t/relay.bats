@@ -1305,6 +1305,30 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "a request target over 1023 bytes is 414, a method over 15 is 501, HTTP/1.2 is served as 1.1" {
+	relayd
+	local long
+	long=$(printf 'a%.0s' $(seq 1 1100))
+	printf 'GET /%s HTTP/1.1\r\nHost: x\r\n\r\n' "$long" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '414 ' ]
+	# Just under the limit, the target is read: no such route.
+	printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' "${long:0:1022}" >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '404 ' ]
+	printf 'PROPPATCHPROPPATCH /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '501 ' ]
+	# A later HTTP/1 minor version is HTTP/1.1 to us (RFC 9110 2.5).
+	printf 'GET /v1/health HTTP/1.2\r\nHost: x\r\n\r\nGET /v1/health HTTP/1.9\r\nHost: x\r\nConnection: close\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	printf 'GET /v1/health HTTP/1.2\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	alive
+}
+
 @test "request line garbage is 400; HTTP/2.0 is 505; an unknown transfer coding is 501" {
 	relayd
 	printf 'garbage\r\n\r\n' >q

@@ -119,8 +119,8 @@ parse_req(struct http_parse *s, const uint8_t *b, size_t n,
 	if (used <= 0)
 		CHECK(!q->body);
 	if (used < 0)
-		CHECK(*status == 400 || *status == 413 || *status == 431 ||
-		    *status == 501 || *status == 505);
+		CHECK(*status == 400 || *status == 413 || *status == 414 ||
+		    *status == 431 || *status == 501 || *status == 505);
 	return used;
 }
 
