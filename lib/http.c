@@ -227,6 +227,12 @@ req_line(const char *b, const char *e, struct http_req *r, int *minor,
 	memcpy(r->method, b, (size_t)(sp1 - b));
 	memcpy(r->path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
 	origin_form(r->path);
+	/* What is left is origin-form, "/..." (RFC 9112 3.2); but for
+	 * OPTIONS *, the authority and asterisk forms are CONNECT's and
+	 * OPTIONS's alone, and no other form is a target. */
+	if (r->path[0] != '/' && (strcmp(r->path, "*") != 0 ||
+	    strcmp(r->method, "OPTIONS") != 0))
+		return -1;
 	return 0;
 }
 

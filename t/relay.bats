@@ -945,6 +945,24 @@ allow() {
 	assert_output --regexp ' 404$'
 }
 
+@test "a request target that is no path nor absolute URL is 400: authority form, *, a bare name, another scheme" {
+	relayd
+	alice_bob
+	local t
+	for t in "127.0.0.1:$PORT" '*' v1/health 'ftp://relay.example/v1/health'; do
+		run curl -s -w ' %{http_code}' --request-target "$t" "$URL/"
+		assert_output --regexp ' 400$'
+	done
+	run curl -s -w ' %{http_code}' -X POST -H "Authorization: Bearer $A" -H 'Content-Type: application/json' \
+		--data-binary '{"to":"@bob","body":"relative"}' --request-target v1/send "$URL/"
+	assert_output --regexp ' 400$'
+	[ "$(count_new bob)" -eq 0 ]
+	# OPTIONS * is a request line, for the relay to answer.
+	run curl -s -w ' %{http_code}' -X OPTIONS --request-target '*' "$URL/"
+	refute_output --regexp ' 400$'
+	alive
+}
+
 @test "pipelined requests in one write get their answers in order" {
 	relayd
 	reg alice

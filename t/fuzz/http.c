@@ -82,6 +82,9 @@ check_req(const struct http_req *q, long used, size_t n,
 	CHECK(tchars(q->method));
 	for (const char *p = q->path; *p; p++)
 		CHECK((unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f);
+	/* Origin form, an absolute URL's made so; or OPTIONS *. */
+	CHECK(q->path[0] == '/' || (strcmp(q->path, "*") == 0 &&
+	    strcmp(q->method, "OPTIONS") == 0));
 	/* Header values: no control but tab (DEL and UTF-8 pass). */
 	CHECK(no_ctl(q->auth) && no_ctl(q->last_event_id));
 	CHECK(q->keepalive >= 0 && q->keepalive <= 2); /* 2: HTTP/1.0's */
