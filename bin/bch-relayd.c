@@ -392,7 +392,7 @@ run(struct relayd *d)
 
 /* What the command line asks for. */
 struct opts {
-	const char *listen, *tok, *tokfile, *cert, *key, *spool, *pwfile;
+	const char *listen, *tok, *tokfile, *cert, *key, *spool, *pwfile, *home;
 	int port, notify, maxconns_asked;
 	double rate;
 };
@@ -432,9 +432,7 @@ parse_opts(struct relayd *d, int argc, char **argv, struct opts *o)
 		case 'p': o->port = cli_num(c, usage, "--port", optarg, 0, 65535); break;
 		case 't': o->tok = optarg; break;
 		case 'T': o->tokfile = optarg; break;
-		case 'H':
-			snprintf(c->cfg.home, sizeof c->cfg.home, "%s", optarg);
-			break;
+		case 'H': o->home = optarg; break;
 		case 'c': o->cert = optarg; break;
 		case 'k': o->key = optarg; break;
 		case 'r':
@@ -585,6 +583,31 @@ ready(struct relayd *d, const struct opts *o)
 	}
 }
 
+/* --home dir (if given) as BACKCHANNEL_HOME, made absolute: the
+ * relay's spool is where it was started from, not where it runs. */
+static void
+set_home(struct cli *c, const char *home)
+{
+	char cwd[PATH_MAX], abs[PATH_MAX];
+
+	if (!home)
+		return;
+	if (!*home)
+		cli_usage(c, usage, "--home takes a directory, not \"\"");
+	if (*home != '/') {
+		if (!getcwd(cwd, sizeof cwd)) {
+			perror("bch-relayd: cannot read the working directory");
+			exit(BCH_TEMP);
+		}
+		if (snprintf(abs, sizeof abs, "%s/%s", cwd, home) >=
+		    (int)sizeof abs)
+			cli_usage(c, usage, "--home is too long");
+		home = abs;
+	}
+	if (setenv("BACKCHANNEL_HOME", home, 1) < 0)
+		err_oom();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -592,10 +615,15 @@ main(int argc, char **argv)
 	static char logbuf[1 << 16];
 	struct opts o;
 
+	/* The options first: -h whatever the environment, and --home is
+	 * the BACKCHANNEL_HOME the configuration is then loaded from. */
+	d.c.prog = "bch-relayd";
+	opterr = 0;
+	parse_opts(&d, argc, argv, &o);
+	set_home(&d.c, o.home);
 	cli_init(&d.c, "bch-relayd");
 	/* A log line per request: written a round at a time (run()). */
 	setvbuf(stderr, logbuf, _IOFBF, sizeof logbuf);
-	parse_opts(&d, argc, argv, &o);
 	start(&d, &o);
 	ready(&d, &o);
 	run(&d);

@@ -2533,6 +2533,31 @@ logged() {
 	assert_output --partial 'bch-relayd'
 }
 
+@test "--home is the relay's BACKCHANNEL_HOME: -h and a start whatever the environment says" {
+	# A relative BACKCHANNEL_HOME left in the environment (a run script's)
+	# is refused by every client, but --home replaces it.
+	run -0 env BACKCHANNEL_HOME=rel bch-relayd -h
+	assert_line --index 0 --partial 'usage: bch-relayd'
+	home=$BACKCHANNEL_HOME
+	BACKCHANNEL_HOME=rel bch-relayd --home "$home" --port 0 \
+	    --token "$ROOM" 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	PORT=$(relay_port "$LOG")
+	URL=http://127.0.0.1:$PORT
+	reg alice
+	[ -f "$BACKCHANNEL_HOME/agents/alice.json" ]
+	stop_relay
+	# A relative --home is the directory it names from where the relay
+	# was started.
+	mkdir sub
+	(cd sub && exec bch-relayd --home rh --port 0 --token "$ROOM") 2>"$LOG" &
+	BCH_RELAY_PID=$!
+	PORT=$(relay_port "$LOG")
+	grep -q "spool $PWD/sub/rh," "$LOG"
+	run -2 bch-relayd --home '' --port 0 --token "$ROOM"
+	assert_line --index 0 'bch-relayd: --home takes a directory, not ""'
+}
+
 @test "a room token from --token-file; a too short one is refused" {
 	printf '%s\n' "$ROOM" >room
 	bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token-file room 2>"$LOG" &
