@@ -454,9 +454,44 @@ flush_streams(struct relayd *d)
 	}
 }
 
+/* Plain HTTP on the TLS port (http:// typed for an https:// relay): a
+ * TLS client's first byte is a handshake record's (0x16), an HTTP
+ * request's a method's letter. The latter is answered in plain text,
+ * so that the client sees a refusal it can name, not a cut it would
+ * retry; then k is plain HTTP, closing. Looked at (MSG_PEEK) once,
+ * before the engine reads anything. */
+static void
+sniff_plain(struct relayd *d, struct conn *k)
+{
+	static const char body[] =
+	    "{\"error\":\"this relay speaks TLS: use https://\"}\n";
+	struct buf out = BUF_INIT;
+	unsigned char c;
+	ssize_t n;
+
+	do
+		n = recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return; /* EOF, an error, nothing yet: the engine's to see */
+	k->sniffed = 1;
+	if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+		return;
+	tls_conn_free(k->tls);
+	k->tls = NULL;
+	http_put_response(&out, 400, NULL, body, sizeof body - 1, 0, NULL);
+	fprintf(stderr, "relay %s - refused 400: plain HTTP on the TLS port\n",
+	    k->peer);
+	conn_send(d, k, out.p, out.len);
+	buf_free(&out);
+	k->closing = 1; /* what it sent is read and dropped */
+}
+
 void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {
+	if (k->tls && !k->sniffed && (ev & EPOLLIN))
+		sniff_plain(d, k);
 	if (k->tls) {
 		on_tls(d, k, !!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
 		return;

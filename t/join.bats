@@ -642,6 +642,20 @@ PY
 	assert_line -n 0 "joined acme as alice via $RELAY"
 }
 
+@test "an http:// invite for a TLS relay keeps no token and says to use https://: the https:// one joins" {
+	tls_cert a
+	tls_relay a
+	typo=$(bch invite --url "http://${TLS_URL#https://}" --token "$BCH_ROOM")
+	run bch join "$typo" --as alice --no-hooks
+	assert_failure 100
+	assert_output "bch-join: this relay speaks TLS: use https://"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	run bch join "$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --cert a.crt)" --as alice --no-hooks
+	assert_success
+	assert_line -n 0 "joined as alice via $TLS_URL"
+}
+
 @test "a personal token that is no word of printable ASCII is refused, not kept or sent in a header" {
 	# A server whose answer carries a token that would end the
 	# Authorization header of every later request and add its own.

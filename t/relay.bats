@@ -3161,7 +3161,7 @@ tls_round() {
 	assert_output '{"ok":true,"service":"backchannel-relay"}'
 	run curl -s "https://localhost:$PORT/v1/health"
 	assert_failure
-	# Plain HTTP on the TLS port gets no answer in plain text.
+	# Plain HTTP on the TLS port is refused, not served.
 	run curl -s -m 5 "http://127.0.0.1:$PORT/v1/health"
 	refute_output --partial backchannel-relay
 
@@ -3207,13 +3207,29 @@ tls_round() {
 	tls_round
 }
 
-@test "TLS: bch given http:// for a TLS relay asks whether it is https://" {
+@test "TLS: plain HTTP on the relay's TLS port is answered 400 in plain text, telling to use https://" {
+	tls_relay ec
+	run curl -s -m 5 -D head.txt "http://127.0.0.1:$PORT/v1/health"
+	assert_success
+	assert_output '{"error":"this relay speaks TLS: use https://"}'
+	run sed -n '1p' head.txt
+	assert_output $'HTTP/1.1 400 Bad Request\r'
+	grep -qix $'connection: close\r' head.txt
+	# A request with a body too, and the relay still serves TLS after.
+	run curl -s -m 5 -w ' %{http_code}' -H "Authorization: Bearer $ROOM" \
+		-d '{"name":"alice"}' "http://127.0.0.1:$PORT/v1/register"
+	assert_output $'{"error":"this relay speaks TLS: use https://"}\n 400'
+	run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+}
+
+@test "TLS: bch given http:// for a TLS relay is told to use https://, a permanent failure" {
 	tls_relay ec
 	http=http://127.0.0.1:$PORT
-	BACKCHANNEL_URL=$http BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
-	assert_output --regexp "^bch-send: relay $http .* — is it https://\?\$"
-	[ "${#lines[@]}" -eq 1 ]
-	# A TLS server that answers plain text with an alert record.
+	BACKCHANNEL_URL=$http BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -100 bch send @bob hi
+	assert_output "bch-send: this relay speaks TLS: use https://"
+	# Another TLS server, that answers plain text with an alert record:
+	# the client asks whether it is https://.
 	cat >alert.py <<'PY'
 import fakehttp
 def serve(c):
