@@ -283,6 +283,12 @@ check(struct cli *c, const struct invite *inv, const struct opts *o)
 		    "printable text, at most 256 bytes");
 		cli_fail(c);
 	}
+	if ((o->pin || o->cert) && strncmp(inv->url, "http://", 7) == 0) {
+		err_set(&c->e, BCH_PERM, "--%s names a TLS relay's key, and %s "
+		    "is plain HTTP — give the relay's https:// url",
+		    o->pin ? "pin" : "cert", inv->url);
+		cli_fail(c);
+	}
 	if (o->source && !text_ok(o->source, 2048, 0)) {
 		err_set(&c->e, BCH_PERM, "--source must be one word (a git URL)");
 		cli_fail(c);

@@ -155,25 +155,37 @@ mkinvite() {
 	assert_failure 2
 }
 
+@test "a pin or certificate for a plain http:// relay url is refused in one line" {
+	run bch invite --url http://relay.example:7117 --token room-token-0123456789 --pin "$PIN"
+	assert_failure 100
+	assert_output "bch-invite: --pin names a TLS relay's key, and http://relay.example:7117 is plain HTTP — give the relay's https:// url"
+	touch cert.pem
+	run bch invite --url http://relay.example:7117 --token room-token-0123456789 --cert cert.pem
+	assert_failure 100
+	assert_output "bch-invite: --cert names a TLS relay's key, and http://relay.example:7117 is plain HTTP — give the relay's https:// url"
+	run bch invite --url https://relay.example:7117 --token room-token-0123456789 --pin "$PIN"
+	assert_success
+}
+
 @test "an invite too long for bch join to take is not made" {
 	local args=() i long
 	long=$(printf 'x%.0s' $(seq 60))
 	for i in $(seq 64); do args+=(--channel "c$i$long"); done
 	# Each part within its own bound, the whole over INVITE_MAX.
-	run --separate-stderr bch invite --url "http://127.0.0.1:9/$(printf 'p%.0s' $(seq 500))" \
+	run --separate-stderr bch invite --url "https://127.0.0.1:9/$(printf 'p%.0s' $(seq 500))" \
 		--token "room-token-$(printf 't%.0s' $(seq 1000))" --room "$(printf 'r%.0s' $(seq 256))" \
 		--pin "$PIN" "${args[@]}"
 	assert_failure 100
 	[ -z "$output" ]
 	[ "$stderr" = "bch-invite: the invite would be over 8192 bytes, more than bch join takes — name fewer or shorter channels, or a shorter room, token or url" ]
 	# Fewer channels make one, and bch join takes it (to the unreachable relay).
-	run bch invite --url "http://127.0.0.1:9/$(printf 'p%.0s' $(seq 500))" \
+	run bch invite --url "https://127.0.0.1:9/$(printf 'p%.0s' $(seq 500))" \
 		--token "room-token-$(printf 't%.0s' $(seq 1000))" --room "$(printf 'r%.0s' $(seq 256))" \
 		--pin "$PIN" "${args[@]:0:40}"
 	assert_success
 	run --separate-stderr bch join "$output" --as carol --no-hooks
 	assert_failure 111
-	[[ $stderr == "bch-join: relay http://127.0.0.1:9/p"*" unreachable: "* ]]
+	[[ $stderr == "bch-join: relay https://127.0.0.1:9/p"*" unreachable: "* ]]
 }
 
 @test "bad invites: each kind is refused with 100 and one clear line" {

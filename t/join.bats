@@ -222,8 +222,11 @@ default identity is now carol-b (was carol)"
 }
 
 @test "the invite's pin is kept in config.json for the relay" {
-	pin=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-	inv=$(bch invite --url "$RELAY" --token "$BCH_ROOM" --pin "$pin")
+	tls_cert a
+	tls_relay a
+	pin=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$BATS_TEST_TMPDIR/tls.log")
+	[ -n "$pin" ]
+	inv=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --pin "$pin")
 	run bch join "$inv" --as carol --no-hooks
 	assert_success
 	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$pin" ]
