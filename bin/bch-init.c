@@ -274,6 +274,11 @@ main(int argc, char **argv)
 		    o.pin ? "--pin" : "BACKCHANNEL_PIN");
 		cli_fail(&c);
 	}
+	if (o.pin && c.cfg.url && strncmp(c.cfg.url, "http://", 7) == 0) {
+		err_set(&c.e, BCH_PERM, "--pin names a TLS relay's key, and %s "
+		    "is plain HTTP — give the relay's https:// url", c.cfg.url);
+		cli_fail(&c);
+	}
 	room_length(&c, &o);
 	if (c.cfg.url)
 		init_relay(&c, o.name, keep_default);

@@ -309,8 +309,10 @@ main(int argc, char **argv)
 	parse_opts(&c, &inv, &o, argc, argv);
 	inv.url = xstrdup(o.url ? o.url : c.cfg.url);
 	check(&c, &inv, &o);
-	inv.pin = pin_of(&c, o.pin, o.cert, !o.url || (c.cfg.url &&
-	    strcmp(o.url, c.cfg.url) == 0));
+	/* A pin the configuration gives means nothing to an http:// relay
+	 * (one given as an option was refused by check()). */
+	inv.pin = pin_of(&c, o.pin, o.cert, strncmp(inv.url, "http://", 7) &&
+	    (!o.url || (c.cfg.url && strcmp(o.url, c.cfg.url) == 0)));
 	invite_encode(&inv, &code);
 	if (code.len > INVITE_MAX) {
 		err_set(&c.e, BCH_PERM, "the invite would be over %d bytes, "

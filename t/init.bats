@@ -289,6 +289,16 @@ unprivileged() {
 	assert_output 'alice via local spool'
 }
 
+@test "a pin for a plain http:// relay url is refused by bch init before anything is saved" {
+	unset BACKCHANNEL_URL
+	pin=$(printf 'a%.0s' {1..64})
+	run bch init alice --url http://127.0.0.1:9 --token room-token-0123456789 --pin "$pin"
+	assert_failure 100
+	assert_output "bch-init: --pin names a TLS relay's key, and http://127.0.0.1:9 is plain HTTP — give the relay's https:// url"
+	[ ! -e "$BACKCHANNEL_HOME/config.json" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens" ]
+}
+
 @test "a pin that is not 64 hex digits is refused by bch init before anything is saved" {
 	unset BACKCHANNEL_URL
 	run bch init alice --url http://127.0.0.1:9 --token room --pin "$(printf 'a%.0s' {1..200})"

@@ -165,6 +165,11 @@ mkinvite() {
 	assert_output "bch-invite: --cert names a TLS relay's key, and http://relay.example:7117 is plain HTTP — give the relay's https:// url"
 	run bch invite --url https://relay.example:7117 --token room-token-0123456789 --pin "$PIN"
 	assert_success
+	# A pin the configuration gives is left out of an http:// invite.
+	BACKCHANNEL_URL=http://relay.example:7117 BACKCHANNEL_PIN=$PIN run --separate-stderr bch invite --token room-token-0123456789
+	assert_success
+	decode "$output" | grep -q '"url":"http://relay.example:7117"'
+	! decode "$output" | grep -q pin
 }
 
 @test "an invite too long for bch join to take is not made" {
