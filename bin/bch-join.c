@@ -37,9 +37,10 @@ read_invite(struct cli *c, const char *arg)
 
 	if (strcmp(arg, "-") != 0)
 		return xstrdup(arg);
-	if (io_readfd(0, INVITE_MAX + 64, &b) < 0) {
+	if (io_readfd(0, INVITE_WRAPPED_MAX + 64, &b) < 0) {
 		err_set(&c->e, BCH_PERM, "cannot read the invite from standard "
-		    "input (over %d bytes, or a read error)", INVITE_MAX);
+		    "input (over %d bytes, or a read error)",
+		    INVITE_WRAPPED_MAX);
 		cli_fail(c);
 	}
 	/* Read as a string, it would end at the NUL: what follows would be

@@ -299,6 +299,13 @@ out:
 	return rc;
 }
 
+static int
+too_long(struct err *e)
+{
+	return err_set(e, BCH_PERM, "the invite is too long (over %d bytes) "
+	    "— ask for a new invite", INVITE_MAX);
+}
+
 int
 invite_decode(const char *s, struct invite *inv, struct err *e)
 {
@@ -312,9 +319,8 @@ invite_decode(const char *s, struct invite *inv, struct err *e)
 	n = strlen(s);
 	while (n > 0 && isspace((unsigned char)s[n - 1]))
 		n--;
-	if (n > INVITE_MAX)
-		return err_set(e, BCH_PERM, "the invite is too long (over %d "
-		    "bytes) — ask for a new invite", INVITE_MAX);
+	if (n > INVITE_WRAPPED_MAX)
+		return too_long(e);
 	if (n < sizeof INVITE_PREFIX - 1 ||
 	    memcmp(s, INVITE_PREFIX, sizeof INVITE_PREFIX - 1) != 0)
 		return err_set(e, BCH_PERM, "not an invite (it must start with "
@@ -326,6 +332,11 @@ invite_decode(const char *s, struct invite *inv, struct err *e)
 	for (k = 0; k < n; k++)
 		if (!isspace((unsigned char)s[k]))
 			buf_addc(&text, s[k]);
+	if (text.len > INVITE_MAX - (sizeof INVITE_PREFIX - 1)) {
+		wipe(text.p, text.len);
+		buf_free(&text);
+		return too_long(e);
+	}
 	rc = text.len == 0 || b64url_decode(text.p, text.len, &raw) < 0;
 	if (text.p)
 		wipe(text.p, text.len); /* it encodes the room token */

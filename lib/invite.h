@@ -9,6 +9,9 @@
 
 #define INVITE_PREFIX "bch1-"
 #define INVITE_MAX 8192 /* bytes of an invite string we accept */
+/* ...and of one wrapped over lines (a chat's, a mail's), its white
+ * space counted too */
+#define INVITE_WRAPPED_MAX (2 * INVITE_MAX)
 #define INVITE_CHANNELS 64 /* channels an invite may name */
 /* The shortest room token bch-relayd accepts: a shorter one (an empty
  * --token from an unset variable, say) would let anyone register. */

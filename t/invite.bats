@@ -183,14 +183,31 @@ mkinvite() {
 	assert_failure 100
 	[ -z "$output" ]
 	[ "$stderr" = "bch-invite: the invite would be over 8192 bytes, more than bch join takes — name fewer or shorter channels, or a shorter room, token or url" ]
-	# Fewer channels make one, and bch join takes it (to the unreachable relay).
+	# Fewer channels make one (just within), and bch join takes it (to the
+	# unreachable relay).
 	run bch invite --url "https://127.0.0.1:9/$(printf 'p%.0s' $(seq 500))" \
 		--token "room-token-$(printf 't%.0s' $(seq 1000))" --room "$(printf 'r%.0s' $(seq 256))" \
-		--pin "$PIN" "${args[@]:0:40}"
+		--pin "$PIN" "${args[@]:0:124}"
 	assert_success
-	run --separate-stderr bch join "$output" --as carol --no-hooks
+	inv=$output
+	run --separate-stderr bch join "$inv" --as carol --no-hooks
 	assert_failure 111
 	[[ $stderr == "bch-join: relay https://127.0.0.1:9/p"*" unreachable: "* ]]
+	# Wrapped by a mail client (CRLF every 76 columns) it is over 8192
+	# bytes, but its white space does not count.
+	printf %s "$inv" | fold -w 76 | sed 's/$/\r/' >wrapped
+	[ "$(wc -c <wrapped)" -gt 8192 ]
+	run --separate-stderr bch join - --as carol --no-hooks <wrapped
+	assert_failure 111
+	[[ $stderr == "bch-join: relay https://127.0.0.1:9/p"*" unreachable: "* ]]
+	# What is over 8192 bytes without it is refused, wrapped or not.
+	long="bch1-$(printf 'A%.0s' $(seq 8200))"
+	run --separate-stderr bch join "$long" --as carol --no-hooks
+	assert_failure 100
+	[ "$stderr" = "bch-join: the invite is too long (over 8192 bytes) — ask for a new invite" ]
+	run --separate-stderr bch join "$(printf %s "$long" | fold -w 76)" --as carol --no-hooks
+	assert_failure 100
+	[ "$stderr" = "bch-join: the invite is too long (over 8192 bytes) — ask for a new invite" ]
 }
 
 @test "bad invites: each kind is refused with 100 and one clear line" {
