@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 
 #define MAX_OUT (4 << 20)  /* a stream's reader that falls this far behind
                             * is cut */
-#define MAX_IN (512 * 1024) /* input taken in one go */
+#define MAX_IN (512 * 1024) /* input taken in one go, unless one request
+                            * being read needs more (in_cap()) */
 #define SLICE (256 * 1024) /* backlog put out at a time */
 #define HOLD MAX_OUT       /* answers owed past this hold back the next
                             * request: as much as a stream may owe */
@@ -124,13 +126,37 @@ conn_held(const struct conn *k)
 	return !k->sse && owed(k) >= HOLD;
 }
 
-/* Input past MAX_IN waits for its requests to be taken (behind answers
+/* How much input k may hold: MAX_IN, or when the request at its front
+ * is being read (its head parsed, nothing held) and is longer, that
+ * request whole, as the limits let it be: reading must not stop short
+ * of a request it would take, or it waits out REQUEST_TIMEOUT. A
+ * chunked body's raw length is held by the parser to 2 * body + 64 KiB
+ * before its last chunk line and data: 3 * body + 128 KiB lets it see
+ * past that and refuse. */
+static size_t
+in_cap(const struct relayd *d, const struct conn *k)
+{
+	const struct http_parse *s = &k->parse;
+	size_t need, body = d->lim.body;
+
+	if (!s->end || k->sse || k->q || conn_held(k))
+		return MAX_IN;
+	if (!s->chunked)
+		need = s->need;
+	else if (body > (SIZE_MAX - s->end - 128 * 1024) / 3)
+		need = SIZE_MAX;
+	else
+		need = s->end + 3 * body + 128 * 1024;
+	return need > MAX_IN ? need : MAX_IN;
+}
+
+/* Input past in_cap() waits for its requests to be taken (behind answers
  * owed, or a queued send): reading stops till then, and so does
  * polling for it, as level-triggered EPOLLIN would wake every round. */
 static void
 hold_input(struct relayd *d, struct conn *k)
 {
-	int full = k->in.len >= MAX_IN;
+	int full = k->in.len >= in_cap(d, k);
 
 	if (full != k->full) {
 		k->full = full;
@@ -206,11 +232,14 @@ conn_send(struct relayd *d, struct conn *k, const char *p, size_t n)
 	pending_add(d, k);
 }
 
-/* Read what there is, up to MAX_IN at a time; -1 when the peer is gone. */
+/* Read what there is, up to in_cap() at a time; -1 when the peer is
+ * gone. */
 static int
-conn_read(struct conn *k)
+conn_read(struct relayd *d, struct conn *k)
 {
-	if (k->in.len >= MAX_IN)
+	size_t cap = in_cap(d, k);
+
+	if (k->in.len >= cap)
 		return 0; /* held behind answers owed, or its send */
 	for (;;) {
 		ssize_t n;
@@ -221,7 +250,7 @@ conn_read(struct conn *k)
 			if (!k->in.len)
 				k->since = time(NULL); /* a request begins */
 			k->in.len += (size_t)n;
-			if (k->in.len > MAX_IN || (size_t)n < room)
+			if (k->in.len > cap || (size_t)n < room)
 				return 0; /* parse refuses the first; the loop
 				           * wakes us again for more */
 			continue;
@@ -319,7 +348,7 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	 * What else the client sent is still in the socket, and the loop
 	 * comes back for it. Requests held back behind answers owed go on
 	 * once pumping has taken those answers. */
-	if (k->in.len >= MAX_IN)
+	if (k->in.len >= in_cap(d, k))
 		readable = 0; /* held behind answers owed, or its send */
 	in0 = k->in.len;
 	gone = tls_pump(k, readable, &ww);
@@ -371,7 +400,7 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 	}
 	k->last_tx = time(NULL);
 	want = ww || k->out.len > 0;
-	full = k->in.len >= MAX_IN;
+	full = k->in.len >= in_cap(d, k);
 	if (want != k->want_out || k->eof != eof0 || full != k->full) {
 		k->want_out = want;
 		k->full = full;
@@ -497,7 +526,7 @@ on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 		return;
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		int gone = conn_read(k);
+		int gone = conn_read(d, k);
 		if (!k->sse && k->in.len)
 			process_requests(d, k);
 		if (drop_unheard(d, k) < 0)

@@ -560,6 +560,19 @@ allow() {
 	alive
 }
 
+@test "a body over 1 MiB that a raised BACKCHANNEL_MAX_BODY allows goes through the relay" {
+	BACKCHANNEL_MAX_BODY=2000000 relayd
+	alice_bob
+	head -c 1100000 /dev/zero | tr '\0' a >big
+	export BACKCHANNEL_URL=$URL BACKCHANNEL_MAX_BODY=2000000
+	BACKCHANNEL_TOKEN=$A BACKCHANNEL_AGENT=alice run bch send @bob - <big
+	assert_success
+	assert_output --regexp '^sent [0-9a-f]{8} to @bob$'
+	BACKCHANNEL_TOKEN=$B BACKCHANNEL_AGENT=bob run --separate-stderr bch drain --jsonl
+	assert_success
+	[ "$(printf '%s\n' "$output" | python3 -c 'import json, sys; print(len(json.loads(sys.stdin.readline())["body"]))')" = 1100000 ]
+}
+
 @test "over --rate a sender gets 429 with Retry-After, and no message is lost" {
 	relayd --rate 2
 	alice_bob
