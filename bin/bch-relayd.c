@@ -520,7 +520,7 @@ start(struct relayd *d, const struct opts *o)
 	d->r.rate = o->rate;
 	d->r.burst = o->rate * 2 > 10 ? o->rate * 2 : 10;
 	http_limits_default(&d->lim);
-	d->lim.body = d->c.cfg.lim.total + 4096;
+	d->lim.body = msg_request_max(&d->c.cfg.lim);
 	if (o->cert) {
 		char pin[65];
 		unsigned bits;

@@ -1,5 +1,6 @@
 /* msg: names, limits, decoding and encoding of messages. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,13 @@ decode_fields(const struct json *j, int request, const struct limits *l,
 	if (m->from && !name_valid(m->from))
 		return err_set(e, BCH_PERM, "invalid sender name");
 	return 0;
+}
+
+size_t
+msg_request_max(const struct limits *l)
+{
+	return l->total > (SIZE_MAX - 64 * 1024) / 6 ? SIZE_MAX :
+	    6 * l->total + 64 * 1024;
 }
 
 int

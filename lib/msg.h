@@ -56,6 +56,12 @@ int target_parse(const char *in, char *out, size_t outsz, struct err *e);
 int msg_decode(const char *s, size_t n, int request, const struct limits *l,
     struct msg *m, struct err *e);
 
+/* The longest send request taken for a message within l: JSON may
+ * spell any byte of it as a six-byte \uXXXX escape (json.dumps does,
+ * for all but ASCII), so six times the encoded message, and 64 KiB for
+ * the rest. The decoded message's own limits decide after. */
+size_t msg_request_max(const struct limits *l);
+
 /* Check a message built in memory against the limits. */
 int msg_check(const struct msg *m, const struct limits *l, struct err *e);
 

@@ -150,11 +150,16 @@ route_send(struct relay *r, const struct http_req *q, struct relay_token *t,
 {
 	const struct spool_shared *sh = r->sp->shared;
 	struct relay_sent *dup;
+	struct limits lim = r->cfg->lim;
 	struct msg m;
 	struct err e;
 	int rc;
 
-	if (msg_decode(q->body, q->body_len, 1, &r->cfg->lim, &m, &e) < 0)
+	/* The request's JSON may escape what the message's does not: its
+	 * length is held to the request's limit, the message stored to the
+	 * encoded message's (as bch send takes a line). */
+	lim.total = msg_request_max(&r->cfg->lim);
+	if (msg_decode(q->body, q->body_len, 1, &lim, &m, &e) < 0)
 		return relay_fail_err(a, &e);
 	/* A shared spool makes the send itself idempotent. */
 	if (m.id[0] && !sh && (dup = sent_find(r, a->agent, m.id))) {

@@ -573,6 +573,22 @@ allow() {
 	[ "$(printf '%s\n' "$output" | python3 -c 'import json, sys; print(len(json.loads(sys.stdin.readline())["body"]))')" = 1100000 ]
 }
 
+@test "a send whose JSON spells its body in \\u escapes is taken within the message limits" {
+	relayd
+	alice_bob
+	# json.dumps escapes all but ASCII: 60000 bytes of body, 180000 of JSON.
+	python3 -c 'import json; print(json.dumps({"to": "@bob", "body": "\u00e9" * 30000}))' >esc.json
+	req POST /v1/send "$A" "@esc.json"
+	expect 200
+	[ "$(count_new bob)" -eq 1 ]
+	# The body's limit still holds: 80000 bytes.
+	python3 -c 'import json; print(json.dumps({"to": "@bob", "body": "\u00e9" * 40000}))' >esc.json
+	req POST /v1/send "$A" "@esc.json"
+	expect 413
+	[[ $BODY == *'field \"body\" is over its limit of 65536 bytes'* ]]
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "over --rate a sender gets 429 with Retry-After, and no message is lost" {
 	relayd --rate 2
 	alice_bob
@@ -1055,7 +1071,7 @@ allow() {
 	done
 	[ "$(count_new bob)" -eq 2 ]
 	# Refused on its head: the final answer, never a 100 before it.
-	head -c 300000 /dev/zero >huge
+	head -c 1000000 /dev/zero >huge
 	run curl -sv --expect100-timeout 20 -m 10 -H 'Expect: 100-continue' \
 		-H "Authorization: Bearer $A" --data-binary @huge "$URL/v1/send"
 	refute_line --partial '< HTTP/1.1 100 Continue'
@@ -1152,11 +1168,11 @@ for t in (b"X-Sum: 1\n", b"X-Sum 1\r\n", b"X-Sum: 1\r\n folded\r\n", b"X-Sum: 1\
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	relayd
 	alice_bob
-	# 2 kB of JSON in one-byte chunks, each with a 250-byte extension:
-	# some 520 kB on the wire for a body well under the limit.
+	# 6 kB of JSON in one-byte chunks, each with a 250-byte extension:
+	# some 1.5 MB on the wire for a body well under the limit.
 	python3 -c '
 import sys
-body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 2000 + b"\"}"
+body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 6000 + b"\"}"
 head = ("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
         "Connection: close\r\n\r\n" % sys.argv[1]).encode()
@@ -1164,7 +1180,7 @@ ext = b";" + b"e" * 250
 sys.stdout.buffer.write(head + b"".join(b"1" + ext + b"\r\n" + body[i:i + 1] + b"\r\n"
                                         for i in range(len(body))) + b"0\r\n\r\n")
 ' "$A" >padded.req
-	[ "$(wc -c <padded.req)" -gt 500000 ]
+	[ "$(wc -c <padded.req)" -gt 1500000 ]
 	run raw padded.req
 	[ "$(printf '%s\n' "$output" | status_lines)" = '413 ' ]
 	assert_output --partial '"error":"request over the limit'
@@ -1172,7 +1188,7 @@ sys.stdout.buffer.write(head + b"".join(b"1" + ext + b"\r\n" + body[i:i + 1] + b
 	# The same body in one chunk is sent.
 	python3 -c '
 import sys
-body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 2000 + b"\"}"
+body = b"{\"to\":\"@bob\",\"body\":\"" + b"x" * 6000 + b"\"}"
 sys.stdout.buffer.write(("POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
     "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x;e=1\r\n"
     % (sys.argv[1], len(body))).encode() + body + b"\r\n0\r\n\r\n")

@@ -504,11 +504,14 @@ static void
 check_send(const struct http_req *q, const struct relay_answer *a,
     const char *who)
 {
+	struct limits lim = cfg.lim;
 	struct msg req, m;
 	struct err e;
 	size_t i;
 
-	if (msg_decode(q->body, q->body_len, 1, &cfg.lim, &req, &e) < 0) {
+	/* A request may escape what the message does not (relay-mail.c). */
+	lim.total = msg_request_max(&cfg.lim);
+	if (msg_decode(q->body, q->body_len, 1, &lim, &req, &e) < 0) {
 		CHECK(a->status == 400 || a->status == 413);
 		return;
 	}
@@ -818,7 +821,7 @@ raw_http(const char *s, size_t n)
 	int k;
 
 	http_limits_default(&lim);
-	lim.body = cfg.lim.total + 4096;
+	lim.body = msg_request_max(&cfg.lim); /* as bch-relayd */
 	expand(s, n, &b);
 	for (k = 0; k < MAX_PIPELINED && off < b.len; k++) {
 		struct http_req q;
