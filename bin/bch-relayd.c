@@ -226,10 +226,12 @@ static void
 refuse(struct relayd *d, struct conn *k, int status)
 {
 	struct buf out = BUF_INIT;
-	char body[128];
+	char body[256];
 	int n = status == 413 ?
 	    snprintf(body, sizeof body, "{\"error\":\"request over the limit "
-	    "of %zu bytes\"}\n", d->lim.body) :
+	    "of %zu bytes of this relay, which takes a body of at most %zu "
+	    "bytes — send a path or URL in --ref instead\"}\n", d->lim.body,
+	    d->c.cfg.lim.body) :
 	    snprintf(body, sizeof body, "{\"error\":\"%s\"}\n",
 	    http_reason(status));
 

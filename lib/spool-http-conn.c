@@ -322,6 +322,11 @@ exchange(struct spool *s, const char *method, const char *path,
 		}
 		link_due(l, s->cfg->timeout);
 		rc = link_write(l, q.p, q.len) >= 0;
+		/* A relay refuses a request over its limit from the head
+		 * (413) and closes without reading the rest: the write
+		 * fails, and its answer waits to be read. */
+		if (!rc && !l->tls && (errno == EPIPE || errno == ECONNRESET))
+			rc = 1;
 		/* Over TLS, nothing leaves before the handshake is done. */
 		if (!l->tls || tls_client_up(l->tls))
 			s->reached = 1;

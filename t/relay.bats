@@ -589,6 +589,17 @@ allow() {
 	[ "$(count_new bob)" -eq 1 ]
 }
 
+@test "a send over the relay's limit is told the limit, as a permanent error, not a lost connection" {
+	relayd
+	alice_bob
+	head -c 15000000 /dev/zero | tr '\0' a >big
+	BACKCHANNEL_URL=$URL BACKCHANNEL_MAX_BODY=20000000 BACKCHANNEL_TOKEN=$A BACKCHANNEL_AGENT=alice \
+		run -100 bch send @bob - <big
+	assert_output "bch-send: request over the limit of 655360 bytes of this relay, which takes a body of at most 65536 bytes — send a path or URL in --ref instead"
+	[ "$(count_new bob)" -eq 0 ]
+	alive
+}
+
 @test "over --rate a sender gets 429 with Retry-After, and no message is lost" {
 	relayd --rate 2
 	alice_bob
