@@ -191,9 +191,10 @@ tools_list(struct req *r)
 		buf_printf(&b, "%s{\"name\":\"%s\"", i ? "," : "", t->name);
 		if (structured(r->s))
 			buf_printf(&b, ",\"title\":\"%s\"", t->title);
-		put_field(&b, "description", t->desc);
+		buf_adds(&b, ",\"description\":");
+		put_desc(&b, t->desc, r->s->c->cfg.lim.body);
 		buf_adds(&b, ",\"inputSchema\":");
-		input_schema(&b, t->args);
+		input_schema(&b, t->args, r->s->c->cfg.lim.body);
 		if (structured(r->s)) {
 			buf_adds(&b, ",\"outputSchema\":");
 			for (c = t->output; *c; c++)

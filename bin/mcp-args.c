@@ -169,7 +169,26 @@ args_check(const struct call *k, const struct tool *t, char *why,
 }
 
 void
-input_schema(struct buf *b, const struct arg *args)
+put_desc(struct buf *b, const char *desc, size_t body)
+{
+	struct buf t = BUF_INIT;
+	const char *p;
+
+	while ((p = strstr(desc, BODY_MAX))) {
+		buf_add(&t, desc, (size_t)(p - desc));
+		if (body % 1024 == 0)
+			buf_printf(&t, "%zu KiB", body / 1024);
+		else
+			buf_printf(&t, "%zu bytes", body);
+		desc = p + strlen(BODY_MAX);
+	}
+	buf_adds(&t, desc);
+	put_str(b, t.p);
+	buf_free(&t);
+}
+
+void
+input_schema(struct buf *b, const struct arg *args, size_t body)
 {
 	static const char *const type[] = { "string", "string", "array",
 		"boolean", "integer", "string" };
@@ -183,7 +202,7 @@ input_schema(struct buf *b, const struct arg *args)
 		    "\"enum\":[\"normal\",\"urgent\"]," : a->type == A_STRS ?
 		    "\"items\":{\"type\":\"string\"}," : "");
 		buf_adds(b, "\"description\":");
-		put_str(b, a->desc);
+		put_desc(b, a->desc, body);
 		buf_addc(b, '}');
 	}
 	buf_addc(b, '}');

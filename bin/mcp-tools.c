@@ -492,7 +492,7 @@ static const struct arg send_args[] = {
 	{ "target", A_STR, 1, "Recipient: \"@agent\" for one agent, or "
 	    "\"#channel\" for every subscriber of the channel but you." },
 	{ "body", A_TEXT, 1, "The message: plain text or markdown, at most "
-	    "64 KiB. Say enough to act on without a reply." },
+	    BODY_MAX ". Say enough to act on without a reply." },
 	{ "priority", A_ENUM, 0, "\"urgent\" may wake the recipient with a "
 	    "desktop notification; keep it for what cannot wait. Default "
 	    "\"normal\"." },
@@ -535,7 +535,7 @@ const struct tool tools[] = {
 	    "them, a question, a hand-off. Delivery is asynchronous; they "
 	    "read it when they next check their inbox. Fails if the agent "
 	    "is unknown, the channel has no other subscribers, or the body "
-	    "is over 64 KiB (put a path or URL in refs instead).",
+	    "is over " BODY_MAX " (put a path or URL in refs instead).",
 	    send_args, "{'type':'object','properties':{'message':" MSG_SCHEMA
 	    ",'recipients':{'type':'integer'},'read':{'type':'array','items':"
 	    "{'type':'string'}},'unread':{'type':'array','items':{'type':"

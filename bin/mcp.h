@@ -108,8 +108,16 @@ int tok_is(const struct json *j, int i, const char *s);
 int args_check(const struct call *k, const struct tool *t, char *why,
     size_t whysz);
 
-/* Append the JSON Schema of args (tools/list's inputSchema). */
-void input_schema(struct buf *b, const struct arg *args);
+/* Stands in a description for the body limit, which the environment
+ * sets (BACKCHANNEL_MAX_BODY): put_desc() writes it out. */
+#define BODY_MAX "{body-max}"
+
+/* Append desc as a JSON string, BODY_MAX in it spelled as body bytes. */
+void put_desc(struct buf *b, const char *desc, size_t body);
+
+/* Append the JSON Schema of args (tools/list's inputSchema); body: the
+ * body limit, for the descriptions that name it. */
+void input_schema(struct buf *b, const struct arg *args, size_t body);
 
 /* mcp-tools.c: the tools, in the order tools/list gives them. */
 extern const struct tool tools[];

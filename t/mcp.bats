@@ -230,6 +230,17 @@ lines_are() {
 	is 1 result.tools.1.annotations.destructiveHint true
 }
 
+@test "tools/list states the body limit BACKCHANNEL_MAX_BODY sets" {
+	rpc "$(init)" '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+	[[ $(jv 1 result.tools.0.description) == *'body is over 64 KiB ('* ]]
+	[[ $(jv 1 result.tools.0.inputSchema.properties.body.description) == *'at most 64 KiB.'* ]]
+	export BACKCHANNEL_MAX_BODY=2000000
+	rpc "$(init)" '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+	[[ $(jv 1 result.tools.0.description) == *'body is over 2000000 bytes ('* ]]
+	[[ $(jv 1 result.tools.0.inputSchema.properties.body.description) == *'at most 2000000 bytes.'* ]]
+	[[ $output != *'64 KiB'* ]]
+}
+
 @test "outputSchema and structuredContent come with 2025-06-18 and later only" {
 	rpc "$(init 2025-03-26)" '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' "$(call 2 bch_whoami)"
 	is 1 result.tools.0.outputSchema '<absent>'
