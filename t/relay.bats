@@ -3399,6 +3399,21 @@ spki_pin() {
 	kill -0 "$p"
 }
 
+@test "TLS: a body over 1 MiB that a raised BACKCHANNEL_MAX_BODY allows goes through the relay" {
+	BACKCHANNEL_MAX_BODY=2000000 tls_relay ec
+	U=https://localhost:$PORT
+	for n in alice bob; do
+		curl -s --cacert "$CERT" -H "Authorization: Bearer $ROOM" -d "{\"name\":\"$n\"}" \
+			"$U/v1/register" | sed -n 's/.*"token": *"\([0-9a-f]*\)".*/\1/p' >"$n.tok"
+	done
+	head -c 1100000 /dev/zero | tr '\0' a >big
+	BACKCHANNEL_URL=$U BACKCHANNEL_CA=$CERT BACKCHANNEL_MAX_BODY=2000000 \
+		BACKCHANNEL_TOKEN=$(cat alice.tok) BACKCHANNEL_AGENT=alice run bch send @bob - <big
+	assert_success
+	assert_output --regexp '^sent [0-9a-f]{8} to @bob$'
+	[ "$(count_new bob)" -eq 1 ]
+}
+
 @test "TLS: a keep-alive connection idle for seconds is served again, pipelining too" {
 	command -v python3 >/dev/null || skip "python3 is not installed"
 	tls_relay ec
