@@ -208,4 +208,26 @@ void room_token(struct relayd *d, const char *tok, const char *file,
  * pwfile, else REDIS_PASSWORD. Exits when it cannot be opened. */
 void open_redis(struct relayd *d, const char *url, const char *pwfile);
 
+/* relayd-start.c, the start. */
+
+/* What the command line asks for. */
+struct opts {
+	const char *listen, *tok, *tokfile, *cert, *key, *spool, *pwfile, *home;
+	int port, notify, maxconns_asked;
+	double rate;
+};
+
+/* The command line into o (d->maxconns too); usage errors exit. */
+void relayd_opts(struct relayd *d, int argc, char **argv, struct opts *o);
+
+/* --home dir (if given) as BACKCHANNEL_HOME, made absolute. */
+void relayd_home(struct cli *c, const char *home);
+
+/* Open the spool and the room, load the certificate, listen, and make
+ * the event loop's descriptors. Exits on failure. */
+void relayd_start(struct relayd *d, const struct opts *o);
+
+/* Say where the relay listens, and that it is ready, to s6 too. */
+void relayd_ready(struct relayd *d, const struct opts *o);
+
 #endif
