@@ -121,6 +121,46 @@ fit_descriptors(struct relayd *d, int asked)
 		    (unsigned long long)rl.rlim_cur);
 }
 
+/* A non-blocking socket listening on addr (IPv4 or IPv6) and port, or -1
+ * with e set. */
+static int
+listen_on(const char *addr, int port, struct err *e)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in s4;
+	struct sockaddr *sa;
+	socklen_t len;
+	int fd, one = 1;
+
+	memset(&s6, 0, sizeof s6);
+	memset(&s4, 0, sizeof s4);
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s4;
+		len = sizeof s4;
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)port);
+		sa = (struct sockaddr *)&s6;
+		len = sizeof s6;
+	} else {
+		return err_set(e, BCH_PERM, "bad --listen address %s — give an "
+		    "IPv4 or IPv6 address", addr);
+	}
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(e, "cannot open a socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
+		err_sys(e, "cannot listen on %s port %d", addr, port);
+		e->code = BCH_TEMP;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* Open the spool and the room, load the certificate, listen, and make the
  * event loop's descriptors. Exits on failure. */
 void

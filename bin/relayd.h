@@ -149,10 +149,6 @@ void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
  * them. */
 void on_accept(struct relayd *d);
 
-/* A non-blocking socket listening on addr (IPv4 or IPv6) and port, or -1
- * with e set. */
-int listen_on(const char *addr, int port, struct err *e);
-
 /* relayd-arrive.c, arrivals to SSE streams. */
 
 /* Push what inotify reports in watched inboxes to their SSE readers. */
