@@ -553,6 +553,32 @@ config_need_agent(const struct config *c, struct err *e)
 	    "no identity — run bch init <name> or set BACKCHANNEL_AGENT");
 }
 
+/* config.json is about to name agent: a personal token of the default
+ * identity it names now that it alone holds (an older version's, or
+ * the first implementation's, config.json) goes to tokens/<old> first,
+ * with the relay and pin it was issued under, else it would be lost
+ * for good, and the name with it on that relay. A tokens/<old> with
+ * that token but no relay recorded gets config.json's. */
+static int
+keep_old_token(const struct config *c, const char *agent, struct err *e)
+{
+	const char *old = c->file_agent;
+	char *tok, *kept;
+	int rc = 0;
+
+	if (!old[0] || !c->file_token || !c->file_token[0] ||
+	    strcmp(old, agent) == 0)
+		return 0;
+	tok = config_agent_token(c, old);
+	kept = tok ? token_relay(c, old) : NULL;
+	if (!tok || (!kept && c->file_url && strcmp(tok, c->file_token) == 0))
+		rc = config_save_token(c, old, c->file_token, c->file_url,
+		    c->file_pin, e);
+	free(tok);
+	free(kept);
+	return rc;
+}
+
 int
 config_save(const struct config *c, const char *agent, const char *url,
     const char *token, const char *pin, struct err *e)
@@ -561,6 +587,8 @@ config_save(const struct config *c, const char *agent, const char *url,
 	struct buf b = BUF_INIT;
 	int rc;
 
+	if (keep_old_token(c, agent, e) < 0)
+		return -1;
 	buf_adds(&b, "{\n  \"agent\": ");
 	json_put_string(&b, agent, strlen(agent));
 	if (url) {

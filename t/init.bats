@@ -394,3 +394,26 @@ tls_relayd() {
 	bch init alice --url "http://127.0.0.1:$R_PORT" --token room-r-0123456789abcdef >/dev/null
 	[ "$(mode "$BACKCHANNEL_HOME")" = 700 ]
 }
+
+@test "init as a new default keeps the old default's token that only config.json held, with its relay and pin" {
+	tls_cert a
+	tls_relayd a room-a-0123456789abcdef
+	url=https://127.0.0.1:$A_PORT
+	bch init carol --url "$url" --token room-a-0123456789abcdef --pin "$A_PIN" >/dev/null
+	# As an older version kept it: in config.json alone.
+	rm -r "$BACKCHANNEL_HOME/tokens"
+	token=$(jq -r .token "$BACKCHANNEL_HOME/config.json")
+	run bch init dave --url "$url" --token room-a-0123456789abcdef --pin "$A_PIN"
+	assert_success
+	[ "$(jq -r .agent "$BACKCHANNEL_HOME/config.json")" = dave ]
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$token" ]
+	run as dave bch send @carol "still there?"
+	assert_success
+	run as carol bch inbox
+	assert_success
+	assert_output --partial 'dave -> @carol'
+	# The name is carol's still: init again refreshes it.
+	run env BACKCHANNEL_AGENT=carol bch init carol --url "$url" --token room-a-0123456789abcdef --pin "$A_PIN"
+	assert_success
+	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$token" ]
+}

@@ -174,6 +174,38 @@ default identity is now carol-b (was carol)"
 	assert_output "joined as carol-b via $URL_B"
 }
 
+@test "a default identity's token kept only in config.json outlives joining another room as another name" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	# As an older version kept it: in config.json alone.
+	rm -r "$BACKCHANNEL_HOME/tokens"
+	BACKCHANNEL_AGENT=dave bch init dave --url "$RELAY" --token "$BCH_ROOM" >/dev/null
+	as dave bch send @carol "still there?" >/dev/null
+	other_relay
+	run bch join "$(bch invite --url "$URL_B" --token "$ROOM_B")" --as carol-b --no-hooks
+	assert_success
+	[ "$(jq -r .agent "$BACKCHANNEL_HOME/config.json")" = carol-b ]
+	run as carol bch whoami
+	assert_output "carol via $RELAY"
+	run as carol bch inbox
+	assert_success
+	assert_output --partial 'dave -> @carol'
+	assert_output --partial 'still there?'
+}
+
+@test "a default identity's token kept with no relay recorded is not taken to the next default's relay" {
+	bch join "$INV" --as carol --no-hooks >/dev/null
+	# As a version from before relays were recorded kept it.
+	rm -r "$BACKCHANNEL_HOME/tokens/.relay"
+	other_relay
+	run bch join "$(bch invite --url "$URL_B" --token "$ROOM_B")" --as carol-b --no-hooks
+	assert_success
+	run as carol bch whoami
+	assert_output "carol via $RELAY"
+	run as carol bch inbox
+	assert_success
+	assert_output 'inbox empty'
+}
+
 @test "join runs bch-setup, which configures the harnesses it finds" {
 	mkdir -p "$HOME/.claude" "$HOME/.gemini"
 	run bch join "$INV" --as carol
