@@ -193,8 +193,8 @@ override(char **field, const char *value)
 static void
 other_relay(struct config *cfg, const char *url, const char *pin)
 {
-	if (!url || pin || (cfg->url && strcmp(cfg->url, url) == 0) ||
-	    getenv("BACKCHANNEL_PIN"))
+	if (!url || pin || (cfg->url && config_same_relay(cfg->url, url))
+	    || getenv("BACKCHANNEL_PIN"))
 		return;
 	free(cfg->pin);
 	cfg->pin = NULL;

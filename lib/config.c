@@ -262,6 +262,20 @@ token_origin(const struct config *c, const char *agent, struct origin *o)
 	o->url = b.p;
 }
 
+/* Do the relay urls a and b name one relay, however written: a host's
+ * case, a trailing '/', a port that is the scheme's own? */
+int
+config_same_relay(const char *a, const char *b)
+{
+	struct url ua, ub;
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	return url_parse(&ua, a, NULL) == 0 && url_parse(&ub, b, NULL) == 0 &&
+	    ua.https == ub.https && strcasecmp(ua.host, ub.host) == 0 &&
+	    strcmp(ua.port, ub.port) == 0 && strcmp(ua.prefix, ub.prefix) == 0;
+}
+
 /* The relay and how to trust it: the environment over config.json, and
  * over both, for an identity other than config.json's, the relay that
  * gave its token (own): that token is never shown to another relay's
@@ -273,7 +287,8 @@ load_relay(struct config *c, const char *own)
 
 	c->url = xstrdup(v && *v ? v : own ? own : c->file_url ? c->file_url :
 	    "");
-	if (c->pin && (!c->file_url || strcmp(c->url, c->file_url) != 0)) {
+	if (c->pin && (!c->file_url || !config_same_relay(c->url,
+	    c->file_url))) {
 		/* config.json's pin belongs to config.json's relay only. */
 		free(c->pin);
 		c->pin = NULL;
@@ -332,7 +347,7 @@ load_all(struct config *c, struct err *e)
 	load_relay(c, o.url);
 	/* Its relay is trusted by the pin its token was issued under. */
 	v = getenv("BACKCHANNEL_PIN");
-	if (o.pin && c->url && o.url && strcmp(c->url, o.url) == 0 &&
+	if (o.pin && c->url && o.url && config_same_relay(c->url, o.url) &&
 	    !(v && *v)) {
 		free(c->pin);
 		c->pin = o.pin;
@@ -368,20 +383,6 @@ same_pin(const char *a, const char *b)
 	return a && b ? strcasecmp(a, b) == 0 : a == b;
 }
 
-/* Do the relay urls a and b name one relay, however written: a host's
- * case, a trailing '/', a port that is the scheme's own? */
-static int
-same_relay(const char *a, const char *b)
-{
-	struct url ua, ub;
-
-	if (strcmp(a, b) == 0)
-		return 1;
-	return url_parse(&ua, a, NULL) == 0 && url_parse(&ub, b, NULL) == 0 &&
-	    ua.https == ub.https && strcasecmp(ua.host, ub.host) == 0 &&
-	    strcmp(ua.port, ub.port) == 0 && strcmp(ua.prefix, ub.prefix) == 0;
-}
-
 /* 1, with e saying so, if a personal token of agent is kept for
  * another relay than url (or for one not recorded), in tokens/<agent>
  * or in config.json: registering here would replace it, and with it
@@ -393,9 +394,10 @@ kept_elsewhere(const struct config *c, const char *agent, const char *url,
 	char file[PATH_MAX + 100], cfg[PATH_MAX + 40];
 	char *tok = config_agent_token(c, agent);
 	char *kept = tok ? token_relay(c, agent) : NULL;
-	int in_file = tok && (!kept || !same_relay(kept, url));
+	int in_file = tok && (!kept || !config_same_relay(kept, url));
 	int in_cfg = c->file_token && c->file_url && c->file_url[0] &&
-	    strcmp(agent, c->file_agent) == 0 && !same_relay(c->file_url, url);
+	    strcmp(agent, c->file_agent) == 0 &&
+	    !config_same_relay(c->file_url, url);
 
 	snprintf(file, sizeof file, "%s/tokens/%s", c->home, agent);
 	snprintf(cfg, sizeof cfg, "the token in %s/config.json", c->home);
@@ -424,14 +426,14 @@ config_token_check(const struct config *c, const char *agent,
 	if (kept_elsewhere(c, agent, url, e))
 		return -1;
 	token_origin(c, agent, &o);
-	if (o.url && same_relay(o.url, url)) {
+	if (o.url && config_same_relay(o.url, url)) {
 		*token = config_agent_token(c, agent);
 		/* A file from before pins were kept: config.json's word. */
 		kept_pin = o.known ? o.pin : c->file_url &&
-		    same_relay(c->file_url, url) ? c->file_pin : NULL;
+		    config_same_relay(c->file_url, url) ? c->file_pin : NULL;
 	} else if (c->file_token && c->file_url &&
 	    strcmp(agent, c->file_agent) == 0 &&
-	    same_relay(c->file_url, url)) {
+	    config_same_relay(c->file_url, url)) {
 		*token = xstrdup(c->file_token);
 		kept_pin = c->file_pin;
 	}

@@ -50,6 +50,10 @@ int config_need_agent(const struct config *c, struct err *e);
 int config_save(const struct config *c, const char *agent, const char *url,
     const char *token, const char *pin, struct err *e);
 
+/* Do the relay urls a and b name one relay, however written (a host's
+ * case, a trailing '/', the scheme's own port)? 1 or 0. */
+int config_same_relay(const char *a, const char *b);
+
 /* The personal token kept for agent in tokens/<agent>, or NULL. */
 char *config_agent_token(const struct config *c, const char *agent);
 

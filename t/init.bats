@@ -417,3 +417,14 @@ tls_relayd() {
 	assert_success
 	[ "$(cat "$BACKCHANNEL_HOME/tokens/carol")" = "$token" ]
 }
+
+@test "init --url the configured relay written another way keeps its pin" {
+	tls_cert a
+	tls_relayd a room-a-0123456789abcdef
+	url=https://127.0.0.1:$A_PORT
+	bch init carol --url "$url" --token room-a-0123456789abcdef --pin "$A_PIN" >/dev/null
+	run bch init carol --url "$url/" --token room-a-0123456789abcdef
+	assert_success
+	assert_output "initialised carol via $url/"
+	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$A_PIN" ]
+}

@@ -407,6 +407,24 @@ PY
 	assert_output --partial erin
 }
 
+@test "a pinned relay's url written another way is still trusted by its pin" {
+	tls_cert a
+	tls_relay a
+	pin=$(sed -n 's/.*key pin \([0-9a-f]\{64\}\).*/\1/p' "$BATS_TEST_TMPDIR/tls.log")
+	[ -n "$pin" ]
+	inv=$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --pin "$pin")
+	bch join "$inv" --as carol --no-hooks >/dev/null
+	BACKCHANNEL_AGENT=erin bch join "$inv" --as erin --no-hooks >/dev/null
+	# The default identity: the pin in config.json.
+	run env BACKCHANNEL_URL="$TLS_URL/" bch inbox
+	assert_success
+	assert_output 'inbox empty'
+	# Another identity: the pin in tokens/.relay/erin.
+	run env BACKCHANNEL_URL="$TLS_URL/" BACKCHANNEL_AGENT=erin bch inbox
+	assert_success
+	assert_output 'inbox empty'
+}
+
 # other_relay: a second relay, B, with a room token of its own; sets
 # URL_B and ROOM_B.
 other_relay() {
