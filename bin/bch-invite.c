@@ -172,8 +172,8 @@ pin_of(struct cli *c, const char *pin, const char *cert, int configured)
 	/* config.json's pin is its relay's: not one BACKCHANNEL_URL names. */
 	if (!pin)
 		return configured && c->cfg.pin && (getenv("BACKCHANNEL_PIN") ||
-		    (c->cfg.file_url && strcmp(c->cfg.url, c->cfg.file_url) ==
-		    0)) ? xstrdup(c->cfg.pin) : NULL;
+		    (c->cfg.file_url && config_same_relay(c->cfg.url,
+		    c->cfg.file_url))) ? xstrdup(c->cfg.pin) : NULL;
 	if (!invite_pin_valid(pin)) {
 		err_set(&c->e, BCH_PERM, "the pin must be 64 hex digits (the "
 		    "relay prints it as key pin <hex>)");
@@ -312,7 +312,7 @@ main(int argc, char **argv)
 	/* A pin the configuration gives means nothing to an http:// relay
 	 * (one given as an option was refused by check()). */
 	inv.pin = pin_of(&c, o.pin, o.cert, strncmp(inv.url, "http://", 7) &&
-	    (!o.url || (c.cfg.url && strcmp(o.url, c.cfg.url) == 0)));
+	    (!o.url || (c.cfg.url && config_same_relay(o.url, c.cfg.url))));
 	invite_encode(&inv, &code);
 	if (code.len > INVITE_MAX) {
 		err_set(&c.e, BCH_PERM, "the invite would be over %d bytes, "

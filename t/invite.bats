@@ -83,6 +83,18 @@ mkinvite() {
 	assert_equal "$(decode "$output" | jq -c .)" '{"url":"https://env.example","token":"room-0123456789abcdef"}'
 }
 
+@test "the configured relay's url written another way still gets its pin" {
+	mkdir -p "$BACKCHANNEL_HOME"
+	printf '{"agent":"alice","url":"https://relay.example","token":"personal","pin":"%s"}\n' "$PIN" \
+		>"$BACKCHANNEL_HOME/config.json"
+	run bch invite --url https://Relay.Example:443/ --token room-0123456789abcdef
+	assert_success
+	assert_equal "$(decode "$output" | jq -c .)" "{\"url\":\"https://Relay.Example:443/\",\"token\":\"room-0123456789abcdef\",\"pin\":\"$PIN\"}"
+	run env BACKCHANNEL_URL=https://relay.example/ bch invite --token room-0123456789abcdef
+	assert_success
+	assert_equal "$(decode "$output" | jq -c .)" "{\"url\":\"https://relay.example/\",\"token\":\"room-0123456789abcdef\",\"pin\":\"$PIN\"}"
+}
+
 @test "--cert computes the pin the relay prints for that certificate" {
 	command -v openssl >/dev/null || skip "needs openssl"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
