@@ -123,10 +123,12 @@ load_file(struct config *c, struct err *e)
 	if (file_str(&j, "url", 4096, &c->file_url, path, e) < 0 ||
 	    file_str(&j, "token", 4096, &c->file_token, path, e) < 0 ||
 	    file_str(&j, "pin", 128, &c->file_pin, path, e) < 0 ||
-	    file_str(&j, "ca", 4096, &c->cafile, path, e) < 0)
+	    file_str(&j, "ca", 4096, &c->file_ca, path, e) < 0)
 		goto out;
 	if (c->file_pin)
 		c->pin = xstrdup(c->file_pin);
+	if (c->file_ca)
+		c->cafile = xstrdup(c->file_ca);
 	rc = 0;
 out:
 	json_free(&j);
@@ -605,6 +607,14 @@ config_save(const struct config *c, const char *agent, const char *url,
 		buf_adds(&b, ",\n  \"pin\": ");
 		json_put_string(&b, pin, strlen(pin));
 	}
+	/* The CA file written in by hand for config.json's relay stays
+	 * while the relay does: dropped, the next command fails its TLS
+	 * check. */
+	if (c->file_ca && (url && c->file_url ?
+	    config_same_relay(url, c->file_url) : !url && !c->file_url)) {
+		buf_adds(&b, ",\n  \"ca\": ");
+		json_put_string(&b, c->file_ca, strlen(c->file_ca));
+	}
 	buf_adds(&b, "\n}\n");
 	snprintf(path, sizeof path, "%s/config.json", c->home);
 	rc = io_replace(path, b.p, b.len, 1, e);
@@ -620,8 +630,10 @@ config_free(struct config *c)
 	free(c->file_url);
 	free(c->file_token);
 	free(c->file_pin);
+	free(c->file_ca);
 	free(c->pin);
 	free(c->cafile);
 	c->url = c->token = c->file_url = c->file_token = c->file_pin = NULL;
+	c->file_ca = NULL;
 	c->pin = c->cafile = NULL;
 }

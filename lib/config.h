@@ -19,6 +19,7 @@ struct config {
 	char *file_url;                      /* config.json's url */
 	char *file_token;                    /* config.json's token */
 	char *file_pin;                      /* config.json's pin */
+	char *file_ca;                       /* config.json's ca */
 	char *pin;    /* sha256 of the relay's public key, hex (BACKCHANNEL_PIN) */
 	char *cafile; /* CA bundle for the relay (BACKCHANNEL_CA) */
 	int fsync;                           /* BACKCHANNEL_FSYNC, default 1 */

@@ -428,3 +428,22 @@ tls_relayd() {
 	assert_output "initialised carol via $url/"
 	[ "$(jq -r .pin "$BACKCHANNEL_HOME/config.json")" = "$A_PIN" ]
 }
+
+@test "init again keeps the ca config.json names for its relay" {
+	tls_cert a
+	tls_relayd a room-a-0123456789abcdef
+	url=https://localhost:$A_PORT
+	run env BACKCHANNEL_CA="$BATS_TEST_TMPDIR/a.crt" bch init carol --url "$url" --token room-a-0123456789abcdef
+	assert_success
+	# The relay's CA file, added to config.json by hand.
+	jq --arg ca "$BATS_TEST_TMPDIR/a.crt" '.ca = $ca' "$BACKCHANNEL_HOME/config.json" >"$BATS_TEST_TMPDIR/cfg"
+	cat "$BATS_TEST_TMPDIR/cfg" >"$BACKCHANNEL_HOME/config.json"
+	run bch agents
+	assert_success
+	run bch init carol --url "$url/" --token room-a-0123456789abcdef
+	assert_success
+	[ "$(jq -r .ca "$BACKCHANNEL_HOME/config.json")" = "$BATS_TEST_TMPDIR/a.crt" ]
+	run bch agents
+	assert_success
+	assert_output --partial carol
+}

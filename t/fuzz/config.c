@@ -96,6 +96,7 @@ check_save(const struct config *c)
 	CHECK(same_str(d.file_url, c->file_url));
 	CHECK(same_str(d.file_token, c->file_token));
 	CHECK(same_str(d.pin, c->pin));
+	CHECK(same_str(d.file_ca, c->file_ca));
 	config_free(&d);
 }
 
