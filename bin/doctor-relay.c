@@ -92,6 +92,7 @@ struct health {
 	const char *tls_why;
 	int late;      /* it did not come whole within BACKCHANNEL_TIMEOUT */
 	int malformed; /* something answered, but not in HTTP we take */
+	int plain;     /* https://, answered in plain HTTP */
 };
 
 static time_t
@@ -159,6 +160,10 @@ say_broken(const struct link *l, int secs, struct health *h)
 		snprintf(tls_why, sizeof tls_why, "%s", tls_client_why(l->tls));
 		h->tls_why = tls_why;
 		snprintf(h->why, sizeof h->why, "%s", tls_why);
+	} else if (l->tls && tls_client_plain(l->tls)) {
+		h->plain = 1;
+		snprintf(h->why, sizeof h->why, "answered in plain HTTP, not "
+		    "TLS");
 	} else if (saved == ETIMEDOUT || saved == EAGAIN ||
 	    saved == EWOULDBLOCK) {
 		h->late = 1;
@@ -329,6 +334,18 @@ report_down(struct doc *d, const struct url *u, const struct health *h,
 	const char *unset = getenv("BACKCHANNEL_URL") ?
 	    "unset BACKCHANNEL_URL; or " : "";
 
+	if (h->plain) { /* https:// typed for http:// */
+		const char *rest = strstr(d->cfg.url, "://") + 3;
+		if (*unset)
+			snprintf(fix, sizeof fix, "set BACKCHANNEL_URL=http://%s",
+			    rest);
+		else
+			snprintf(fix, sizeof fix, "bch init %s --url http://%s "
+			    "--token <room token>", d->cfg.agent[0] ?
+			    d->cfg.agent : "<name>", rest);
+		add(d, FAIL, what, fix, "%s — use http://", h->why);
+		return;
+	}
 	if (h->late || h->malformed) {
 		snprintf(fix, sizeof fix, "%scheck that the URL is a running "
 		    "backchannel relay's%s", unset, h->late ? "; over a slow "

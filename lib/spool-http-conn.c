@@ -277,6 +277,14 @@ link_lost(struct spool *s, struct link *l, int fresh, struct err *e)
 		link_close(l);
 		return err_status(e, 495);
 	}
+	if (l->tls && tls_client_plain(l->tls)) {
+		/* https:// typed for a relay that speaks plain HTTP: no
+		 * other try can help. */
+		err_set(e, BCH_PERM, "relay %s answered in plain HTTP, not "
+		    "TLS — use http://", s->cfg->url);
+		link_close(l);
+		return err_status(e, 400);
+	}
 	link_close(l);
 	if (saved == EAGAIN || saved == EWOULDBLOCK || saved == ETIMEDOUT) {
 		err_set(e, BCH_TEMP, "relay %s did not answer within %d s — "

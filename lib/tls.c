@@ -281,6 +281,8 @@ struct tls_client {
 	int timed;            /* reads are held to due */
 	struct timespec due;
 	int up;               /* the handshake was done */
+	unsigned char first[5]; /* the first bytes read: "HTTP/"? */
+	size_t nfirst;
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
 };
 
@@ -354,6 +356,13 @@ sock_read(void *ctx, unsigned char *p, size_t n)
 		if (r < 0 && errno == EINTR)
 			continue;
 		t->sys_errno = r < 0 ? errno : 0;
+		if (r > 0 && t->nfirst < sizeof t->first) {
+			size_t k = sizeof t->first - t->nfirst;
+			if ((size_t)r < k)
+				k = (size_t)r;
+			memcpy(t->first + t->nfirst, p, k);
+			t->nfirst += k;
+		}
 		return r <= 0 ? -1 : (int)r;
 	}
 }
@@ -521,6 +530,13 @@ int
 tls_client_up(const struct tls_client *t)
 {
 	return t->up;
+}
+
+int
+tls_client_plain(const struct tls_client *t)
+{
+	return !t->up && t->nfirst == sizeof t->first &&
+	    memcmp(t->first, "HTTP/", sizeof t->first) == 0;
 }
 
 int

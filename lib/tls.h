@@ -79,6 +79,10 @@ const char *tls_client_why(struct tls_client *t);
  * has left. */
 int tls_client_up(const struct tls_client *t);
 
+/* Did the handshake fail on an answer in plain HTTP ("HTTP/...", a
+ * server that speaks no TLS on that port)? */
+int tls_client_plain(const struct tls_client *t);
+
 /* Has the engine decrypted bytes not yet read? */
 int tls_client_pending(struct tls_client *t);
 
