@@ -39,7 +39,7 @@ struct conn {
 	               * or over TLS records in the engine */
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
 	int full;     /* input held back to its limit: not read meanwhile */
-	int sniffed;  /* TLS: its first byte was looked at (plain HTTP?) */
+	int sniffed;  /* its first byte was looked at (the wrong scheme?) */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;

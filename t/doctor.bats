@@ -639,6 +639,18 @@ PY
 	fails_with 'relay http://relay.invalid/x: unreachable: ' 'unset BACKCHANNEL_URL; or start the relay on its host (bch relay --port 80), or point at a running one: bch init alice --url <relay-url> --token <room token>'
 }
 
+@test "https:// for a plain HTTP relay: FAIL, saying to use http://" {
+	relay_up
+	https=https://${BACKCHANNEL_URL#http://}
+	run -1 env BACKCHANNEL_URL="$https" bch doctor
+	fails_with "relay $https: answered in plain HTTP, not TLS — use http://" "set BACKCHANNEL_URL=$BACKCHANNEL_URL"
+	# The same URL kept in config.json.
+	sed -i 's|"http://|"https://|' "$H/config.json"
+	grep -qF "\"$https\"" "$H/config.json"
+	run -1 env -u BACKCHANNEL_URL -u BACKCHANNEL_FSYNC bch doctor
+	fails_with "relay $https: answered in plain HTTP, not TLS — use http://" "bch init alice --url $BACKCHANNEL_URL --token <room token>"
+}
+
 @test "a wrong token: FAIL, with the fix" {
 	relay_up
 	run -1 env BACKCHANNEL_TOKEN=0123456789abcdef bch doctor

@@ -683,11 +683,12 @@ PY
 	assert_output "initialised dave via $RELAY"
 }
 
-@test "an https:// invite for a plain HTTP relay keeps no token: the http:// one joins" {
+@test "an https:// invite for a plain HTTP relay keeps no token and says to use http://: the http:// one joins" {
 	# No TLS handshake was made, so no request was sent.
 	typo=$(bch invite --url "https://${RELAY#http://}" --token "$BCH_ROOM" --channel dev)
 	run bch join "$typo" --as alice --no-hooks
-	assert_failure 111
+	assert_failure 100
+	assert_output "bch-join: relay https://${RELAY#http://} answered in plain HTTP, not TLS — use http://"
 	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
 	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
 	run bch join "$INV" --as alice --no-hooks

@@ -3295,6 +3295,59 @@ PY
 	refute_output --partial 'https://'
 }
 
+@test "TLS: bch given https:// for a plain relay is told to use http://, a permanent failure" {
+	relayd
+	https=https://127.0.0.1:$PORT
+	# A handshake on the plain port is answered at once, in plain text.
+	run timeout 5 python3 -c '
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(bytes([0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0]))
+a = b""
+while True:
+    b = c.recv(4096)
+    if not b:
+        break
+    a += b
+sys.stdout.write(a.decode().replace("\r", ""))
+' "$PORT"
+	assert_success
+	assert_line -n 0 'HTTP/1.1 400 Bad Request'
+	assert_line '{"error":"this relay speaks plain HTTP: use http://"}'
+	grep -qF 'refused 400: TLS on the plain HTTP port' "$LOG"
+	BACKCHANNEL_URL=$https BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -100 bch send @bob hi
+	assert_output "bch-send: relay $https answered in plain HTTP, not TLS — use http://"
+	run -100 env BACKCHANNEL_AGENT=alice bch init alice --url "$https" --token "$ROOM"
+	assert_output "bch-init: relay $https answered in plain HTTP, not TLS — use http://"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	# The relay still serves plain HTTP after.
+	run curl -s "$URL/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+	# Another plain HTTP server, that answers the handshake with a 400.
+	cat >plain.py <<'PY'
+import fakehttp
+def serve(c):
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay plain.py
+	BACKCHANNEL_URL=https://${FAKE_URL#http://} BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -100 bch send @bob hi
+	assert_output "bch-send: relay https://${FAKE_URL#http://} answered in plain HTTP, not TLS — use http://"
+	# One that cuts the handshake is a temporary failure, as it was.
+	cat >cut.py <<'PY'
+import fakehttp
+def serve(c):
+    c.recv(65536)
+    c.close()
+fakehttp.serve_raw(serve)
+PY
+	fake_relay cut.py
+	BACKCHANNEL_URL=https://${FAKE_URL#http://} BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -111 bch send @bob hi
+	refute_output --partial 'plain HTTP'
+}
+
 # s_client OPTION...: a handshake with the relay at PORT; the protocol
 # and cipher it settled on are in the output.
 s_client() {
