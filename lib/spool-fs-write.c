@@ -318,7 +318,9 @@ fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
 	rc = i < ntodo ? -1 : 0;
 	if (ntodo && !rc) { /* last, the written file itself: a rename */
 		box_path(s, dst, todo[0], "new", file);
-		rc = move_in(s, todo[0], tmp, dst, m->from, e) < 0 ? -1 : 0;
+		rc = move_in(s, todo[0], tmp, dst, m->from, e);
+		made[0] = (char)(rc > 0);
+		rc = rc < 0 ? -1 : 0;
 	}
 	if (rc < 0)
 		unlink(tmp);
@@ -327,6 +329,9 @@ fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
 			box_path(s, dst, todo[i], "new", file);
 			unlink(dst);
 		}
+	for (i = 0; rc == 0 && i < ntodo; i++)
+		if (made[i] == 1) /* a copy there already is counted */
+			fs_delivered(s, todo[i]);
 out:
 	free(todo);
 	free(made);

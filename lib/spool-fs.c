@@ -304,14 +304,18 @@ move_noreplace(const char *src, const char *dst)
 	return unlink(src) < 0 ? -1 : 0;
 }
 
-/* One more message in name's new/, whose directory is now to be synced. */
-static void
-delivered(struct spool *s, const char *name)
+/* One more message in name's new/, whose directory is now to be synced.
+ * A count taken already goes up by one; none is taken here, as it would
+ * read new/ with the message in it and then count it twice, refusing
+ * the inbox before it is full (spool-fs.h). */
+void
+fs_delivered(struct spool *s, const char *name)
 {
 	struct fs *fs = s->impl;
-	struct box *c = count_of(s, name, 0);
+	struct box *c = box_of(s, name);
 
-	c->n++;
+	if (c->at)
+		c->n++;
 	if (c->dirty)
 		return;
 	c->dirty = 1;
@@ -377,8 +381,6 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		return -1;
 	if (spool_encode(s, m, &b, e) < 0 || fs_publish(s, r, n, m, &b, e) < 0)
 		goto out;
-	for (i = 0; i < n; i++)
-		delivered(s, r[i]);
 	rc = (int)n;
 	spool_set_rcpt(s, r, n);
 	if (!s->batch && sync_boxes(s, e) < 0)

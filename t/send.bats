@@ -455,6 +455,24 @@ forget_send() {
 	[ "$(new_json bob "$id" | grep -c 'only once')" -eq 1 ]
 }
 
+# A batch counted each retry of a line already stored as one more message,
+# and refused the inbox while it held one.
+@test "a batch that repeats a line with its id counts it once against the quota" {
+	quota 3
+	agents alice bob
+	local id=3f0c9d7e-8a41-4c1b-9d55-0b6f5f1e2a10 line
+	line="{\"to\":\"@bob\",\"body\":\"only once\",\"id\":\"$id\"}"
+	printf '%s\n%s\n%s\n' "$line" "$line" "$line" >batch.jsonl
+	printf '{"to":"@bob","body":"two"}\n{"to":"@bob","body":"three"}\n' >>batch.jsonl
+	run bch-send <batch.jsonl
+	assert_success
+	[ "$(grep -c '^sent ' <<<"$output")" -eq 5 ]
+	[ "$(count_new bob)" -eq 3 ]
+	run bch send @bob four
+	assert_failure 111
+	assert_output --partial 'inbox of bob is full'
+}
+
 @test "a channel send retried into full inboxes succeeds; one a full inbox still lacks is refused for all" {
 	quota 2
 	agents alice bob carol
