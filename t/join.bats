@@ -658,15 +658,22 @@ PY
 	assert_line -n 0 "joined as bob via $FAKE_URL"
 }
 
+# typo_join STATUS OUTPUT: joining the mistyped invite $typo as alice
+# fails with STATUS and OUTPUT, and keeps no token that would stand in
+# the way of the corrected one.
+typo_join() {
+	run bch join "$typo" --as alice --no-hooks
+	assert_failure "$1"
+	assert_output "$2"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+}
+
 @test "a join to an address where no relay answers keeps no token: the corrected invite joins" {
 	# A mistyped port: nothing listens there, the connection is refused.
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	typo=$(bch invite --url "http://127.0.0.1:$port" --token "$BCH_ROOM" --channel dev)
-	run bch join "$typo" --as alice --no-hooks
-	assert_failure 111
-	assert_output "bch-join: relay http://127.0.0.1:$port unreachable: Connection refused — is it running? try again later"
-	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
-	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	typo_join 111 "bch-join: relay http://127.0.0.1:$port unreachable: Connection refused — is it running? try again later"
 	run bch join "$INV" --as alice --no-hooks
 	assert_success
 	assert_line -n 0 "joined acme as alice via $RELAY"
@@ -686,11 +693,7 @@ PY
 @test "an https:// invite for a plain HTTP relay keeps no token and says to use http://: the http:// one joins" {
 	# No TLS handshake was made, so no request was sent.
 	typo=$(bch invite --url "https://${RELAY#http://}" --token "$BCH_ROOM" --channel dev)
-	run bch join "$typo" --as alice --no-hooks
-	assert_failure 100
-	assert_output "bch-join: relay https://${RELAY#http://} answered in plain HTTP, not TLS — use http://"
-	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
-	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	typo_join 100 "bch-join: relay https://${RELAY#http://} answered in plain HTTP, not TLS — use http://"
 	run bch join "$INV" --as alice --no-hooks
 	assert_success
 	assert_line -n 0 "joined acme as alice via $RELAY"
@@ -700,11 +703,7 @@ PY
 	tls_cert a
 	tls_relay a
 	typo=$(bch invite --url "http://${TLS_URL#https://}" --token "$BCH_ROOM")
-	run bch join "$typo" --as alice --no-hooks
-	assert_failure 100
-	assert_output "bch-join: this relay speaks TLS: use https://"
-	[ ! -e "$BACKCHANNEL_HOME/tokens/alice" ]
-	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/alice" ]
+	typo_join 100 "bch-join: this relay speaks TLS: use https://"
 	run bch join "$(bch invite --url "$TLS_URL" --token "$BCH_ROOM" --cert a.crt)" --as alice --no-hooks
 	assert_success
 	assert_line -n 0 "joined as alice via $TLS_URL"
