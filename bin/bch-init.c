@@ -35,10 +35,25 @@ refused(struct cli *c, const char *name, int fresh)
 	cli_fail(c);
 }
 
+/* Registering name needs the room token, and none was given: say how
+ * to give it, before anything is kept (own: a token kept for name
+ * before, which stays). */
+static void
+no_room(struct cli *c, const char *name, char *own)
+{
+	free(own);
+	err_set(&c->e, BCH_PERM, "registering %s on %s needs the room token: "
+	    "bch init %s --url %s --token <room token>, or ask for an invite",
+	    name, c->cfg.url, name, c->cfg.url);
+	cli_fail(c);
+}
+
 /* Register on the relay with the room token (or the name's own token to
  * refresh), under the token kept for name or a new one kept first (so
  * that a failed save sends nothing and a retry offers the same token).
- * The personal token. */
+ * The room token is only ever the one given (--token, BACKCHANNEL_TOKEN):
+ * a personal token sent in its place is refused by the relay. The
+ * personal token. */
 static char *
 enrol(struct cli *c, const char *name)
 {
@@ -50,6 +65,8 @@ enrol(struct cli *c, const char *name)
 	    &c->e) < 0)
 		cli_fail(c);
 	fresh = !own;
+	if (fresh && !room)
+		no_room(c, name, own);
 	if (fresh && !(own = config_choose_token(&c->cfg, name, c->cfg.url,
 	    c->cfg.pin, &c->e)))
 		cli_fail(c);
@@ -66,6 +83,8 @@ enrol(struct cli *c, const char *name)
 			rec.token = xstrdup(own);
 		}
 	}
+	if (rc < 0 && !room)
+		no_room(c, name, own);
 	if (rc < 0) {
 		c->cfg.chosen = own;
 		rc = spool_register(c->sp, name, &rec, &c->e);
@@ -186,6 +205,19 @@ override(char **field, const char *value)
 	*field = xstrdup(value);
 }
 
+/* The room token in cfg->token: --token, else BACKCHANNEL_TOKEN, else
+ * none. The token config.json (or tokens/<agent>) gave is a personal
+ * one, a password for its own name only: sent as the room token to
+ * register another name, the relay refuses it (401). */
+static void
+room_token(struct config *cfg, const char *opt)
+{
+	const char *env = getenv("BACKCHANNEL_TOKEN");
+
+	free(cfg->token);
+	cfg->token = opt ? xstrdup(opt) : env && *env ? xstrdup(env) : NULL;
+}
+
 /* --url naming another relay than the configured one, without --pin:
  * the configured pin is that relay's, and would fail this one (or trust
  * a key it never had), so it goes, as bch join drops it. A pin from
@@ -263,10 +295,7 @@ main(int argc, char **argv)
 	other_relay(&c.cfg, o.url, o.pin);
 	override(&c.cfg.url, o.url);
 	override(&c.cfg.pin, o.pin);
-	override(&c.cfg.token, o.token);
-	if (c.cfg.url && !c.cfg.token)
-		cli_usage(&c, usage, "a relay needs --token (the room "
-		    "token from the invite)");
+	room_token(&c.cfg, o.token);
 	/* Saved, a malformed pin would fail every later command. */
 	if (c.cfg.url && c.cfg.pin && !invite_pin_valid(c.cfg.pin)) {
 		err_set(&c.e, BCH_PERM, "the pin (%s) is not 64 hex digits — "

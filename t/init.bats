@@ -395,6 +395,36 @@ tls_relayd() {
 	[ "$(mode "$BACKCHANNEL_HOME")" = 700 ]
 }
 
+@test "init of a new name on the configured relay without --token asks for the room token and keeps nothing" {
+	relayd_named r room-r-0123456789abcdef
+	url=http://127.0.0.1:$R_PORT
+	unset BACKCHANNEL_URL # the relay config.json names, in either mode
+	bch init alice --url "$url" --token room-r-0123456789abcdef >/dev/null
+	cfg=$BACKCHANNEL_HOME/config.json
+	cp "$cfg" "$BATS_TEST_TMPDIR/cfg.before"
+	# alice's personal token is no room token: it is not sent as one.
+	run bch init bob
+	assert_failure 100
+	assert_output "bch-init: registering bob on $url needs the room token: bch init bob --url $url --token <room token>, or ask for an invite"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/bob" ]
+	[ ! -e "$BACKCHANNEL_HOME/tokens/.relay/bob" ]
+	[ ! -e "$BATS_TEST_TMPDIR/r/agents/bob.json" ]
+	cmp "$cfg" "$BATS_TEST_TMPDIR/cfg.before"
+	# Nor is another identity's, kept in tokens/.
+	env BACKCHANNEL_AGENT=carol bch init carol --token room-r-0123456789abcdef >/dev/null
+	run env BACKCHANNEL_AGENT=carol bch init dave
+	assert_failure 100
+	assert_output "bch-init: registering dave on $url needs the room token: bch init dave --url $url --token <room token>, or ask for an invite"
+	[ ! -e "$BACKCHANNEL_HOME/tokens/dave" ]
+	# A name registered before is refreshed with its own token.
+	run bch init alice
+	assert_success
+	assert_output "initialised alice via $url"
+	run bch init bob --token room-r-0123456789abcdef
+	assert_success
+	assert_output "initialised bob via $url"
+}
+
 @test "init as a new default keeps the old default's token that only config.json held, with its relay and pin" {
 	tls_cert a
 	tls_relayd a room-a-0123456789abcdef
