@@ -50,6 +50,56 @@ file_str(const struct json *j, const char *key, size_t max, char **out,
 	return err_status(e, 1); /* bch init may set it aside */
 }
 
+/* The members load_file() reads; config_save() writes them anew. */
+static const char *const known[] = { "agent", "url", "token", "pin", "ca" };
+
+/* Does key token i name one of known[] (escaped or not)? */
+static int
+known_key(const struct json *j, int i)
+{
+	size_t n, k;
+	char *key;
+	int hit = 0;
+
+	if (json_string(j, i, 16, &key, &n) < 0)
+		return 0; /* longer, or with a NUL: none of them */
+	for (k = 0; k < sizeof known / sizeof *known; k++)
+		if (strlen(known[k]) == n && memcmp(key, known[k], n) == 0)
+			hit = 1;
+	free(key);
+	return hit;
+}
+
+/* Token i as written, a string with its quotes. */
+static void
+put_raw(struct buf *b, const struct json *j, int i)
+{
+	const struct json_tok *t = &j->t[i];
+	int q = t->type == JSON_STRING;
+
+	buf_add(b, j->s + t->start - q, (size_t)(t->end - t->start + 2 * q));
+}
+
+/* The members of config.json's object that are not known[], verbatim
+ * and in their order: a rewrite by bch init or bch join keeps them. */
+static char *
+file_extra(const struct json *j)
+{
+	struct buf b = BUF_INIT;
+	int i = 1, k;
+
+	for (k = 0; k < j->t[0].size && i + 1 < j->n; k++) {
+		if (!known_key(j, i)) {
+			buf_adds(&b, ",\n  ");
+			put_raw(&b, j, i);
+			buf_adds(&b, ": ");
+			put_raw(&b, j, i + 1);
+		}
+		i = json_next(j, i + 1);
+	}
+	return b.p;
+}
+
 int
 config_parse_timeout(const char *v)
 {
@@ -126,6 +176,7 @@ load_file(struct config *c, struct err *e)
 		c->pin = xstrdup(c->file_pin);
 	if (c->file_ca)
 		c->cafile = xstrdup(c->file_ca);
+	c->file_extra = file_extra(&j);
 	rc = 0;
 out:
 	json_free(&j);
@@ -354,6 +405,8 @@ config_save(const struct config *c, const char *agent, const char *url,
 		buf_adds(&b, ",\n  \"ca\": ");
 		json_put_string(&b, c->file_ca, strlen(c->file_ca));
 	}
+	if (c->file_extra)
+		buf_adds(&b, c->file_extra);
 	buf_adds(&b, "\n}\n");
 	snprintf(path, sizeof path, "%s/config.json", c->home);
 	rc = io_replace(path, b.p, b.len, 1, e);
@@ -370,9 +423,10 @@ config_free(struct config *c)
 	free(c->file_token);
 	free(c->file_pin);
 	free(c->file_ca);
+	free(c->file_extra);
 	free(c->pin);
 	free(c->cafile);
 	c->url = c->token = c->file_url = c->file_token = c->file_pin = NULL;
-	c->file_ca = NULL;
+	c->file_ca = c->file_extra = NULL;
 	c->pin = c->cafile = NULL;
 }

@@ -20,6 +20,9 @@ struct config {
 	char *file_token;                    /* config.json's token */
 	char *file_pin;                      /* config.json's pin */
 	char *file_ca;                       /* config.json's ca */
+	/* config.json's members not named above, as written, each as
+	 * ",\n  key: value", in their order; NULL for none */
+	char *file_extra;
 	char *pin;    /* sha256 of the relay's public key, hex (BACKCHANNEL_PIN) */
 	char *cafile; /* CA bundle for the relay (BACKCHANNEL_CA) */
 	int fsync;                           /* BACKCHANNEL_FSYNC, default 1 */
@@ -47,7 +50,9 @@ int config_parse_timeout(const char *v);
 /* -1 with a helpful e unless an identity is configured. */
 int config_need_agent(const struct config *c, struct err *e);
 
-/* Write config.json with agent, url, token and pin (NULL to omit), 0600. */
+/* Write config.json with agent, url, token and pin (NULL to omit), 0600;
+ * then the members of the file read that this version does not know,
+ * unchanged (a newer version's, another implementation's, the user's). */
 int config_save(const struct config *c, const char *agent, const char *url,
     const char *token, const char *pin, struct err *e);
 

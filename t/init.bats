@@ -236,6 +236,21 @@ unprivileged() {
 	[ ! -e "$BACKCHANNEL_HOME/agents/bob.json" ]
 }
 
+@test "init keeps the members of config.json it does not know, as written and in their order" {
+	bch init alice >/dev/null
+	cfg=$BACKCHANNEL_HOME/config.json
+	# Another version's or the user's own; "\u0075rl" is url, known.
+	printf '{"theme": {"a": [1,2]}, "agent": "alice", "x": "y", "\\u0075rl": null}\n' >"$cfg"
+	run bch init bob
+	assert_success
+	assert_output "initialised bob via local spool"
+	run jq -c . "$cfg"
+	assert_success
+	assert_output '{"agent":"bob","theme":{"a":[1,2]},"x":"y"}'
+	run bch whoami
+	assert_output "bob via local spool"
+}
+
 @test "a config.json that is not JSON is a one-line error naming it, exit 100" {
 	mkdir -p "$BACKCHANNEL_HOME"
 	for bad in '{"agent": ' 'not json' '[]' '{"agent": "a",}'; do

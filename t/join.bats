@@ -50,6 +50,22 @@ subscribed carol to #ops"
 	assert_output --partial '#ops'
 }
 
+@test "join keeps the members of config.json it does not know" {
+	run bch join "$INV" --as carol --no-hooks
+	assert_success
+	cfg=$BACKCHANNEL_HOME/config.json
+	jq '. + {theme: {a: [1, 2]}, x: "y"}' "$cfg" >"$BATS_TEST_TMPDIR/cfg"
+	cat "$BATS_TEST_TMPDIR/cfg" >"$cfg"
+	run bch join "$INV" --as dave --no-hooks
+	assert_success
+	run jq -c 'del(.url, .token)' "$cfg"
+	assert_success
+	assert_output '{"agent":"dave","theme":{"a":[1,2]},"x":"y"}'
+	[ "$(jq -r .token "$cfg")" = "$(cat "$BACKCHANNEL_HOME/tokens/dave")" ]
+	run bch whoami
+	assert_output "dave via $RELAY"
+}
+
 @test "the room token is kept nowhere: not in BACKCHANNEL_HOME, not in HOME" {
 	mkdir -p "$HOME/.claude"
 	run bch join "$INV" --as carol

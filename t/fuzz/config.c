@@ -76,7 +76,8 @@ check_loaded(const struct config *c)
 	CHECK(same_str(c->token, c->file_token));
 }
 
-/* bch init writes what it read; reading it again changes nothing. */
+/* bch init writes what it read, the members it does not know too;
+ * reading it again changes nothing. */
 static void
 check_save(const struct config *c)
 {
@@ -97,6 +98,8 @@ check_save(const struct config *c)
 	CHECK(same_str(d.file_token, c->file_token));
 	CHECK(same_str(d.pin, c->pin));
 	CHECK(same_str(d.file_ca, c->file_ca));
+	/* The members it does not know come back as they were. */
+	CHECK(same_str(d.file_extra, c->file_extra));
 	config_free(&d);
 }
 
