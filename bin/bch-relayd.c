@@ -43,6 +43,7 @@
 #define REQUEST_TIMEOUT 10 /* a request must arrive whole within this */
 #define WRITE_TIMEOUT 30   /* answers owed and none of them read */
 #define KEEPALIVE_EVERY 25 /* SSE comment */
+#define LINGER_TIMEOUT 2   /* a refused client's input dropped this long */
 
 static volatile sig_atomic_t *stop_flag;
 
@@ -231,6 +232,7 @@ refuse(struct relayd *d, struct conn *k, int status)
 	conn_send(d, k, out.p, out.len);
 	buf_free(&out);
 	k->closing = 1;
+	k->unread = 1; /* the rest of the request may still come */
 }
 
 /* Answer every whole request at the front of k->in. */
@@ -282,6 +284,11 @@ tick(struct relayd *d)
 
 	for (k = d->conns; k; k = next) {
 		next = k->next;
+		if (k->lingering) {
+			if (now - k->since > LINGER_TIMEOUT)
+				conn_close(d, k); /* it had its time to read */
+			continue;
+		}
 		if (k->sse) {
 			if (now - k->last_tx >= KEEPALIVE_EVERY)
 				conn_send(d, k, ": keepalive\n\n", 13);

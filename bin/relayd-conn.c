@@ -278,6 +278,8 @@ drop_unheard(struct relayd *d, struct conn *k)
 		return -1;
 	}
 	if (k->sse || k->closing) {
+		if (k->closing && k->in.len)
+			k->unread = 1; /* more may follow: linger at the end */
 		buf_reset(&k->in); /* kept for the next read: no churn */
 		http_parse_free(&k->parse);
 	}
@@ -393,8 +395,12 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 			tls_conn_close(k->tls);
 			gone = tls_pump(k, 0, &ww);
 		}
-		if (gone < 0 || !ww) {
+		if (gone < 0) {
 			conn_close(d, k);
+			return;
+		}
+		if (!ww) {
+			conn_finish(d, k);
 			return;
 		}
 	}
@@ -419,6 +425,8 @@ on_tls(struct relayd *d, struct conn *k, int readable)
 static void
 conn_flush(struct relayd *d, struct conn *k)
 {
+	if (k->lingering)
+		return; /* still on the list from before: all is out */
 	if (k->tls) {
 		on_tls(d, k, 0);
 		return;
@@ -439,8 +447,10 @@ conn_flush(struct relayd *d, struct conn *k)
 	    !conn_held(k))
 		process_requests(d, k);
 	hold_input(d, k);
-	if ((k->closing && !k->out.len) || (k->sse && owed(k) > MAX_OUT))
+	if (k->sse && owed(k) > MAX_OUT)
 		conn_close(d, k);
+	else if (k->closing && !k->out.len)
+		conn_finish(d, k);
 }
 
 void
@@ -524,11 +534,16 @@ sniff_scheme(struct relayd *d, struct conn *k)
 	conn_send(d, k, out.p, out.len);
 	buf_free(&out);
 	k->closing = 1; /* what it sent is read and dropped */
+	k->unread = 1;
 }
 
 void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {
+	if (k->lingering) {
+		conn_linger(d, k);
+		return;
+	}
 	if (!k->sniffed && (ev & EPOLLIN))
 		sniff_scheme(d, k);
 	if (k->tls) {

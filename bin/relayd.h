@@ -40,6 +40,11 @@ struct conn {
 	int rest_now; /* TLS: a new stream, to rest as soon as it is idle */
 	int full;     /* input held back to its limit: not read meanwhile */
 	int sniffed;  /* its first byte was looked at (the wrong scheme?) */
+	int unread;   /* refused with input still to come: lingers at its
+	               * close (relayd-linger.c) */
+	int lingering; /* its answers are out and its sending side shut:
+	                * what comes is dropped till it closes (since) */
+	size_t linger_left; /* bytes it may still send while lingering */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
@@ -148,6 +153,16 @@ void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
 /* Accept every connection waiting on d->lfd, past d->maxconns shedding
  * them. */
 void on_accept(struct relayd *d);
+
+/* relayd-linger.c, the lingering close. */
+
+/* k is done: closed, or when it was refused with input still to come
+ * (k->unread), its sending side shut and left to linger. */
+void conn_finish(struct relayd *d, struct conn *k);
+
+/* Read and drop what a lingering k sends, a slice a round; closed once
+ * the client closes or has sent too much. */
+void conn_linger(struct relayd *d, struct conn *k);
 
 /* relayd-arrive.c, arrivals to SSE streams. */
 

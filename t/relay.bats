@@ -3348,6 +3348,73 @@ PY
 	refute_output --partial 'plain HTTP'
 }
 
+# refused_send [CAFILE]: send a head and an 8 MB body over the relay's
+# limit whole (over TLS with CAFILE), then read: prints "sent" or why
+# the send failed, then the answer's status line.
+refused_send() {
+	timeout 30 python3 -c '
+import socket, ssl, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+if len(sys.argv) > 2:
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    c = ctx.wrap_socket(c, server_hostname="localhost")
+body = b"a" * 8000000
+try:
+    c.sendall(b"POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    print("sent")
+except OSError as e:
+    print("send failed:", type(e).__name__)
+a = b""
+try:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        a += b
+except OSError as e:
+    print("read failed:", type(e).__name__)
+print(a.split(b"\r\n")[0].decode())
+' "$@"
+}
+
+# The relay answered 413 from the head and closed at once, with the body
+# coming: a reset, that cut the client's send (and over TLS lost the
+# answer). It lingers: its answer goes, then it reads and drops the rest.
+@test "a client refused while it sends can send its request to the end and read the refusal, over HTTP and TLS" {
+	relayd
+	bg_pid "$BCH_RELAY_PID" # the TLS one below is the teardown's
+	run refused_send "$PORT"
+	assert_output $'sent\nHTTP/1.1 413 Content Too Large'
+	tls_relay ec
+	run refused_send "$PORT" "$CERT"
+	assert_output $'sent\nHTTP/1.1 413 Content Too Large'
+}
+
+# Lingering is bounded: a client that sends on after its refusal is cut
+# within seconds, not kept holding a connection slot.
+@test "a refused client that sends on is cut within seconds, not held" {
+	relayd
+	run timeout 30 python3 -c '
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+print(c.recv(4096).split(b"\r\n")[0].decode())
+t0 = time.time()
+try:
+    while time.time() - t0 < 20:
+        c.sendall(b"a" * 1000)
+        time.sleep(0.05)
+    print("not cut")
+except OSError:
+    print("cut after %d s" % round(time.time() - t0))
+' "$PORT"
+	assert_line -n 0 'HTTP/1.1 413 Content Too Large'
+	assert_line -n 1 --regexp '^cut after [1-8] s$'
+	run curl -s "$URL/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+}
+
 # s_client OPTION...: a handshake with the relay at PORT; the protocol
 # and cipher it settled on are in the output.
 s_client() {

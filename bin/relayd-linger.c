@@ -1,0 +1,75 @@
+/* relayd-linger: a lingering close (RFC 9112 9.6). A connection refused
+ * while its client still sends (a body over the limit, the wrong
+ * scheme) is not closed outright: a close with input unread makes the
+ * kernel send a reset, which can destroy the refusal in flight, and the
+ * client, still writing, sees a lost connection instead of the answer.
+ * Its sending side is shut (after the close_notify over TLS), and what
+ * still comes is read and dropped, for a while and up to a size, so
+ * that no client holds a slot by sending on: then it is closed. */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "relayd.h"
+
+#define LINGER_BYTES (16 << 20) /* dropped at most, then closed */
+#define LINGER_SLICE (256 * 1024) /* read at a time: the loop goes on */
+
+void
+conn_finish(struct relayd *d, struct conn *k)
+{
+	struct epoll_event ev;
+
+	/* No input left unread (or the client's end is closed): no reset
+	 * to fear. A queued send's outcome is not this one's to wait for. */
+	if (!k->unread || k->eof || k->q || k->sse || d->stop ||
+	    shutdown(k->fd, SHUT_WR) < 0) {
+		conn_close(d, k);
+		return;
+	}
+	/* What the connection held is done with: it only drops input. */
+	tls_conn_free(k->tls);
+	k->tls = NULL;
+	buf_free(&k->in);
+	buf_free(&k->out);
+	k->out_off = 0;
+	http_parse_free(&k->parse);
+	k->lingering = 1;
+	k->want_out = k->full = 0;
+	k->since = time(NULL);
+	k->linger_left = LINGER_BYTES;
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN | EPOLLRDHUP;
+	ev.data.ptr = k;
+	if (epoll_ctl(d->ep, EPOLL_CTL_MOD, k->fd, &ev) < 0)
+		conn_close(d, k);
+}
+
+void
+conn_linger(struct relayd *d, struct conn *k)
+{
+	static char sink[65536];
+	size_t got = 0;
+
+	while (got < LINGER_SLICE && k->linger_left) {
+		size_t want = k->linger_left < sizeof sink ? k->linger_left :
+		    sizeof sink;
+		ssize_t n = read(k->fd, sink, want);
+		if (n > 0) {
+			got += (size_t)n;
+			k->linger_left -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		break; /* the client closed (or is gone): done */
+	}
+	if (got >= LINGER_SLICE && k->linger_left)
+		return; /* more on the next round: others are served too */
+	conn_close(d, k);
+}
