@@ -281,6 +281,7 @@ struct tls_client {
 	int timed;            /* reads are held to due */
 	struct timespec due;
 	int up;               /* the handshake was done */
+	int deaf;             /* the relay reads no more: writes dropped */
 	unsigned char first[5]; /* the first bytes read: "HTTP/"? */
 	size_t nfirst;
 	unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
@@ -372,10 +373,21 @@ sock_write(void *ctx, const unsigned char *p, size_t n)
 {
 	struct tls_client *t = ctx;
 
+	if (t->deaf)
+		return (int)n;
 	for (;;) {
 		ssize_t w = write(t->fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		/* Past the handshake, a relay that stops reading has
+		 * answered early (a 413 for a body over its limit) and
+		 * closed: the rest of the request is dropped, as the plain
+		 * client's is, so that the engine stays up to read that
+		 * answer. None to read is a lost connection then. */
+		if (w < 0 && t->up && (errno == EPIPE || errno == ECONNRESET)) {
+			t->deaf = 1;
+			return (int)n;
+		}
 		t->sys_errno = w < 0 ? errno : 0;
 		return w <= 0 ? -1 : (int)w;
 	}

@@ -3348,6 +3348,24 @@ PY
 	refute_output --partial 'plain HTTP'
 }
 
+# A send over the relay's limit, over TLS: the relay answers 413 from the
+# head and closes while the body still comes. The client saw the
+# connection cut (the close with input unread sent a reset, and its TLS
+# session died with the write that failed), a temporary error, instead
+# of the limit.
+@test "TLS: a send over the relay's limit is told the limit, as a permanent error, not a lost connection" {
+	tls_relay ec
+	# One the relay reads and drops to its end, one past what it drops.
+	for size in 15000000 40000000; do
+		head -c "$size" /dev/zero | tr '\0' a >big
+		BACKCHANNEL_PIN=$PIN BACKCHANNEL_URL=$URL BACKCHANNEL_MAX_BODY=50000000 \
+			BACKCHANNEL_TOKEN=$ROOM BACKCHANNEL_AGENT=alice run -100 bch send @bob - <big
+		assert_output "bch-send: request over the limit of 655360 bytes of this relay, which takes a body of at most 65536 bytes — send a path or URL in --ref instead"
+	done
+	run curl -s --cacert "$CERT" "https://localhost:$PORT/v1/health"
+	assert_output '{"ok":true,"service":"backchannel-relay"}'
+}
+
 # refused_send [CAFILE]: send a head and an 8 MB body over the relay's
 # limit whole (over TLS with CAFILE), then read: prints "sent" or why
 # the send failed, then the answer's status line.
