@@ -288,8 +288,16 @@ req_start(struct http_parse *s, const char *b, size_t n,
     const struct http_limits *l, struct http_req *r, int *status)
 {
 	struct hdrs h = { -1, -1, 0, 0, 0, 0, 0, 0 };
-	size_t end = head_end(b, n < l->head ? n : l->head, &s->seen);
+	size_t end;
 
+	/* A request line starts with its method, a token: a request that
+	 * starts otherwise is refused at its first byte, not once a head
+	 * that may never come is whole (the client would wait out the
+	 * request timeout, with no answer). */
+	*status = 400;
+	if (n && !http_tchar((unsigned char)b[0]))
+		return -1;
+	end = head_end(b, n < l->head ? n : l->head, &s->seen);
 	if (!end) {
 		*status = 431;
 		return n >= l->head ? -1 : 0;

@@ -50,9 +50,11 @@ struct http_parse {
 /* Parse one request from buf[0..n), going on from where s got to: each
  * call after the first gives the same input, longer (an input shorter
  * than s has seen starts it again). Returns bytes used (> 0) when
- * whole, 0 when more input is needed, -1 when it can never be valid,
- * with *status the answer to give (400, 413, 414, 431, 501, 505). s is
- * ready for the next request once one is taken or refused. */
+ * whole, 0 when more input is needed, -1 when it can never be valid
+ * (from its first byte on, when that cannot start a method), with
+ * *status the answer to give (400, 413, 414, 431, 501, 505). Empty
+ * lines before a request are the caller's to skip. s is ready for the
+ * next request once one is taken or refused. */
 long http_parse_request(struct http_parse *s, const char *buf, size_t n,
     const struct http_limits *l, struct http_req *r, int *status);
 

@@ -1300,6 +1300,42 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 	alive
 }
 
+# A first byte that no method starts with (neither a letter, for which
+# the wrong scheme is told, nor a TLS handshake's) left the connection
+# waiting for a head that would never parse, then closed it with no
+# answer after the 10 s request timeout. raw waits 5 s for the answer.
+@test "a request that starts with a byte no method starts with is 400 at once, over HTTP and TLS, not left waiting for the request timeout" {
+	relayd
+	bg_pid "$BCH_RELAY_PID" # the TLS one below is the teardown's
+	for q in '\x00' '\x00\x01garbage' ' GET /v1/health HTTP/1.1\r\n' '/v1/health'; do
+		printf "$q" >q
+		run raw q
+		[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+		assert_output --partial '{"error":"Bad Request"}'
+	done
+	alive
+	tls_relay ec
+	run timeout 20 python3 -c '
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+    server_hostname="localhost")
+c.sendall(b"\x00")
+c.settimeout(5)
+a = b""
+try:
+    while True:
+        b = c.recv(4096)
+        if not b:
+            break
+        a += b
+except (OSError, ssl.SSLError) as e:
+    print("no end:", type(e).__name__)
+print(a.split(b"\r\n")[0].decode())
+' "$PORT" "$CERT"
+	assert_output 'HTTP/1.1 400 Bad Request'
+}
+
 @test "a flood of 100 headers is 431" {
 	relayd
 	{
