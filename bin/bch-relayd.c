@@ -245,7 +245,17 @@ process_requests(struct relayd *d, struct conn *k)
 	    off < k->in.len) {
 		struct http_req q;
 		int status = 400;
-		long used = http_parse_request(&k->parse, k->in.p + off,
+		long used;
+		/* Empty lines before a request line are ignored (RFC 9112
+		 * 2.2): a client may end a body with a CRLF too many. */
+		if (!k->parse.seen && !k->parse.end) {
+			while (off < k->in.len && (k->in.p[off] == '\r' ||
+			    k->in.p[off] == '\n'))
+				off++;
+			if (off == k->in.len)
+				break;
+		}
+		used = http_parse_request(&k->parse, k->in.p + off,
 		    k->in.len - off, &d->lim, &q, &status);
 		if (used == 0 && k->parse.expect == 1) {
 			/* Its head is good: the client may send the body. */

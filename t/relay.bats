@@ -1336,6 +1336,20 @@ print(a.split(b"\r\n")[0].decode())
 	assert_output 'HTTP/1.1 400 Bad Request'
 }
 
+# RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF)
+# before a request line; a client may end a body with a CRLF too many.
+# The relay answered 400 and closed.
+@test "empty lines before a request line are ignored, on a new connection and between requests" {
+	relayd
+	printf '\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >q
+	run raw q
+	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	alive
+}
+
 @test "a flood of 100 headers is 431" {
 	relayd
 	{
