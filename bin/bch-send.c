@@ -62,23 +62,27 @@ remember(struct spool *sp, const char *id)
 }
 
 /* Block until every remembered send was claimed by each of its
- * recipients, or seconds pass. 0, BCH_TEMP on a timeout, -1 on error.
+ * recipients, or seconds pass, counted on the monotonic clock in ms (a
+ * deadline in whole seconds of time() came up to a second early for a
+ * later message once the second turned in an earlier wait). 0,
+ * BCH_TEMP on a timeout, -1 on error.
  * named: the sends came from stdin, so each "read" line names its
  * message, as the "sent" lines do ("read by bob" alone is ambiguous). */
 static int
 await_all(struct cli *c, int seconds, int named)
 {
 	struct buf out = BUF_INIT;
-	time_t deadline = time(NULL) + seconds;
+	struct timespec t0;
 	size_t i, k;
 	int rc = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < npend; i++) {
 		struct pending *p = &pend[i];
 		int *got = xcalloc(p->n + 1, sizeof *got), r;
-		long left = (long)(deadline - time(NULL));
+		long left = (long)seconds * 1000 - io_ms_since(&t0);
 		r = spool_await(c->sp, p->id, p->rcpt, p->n,
-		    left > 0 ? (int)left * 1000 : 0, got, &c->e);
+		    left > 0 ? (int)left : 0, got, &c->e);
 		if (r < 0) {
 			free(got);
 			buf_free(&out);

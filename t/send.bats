@@ -324,6 +324,35 @@ read bbbb2222 by bob"
 	[ "$stderr" = "bch-send: aaaa1111 not read by bob after 3 s — it stays queued" ]
 }
 
+# The deadline of --wait was kept in whole seconds of the clock: started
+# late in a second, with its first message read at once, it gave up on
+# the next one and said "after 3 s" a little over 2 s in.
+@test "--wait=3 on stdin waits 3 s for the last message, wherever in a second it starts" {
+	a=aaaa1111-0000-4000-8000-000000000001
+	b=bbbb2222-0000-4000-8000-000000000002
+	printf '%s\n' "{\"to\":\"@bob\",\"body\":\"one\",\"id\":\"$a\"}" \
+		"{\"to\":\"@bob\",\"body\":\"two\",\"id\":\"$b\"}" >in.jsonl
+	# Start in the last tenth of a second; the first is read once the
+	# clock's second has turned.
+	until [ "$(date +%N)" -ge 900000000 ]; do :; done
+	t0=$(date +%s%N)
+	(
+		wait_for 10 bob_has 2
+		until [ "$(date +%s)" -gt "${t0:0:-9}" ]; do sleep 0.01; done
+		as bob bch read "$a" >/dev/null
+	) &
+	bg_pid $!
+	run --separate-stderr bch-send --wait=3 <in.jsonl
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	assert_failure 111
+	assert_output "sent aaaa1111 to @bob
+sent bbbb2222 to @bob
+read aaaa1111 by bob"
+	[ "$stderr" = "bch-send: bbbb2222 not read by bob after 3 s — it stays queued" ]
+	echo "gave up after $ms ms"
+	[ "$ms" -ge 3000 ]
+}
+
 @test "a stdin line cannot choose its sender" {
 	echo '{"to":"@bob","body":"x","from":"mallory"}' | bch-send
 	run as bob bch drain --jsonl
