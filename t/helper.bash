@@ -273,11 +273,16 @@ os.execvp(sys.argv[1], sys.argv[1:])' "$@"
 }
 
 # wait_for SECONDS CMD...: retry CMD until it succeeds or time runs out.
+# The time is bash 5's $EPOCHREALTIME in microseconds: $SECONDS counts
+# turns of the clock's second, so a wait begun late in a second gave up
+# most of a second early (wait_for 3 after 2 s).
 wait_for() {
-	local deadline=$((SECONDS + $1))
+	local _wf_now=${EPOCHREALTIME/[^0-9]/} _wf_end
+	_wf_end=$((10#$_wf_now + $1 * 1000000))
 	shift
 	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || return 1
+		_wf_now=${EPOCHREALTIME/[^0-9]/}
+		[ "$((10#$_wf_now))" -lt "$_wf_end" ] || return 1
 		sleep 0.05
 	done
 }
