@@ -124,6 +124,13 @@ relay_up() {
 	bch init alice --token "$BCH_ROOM" >/dev/null
 }
 
+# locked FILE: FILE is there and another process holds its flock
+# (flock(1) makes the file before it takes the lock).
+locked() {
+	[ -e "$1" ] || return 1
+	! flock -n "$1" true
+}
+
 # A pid that was just in use and is certainly dead now.
 dead_pid() {
 	sh -c 'exit 0' &
@@ -422,10 +429,11 @@ snapshot() {
 	: >"$L/other-host.$dead"
 	sleep 60 </dev/null >/dev/null 2>&1 &
 	live=$!
+	bg_pid "$live"
 	flock "$L/$(claim_host).$live" sleep 60 </dev/null >/dev/null 2>&1 &
 	holder=$!
-	wait_for 5 test -e "$L/$(claim_host).$live"
-	sleep 0.2
+	bg_pid "$holder"
+	wait_for 5 locked "$L/$(claim_host).$live"
 	run -1 doctor
 	assert_line "warn  claimer locks: 2 left by readers that died (empty files in $L)"
 	assert_line '      fix: bch doctor --fix'
@@ -477,8 +485,7 @@ snapshot() {
 	bg_pid "$live"
 	flock "$H/claimers/box-7.$live" sleep 60 </dev/null >/dev/null 2>&1 &
 	bg_pid $!
-	wait_for 5 test -e "$H/claimers/box-7.$live"
-	sleep 0.2
+	wait_for 5 locked "$H/claimers/box-7.$live"
 	mv "$H/spool/bob/new/$F" "$H/spool/bob/cur/$F.claim.box-7.$live"
 	run -0 doctor
 	assert_line --regexp '^warn  claims of host box-7: 1 message\(s\) \(bob 1\) being read on another machine sharing this spool, the oldest claimed [0-9]+ s ago: not returned from here \(should box-7 be gone, bch doctor --release box-7 returns them\)$'
