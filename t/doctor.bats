@@ -427,10 +427,10 @@ snapshot() {
 	: >"$L/$(claim_host).$dead"
 	: >"$L/$(claim_host).999999"
 	: >"$L/other-host.$dead"
-	sleep 60 </dev/null >/dev/null 2>&1 &
+	sleep 60 </dev/null >/dev/null 2>&1 3>&- &
 	live=$!
 	bg_pid "$live"
-	flock "$L/$(claim_host).$live" sleep 60 </dev/null >/dev/null 2>&1 &
+	flock "$L/$(claim_host).$live" sleep 60 </dev/null >/dev/null 2>&1 3>&- &
 	holder=$!
 	bg_pid "$holder"
 	wait_for 5 locked "$L/$(claim_host).$live"
@@ -480,10 +480,10 @@ snapshot() {
 	F=$(ls "$H/spool/bob/new")
 	mkdir -p "$H/claimers"
 	# A reader in a container sharing the spool, alive: its lock is held.
-	sleep 60 </dev/null >/dev/null 2>&1 &
+	sleep 60 </dev/null >/dev/null 2>&1 3>&- &
 	live=$!
 	bg_pid "$live"
-	flock "$H/claimers/box-7.$live" sleep 60 </dev/null >/dev/null 2>&1 &
+	flock "$H/claimers/box-7.$live" sleep 60 </dev/null >/dev/null 2>&1 3>&- &
 	bg_pid $!
 	wait_for 5 locked "$H/claimers/box-7.$live"
 	mv "$H/spool/bob/new/$F" "$H/spool/bob/cur/$F.claim.box-7.$live"
