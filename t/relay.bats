@@ -796,16 +796,32 @@ allow() {
 @test "a lease taken just before the clock's second turns is held its whole second" {
 	relayd
 	alice_bob
-	send "$A" @bob 'a full second'
-	# Take it in the last tenth of a wall-clock second: a lease that
-	# ran out at the next whole second would be gone within 0.1 s.
-	until [ "$(date +%N)" -ge 900000000 ]; do :; done
-	req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":1}"
-	expect 200
-	sleep 0.4 # time passing is the point, not a wait for an event
-	[ "$(count_new bob)" -eq 0 ]
-	req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
-	expect 200
+	local try t0 ms n
+	for try in 1 2 3 4 5; do
+		send "$A" @bob 'a full second'
+		# Take it in the last tenth of a wall-clock second: a lease
+		# that ran out at the next whole second would be gone within
+		# 0.1 s.
+		until [ "$(date +%N)" -ge 900000000 ]; do :; done
+		t0=${EPOCHREALTIME/./}
+		req POST /v1/take "$B" "{\"id\":\"$ID\",\"lease\":1}"
+		expect 200
+		sleep 0.4 # time passing is the point, not a wait for an event
+		n=$(count_new bob)
+		ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+		req POST /v1/ack "$B" "{\"id\":\"$ID\"}"
+		if [ "$ms" -ge 900 ]; then
+			# A machine so busy that the lease's second was over by
+			# the count proves nothing: take it away, try again.
+			req POST /v1/take "$B" "{\"id\":\"$ID\"}"
+			continue
+		fi
+		[ "$n" -eq 0 ]
+		expect 200
+		return 0
+	done
+	echo "no try counted within the lease (last took $ms ms)"
+	return 1
 }
 
 @test "a take whose lease or keep is malformed is 400 and takes nothing" {
