@@ -23,7 +23,8 @@ local_setup() {
 
 local_teardown() {
 	if [ -n "${SVSCAN_PID:-}" ]; then
-		s6-svscanctl -t "$BCH_S6_SCANDIR" 2>/dev/null || kill "$SVSCAN_PID" 2>/dev/null
+		s6-svscanctl -t "$BCH_S6_SCANDIR" 2>/dev/null ||
+			kill "$SVSCAN_PID" 2>/dev/null || true
 		wait "$SVSCAN_PID" 2>/dev/null || true
 	fi
 	if [ -n "${FAKE_PID:-}" ]; then
