@@ -331,7 +331,7 @@ fs_publish(struct spool *s, char **r, size_t n, const struct msg *m,
 		}
 	for (i = 0; rc == 0 && i < ntodo; i++)
 		if (made[i] == 1) /* a copy there already is counted */
-			fs_delivered(s, todo[i]);
+			fs_added(s, todo[i]);
 out:
 	free(todo);
 	free(made);

@@ -304,18 +304,28 @@ move_noreplace(const char *src, const char *dst)
 	return unlink(src) < 0 ? -1 : 0;
 }
 
-/* One more message in name's new/, whose directory is now to be synced.
- * A count taken already goes up by one; none is taken here, as it would
- * read new/ with the message in it and then count it twice, refusing
- * the inbox before it is full (spool-fs.h). */
+/* One more message added to name's new/ (spool-fs.h). A count taken
+ * goes up by one; none is taken here, as it would read new/ with the
+ * message in it and then count it twice, refusing the inbox before it
+ * is full. */
 void
-fs_delivered(struct spool *s, const char *name)
+fs_added(struct spool *s, const char *name)
 {
-	struct fs *fs = s->impl;
 	struct box *c = box_of(s, name);
 
 	if (c->at)
 		c->n++;
+}
+
+/* name's new/ holds a message sent: its directory is to be synced, also
+ * when the sender's copy was there before, from a try that may have
+ * died before its sync. */
+static void
+to_sync(struct spool *s, const char *name)
+{
+	struct fs *fs = s->impl;
+	struct box *c = box_of(s, name);
+
 	if (c->dirty)
 		return;
 	c->dirty = 1;
@@ -381,6 +391,8 @@ fs_send(struct spool *s, struct msg *m, struct err *e)
 		return -1;
 	if (spool_encode(s, m, &b, e) < 0 || fs_publish(s, r, n, m, &b, e) < 0)
 		goto out;
+	for (i = 0; i < n; i++)
+		to_sync(s, r[i]);
 	rc = (int)n;
 	spool_set_rcpt(s, r, n);
 	if (!s->batch && sync_boxes(s, e) < 0)

@@ -122,9 +122,9 @@ int fs_box_checked(struct spool *s, const char *name, struct err *e);
  * is full (spool-fs.c). */
 int fs_room(struct spool *s, char **r, size_t n, struct err *e);
 
-/* One more message linked into name's new/: its count goes up and its
- * directory is to be synced (spool-fs.c). */
-void fs_delivered(struct spool *s, const char *name);
+/* One more message linked into name's new/ (not one that was there
+ * before): its count goes up (spool-fs.c). */
+void fs_added(struct spool *s, const char *name);
 
 /* Write m (encoded in b) once and link it into the new/ of each of the
  * n recipients r that lacks it: a client-chosen id the same sender's
