@@ -56,10 +56,11 @@ bin/bch-doctor: $(DOCTOR_OBJ) bin/doctor.h
 bin/doctor-%.o: bin/doctor-%.c bin/doctor.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # bch-relayd too: its start, its connections, its room, its arrivals, its
-# inotify watches and its lingering close apart from the relay proper;
+# inotify watches and the connections it refuses whole apart from the
+# relay proper;
 # bin/relayd.h is what they share.
 RELAYD_OBJ = bin/relayd-conn.o bin/relayd-room.o bin/relayd-arrive.o \
-    bin/relayd-watch.o bin/relayd-start.o bin/relayd-linger.o
+    bin/relayd-watch.o bin/relayd-start.o bin/relayd-refuse.o
 bin/bch-relayd: $(RELAYD_OBJ) bin/relayd.h
 bin/relayd-%.o: bin/relayd-%.c bin/relayd.h lib/*.h
 	$(CC) $(BCH_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

@@ -493,50 +493,6 @@ flush_streams(struct relayd *d)
 	}
 }
 
-/* The wrong scheme for the port, as its first byte tells: a TLS
- * client's is a handshake record's (0x16), an HTTP request's a method's
- * letter. Plain HTTP on the TLS port (http:// typed for an https://
- * relay), or a handshake on the plain one (the other way round), is
- * answered in plain text, so that the client sees a refusal it can name,
- * not a cut it would retry (or a wait for a head that never comes); then
- * k is plain HTTP, closing. Looked at (MSG_PEEK) once, before anything
- * reads it. */
-static void
-sniff_scheme(struct relayd *d, struct conn *k)
-{
-	static const char to_tls[] =
-	    "{\"error\":\"this relay speaks TLS: use https://\"}\n";
-	static const char to_plain[] =
-	    "{\"error\":\"this relay speaks plain HTTP: use http://\"}\n";
-	struct buf out = BUF_INIT;
-	unsigned char c;
-	ssize_t n;
-
-	do
-		n = recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n != 1)
-		return; /* EOF, an error, nothing yet: the reader's to see */
-	k->sniffed = 1;
-	if (k->tls ? !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) :
-	    c != 0x16)
-		return;
-	if (k->tls)
-		http_put_response(&out, 400, NULL, to_tls, sizeof to_tls - 1,
-		    0, NULL);
-	else
-		http_put_response(&out, 400, NULL, to_plain,
-		    sizeof to_plain - 1, 0, NULL);
-	fprintf(stderr, "relay %s - refused 400: %s\n", k->peer, k->tls ?
-	    "plain HTTP on the TLS port" : "TLS on the plain HTTP port");
-	tls_conn_free(k->tls);
-	k->tls = NULL;
-	conn_send(d, k, out.p, out.len);
-	buf_free(&out);
-	k->closing = 1; /* what it sent is read and dropped */
-	k->unread = 1;
-}
-
 void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {

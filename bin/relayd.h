@@ -41,7 +41,7 @@ struct conn {
 	int full;     /* input held back to its limit: not read meanwhile */
 	int sniffed;  /* its first byte was looked at (the wrong scheme?) */
 	int unread;   /* refused with input still to come: lingers at its
-	               * close (relayd-linger.c) */
+	               * close (relayd-refuse.c) */
 	int lingering; /* its answers are out and its sending side shut:
 	                * what comes is dropped till it closes (since) */
 	size_t linger_left; /* bytes it may still send while lingering */
@@ -154,7 +154,12 @@ void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
  * them. */
 void on_accept(struct relayd *d);
 
-/* relayd-linger.c, the lingering close. */
+/* relayd-refuse.c, connections refused as a whole. */
+
+/* The wrong scheme for k's port, told by its first byte (looked at once,
+ * with MSG_PEEK): answered with a 400 naming the right one; then k is
+ * plain HTTP, closing. */
+void sniff_scheme(struct relayd *d, struct conn *k);
 
 /* k is done: closed, or when it was refused with input still to come
  * (k->unread), its sending side shut and left to linger. */

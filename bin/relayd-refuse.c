@@ -1,4 +1,7 @@
-/* relayd-linger: a lingering close (RFC 9112 9.6). A connection refused
+/* relayd-refuse: a connection refused as a whole. The wrong scheme for
+ * the port is answered at its first byte (sniff_scheme()).
+ *
+ * A lingering close (RFC 9112 9.6): a connection refused
  * while its client still sends (a body over the limit, the wrong
  * scheme) is not closed outright: a close with input unread makes the
  * kernel send a reset, which can destroy the refusal in flight, and the
@@ -7,16 +10,63 @@
  * still comes is read and dropped, for a while and up to a size, so
  * that no client holds a slot by sending on: then it is closed. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "relayd.h"
+#include "tls.h"
 
 #define LINGER_BYTES (16 << 20) /* dropped at most, then closed */
 #define LINGER_SLICE (256 * 1024) /* read at a time: the loop goes on */
+
+/* The wrong scheme for the port, as its first byte tells: a TLS
+ * client's is a handshake record's (0x16), an HTTP request's a method's
+ * letter. Plain HTTP on the TLS port (http:// typed for an https://
+ * relay), or a handshake on the plain one (the other way round), is
+ * answered in plain text, so that the client sees a refusal it can name,
+ * not a cut it would retry (or a wait for a head that never comes); then
+ * k is plain HTTP, closing. Looked at (MSG_PEEK) once, before anything
+ * reads it. */
+void
+sniff_scheme(struct relayd *d, struct conn *k)
+{
+	static const char to_tls[] =
+	    "{\"error\":\"this relay speaks TLS: use https://\"}\n";
+	static const char to_plain[] =
+	    "{\"error\":\"this relay speaks plain HTTP: use http://\"}\n";
+	struct buf out = BUF_INIT;
+	unsigned char c;
+	ssize_t n;
+
+	do
+		n = recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return; /* EOF, an error, nothing yet: the reader's to see */
+	k->sniffed = 1;
+	if (k->tls ? !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) :
+	    c != 0x16)
+		return;
+	if (k->tls)
+		http_put_response(&out, 400, NULL, to_tls, sizeof to_tls - 1,
+		    0, NULL);
+	else
+		http_put_response(&out, 400, NULL, to_plain,
+		    sizeof to_plain - 1, 0, NULL);
+	fprintf(stderr, "relay %s - refused 400: %s\n", k->peer, k->tls ?
+	    "plain HTTP on the TLS port" : "TLS on the plain HTTP port");
+	tls_conn_free(k->tls);
+	k->tls = NULL;
+	conn_send(d, k, out.p, out.len);
+	buf_free(&out);
+	k->closing = 1; /* what it sent is read and dropped */
+	k->unread = 1;
+}
 
 void
 conn_finish(struct relayd *d, struct conn *k)
