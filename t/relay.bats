@@ -136,6 +136,14 @@ status_lines() {
 	tr -d '\r' | sed -n 's/^HTTP\/1\.1 \([0-9][0-9][0-9]\) .*/\1/p' | tr '\n' ' '
 }
 
+# answers FILE STATUSES: write FILE to the relay (raw); the status codes
+# of the answers, in order, each followed by a space, are STATUSES
+# ("200 404 "). $output holds the answers.
+answers() {
+	run raw "$1"
+	assert_equal "$(printf '%s\n' "$output" | status_lines)" "$2"
+}
+
 # read_resp FD: read one response from FD (Content-Length framed); sets
 # RESP_STATUS and RESP_BODY.
 read_resp() {
@@ -554,8 +562,7 @@ allow() {
 	is_error
 	# Over the HTTP body limit: refused from the head alone.
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 10000000\r\n\r\n' "$A" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '413 ' ]
+	answers q '413 '
 	[ "$(count_new bob)" -eq 0 ]
 	alive
 }
@@ -957,8 +964,7 @@ allow() {
 	for c in 'TE, close' 'keep-alive, close' 'Upgrade,Close'; do
 		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n' "$c" >q
 		SECONDS=0
-		run raw q
-		[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+		answers q '200 '
 		assert_line $'Connection: close\r'
 		[ "$SECONDS" -lt 4 ] # closed, not left for raw's timeout
 	done
@@ -980,8 +986,7 @@ allow() {
 	relayd
 	printf 'GET /v1/health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /v1/health HTTP/1.0\r\n\r\n' >q
 	SECONDS=0
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	answers q '200 200 '
 	[ "$(printf '%s\n' "$output" | grep -ci '^Connection: keep-alive')" -eq 1 ]
 	[ "$(printf '%s\n' "$output" | grep -ci '^Connection: close')" -eq 1 ]
 	[ "$SECONDS" -lt 4 ]
@@ -1030,8 +1035,7 @@ allow() {
 		printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s' "$TOK" "${#b}" "$b"
 		printf 'GET /v1/inbox/alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' "$TOK"
 	} >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 401 404 200 200 ' ]
+	answers q '200 401 404 200 200 '
 	[ "$(count_new alice)" -eq 1 ]
 	# The last one saw the send before it.
 	[[ ${lines[${#lines[@]} - 1]} == '[{"id":'*'"body":"x"'* ]]
@@ -1072,14 +1076,12 @@ allow() {
 		printf '0\r\n\r\n'
 		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
 	} >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	answers q '200 200 '
 	assert_output --partial '"body":"in pieces"'
 	[ "$(count_new bob)" -eq 2 ]
 	# Malformed chunking is 400.
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n' "$A" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 }
 
 @test "a client that sends Expect: 100-continue is told to go on at once, and its body is read" {
@@ -1106,8 +1108,7 @@ allow() {
 	# Not to HTTP/1.0, which has no 1xx: it sends its body unasked.
 	b='{"to":"@bob","body":"one-oh"}'
 	printf 'POST /v1/send HTTP/1.0\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s' "$A" "${#b}" "$b" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	answers q '200 '
 }
 
 @test "a chunk size line with more than digits and an extension after them is 400, and nothing in the body is taken for a request" {
@@ -1118,22 +1119,18 @@ allow() {
 	# request hidden in them must not be answered.
 	g='GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n'
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n0x26\r\n\r\n'"$g"'\r\n0\r\n\r\n' "$A" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	refute_output --partial '"ok":true'
 	b='{"to":"@bob","body":"x"}'
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%xzz\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	# A control byte in an extension too.
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%x;a\rb\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	[ "$(count_new bob)" -eq 0 ]
 	# Whitespace before an extension, and uppercase hex, are fine.
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%X \t;a="b c"\r\n%s\r\n0\r\n\r\n' "$A" "${#b}" "$b" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	answers q '200 '
 	[ "$(count_new bob)" -eq 1 ]
 }
 
@@ -1152,13 +1149,11 @@ allow() {
 		refute_output --partial '"ok":true'
 	done
 	printf 'POST /v1/send HTTP/1.0\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n%sGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' "$A" "$chunked" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	[ "$(count_new bob)" -eq 0 ]
 	# Once, in HTTP/1.1, it is fine.
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s' "$A" "$chunked" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	answers q '200 '
 	[ "$(count_new bob)" -eq 1 ]
 }
 
@@ -1309,8 +1304,7 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 		'GET /v1/health HTTP/1.1\r\nHost: x\r\n\nContent-Length: 3\r\n\r\nabc'; do
 		printf "$q" >q
 		SECONDS=0
-		run raw q
-		[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+		answers q '400 '
 		[ "$SECONDS" -lt 4 ]
 	done
 	alive
@@ -1325,8 +1319,7 @@ print("cuts %d, wrong %d" % (len(data) - 1, bad))
 	bg_pid "$BCH_RELAY_PID" # the TLS one below is the teardown's
 	for q in '\x00' '\x00\x01garbage' ' GET /v1/health HTTP/1.1\r\n' '/v1/health'; do
 		printf "$q" >q
-		run raw q
-		[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+		answers q '400 '
 		assert_output --partial '{"error":"Bad Request"}'
 	done
 	alive
@@ -1358,11 +1351,9 @@ print(a.split(b"\r\n")[0].decode())
 @test "empty lines before a request line are ignored, on a new connection and between requests" {
 	relayd
 	printf '\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	answers q '200 '
 	printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	answers q '200 200 '
 	alive
 }
 
@@ -1373,8 +1364,7 @@ print(a.split(b"\r\n")[0].decode())
 		for i in $(seq 1 100); do printf 'X-Flood-%d: %d\r\n' "$i" "$i"; done
 		printf '\r\n'
 	} >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '431 ' ]
+	answers q '431 '
 	assert_output --partial '{"error":'
 	alive
 }
@@ -1386,8 +1376,7 @@ print(a.split(b"\r\n")[0].decode())
 		head -c 20480 /dev/zero | tr '\0' a
 		printf '\r\n\r\n'
 	} >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '431 ' ]
+	answers q '431 '
 	alive
 }
 
@@ -1397,33 +1386,25 @@ print(a.split(b"\r\n")[0].decode())
 	local b='{"to":"@bob","body":"no host"}'
 	# Without Host, a send is refused and the request after it is not read.
 	printf 'POST /v1/send HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%sGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' "$A" "${#b}" "$b" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	[ "$(count_new bob)" -eq 0 ]
 	printf 'GET /v1/health HTTP/1.1\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	# Two Host fields, the same or not, in HTTP/1.1 or 1.0.
 	printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	printf 'GET /v1/health HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	# A value that is no host[:port].
 	printf 'GET /v1/health HTTP/1.1\r\nHost: x y\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	printf 'GET /v1/health HTTP/1.1\r\nHost: x/y@z\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	# HTTP/1.0 without Host, and host, port and IPv6 literal forms, pass.
 	printf 'GET /v1/health HTTP/1.0\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 ' ]
+	answers q '200 '
 	printf 'GET /v1/health HTTP/1.1\r\nhost: relay.example:7117\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: [::1]:7117\r\n\r\nGET /v1/health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 200 ' ]
+	answers q '200 200 200 '
 	# bch itself sends Host.
 	BACKCHANNEL_URL=$URL BACKCHANNEL_TOKEN=$A BACKCHANNEL_AGENT=alice bch send @bob "with host"
 	[ "$(count_new bob)" -eq 1 ]
@@ -1434,45 +1415,34 @@ print(a.split(b"\r\n")[0].decode())
 	local long
 	long=$(printf 'a%.0s' $(seq 1 1100))
 	printf 'GET /%s HTTP/1.1\r\nHost: x\r\n\r\n' "$long" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '414 ' ]
+	answers q '414 '
 	# Just under the limit, the target is read: no such route.
 	printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' "${long:0:1022}" >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '404 ' ]
+	answers q '404 '
 	printf 'PROPPATCHPROPPATCH /v1/health HTTP/1.1\r\nHost: x\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '501 ' ]
+	answers q '501 '
 	# A later HTTP/1 minor version is HTTP/1.1 to us (RFC 9110 2.5).
 	printf 'GET /v1/health HTTP/1.2\r\nHost: x\r\n\r\nGET /v1/health HTTP/1.9\r\nHost: x\r\nConnection: close\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '200 200 ' ]
+	answers q '200 200 '
 	printf 'GET /v1/health HTTP/1.2\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	alive
 }
 
 @test "request line garbage is 400; HTTP/2.0 is 505; an unknown transfer coding is 501" {
 	relayd
 	printf 'garbage\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	printf 'GET  /v1/health HTTP/1.1\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	printf '\x01\x02\x03\xff\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	printf 'GET /v1/health HTTP/2.0\r\nHost: x\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '505 ' ]
+	answers q '505 '
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '501 ' ]
+	answers q '501 '
 	printf 'POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!' >q
-	run raw q
-	[ "$(printf '%s\n' "$output" | status_lines)" = '400 ' ]
+	answers q '400 '
 	alive
 }
 
