@@ -50,6 +50,9 @@ file_str(const struct json *j, const char *key, size_t max, char **out,
 	return err_status(e, 1); /* bch init may set it aside */
 }
 
+/* The most config.json may hold: load_file() reads no more. */
+#define CONFIG_MAX (64 * 1024)
+
 /* The members load_file() reads; config_save() writes them anew. */
 static const char *const known[] = { "agent", "url", "token", "pin", "ca" };
 
@@ -143,7 +146,7 @@ load_file(struct config *c, struct err *e)
 	int i, rc = -1;
 
 	snprintf(path, sizeof path, "%s/config.json", c->home);
-	if (io_readfile(AT_FDCWD, path, 64 * 1024, &b) < 0) {
+	if (io_readfile(AT_FDCWD, path, CONFIG_MAX, &b) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR) {
 			buf_free(&b);
 			return 0;
@@ -409,7 +412,13 @@ config_save(const struct config *c, const char *agent, const char *url,
 		buf_adds(&b, c->file_extra);
 	buf_adds(&b, "\n}\n");
 	snprintf(path, sizeof path, "%s/config.json", c->home);
-	rc = io_replace(path, b.p, b.len, 1, e);
+	/* Written past what a load reads, every command would fail on it. */
+	if (b.len > CONFIG_MAX)
+		rc = err_set(e, BCH_PERM, "%s would grow to %zu bytes, past the "
+		    "%d it may hold — take out the members bch does not use",
+		    path, b.len, CONFIG_MAX);
+	else
+		rc = io_replace(path, b.p, b.len, 1, e);
 	buf_free(&b);
 	return rc;
 }

@@ -251,6 +251,23 @@ unprivileged() {
 	assert_output "bob via local spool"
 }
 
+@test "init does not grow config.json past what it can read back: refused, the file kept" {
+	bch init alice >/dev/null
+	cfg=$BACKCHANNEL_HOME/config.json
+	# 65,536 bytes, the most a load reads; the rewrite's indent adds more.
+	pad=$(head -c 65510 /dev/zero | tr '\0' x)
+	printf '{"agent":"alice","pad":"%s"}' "$pad" >"$cfg"
+	assert_equal "$(stat -c %s "$cfg")" 65536
+	cp "$cfg" "$BATS_TEST_TMPDIR/before"
+	run bch init alice
+	assert_failure 100
+	assert_output --regexp "^bch-init: .*/config.json would grow to [0-9]+ bytes, past the 65536 it may hold — take out the members bch does not use$"
+	cmp "$cfg" "$BATS_TEST_TMPDIR/before"
+	run bch whoami
+	assert_success
+	assert_output "alice via local spool"
+}
+
 @test "a config.json that is not JSON is a one-line error naming it, exit 100" {
 	mkdir -p "$BACKCHANNEL_HOME"
 	for bad in '{"agent": ' 'not json' '[]' '{"agent": "a",}'; do
