@@ -20,7 +20,7 @@
 
 static const char usage[] =
     "bch-claim [--keep] [--json | --jsonl] <id-or-prefix>... | "
-    "bch-claim < ids";
+    "bch-claim [--keep] [--json | --jsonl] < ids";
 
 enum form { HUMAN, JSON, JSONL };
 

@@ -146,4 +146,6 @@ verb() {
 	assert_output 'usage: bch-init <name> [--url relay-url] [--token room-token] [--pin sha256] | bch-init --whoami'
 	run -0 bch-send -h
 	assert_output --partial '| bch-send [--wait[=seconds]] < requests.jsonl'
+	run -0 bch-claim -h
+	assert_output --partial '| bch-claim [--keep] [--json | --jsonl] < ids'
 }
