@@ -89,9 +89,10 @@ respond(struct relayd *d, struct conn *k, struct relay_answer *a,
 	if (a->retry_after)
 		snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
 		    a->retry_after);
-	else if (a->allow) /* a 405 */
+	else if (a->allow) /* a 405, or the answer to OPTIONS */
 		snprintf(extra, sizeof extra, "Allow: %s\r\n", a->allow);
-	buf_addc(&a->body, '\n');
+	if (a->body.len) /* none to OPTIONS: Content-Length: 0 */
+		buf_addc(&a->body, '\n');
 	http_put_response(&out, a->status, NULL, a->body.p, a->body.len,
 	    d->stop ? 0 : keepalive, extra);
 	/* A HEAD answer says the length of the body it does not have: one

@@ -477,9 +477,10 @@ answer_reset(struct relay_answer *a)
 }
 
 /* The methods the route of path takes (HEAD wherever GET is but on a
- * stream), for the 405 to a method it does not take; NULL for a path
- * that is no route (404). A path under a prefix is the route's, as
- * every method it takes answers for it. */
+ * stream, OPTIONS everywhere), for the 405 to a method it does not take
+ * and the answer to OPTIONS; NULL for a path that is no route (404). A
+ * path under a prefix is the route's, as every method it takes answers
+ * for it. */
 static const char *
 route_allow(const char *path)
 {
@@ -488,19 +489,19 @@ route_allow(const char *path)
 		int prefix;
 		const char *allow;
 	} routes[] = {
-		{ "/v1/health", 0, "GET, HEAD" },
-		{ "/v1/register", 0, "POST" },
-		{ "/v1/agents", 0, "GET, HEAD" },
-		{ "/v1/channels", 0, "GET, HEAD" },
-		{ "/v1/subscribe", 0, "POST" },
-		{ "/v1/unsubscribe", 0, "POST" },
-		{ "/v1/send", 0, "POST" },
-		{ "/v1/take", 0, "POST" },
-		{ "/v1/ack", 0, "POST" },
-		{ "/v1/release", 0, "POST" },
-		{ "/v1/receipt/", 1, "GET, HEAD" },
-		{ "/v1/inbox/", 1, "GET, HEAD" },
-		{ "/v1/events/", 1, "GET" },
+		{ "/v1/health", 0, "GET, HEAD, OPTIONS" },
+		{ "/v1/register", 0, "POST, OPTIONS" },
+		{ "/v1/agents", 0, "GET, HEAD, OPTIONS" },
+		{ "/v1/channels", 0, "GET, HEAD, OPTIONS" },
+		{ "/v1/subscribe", 0, "POST, OPTIONS" },
+		{ "/v1/unsubscribe", 0, "POST, OPTIONS" },
+		{ "/v1/send", 0, "POST, OPTIONS" },
+		{ "/v1/take", 0, "POST, OPTIONS" },
+		{ "/v1/ack", 0, "POST, OPTIONS" },
+		{ "/v1/release", 0, "POST, OPTIONS" },
+		{ "/v1/receipt/", 1, "GET, HEAD, OPTIONS" },
+		{ "/v1/inbox/", 1, "GET, HEAD, OPTIONS" },
+		{ "/v1/events/", 1, "GET, OPTIONS" },
 	};
 	size_t i;
 
@@ -521,8 +522,24 @@ no_route(const char *path, struct relay_answer *a)
 
 	if (!allow)
 		return relay_fail(a, 404, "no such route");
-	relay_fail(a, 405, strcmp(allow, "POST") == 0 ? "use POST" :
-	    strcmp(allow, "GET") == 0 ? "use GET" : "use GET or HEAD");
+	relay_fail(a, 405, strncmp(allow, "POST,", 5) == 0 ? "use POST" :
+	    strcmp(allow, "GET, OPTIONS") == 0 ? "use GET" : "use GET or HEAD");
+	a->allow = allow;
+}
+
+/* OPTIONS (RFC 9110 9.3.7): the methods of a route, or with "*" of the
+ * relay as a whole, in Allow and with no body. No token is needed: the
+ * answer says no more than PROTOCOL.md does, and the asker (a health
+ * checker, a proxy's ping, a browser's preflight) sends none. */
+static void
+route_options(const char *path, struct relay_answer *a)
+{
+	const char *allow = strcmp(path, "*") == 0 ?
+	    "GET, HEAD, POST, OPTIONS" : route_allow(path);
+
+	if (!allow)
+		return relay_fail(a, 404, "no such route");
+	a->status = 200;
 	a->allow = allow;
 }
 
@@ -540,6 +557,8 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	answer_reset(a);
 	snprintf(path, sizeof path, "%s", q->path);
 	path[strcspn(path, "?#")] = 0;
+	if (strcmp(q->method, "OPTIONS") == 0)
+		return route_options(path, a);
 	if (strcmp(path, "/v1/health") == 0) {
 		if (!get)
 			return no_route(path, a);

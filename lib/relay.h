@@ -54,7 +54,7 @@ struct relay_answer {
 	int status;
 	struct buf body;
 	int retry_after;                /* seconds, or 0 */
-	const char *allow;              /* a 405's Allow value, or NULL */
+	const char *allow;              /* Allow (a 405's, OPTIONS's) or NULL */
 	char agent[NAME_MAX_LEN + 1];   /* who asked, once authenticated */
 	int sse;                        /* answer with an event stream */
 	struct msg *queued;             /* a send queued on a shared spool */

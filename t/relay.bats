@@ -523,22 +523,22 @@ allow() {
 	alice_bob
 	send "$A" @bob hi
 	[ -n "$ID" ]
-	allow GET /v1/send "$A" POST
-	allow PUT /v1/send "$A" POST
-	allow GET /v1/take "$B" POST
-	allow GET /v1/ack "$B" POST
-	allow DELETE /v1/release "$B" POST
-	allow GET /v1/subscribe "$B" POST
-	allow GET /v1/unsubscribe "$B" POST
-	allow GET /v1/register "$ROOM" POST
-	allow POST /v1/health "" 'GET, HEAD'
-	allow DELETE /v1/health "" 'GET, HEAD'
-	allow POST /v1/agents "$A" 'GET, HEAD'
-	allow PUT /v1/channels "$A" 'GET, HEAD'
-	allow DELETE /v1/inbox/bob "$B" 'GET, HEAD'
-	allow POST "/v1/receipt/$ID" "$A" 'GET, HEAD'
-	allow POST /v1/events/bob "$B" GET
-	allow HEAD /v1/events/bob "$B" GET
+	allow GET /v1/send "$A" 'POST, OPTIONS'
+	allow PUT /v1/send "$A" 'POST, OPTIONS'
+	allow GET /v1/take "$B" 'POST, OPTIONS'
+	allow GET /v1/ack "$B" 'POST, OPTIONS'
+	allow DELETE /v1/release "$B" 'POST, OPTIONS'
+	allow GET /v1/subscribe "$B" 'POST, OPTIONS'
+	allow GET /v1/unsubscribe "$B" 'POST, OPTIONS'
+	allow GET /v1/register "$ROOM" 'POST, OPTIONS'
+	allow POST /v1/health "" 'GET, HEAD, OPTIONS'
+	allow DELETE /v1/health "" 'GET, HEAD, OPTIONS'
+	allow POST /v1/agents "$A" 'GET, HEAD, OPTIONS'
+	allow PUT /v1/channels "$A" 'GET, HEAD, OPTIONS'
+	allow DELETE /v1/inbox/bob "$B" 'GET, HEAD, OPTIONS'
+	allow POST "/v1/receipt/$ID" "$A" 'GET, HEAD, OPTIONS'
+	allow POST /v1/events/bob "$B" 'GET, OPTIONS'
+	allow HEAD /v1/events/bob "$B" 'GET, OPTIONS'
 	# The message is still there, unread.
 	[ "$(count_new bob)" -eq 1 ]
 	# A path that is no route stays 404, whatever the method.
@@ -1020,8 +1020,44 @@ allow() {
 	[ "$(count_new bob)" -eq 0 ]
 	# OPTIONS * is a request line, for the relay to answer.
 	run curl -s -w ' %{http_code}' -X OPTIONS --request-target '*' "$URL/"
-	refute_output --regexp ' 400$'
+	assert_output ' 200'
 	alive
+}
+
+@test "OPTIONS * and OPTIONS on a route are 200 with Allow and no body, with no token; the connection stays open" {
+	relayd
+	printf 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >q
+	answers q '200 '
+	local head
+	head=$(tr -d '\r' <<<"$output")
+	grep -qx 'Allow: GET, HEAD, POST, OPTIONS' <<<"$head"
+	grep -qx 'Content-Length: 0' <<<"$head"
+	# Another request after it, on the same connection.
+	{
+		printf 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n'
+		printf 'GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+	} >q
+	answers q '200 200 '
+	req OPTIONS /v1/send
+	expect 200
+	grep -qx 'Allow: POST, OPTIONS' <<<"$HEADERS"
+	grep -qx 'Content-Length: 0' <<<"$HEADERS"
+	[ -z "$BODY" ]
+	req OPTIONS /v1/inbox/bob
+	expect 200
+	grep -qx 'Allow: GET, HEAD, OPTIONS' <<<"$HEADERS"
+	req OPTIONS /v1/health
+	expect 200
+	grep -qx 'Allow: GET, HEAD, OPTIONS' <<<"$HEADERS"
+	# A path that is no route is still 404, with or without a token.
+	req OPTIONS /v1/nope
+	expect 404
+	req OPTIONS /nope
+	expect 404
+	run -1 grep -q '^Allow:' <<<"$HEADERS"
+	# The asterisk is for OPTIONS alone.
+	printf 'GET * HTTP/1.1\r\nHost: x\r\n\r\n' >q
+	answers q '400 '
 }
 
 @test "pipelined requests in one write get their answers in order" {

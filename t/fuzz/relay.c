@@ -21,9 +21,10 @@
  *
  * Checked for every answer: a status PROTOCOL.md 5 documents (a 5xx
  * other than 507 is the relay's own fault, so a failure here), a JSON
- * body ({"error": "..."} for 4xx), an event stream's backlog as "id:" and
- * one "data:" line per message; only a personal token gets past the
- * routes that need one, and the answer names its agent; a 2xx send is a
+ * body ({"error": "..."} for 4xx; none, and Allow, to OPTIONS), an
+ * event stream's backlog as "id:" and one "data:" line per message;
+ * only a personal token gets past the routes that need one, and the
+ * answer names its agent; a 2xx send is a
  * message from the authenticated agent, already in each recipient's new/
  * exactly as answered (a retry with the same id answers the same); a 200
  * subscribe leaves the agent subscribed to exactly the channel asked
@@ -701,6 +702,20 @@ answer_check(const struct http_req *q, struct relay_answer *a)
 		check_sse(a->agent);
 		return;
 	}
+	/* OPTIONS: a route's methods (the relay's, for "*") in Allow, no
+	 * body, no token needed; 404 for a path that is no route. */
+	if (strcmp(q->method, "OPTIONS") == 0) {
+		CHECK(!a->agent[0]);
+		CHECK(a->status == 200 || a->status == 404);
+		CHECK((a->status == 200) == (a->allow != NULL));
+		if (a->allow)
+			CHECK(!a->body.len && strstr(a->allow, "OPTIONS"));
+		if (strcmp(path, "*") == 0 || strcmp(path, "/v1/health") == 0)
+			CHECK(a->status == 200);
+		else if (strncmp(path, "/v1/", 4) != 0)
+			CHECK(a->status == 404);
+		return;
+	}
 	CHECK(a->body.p && a->body.len == strlen(a->body.p));
 	CHECK(valid_json(a->body.p, a->body.len, 0));
 	/* No answer gives away a token or the hash kept of one (a 201
@@ -720,14 +735,15 @@ answer_check(const struct http_req *q, struct relay_answer *a)
 		CHECK(why && *why);
 		free(why);
 	}
-	/* A 405 names the methods the route takes, and only a 405 does. */
+	/* A 405 names the methods the route takes, and only a 405 does
+	 * (but for OPTIONS, above). */
 	CHECK((a->status == 405) == (a->allow != NULL));
-	if (a->allow && strcmp(a->allow, "POST") == 0)
+	if (a->allow && strcmp(a->allow, "POST, OPTIONS") == 0)
 		CHECK(!post);
-	else if (a->allow && strcmp(a->allow, "GET") == 0)
+	else if (a->allow && strcmp(a->allow, "GET, OPTIONS") == 0)
 		CHECK(strcmp(q->method, "GET") != 0);
 	else if (a->allow)
-		CHECK(strcmp(a->allow, "GET, HEAD") == 0 && !get);
+		CHECK(strcmp(a->allow, "GET, HEAD, OPTIONS") == 0 && !get);
 	if (strcmp(path, "/v1/health") == 0) {
 		CHECK(a->status == (get ? 200 : 405));
 		return;
