@@ -236,7 +236,9 @@ tools_call(struct req *r)
 	const struct json *j = r->j;
 	struct call k = { r->s, r->s->c, j, -1, BUF_INIT, BUF_INIT, 0,
 		r->s->nheld, r->id, r->idlen, 0 };
+	static const char *const keys[] = { "name", "arguments", NULL };
 	const struct tool *t = tools;
+	const char *dup = twice(j, r->params, keys);
 	char name[TOK_MAX + 1], why[400] = "";
 
 	int toolong = tok_str(j, json_get(j, r->params, "name"), name);
@@ -246,7 +248,10 @@ tools_call(struct req *r)
 	k.args = json_get(j, r->params, "arguments");
 	if (k.args >= 0 && json_is(j, k.args, "null"))
 		k.args = -1;
-	if (toolong) {
+	if (dup) {
+		reply_error(r, INVALID_PARAMS, "Invalid params: \"%s\" given "
+		    "twice", dup);
+	} else if (toolong) {
 		reply_error(r, INVALID_PARAMS, "Unknown tool: its name is too "
 		    "long (at most %d bytes)", TOK_MAX);
 	} else if (!name[0]) {
@@ -320,8 +325,10 @@ static int
 envelope(struct req *r, int t, char *method, int *toolong)
 {
 	const struct json *j = r->j;
+	static const char *const keys[] = { "id", "jsonrpc", "method",
+		"params", NULL };
 	int id = json_get(j, t, "id"), m = json_get(j, t, "method");
-	const char *why = NULL;
+	const char *why = NULL, *dup = twice(j, t, keys);
 
 	if (id >= 0 && (j->t[id].type == JSON_STRING ||
 	    (j->t[id].type == JSON_PRIMITIVE && strchr("-0123456789",
@@ -331,6 +338,13 @@ envelope(struct req *r, int t, char *method, int *toolong)
 		r->idlen = j->t[id].end - j->t[id].start + 2 * quoted;
 	} else if (id >= 0) {
 		why = "id must be a string or a number";
+	}
+	if (dup) {
+		if (strcmp(dup, "id") == 0)
+			r->id = NULL; /* which of the two would it be? */
+		reply_error(r, INVALID_REQUEST, "Invalid Request: \"%s\" given "
+		    "twice", dup);
+		return -1;
 	}
 	r->params = json_get(j, t, "params");
 	if (!why && !tok_is(j, json_get(j, t, "jsonrpc"), "2.0"))

@@ -39,6 +39,19 @@ tok_is(const struct json *j, int i, const char *s)
 	    memcmp(j->s + j->t[i].start, s, n) == 0;
 }
 
+/* The first of keys (NULL-ended) that object obj gives twice, or NULL.
+ * JSON readers differ on which of two same-named members counts (ours
+ * takes the first, JSON.parse and jq the last): a request must not be
+ * one thing to a client or proxy that checked it and another here. */
+const char *
+twice(const struct json *j, int obj, const char *const *keys)
+{
+	for (; *keys; keys++)
+		if (json_get(j, obj, *keys) != json_get_last(j, obj, *keys))
+			return *keys;
+	return NULL;
+}
+
 /* A tool failure: a result with isError, its text the error's line. */
 int
 fail(struct call *k, const struct err *e)
@@ -155,7 +168,11 @@ args_check(const struct call *k, const struct tool *t, char *why,
 		return -1;
 	}
 	for (a = t->args; a->name; a++) {
-		if ((i = arg(k, a->name)) < 0 && a->required)
+		if (json_get(j, k->args, a->name) !=
+		    json_get_last(j, k->args, a->name))
+			snprintf(why, whysz, "argument \"%s\" of %s given twice",
+			    a->name, t->name);
+		else if ((i = arg(k, a->name)) < 0 && a->required)
 			snprintf(why, whysz, "missing required argument \"%s\" "
 			    "for %s", a->name, t->name);
 		else if (i >= 0 && !arg_ok(j, a, i))

@@ -104,6 +104,9 @@ int tok_str(const struct json *j, int i, char *out);
 /* Is token i (-1: none) a string spelled exactly s? */
 int tok_is(const struct json *j, int i, const char *s);
 
+/* The first of keys (NULL-ended) that object obj gives twice, or NULL. */
+const char *twice(const struct json *j, int obj, const char *const *keys);
+
 /* Check k's arguments against t's input schema: 0, or -1 with why. */
 int args_check(const struct call *k, const struct tool *t, char *why,
     size_t whysz);

@@ -589,6 +589,37 @@ lines_are() {
 	is 2 result.isError '<absent>'
 }
 
+@test "a member given twice in a request, its params or a tool's arguments is refused, whichever a reader would take" {
+	# Ours reads the first of two, JSON.parse and jq the last: a call a
+	# client or proxy checked as going to @alice must not go to @bob.
+	rpc '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"bch_send","arguments":{"target":"@bob","target":"@alice","body":"x"}}}' \
+		'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"bch_send","arguments":{"target":"@bob","body":"x","body":"y"}}}' \
+		'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"bch_send","name":"bch_whoami","arguments":{"target":"@bob","body":"x"}}}' \
+		'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"bch_whoami","arguments":{},"arguments":{"target":"@bob","body":"x"}}}' \
+		'{"jsonrpc":"2.0","id":5,"id":6,"method":"ping"}' \
+		'{"jsonrpc":"2.0","id":7,"method":"tools/call","method":"ping","params":{"name":"bch_send","arguments":{"target":"@bob","body":"x"}}}' \
+		'{"jsonrpc":"2.0","id":8,"method":"ping"}'
+	lines_are 7
+	is 0 result.isError true
+	is 0 result.content.0.text 'argument "target" of bch_send given twice'
+	is 1 result.content.0.text 'argument "body" of bch_send given twice'
+	is 2 error.code -32602
+	is 2 error.message 'Invalid params: "name" given twice'
+	is 3 error.message 'Invalid params: "arguments" given twice'
+	is 4 error.code -32600
+	is 4 id null
+	is 4 error.message 'Invalid Request: "id" given twice'
+	is 5 id 7
+	is 5 error.message 'Invalid Request: "method" given twice'
+	is 6 result '{}'
+	[ "$(count_new bob)" -eq 0 ]
+	[ "$(count_new alice)" -eq 0 ]
+	rpc "$(init 2025-06-18)" "$(call 1 bch_send '{"target":"@bob","target":"@alice","body":"x"}')"
+	is 1 error.code -32602
+	is 1 error.message 'Invalid params: argument "target" of bch_send given twice'
+	[ "$(count_new bob)" -eq 0 ]
+}
+
 @test "a batch is answered with an array, in order, notifications left out" {
 	rpc '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":2,"method":"nope"},3]' \
 		'[{"jsonrpc":"2.0","method":"notifications/initialized"}]' '{"jsonrpc":"2.0","id":9,"method":"ping"}'
