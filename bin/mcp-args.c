@@ -59,7 +59,7 @@ fail(struct call *k, const struct err *e)
 	k->failed = 1;
 	buf_reset(&k->text);
 	buf_adds(&k->text, e->msg);
-	if (e->code == BCH_TEMP)
+	if (e->code == BCH_TEMP && !strstr(e->msg, "try again later"))
 		buf_adds(&k->text, " (a temporary failure: try again later)");
 	return -1;
 }

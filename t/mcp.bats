@@ -421,6 +421,14 @@ lines_are() {
 	is 0 result.structuredContent '<absent>'
 }
 
+@test "a relay that cannot be reached is a tool error that says once to try again later" {
+	BACKCHANNEL_URL=http://127.0.0.1:1 BACKCHANNEL_TOKEN=0123456789abcdef0123 \
+		rpc "$(call 1 bch_send '{"target":"@bob","body":"hi"}')"
+	assert_success
+	is 0 result.isError true
+	is 0 result.content.0.text 'relay http://127.0.0.1:1 unreachable: Connection refused — is it running? try again later'
+}
+
 @test "a channel with no other subscribers is a tool error" {
 	rpc "$(call 1 bch_send '{"target":"#nobody","body":"hi"}')"
 	is 0 result.isError true
