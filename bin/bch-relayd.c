@@ -389,6 +389,7 @@ run(struct relayd *d)
 			else
 				on_conn(d, evs[i].data.ptr, evs[i].events);
 		}
+		conns_reap(d); /* those dropped for room by on_accept() */
 		if (time(NULL) != last) {
 			last = time(NULL);
 			tick(d);

@@ -174,7 +174,7 @@ conn_eof(struct conn *k)
 }
 
 void
-conn_close(struct relayd *d, struct conn *k)
+conn_unlink(struct relayd *d, struct conn *k)
 {
 	struct conn **p;
 
@@ -186,6 +186,8 @@ conn_close(struct relayd *d, struct conn *k)
 			}
 	if (k->q)
 		k->q->k = NULL; /* its send still gets its outcome */
+	if (k->lingering)
+		linger_del(d, k);
 	pending_del(k);
 	epoll_ctl(d->ep, EPOLL_CTL_DEL, k->fd, NULL);
 	close(k->fd);
@@ -200,8 +202,14 @@ conn_close(struct relayd *d, struct conn *k)
 	buf_free(&k->in);
 	http_parse_free(&k->parse);
 	buf_free(&k->out);
-	free(k);
 	d->nconns--;
+}
+
+void
+conn_close(struct relayd *d, struct conn *k)
+{
+	conn_unlink(d, k);
+	free(k);
 }
 
 void
@@ -496,6 +504,8 @@ flush_streams(struct relayd *d)
 void
 on_conn(struct relayd *d, struct conn *k, uint32_t ev)
 {
+	if (k->fd < 0)
+		return; /* dropped earlier this round */
 	if (k->lingering) {
 		conn_linger(d, k);
 		return;
@@ -546,8 +556,12 @@ on_accept(struct relayd *d)
 				    strerror(errno));
 			return;
 		}
+		/* Over capacity: a lingering connection has had its answer,
+		 * and makes room; else shed load, keep serving. */
+		if (d->nconns >= d->maxconns && d->lhead)
+			conn_drop(d, d->lhead);
 		if (d->nconns >= d->maxconns) {
-			close(fd); /* over capacity: shed load, keep serving */
+			close(fd);
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

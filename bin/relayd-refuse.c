@@ -8,9 +8,12 @@
  * client, still writing, sees a lost connection instead of the answer.
  * Its sending side is shut (after the close_notify over TLS), and what
  * still comes is read and dropped, for a while and up to a size, so
- * that no client holds a slot by sending on: then it is closed. */
+ * that no client holds a slot by sending on: then it is closed. Nor
+ * does it hold one from a new connection: with every slot taken, the
+ * oldest lingering one is closed to make room (on_accept()). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -88,6 +91,13 @@ conn_finish(struct relayd *d, struct conn *k)
 	k->out_off = 0;
 	http_parse_free(&k->parse);
 	k->lingering = 1;
+	k->lprev = d->ltail; /* the newest: the last to make room */
+	k->lnext = NULL;
+	if (d->ltail)
+		d->ltail->lnext = k;
+	else
+		d->lhead = k;
+	d->ltail = k;
 	k->want_out = k->full = 0;
 	k->since = time(NULL);
 	k->linger_left = LINGER_BYTES;
@@ -122,4 +132,38 @@ conn_linger(struct relayd *d, struct conn *k)
 	if (got >= LINGER_SLICE && k->linger_left)
 		return; /* more on the next round: others are served too */
 	conn_close(d, k);
+}
+
+void
+linger_del(struct relayd *d, struct conn *k)
+{
+	if (k->lprev)
+		k->lprev->lnext = k->lnext;
+	else
+		d->lhead = k->lnext;
+	if (k->lnext)
+		k->lnext->lprev = k->lprev;
+	else
+		d->ltail = k->lprev;
+	k->lprev = k->lnext = NULL;
+}
+
+void
+conn_drop(struct relayd *d, struct conn *k)
+{
+	conn_unlink(d, k);
+	k->fd = -1; /* its events this round are ignored: on_conn() */
+	k->next = d->dropped;
+	d->dropped = k;
+}
+
+void
+conns_reap(struct relayd *d)
+{
+	struct conn *k;
+
+	while ((k = d->dropped)) {
+		d->dropped = k->next;
+		free(k);
+	}
 }

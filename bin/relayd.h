@@ -45,6 +45,7 @@ struct conn {
 	int lingering; /* its answers are out and its sending side shut:
 	                * what comes is dropped till it closes (since) */
 	size_t linger_left; /* bytes it may still send while lingering */
+	struct conn *lprev, *lnext; /* lingering: oldest first (d->lhead) */
 	char agent[NAME_MAX_LEN + 1];
 	struct tls_conn *tls; /* NULL for plain HTTP */
 	struct conn *prev, *next;
@@ -88,6 +89,9 @@ struct relayd {
 	struct conn *pending; /* output to flush before the next wait */
 	struct conn *readers[BUCKETS]; /* SSE connections by agent */
 	size_t nconns, maxconns;
+	struct conn *lhead, *ltail; /* lingering, oldest first: a slot they
+	                             * hold goes to a new connection */
+	struct conn *dropped; /* closed this round: freed at its end */
 	struct watch *watches; /* sorted by wd, the lost ones (-1) first */
 	size_t nwatches;
 	size_t wnext;          /* the next to check: watch_tick() */
@@ -131,8 +135,11 @@ int conn_held(const struct conn *k);
 /* Queue n bytes for k; they go out in flush_pending(). */
 void conn_send(struct relayd *d, struct conn *k, const char *p, size_t n);
 
-/* Close k and free it, off its SSE bucket, the flush list, d->conns and
- * epoll. */
+/* Close k and free what it holds, but not k itself: off its SSE
+ * bucket, the lingering and flush lists, d->conns and epoll. */
+void conn_unlink(struct relayd *d, struct conn *k);
+
+/* conn_unlink(), then k freed. */
 void conn_close(struct relayd *d, struct conn *k);
 
 /* Close k once it has put out what it owes (a stream: nothing more);
@@ -150,8 +157,9 @@ void flush_streams(struct relayd *d);
 /* epoll's events ev for k: read, answer, write; k may be closed. */
 void on_conn(struct relayd *d, struct conn *k, uint32_t ev);
 
-/* Accept every connection waiting on d->lfd, past d->maxconns shedding
- * them. */
+/* Accept every connection waiting on d->lfd; past d->maxconns the
+ * oldest lingering connection makes room, and when none lingers the
+ * new one is shed. */
 void on_accept(struct relayd *d);
 
 /* relayd-refuse.c, connections refused as a whole. */
@@ -168,6 +176,17 @@ void conn_finish(struct relayd *d, struct conn *k);
 /* Read and drop what a lingering k sends, a slice a round; closed once
  * the client closes or has sent too much. */
 void conn_linger(struct relayd *d, struct conn *k);
+
+/* Take lingering k off d's list of them (conn_close()). */
+void linger_del(struct relayd *d, struct conn *k);
+
+/* Close k now, but free it at the round's end (conns_reap()), as this
+ * round's epoll events may still name it: they are then ignored. */
+void conn_drop(struct relayd *d, struct conn *k);
+
+/* Free what conn_drop() closed; the loop calls it after each round of
+ * events. */
+void conns_reap(struct relayd *d);
 
 /* relayd-arrive.c, arrivals to SSE streams. */
 

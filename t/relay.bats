@@ -3505,6 +3505,41 @@ except OSError:
 	assert_output '{"ok":true,"service":"backchannel-relay"}'
 }
 
+# A lingering connection held its slot: with --max-conns of them
+# refused while sending, every new client was shut out for seconds.
+# It has had its answer: the oldest makes room for a new connection.
+@test "clients refused while they send do not hold every slot from a new client" {
+	relayd --max-conns 3
+	run timeout 30 python3 -c '
+import socket, sys
+port = int(sys.argv[1])
+held = []
+for i in range(3):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n" + b"a" * 100000)
+    print(c.recv(4096).split(b"\r\n")[0].decode())
+    held.append(c)
+c = socket.create_connection(("127.0.0.1", port))
+c.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+a = b""
+try:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        a += b
+except OSError as e:
+    print("read failed:", type(e).__name__)
+print(a.split(b"\r\n")[0].decode() or "closed unanswered")
+print(a.split(b"\r\n\r\n", 1)[-1].decode())
+' "$PORT"
+	assert_line -n 0 'HTTP/1.1 413 Content Too Large'
+	assert_line -n 1 'HTTP/1.1 413 Content Too Large'
+	assert_line -n 2 'HTTP/1.1 413 Content Too Large'
+	assert_line -n 3 'HTTP/1.1 200 OK'
+	assert_line -n 4 '{"ok":true,"service":"backchannel-relay"}'
+}
+
 # s_client OPTION...: a handshake with the relay at PORT; the protocol
 # and cipher it settled on are in the output.
 s_client() {
