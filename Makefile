@@ -26,7 +26,7 @@ BCH_LDFLAGS = -Wl,--as-needed $(STATIC)
 PROGS = $(patsubst bin/%.c,%,$(wildcard bin/bch-*.c))
 SCRIPTS = bch
 LIBOBJ = lib/agent.o lib/buf.o lib/claim.o lib/cli.o lib/config.o lib/config-token.o lib/err.o lib/hash.o lib/http.o lib/http-chunked.o lib/http-put.o lib/io.o lib/link.o \
-	lib/json.o lib/json-check.o lib/msg.o lib/proc.o lib/queue.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-fs-write.o lib/spool-fs-read.o lib/spool-fs-claim.o lib/spool-fs-wait.o lib/spool-fs-agents.o lib/spool-http.o lib/spool-http-conn.o lib/spool-http-events.o lib/tls.o lib/url.o \
+	lib/json.o lib/json-check.o lib/json-scan.o lib/msg.o lib/proc.o lib/queue.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-fs-write.o lib/spool-fs-read.o lib/spool-fs-claim.o lib/spool-fs-wait.o lib/spool-fs-agents.o lib/spool-http.o lib/spool-http-conn.o lib/spool-http-events.o lib/tls.o lib/url.o \
 	lib/invite.o lib/edit.o lib/edit-json.o lib/edit-json-style.o lib/edit-text.o lib/install.o lib/wake.o \
 	lib/spool-redis.o lib/spool-redis-conn.o lib/spool-redis-url.o lib/spool-redis-lua.o lib/spool-redis-read.o \
 	lib/tls-server.o lib/wake-user.o lib/relay-mail.o

@@ -280,6 +280,8 @@ io_lines_next(struct io_lines *l, struct buf *line, size_t max, int *toolong)
 			if (!nl && !n && !l->skip)
 				return 0;
 			*toolong = l->skip || n > max;
+			if (*toolong && l->over)
+				l->over(l->over_arg, p, n);
 			if (!l->skip) {
 				buf_reset(line);
 				buf_add(line, p, n < max ? n : max);
@@ -289,6 +291,8 @@ io_lines_next(struct io_lines *l, struct buf *line, size_t max, int *toolong)
 			return 1;
 		}
 		if (have > max) { /* over the limit: keep none of the rest */
+			if (l->over)
+				l->over(l->over_arg, p, have);
 			if (!l->skip) {
 				buf_reset(line);
 				buf_add(line, p, max);

@@ -64,6 +64,10 @@ struct io_lines {
 	struct buf b; /* read, from off on not yet returned */
 	size_t off;
 	int eof, skip; /* skip: in a line over max, dropping it */
+	/* If set, shown every byte of a line over max, in order (the part
+	 * kept, then the part dropped), before that line is returned. */
+	void (*over)(void *arg, const char *p, size_t n);
+	void *over_arg;
 };
 
 /* io_readline() over l. */

@@ -1,11 +1,13 @@
 /* json fuzz target: json_parse, a walk of every token through the json_*
- * helpers, the escape round trip, and utf8_valid against a reference. */
+ * helpers, the escape round trip, utf8_valid against a reference, and
+ * json_scan against json_parse. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
+#include "json-scan.h"
 
 #include "check.h"
 
@@ -223,6 +225,69 @@ walk(const struct json *j)
 	}
 }
 
+/* How many keys of object obj decode to name. */
+static int
+count_keys(const struct json *j, int obj, const char *name)
+{
+	int k, key = obj + 1, n = 0;
+	char *s;
+
+	for (k = 0; k < j->t[obj].size; k++, key = json_next(j, key + 1)) {
+		if (json_string(j, key, (size_t)-1, &s, NULL) < 0)
+			continue;
+		n += strcmp(s, name) == 0;
+		free(s);
+	}
+	return n;
+}
+
+/* json_scan, fed the text in pieces, agrees with json_parse: an object
+ * that parses is ok to it, each watched name is counted as its keys
+ * give it, and a member given once has its type and (when short) its
+ * exact text. Whatever the text, a member's text it gives is JSON. */
+static void
+check_scan(const char *s, size_t size)
+{
+	static const char *const names[] = { "id", "method", "a", "", NULL };
+	struct json_scan sc;
+	struct json j, v;
+	const char *why, *val;
+	size_t i, step = size ? 1 + (unsigned char)s[0] % 7 : 1, len, raw;
+	int k, t, ok;
+
+	json_scan_init(&sc, names);
+	for (i = 0; i < size; i += step)
+		json_scan(&sc, s + i, size - i < step ? size - i : step);
+	ok = json_parse(&j, s, size, JSON_SCAN_DEPTH, &why) == 0;
+	if (ok && j.t[0].type == JSON_OBJECT)
+		CHECK(json_scan_ok(&sc));
+	else if (ok)
+		CHECK(!json_scan_ok(&sc));
+	for (k = 0; names[k]; k++) {
+		t = json_scan_member(&sc, k, &val, &len);
+		if (val) {
+			CHECK(len <= JSON_SCAN_VAL);
+			CHECK(json_parse(&v, val, len, JSON_SCAN_DEPTH, &why) == 0);
+			CHECK(v.t[0].type == t);
+			json_free(&v);
+		}
+		if (!ok || j.t[0].type != JSON_OBJECT)
+			continue;
+		CHECK(sc.m[k].n == count_keys(&j, 0, names[k]));
+		if (sc.m[k].n != 1) {
+			CHECK(t == 0 && !val);
+			continue;
+		}
+		i = (size_t)json_get(&j, 0, names[k]);
+		CHECK(t == j.t[i].type);
+		raw = (size_t)(j.t[i].end - j.t[i].start) + 2 * (t == JSON_STRING);
+		CHECK(raw <= JSON_SCAN_VAL ? val && len == raw && memcmp(val,
+		    s + j.t[i].start - (t == JSON_STRING), raw) == 0 : !val);
+	}
+	if (ok)
+		json_free(&j);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -233,6 +298,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	check_utf8(data, size);
 	check_quoted(data, size);
+	check_scan(s, size);
 	if (utf8_valid(s, size) && !memchr(s, 0, size))
 		check_escape(s, size);
 	if (json_parse(&j, s, size, 32, &why) < 0) {
