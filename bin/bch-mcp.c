@@ -6,11 +6,13 @@
  * buffer and written with one io_writeall, so output is never interleaved
  * or partial. A line is bounded (1 MiB, more for a body limit raised
  * with BACKCHANNEL_MAX_BODY); a bad one gets an error answer,
- * never an exit. Claimed messages are acknowledged only after the line
- * carrying them was written, and go back to the inbox if that write
- * failed, as bch-drain does with standard output. A message without an id
- * is a notification: it gets no answer and runs no tool, so nothing is
- * ever claimed for a reply nobody reads. Bodies reach the model fenced
+ * never an exit. One over the bound is never kept: json_scan follows
+ * its top level as it is skipped, so its error carries its id. Claimed
+ * messages are acknowledged only after the line carrying them was
+ * written, and go back to the inbox if that write failed, as bch-drain
+ * does with standard output. A message without an id is a
+ * notification: it gets no answer and runs no tool, so nothing is ever
+ * claimed for a reply nobody reads. Bodies reach the model fenced
  * under a nonce, as in bch drain --hook; structuredContent carries them
  * as JSON strings. A batch (JSON array) is answered with an array. The
  * tools themselves are in mcp-tools.c, their arguments' checks in
@@ -25,6 +27,7 @@
 #include "cli.h"
 #include "io.h"
 #include "json.h"
+#include "json-scan.h"
 #include "mcp.h"
 #include "show.h"
 
@@ -484,19 +487,63 @@ max_line(const struct limits *l)
 }
 
 static void
+scan_over(void *scan, const char *p, size_t n)
+{
+	json_scan(scan, p, n);
+}
+
+/* Members of a request's top level, as json_scan watches them. */
+static const char *const members[] = { "id", "jsonrpc", "method", "params",
+	"result", "error", NULL };
+enum { M_ID, M_JSONRPC, M_METHOD, M_PARAMS, M_RESULT, M_ERROR };
+
+/* A line over line_max, all of it read through sc but never kept. Its
+ * error carries its id, if its top level gives one that is plainly so
+ * (a client matches an answer to its call by id alone, and SDKs write
+ * the id last, after the params that made the line long); a response
+ * or a notification gets no answer, as it would within the limit. */
+static void
+too_long(struct server *s, const struct json_scan *sc)
+{
+	struct req r = { s, NULL, NULL, 0, -1 };
+	const char *v;
+	size_t n, pn;
+	int p = json_scan_member(sc, M_PARAMS, &v, &pn);
+	int type = json_scan_member(sc, M_ID, &v, &n);
+
+	if (v && (type == JSON_STRING || strchr("-0123456789", *v))) {
+		r.id = v;
+		r.idlen = (int)n;
+	}
+	if (json_scan_ok(sc) && sc->m[M_ID].n && !sc->m[M_METHOD].n &&
+	    (sc->m[M_RESULT].n || sc->m[M_ERROR].n))
+		return; /* a response: this server sends no requests */
+	if (!sc->m[M_ID].n && json_scan_member(sc, M_METHOD, &v, &n) ==
+	    JSON_STRING && json_scan_member(sc, M_JSONRPC, &v, &n) &&
+	    v && n == 5 && memcmp(v, "\"2.0\"", 5) == 0 &&
+	    (!sc->m[M_PARAMS].n || p == JSON_OBJECT || p == JSON_ARRAY))
+		return; /* a notification */
+	reply_error(&r, INVALID_REQUEST, "Invalid Request: line over %zu "
+	    "bytes, skipped", line_max);
+}
+
+static void
 serve(struct server *s)
 {
-	struct req none = { s, NULL, NULL, 0, -1 };
 	struct buf line = BUF_INIT;
+	struct json_scan scan;
 	int rc, toolong;
 
+	json_scan_init(&scan, members);
+	s->in.over = scan_over;
+	s->in.over_arg = &scan;
 	while ((rc = io_lines_next(&s->in, &line, line_max,
 	    &toolong)) == 1) {
 		if (toolong)
-			reply_error(&none, INVALID_REQUEST, "Invalid Request: "
-			    "line over %zu bytes, skipped", line_max);
+			too_long(s, &scan);
 		else
 			handle_line(s, line.p ? line.p : "", line.len);
+		json_scan_init(&scan, members);
 		flush(s);
 	}
 	buf_free(&line);

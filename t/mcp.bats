@@ -640,20 +640,83 @@ lines_are() {
 	is 1 id 9
 }
 
-@test "an over-long line is refused whole and the next one is answered" {
+# long_rpc HEAD TAIL: feed bch-mcp HEAD, 1.1 MB of "a", TAIL as one line,
+# then a ping with id 2.
+long_rpc() {
 	{
-		printf '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"'
+		printf '%s' "$1"
 		head -c 1100000 /dev/zero | tr '\0' a
-		printf '"}}\n'
+		printf '%s\n' "$2"
 		printf '{"jsonrpc":"2.0","id":2,"method":"ping"}\n'
 	} > long.jsonl
 	run --separate-stderr env BACKCHANNEL_AGENT=alice bch-mcp < long.jsonl
+}
+
+@test "an over-long line is refused whole and the next one is answered" {
+	long_rpc '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' '"}}'
 	assert_success
 	lines_are 2
 	is 0 error.code -32600
-	is 0 id null
+	is 0 id 1
 	[[ $(jv 0 error.message) == *'over 1048576 bytes'* ]]
 	is 1 id 2
+}
+
+@test "an over-long tools/call with its id last, as the SDKs write it, is answered with that id" {
+	long_rpc '{"jsonrpc":"2.0","method":"tools/call","params":{"name":"bch_send","arguments":{"target":"@bob","body":"' '"}},"id":7}'
+	assert_success
+	lines_are 2
+	is 0 id 7
+	is 0 error.code -32600
+	[[ $(jv 0 error.message) == *'over 1048576 bytes'* ]]
+	is 1 id 2
+	is 1 result '{}'
+}
+
+@test "an over-long request with a string id last is answered with that id" {
+	long_rpc '{"jsonrpc":"2.0","method":"tools/call","params":{"name":"bch_send","arguments":{"target":"@bob","body":"\"}' '\\"}},"id":"call-7 \"x\""}'
+	assert_success
+	lines_are 2
+	is 0 id 'call-7 "x"'
+	is 0 error.code -32600
+	is 1 id 2
+}
+
+@test "an over-long request answers with its own id, never one nested in its params" {
+	long_rpc '{"jsonrpc":"2.0","method":"tools/call","params":{"name":"bch_send","arguments":{"id":9,"target":"@bob","body":"' '"},"id":8},"id":7}'
+	assert_success
+	lines_are 2
+	is 0 id 7
+	is 1 id 2
+}
+
+@test "an over-long line whose id is not plain is answered with id null" {
+	# given twice, not at the top, too long, the line not one object
+	for line in '{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"|"},"id":8}' \
+	    '{"jsonrpc":"1.0","method":"ping","params":{"id":9,"pad":"|"}}' \
+	    "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":{\"pad\":\"|\"},\"id\":\"$(printf '%0300d' 7)\"}" \
+	    '{"jsonrpc":"2.0","method":"ping","params":{"pad":"|"},"id":7' \
+	    '[{"jsonrpc":"2.0","method":"ping","params":{"pad":"|"},"id":7}]' \
+	    '{"jsonrpc":"2.0","method":"ping","params":{"pad":"|"}}"id":7}'; do
+		long_rpc "${line%%|*}" "${line#*|}"
+		assert_success
+		lines_are 2
+		is 0 id null
+		is 0 error.code -32600
+		is 1 id 2
+	done
+}
+
+@test "an over-long notification or response gets no answer and the next line is answered" {
+	long_rpc '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"' '"}}'
+	assert_success
+	lines_are 1
+	is 0 id 2
+	is 0 result '{}'
+	long_rpc '{"jsonrpc":"2.0","result":{"pad":"' '"},"id":5}'
+	assert_success
+	lines_are 1
+	is 0 id 2
 }
 
 # big_send ID BODY-COMMAND: a bch_send of the body the command prints.
@@ -688,7 +751,7 @@ body_u() { yes '\u0041' | head -n "$1" | tr -d '\n'; }
 		BACKCHANNEL_AGENT=alice bch-mcp < big.jsonl
 	assert_success
 	lines_are 2
-	is 1 id null
+	is 1 id 1
 	is 1 error.message 'Invalid Request: line over 1048576 bytes, skipped'
 }
 
