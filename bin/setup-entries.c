@@ -260,6 +260,25 @@ setup_gemini_mcp(struct setup *s, struct buf *doc, const struct buf *orig,
 	return mcp_json(s, doc, orig, NULL, e);
 }
 
+/* --remove took a block or key line of ours out of doc (rc 1). When it
+ * ended the file, the line end now last is the one setup put after the
+ * user's last line, which had none: when doc is the backup (orig) and
+ * that line end, it goes, so the file is again byte for byte the user's. */
+static int
+text_del(struct buf *doc, const struct buf *orig, int rc)
+{
+	size_t n = doc->len;
+
+	if (rc != 1 || !orig || orig->len == 0 ||
+	    orig->p[orig->len - 1] == '\n' || n == 0 || doc->p[n - 1] != '\n')
+		return rc;
+	if (n - 1 != orig->len || memcmp(doc->p, orig->p, n - 1) != 0)
+		return rc;
+	doc->len--;
+	doc->p[doc->len] = 0;
+	return rc;
+}
+
 /* A TOML basic string. */
 static void
 toml_string(struct buf *b, const char *str)
@@ -288,9 +307,8 @@ setup_codex_toml(struct setup *s, struct buf *doc, const struct buf *orig,
 	struct buf cmd = BUF_INIT;
 	int rc;
 
-	(void)orig;
 	if (s->remove)
-		return edit_toml_del(doc, table, keys, e);
+		return text_del(doc, orig, edit_toml_del(doc, table, keys, e));
 	toml_string(&cmd, s->bch);
 	vals[0] = cmd.p;
 	rc = edit_toml_set(doc, table, keys, vals, e);
@@ -302,8 +320,7 @@ int
 setup_section(struct setup *s, struct buf *doc, const struct buf *orig,
     struct err *e)
 {
-	(void)orig;
 	if (s->remove)
-		return edit_md_del(doc, BEGIN, END, e);
+		return text_del(doc, orig, edit_md_del(doc, BEGIN, END, e));
 	return edit_md_set(doc, BEGIN, END, s->section.p, e);
 }

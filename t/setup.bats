@@ -321,6 +321,27 @@ args = [\"mcp\", \"--here\"]"
 	cmp "$HOME/.claude/settings.json" before.json
 }
 
+@test "a Codex or markdown file without a final line end comes back without one after --remove" {
+	mkdir -p "$HOME/.codex"
+	printf 'model = "o3"' >"$HOME/.codex/config.toml"
+	printf '# Mine\n\nNo line end here' >"$HOME/.codex/AGENTS.md"
+	cp -a "$HOME" "$ORIG"
+	bch setup >/dev/null
+	grep -q '^\[mcp_servers.backchannel\]$' "$HOME/.codex/config.toml"
+	grep -q '^No line end here$' "$HOME/.codex/AGENTS.md"
+	bch setup --remove >/dev/null
+	same .codex/config.toml
+	same .codex/AGENTS.md
+	# Our keys added to the user's table at the end of the file.
+	printf '[mcp_servers.backchannel]\nenv = { A = "1" }' >"$HOME/.codex/config.toml"
+	cp "$HOME/.codex/config.toml" "$ORIG/.codex/config.toml"
+	rm "$HOME/.codex/config.toml.bak-backchannel"
+	bch setup >/dev/null
+	grep -q '^args = ' "$HOME/.codex/config.toml"
+	bch setup --remove >/dev/null
+	same .codex/config.toml
+}
+
 @test "lines added to a JSON file with CRLF line ends end in CRLF too" {
 	mkdir -p "$HOME/.claude"
 	printf '{\r\n  "model": "opus",\r\n  "hooks": {}\r\n}\r\n' >"$HOME/.claude/settings.json"
