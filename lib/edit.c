@@ -129,6 +129,8 @@ open_file(struct edit_file *f, const char *path, enum edit_kind kind,
 		}
 		f->exists = 1;
 		f->mode = st.st_mode & 07777;
+		f->uid = st.st_uid;
+		f->gid = st.st_gid;
 		if (kind == EDIT_JSON && comments(&f->old, NULL))
 			return err_set(e, BCH_PERM, "not valid JSON (a comment)");
 	}
@@ -173,6 +175,59 @@ text_empty(const struct edit_file *f)
 	return i == n;
 }
 
+/* Make fd owned by uid:gid if it is not. 0, or -1 with errno. */
+static int
+own(int fd, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	return fchown(fd, uid, gid);
+}
+
+int
+edit_mkdirs(const char *path, mode_t mode)
+{
+	char p[PATH_MAX];
+	size_t i, n = strlen(path);
+
+	if (n == 0 || n >= sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(p, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		struct stat up;
+		char *slash;
+		int fd;
+		if (p[i] != '/' && p[i] != 0)
+			continue;
+		p[i] = 0;
+		if (mkdir(p, mode) < 0) {
+			if (errno != EEXIST)
+				return -1;
+			p[i] = path[i];
+			continue;
+		}
+		if ((slash = strrchr(p, '/')) != NULL)
+			*slash = 0;
+		if (stat(!slash ? "." : slash == p ? "/" : p, &up) < 0)
+			return -1;
+		if (slash)
+			*slash = '/';
+		/* Not ours to give away (not root): it stays ours. */
+		if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			(void)own(fd, up.st_uid, up.st_gid);
+			close(fd);
+		}
+		p[i] = path[i];
+	}
+	return 0;
+}
+
 static int
 backup(struct edit_file *f, struct err *e)
 {
@@ -187,6 +242,7 @@ backup(struct edit_file *f, struct err *e)
 			return 0; /* once: the first backup is the original */
 		return err_sys(e, "cannot create the backup %s", bak);
 	}
+	(void)own(fd, f->uid, f->gid); /* as replace() does, or ours */
 	if (io_writeall(fd, f->old.p ? f->old.p : "", f->old.len) < 0 ||
 	    fsync(fd) < 0 || fchmod(fd, f->mode & 0666) < 0) {
 		err_sys(e, "cannot write the backup %s", bak);
@@ -213,8 +269,58 @@ parent_dirs(const char *path, struct err *e)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	if (io_mkdirs(dir, 0700) < 0)
+	if (edit_mkdirs(dir, 0700) < 0)
 		return err_sys(e, "cannot create %s", dir);
+	return 0;
+}
+
+/* Write f->text to a temporary file beside f->real, with the file's
+ * owner and mode, and rename it over f->real. Run as root on a user's
+ * file (sudo keeping HOME), a replacement of root's would leave the user
+ * a settings file they can no longer read or write. */
+static int
+replace(struct edit_file *f, struct err *e)
+{
+	char tmp[PATH_MAX + 32], dir[PATH_MAX];
+	struct stat up;
+	char *slash;
+	int fd;
+
+	snprintf(dir, sizeof dir, "%s", f->real);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	if (!f->exists && stat(slash ? (*dir ? dir : "/") : ".", &up) == 0) {
+		f->uid = up.st_uid; /* a new file: the directory's owner */
+		f->gid = up.st_gid;
+	}
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", f->real, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd < 0)
+		return err_sys(e, "cannot create %s", tmp);
+	if (own(fd, f->uid, f->gid) < 0 && f->exists && f->uid != geteuid()) {
+		err_set(e, BCH_PERM, "owned by another user (uid %ld) — run "
+		    "bch setup as that user", (long)f->uid);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (fchmod(fd, f->mode) < 0) {
+		err_sys(e, "cannot set the mode of %s", tmp);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (io_writeout(fd, tmp, f->text.p, f->text.len, 1, e) < 0)
+		return -1;
+	if (rename(tmp, f->real) < 0) {
+		err_sys(e, "cannot replace it");
+		unlink(tmp);
+		return -1;
+	}
+	if (io_fsyncdir(slash ? (*dir ? dir : "/") : ".") < 0)
+		return err_sys(e, "cannot sync %s", dir);
 	return 0;
 }
 
@@ -249,16 +355,17 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 			return err_sys(e, "cannot remove it");
 		return EDIT_DELETED;
 	}
+	if (f->exists && f->uid != geteuid() && geteuid() != 0)
+		return err_set(e, BCH_PERM, "owned by another user (uid %ld) "
+		    "— run bch setup as that user", (long)f->uid);
 	if (dry)
 		return f->exists ? EDIT_UPDATED : EDIT_CREATED;
 	if (f->exists && !f->no_backup && backup(f, e) < 0)
 		return -1;
 	if (!f->exists && parent_dirs(f->real, e) < 0)
 		return -1;
-	if (io_replace(f->real, f->text.p, f->text.len, 1, e) < 0)
+	if (replace(f, e) < 0)
 		return -1;
-	if (chmod(f->real, f->mode) < 0)
-		return err_sys(e, "cannot set its mode");
 	return f->exists ? EDIT_UPDATED : EDIT_CREATED;
 }
 

@@ -30,6 +30,8 @@ struct edit_file {
 	int exists;
 	int link;        /* path is a symlink (to real) */
 	mode_t mode;     /* the file's mode, or the mode it is created with */
+	uid_t uid;       /* the file's owner and group, kept when it is */
+	gid_t gid;       /* replaced */
 	struct buf old;  /* as read */
 	struct buf text; /* as edited; starts as a copy of old */
 	struct buf orig; /* the backup, the file as it was before setup */
@@ -46,7 +48,8 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 
 /* Write f->text if it differs from what was read: first, once, a backup
  * of the file as it was (path.bak-backchannel, its mode), then the parent
- * directories (0700) if missing, then an atomic replace, then the mode.
+ * directories (0700) if missing, then an atomic replace, keeping the
+ * mode and the owner (a new file gets its directory's owner).
  * A text left empty (for JSON: an empty object) of a file setup created
  * (no backup) is deleted instead, unless path is a symlink: the user's
  * link and its file stay, with that text. With dry, only says what it
@@ -56,6 +59,11 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 int edit_commit(struct edit_file *f, int dry, struct err *e);
 
 void edit_close(struct edit_file *f);
+
+/* Create the directory path and those above it that are missing, with
+ * mode, each owned as the directory it is made in (setup run as root
+ * with the user's HOME leaves them the user's). 0, or -1 with errno. */
+int edit_mkdirs(const char *path, mode_t mode);
 
 /* JSON. doc is the text of an object (empty text counts as {}); path is
  * a NULL-terminated list of keys from the top. New text follows the

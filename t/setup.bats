@@ -22,6 +22,9 @@ local_setup() {
 }
 
 local_teardown() {
+	if [ -n "${OTHER_HOME:-}" ]; then
+		rm -rf "$OTHER_HOME"
+	fi
 	if [ -n "${SVSCAN_PID:-}" ]; then
 		s6-svscanctl -t "$BCH_S6_SCANDIR" 2>/dev/null || kill "$SVSCAN_PID" 2>/dev/null
 		wait "$SVSCAN_PID" 2>/dev/null || true
@@ -725,6 +728,43 @@ startup_timeout_sec = 30'
 		cmp "$c" before.toml
 		rm "$c.bak-backchannel"
 	done
+}
+
+@test "setup as root on a user's HOME (sudo keeping HOME) leaves every file and directory the user's" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	fixtures
+	chown -R 65534:65534 "$HOME"
+	bch setup >/dev/null
+	# No file or directory of root's: the user can still read and edit
+	# their settings, and Claude Code can rewrite ~/.claude.json.
+	run find "$HOME" ! -uid 65534 -o ! -gid 65534
+	assert_success
+	assert_output ''
+	[ "$(stat -c %a "$HOME/.claude/settings.json")" = 640 ]
+	bch setup --remove >/dev/null
+	run find "$HOME" ! -uid 65534 -o ! -gid 65534
+	assert_output ''
+	same "${FILES[@]}"
+}
+
+@test "a file of another user is refused untouched, when setup cannot give it back" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to make a file of another user"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	# A HOME that user 65534 can reach (the test's own directory is root's).
+	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
+	chmod 755 "$OTHER_HOME"
+	export HOME="$OTHER_HOME/home"
+	mkdir -p "$HOME/.claude"
+	printf '{"model": "opus"}\n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.claude/settings.json" before.json
+	chown -R 65534:65534 "$HOME"
+	chown 65533:65533 "$HOME/.claude/settings.json"
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup"
+	[ "$status" -eq 100 ]
+	assert_output --partial "bch-setup: $HOME/.claude/settings.json: owned by another user (uid 65533) — run bch setup as that user"
+	cmp "$HOME/.claude/settings.json" before.json
+	[ "$(stat -c %u "$HOME/.claude/settings.json")" = 65533 ]
+	[ ! -e "$HOME/.claude/settings.json.bak-backchannel" ]
 }
 
 @test "a symlinked file is edited where it lives" {
