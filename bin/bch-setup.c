@@ -51,8 +51,16 @@ static const char usage[] =
 void
 setup_fail(struct setup *s, const char *path, const struct err *e)
 {
-	fprintf(stderr, "bch-setup: %s: %s — left it untouched; fix it and "
-	    "run bch setup again\n", path, e->msg);
+	static const char spool[] = " — check the permissions of "
+	    "BACKCHANNEL_HOME";
+	size_t n = strlen(e->msg), k = sizeof spool - 1;
+
+	/* These are the harness's files, not the spool: err_sys's hint
+	 * would send the user to the wrong directory. */
+	if (n >= k && strcmp(e->msg + n - k, spool) == 0)
+		n -= k;
+	fprintf(stderr, "bch-setup: %s: %.*s — left it untouched; fix it and "
+	    "run bch setup again\n", path, (int)n, e->msg);
 	if (e->code > s->status)
 		s->status = e->code ? e->code : BCH_PERM;
 }

@@ -767,6 +767,24 @@ startup_timeout_sec = 30'
 	[ ! -e "$HOME/.claude/settings.json.bak-backchannel" ]
 }
 
+@test "a directory setup cannot write: the error names the file, not BACKCHANNEL_HOME, and the file is untouched" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run as another user"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
+	chmod 755 "$OTHER_HOME"
+	export HOME="$OTHER_HOME/home"
+	mkdir -p "$HOME/.claude"
+	printf '{"model": "opus"}\n' >"$HOME/.claude/settings.json"
+	cp "$HOME/.claude/settings.json" before.json
+	chown -R 65534:65534 "$HOME"
+	chmod 555 "$HOME/.claude"
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup"
+	[ "$status" -eq 100 ]
+	assert_output --partial "bch-setup: $HOME/.claude/settings.json: cannot create the backup $HOME/.claude/settings.json.bak-backchannel: Permission denied — left it untouched; fix it and run bch setup again"
+	refute_output --partial BACKCHANNEL_HOME
+	cmp "$HOME/.claude/settings.json" before.json
+}
+
 @test "a symlinked file is edited where it lives" {
 	fixtures
 	mkdir dotfiles
