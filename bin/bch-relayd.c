@@ -236,6 +236,28 @@ refuse(struct relayd *d, struct conn *k, int status)
 	k->unread = 1; /* the rest of the request may still come */
 }
 
+/* The head of the request at the front of k->in is whole, its body
+ * still to come: refused from the head alone when its token cannot
+ * pass (401), before any body is read or a 100 Continue invites it;
+ * then k closes lingering, as for a body over the limit. 1 if so. */
+static int
+refuse_head(struct relayd *d, struct conn *k, const struct http_req *q)
+{
+	struct relay_answer a;
+
+	memset(&a, 0, sizeof a);
+	if (!relay_head(&d->r, q, &a)) {
+		buf_free(&a.body);
+		return 0;
+	}
+	http_parse_free(&k->parse);
+	k->agent[0] = 0; /* no one's: not the last request's agent */
+	respond(d, k, &a, 0, q->method, q->path); /* Connection: close */
+	k->unread = 1; /* the body may still come */
+	buf_free(&a.body);
+	return 1;
+}
+
 /* Answer every whole request at the front of k->in. */
 void
 process_requests(struct relayd *d, struct conn *k)
@@ -245,7 +267,7 @@ process_requests(struct relayd *d, struct conn *k)
 	while (!k->sse && !k->closing && !k->q && !conn_held(k) &&
 	    off < k->in.len) {
 		struct http_req q;
-		int status = 400;
+		int status = 400, headed;
 		long used;
 		/* Empty lines before a request line are ignored (RFC 9112
 		 * 2.2): a client may end a body with a CRLF too many. */
@@ -256,8 +278,13 @@ process_requests(struct relayd *d, struct conn *k)
 			if (off == k->in.len)
 				break;
 		}
+		headed = !k->parse.end;
 		used = http_parse_request(&k->parse, k->in.p + off,
 		    k->in.len - off, &d->lim, &q, &status);
+		/* Its head came whole just now (q holds it): refused there
+		 * if it can be. */
+		if (used == 0 && headed && k->parse.end && refuse_head(d, k, &q))
+			break;
 		if (used == 0 && k->parse.expect == 1) {
 			/* Its head is good: the client may send the body. */
 			conn_send(d, k, "HTTP/1.1 100 Continue\r\n\r\n", 25);

@@ -54,7 +54,9 @@ struct http_parse {
  * (from its first byte on, when that cannot start a method), with
  * *status the answer to give (400, 413, 414, 431, 501, 505). Empty
  * lines before a request are the caller's to skip. s is ready for the
- * next request once one is taken or refused. */
+ * next request once one is taken or refused. The call that finds the
+ * head whole (s->end set) with the body still to come returns 0 with the
+ * head in r (no body), for the caller to look at before the body. */
 long http_parse_request(struct http_parse *s, const char *buf, size_t n,
     const struct http_limits *l, struct http_req *r, int *status);
 

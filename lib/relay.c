@@ -351,28 +351,26 @@ register_chosen(struct relay *r, const char *name, const char *mine,
 		register_new(r, name, mine, a);
 }
 
+/* Who asks: what the token in a request's head entitles it to. */
+struct caller {
+	struct relay_token *t; /* the bearer's entry in the token index */
+	int room;              /* the bearer is the room token (register) */
+};
+
 /* POST /v1/register: the room token registers a free name, a name's own
- * token refreshes its record. The checks go in this order so that an
- * answer says no more than the caller's token entitles it to. */
+ * token (c->t) refreshes its record. The checks go in this order (the
+ * token's first, in gate()) so that an answer says no more than the
+ * caller's token entitles it to. */
 static void
-route_register(struct relay *r, const struct http_req *q, const char *bearer,
-    struct relay_answer *a)
+route_register(struct relay *r, const struct http_req *q,
+    const struct caller *c, struct relay_answer *a)
 {
-	struct err te;
-	struct relay_token *own = tok_find(r, bearer, &te);
-	char bearer_hash[65];
-	int bad = 0, badtok = 0, room;
+	struct relay_token *own = c->t;
+	int bad = 0, badtok = 0;
 	char *name = relay_field(q, "name", NAME_MAX_LEN + 8, &bad);
 	char *mine = relay_field(q, "token", 80, &badtok);
 
-	hash_sha256_hex(bearer, strlen(bearer), bearer_hash);
-	room = hash_equal(bearer_hash, r->room_hash, 64);
-	if (te.code)
-		relay_fail_err(a, &te);
-	else if (!own && !room)
-		relay_fail(a, 401, "invalid token — registering needs the room "
-		    "token (from the invite) or the name's own token");
-	else if (bad || !name || !name_valid(name))
+	if (bad || !name || !name_valid(name))
 		relay_fail(a, 400, "invalid name — letters, digits, '.', '_' "
 		    "and '-', at most 64");
 	else if (badtok || (mine && !hash_hex64(mine)))
@@ -380,7 +378,7 @@ route_register(struct relay *r, const struct http_req *q, const char *bearer,
 		    "digits");
 	else if (own && strcmp(own->agent, name) == 0)
 		register_refresh(r, name, NULL, a);
-	else if (!room)
+	else if (!c->room)
 		relay_fail(a, 403, "this token belongs to another agent");
 	else if (mine)
 		register_chosen(r, name, mine, a);
@@ -543,20 +541,65 @@ route_options(const char *path, struct relay_answer *a)
 	a->allow = allow;
 }
 
+/* q's path without its query or fragment, into path. */
+static void
+route_path(const struct http_req *q, char *path, size_t size)
+{
+	snprintf(path, size, "%s", q->path);
+	path[strcspn(path, "?#")] = 0;
+}
+
+/* The token checks of the route of path, which q's head alone decides:
+ * 1 with a answered (401, or a shared spool that cannot say), 0 for the
+ * route to go on as *c. OPTIONS, health, a method register does not take
+ * and a path that is no route need no token; register needs the room
+ * token or a name's own, every other route a personal token. The head
+ * (relay_head()) and the whole request (route()) are checked here both,
+ * so that the two cannot disagree. */
+static int
+gate(struct relay *r, const struct http_req *q, const char *path,
+    struct caller *c, struct relay_answer *a)
+{
+	const char *bearer = bearer_of(q);
+	int reg = strcmp(path, "/v1/register") == 0;
+	char hash[65];
+	struct err te;
+
+	memset(c, 0, sizeof *c);
+	if (strcmp(q->method, "OPTIONS") == 0 ||
+	    strcmp(path, "/v1/health") == 0 || strncmp(path, "/v1/", 4) != 0 ||
+	    (reg && strcmp(q->method, "POST") != 0))
+		return 0;
+	if (!(c->t = tok_find(r, bearer, &te)) && te.code) {
+		relay_fail_err(a, &te);
+		return 1;
+	}
+	if (reg) {
+		hash_sha256_hex(bearer, strlen(bearer), hash);
+		c->room = hash_equal(hash, r->room_hash, 64);
+	}
+	if (c->t || c->room)
+		return 0;
+	relay_fail(a, 401, reg ? "invalid token — registering needs the "
+	    "room token (from the invite) or the name's own token" :
+	    "missing or invalid token — use your personal token (bch join "
+	    "gives you one)");
+	return 1;
+}
+
 static void
 route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 {
 	char path[sizeof q->path];
-	const char *bearer = bearer_of(q);
-	struct relay_token *t;
-	struct err te;
+	struct caller c;
 	/* HEAD is GET without the body (which the caller leaves off). */
 	int get = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0;
 	int post = strcmp(q->method, "POST") == 0;
 
 	answer_reset(a);
-	snprintf(path, sizeof path, "%s", q->path);
-	path[strcspn(path, "?#")] = 0;
+	route_path(q, path, sizeof path);
+	if (gate(r, q, path, &c, a))
+		return;
 	if (strcmp(q->method, "OPTIONS") == 0)
 		return route_options(path, a);
 	if (strcmp(path, "/v1/health") == 0) {
@@ -569,16 +612,11 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	if (strcmp(path, "/v1/register") == 0) {
 		if (!post)
 			return no_route(path, a);
-		return route_register(r, q, bearer, a);
+		return route_register(r, q, &c, a);
 	}
 	if (strncmp(path, "/v1/", 4) != 0)
 		return relay_fail(a, 404, "no such route");
-	if (!(t = tok_find(r, bearer, &te)) && te.code)
-		return relay_fail_err(a, &te);
-	if (!t)
-		return relay_fail(a, 401, "missing or invalid token — use your "
-		    "personal token (bch join gives you one)");
-	snprintf(a->agent, sizeof a->agent, "%s", t->agent);
+	snprintf(a->agent, sizeof a->agent, "%s", c.t->agent);
 	if (get && strcmp(path, "/v1/agents") == 0)
 		return route_agents(r, a);
 	if (get && strcmp(path, "/v1/channels") == 0)
@@ -587,8 +625,22 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 		return route_subscribe(r, q, 1, a);
 	if (post && strcmp(path, "/v1/unsubscribe") == 0)
 		return route_subscribe(r, q, 0, a);
-	if (!relay_route_mail(r, q, path, t, a))
+	if (!relay_route_mail(r, q, path, c.t, a))
 		no_route(path, a);
+}
+
+int
+relay_head(struct relay *r, const struct http_req *q, struct relay_answer *a)
+{
+	char path[sizeof q->path];
+	struct caller c;
+
+	answer_reset(a);
+	route_path(q, path, sizeof path);
+	if (gate(r, q, path, &c, a) && a->status == 401)
+		return 1;
+	answer_reset(a); /* the route decides, once the body is in */
+	return 0;
 }
 
 void

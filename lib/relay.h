@@ -71,6 +71,14 @@ void relay_free(struct relay *r);
 void relay_handle(struct relay *r, const struct http_req *q,
     struct relay_answer *a);
 
+/* The answer q's head alone decides, before its body is read: 1 with a
+ * answered when the route needs a token that the head does not carry
+ * (none, a garbled one, or one that is no one's: the 401 relay_handle()
+ * would give), else 0 with a empty, for relay_handle() to answer once
+ * the body is in. The checks are relay_handle()'s own. */
+int relay_head(struct relay *r, const struct http_req *q,
+    struct relay_answer *a);
+
 /* The last touches every answer gets (Retry-After on a shared spool's
  * 503); relay_handle() and relay_send_done() apply them. */
 void relay_answered(struct relay *r, struct relay_answer *a);

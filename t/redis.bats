@@ -750,6 +750,36 @@ PY
 	[ "$(rcli HLEN bch:tokens)" = 2 ]
 }
 
+# A head with a token no one has was told 100 Continue, and its body
+# read, before the 401; a relay that does not hold the token itself
+# looks it up in Redis from the head alone.
+@test "a relay refuses a head whose token Redis does not know with 401, and takes one it does" {
+	relay A
+	join A alice
+	join A bob
+	relay B
+	run timeout 30 python3 -c '
+import socket, sys
+port = int(sys.argv[1].rsplit(":", 1)[1])
+body = b"{\"to\":\"@bob\",\"body\":\"head first\""
+body += b" " * (300000 - len(body) - 1) + b"}"
+for tok in (sys.argv[2], "0123456789abcdef0123456789abcdef"):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.settimeout(5)
+    c.sendall(b"POST /v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (tok.encode(), len(body)))
+    a = c.recv(65536)
+    print(a.split(b"\r\n")[0].decode())
+    if a.startswith(b"HTTP/1.1 100 "):
+        c.sendall(body)
+        print(c.recv(65536).split(b"\r\n")[0].decode())
+    c.close()
+' "$B_URL" "$(tok alice)"
+	assert_output "HTTP/1.1 100 Continue
+HTTP/1.1 200 OK
+HTTP/1.1 401 Unauthorized"
+}
+
 # reg_at NAME AGENT TOKEN: register AGENT through relay NAME with the
 # room token and the chosen TOKEN; prints the status.
 reg_at() {

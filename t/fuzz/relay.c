@@ -24,7 +24,8 @@
  * body ({"error": "..."} for 4xx; none, and Allow, to OPTIONS), an
  * event stream's backlog as "id:" and one "data:" line per message;
  * only a personal token gets past the routes that need one, and the
- * answer names its agent; a 2xx send is a
+ * answer names its agent; relay_head() on the request's head alone
+ * answers the same 401, and only when relay_handle() does; a 2xx send is a
  * message from the authenticated agent, already in each recipient's new/
  * exactly as answered (a retry with the same id answers the same); a 200
  * subscribe leaves the agent subscribed to exactly the channel asked
@@ -790,11 +791,20 @@ answer_check(const struct http_req *q, struct relay_answer *a)
 static void
 run(struct http_req *q)
 {
-	struct relay_answer a;
+	struct relay_answer a, h;
+	int early;
 
 	memset(&a, 0, sizeof a);
+	memset(&h, 0, sizeof h);
 	buf_add(&said, q->body, q->body_len);
+	early = relay_head(&rl, q, &h);
 	relay_handle(&rl, q, &a);
+	/* The head alone refuses what the whole request is refused a 401
+	 * for, and only that, in the same words. */
+	CHECK(early == (a.status == 401));
+	CHECK(!early || (h.status == 401 && h.body.len == a.body.len &&
+	    memcmp(h.body.p, a.body.p, a.body.len) == 0));
+	buf_free(&h.body);
 	answer_check(q, &a);
 	if (trace)
 		fprintf(stderr, "%s\n\n", ctx);
