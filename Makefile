@@ -29,7 +29,7 @@ LIBOBJ = lib/agent.o lib/buf.o lib/claim.o lib/cli.o lib/config.o lib/config-tok
 	lib/json.o lib/json-check.o lib/json-scan.o lib/msg.o lib/proc.o lib/queue.o lib/scope.o lib/relay.o lib/show.o lib/spool.o lib/spool-fs.o lib/spool-fs-write.o lib/spool-fs-read.o lib/spool-fs-claim.o lib/spool-fs-wait.o lib/spool-fs-agents.o lib/spool-http.o lib/spool-http-conn.o lib/spool-http-events.o lib/tls.o lib/url.o \
 	lib/invite.o lib/edit.o lib/edit-json.o lib/edit-json-style.o lib/edit-text.o lib/install.o lib/wake.o \
 	lib/spool-redis.o lib/spool-redis-conn.o lib/spool-redis-url.o lib/spool-redis-lua.o lib/spool-redis-read.o \
-	lib/tls-server.o lib/wake-user.o lib/relay-mail.o
+	lib/tls-server.o lib/wake-user.o lib/relay-mail.o lib/relay-register.o
 # Only the relay speaks to Redis (--spool): hiredis, statically where
 # the .a is installed, as BearSSL is, so the other programs stay as they were.
 HIREDIS_A := $(shell $(CC) -print-file-name=libhiredis.a)

@@ -1,6 +1,7 @@
-/* relay-impl: what the two halves of the relay share. Private to
- * relay.c (routing, tokens, registration, the room's directory) and
- * relay-mail.c (send, receipts, inbox, take and settle, the event stream). */
+/* relay-impl: what the parts of the relay share. Private to relay.c
+ * (routing, tokens, the room's directory), relay-register.c
+ * (registration) and relay-mail.c (send, receipts, inbox, take and
+ * settle, the event stream). */
 #ifndef BCH_RELAY_IMPL_H
 #define BCH_RELAY_IMPL_H
 
@@ -34,6 +35,24 @@ int relay_bool_field(const struct http_req *q, const char *key);
  * string, out of range). */
 int relay_int_field(const struct http_req *q, const char *key, long long min,
     long long max, long long *out);
+
+/* Index the personal token whose sha256 hex is hash as agent's. */
+void relay_tok_put(struct relay *r, const char *hash, const char *agent);
+
+/* The agent a personal token belongs to, or NULL (e->code set when a
+ * shared spool, which holds the index then, could not answer). */
+struct relay_token *relay_tok_find(struct relay *r, const char *token,
+    struct err *e);
+
+/* Who asks: what the token in a request's head entitles it to. */
+struct caller {
+	struct relay_token *t; /* the bearer's entry in the token index */
+	int room;              /* the bearer is the room token (register) */
+};
+
+/* POST /v1/register for caller c (see relay-register.c). */
+void relay_route_register(struct relay *r, const struct http_req *q,
+    const struct caller *c, struct relay_answer *a);
 
 /* The mail side's state in r (the ring of recent sends, the leases):
  * made empty; and freed, each lease this relay holds returned first. */

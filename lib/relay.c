@@ -1,6 +1,7 @@
 /* relay: the routes of PROTOCOL.md 5 over the spool interface — the
  * request's route and token, registration and the room's directory;
- * the mail routes are in relay-mail.c, relay-impl.h what the two share.
+ * registration is in relay-register.c, the mail routes in relay-mail.c,
+ * relay-impl.h what they share.
  *
  * Design rationale. The relay is a user of spool.h like every other
  * program, so local and remote mode cannot drift apart. Personal tokens
@@ -44,8 +45,6 @@ slot(const char *hash, size_t cap)
 	return h & (cap - 1);
 }
 
-static void tok_put(struct relay *r, const char *hash, const char *agent);
-
 static void
 tok_grow(struct relay *r)
 {
@@ -57,12 +56,12 @@ tok_grow(struct relay *r)
 	r->ntok = 0;
 	for (i = 0; i < oldcap; i++)
 		if (old[i].hash[0])
-			tok_put(r, old[i].hash, old[i].agent);
+			relay_tok_put(r, old[i].hash, old[i].agent);
 	free(old);
 }
 
-static void
-tok_put(struct relay *r, const char *hash, const char *agent)
+void
+relay_tok_put(struct relay *r, const char *hash, const char *agent)
 {
 	size_t i;
 
@@ -101,8 +100,8 @@ tok_probe(struct relay *r, const char *hash)
 
 /* The agent a personal token belongs to, or NULL (e->code set when a
  * shared spool, which holds the index then, could not answer). */
-static struct relay_token *
-tok_find(struct relay *r, const char *token, struct err *e)
+struct relay_token *
+relay_tok_find(struct relay *r, const char *token, struct err *e)
 {
 	char hash[65], agent[NAME_MAX_LEN + 1];
 	struct relay_token *t;
@@ -117,7 +116,7 @@ tok_find(struct relay *r, const char *token, struct err *e)
 	 * given to another agent, so it cannot go stale. */
 	if (r->sp->shared->token(r->sp, hash, agent, e) <= 0)
 		return NULL;
-	tok_put(r, hash, agent);
+	relay_tok_put(r, hash, agent);
 	return tok_probe(r, hash);
 }
 
@@ -145,7 +144,7 @@ relay_init(struct relay *r, struct spool *sp, struct config *cfg,
 		if (!a[i].token_hash)
 			continue;
 		if (hash_hex64(a[i].token_hash))
-			tok_put(r, a[i].token_hash, a[i].name);
+			relay_tok_put(r, a[i].token_hash, a[i].name);
 		else
 			fprintf(stderr, "%s: skipping the tokenHash of agent "
 			    "record %s: not 64 lowercase hex digits — no token "
@@ -238,154 +237,6 @@ relay_int_field(const struct http_req *q, const char *key, long long min,
 	}
 	json_free(&j);
 	return rc;
-}
-
-static void
-put_agent(struct buf *b, const struct agent_rec *a, const char *token)
-{
-	agent_encode(a, b, 0);
-	if (token) {
-		b->len -= 2; /* reopen the object ("\n}") for the token */
-		buf_adds(b, ",\n  \"token\": ");
-		json_put_string(b, token, strlen(token));
-		buf_adds(b, "\n}");
-	}
-}
-
-/* A refresh: the name's own token, no new token (token, when the
- * caller registered under a token it chose: a retry, answered as the
- * first attempt was). */
-static void
-register_refresh(struct relay *r, const char *name, const char *token,
-    struct relay_answer *a)
-{
-	struct agent_rec rec;
-	struct err e;
-
-	if (spool_register(r->sp, name, &rec, &e) < 0) {
-		if (r->sp->shared)
-			return relay_fail_err(a, &e);
-		return relay_fail(a, 500, "cannot update the agent record");
-	}
-	a->status = 200;
-	put_agent(&a->body, &rec, token);
-	agent_free(&rec);
-}
-
-/* A name is taken once it has a record: locally made or registered.
- * 1 if name is free; 0, with a answered, if it is taken or the records
- * cannot be read. */
-static int
-name_free(struct relay *r, const char *name, struct relay_answer *a)
-{
-	struct agent_rec *all;
-	size_t n, i;
-	int taken = 0;
-	struct err e;
-
-	if (spool_agents(r->sp, &all, &n, &e) < 0) {
-		relay_fail_err(a, &e);
-		return 0;
-	}
-	for (i = 0; i < n; i++)
-		if (strcmp(all[i].name, name) == 0)
-			taken = 1;
-	agent_list_free(all, n);
-	if (taken)
-		relay_fail(a, 409, "name already registered — pick "
-		    "another, or use that name's own token");
-	return !taken;
-}
-
-/* A new name: a new personal token (the one the caller chose, else
- * one of ours), answered once and kept as its hash. */
-static void
-register_new(struct relay *r, const char *name, const char *mine,
-    struct relay_answer *a)
-{
-	struct agent_rec rec;
-	struct err e;
-	char token[65], hash[65];
-	int rc;
-
-	if (mine)
-		snprintf(token, sizeof token, "%s", mine);
-	else if (hash_random_hex(token, 32) < 0)
-		return relay_fail(a, 503,
-		    "no randomness for a token, try again");
-	hash_sha256_hex(token, 64, hash);
-	if ((rc = spool_register_token(r->sp, name, hash, &rec, &e)) < 0) {
-		/* 409: another relay was first, or the record is there but
-		 * unreadable (its name is still taken). */
-		if (r->sp->shared || e.status == 409)
-			return relay_fail_err(a, &e);
-		return relay_fail(a, 503, "cannot write the agent record");
-	}
-	tok_put(r, hash, name);
-	a->status = rc == 1 ? 200 : 201; /* 1: a retry, through another relay */
-	put_agent(&a->body, &rec, token);
-	agent_free(&rec);
-}
-
-/* The room token with a "token" the caller chose (ext): a retry of a
- * registration whose answer was lost finds that token already the
- * name's, and is answered as the first attempt was; any other owner of
- * it is a 409. The name, if free, is registered under it. On a shared
- * spool another relay may be registering the same at this moment: the
- * spool checks name and token with the write, in one step, and what
- * was looked at here may be stale by then. */
-static void
-register_chosen(struct relay *r, const char *name, const char *mine,
-    struct relay_answer *a)
-{
-	struct err te;
-	struct relay_token *t = tok_find(r, mine, &te);
-
-	if (te.code)
-		relay_fail_err(a, &te);
-	else if (t && strcmp(t->agent, name) == 0)
-		register_refresh(r, name, mine, a);
-	else if (t)
-		relay_fail(a, 409, "that token is taken — choose another");
-	else if (r->sp->shared || name_free(r, name, a))
-		register_new(r, name, mine, a);
-}
-
-/* Who asks: what the token in a request's head entitles it to. */
-struct caller {
-	struct relay_token *t; /* the bearer's entry in the token index */
-	int room;              /* the bearer is the room token (register) */
-};
-
-/* POST /v1/register: the room token registers a free name, a name's own
- * token (c->t) refreshes its record. The checks go in this order (the
- * token's first, in gate()) so that an answer says no more than the
- * caller's token entitles it to. */
-static void
-route_register(struct relay *r, const struct http_req *q,
-    const struct caller *c, struct relay_answer *a)
-{
-	struct relay_token *own = c->t;
-	int bad = 0, badtok = 0;
-	char *name = relay_field(q, "name", NAME_MAX_LEN + 8, &bad);
-	char *mine = relay_field(q, "token", 80, &badtok);
-
-	if (bad || !name || !name_valid(name))
-		relay_fail(a, 400, "invalid name — letters, digits, '.', '_' "
-		    "and '-', at most 64");
-	else if (badtok || (mine && !hash_hex64(mine)))
-		relay_fail(a, 400, "invalid token field — 64 lowercase hex "
-		    "digits");
-	else if (own && strcmp(own->agent, name) == 0)
-		register_refresh(r, name, NULL, a);
-	else if (!c->room)
-		relay_fail(a, 403, "this token belongs to another agent");
-	else if (mine)
-		register_chosen(r, name, mine, a);
-	else if (name_free(r, name, a))
-		register_new(r, name, NULL, a);
-	free(name);
-	free(mine);
 }
 
 static void
@@ -570,7 +421,7 @@ gate(struct relay *r, const struct http_req *q, const char *path,
 	    strcmp(path, "/v1/health") == 0 || strncmp(path, "/v1/", 4) != 0 ||
 	    (reg && strcmp(q->method, "POST") != 0))
 		return 0;
-	if (!(c->t = tok_find(r, bearer, &te)) && te.code) {
+	if (!(c->t = relay_tok_find(r, bearer, &te)) && te.code) {
 		relay_fail_err(a, &te);
 		return 1;
 	}
@@ -612,7 +463,7 @@ route(struct relay *r, const struct http_req *q, struct relay_answer *a)
 	if (strcmp(path, "/v1/register") == 0) {
 		if (!post)
 			return no_route(path, a);
-		return route_register(r, q, &c, a);
+		return relay_route_register(r, q, &c, a);
 	}
 	if (strncmp(path, "/v1/", 4) != 0)
 		return relay_fail(a, 404, "no such route");
