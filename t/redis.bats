@@ -386,7 +386,9 @@ hlen() {
 	[ "$BODY" = "{\"id\":\"$cid\",\"read\":[\"bob\"],\"unread\":[]}" ]
 	req B GET "/v1/receipt/$cid" "$(tok bob)"
 	[ "$STATUS" = 404 ]
-	(sleep 1 && on B bob bch drain >/dev/null) &
+	# bob reads it once it is there (not after a time that a slow
+	# machine may take just to send it).
+	(wait_for 20 hlen bch:new:bob -eq 1 && on B bob bch drain >/dev/null) &
 	bgpid $!
 	run on A alice bch send @bob "read me" --wait=10
 	assert_success
