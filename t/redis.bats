@@ -206,10 +206,11 @@ hlen() {
 	on A alice bch send @bob first >/dev/null
 	id=$(rcli HKEYS bch:new:bob)
 	on A alice bch send @bob second >/dev/null
-	curl -sN -m 3 -H "Authorization: Bearer $(tok bob)" -H "Last-Event-ID: $id" \
-		"$B_URL/v1/events/bob" >"$BATS_TEST_TMPDIR/sse.out" 2>/dev/null || true
+	curl -sN -H "Authorization: Bearer $(tok bob)" -H "Last-Event-ID: $id" \
+		"$B_URL/v1/events/bob" >"$BATS_TEST_TMPDIR/sse.out" 2>/dev/null &
+	bgpid $!
+	wait_for 10 grep -q '"body":"second"' "$BATS_TEST_TMPDIR/sse.out"
 	grep -q '"body":"first"' "$BATS_TEST_TMPDIR/sse.out"
-	grep -q '"body":"second"' "$BATS_TEST_TMPDIR/sse.out"
 }
 
 @test "a lease taken on A is acked on B; an expired one comes back" {
