@@ -328,6 +328,7 @@ fakehttp.serve(H)
 PY
 	python3 compat.py "$@" > port &
 	fake=$!
+	bg_pid "$fake"
 	wait_for 10 test -s port
 	export BACKCHANNEL_URL="http://127.0.0.1:$(cat port)" BACKCHANNEL_TOKEN=t
 }

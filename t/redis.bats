@@ -924,8 +924,11 @@ reg_at() {
 
 @test "a failover behind one address: a relay whose Redis turned replica reconnects to the new master" {
 	local R2=$BATS_TEST_TMPDIR/redis2 p1 p2 i
-	p1=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	p2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	# Two ports held at once, so that they differ.
+	read -r p1 p2 < <(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
 	# The test's Redis again, on TCP too, and a replica of it.
 	sh "$T_ROOT/t/redis-server" stop "$RDIR"
 	SPOOL=$(sh "$T_ROOT/t/redis-server" start "$RDIR" --appendfsync always \
