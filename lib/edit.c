@@ -295,7 +295,12 @@ replace(struct edit_file *f, struct err *e)
 		f->gid = up.st_gid;
 	}
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", f->real, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	/* Made anew, never opened as found: a link put at this name (by
+	 * the directory's owner, setup run as root) would be written
+	 * through, and the file it names given away by own(). */
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		return err_sys(e, "cannot create %s", tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd < 0)
 		return err_sys(e, "cannot create %s", tmp);

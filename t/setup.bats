@@ -747,6 +747,25 @@ startup_timeout_sec = 30'
 	same "${FILES[@]}"
 }
 
+# The temporary file beside a settings file was opened as found: run
+# as root, a link the HOME's owner had put at its name (pid known from
+# ps) was written through and given to them, the file it names too.
+@test "setup as root writes no file through a link at its temporary name" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	fixtures
+	chown -R 65534:65534 "$HOME"
+	printf 'root only\n' >"$BATS_TEST_TMPDIR/victim"
+	chmod 600 "$BATS_TEST_TMPDIR/victim"
+	# exec keeps the pid, which names the temporary file.
+	run sh -c 'ln "$1" "$HOME/.claude/settings.json.tmp.$$" && exec bch-setup' \
+		sh "$BATS_TEST_TMPDIR/victim"
+	assert_success
+	grep -q bch-drain "$HOME/.claude/settings.json"
+	assert_equal "$(stat -c %u:%h "$BATS_TEST_TMPDIR/victim")" 0:1
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/victim")" 'root only'
+	assert_equal "$(stat -c %u "$HOME/.claude/settings.json")" 65534
+}
+
 @test "a file of another user is refused untouched, when setup cannot give it back" {
 	[ "$(id -u)" -eq 0 ] || skip "needs root to make a file of another user"
 	command -v setpriv >/dev/null || skip "no setpriv"
