@@ -218,8 +218,10 @@ edit_mkdirs(const char *path, mode_t mode)
 			return -1;
 		if (slash)
 			*slash = '/';
-		/* Not ours to give away (not root): it stays ours. */
-		if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		/* Not ours to give away (not root): it stays ours. Nor is
+		 * a symlink put in its place since the mkdir followed. */
+		if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC)) >= 0) {
 			(void)own(fd, up.st_uid, up.st_gid);
 			close(fd);
 		}
