@@ -395,3 +395,61 @@ edit_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
 	buf_free(doc);
 	*doc = out;
 }
+
+int
+edit_mkdir(const char *path, mode_t mode)
+{
+	char dir[PATH_MAX];
+	struct stat up;
+	char *slash;
+	int fd;
+
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdir(path, mode) < 0)
+		return -1;
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = 0;
+	if (stat(!slash ? "." : slash == dir ? "/" : dir, &up) < 0)
+		return -1;
+	/* As edit_mkdirs: never a symlink put in its place since. */
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) >= 0) {
+		(void)own(fd, up.st_uid, up.st_gid);
+		close(fd);
+	}
+	return 0;
+}
+
+int
+edit_write(const char *path, const char *p, size_t n, mode_t mode,
+    struct err *e)
+{
+	struct edit_file f;
+	char msg[sizeof e->msg];
+	struct stat st;
+	int rc;
+
+	memset(&f, 0, sizeof f);
+	if (snprintf(f.real, sizeof f.real, "%s", path) >= (int)sizeof f.real)
+		return err_set(e, BCH_PERM, "path too long: %s", path);
+	snprintf(f.path, sizeof f.path, "%s", path);
+	f.mode = mode;
+	if (lstat(path, &st) == 0) {
+		f.exists = 1; /* replaced: its owner stays */
+		f.uid = st.st_uid;
+		f.gid = st.st_gid;
+	} else if (errno != ENOENT) {
+		return err_sys(e, "cannot read %s", path);
+	}
+	buf_add(&f.text, p ? p : "", n);
+	rc = replace(&f, e);
+	buf_free(&f.text);
+	if (rc < 0 && !strstr(e->msg, path)) { /* "it": say which */
+		snprintf(msg, sizeof msg, "%s: %s", path, e->msg);
+		snprintf(e->msg, sizeof e->msg, "%s", msg);
+	}
+	return rc;
+}

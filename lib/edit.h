@@ -65,6 +65,19 @@ void edit_close(struct edit_file *f);
  * with the user's HOME leaves them the user's). 0, or -1 with errno. */
 int edit_mkdirs(const char *path, mode_t mode);
 
+/* Create the one directory path with mode (EEXIST when anything is
+ * there: never one found), owned as the directory it is made in; a
+ * symlink put in its place since is not followed. 0, or -1 with errno. */
+int edit_mkdir(const char *path, mode_t mode);
+
+/* Replace path (a symlink itself, not its file) atomically with the n
+ * bytes at p, mode mode, as edit_commit writes: a file there keeps its
+ * owner, a new one gets its directory's; the temporary file beside it
+ * is made anew. No backup, no parent directories. 0, or -1 with e
+ * filled (naming path). */
+int edit_write(const char *path, const char *p, size_t n, mode_t mode,
+    struct err *e);
+
 /* JSON. doc is the text of an object (empty text counts as {}); path is
  * a NULL-terminated list of keys from the top. New text follows the
  * document's own indentation and spacing. Each returns 1 when doc

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "edit.h"
 #include "io.h"
 #include "proc.h"
 #include "wake-impl.h"
@@ -112,11 +113,9 @@ wake_put(const char *path, const char *p, size_t n, mode_t mode, int dry,
 	*changed = 1;
 	if (dry)
 		return 0;
-	if (io_replace(path, p, n, 1, e) < 0)
-		return -1;
-	if (chmod(path, mode) < 0)
-		return err_sys(e, "cannot set the mode of %s", path);
-	return 0;
+	/* Run as root on a user's HOME or scan directory, a file of
+	 * root's there would be one the user cannot change or remove. */
+	return edit_write(path, p, n, mode, e);
 }
 
 static void
@@ -186,7 +185,7 @@ wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 		if (strchr(svfiles[k], '/')) {
 			char sub[PATH_MAX];
 			snprintf(sub, sizeof sub, "%s/log", dir);
-			if (!w->dry && io_mkdirs(sub, 0755) < 0) {
+			if (!w->dry && edit_mkdirs(sub, 0755) < 0) {
 				buf_free(&b);
 				return err_sys(e, "cannot create %s", sub);
 			}
@@ -199,7 +198,7 @@ wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 	}
 	if (with_env) {
 		snprintf(dst, sizeof dst, "%s/env", dir);
-		if (!w->dry && io_mkdirs(dst, 0755) < 0) {
+		if (!w->dry && edit_mkdirs(dst, 0755) < 0) {
 			buf_free(&b);
 			return err_sys(e, "cannot create %s", dst);
 		}
@@ -384,7 +383,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	snprintf(tmp, sizeof tmp, "%s/.bch-notify.setup.%ld", scandir,
 	    (long)getpid());
 	wake_rmtree(tmp);
-	if (mkdir(tmp, 0755) < 0)
+	if (edit_mkdir(tmp, 0755) < 0) /* the scan directory's owner's */
 		return err_sys(e, "cannot create %s", tmp);
 	if (wake_sv_fill(w, tmp, 1, &changed, e) < 0) {
 		wake_rmtree(tmp);

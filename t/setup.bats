@@ -1078,6 +1078,96 @@ args = [\"mcp\", \"--here\"]"
 	assert_equal "$stderr" "bch-setup: s6-svc could not restart it ($FAKE/s6-svc was killed by signal 9) — start s6-svscan $BCH_S6_SCANDIR, or run s6-svc -r $BCH_S6_SCANDIR/bch-notify"
 }
 
+# other_home: run as root, a HOME (and a scan directory in it) of user
+# 65534 that they can reach, and stand-ins for the supervisor tools
+# that they can run too, first on PATH: no real one runs here.
+other_home() {
+	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
+	chmod 755 "$OTHER_HOME"
+	export HOME="$OTHER_HOME/home"
+	export BCH_S6_SCANDIR="$HOME/service"
+	mkdir -p "$BCH_S6_SCANDIR" "$OTHER_HOME/fake"
+	chown -R 65534:65534 "$HOME"
+	for t in systemctl s6-svscanctl s6-svc; do
+		printf '#!/bin/sh\nexit 0\n' >"$OTHER_HOME/fake/$t"
+	done
+	printf '#!/bin/sh\nexit 1\n' >"$OTHER_HOME/fake/s6-svok"
+	chmod 755 "$OTHER_HOME"/fake/*
+	export PATH="$OTHER_HOME/fake:$PATH"
+}
+
+# --wake wrote its files and directories as root: run with sudo keeping
+# HOME, the user could neither change them nor take them out.
+@test "--wake as root on a user's HOME leaves what it made the user's, and the user's --remove takes it out" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	agents bob
+	other_home
+	run bch setup --no-hooks --wake --service systemd
+	assert_success
+	unit="$HOME/.config/systemd/user/bch-notify.service"
+	assert_output "wake: installed the systemd --user unit $unit and started it"
+	[ -x "$HOME/.local/share/backchannel/sv/bch-notify/run" ]
+	run find "$HOME" ! -uid 65534 -o ! -gid 65534
+	assert_success
+	assert_output ''
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup" --no-hooks --wake --remove
+	assert_success
+	assert_output "wake: stopped and removed the systemd --user unit $unit"
+	[ ! -e "$unit" ]
+	[ ! -e "$HOME/.local/share/backchannel" ]
+}
+
+# Its temporary file was opened as found: run as root, a link the
+# HOME's owner had put at its name was written through, root's file
+# it names overwritten and made the unit.
+@test "--wake as root writes no file through a link at its temporary name" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	agents bob
+	other_home
+	mkdir -p "$HOME/.config/systemd/user"
+	chown -R 65534:65534 "$HOME/.config"
+	unit="$HOME/.config/systemd/user/bch-notify.service"
+	printf 'root only\n' >"$BATS_TEST_TMPDIR/victim"
+	chmod 600 "$BATS_TEST_TMPDIR/victim"
+	# exec keeps the pid, which names the temporary file.
+	run sh -c 'ln "$1" "$2.tmp.$$" && exec bch-setup --no-hooks --wake --service systemd' \
+		sh "$BATS_TEST_TMPDIR/victim" "$unit"
+	assert_success
+	grep -q '^ExecStart=' "$unit"
+	assert_equal "$(stat -c %u:%h "$BATS_TEST_TMPDIR/victim")" 0:1
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/victim")" 'root only'
+	assert_equal "$(stat -c %u "$unit")" 65534
+}
+
+@test "--wake under s6 as root, the scan directory a user's: the service directory is theirs, and their --remove takes it out" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	agents bob
+	other_home
+	run bch setup --no-hooks --wake
+	assert_success
+	target="$BCH_S6_SCANDIR/bch-notify"
+	assert_output "wake: installed the s6 service $target (bch-watch --urgent-only --peek | bch-notify); s6-svscan is starting it"
+	[ "$(cat "$target/env/HOME")" = "$HOME" ]
+	[ -x "$target/log/run" ]
+	run find "$HOME" ! -uid 65534 -o ! -gid 65534
+	assert_success
+	assert_output ''
+	# An update replaces files: each keeps its owner.
+	echo /elsewhere >"$target/env/HOME"
+	chown 65534:65534 "$target/env/HOME"
+	run bch setup --no-hooks --wake
+	assert_success
+	assert_output "wake: updated (and restarted) the s6 service $target"
+	run find "$HOME" ! -uid 65534 -o ! -gid 65534
+	assert_output ''
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup" --no-hooks --wake --remove
+	assert_success
+	assert_output "wake: removed the s6 service $target"
+	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
+}
+
 @test "bad usage exits 2" {
 	run bch setup extra
 	assert_failure 2
