@@ -119,14 +119,17 @@ report(struct setup *s, const char *who, struct edit_file *f, int rc,
 typedef int (*edit_fn)(struct setup *, struct buf *, const struct buf *,
     struct err *);
 
+#define EDIT_TRIES 5 /* reads of a file its harness keeps rewriting */
+
 static void
 edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
     mode_t mode, edit_fn fn, const char *what)
 {
 	struct edit_file f;
 	struct err e = { 0, 0, "" };
-	int rc;
+	int rc, tries = 0;
 
+again:
 	if (edit_open(&f, path, kind, mode, &e) < 0) {
 		setup_fail(s, path, &e);
 		return;
@@ -138,7 +141,21 @@ edit(struct setup *s, const char *who, const char *path, enum edit_kind kind,
 	s->what[0] = 0;
 	if (fn(s, &f.text, f.has_backup ? &f.orig : NULL, &e) < 0 ||
 	    (rc = edit_commit(&f, s->dry, &e)) < 0) {
-		setup_fail(s, path, &e);
+		/* Its harness wrote it since it was read: nothing was
+		 * replaced; the edit is made again on what it wrote. */
+		if (f.changed && ++tries < EDIT_TRIES) {
+			edit_close(&f);
+			memset(&e, 0, sizeof e);
+			goto again;
+		}
+		if (f.changed) {
+			fprintf(stderr, "bch-setup: %s changed while setup "
+			    "edited it — run bch setup again\n", path);
+			if (s->status < BCH_TEMP)
+				s->status = BCH_TEMP;
+		} else {
+			setup_fail(s, path, &e);
+		}
 		edit_close(&f);
 		return;
 	}

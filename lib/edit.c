@@ -128,6 +128,7 @@ open_file(struct edit_file *f, const char *path, enum edit_kind kind,
 			return err_sys(e, "cannot read it");
 		}
 		f->exists = 1;
+		f->st = st; /* before the read: a write after it is seen */
 		f->mode = st.st_mode & 07777;
 		f->uid = st.st_uid;
 		f->gid = st.st_gid;
@@ -230,6 +231,7 @@ edit_mkdirs(const char *path, mode_t mode)
 	return 0;
 }
 
+/* 1 when made, 0 when there is one already, or -1. */
 static int
 backup(struct edit_file *f, struct err *e)
 {
@@ -257,7 +259,33 @@ backup(struct edit_file *f, struct err *e)
 		unlink(bak);
 		return -1;
 	}
-	return 0;
+	return 1;
+}
+
+/* Is f->real still the file read? A harness that rewrote it meanwhile
+ * (Claude Code rewrites ~/.claude.json as it runs) would lose that write
+ * to ours. 0 when it is, else -1 with e filled (and f->changed set when
+ * it changed). */
+static int
+unchanged(struct edit_file *f, struct err *e)
+{
+	struct stat st;
+
+	if (stat(f->real, &st) < 0) {
+		if (errno != ENOENT)
+			return err_sys(e, "cannot read it");
+		if (!f->exists)
+			return 0;
+	} else if (f->exists && st.st_dev == f->st.st_dev &&
+	    st.st_ino == f->st.st_ino && st.st_size == f->st.st_size &&
+	    st.st_mtim.tv_sec == f->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == f->st.st_mtim.tv_nsec &&
+	    st.st_ctim.tv_sec == f->st.st_ctim.tv_sec &&
+	    st.st_ctim.tv_nsec == f->st.st_ctim.tv_nsec) {
+		return 0;
+	}
+	f->changed = 1;
+	return err_set(e, BCH_TEMP, "changed while setup edited it");
 }
 
 static int
@@ -321,6 +349,11 @@ replace(struct edit_file *f, struct err *e)
 	}
 	if (io_writeout(fd, tmp, f->text.p, f->text.len, 1, e) < 0)
 		return -1;
+	/* As late as can be: from here to the rename, a write is lost. */
+	if (unchanged(f, e) < 0) {
+		unlink(tmp);
+		return -1;
+	}
 	if (rename(tmp, f->real) < 0) {
 		err_sys(e, "cannot replace it");
 		unlink(tmp);
@@ -343,6 +376,9 @@ blank(const char *s, size_t n)
 int
 edit_commit(struct edit_file *f, int dry, struct err *e)
 {
+	char bak[PATH_MAX + 32];
+	int made = 0;
+
 	/* A JSON file that was only white space reads as {}: left empty
 	 * again, it goes back to what it was. */
 	if (f->kind != EDIT_TEXT && f->has_backup && text_empty(f) &&
@@ -358,6 +394,8 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 		    "goes, and would be lost or doubled — move it");
 	/* A symlink is the user's (dotfiles): setup never made it. */
 	if (f->exists && !f->has_backup && !f->link && text_empty(f)) {
+		if (!dry && unchanged(f, e) < 0)
+			return -1;
 		if (!dry && unlink(f->real) < 0)
 			return err_sys(e, "cannot remove it");
 		return EDIT_DELETED;
@@ -367,12 +405,18 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 		    "— run bch setup as that user", (long)f->uid);
 	if (dry)
 		return f->exists ? EDIT_UPDATED : EDIT_CREATED;
-	if (f->exists && !f->no_backup && backup(f, e) < 0)
+	if (f->exists && !f->no_backup && (made = backup(f, e)) < 0)
 		return -1;
 	if (!f->exists && parent_dirs(f->real, e) < 0)
 		return -1;
-	if (replace(f, e) < 0)
+	if (replace(f, e) < 0) {
+		/* The backup is the file as it was before setup changed
+		 * it: the one read again, not this one. */
+		snprintf(bak, sizeof bak, "%s%s", f->real, EDIT_BACKUP);
+		if (f->changed && made)
+			unlink(bak);
 		return -1;
+	}
 	return f->exists ? EDIT_UPDATED : EDIT_CREATED;
 }
 
@@ -437,8 +481,9 @@ edit_write(const char *path, const char *p, size_t n, mode_t mode,
 		return err_set(e, BCH_PERM, "path too long: %s", path);
 	snprintf(f.path, sizeof f.path, "%s", path);
 	f.mode = mode;
-	if (lstat(path, &st) == 0) {
+	if (stat(path, &st) == 0) {
 		f.exists = 1; /* replaced: its owner stays */
+		f.st = st; /* and replace() checks it is still this one */
 		f.uid = st.st_uid;
 		f.gid = st.st_gid;
 	} else if (errno != ENOENT) {

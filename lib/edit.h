@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -38,6 +39,10 @@ struct edit_file {
 	int has_backup;
 	int no_backup;   /* set by the caller: the file is setup's own, as
 	                    it wrote it, and needs no backup */
+	struct stat st;  /* the file as read (exists), to see it change */
+	int changed;     /* set by edit_commit: the file changed since it was
+	                    read (its harness wrote it); nothing was replaced,
+	                    nor a backup left: read it and edit it again */
 };
 
 /* Read path (a symlink is followed to its file, which is what gets
@@ -55,6 +60,8 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
  * link and its file stay, with that text. With dry, only says what it
  * would do.
  * EDIT_JSONC: -1 when the edit would lose or copy a comment.
+ * -1 with f->changed set (BCH_TEMP) when, just before the rename, the
+ * file is no longer the one read (inode, size, mtime, ctime).
  * EDIT_SAME, EDIT_CREATED, EDIT_UPDATED or EDIT_DELETED, or -1. */
 int edit_commit(struct edit_file *f, int dry, struct err *e);
 

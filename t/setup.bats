@@ -1177,3 +1177,68 @@ other_home() {
 	run bch setup --bogus
 	assert_failure 2
 }
+
+# harness_writes N: Claude Code rewrites ~/.claude.json as it runs: a
+# new file, renamed over it, with its own member "from_harness".
+harness_writes() {
+	printf '{"numStartups":%s,"from_harness":true}\n' "$1" >"$HOME/.claude.json.h"
+	mv "$HOME/.claude.json.h" "$HOME/.claude.json"
+}
+
+# bch setup is often run from inside Claude Code: its rewrite of
+# ~/.claude.json between setup's read and setup's rename was lost, the
+# file going back to what setup had read, with its entry.
+@test "a harness that rewrites its file while setup edits it keeps its write: setup edits the new file" {
+	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
+	mkdir -p "$HOME/.claude"
+	bch setup >/dev/null
+	rm "$HOME/.claude.json"
+	printf '{"numStartups":1}\n' >"$HOME/.claude.json"
+	# The first fsync, of the backup made after the read, waits 2 s,
+	# and the harness writes the file meanwhile.
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		strace -f -o /dev/null -e trace=fsync \
+		-e inject=fsync:delay_enter=2000000:when=1 \
+		bch-setup >out 2>err &
+	local pid=$! rc=0
+	bg_pid $pid
+	wait_for 10 test -e "$HOME/.claude.json.bak-backchannel"
+	harness_writes 2
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	[ ! -s err ]
+	grep -qxF "claude: $HOME/.claude.json: added the MCP server mcpServers.backchannel (the file as it was is kept in $HOME/.claude.json.bak-backchannel)" out
+	[ "$(jq -r .from_harness "$HOME/.claude.json")" = true ]
+	[ "$(jq -r .numStartups "$HOME/.claude.json")" = 2 ]
+	[ "$(jq -r .mcpServers.backchannel.command "$HOME/.claude.json")" = "$BCH" ]
+	# The backup is the file as it was before setup changed it: the
+	# harness's.
+	[ "$(cat "$HOME/.claude.json.bak-backchannel")" = '{"numStartups":2,"from_harness":true}' ]
+	run ls -A "$HOME"
+	refute_output --partial .tmp.
+}
+
+@test "a file its harness keeps rewriting is refused after a few reads: exit 111, the harness's file as it wrote it" {
+	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
+	mkdir -p "$HOME/.claude"
+	bch setup >/dev/null
+	rm "$HOME/.claude.json"
+	harness_writes 0
+	(i=0; while :; do i=$((i + 1)); harness_writes $i; sleep 0.05; done) &
+	local writer=$!
+	bg_pid $writer
+	# Every fsync waits: each try sees the file changed.
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		run --separate-stderr strace -f -o /dev/null -e trace=fsync \
+		-e inject=fsync:delay_enter=300000 bch-setup
+	kill "$writer"
+	wait "$writer" || true
+	assert_failure 111
+	assert_equal "$stderr" "bch-setup: $HOME/.claude.json changed while setup edited it — run bch setup again"
+	refute_output --partial "$HOME/.claude.json:"
+	[ "$(jq -r .from_harness "$HOME/.claude.json")" = true ]
+	[ "$(jq -r .mcpServers "$HOME/.claude.json")" = null ]
+	[ ! -e "$HOME/.claude.json.bak-backchannel" ]
+	run ls -A "$HOME"
+	refute_output --partial .tmp.
+}
