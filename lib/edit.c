@@ -189,6 +189,58 @@ own(int fd, uid_t uid, gid_t gid)
 	return fchown(fd, uid, gid);
 }
 
+#ifdef O_PATH
+#define DIR_OPEN (O_PATH | O_DIRECTORY | O_CLOEXEC) /* search, not read */
+#else
+#define DIR_OPEN (O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+#endif
+
+/* Create the one directory path with mode, owned as the directory it is
+ * made in. That directory is opened first, and the new one made and
+ * opened in it: a directory above swapped for a symlink since (by the
+ * HOME's owner, setup run as root) cannot have root's directory of that
+ * name given away, nor a symlink put in the new one's place. 0, or -1
+ * with errno (EEXIST when anything is there). */
+static int
+mkdir_owned(const char *path, mode_t mode)
+{
+	char dir[PATH_MAX];
+	const char *name = path;
+	struct stat up;
+	char *slash;
+	int dfd, fd, rc = -1, saved;
+
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		*slash = 0;
+		name = slash + 1;
+	}
+	/* Most are there: no need to open the one above ("a//b": "a/"). */
+	if (!*name || lstat(path, &up) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	dfd = open(!slash ? "." : slash == dir ? "/" : dir, DIR_OPEN);
+	if (dfd < 0)
+		return -1;
+	if (mkdirat(dfd, name, mode) == 0 && fstat(dfd, &up) == 0) {
+		rc = 0;
+		/* Not ours to give away (not root): it stays ours. */
+		if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+			(void)own(fd, up.st_uid, up.st_gid);
+			close(fd);
+		}
+	}
+	saved = errno;
+	close(dfd);
+	errno = saved;
+	return rc;
+}
+
 int
 edit_mkdirs(const char *path, mode_t mode)
 {
@@ -201,31 +253,11 @@ edit_mkdirs(const char *path, mode_t mode)
 	}
 	memcpy(p, path, n + 1);
 	for (i = 1; i <= n; i++) {
-		struct stat up;
-		char *slash;
-		int fd;
 		if (p[i] != '/' && p[i] != 0)
 			continue;
 		p[i] = 0;
-		if (mkdir(p, mode) < 0) {
-			if (errno != EEXIST)
-				return -1;
-			p[i] = path[i];
-			continue;
-		}
-		if ((slash = strrchr(p, '/')) != NULL)
-			*slash = 0;
-		if (stat(!slash ? "." : slash == p ? "/" : p, &up) < 0)
+		if (mkdir_owned(p, mode) < 0 && errno != EEXIST)
 			return -1;
-		if (slash)
-			*slash = '/';
-		/* Not ours to give away (not root): it stays ours. Nor is
-		 * a symlink put in its place since the mkdir followed. */
-		if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC)) >= 0) {
-			(void)own(fd, up.st_uid, up.st_gid);
-			close(fd);
-		}
 		p[i] = path[i];
 	}
 	return 0;
@@ -443,28 +475,7 @@ edit_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
 int
 edit_mkdir(const char *path, mode_t mode)
 {
-	char dir[PATH_MAX];
-	struct stat up;
-	char *slash;
-	int fd;
-
-	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (mkdir(path, mode) < 0)
-		return -1;
-	if ((slash = strrchr(dir, '/')) != NULL)
-		*slash = 0;
-	if (stat(!slash ? "." : slash == dir ? "/" : dir, &up) < 0)
-		return -1;
-	/* As edit_mkdirs: never a symlink put in its place since. */
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC)) >= 0) {
-		(void)own(fd, up.st_uid, up.st_gid);
-		close(fd);
-	}
-	return 0;
+	return mkdir_owned(path, mode);
 }
 
 int

@@ -1168,6 +1168,35 @@ other_home() {
 	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
 }
 
+# Run as root on a user's HOME, setup made a directory, looked up the
+# owner of the one above, then opened the new one by its path to give
+# it to them: a directory above that the user swapped for a link in
+# between was followed, and root's directory of that name given away.
+@test "setup as root gives away no directory of root's through a link put above one it made" {
+	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
+	agents bob
+	other_home
+	mkdir "$HOME/.local"
+	chown 65534:65534 "$HOME/.local"
+	mkdir -p "$BATS_TEST_TMPDIR/root/share"
+	# An open of ~/.local/share by its path waits 2 s: the user's link
+	# goes in meanwhile.
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		strace -f -o /dev/null -P "$HOME/.local/share" -e trace=openat \
+		-e inject=openat:delay_enter=2000000 \
+		bch-setup --no-hooks --wake --service systemd >out 2>err &
+	local pid=$!
+	bg_pid $pid
+	wait_for 10 test -d "$HOME/.local/share"
+	sleep 0.3
+	mv "$HOME/.local" "$HOME/.local.moved"
+	ln -s "$BATS_TEST_TMPDIR/root" "$HOME/.local"
+	wait "$pid" || true
+	assert_equal "$(stat -c %u:%g "$BATS_TEST_TMPDIR/root/share")" 0:0
+	assert_equal "$(stat -c %u:%g "$HOME/.local.moved/share")" 65534:65534
+}
+
 @test "bad usage exits 2" {
 	run bch setup extra
 	assert_failure 2
