@@ -367,8 +367,9 @@ replace(struct edit_file *f, struct err *e)
 	if (fd < 0)
 		return err_sys(e, "cannot create %s", tmp);
 	if (own(fd, f->uid, f->gid) < 0 && f->exists && f->uid != geteuid()) {
-		err_set(e, BCH_PERM, "owned by another user (uid %ld) — run "
-		    "bch setup as that user", (long)f->uid);
+		err_set(e, BCH_PERM, "owned by another user (uid %ld) — chown "
+		    "it to yourself, or run bch setup as that user",
+		    (long)f->uid);
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -434,7 +435,8 @@ edit_commit(struct edit_file *f, int dry, struct err *e)
 	}
 	if (f->exists && f->uid != geteuid() && geteuid() != 0)
 		return err_set(e, BCH_PERM, "owned by another user (uid %ld) "
-		    "— run bch setup as that user", (long)f->uid);
+		    "— chown it to yourself, or run bch setup as that user",
+		    (long)f->uid);
 	if (dry)
 		return f->exists ? EDIT_UPDATED : EDIT_CREATED;
 	if (f->exists && !f->no_backup && (made = backup(f, e)) < 0)

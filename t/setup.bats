@@ -780,7 +780,7 @@ startup_timeout_sec = 30'
 	chown 65533:65533 "$HOME/.claude/settings.json"
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup"
 	[ "$status" -eq 100 ]
-	assert_output --partial "bch-setup: $HOME/.claude/settings.json: owned by another user (uid 65533) — run bch setup as that user"
+	assert_output --partial "bch-setup: $HOME/.claude/settings.json: owned by another user (uid 65533) — chown it to yourself, or run bch setup as that user"
 	cmp "$HOME/.claude/settings.json" before.json
 	[ "$(stat -c %u "$HOME/.claude/settings.json")" = 65533 ]
 	[ ! -e "$HOME/.claude/settings.json.bak-backchannel" ]
