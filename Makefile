@@ -15,11 +15,12 @@ LDLIBS ?= -l:libbearssl.a
 # t/bench/README). STATIC= links them dynamically, as the sanitizer and
 # valgrind builds must. glibc's getaddrinfo and getpwuid still read
 # /etc/nsswitch.conf, and its files and dns sources are built in; ld warns
-# about that on every link, and the link rule drops just that warning.
-# (Not ld's --no-warnings: it also lets an undefined reference through,
-# and the program then faults when it calls it.)
+# about that on every link, and the link rule drops just that warning
+# (a second one in the same function comes without its "in function"
+# line). (Not ld's --no-warnings: it also lets an undefined reference
+# through, and the program then faults when it calls it.)
 STATIC ?= -static
-LDQUIET = sed '/in function/{N;/statically linked applications requires at runtime/d;}'
+LDQUIET = sed '/in function/{N;/statically linked applications requires at runtime/d;};/: warning: Using .* in statically linked applications requires at runtime/d'
 BCH_LDFLAGS = -Wl,--as-needed $(STATIC)
 
 # Every bin/bch-*.c is a program; each links libbch and what it needs.

@@ -27,11 +27,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -351,6 +354,47 @@ parse_opts(struct setup *s, int argc, char **argv)
 	}
 }
 
+/* Run as root on a user's HOME (sudo -E, or a sudo that keeps HOME):
+ * setup becomes that user for good, as sudo -u would, before it reads
+ * anything there. Root would follow the links the user can plant under
+ * their HOME to root's own files; as the user it can reach only what
+ * they can. Exits 100, having touched nothing, when the switch fails. */
+static void
+drop_root(const char *home)
+{
+	struct stat st;
+	struct passwd *pw;
+	gid_t gid;
+	const char *step;
+
+	if (geteuid() != 0 || stat(home, &st) < 0 || st.st_uid == 0)
+		return;
+	errno = 0;
+	pw = getpwuid(st.st_uid);
+	gid = pw ? pw->pw_gid : st.st_gid;
+	step = "setgroups";
+	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(0, NULL)) < 0)
+		goto fail;
+	step = "setgid";
+	if (setgid(gid) < 0)
+		goto fail;
+	step = "setuid";
+	if (setuid(st.st_uid) < 0)
+		goto fail;
+	step = "check";
+	errno = EPERM;
+	if (getuid() != st.st_uid || geteuid() != st.st_uid ||
+	    getgid() != gid || getegid() != gid || setuid(0) == 0)
+		goto fail;
+	return;
+fail:
+	fprintf(stderr, "bch-setup: cannot become uid %ld, the owner of HOME "
+	    "(%s), to edit its files (%s: %s) — run bch setup as that user; "
+	    "nothing was changed\n", (long)st.st_uid, home, step,
+	    strerror(errno));
+	exit(BCH_PERM);
+}
+
 /* HOME, and the programs the harnesses are to run, by absolute path.
  * Exits 100 when one is missing. */
 static void
@@ -387,6 +431,8 @@ main(int argc, char **argv)
 	memset(&s, 0, sizeof s);
 	err_prog("bch-setup");
 	parse_opts(&s, argc, argv);
+	if (getenv("HOME") && *getenv("HOME") == '/')
+		drop_root(getenv("HOME"));
 	locate(&s, argv[0]);
 	if (!s.nohooks) {
 		/* --remove needs it only to know a skill as an older setup

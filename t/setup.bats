@@ -732,6 +732,7 @@ startup_timeout_sec = 30'
 
 @test "setup as root on a user's HOME (sudo keeping HOME) leaves every file and directory the user's" {
 	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	other_home
 	fixtures
 	chown -R 65534:65534 "$HOME"
 	bch setup >/dev/null
@@ -752,6 +753,7 @@ startup_timeout_sec = 30'
 # ps) was written through and given to them, the file it names too.
 @test "setup as root writes no file through a link at its temporary name" {
 	[ "$(id -u)" -eq 0 ] || skip "only root can give a file away"
+	other_home
 	fixtures
 	chown -R 65534:65534 "$HOME"
 	printf 'root only\n' >"$BATS_TEST_TMPDIR/victim"
@@ -764,6 +766,59 @@ startup_timeout_sec = 30'
 	assert_equal "$(stat -c %u:%h "$BATS_TEST_TMPDIR/victim")" 0:1
 	assert_equal "$(cat "$BATS_TEST_TMPDIR/victim")" 'root only'
 	assert_equal "$(stat -c %u "$HOME/.claude/settings.json")" 65534
+}
+
+# Run as root on a user's HOME, setup followed a link the user had put
+# at a file it edits to root's own file, and appended its section there.
+@test "setup as root on a user's HOME writes nothing through a link of theirs to a file of root's" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run setup as root"
+	other_home
+	mkdir "$HOME/.codex"
+	printf 'root only\n' >"$OTHER_HOME/root-file"
+	chmod 600 "$OTHER_HOME/root-file"
+	ln -s "$OTHER_HOME/root-file" "$HOME/.codex/AGENTS.md"
+	chown -R -h 65534:65534 "$HOME"
+	run --separate-stderr bch setup
+	assert_failure 100
+	assert_equal "$stderr" "bch-setup: $HOME/.codex/AGENTS.md: cannot read it: Permission denied — left it untouched; fix it and run bch setup again"
+	assert_equal "$(cat "$OTHER_HOME/root-file")" 'root only'
+	assert_equal "$(stat -c %u:%g:%a "$OTHER_HOME/root-file")" 0:0:600
+	# The rest is done, as the user's.
+	grep -q backchannel "$HOME/.codex/config.toml"
+	assert_equal "$(stat -c %u "$HOME/.codex/config.toml")" 65534
+}
+
+# Root that may not change its ids (a container without CAP_SETUID and
+# CAP_SETGID) cannot become the user: setup says so and edits nothing.
+@test "setup as root that cannot become the user whose HOME it is: one line, exit 100, nothing touched" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run setup as root"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	setpriv --bounding-set -setuid,-setgid true 2>/dev/null || skip "setpriv cannot drop capabilities here"
+	other_home
+	fixtures
+	chown -R 65534:65534 "$HOME"
+	run --separate-stderr setpriv --bounding-set -setuid,-setgid "$T_ROOT/bin/bch-setup"
+	assert_failure 100
+	assert_output ''
+	assert_equal "$stderr" "bch-setup: cannot become uid 65534, the owner of HOME ($HOME), to edit its files (setgroups: Operation not permitted) — run bch setup as that user; nothing was changed"
+	same "${FILES[@]}"
+	run find "$HOME" -name '*backchannel*'
+	assert_output ''
+}
+
+# The user whose HOME it is cannot read a BACKCHANNEL_HOME of root's:
+# setup, run as them, says so and installs nothing.
+@test "--wake as root on a user's HOME with a BACKCHANNEL_HOME only root can read installs nothing" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run setup as root"
+	agents bob
+	other_home
+	chown -R 0:0 "$BACKCHANNEL_HOME"
+	chmod 700 "$BACKCHANNEL_HOME"
+	run --separate-stderr bch setup --no-hooks --wake --service systemd
+	assert_failure 100
+	assert_equal "$stderr" "bch-setup: cannot read $BACKCHANNEL_HOME/config.json: Permission denied — check the permissions of BACKCHANNEL_HOME"
+	[ ! -e "$HOME/.config/systemd/user/bch-notify.service" ]
+	[ ! -e "$HOME/.local/share/backchannel" ]
 }
 
 @test "a file of another user is refused untouched, when setup cannot give it back" {
@@ -1079,8 +1134,10 @@ args = [\"mcp\", \"--here\"]"
 }
 
 # other_home: run as root, a HOME (and a scan directory in it) of user
-# 65534 that they can reach, and stand-ins for the supervisor tools
-# that they can run too, first on PATH: no real one runs here.
+# 65534 that they can reach, with their BACKCHANNEL_HOME (a copy of the
+# test's, as agents made it), and stand-ins for the supervisor tools
+# that they can run too, first on PATH: no real one runs here. Run as
+# root on that HOME, setup runs as its owner.
 other_home() {
 	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
 	chmod 755 "$OTHER_HOME"
@@ -1088,6 +1145,11 @@ other_home() {
 	export BCH_S6_SCANDIR="$HOME/service"
 	mkdir -p "$BCH_S6_SCANDIR" "$OTHER_HOME/fake"
 	chown -R 65534:65534 "$HOME"
+	if [ -d "$BACKCHANNEL_HOME" ]; then
+		cp -a "$BACKCHANNEL_HOME" "$OTHER_HOME/bch"
+		chown -R 65534:65534 "$OTHER_HOME/bch"
+	fi
+	export BACKCHANNEL_HOME="$OTHER_HOME/bch"
 	for t in systemctl s6-svscanctl s6-svc; do
 		printf '#!/bin/sh\nexit 0\n' >"$OTHER_HOME/fake/$t"
 	done
