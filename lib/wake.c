@@ -383,8 +383,17 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	snprintf(tmp, sizeof tmp, "%s/.bch-notify.setup.%ld", scandir,
 	    (long)getpid());
 	wake_rmtree(tmp);
-	if (edit_mkdir(tmp, 0755) < 0) /* the scan directory's owner's */
+	if (edit_mkdir(tmp, 0755) < 0) { /* the scan directory's owner's */
+		/* Not BACKCHANNEL_HOME's permissions, as err_sys would say:
+		 * setup runs as the user whose HOME it is, and the service
+		 * runs as them, under a scan directory of theirs. */
+		if (errno == EACCES || errno == EPERM || errno == EROFS)
+			return err_set(e, BCH_PERM, "cannot install the s6 "
+			    "service in the scan directory %s: %s — the service "
+			    "runs as you: set BCH_S6_SCANDIR to a scan "
+			    "directory of yours", scandir, strerror(errno));
 		return err_sys(e, "cannot create %s", tmp);
+	}
 	if (wake_sv_fill(w, tmp, 1, &changed, e) < 0) {
 		wake_rmtree(tmp);
 		return -1;

@@ -821,6 +821,20 @@ startup_timeout_sec = 30'
 	[ ! -e "$HOME/.local/share/backchannel" ]
 }
 
+# A scan directory of root's: setup, run as the user whose HOME it is,
+# cannot put the service there, and says so.
+@test "--wake under s6 as root on a user's HOME, the scan directory root's: a clear error, nothing installed" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run setup as root"
+	agents bob
+	other_home
+	export BCH_S6_SCANDIR="$OTHER_HOME/scan"
+	mkdir -m 755 "$BCH_S6_SCANDIR"
+	run --separate-stderr bch setup --no-hooks --wake
+	assert_failure 100
+	assert_equal "$stderr" "bch-setup: cannot install the s6 service in the scan directory $BCH_S6_SCANDIR: Permission denied — the service runs as you: set BCH_S6_SCANDIR to a scan directory of yours"
+	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
+}
+
 @test "a file of another user is refused untouched, when setup cannot give it back" {
 	[ "$(id -u)" -eq 0 ] || skip "needs root to make a file of another user"
 	command -v setpriv >/dev/null || skip "no setpriv"
