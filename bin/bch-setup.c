@@ -51,19 +51,28 @@ static const char usage[] =
     "bch-setup [--dry-run] [--remove] [--no-hooks] [--wake] "
     "[--service s6|systemd|launchd] [--skill file] [--sv dir]";
 
-void
-setup_fail(struct setup *s, const char *path, const struct err *e)
+/* The length of e's line without err_sys's hint at the spool: the
+ * harness's files and the wake service's are not the spool, and the
+ * hint would send the user to the wrong directory. */
+static int
+not_spool(const struct err *e)
 {
 	static const char spool[] = " — check the permissions of "
 	    "BACKCHANNEL_HOME";
 	size_t n = strlen(e->msg), k = sizeof spool - 1;
 
-	/* These are the harness's files, not the spool: err_sys's hint
-	 * would send the user to the wrong directory. */
 	if (n >= k && strcmp(e->msg + n - k, spool) == 0)
 		n -= k;
+	return (int)n;
+}
+
+void
+setup_fail(struct setup *s, const char *path, const struct err *e)
+{
+	int n = not_spool(e);
+
 	fprintf(stderr, "bch-setup: %s: %.*s — left it untouched; fix it and "
-	    "run bch setup again\n", path, (int)n, e->msg);
+	    "run bch setup again\n", path, n, e->msg);
 	if (e->code > s->status)
 		s->status = e->code ? e->code : BCH_PERM;
 }
@@ -266,7 +275,7 @@ wake(struct setup *s)
 	struct buf out = BUF_INIT;
 	char sv[PATH_MAX];
 	struct wake w;
-	int rc;
+	int rc, spool = 0;
 
 	memset(&w, 0, sizeof w);
 	w.dry = s->dry;
@@ -280,13 +289,16 @@ wake(struct setup *s)
 		w.svdir = sv;
 	if (s->remove)
 		rc = wake_remove(&w, &s->e);
+	else if ((rc = wake_identity(&s->e)) < 0)
+		spool = 1; /* the identity is read from BACKCHANNEL_HOME */
 	else
-		rc = wake_identity(&s->e) < 0 ? -1 : wake_install(&w, &s->e);
+		rc = wake_install(&w, &s->e);
 	if (out.len)
 		fwrite(out.p, 1, out.len, stdout);
 	buf_free(&out);
 	if (rc < 0) {
-		fprintf(stderr, "bch-setup: %s\n", s->e.msg);
+		fprintf(stderr, "bch-setup: %.*s\n", spool ?
+		    (int)strlen(s->e.msg) : not_spool(&s->e), s->e.msg);
 		if (s->e.code > s->status)
 			s->status = s->e.code;
 	} else if (w.warned && s->status < BCH_TEMP) {

@@ -1194,6 +1194,19 @@ other_home() {
 	[ ! -e "$HOME/.local/share/backchannel" ]
 }
 
+@test "--wake into a directory the user cannot write: the error names it, not BACKCHANNEL_HOME" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run as another user"
+	agents bob
+	other_home
+	mkdir -p "$HOME/.config/systemd/user"
+	chown -R 65534:65534 "$HOME/.config"
+	chmod 555 "$HOME/.config/systemd/user"
+	run bch setup --no-hooks --wake --service systemd
+	assert_failure 100
+	assert_output --regexp "^bch-setup: .*$HOME/\.config/systemd/user.*: Permission denied\$"
+	[ ! -e "$HOME/.config/systemd/user/bch-notify.service" ]
+}
+
 # Its temporary file was opened as found: run as root, a link the
 # HOME's owner had put at its name was written through, root's file
 # it names overwritten and made the unit.
