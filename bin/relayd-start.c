@@ -161,7 +161,7 @@ listen_on(const char *addr, int port, struct err *e)
 	return fd;
 }
 
-/* Open the spool and the room, load the certificate, listen, and make the
+/* Load the certificate, open the spool and the room, listen, and make the
  * event loop's descriptors. Exits on failure. */
 void
 relayd_start(struct relayd *d, const struct opts *o)
@@ -169,6 +169,20 @@ relayd_start(struct relayd *d, const struct opts *o)
 	char room[4096];
 
 	fit_descriptors(d, o->maxconns_asked);
+	/* The certificate first: a bad one stops the relay before it
+	 * writes anything (a room token of its own making, the spool). */
+	if (o->cert) {
+		char pin[65];
+		unsigned bits;
+		if (!(d->tls = tls_server_new(o->cert, o->key, pin, &d->c.e)))
+			cli_fail(&d->c);
+		bits = tls_server_rsa_bits(d->tls);
+		if (bits && bits < 2048)
+			fprintf(stderr, "bch-relayd: warning: %s is a %u-bit RSA "
+			    "key, too weak to trust — make one of 2048 bits or "
+			    "more, or an EC key\n", o->key, bits);
+		fprintf(stderr, "bch-relayd: TLS on, key pin %s\n", pin);
+	}
 	free(d->c.cfg.url);
 	d->c.cfg.url = NULL; /* the relay serves its own spool */
 	room_token(d, o->tok, o->tokfile, room, sizeof room);
@@ -192,18 +206,6 @@ relayd_start(struct relayd *d, const struct opts *o)
 	d->r.burst = o->rate * 2 > 10 ? o->rate * 2 : 10;
 	http_limits_default(&d->lim);
 	d->lim.body = msg_request_max(&d->c.cfg.lim);
-	if (o->cert) {
-		char pin[65];
-		unsigned bits;
-		if (!(d->tls = tls_server_new(o->cert, o->key, pin, &d->c.e)))
-			cli_fail(&d->c);
-		bits = tls_server_rsa_bits(d->tls);
-		if (bits && bits < 2048)
-			fprintf(stderr, "bch-relayd: warning: %s is a %u-bit RSA "
-			    "key, too weak to trust — make one of 2048 bits or "
-			    "more, or an EC key\n", o->key, bits);
-		fprintf(stderr, "bch-relayd: TLS on, key pin %s\n", pin);
-	}
 	if ((d->lfd = listen_on(o->listen, o->port, &d->c.e)) < 0)
 		cli_fail(&d->c);
 	d->ep = epoll_create1(EPOLL_CLOEXEC);

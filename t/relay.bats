@@ -3940,6 +3940,10 @@ print(drain(s))
 	echo 'not pem' >bad.pem
 	run -100 bch-relayd --home "$BACKCHANNEL_HOME" --port 0 --token "$ROOM" --cert bad.pem --key bad.pem
 	assert_output --partial 'bad.pem'
+	# A first start without a room token writes nothing before it stops.
+	run -100 bch-relayd --home "$BATS_TEST_TMPDIR/fresh" --port 0 --cert bad.pem --key bad.pem
+	assert_output --partial 'bad.pem'
+	[ ! -e "$BATS_TEST_TMPDIR/fresh" ]
 }
 
 # An encrypted key was "no RSA or EC private key", and a 1024-bit RSA key
