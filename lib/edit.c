@@ -244,23 +244,7 @@ mkdir_owned(const char *path, mode_t mode)
 int
 edit_mkdirs(const char *path, mode_t mode)
 {
-	char p[PATH_MAX];
-	size_t i, n = strlen(path);
-
-	if (n == 0 || n >= sizeof p) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(p, path, n + 1);
-	for (i = 1; i <= n; i++) {
-		if (p[i] != '/' && p[i] != 0)
-			continue;
-		p[i] = 0;
-		if (mkdir_owned(p, mode) < 0 && errno != EEXIST)
-			return -1;
-		p[i] = path[i];
-	}
-	return 0;
+	return io_mkdirs_by(path, mode, mkdir_owned);
 }
 
 /* 1 when made, 0 when there is one already, or -1. */
