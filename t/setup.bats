@@ -835,10 +835,10 @@ startup_timeout_sec = 30'
 	[ -z "$(ls -A "$BCH_S6_SCANDIR")" ]
 }
 
-@test "a file of another user is refused untouched, when setup cannot give it back" {
-	[ "$(id -u)" -eq 0 ] || skip "needs root to make a file of another user"
-	command -v setpriv >/dev/null || skip "no setpriv"
-	# A HOME that user 65534 can reach (the test's own directory is root's).
+# settings_home: a HOME of user 65534's that the user can reach (the
+# test's own directory is root's), holding ~/.claude/settings.json, a
+# copy of it in before.json.
+settings_home() {
 	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
 	chmod 755 "$OTHER_HOME"
 	export HOME="$OTHER_HOME/home"
@@ -846,6 +846,12 @@ startup_timeout_sec = 30'
 	printf '{"model": "opus"}\n' >"$HOME/.claude/settings.json"
 	cp "$HOME/.claude/settings.json" before.json
 	chown -R 65534:65534 "$HOME"
+}
+
+@test "a file of another user is refused untouched, when setup cannot give it back" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to make a file of another user"
+	command -v setpriv >/dev/null || skip "no setpriv"
+	settings_home
 	chown 65533:65533 "$HOME/.claude/settings.json"
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup"
 	[ "$status" -eq 100 ]
@@ -858,13 +864,7 @@ startup_timeout_sec = 30'
 @test "a directory setup cannot write: the error names the file, not BACKCHANNEL_HOME, and the file is untouched" {
 	[ "$(id -u)" -eq 0 ] || skip "needs root to run as another user"
 	command -v setpriv >/dev/null || skip "no setpriv"
-	OTHER_HOME=$(mktemp -d /tmp/bch-setup-home.XXXXXX)
-	chmod 755 "$OTHER_HOME"
-	export HOME="$OTHER_HOME/home"
-	mkdir -p "$HOME/.claude"
-	printf '{"model": "opus"}\n' >"$HOME/.claude/settings.json"
-	cp "$HOME/.claude/settings.json" before.json
-	chown -R 65534:65534 "$HOME"
+	settings_home
 	chmod 555 "$HOME/.claude"
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$T_ROOT/bin/bch-setup"
 	[ "$status" -eq 100 ]
