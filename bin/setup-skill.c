@@ -146,7 +146,7 @@ skill_install(struct setup *s, struct edit_file *f, const char *sub)
 		return;
 	}
 	f->no_backup = mine;
-	if (!s->dry && !f->exists && edit_mkdirs(sub, 0755) < 0)
+	if (!s->dry && !f->exists && io_mkdirs(sub, 0755) < 0)
 		rc = err_sys(&e, "cannot create %s", sub);
 	else
 		rc = edit_commit(f, s->dry, &e);

@@ -131,7 +131,6 @@ open_file(struct edit_file *f, const char *path, enum edit_kind kind,
 		f->st = st; /* before the read: a write after it is seen */
 		f->mode = st.st_mode & 07777;
 		f->uid = st.st_uid;
-		f->gid = st.st_gid;
 		if (kind == EDIT_JSON && comments(&f->old, NULL))
 			return err_set(e, BCH_PERM, "not valid JSON (a comment)");
 	}
@@ -176,77 +175,6 @@ text_empty(const struct edit_file *f)
 	return i == n;
 }
 
-/* Make fd owned by uid:gid if it is not. 0, or -1 with errno. */
-static int
-own(int fd, uid_t uid, gid_t gid)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return -1;
-	if (st.st_uid == uid && st.st_gid == gid)
-		return 0;
-	return fchown(fd, uid, gid);
-}
-
-#ifdef O_PATH
-#define DIR_OPEN (O_PATH | O_DIRECTORY | O_CLOEXEC) /* search, not read */
-#else
-#define DIR_OPEN (O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-#endif
-
-/* Create the one directory path with mode, owned as the directory it is
- * made in. That directory is opened first, and the new one made and
- * opened in it: a directory above swapped for a symlink since (by the
- * HOME's owner, setup run as root) cannot have root's directory of that
- * name given away, nor a symlink put in the new one's place. 0, or -1
- * with errno (EEXIST when anything is there). */
-static int
-mkdir_owned(const char *path, mode_t mode)
-{
-	char dir[PATH_MAX];
-	const char *name = path;
-	struct stat up;
-	char *slash;
-	int dfd, fd, rc = -1, saved;
-
-	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if ((slash = strrchr(dir, '/')) != NULL) {
-		*slash = 0;
-		name = slash + 1;
-	}
-	/* Most are there: no need to open the one above ("a//b": "a/"). */
-	if (!*name || lstat(path, &up) == 0) {
-		errno = EEXIST;
-		return -1;
-	}
-	dfd = open(!slash ? "." : slash == dir ? "/" : dir, DIR_OPEN);
-	if (dfd < 0)
-		return -1;
-	if (mkdirat(dfd, name, mode) == 0 && fstat(dfd, &up) == 0) {
-		rc = 0;
-		/* Not ours to give away (not root): it stays ours. */
-		if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY |
-		    O_NOFOLLOW | O_CLOEXEC)) >= 0) {
-			(void)own(fd, up.st_uid, up.st_gid);
-			close(fd);
-		}
-	}
-	saved = errno;
-	close(dfd);
-	errno = saved;
-	return rc;
-}
-
-int
-edit_mkdirs(const char *path, mode_t mode)
-{
-	return io_mkdirs_by(path, mode, mkdir_owned);
-}
-
 /* 1 when made, 0 when there is one already, or -1. */
 static int
 backup(struct edit_file *f, struct err *e)
@@ -262,7 +190,6 @@ backup(struct edit_file *f, struct err *e)
 			return 0; /* once: the first backup is the original */
 		return err_sys(e, "cannot create the backup %s", bak);
 	}
-	(void)own(fd, f->uid, f->gid); /* as replace() does, or ours */
 	if (io_writeall(fd, f->old.p ? f->old.p : "", f->old.len) < 0 ||
 	    fsync(fd) < 0 || fchmod(fd, f->mode & 0666) < 0) {
 		err_sys(e, "cannot write the backup %s", bak);
@@ -315,49 +242,34 @@ parent_dirs(const char *path, struct err *e)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	if (edit_mkdirs(dir, 0700) < 0)
+	if (io_mkdirs(dir, 0700) < 0)
 		return err_sys(e, "cannot create %s", dir);
 	return 0;
 }
 
 /* Write f->text to a temporary file beside f->real, with the file's
- * owner and mode, and rename it over f->real. Run as root on a user's
- * file (sudo keeping HOME), a replacement of root's would leave the user
- * a settings file they can no longer read or write. */
+ * mode, and rename it over f->real once the file is still the one read.
+ * Run as root, setup runs as the owner of HOME (bch-setup.c), so what it
+ * writes is theirs. */
 static int
 replace(struct edit_file *f, struct err *e)
 {
 	char tmp[PATH_MAX + 32], dir[PATH_MAX];
-	struct stat up;
 	char *slash;
 	int fd;
 
 	snprintf(dir, sizeof dir, "%s", f->real);
-	slash = strrchr(dir, '/');
-	if (slash)
+	if ((slash = strrchr(dir, '/')) != NULL)
 		*slash = 0;
-	if (!f->exists && stat(slash ? (*dir ? dir : "/") : ".", &up) == 0) {
-		f->uid = up.st_uid; /* a new file: the directory's owner */
-		f->gid = up.st_gid;
-	}
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", f->real, (long)getpid());
-	/* Made anew, never opened as found: a link put at this name (by
-	 * the directory's owner, setup run as root) would be written
-	 * through, and the file it names given away by own(). */
+	/* Made anew, never opened as found: a link put at this name would
+	 * be written through. */
 	if (unlink(tmp) < 0 && errno != ENOENT)
 		return err_sys(e, "cannot create %s", tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd < 0)
 		return err_sys(e, "cannot create %s", tmp);
-	if (own(fd, f->uid, f->gid) < 0 && f->exists && f->uid != geteuid()) {
-		err_set(e, BCH_PERM, "owned by another user (uid %ld) — chown "
-		    "it to yourself, or run bch setup as that user",
-		    (long)f->uid);
-		close(fd);
-		unlink(tmp);
-		return -1;
-	}
 	if (fchmod(fd, f->mode) < 0) {
 		err_sys(e, "cannot set the mode of %s", tmp);
 		close(fd);
@@ -459,12 +371,6 @@ edit_splice(struct buf *doc, size_t start, size_t end, const char *p, size_t n)
 }
 
 int
-edit_mkdir(const char *path, mode_t mode)
-{
-	return mkdir_owned(path, mode);
-}
-
-int
 edit_write(const char *path, const char *p, size_t n, mode_t mode,
     struct err *e)
 {
@@ -479,10 +385,8 @@ edit_write(const char *path, const char *p, size_t n, mode_t mode,
 	snprintf(f.path, sizeof f.path, "%s", path);
 	f.mode = mode;
 	if (stat(path, &st) == 0) {
-		f.exists = 1; /* replaced: its owner stays */
-		f.st = st; /* and replace() checks it is still this one */
-		f.uid = st.st_uid;
-		f.gid = st.st_gid;
+		f.exists = 1;
+		f.st = st; /* replace() checks it is still this one */
 	} else if (errno != ENOENT) {
 		return err_sys(e, "cannot read %s", path);
 	}

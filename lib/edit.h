@@ -31,8 +31,7 @@ struct edit_file {
 	int exists;
 	int link;        /* path is a symlink (to real) */
 	mode_t mode;     /* the file's mode, or the mode it is created with */
-	uid_t uid;       /* the file's owner and group, kept when it is */
-	gid_t gid;       /* replaced */
+	uid_t uid;       /* the file's owner: another user's is not edited */
 	struct buf old;  /* as read */
 	struct buf text; /* as edited; starts as a copy of old */
 	struct buf orig; /* the backup, the file as it was before setup */
@@ -66,16 +65,6 @@ int edit_open(struct edit_file *f, const char *path, enum edit_kind kind,
 int edit_commit(struct edit_file *f, int dry, struct err *e);
 
 void edit_close(struct edit_file *f);
-
-/* Create the directory path and those above it that are missing, with
- * mode, each owned as the directory it is made in (setup run as root
- * with the user's HOME leaves them the user's). 0, or -1 with errno. */
-int edit_mkdirs(const char *path, mode_t mode);
-
-/* Create the one directory path with mode (EEXIST when anything is
- * there: never one found), owned as the directory it is made in; a
- * symlink put in its place since is not followed. 0, or -1 with errno. */
-int edit_mkdir(const char *path, mode_t mode);
 
 /* Replace path (a symlink itself, not its file) atomically with the n
  * bytes at p, mode mode, as edit_commit writes: a file there keeps its

@@ -199,13 +199,6 @@ io_replace(const char *path, const void *p, size_t n, int sync, struct err *e)
 int
 io_mkdirs(const char *path, mode_t mode)
 {
-	return io_mkdirs_by(path, mode, mkdir);
-}
-
-int
-io_mkdirs_by(const char *path, mode_t mode,
-    int (*mk)(const char *, mode_t))
-{
 	char p[4096];
 	size_t i, n = strlen(path);
 
@@ -218,7 +211,7 @@ io_mkdirs_by(const char *path, mode_t mode,
 		if (p[i] != '/' && p[i] != 0)
 			continue;
 		p[i] = 0;
-		if (mk(p, mode) < 0 && errno != EEXIST)
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
 			return -1;
 		p[i] = path[i];
 	}

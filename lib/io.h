@@ -51,11 +51,6 @@ int io_replace(const char *path, const void *p, size_t n, int sync,
 /* mkdir -p with mode for every directory it creates; 0 or -1 (errno). */
 int io_mkdirs(const char *path, mode_t mode);
 
-/* io_mkdirs() with mk in mkdir's place for each directory to make (it
- * fails with EEXIST for one that is there). */
-int io_mkdirs_by(const char *path, mode_t mode,
-    int (*mk)(const char *, mode_t));
-
 /* Read one line (without its newline) of at most max bytes from f into
  * line; a longer one is read to its end and dropped, with *toolong set,
  * so it never eats the next. 1 line, 0 end of input, -1 error. */

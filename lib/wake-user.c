@@ -186,7 +186,7 @@ user_write(struct wake *w, int launchd, const char *dir, const char *file,
 	}
 	snprintf(parent, sizeof parent, "%s", file);
 	*strrchr(parent, '/') = 0;
-	if (!w->dry && edit_mkdirs(parent, 0755) < 0) {
+	if (!w->dry && io_mkdirs(parent, 0755) < 0) {
 		buf_free(&text);
 		return err_sys(e, "cannot create %s", parent);
 	}
@@ -246,7 +246,7 @@ wake_user_install(struct wake *w, int launchd, struct err *e)
 	if (wake_exists(dir) && !wake_ours(dir))
 		return err_set(e, BCH_PERM, "%s exists and bch-setup did not "
 		    "install it — leaving it alone", dir);
-	if (!w->dry && edit_mkdirs(dir, 0755) < 0)
+	if (!w->dry && io_mkdirs(dir, 0755) < 0)
 		return err_sys(e, "cannot create %s", dir);
 	if (wake_sv_fill(w, dir, 0, &changed, e) < 0 ||
 	    user_write(w, launchd, dir, file, &changed, e) < 0)

@@ -185,7 +185,7 @@ wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 		if (strchr(svfiles[k], '/')) {
 			char sub[PATH_MAX];
 			snprintf(sub, sizeof sub, "%s/log", dir);
-			if (!w->dry && edit_mkdirs(sub, 0755) < 0) {
+			if (!w->dry && io_mkdirs(sub, 0755) < 0) {
 				buf_free(&b);
 				return err_sys(e, "cannot create %s", sub);
 			}
@@ -198,7 +198,7 @@ wake_sv_fill(struct wake *w, const char *dir, int with_env, int *changed,
 	}
 	if (with_env) {
 		snprintf(dst, sizeof dst, "%s/env", dir);
-		if (!w->dry && edit_mkdirs(dst, 0755) < 0) {
+		if (!w->dry && io_mkdirs(dst, 0755) < 0) {
 			buf_free(&b);
 			return err_sys(e, "cannot create %s", dst);
 		}
@@ -383,7 +383,7 @@ s6_install(struct wake *w, const char *scandir, struct err *e)
 	snprintf(tmp, sizeof tmp, "%s/.bch-notify.setup.%ld", scandir,
 	    (long)getpid());
 	wake_rmtree(tmp);
-	if (edit_mkdir(tmp, 0755) < 0) { /* the scan directory's owner's */
+	if (mkdir(tmp, 0755) < 0) { /* never one found there */
 		/* Not BACKCHANNEL_HOME's permissions, as err_sys would say:
 		 * setup runs as the user whose HOME it is, and the service
 		 * runs as them, under a scan directory of theirs. */
